@@ -1,0 +1,328 @@
+//! Decoding the positioned YAML tree into typed values while collecting *every* problem.
+//!
+//! Each decoder reports what is wrong with its node into [`Problems`] and returns `None`
+//! when the value is unusable, so one run of `check` lists all mistakes instead of the first.
+
+use std::time::Duration;
+
+use super::diag::{did_you_mean, Problems};
+use super::duration::parse_duration;
+use super::yaml::{Node, Pos};
+
+/// A value together with where it was written, for later semantic checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub pos: Pos,
+}
+
+/// Decoding from a YAML node.
+pub trait Decode: Sized {
+    /// Decode `node` found at field `path`; report problems and return `None` if unusable.
+    fn decode(node: &Node, path: &str, problems: &mut Problems) -> Option<Self>;
+}
+
+/// `parent.key`, or `key` at the top.
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// `parent[index]`.
+pub fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+/// The text of a scalar node, or a problem saying what was expected.
+pub fn scalar<'a>(node: &'a Node, path: &str, expected: &str, problems: &mut Problems) -> Option<&'a str> {
+    match node {
+        Node::Scalar { value, .. } => Some(value),
+        other => {
+            problems.add(
+                other.pos(),
+                path,
+                format!("expected {expected}, found {}", other.kind()),
+            );
+            None
+        }
+    }
+}
+
+impl Decode for String {
+    fn decode(node: &Node, path: &str, problems: &mut Problems) -> Option<Self> {
+        scalar(node, path, "a string", problems).map(str::to_string)
+    }
+}
+
+impl Decode for bool {
+    fn decode(node: &Node, path: &str, problems: &mut Problems) -> Option<Self> {
+        match scalar(node, path, "true or false", problems)? {
+            "true" => Some(true),
+            "false" => Some(false),
+            other => {
+                problems.add(
+                    node.pos(),
+                    path,
+                    format!("expected true or false, found `{other}`"),
+                );
+                None
+            }
+        }
+    }
+}
+
+macro_rules! decode_unsigned {
+    ($($t:ty),*) => {$(
+        impl Decode for $t {
+            fn decode(node: &Node, path: &str, problems: &mut Problems) -> Option<Self> {
+                let text = scalar(node, path, "a whole number", problems)?;
+                match text.parse::<$t>() {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        problems.add(node.pos(), path, format!(
+                            "expected a whole number from 0 to {}, found `{text}`", <$t>::MAX));
+                        None
+                    }
+                }
+            }
+        }
+    )*};
+}
+decode_unsigned!(u16, u32, u64, usize);
+
+impl Decode for Duration {
+    fn decode(node: &Node, path: &str, problems: &mut Problems) -> Option<Self> {
+        let text = scalar(node, path, "a duration such as 250ms, 2s or 1m", problems)?;
+        match parse_duration(text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                problems.add(node.pos(), path, format!("bad duration: {e}"));
+                None
+            }
+        }
+    }
+}
+
+impl<T: Decode> Decode for Spanned<T> {
+    fn decode(node: &Node, path: &str, problems: &mut Problems) -> Option<Self> {
+        T::decode(node, path, problems).map(|value| Spanned {
+            value,
+            pos: node.pos(),
+        })
+    }
+}
+
+impl<T: Decode> Decode for Vec<T> {
+    fn decode(node: &Node, path: &str, problems: &mut Problems) -> Option<Self> {
+        let Node::Seq { items, .. } = node else {
+            problems.add(
+                node.pos(),
+                path,
+                format!("expected a list, found {}", node.kind()),
+            );
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match T::decode(item, &index(path, i), problems) {
+                Some(v) => out.push(v),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+}
+
+/// A mapping with free-form keys (header names, upstream names), in file order.
+#[derive(Debug, Clone)]
+pub struct Entries<T>(pub Vec<(Spanned<String>, T)>);
+
+impl<T> Default for Entries<T> {
+    fn default() -> Self {
+        Entries(Vec::new())
+    }
+}
+
+impl<T: Decode> Decode for Entries<T> {
+    fn decode(node: &Node, path: &str, problems: &mut Problems) -> Option<Self> {
+        let Node::Map { entries, .. } = node else {
+            problems.add(
+                node.pos(),
+                path,
+                format!("expected a mapping, found {}", node.kind()),
+            );
+            return None;
+        };
+        let mut out: Vec<(Spanned<String>, T)> = Vec::with_capacity(entries.len());
+        let mut ok = true;
+        for (k, v) in entries {
+            let Some(key) = scalar(k, path, "a string key", problems) else {
+                ok = false;
+                continue;
+            };
+            if let Some((first, _)) = out.iter().find(|(s, _)| s.value == key) {
+                problems.add(
+                    k.pos(),
+                    &join(path, key),
+                    format!("`{key}` is given twice (first at line {})", first.pos.line),
+                );
+                ok = false;
+                continue;
+            }
+            match T::decode(v, &join(path, key), problems) {
+                Some(value) => out.push((
+                    Spanned {
+                        value: key.to_string(),
+                        pos: k.pos(),
+                    },
+                    value,
+                )),
+                None => ok = false,
+            }
+        }
+        ok.then_some(Entries(out))
+    }
+}
+
+/// The fields of one mapping that has a fixed set of allowed keys.
+///
+/// Unknown keys are errors (a typo must never silently disable a feature), reported with a
+/// "did you mean" hint; duplicate keys are errors too.
+pub struct Fields<'a> {
+    path: String,
+    pos: Pos,
+    entries: Vec<(&'a str, &'a Node)>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(node: &'a Node, path: &str, allowed: &[&str], problems: &mut Problems) -> Option<Fields<'a>> {
+        let Node::Map { entries, pos } = node else {
+            problems.add(
+                node.pos(),
+                path,
+                format!(
+                    "expected a mapping with fields {}, found {}",
+                    allowed.join(", "),
+                    node.kind()
+                ),
+            );
+            return None;
+        };
+        let mut kept: Vec<(&'a str, &'a Node)> = Vec::with_capacity(entries.len());
+        let mut first_pos: Vec<Pos> = Vec::new();
+        for (k, v) in entries {
+            let Some(key) = scalar(k, path, "a field name", problems) else {
+                continue;
+            };
+            if !allowed.contains(&key) {
+                let hint = match did_you_mean(key, allowed) {
+                    Some(s) => format!("; did you mean `{s}`?"),
+                    None => format!(" (expected one of: {})", allowed.join(", ")),
+                };
+                problems.add(k.pos(), &join(path, key), format!("unknown field `{key}`{hint}"));
+                continue;
+            }
+            if let Some(i) = kept.iter().position(|(name, _)| *name == key) {
+                problems.add(
+                    k.pos(),
+                    &join(path, key),
+                    format!("`{key}` is given twice (first at line {})", first_pos[i].line),
+                );
+                continue;
+            }
+            kept.push((key, v));
+            first_pos.push(k.pos());
+        }
+        Some(Fields {
+            path: path.to_string(),
+            pos: *pos,
+            entries: kept,
+        })
+    }
+
+    /// Position of the mapping itself.
+    pub fn pos(&self) -> Pos {
+        self.pos
+    }
+
+    /// Field path of a child.
+    pub fn path_of(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    pub fn node(&self, key: &str) -> Option<&'a Node> {
+        self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.node(key).is_some()
+    }
+
+    /// An optional field: `None` when absent (or unusable, which has been reported).
+    pub fn opt<T: Decode>(&self, key: &str, problems: &mut Problems) -> Option<T> {
+        match self.node(key) {
+            None | Some(Node::Null { .. }) => None,
+            Some(node) => T::decode(node, &self.path_of(key), problems),
+        }
+    }
+
+    /// An optional field with a default when absent.
+    pub fn or<T: Decode>(&self, key: &str, default: T, problems: &mut Problems) -> T {
+        self.opt(key, problems).unwrap_or(default)
+    }
+
+    /// A required field: reports a missing one at the mapping's position.
+    pub fn req<T: Decode>(&self, key: &str, problems: &mut Problems) -> Option<T> {
+        match self.node(key) {
+            None | Some(Node::Null { .. }) => {
+                problems.add(
+                    self.pos,
+                    &self.path_of(key),
+                    format!("missing required field `{key}`"),
+                );
+                None
+            }
+            Some(node) => T::decode(node, &self.path_of(key), problems),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::yaml::parse;
+
+    #[test]
+    fn reports_every_unknown_and_duplicate_field() {
+        let node = parse("retires: 1\ntimeout: 2s\ntimeout: 3s\nzzz: 1\n").unwrap();
+        let mut p = Problems::new("f");
+        let f = Fields::new(&node, "up", &["retries", "timeout"], &mut p).unwrap();
+        assert_eq!(f.opt::<Duration>("timeout", &mut p), Some(Duration::from_secs(2)));
+        let text = p.to_string();
+        assert!(
+            text.contains("f:1:1: up.retires: unknown field `retires`; did you mean `retries`?"),
+            "{text}"
+        );
+        assert!(
+            text.contains("f:3:1: up.timeout: `timeout` is given twice (first at line 2)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("f:4:1: up.zzz: unknown field `zzz` (expected one of: retries, timeout)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn list_reports_each_bad_item() {
+        let node = parse("[1s, x, 2q]").unwrap();
+        let mut p = Problems::new("f");
+        assert!(Vec::<Duration>::decode(&node, "d", &mut p).is_none());
+        assert_eq!(p.len(), 2);
+        assert!(p.to_string().contains("d[1]"));
+    }
+}

@@ -1,0 +1,69 @@
+//! Configuration: YAML text -> positioned tree -> typed [`Config`] -> cross-item validation.
+//!
+//! Every problem is collected (not just the first) so `portcullis check` and a refused start
+//! print the same complete list.
+
+pub mod cidr;
+pub mod decode;
+pub mod diag;
+pub mod duration;
+pub mod model;
+mod schema;
+mod validate;
+pub mod yaml;
+
+pub use diag::Problems;
+pub use model::*;
+
+/// Read and validate the configuration file at `path`.
+pub fn load_file(path: &str) -> Result<Config, Problems> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&text, path),
+        Err(e) => {
+            let mut p = Problems::new(path);
+            p.add_unpositioned("", format!("cannot read configuration file: {e}"));
+            Err(p)
+        }
+    }
+}
+
+/// Validate configuration `text`; `file` names it in messages.
+pub fn load_str(text: &str, file: &str) -> Result<Config, Problems> {
+    let mut p = Problems::new(file);
+    let root = match yaml::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            p.add(e.pos, "", format!("YAML syntax error: {}", e.message));
+            return Err(p);
+        }
+    };
+    let upstream_names = upstream_names(&root);
+    let parts = schema::decode_parts(&root, &mut p);
+    validate::validate(&parts, &upstream_names, &mut p);
+    p.items
+        .sort_by_key(|i| i.pos.map(|pos| (pos.line, pos.col)).unwrap_or((usize::MAX, 0)));
+    p.items.dedup();
+    match parts.into_config() {
+        Some(c) if p.is_empty() => Ok(c),
+        _ => Err(p),
+    }
+}
+
+/// Every upstream name declared, even in upstreams that have other problems.
+fn upstream_names(root: &yaml::Node) -> Vec<String> {
+    let yaml::Node::Map { entries, .. } = root else {
+        return Vec::new();
+    };
+    let Some((_, yaml::Node::Map { entries: ups, .. })) = entries
+        .iter()
+        .find(|(k, _)| matches!(k, yaml::Node::Scalar { value, .. } if value == "upstreams"))
+    else {
+        return Vec::new();
+    };
+    ups.iter()
+        .filter_map(|(k, _)| match k {
+            yaml::Node::Scalar { value, .. } => Some(value.clone()),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,161 @@
+//! The validated configuration, as typed values. Nothing here knows about Pingora.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use super::cidr::Cidr;
+use super::decode::Spanned;
+use super::yaml::Pos;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listener addresses exactly as written (Pingora hands a listener over on upgrade only
+    /// when the address string is identical in both configs).
+    pub listen: Vec<String>,
+    pub threads: usize,
+    pub admin: Option<String>,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+    pub error_log: Option<String>,
+    pub grace_period: Duration,
+    pub shutdown_timeout: Duration,
+    pub log_level: Option<String>,
+    pub access_log: bool,
+    /// Peers whose `X-Forwarded-*` headers are believed and extended rather than replaced.
+    pub trusted_proxies: Vec<Cidr>,
+    pub limits: RequestLimits,
+}
+
+/// Caps on what a client may send before the gateway even routes the request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    pub max_header_count: usize,
+    pub max_header_bytes: usize,
+    pub max_uri_length: usize,
+    pub header_read_timeout: Duration,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_header_count: 100,
+            max_header_bytes: 32 * 1024,
+            max_uri_length: 8 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    Random,
+    Hash,
+    LeastConn,
+    LeastTime,
+}
+
+impl Balance {
+    pub const NAMES: [&'static str; 5] = ["round_robin", "random", "hash", "least_conn", "least_time"];
+}
+
+/// What a `hash` pool hashes to keep a client on one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    ClientIp,
+    Header(HeaderName),
+    Cookie(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    /// As written, for messages and metric labels.
+    pub addr: Spanned<String>,
+    pub resolved: SocketAddr,
+    pub weight: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthProbe {
+    Tcp,
+    Http {
+        path: String,
+        host: String,
+        expect_status: Vec<u16>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheckConfig {
+    pub probe: HealthProbe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: usize,
+    pub unhealthy_threshold: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: Spanned<String>,
+    pub targets: Vec<TargetConfig>,
+    pub balance: Balance,
+    pub hash_key: HashKey,
+    pub health_check: Option<HealthCheckConfig>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub retries: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathMatch {
+    pub fn text(&self) -> &str {
+        match self {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) => p,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MatchConfig {
+    /// Lower-cased; `*.example.com` wildcards allowed in the leftmost label.
+    pub hosts: Vec<String>,
+    pub path: PathMatch,
+    /// Upper-cased; empty means any method.
+    pub methods: Vec<String>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HeaderRulesConfig {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: Spanned<String>,
+    /// Where the route's mapping starts, for messages about the route as a whole.
+    pub pos: Pos,
+    pub matcher: MatchConfig,
+    pub upstream: Spanned<String>,
+    pub strip_prefix: Option<Spanned<String>>,
+    pub request_headers: HeaderRulesConfig,
+    pub response_headers: HeaderRulesConfig,
+    pub timeout: Option<Duration>,
+}

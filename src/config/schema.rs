@@ -1,0 +1,865 @@
+//! The configuration schema: which fields each section has, their defaults, and how each is
+//! decoded from the positioned YAML tree. Cross-item rules live in `validate.rs`.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use super::cidr::Cidr;
+use super::decode::{index, scalar, Decode, Entries, Fields, Spanned};
+use super::diag::{did_you_mean, Problems};
+use super::model::*;
+
+use super::yaml::Node;
+use crate::routing::normalize::normalize_target;
+
+const TOP: &[&str] = &["server", "upstreams", "routes"];
+
+/// The sections of a document, each decoded as far as it could be, so cross-item checks can
+/// run even when some item is broken.
+pub struct Parts {
+    pub server: Option<ServerConfig>,
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Per route in file order; `None` where the route itself is unusable.
+    pub routes: Vec<Option<RouteConfig>>,
+    pub complete: bool,
+}
+
+impl Parts {
+    pub fn into_config(self) -> Option<Config> {
+        if !self.complete {
+            return None;
+        }
+        Some(Config {
+            server: self.server?,
+            upstreams: self.upstreams,
+            routes: self.routes.into_iter().collect::<Option<_>>()?,
+        })
+    }
+}
+
+/// Decode the whole document, reporting every problem.
+pub fn decode_parts(root: &Node, p: &mut Problems) -> Parts {
+    let before = p.len();
+    let Some(f) = Fields::new(root, "", TOP, p) else {
+        return Parts {
+            server: None,
+            upstreams: Vec::new(),
+            routes: Vec::new(),
+            complete: false,
+        };
+    };
+    let server = match f.node("server") {
+        Some(node) => decode_server(node, "server", p),
+        None => {
+            p.add(
+                f.pos(),
+                "server",
+                "missing required section `server` (at least `listen`)",
+            );
+            None
+        }
+    };
+    let upstreams: Vec<UpstreamConfig> = match f.node("upstreams") {
+        Some(node) => decode_upstreams(node, p),
+        None => Vec::new(),
+    };
+    let routes: Vec<Option<RouteConfig>> = match f.node("routes") {
+        Some(Node::Seq { items, .. }) => items
+            .iter()
+            .enumerate()
+            .map(|(i, n)| decode_route(n, &index("routes", i), p))
+            .collect(),
+        Some(other) => {
+            p.add(
+                other.pos(),
+                "routes",
+                format!("expected a list of routes, found {}", other.kind()),
+            );
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    let complete = p.len() == before;
+    Parts {
+        server,
+        upstreams,
+        routes,
+        complete,
+    }
+}
+
+fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option<ServerConfig> {
+    const FIELDS: &[&str] = &[
+        "listen",
+        "threads",
+        "admin",
+        "pid_file",
+        "upgrade_sock",
+        "error_log",
+        "grace_period",
+        "shutdown_timeout",
+        "log_level",
+        "access_log",
+        "trusted_proxies",
+        "limits",
+    ];
+    let f = Fields::new(node, path, FIELDS, p)?;
+    let listen: Option<Vec<Spanned<String>>> = f.req("listen", p);
+    let listen = listen.and_then(|l| {
+        if l.is_empty() {
+            p.add(
+                f.pos(),
+                &f.path_of("listen"),
+                "needs at least one address such as 0.0.0.0:8080",
+            );
+        }
+        let ok = l
+            .iter()
+            .enumerate()
+            .all(|(i, a)| socket_addr(a, &index(&f.path_of("listen"), i), p).is_some());
+        ok.then(|| l.into_iter().map(|a| a.value).collect::<Vec<_>>())
+    });
+    let admin: Option<Spanned<String>> = f.opt("admin", p);
+    let admin_ok = admin
+        .as_ref()
+        .is_none_or(|a| socket_addr(a, &f.path_of("admin"), p).is_some());
+    let threads: usize = f.or("threads", 2, p);
+    if threads == 0 {
+        p.add(f.pos(), &f.path_of("threads"), "must be at least 1");
+    }
+    let log_level: Option<Spanned<String>> = f.opt("log_level", p);
+    if let Some(l) = &log_level {
+        const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
+        if !LEVELS.contains(&l.value.as_str()) {
+            p.add(
+                l.pos,
+                &f.path_of("log_level"),
+                format!("expected one of {}, found `{}`", LEVELS.join(", "), l.value),
+            );
+        }
+    }
+    let proxies: Vec<Spanned<String>> = f.or("trusted_proxies", Vec::new(), p);
+    let mut trusted_proxies = Vec::new();
+    for (i, s) in proxies.iter().enumerate() {
+        match s.value.parse::<Cidr>() {
+            Ok(c) => trusted_proxies.push(c),
+            Err(e) => p.add(s.pos, &index(&f.path_of("trusted_proxies"), i), e),
+        }
+    }
+    let limits = match f.node("limits") {
+        Some(n) => decode_limits(n, &f.path_of("limits"), p),
+        None => Some(RequestLimits::default()),
+    };
+    Some(ServerConfig {
+        listen: listen?,
+        threads,
+        admin: if admin_ok { admin.map(|a| a.value) } else { None },
+        pid_file: f.or("pid_file", "/tmp/portcullis.pid".to_string(), p),
+        upgrade_sock: f.or("upgrade_sock", "/tmp/portcullis_upgrade.sock".to_string(), p),
+        error_log: f.opt("error_log", p),
+        grace_period: f.or("grace_period", Duration::from_secs(30), p),
+        shutdown_timeout: f.or("shutdown_timeout", Duration::from_secs(5), p),
+        log_level: log_level.map(|l| l.value),
+        access_log: f.or("access_log", true, p),
+        trusted_proxies,
+        limits: limits?,
+    })
+}
+
+fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<RequestLimits> {
+    let d = RequestLimits::default();
+    let f = Fields::new(
+        node,
+        path,
+        &[
+            "max_header_count",
+            "max_header_bytes",
+            "max_uri_length",
+            "header_read_timeout",
+        ],
+        p,
+    )?;
+    let limits = RequestLimits {
+        max_header_count: f.or("max_header_count", d.max_header_count, p),
+        max_header_bytes: f.or("max_header_bytes", d.max_header_bytes, p),
+        max_uri_length: f.or("max_uri_length", d.max_uri_length, p),
+        header_read_timeout: f.or("header_read_timeout", d.header_read_timeout, p),
+    };
+    // Pingora itself refuses more than 256 headers; a larger cap would be a lie.
+    if !(1..=256).contains(&limits.max_header_count) {
+        p.add(
+            f.pos(),
+            &f.path_of("max_header_count"),
+            "must be between 1 and 256",
+        );
+    }
+    if limits.header_read_timeout.is_zero() {
+        p.add(
+            f.pos(),
+            &f.path_of("header_read_timeout"),
+            "must be greater than 0",
+        );
+    }
+    Some(limits)
+}
+
+fn socket_addr(s: &Spanned<String>, path: &str, p: &mut Problems) -> Option<SocketAddr> {
+    match s.value.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.add(
+                s.pos,
+                path,
+                format!(
+                    "bad address `{}`: expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080",
+                    s.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Upstream names are kept even when the upstream itself is broken, so routes naming it are
+/// not reported a second time as "undefined".
+fn decode_upstreams(node: &Node, p: &mut Problems) -> Vec<UpstreamConfig> {
+    let Node::Map { entries, .. } = node else {
+        p.add(
+            node.pos(),
+            "upstreams",
+            format!("expected a mapping of upstream names, found {}", node.kind()),
+        );
+        return Vec::new();
+    };
+    let mut out: Vec<UpstreamConfig> = Vec::new();
+    let mut seen: Vec<Spanned<String>> = Vec::new();
+    for (k, v) in entries {
+        let Some(name) = scalar(k, "upstreams", "an upstream name", p) else {
+            continue;
+        };
+        let path = format!("upstreams.{name}");
+        if let Some(first) = seen.iter().find(|s| s.value == name) {
+            p.add(
+                k.pos(),
+                &path,
+                format!(
+                    "upstream `{name}` is defined twice (first at line {})",
+                    first.pos.line
+                ),
+            );
+            continue;
+        }
+        let name = Spanned {
+            value: name.to_string(),
+            pos: k.pos(),
+        };
+        seen.push(name.clone());
+        check_name(&name, &path, p);
+        if let Some(u) = decode_upstream(name, v, &path, p) {
+            out.push(u);
+        }
+    }
+    out
+}
+
+/// Names become metric labels and log fields: keep them plain.
+fn check_name(name: &Spanned<String>, path: &str, p: &mut Problems) {
+    let ok = !name.value.is_empty()
+        && name.value.len() <= 64
+        && name
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !ok {
+        p.add(
+            name.pos,
+            path,
+            format!(
+                "name `{}` must be 1-64 characters of A-Z a-z 0-9 - _ .",
+                name.value
+            ),
+        );
+    }
+}
+
+fn decode_upstream(
+    name: Spanned<String>,
+    node: &Node,
+    path: &str,
+    p: &mut Problems,
+) -> Option<UpstreamConfig> {
+    const FIELDS: &[&str] = &[
+        "targets",
+        "balance",
+        "hash_key",
+        "health_check",
+        "connect_timeout",
+        "read_timeout",
+        "write_timeout",
+        "retries",
+    ];
+    let f = Fields::new(node, path, FIELDS, p)?;
+    let targets = match f.node("targets") {
+        Some(Node::Seq { items, .. }) => {
+            if items.is_empty() {
+                p.add(
+                    f.node("targets").map_or(f.pos(), Node::pos),
+                    &f.path_of("targets"),
+                    "upstream has no targets",
+                );
+            }
+            let all: Vec<Option<TargetConfig>> = items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| decode_target(n, &index(&f.path_of("targets"), i), p))
+                .collect();
+            all.into_iter().collect::<Option<Vec<_>>>()
+        }
+        Some(other) => {
+            p.add(
+                other.pos(),
+                &f.path_of("targets"),
+                format!("expected a list of targets, found {}", other.kind()),
+            );
+            None
+        }
+        None => {
+            p.add(
+                f.pos(),
+                &f.path_of("targets"),
+                "upstream has no targets (missing required field `targets`)",
+            );
+            None
+        }
+    };
+    let balance = match f.opt::<Spanned<String>>("balance", p) {
+        None => Some(Balance::RoundRobin),
+        Some(b) => match b.value.as_str() {
+            "round_robin" => Some(Balance::RoundRobin),
+            "random" => Some(Balance::Random),
+            "hash" => Some(Balance::Hash),
+            "least_conn" => Some(Balance::LeastConn),
+            "least_time" => Some(Balance::LeastTime),
+            other => {
+                p.add(
+                    b.pos,
+                    &f.path_of("balance"),
+                    one_of_message(other, &Balance::NAMES),
+                );
+                None
+            }
+        },
+    };
+    let hash_key = match f.opt::<Spanned<String>>("hash_key", p) {
+        None => Some(HashKey::ClientIp),
+        Some(k) => {
+            if balance.is_some() && balance != Some(Balance::Hash) {
+                p.add(
+                    k.pos,
+                    &f.path_of("hash_key"),
+                    "hash_key only applies to `balance: hash`",
+                );
+            }
+            decode_hash_key(&k, &f.path_of("hash_key"), p)
+        }
+    };
+    let health_check = match f.node("health_check") {
+        None | Some(Node::Null { .. }) => Some(None),
+        Some(n) => decode_health_check(n, &f.path_of("health_check"), p).map(Some),
+    };
+    let connect_timeout: Duration = f.or("connect_timeout", Duration::from_secs(1), p);
+    let read_timeout: Duration = f.or("read_timeout", Duration::from_secs(30), p);
+    let write_timeout: Duration = f.or("write_timeout", Duration::from_secs(30), p);
+    for (key, d) in [
+        ("connect_timeout", connect_timeout),
+        ("read_timeout", read_timeout),
+        ("write_timeout", write_timeout),
+    ] {
+        if d.is_zero() {
+            p.add(
+                f.node(key).map_or(f.pos(), Node::pos),
+                &f.path_of(key),
+                "must be greater than 0",
+            );
+        }
+    }
+    Some(UpstreamConfig {
+        name,
+        targets: targets?,
+        balance: balance?,
+        hash_key: hash_key?,
+        health_check: health_check?,
+        connect_timeout,
+        read_timeout,
+        write_timeout,
+        retries: f.or("retries", 1, p),
+    })
+}
+
+fn one_of_message(found: &str, allowed: &[&str]) -> String {
+    match did_you_mean(found, allowed) {
+        Some(s) => format!("unknown value `{found}`; did you mean `{s}`?"),
+        None => format!("unknown value `{found}`; expected one of {}", allowed.join(", ")),
+    }
+}
+
+fn decode_hash_key(k: &Spanned<String>, path: &str, p: &mut Problems) -> Option<HashKey> {
+    if k.value == "ip" {
+        return Some(HashKey::ClientIp);
+    }
+    if let Some(name) = k.value.strip_prefix("header:") {
+        return match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => Some(HashKey::Header(h)),
+            Err(_) => {
+                p.add(k.pos, path, format!("`{name}` is not a valid header name"));
+                None
+            }
+        };
+    }
+    if let Some(name) = k.value.strip_prefix("cookie:") {
+        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && !b"=;,".contains(&b)) {
+            return Some(HashKey::Cookie(name.to_string()));
+        }
+        p.add(k.pos, path, format!("`{name}` is not a valid cookie name"));
+        return None;
+    }
+    p.add(
+        k.pos,
+        path,
+        format!(
+            "unknown hash key `{}`; expected ip, header:NAME or cookie:NAME",
+            k.value
+        ),
+    );
+    None
+}
+
+fn decode_target(node: &Node, path: &str, p: &mut Problems) -> Option<TargetConfig> {
+    let (addr, weight) = match node {
+        Node::Scalar { .. } => (Spanned::<String>::decode(node, path, p)?, 1usize),
+        Node::Map { .. } => {
+            let f = Fields::new(node, path, &["addr", "weight"], p)?;
+            let addr = f.req::<Spanned<String>>("addr", p);
+            let weight = f.opt::<Spanned<usize>>("weight", p);
+            if let Some(w) = &weight {
+                if w.value == 0 {
+                    p.add(
+                        w.pos,
+                        &f.path_of("weight"),
+                        "weight must be at least 1 (remove the target to take it out)",
+                    );
+                }
+                if w.value > 10_000 {
+                    p.add(w.pos, &f.path_of("weight"), "weight must be at most 10000");
+                }
+            }
+            (addr?, weight.map_or(1, |w| w.value))
+        }
+        other => {
+            p.add(
+                other.pos(),
+                path,
+                format!("expected HOST:PORT or {{ addr, weight }}, found {}", other.kind()),
+            );
+            return None;
+        }
+    };
+    let resolved = resolve(&addr, path, p)?;
+    (weight > 0 && weight <= 10_000).then_some(TargetConfig {
+        addr,
+        resolved,
+        weight,
+    })
+}
+
+/// Targets are IP:PORT, or HOST:PORT resolved once when the configuration is loaded.
+fn resolve(addr: &Spanned<String>, path: &str, p: &mut Problems) -> Option<SocketAddr> {
+    if let Ok(a) = addr.value.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    let looks_like_host_port = addr
+        .value
+        .rsplit_once(':')
+        .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+    if looks_like_host_port {
+        if let Some(a) = addr.value.to_socket_addrs().ok().and_then(|mut it| it.next()) {
+            return Some(a);
+        }
+        p.add(
+            addr.pos,
+            path,
+            format!("bad address `{}`: host name does not resolve", addr.value),
+        );
+        return None;
+    }
+    p.add(
+        addr.pos,
+        path,
+        format!(
+            "bad address `{}`: expected HOST:PORT such as 127.0.0.1:9001",
+            addr.value
+        ),
+    );
+    None
+}
+
+fn decode_health_check(node: &Node, path: &str, p: &mut Problems) -> Option<HealthCheckConfig> {
+    const FIELDS: &[&str] = &[
+        "type",
+        "path",
+        "host",
+        "expect_status",
+        "interval",
+        "timeout",
+        "healthy_threshold",
+        "unhealthy_threshold",
+    ];
+    let f = Fields::new(node, path, FIELDS, p)?;
+    let kind: Spanned<String> = f.opt("type", p).unwrap_or(Spanned {
+        value: "http".into(),
+        pos: f.pos(),
+    });
+    let probe = match kind.value.as_str() {
+        "http" => {
+            let hc_path: Spanned<String> = f.opt("path", p).unwrap_or(Spanned {
+                value: "/".into(),
+                pos: f.pos(),
+            });
+            if !hc_path.value.starts_with('/') || normalize_target(hc_path.value.as_bytes(), 8192).is_err() {
+                p.add(
+                    hc_path.pos,
+                    &f.path_of("path"),
+                    format!("`{}` is not a valid request path", hc_path.value),
+                );
+            }
+            let expect: Vec<Spanned<u16>> = f.opt("expect_status", p).unwrap_or_default();
+            for (i, s) in expect.iter().enumerate() {
+                if !(100..=599).contains(&s.value) {
+                    p.add(
+                        s.pos,
+                        &index(&f.path_of("expect_status"), i),
+                        "expected an HTTP status 100-599",
+                    );
+                }
+            }
+            let expect_status = if expect.is_empty() {
+                vec![200]
+            } else {
+                expect.into_iter().map(|s| s.value).collect()
+            };
+            let host: String = f.or("host", "localhost".to_string(), p);
+            if HeaderValue::from_str(&host).is_err() {
+                p.add(f.pos(), &f.path_of("host"), "not a valid Host header value");
+            }
+            Some(HealthProbe::Http {
+                path: hc_path.value,
+                host,
+                expect_status,
+            })
+        }
+        "tcp" => {
+            for key in ["path", "host", "expect_status"] {
+                if f.has(key) {
+                    p.add(
+                        f.pos(),
+                        &f.path_of(key),
+                        format!("`{key}` only applies to `type: http`"),
+                    );
+                }
+            }
+            Some(HealthProbe::Tcp)
+        }
+        other => {
+            p.add(
+                kind.pos,
+                &f.path_of("type"),
+                one_of_message(other, &["http", "tcp"]),
+            );
+            None
+        }
+    };
+    let interval: Duration = f.or("interval", Duration::from_secs(5), p);
+    let timeout: Duration = f.or("timeout", Duration::from_secs(1), p);
+    let healthy_threshold: usize = f.or("healthy_threshold", 2, p);
+    let unhealthy_threshold: usize = f.or("unhealthy_threshold", 3, p);
+    for (key, zero) in [
+        ("interval", interval.is_zero()),
+        ("timeout", timeout.is_zero()),
+        ("healthy_threshold", healthy_threshold == 0),
+        ("unhealthy_threshold", unhealthy_threshold == 0),
+    ] {
+        if zero {
+            p.add(
+                f.node(key).map_or(f.pos(), Node::pos),
+                &f.path_of(key),
+                "must be greater than 0",
+            );
+        }
+    }
+    Some(HealthCheckConfig {
+        probe: probe?,
+        interval,
+        timeout,
+        healthy_threshold,
+        unhealthy_threshold,
+    })
+}
+
+fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig> {
+    const FIELDS: &[&str] = &[
+        "name",
+        "match",
+        "upstream",
+        "strip_prefix",
+        "request_headers",
+        "response_headers",
+        "timeout",
+    ];
+    let f = Fields::new(node, path, FIELDS, p)?;
+    let name: Option<Spanned<String>> = f.req("name", p);
+    if let Some(n) = &name {
+        check_name(n, &f.path_of("name"), p);
+    }
+    let matcher = match f.node("match") {
+        Some(n) => decode_match(n, &f.path_of("match"), p),
+        None => {
+            p.add(
+                f.pos(),
+                &f.path_of("match"),
+                "missing required field `match` (at least `path` or `path_prefix`)",
+            );
+            None
+        }
+    };
+    let upstream: Option<Spanned<String>> = f.req("upstream", p);
+    let strip_prefix: Option<Spanned<String>> = f.opt("strip_prefix", p);
+    if let Some(s) = &strip_prefix {
+        canonical_path(s, &f.path_of("strip_prefix"), p);
+    }
+    let request_headers = rules(&f, "request_headers", p);
+    let response_headers = rules(&f, "response_headers", p);
+    let timeout: Option<Duration> = f.opt("timeout", p);
+    if timeout.is_some_and(|t| t.is_zero()) {
+        p.add(f.pos(), &f.path_of("timeout"), "must be greater than 0");
+    }
+    Some(RouteConfig {
+        name: name?,
+        pos: node.pos(),
+        matcher: matcher?,
+        upstream: upstream?,
+        strip_prefix,
+        request_headers: request_headers?,
+        response_headers: response_headers?,
+        timeout,
+    })
+}
+
+/// A route path must already be in the canonical form request paths are normalized to,
+/// otherwise it could never match (or would match something else than it says).
+fn canonical_path(s: &Spanned<String>, path: &str, p: &mut Problems) -> bool {
+    match normalize_target(s.value.as_bytes(), 8192) {
+        Ok(n) if n.path == s.value && n.query.is_none() => true,
+        Ok(n) if n.query.is_none() => {
+            p.add(
+                s.pos,
+                path,
+                format!(
+                    "path `{}` is not canonical; requests are normalized, write `{}`",
+                    s.value, n.path
+                ),
+            );
+            false
+        }
+        Ok(_) => {
+            p.add(
+                s.pos,
+                path,
+                format!("path `{}` must not contain a query", s.value),
+            );
+            false
+        }
+        Err(e) => {
+            p.add(s.pos, path, format!("path `{}` is invalid: {e}", s.value));
+            false
+        }
+    }
+}
+
+fn rules(f: &Fields<'_>, key: &str, p: &mut Problems) -> Option<HeaderRulesConfig> {
+    match f.node(key) {
+        None | Some(Node::Null { .. }) => Some(HeaderRulesConfig::default()),
+        Some(n) => decode_rules(n, &f.path_of(key), p),
+    }
+}
+
+fn decode_rules(node: &Node, path: &str, p: &mut Problems) -> Option<HeaderRulesConfig> {
+    let f = Fields::new(node, path, &["set", "add", "remove"], p)?;
+    let set = header_pairs(&f, "set", p);
+    let add = header_pairs(&f, "add", p);
+    let remove: Vec<Spanned<String>> = f.or("remove", Vec::new(), p);
+    let remove: Option<Vec<HeaderName>> = remove
+        .iter()
+        .enumerate()
+        .map(|(i, s)| header_name(s, &index(&f.path_of("remove"), i), p))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    Some(HeaderRulesConfig {
+        set: set?,
+        add: add?,
+        remove: remove?,
+    })
+}
+
+fn header_pairs(f: &Fields<'_>, key: &str, p: &mut Problems) -> Option<Vec<(HeaderName, HeaderValue)>> {
+    let entries: Entries<Spanned<String>> = f.or(key, Entries::default(), p);
+    let path = f.path_of(key);
+    let pairs: Vec<Option<(HeaderName, HeaderValue)>> = entries
+        .0
+        .iter()
+        .map(|(name, value)| {
+            let n = header_name(name, &format!("{path}.{}", name.value), p);
+            let v = header_value(value, &format!("{path}.{}", name.value), p);
+            Some((n?, v?))
+        })
+        .collect();
+    pairs.into_iter().collect()
+}
+
+fn header_name(s: &Spanned<String>, path: &str, p: &mut Problems) -> Option<HeaderName> {
+    match HeaderName::from_bytes(s.value.as_bytes()) {
+        Ok(h) => Some(h),
+        Err(_) => {
+            p.add(s.pos, path, format!("`{}` is not a valid header name", s.value));
+            None
+        }
+    }
+}
+
+fn header_value(s: &Spanned<String>, path: &str, p: &mut Problems) -> Option<HeaderValue> {
+    match HeaderValue::from_str(&s.value) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            p.add(
+                s.pos,
+                path,
+                "header value must be visible ASCII without CR, LF or NUL",
+            );
+            None
+        }
+    }
+}
+
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+];
+
+fn decode_match(node: &Node, path: &str, p: &mut Problems) -> Option<MatchConfig> {
+    let f = Fields::new(
+        node,
+        path,
+        &["hosts", "path", "path_prefix", "methods", "headers"],
+        p,
+    )?;
+    let exact: Option<Spanned<String>> = f.opt("path", p);
+    let prefix: Option<Spanned<String>> = f.opt("path_prefix", p);
+    let path_match = match (exact, prefix) {
+        (Some(e), None) => canonical_path(&e, &f.path_of("path"), p).then_some(PathMatch::Exact(e.value)),
+        (None, Some(pre)) => {
+            canonical_path(&pre, &f.path_of("path_prefix"), p).then_some(PathMatch::Prefix(pre.value))
+        }
+        (Some(_), Some(_)) => {
+            p.add(
+                f.pos(),
+                path,
+                "give either `path` (exact) or `path_prefix`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            p.add(
+                f.pos(),
+                path,
+                "needs `path` (exact) or `path_prefix` (use `path_prefix: /` to match everything)",
+            );
+            None
+        }
+    };
+    let hosts: Vec<Spanned<String>> = f.or("hosts", Vec::new(), p);
+    let hosts: Option<Vec<String>> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| host_pattern(h, &index(&f.path_of("hosts"), i), p))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    let methods: Vec<Spanned<String>> = f.or("methods", Vec::new(), p);
+    let methods: Option<Vec<String>> = methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let upper = m.value.to_ascii_uppercase();
+            if METHODS.contains(&upper.as_str()) {
+                Some(upper)
+            } else {
+                p.add(
+                    m.pos,
+                    &index(&f.path_of("methods"), i),
+                    one_of_message(&m.value, METHODS),
+                );
+                None
+            }
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    let headers: Entries<Spanned<String>> = f.or("headers", Entries::default(), p);
+    let headers: Option<Vec<(HeaderName, HeaderValue)>> = headers
+        .0
+        .iter()
+        .map(|(n, v)| {
+            let hp = format!("{}.{}", f.path_of("headers"), n.value);
+            let name = header_name(n, &hp, p);
+            let value = header_value(v, &hp, p);
+            Some((name?, value?))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    Some(MatchConfig {
+        hosts: hosts?,
+        path: path_match?,
+        methods: methods?,
+        headers: headers?,
+    })
+}
+
+/// `api.example.com` or `*.example.com`; lower-cased; no port (ports are ignored when matching).
+fn host_pattern(h: &Spanned<String>, path: &str, p: &mut Problems) -> Option<String> {
+    let host = h.value.to_ascii_lowercase();
+    let body = host.strip_prefix("*.").unwrap_or(&host);
+    let valid_label =
+        |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if host.contains(':') {
+        p.add(
+            h.pos,
+            path,
+            format!(
+                "host `{}` must not include a port (ports are ignored when matching)",
+                h.value
+            ),
+        );
+        return None;
+    }
+    if body.is_empty() || !body.split('.').all(valid_label) {
+        p.add(
+            h.pos,
+            path,
+            format!("`{}` is not a host name or `*.domain` wildcard", h.value),
+        );
+        return None;
+    }
+    Some(host)
+}

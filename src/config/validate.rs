@@ -1,0 +1,132 @@
+//! Rules that span several items: names that must be unique, references that must resolve,
+//! routes that can never be selected.
+
+use std::collections::HashSet;
+
+use super::diag::{did_you_mean, Problems};
+use super::model::{MatchConfig, PathMatch, RouteConfig, ServerConfig, UpstreamConfig};
+use super::schema::Parts;
+use crate::routing::normalize::has_segment_prefix;
+
+pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
+    if let Some(server) = &parts.server {
+        check_listeners(server, p);
+    }
+    check_targets(&parts.upstreams, p);
+    check_routes(&parts.routes, upstream_names, p);
+}
+
+fn check_listeners(server: &ServerConfig, p: &mut Problems) {
+    let mut seen = HashSet::new();
+    for (i, l) in server.listen.iter().enumerate() {
+        if !seen.insert(l.as_str()) {
+            p.add_unpositioned(&format!("server.listen[{i}]"), format!("`{l}` is listed twice"));
+        }
+    }
+    if let Some(admin) = &server.admin {
+        if seen.contains(admin.as_str()) {
+            p.add_unpositioned("server.admin", format!("`{admin}` is also a proxy listener"));
+        }
+    }
+}
+
+fn check_targets(upstreams: &[UpstreamConfig], p: &mut Problems) {
+    for u in upstreams {
+        let mut seen = HashSet::new();
+        for (i, t) in u.targets.iter().enumerate() {
+            if !seen.insert(t.resolved) {
+                p.add(
+                    t.addr.pos,
+                    &format!("upstreams.{}.targets[{i}]", u.name.value),
+                    format!("target `{}` is listed twice", t.addr.value),
+                );
+            }
+        }
+    }
+}
+
+fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &mut Problems) {
+    let names: Vec<&str> = upstream_names.iter().map(String::as_str).collect();
+    let decoded = |end: usize| {
+        routes[..end]
+            .iter()
+            .enumerate()
+            .filter_map(|(j, r)| r.as_ref().map(|r| (j, r)))
+    };
+    for (i, r) in routes.iter().enumerate() {
+        let Some(r) = r else { continue };
+        let path = format!("routes[{i}]");
+        if let Some((_, first)) = decoded(i).find(|(_, o)| o.name.value == r.name.value) {
+            p.add(
+                r.name.pos,
+                &format!("{path}.name"),
+                format!(
+                    "duplicate route name `{}` (first at line {})",
+                    r.name.value, first.name.pos.line
+                ),
+            );
+        }
+        if !names.contains(&r.upstream.value.as_str()) {
+            let hint = match did_you_mean(&r.upstream.value, &names) {
+                Some(s) => format!("; did you mean `{s}`?"),
+                None if names.is_empty() => "; no upstreams are defined".to_string(),
+                None => format!("; defined upstreams: {}", names.join(", ")),
+            };
+            p.add(
+                r.upstream.pos,
+                &format!("{path}.upstream"),
+                format!("route names undefined upstream `{}`{hint}", r.upstream.value),
+            );
+        }
+        if let Some(strip) = &r.strip_prefix {
+            let route_path = r.matcher.path.text();
+            if !has_segment_prefix(route_path, &strip.value) {
+                p.add(
+                    strip.pos,
+                    &format!("{path}.strip_prefix"),
+                    format!(
+                        "`{}` is not a prefix of the route's path `{route_path}`",
+                        strip.value
+                    ),
+                );
+            }
+        }
+        if let Some((j, earlier)) = decoded(i).find(|(_, a)| shadows(&a.matcher, &r.matcher)) {
+            p.add(
+                r.name.pos,
+                &path,
+                format!(
+                    "route `{}` can never match: it is fully shadowed by routes[{j}] `{}` (line {})",
+                    r.name.value, earlier.name.value, earlier.name.pos.line
+                ),
+            );
+        }
+    }
+}
+
+/// Number of conditions besides host and path; more conditions win a tie (see routing docs).
+pub fn condition_count(m: &MatchConfig) -> usize {
+    usize::from(!m.methods.is_empty()) + m.headers.len()
+}
+
+/// Whether an earlier route `a` wins every request that the later route `b` matches.
+///
+/// Precedence is host specificity, then exact path over prefix and longer prefixes first, then
+/// the number of conditions, then file order. So `a` shadows `b` exactly when both sit in the
+/// same host and path slot, `a` accepts everything `b` accepts, and `a` has at least as many
+/// conditions (otherwise `b`, being more specific, is tried first).
+fn shadows(a: &MatchConfig, b: &MatchConfig) -> bool {
+    let same_path = match (&a.path, &b.path) {
+        (PathMatch::Exact(x), PathMatch::Exact(y)) | (PathMatch::Prefix(x), PathMatch::Prefix(y)) => x == y,
+        _ => false,
+    };
+    let hosts_cover = if a.hosts.is_empty() || b.hosts.is_empty() {
+        a.hosts.is_empty() && b.hosts.is_empty()
+    } else {
+        b.hosts.iter().all(|h| a.hosts.contains(h))
+    };
+    let methods_cover =
+        a.methods.is_empty() || (!b.methods.is_empty() && b.methods.iter().all(|m| a.methods.contains(m)));
+    let headers_subset = a.headers.iter().all(|h| b.headers.contains(h));
+    same_path && hosts_cover && methods_cover && headers_subset && condition_count(a) >= condition_count(b)
+}

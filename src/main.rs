@@ -1,0 +1,104 @@
+//! Portcullis: an API gateway on Cloudflare's Pingora.
+//!
+//! Data flows one way: YAML -> validated `Config` -> compiled `Snapshot` (behind one atomic
+//! pointer) -> the request pipeline in `proxy`.
+
+mod cli;
+mod config;
+mod observe;
+mod proxy;
+mod routing;
+mod runtime;
+mod server;
+mod transform;
+mod upstream;
+
+use std::process::ExitCode;
+
+use cli::Command;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match cli::parse(&args) {
+        Ok(Command::Version) => {
+            println!("portcullis {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Help) => {
+            print!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Check { config }) => check(&config),
+        Ok(Command::Run {
+            config,
+            daemon,
+            upgrade,
+        }) => run(&config, daemon, upgrade),
+        Err(e) => {
+            eprintln!("portcullis: {e}\n{}", cli::USAGE);
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Load, validate and compile; print every problem the same way for `check` and `run`.
+fn load(path: &str) -> Result<(config::Config, runtime::Snapshot), ExitCode> {
+    let config = config::load_file(path).map_err(|problems| {
+        eprint!("{problems}");
+        eprintln!(
+            "portcullis: configuration {path} has {} problem(s)",
+            problems.len()
+        );
+        ExitCode::FAILURE
+    })?;
+    let snapshot = runtime::Snapshot::compile(&config).map_err(|e| {
+        eprintln!("{path}: {e}");
+        eprintln!("portcullis: configuration {path} has 1 problem(s)");
+        ExitCode::FAILURE
+    })?;
+    Ok((config, snapshot))
+}
+
+fn check(path: &str) -> ExitCode {
+    match load(path) {
+        Ok((config, snapshot)) => {
+            let targets: usize = snapshot.pools.iter().map(|p| p.target_count()).sum();
+            println!(
+                "portcullis: configuration {path} is valid: {} routes, {} upstreams, {} targets",
+                config.routes.len(),
+                config.upstreams.len(),
+                targets
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn run(path: &str, daemon: bool, upgrade: bool) -> ExitCode {
+    let (config, snapshot) = match load(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    init_logging(config.server.log_level.as_deref());
+    log::info!(
+        "portcullis {} starting: {} routes, {} upstreams, listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        config.routes.len(),
+        config.upstreams.len(),
+        config.server.listen.join(", ")
+    );
+    match server::run(config, snapshot, server::RunOptions { daemon, upgrade }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `RUST_LOG` wins over `server.log_level`, which defaults to `info`.
+fn init_logging(level: Option<&str>) {
+    let default = level.unwrap_or("info");
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default)).init();
+}

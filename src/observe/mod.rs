@@ -1,0 +1,5 @@
+//! Observability: Prometheus metrics, the access log, and the admin listener.
+
+pub mod access_log;
+pub mod admin;
+pub mod metrics;

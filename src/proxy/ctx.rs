@@ -1,0 +1,70 @@
+//! Everything one request carries between pipeline steps.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::runtime::Snapshot;
+use crate::upstream::pool::Selected;
+use crate::upstream::InflightGuard;
+
+pub struct RequestCtx {
+    pub start: Instant,
+    /// The snapshot this request started with; kept to the end even if a reload swaps it.
+    pub snapshot: Option<Arc<Snapshot>>,
+    pub request_id: String,
+    pub client_ip: Option<std::net::IpAddr>,
+    /// Canonical host (no port, lower case), empty when absent.
+    pub host: String,
+    /// Canonical path; used for routing, policies and (after prefix stripping) upstream.
+    pub path: String,
+    /// Path and query sent upstream.
+    pub upstream_uri: Option<http::Uri>,
+    pub route: Option<usize>,
+    /// Route deadline (504 after it), from the route's `timeout`.
+    pub deadline: Option<Instant>,
+    pub selected: Option<Selected>,
+    /// Targets already tried by this request, so a retry goes elsewhere.
+    pub tried: Vec<SocketAddr>,
+    pub inflight: Option<InflightGuard>,
+    pub upstream_sent: Option<Instant>,
+    /// Set once this attempt's outcome has been counted in upstream metrics.
+    pub upstream_counted: bool,
+    /// The status of a response the gateway itself wrote (errors).
+    pub gateway_status: Option<u16>,
+}
+
+impl RequestCtx {
+    pub fn new() -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            snapshot: None,
+            request_id: String::new(),
+            client_ip: None,
+            host: String::new(),
+            path: String::new(),
+            upstream_uri: None,
+            route: None,
+            deadline: None,
+            selected: None,
+            tried: Vec::new(),
+            inflight: None,
+            upstream_sent: None,
+            upstream_counted: false,
+            gateway_status: None,
+        }
+    }
+
+    pub fn route_name(&self) -> &str {
+        match (&self.snapshot, self.route) {
+            (Some(s), Some(r)) => s.routes.routes.get(r).map_or("-", |r| r.name.as_str()),
+            _ => "-",
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

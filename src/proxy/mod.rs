@@ -1,0 +1,306 @@
+//! The `ProxyHttp` implementation: the request pipeline's table of contents. Each step
+//! delegates to the module that owns the concern.
+//!
+//! request_filter: snapshot -> request id -> framing/Host/path checks -> route
+//! upstream_peer:  pool selection (skipping targets this request already tried)
+//! upstream_request_filter: rewrite path, forwarding headers, hop-by-hop, header rules
+//! response filters: hop-by-hop, header rules, request id, route deadline
+//! logging: metrics and the access log
+
+pub mod ctx;
+mod errors;
+mod forwarding;
+pub mod header_deadline;
+mod peer;
+pub mod problem;
+mod request_checks;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, Result};
+
+use crate::observe::access_log::{self, AccessEntry};
+use crate::observe::metrics;
+use crate::routing::normalize::strip_segment_prefix;
+use crate::routing::RouteMatch;
+use crate::runtime::Runtime;
+use ctx::RequestCtx;
+use problem::Problem;
+
+pub struct Gateway {
+    runtime: Arc<Runtime>,
+}
+
+impl Gateway {
+    pub fn new(runtime: Arc<Runtime>) -> Gateway {
+        Gateway { runtime }
+    }
+
+    /// Answer with a gateway-generated problem; the request goes no further.
+    async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, problem: Problem) -> Result<bool> {
+        ctx.gateway_status = Some(problem.status);
+        problem.send(session, &ctx.request_id).await?;
+        Ok(true)
+    }
+
+    /// Checks and routing; `Err(problem)` answers the client without contacting an upstream.
+    fn admit(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> std::result::Result<(), Problem> {
+        let snapshot = self.runtime.load();
+        let limits = &snapshot.settings.limits;
+        request_checks::check_framing(req, limits)?;
+        ctx.host = request_checks::check_host(req)?;
+        let target = request_checks::check_path(req, limits)?;
+        ctx.path = target.path;
+        let route_id = match snapshot
+            .routes
+            .find(&ctx.host, &ctx.path, &req.method, &req.headers)
+        {
+            RouteMatch::Found(id) => id,
+            RouteMatch::NotFound => return Err(Problem::new(404, "no route matches this request")),
+            RouteMatch::MethodNotAllowed(allowed) => {
+                return Err(Problem::new(405, "the route does not accept this method")
+                    .with_header("allow", allowed.allow_header()))
+            }
+        };
+        let route = &snapshot.routes.routes[route_id];
+        let upstream_path = match &route.strip_prefix {
+            Some(prefix) => strip_segment_prefix(&ctx.path, prefix),
+            None => ctx.path.clone(),
+        };
+        let path_and_query = match &target.query {
+            Some(q) => format!("{upstream_path}?{q}"),
+            None => upstream_path,
+        };
+        ctx.upstream_uri = Some(
+            http::Uri::try_from(path_and_query)
+                .map_err(|_| Problem::new(400, "request target cannot be forwarded"))?,
+        );
+        ctx.deadline = route.timeout.map(|t| ctx.start + t);
+        ctx.route = Some(route_id);
+        ctx.snapshot = Some(snapshot);
+        Ok(())
+    }
+
+    fn count_upstream(&self, ctx: &mut RequestCtx, status: &str) {
+        if ctx.upstream_counted {
+            return;
+        }
+        if let (Some(snapshot), Some(route), Some(sel)) = (&ctx.snapshot, ctx.route, &ctx.selected) {
+            let pool = &snapshot.pools[snapshot.routes.routes[route].upstream];
+            metrics::get()
+                .upstream_requests
+                .with_label_values(&[&pool.name, &sel.stats.label, status])
+                .inc();
+            ctx.upstream_counted = true;
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        header_deadline::mark_headers_read();
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.start = Instant::now();
+        ctx.request_id = forwarding::request_id(session.req_header());
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        match self.admit(session.req_header(), ctx) {
+            Ok(()) => Ok(false),
+            Err(problem) => self.reject(session, ctx, problem).await,
+        }
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let (Some(snapshot), Some(route)) = (ctx.snapshot.clone(), ctx.route) else {
+            return Error::e_explain(errors::NO_HEALTHY_TARGET, "request was not routed");
+        };
+        if ctx.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Error::e_explain(errors::ROUTE_TIMEOUT, "route deadline passed before connecting");
+        }
+        let pool = &snapshot.pools[snapshot.routes.routes[route].upstream];
+        let key = peer::hash_key(pool, session.req_header(), ctx);
+        let Some(selected) = pool.select(&key, &ctx.tried) else {
+            return Error::e_explain(errors::NO_HEALTHY_TARGET, format!("upstream {}", pool.name));
+        };
+        ctx.tried.push(selected.addr);
+        ctx.inflight = Some(selected.stats.begin());
+        ctx.upstream_counted = false;
+        let peer = peer::build_peer(pool, selected.addr, ctx.deadline);
+        ctx.selected = Some(selected);
+        Ok(peer)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        self.count_upstream(ctx, "error");
+        ctx.inflight = None;
+        if let Some(sel) = &ctx.selected {
+            // A refused or timed-out connect is the slowest possible answer for least_time.
+            sel.stats
+                .observe_latency(ctx.start.elapsed().max(std::time::Duration::from_secs(1)));
+        }
+        let retries = match (&ctx.snapshot, ctx.route) {
+            (Some(s), Some(r)) => s.pools[s.routes.routes[r].upstream].retries,
+            _ => 0,
+        };
+        // `tried` holds every attempt so far, the first included.
+        if ctx.tried.len() <= retries {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(snapshot), Some(route)) = (&ctx.snapshot, ctx.route) else {
+            return Ok(());
+        };
+        let route = &snapshot.routes.routes[route];
+        if let Some(uri) = &ctx.upstream_uri {
+            req.set_uri(uri.clone());
+        }
+        forwarding::strip_hop_by_hop_request(req)?;
+        let trusted = forwarding::is_trusted(ctx.client_ip, &snapshot.settings.trusted_proxies);
+        forwarding::set_forwarding(req, ctx.client_ip, &ctx.host, trusted)?;
+        req.insert_header(forwarding::X_REQUEST_ID, ctx.request_id.as_str())?;
+        route.request_headers.apply(req);
+        let _ = session;
+        ctx.upstream_sent = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(sel), Some(sent)) = (&ctx.selected, ctx.upstream_sent) {
+            sel.stats.observe_latency(sent.elapsed());
+        }
+        let status = resp.status.as_u16().to_string();
+        self.count_upstream(ctx, &status);
+        forwarding::strip_hop_by_hop_response(resp);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(snapshot), Some(route)) = (&ctx.snapshot, ctx.route) {
+            snapshot.routes.routes[route].response_headers.apply(resp);
+        }
+        resp.insert_header(forwarding::X_REQUEST_ID, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if ctx.deadline.is_some_and(|d| Instant::now() > d) {
+            return Error::e_explain(
+                errors::ROUTE_TIMEOUT,
+                "route deadline passed while streaming the response",
+            );
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        self.count_upstream(ctx, "error");
+        let problem = errors::problem_for(e);
+        let code = match problem {
+            Some(p) if session.response_written().is_none() => {
+                let status = p.status;
+                ctx.gateway_status = Some(status);
+                if let Err(write_err) = p.send(session, &ctx.request_id).await {
+                    log::debug!("could not send error response: {write_err}");
+                }
+                status
+            }
+            _ => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        ctx.inflight = None;
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.gateway_status)
+            .unwrap_or(0);
+        let route = ctx.route_name().to_string();
+        let method = metrics::method_label(&session.req_header().method);
+        let elapsed = ctx.start.elapsed();
+        let m = metrics::get();
+        m.requests
+            .with_label_values(&[&route, method, &status.to_string()])
+            .inc();
+        match (&ctx.snapshot, ctx.route) {
+            (Some(s), Some(r)) => s.route_durations[r].observe(elapsed.as_secs_f64()),
+            _ => m
+                .request_duration
+                .with_label_values(&["-"])
+                .observe(elapsed.as_secs_f64()),
+        }
+        let log_enabled = ctx.snapshot.as_ref().is_none_or(|s| s.settings.access_log);
+        if log_enabled {
+            let client = ctx
+                .client_ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| "-".into());
+            let target = ctx.selected.as_ref().map_or("-", |s| s.stats.label.as_str());
+            let path = if ctx.path.is_empty() {
+                String::from_utf8_lossy(session.req_header().raw_path()).into_owned()
+            } else {
+                ctx.path.clone()
+            };
+            access_log::write(&AccessEntry {
+                request_id: &ctx.request_id,
+                client: &client,
+                method,
+                path: &path,
+                route: &route,
+                target,
+                status,
+                bytes: session.body_bytes_sent(),
+                duration: elapsed,
+            });
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Gateway-generated error responses as RFC 9457 `application/problem+json`.
+//!
+//! Bodies never echo client input or reveal upstream addresses; the request id lets an
+//! operator find the details in the log.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+/// One gateway-generated error.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: u16,
+    pub detail: &'static str,
+    /// Extra response headers such as `Allow`.
+    pub headers: Vec<(&'static str, String)>,
+    /// Close the client connection afterwards (the request's framing can't be trusted).
+    pub close: bool,
+}
+
+impl Problem {
+    pub fn new(status: u16, detail: &'static str) -> Problem {
+        Problem {
+            status,
+            detail,
+            headers: Vec::new(),
+            close: false,
+        }
+    }
+
+    pub fn closing(mut self) -> Problem {
+        self.close = true;
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Problem {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn body(&self, request_id: &str) -> String {
+        let title = http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        format!(
+            r#"{{"type":"about:blank","title":"{}","status":{},"detail":"{}","request_id":"{}"}}"#,
+            json_escape(title),
+            self.status,
+            json_escape(self.detail),
+            json_escape(request_id)
+        )
+    }
+
+    /// Write the whole response to the client.
+    pub async fn send(&self, session: &mut Session, request_id: &str) -> Result<()> {
+        let body = Bytes::from(self.body(request_id));
+        let mut resp = ResponseHeader::build(self.status, Some(6))?;
+        resp.insert_header("content-type", "application/problem+json")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        resp.insert_header("cache-control", "no-store")?;
+        resp.insert_header("x-request-id", request_id)?;
+        for (name, value) in &self.headers {
+            resp.insert_header(*name, value.as_str())?;
+        }
+        if self.close {
+            session.set_keepalive(None);
+            resp.insert_header("connection", "close")?;
+        }
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session.write_response_header(Box::new(resp), head_only).await?;
+        if !head_only {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(())
+    }
+}
+
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_problem_json() {
+        let p = Problem::new(404, "no route matches this request");
+        assert_eq!(
+            p.body("abc"),
+            r#"{"type":"about:blank","title":"Not Found","status":404,"detail":"no route matches this request","request_id":"abc"}"#
+        );
+        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+    }
+}

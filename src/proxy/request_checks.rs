@@ -1,0 +1,177 @@
+//! Requests the gateway refuses before routing: ambiguous framing, missing or conflicting
+//! `Host`, oversized headers, and paths that cannot be made unambiguous.
+//!
+//! Pingora parses HTTP but does not validate `Host`, accepts both `Content-Length` and
+//! `Transfer-Encoding`, and allows up to 256 headers / 1 MiB; these are the gateway's job.
+
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use pingora::http::RequestHeader;
+
+use super::problem::Problem;
+use crate::config::RequestLimits;
+use crate::routing::host::canonical_host;
+use crate::routing::normalize::{normalize_target, NormalizedTarget};
+
+/// Framing and header-size rules. Smuggling-shaped requests also close the connection.
+pub fn check_framing(req: &RequestHeader, limits: &RequestLimits) -> Result<(), Problem> {
+    let headers = &req.headers;
+    if headers.len() > limits.max_header_count {
+        return Err(Problem::new(431, "too many request header fields").closing());
+    }
+    let bytes: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if bytes > limits.max_header_bytes {
+        return Err(Problem::new(431, "request header fields too large").closing());
+    }
+    let te_count = headers.get_all(TRANSFER_ENCODING).iter().count();
+    let cl: Vec<_> = headers.get_all(CONTENT_LENGTH).iter().collect();
+    if te_count > 0 && !cl.is_empty() {
+        return Err(Problem::new(400, "both Content-Length and Transfer-Encoding are present").closing());
+    }
+    if cl.len() > 1
+        || cl
+            .first()
+            .is_some_and(|v| v.to_str().map_or(true, |s| s.parse::<u64>().is_err()))
+    {
+        return Err(Problem::new(400, "invalid Content-Length").closing());
+    }
+    if te_count > 1
+        || headers
+            .get(TRANSFER_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked"))
+    {
+        return Err(
+            Problem::new(400, "unsupported Transfer-Encoding (only `chunked` is accepted)").closing(),
+        );
+    }
+    Ok(())
+}
+
+/// The canonical host: exactly one `Host` header, and an absolute-form target must agree with it.
+pub fn check_host(req: &RequestHeader) -> Result<String, Problem> {
+    let mut hosts = req.headers.get_all(HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => h,
+        (None, _) => return Err(Problem::new(400, "missing Host header")),
+        (Some(_), Some(_)) => return Err(Problem::new(400, "more than one Host header").closing()),
+    };
+    let host = host
+        .to_str()
+        .ok()
+        .and_then(canonical_host)
+        .ok_or_else(|| Problem::new(400, "invalid Host header"))?;
+    if let Some(authority) = target_authority(req) {
+        let same_host = canonical_host(authority.as_str()).is_some_and(|a| a == host);
+        let port_of = |p: Option<u16>| p.unwrap_or(80);
+        let host_header_port = req
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+            .and_then(|a| a.port_u16());
+        if !same_host || port_of(authority.port_u16()) != port_of(host_header_port) {
+            return Err(Problem::new(
+                400,
+                "absolute-form request target disagrees with the Host header",
+            ));
+        }
+    }
+    Ok(host)
+}
+
+/// The authority of an absolute-form target (`GET http://host/path`), from the parsed URI or
+/// the raw target as received.
+fn target_authority(req: &RequestHeader) -> Option<http::uri::Authority> {
+    if let Some(a) = req.uri.authority() {
+        return Some(a.clone());
+    }
+    let raw = req.raw_path();
+    if raw.first() == Some(&b'/') {
+        return None;
+    }
+    http::Uri::try_from(raw).ok().and_then(|u| u.authority().cloned())
+}
+
+/// The canonical path of the request target, or why it is refused.
+pub fn check_path(req: &RequestHeader, limits: &RequestLimits) -> Result<NormalizedTarget, Problem> {
+    let raw = req.raw_path();
+    // Absolute-form (`http://host/path`) arrives with the authority in the raw target;
+    // the authority was checked against Host, so keep only the path and query.
+    let origin_form: &[u8] = if raw.first() == Some(&b'/') {
+        raw
+    } else if target_authority(req).is_some() {
+        let after_scheme = raw.windows(3).position(|w| w == b"://").map_or(0, |i| i + 3);
+        let rest = &raw[after_scheme..];
+        match rest.iter().position(|&b| b == b'/' || b == b'?') {
+            Some(i) if rest[i] == b'/' => &rest[i..],
+            Some(_) => return Err(Problem::new(400, "request target has no path")),
+            None => b"/",
+        }
+    } else {
+        raw
+    };
+    let target = normalize_target(origin_form, limits.max_uri_length).map_err(|e| match e {
+        crate::routing::normalize::PathError::TooLong => Problem::new(414, "request target too long"),
+        other => Problem::new(400, other.reason()),
+    })?;
+    // `;` path parameters are dropped by some upstream frameworks (Tomcat, Jetty, Spring)
+    // before routing, so `/admin;x` would reach `/admin` while the gateway routed it
+    // elsewhere. Refuse rather than guess.
+    if target.path.contains(';') || target.path.contains("%3B") {
+        return Err(Problem::new(400, "';' path parameters are not accepted"));
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(target: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(
+            check_host(&req("/", &[("host", "A.example.com:81")])).unwrap(),
+            "a.example.com"
+        );
+        assert_eq!(check_host(&req("/", &[])).unwrap_err().status, 400);
+        assert!(
+            check_host(&req("/", &[("host", "a"), ("host", "b")]))
+                .unwrap_err()
+                .close
+        );
+        assert!(check_host(&req("http://a.com/x", &[("host", "a.com")])).is_ok());
+        assert!(check_host(&req("http://evil.com/x", &[("host", "a.com")])).is_err());
+        assert!(check_host(&req("http://a.com:8080/x", &[("host", "a.com")])).is_err());
+    }
+
+    #[test]
+    fn framing_rules() {
+        let l = RequestLimits::default();
+        let both = req("/", &[("content-length", "3"), ("transfer-encoding", "chunked")]);
+        assert_eq!(check_framing(&both, &l).unwrap_err().status, 400);
+        let te = req("/", &[("transfer-encoding", "gzip, chunked")]);
+        assert!(check_framing(&te, &l).is_err());
+        let two_cl = req("/", &[("content-length", "3"), ("content-length", "4")]);
+        assert!(check_framing(&two_cl, &l).is_err());
+        assert!(check_framing(&req("/", &[("content-length", "3")]), &l).is_ok());
+        let many: Vec<(String, String)> = (0..101).map(|i| (format!("x-h{i}"), "v".to_string())).collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert_eq!(check_framing(&req("/", &many), &l).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn path_rules() {
+        let l = RequestLimits::default();
+        assert_eq!(check_path(&req("/a//b/../c?x=1", &[]), &l).unwrap().path, "/a/c");
+        assert_eq!(check_path(&req("http://h/a/./b", &[]), &l).unwrap().path, "/a/b");
+        assert!(check_path(&req("/a;b/c", &[]), &l).is_err());
+        assert!(check_path(&req("/a/%2e%2e/%2e%2e/x", &[]), &l).is_err());
+    }
+}

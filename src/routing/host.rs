@@ -1,0 +1,68 @@
+//! Host names as routing sees them: lower-case, no port, no trailing dot.
+
+/// Canonical host from a `Host` header value or URI authority: `API.Example.com.:8080` ->
+/// `api.example.com`; `[::1]:8080` -> `[::1]`. `None` when empty or not a plausible host.
+pub fn canonical_host(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let after = &rest[end + 1..];
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(valid_port)) {
+            return None;
+        }
+        &raw[..end + 2]
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, port)) if valid_port(port) => h,
+            Some(_) => return None,
+            None => raw,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+    ok.then(|| host.to_ascii_lowercase())
+}
+
+fn valid_port(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `host` (canonical) is matched by `pattern` (`api.example.com` or `*.example.com`).
+/// A wildcard matches one or more labels in front of the domain, never the bare domain.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+        None => pattern == host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonicalizes() {
+        assert_eq!(
+            canonical_host("API.Example.com:8080").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(canonical_host("example.com.").as_deref(), Some("example.com"));
+        assert_eq!(canonical_host("[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(canonical_host("a b"), None);
+        assert_eq!(canonical_host(""), None);
+        assert_eq!(canonical_host("x:abc"), None);
+        assert_eq!(canonical_host("x/y"), None);
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(host_matches("*.example.com", "a.example.com"));
+        assert!(host_matches("*.example.com", "a.b.example.com"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(!host_matches("*.example.com", "badexample.com"));
+        assert!(host_matches("example.com", "example.com"));
+    }
+}

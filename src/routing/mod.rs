@@ -1,0 +1,8 @@
+//! Request routing: one normalized path, then the route table.
+
+pub mod host;
+pub mod methods;
+pub mod normalize;
+pub mod table;
+
+pub use table::{Route, RouteMatch, RouteTable};

@@ -1,0 +1,108 @@
+//! The compiled, immutable runtime snapshot and the one atomic pointer the proxy reads it
+//! through. Every request loads the snapshot once and keeps it to the end, so a later swap
+//! (live reload) never changes the rules under an in-flight request.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::cidr::Cidr;
+use crate::config::{Config, RequestLimits};
+use crate::routing::{Route, RouteTable};
+use crate::upstream::Pool;
+
+/// Server-wide settings the request path needs.
+#[derive(Debug, Clone)]
+pub struct RequestSettings {
+    pub limits: RequestLimits,
+    pub trusted_proxies: Vec<Cidr>,
+    pub access_log: bool,
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub routes: RouteTable,
+    pub pools: Vec<Arc<Pool>>,
+    pub settings: RequestSettings,
+    /// Per route (same index as `routes.routes`), the pre-resolved duration histogram.
+    pub route_durations: Vec<prometheus::Histogram>,
+}
+
+impl Snapshot {
+    /// Compile a validated configuration. Fails only on what validation cannot know
+    /// (e.g. Pingora refusing a backend).
+    pub fn compile(config: &Config) -> Result<Snapshot, String> {
+        let pools: Vec<Arc<Pool>> = config
+            .upstreams
+            .iter()
+            .map(|u| Pool::build(u).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        let mut routes = Vec::with_capacity(config.routes.len());
+        let mut hosts = Vec::with_capacity(config.routes.len());
+        for r in &config.routes {
+            let upstream = config
+                .upstreams
+                .iter()
+                .position(|u| u.name.value == r.upstream.value)
+                .ok_or_else(|| {
+                    format!(
+                        "route `{}` names undefined upstream `{}`",
+                        r.name.value, r.upstream.value
+                    )
+                })?;
+            routes.push(Route::compile(r, upstream));
+            hosts.push(r.matcher.hosts.clone());
+        }
+        let m = crate::observe::metrics::get();
+        let route_durations = routes
+            .iter()
+            .map(|r| m.request_duration.with_label_values(&[&r.name]))
+            .collect();
+        Ok(Snapshot {
+            routes: RouteTable::build(routes, &hosts),
+            pools,
+            settings: RequestSettings {
+                limits: config.server.limits,
+                trusted_proxies: config.server.trusted_proxies.clone(),
+                access_log: config.server.access_log,
+            },
+            route_durations,
+        })
+    }
+
+    /// `Err(reason)` until every checked pool has finished a first health-check round.
+    pub fn readiness(&self) -> Result<(), String> {
+        let waiting: Vec<&str> = self
+            .pools
+            .iter()
+            .filter(|p| !p.health.ready())
+            .map(|p| p.name.as_str())
+            .collect();
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "first health check pending for upstream(s) {}",
+                waiting.join(", ")
+            ))
+        }
+    }
+}
+
+/// The current snapshot behind one atomic pointer.
+pub struct Runtime {
+    current: ArcSwap<Snapshot>,
+}
+
+impl Runtime {
+    pub fn new(snapshot: Snapshot) -> Runtime {
+        Runtime {
+            current: ArcSwap::from_pointee(snapshot),
+        }
+    }
+
+    /// The snapshot a request keeps for its whole life.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+}

@@ -1,0 +1,74 @@
+//! Assembling the Pingora server from the validated configuration: the proxy service behind
+//! the header deadline, the admin listener, and the health-check supervisor.
+
+use std::sync::Arc;
+
+use pingora::proxy::HttpProxy;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::config::Config;
+use crate::observe::admin::AdminApp;
+use crate::proxy::header_deadline::HeaderDeadline;
+use crate::proxy::Gateway;
+use crate::runtime::{Runtime, Snapshot};
+use crate::upstream::health::HealthSupervisor;
+
+pub struct RunOptions {
+    pub daemon: bool,
+    pub upgrade: bool,
+}
+
+/// Pingora's own settings, taken from the `server:` section so operators keep one file.
+fn server_conf(config: &Config, daemon: bool) -> ServerConf {
+    let s = &config.server;
+    let mut conf = ServerConf::default();
+    conf.threads = s.threads;
+    conf.daemon = daemon;
+    conf.pid_file = s.pid_file.clone();
+    conf.upgrade_sock = s.upgrade_sock.clone();
+    conf.error_log = s.error_log.clone();
+    conf.grace_period_seconds = Some(s.grace_period.as_secs());
+    conf.graceful_shutdown_timeout_seconds = Some(s.shutdown_timeout.as_secs());
+    conf
+}
+
+/// Build every service and run until a signal stops the process.
+pub fn run(config: Config, snapshot: Snapshot, opts: RunOptions) -> Result<(), String> {
+    let runtime = Arc::new(Runtime::new(snapshot));
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config, opts.daemon));
+    server.bootstrap();
+
+    let mut proxy = HttpProxy::new(
+        Gateway::new(Arc::clone(&runtime)),
+        Arc::clone(&server.configuration),
+    );
+    proxy.handle_init_modules();
+    let app = HeaderDeadline::new(proxy, config.server.limits.header_read_timeout);
+    let mut proxy_service = Service::new("portcullis proxy".to_string(), app);
+    for addr in &config.server.listen {
+        proxy_service.add_tcp(addr);
+    }
+    server.add_service(proxy_service);
+
+    if let Some(admin_addr) = &config.server.admin {
+        let ready_runtime = Arc::clone(&runtime);
+        let readiness = Arc::new(move || ready_runtime.load().readiness());
+        let mut admin = Service::new("portcullis admin".to_string(), AdminApp::new(readiness));
+        admin.add_tcp(admin_addr);
+        server.add_service(admin);
+    }
+
+    let pools_runtime = Arc::clone(&runtime);
+    let pools = Arc::new(move || pools_runtime.load().pools.clone());
+    server.add_service(background_service("health checks", HealthSupervisor::new(pools)));
+
+    server.run_forever()
+}

@@ -1,0 +1,3 @@
+//! Changes the gateway makes to requests and responses as they pass.
+
+pub mod headers;

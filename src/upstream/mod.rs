@@ -1,0 +1,10 @@
+//! Upstream pools: target selection over Pingora's `LoadBalancer`, health checks, and the
+//! per-target statistics that least-connections and least-time selection read.
+
+pub mod health;
+pub mod pool;
+pub mod selection;
+pub mod stats;
+
+pub use pool::Pool;
+pub use stats::InflightGuard;

@@ -1,0 +1,93 @@
+//! Live per-target statistics, shared by the selector and the proxy through the `Backend`'s
+//! extension slot.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What selection needs to know about one target right now.
+#[derive(Debug)]
+pub struct TargetStats {
+    /// The target as written in the configuration, used as the metric label.
+    pub label: String,
+    inflight: AtomicUsize,
+    /// Peak-EWMA of response latency in microseconds (see [`TargetStats::observe_latency`]).
+    ewma_micros: AtomicU64,
+}
+
+/// How fast the latency estimate forgets a past peak: each new lower sample moves it this
+/// fraction of the way down. A higher sample replaces it at once ("peak" EWMA), so a target
+/// that turns slow is avoided immediately and trusted again gradually.
+const DECAY: f64 = 0.25;
+
+impl TargetStats {
+    pub fn new(label: String) -> Arc<TargetStats> {
+        Arc::new(TargetStats {
+            label,
+            inflight: AtomicUsize::new(0),
+            ewma_micros: AtomicU64::new(0),
+        })
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    pub fn latency_micros(&self) -> u64 {
+        self.ewma_micros.load(Ordering::Relaxed)
+    }
+
+    /// Count one request in flight until the guard drops.
+    pub fn begin(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(Arc::clone(self))
+    }
+
+    pub fn observe_latency(&self, sample: Duration) {
+        let sample = u64::try_from(sample.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = self
+            .ewma_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if sample >= old || old == 0 {
+                    sample
+                } else {
+                    (old as f64 - (old - sample) as f64 * DECAY) as u64
+                })
+            });
+    }
+}
+
+/// Decrements the target's in-flight count when the request is done with it.
+#[derive(Debug)]
+pub struct InflightGuard(Arc<TargetStats>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_ewma_jumps_up_decays_down() {
+        let s = TargetStats::new("t".into());
+        s.observe_latency(Duration::from_millis(100));
+        assert_eq!(s.latency_micros(), 100_000);
+        s.observe_latency(Duration::from_millis(10));
+        assert!(s.latency_micros() < 100_000 && s.latency_micros() > 10_000);
+        s.observe_latency(Duration::from_millis(500));
+        assert_eq!(s.latency_micros(), 500_000);
+    }
+
+    #[test]
+    fn guard_counts_inflight() {
+        let s = TargetStats::new("t".into());
+        let g = s.begin();
+        assert_eq!(s.inflight(), 1);
+        drop(g);
+        assert_eq!(s.inflight(), 0);
+    }
+}

@@ -1,0 +1,26 @@
+//! Integration-test harness for Portcullis.
+//!
+//! Every integration test file pulls this in with `mod support;` and uses a
+//! subset of it, hence `allow(dead_code)` (unused helpers) and
+//! `allow(unused_imports)` (unused glob re-exports in that test binary). The pieces:
+//!
+//! * [`upstream`]: a scriptable HTTP/1.1 origin server (records requests,
+//!   configurable status/delay, health-check counting, stop/restart).
+//! * [`client`]: a byte-exact blocking HTTP/1.1 client, so tests can send
+//!   malformed or ambiguous requests no high-level library would produce.
+//! * [`gateway`]: launches the real `portcullis` binary with an isolated temp
+//!   dir, ports, pid file and upgrade socket, and waits for readiness.
+//!
+//! Ground rules that every helper follows, because tests run in parallel
+//! threads on a small, noisy machine: loopback only, ephemeral ports, every
+//! network read has a timeout, every wait has a deadline and panics with a
+//! clear message instead of hanging.
+#![allow(dead_code, unused_imports)]
+
+pub mod client;
+pub mod gateway;
+pub mod upstream;
+
+pub use client::*;
+pub use gateway::*;
+pub use upstream::*;
