@@ -119,7 +119,13 @@ impl ProxyHttp for Gateway {
         ctx.start = Instant::now();
         ctx.request_id = forwarding::request_id(session.req_header());
         ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        match self.admit(session.req_header(), ctx) {
+        let has_te = session
+            .req_header()
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING);
+        let admitted = request_checks::check_raw_head(session.as_downstream(), has_te)
+            .and_then(|()| self.admit(session.req_header(), ctx));
+        match admitted {
             Ok(()) => Ok(false),
             Err(problem) => self.reject(session, ctx, problem).await,
         }

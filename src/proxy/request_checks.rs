@@ -6,6 +6,7 @@
 
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use pingora::http::RequestHeader;
+use pingora::protocols::http::ServerSession;
 
 use super::problem::Problem;
 use crate::config::RequestLimits;
@@ -42,6 +43,28 @@ pub fn check_framing(req: &RequestHeader, limits: &RequestLimits) -> Result<(), 
         return Err(
             Problem::new(400, "unsupported Transfer-Encoding (only `chunked` is accepted)").closing(),
         );
+    }
+    Ok(())
+}
+
+/// Checks on the request head as received, for what Pingora normalizes away before any filter
+/// runs: it drops `Content-Length` when `Transfer-Encoding` is also present (RFC 9112 lets a
+/// proxy do that; the gateway refuses instead) and strips a `#fragment` from the target.
+pub fn check_raw_head(session: &ServerSession, has_transfer_encoding: bool) -> Result<(), Problem> {
+    let ServerSession::H1(h1) = session else {
+        return Ok(());
+    };
+    let raw = h1.get_headers_raw_bytes();
+    let mut lines = raw.split(|&b| b == b'\n');
+    let request_line = lines.next().unwrap_or_default();
+    if request_line.contains(&b'#') {
+        return Err(Problem::new(400, "fragment ('#') in request target").closing());
+    }
+
+    if has_transfer_encoding
+        && lines.any(|l| l.len() >= 15 && l[..15].eq_ignore_ascii_case(b"content-length:"))
+    {
+        return Err(Problem::new(400, "both Content-Length and Transfer-Encoding are present").closing());
     }
     Ok(())
 }

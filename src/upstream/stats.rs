@@ -2,8 +2,15 @@
 //! extension slot.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+/// Timestamps are microseconds since this instant, so they fit in an atomic.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_micros() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
 
 /// What selection needs to know about one target right now.
 #[derive(Debug)]
@@ -13,6 +20,8 @@ pub struct TargetStats {
     inflight: AtomicUsize,
     /// Peak-EWMA of response latency in microseconds (see [`TargetStats::observe_latency`]).
     ewma_micros: AtomicU64,
+    /// When `ewma_micros` last changed.
+    updated_micros: AtomicU64,
 }
 
 /// How fast the latency estimate forgets a past peak: each new lower sample moves it this
@@ -20,12 +29,17 @@ pub struct TargetStats {
 /// that turns slow is avoided immediately and trusted again gradually.
 const DECAY: f64 = 0.25;
 
+/// Without new samples the estimate halves every this many microseconds, so a target that
+/// was slow once (and is therefore never picked) gets probed again instead of starving.
+const HALF_LIFE_MICROS: f64 = 5_000_000.0;
+
 impl TargetStats {
     pub fn new(label: String) -> Arc<TargetStats> {
         Arc::new(TargetStats {
             label,
             inflight: AtomicUsize::new(0),
             ewma_micros: AtomicU64::new(0),
+            updated_micros: AtomicU64::new(0),
         })
     }
 
@@ -33,8 +47,11 @@ impl TargetStats {
         self.inflight.load(Ordering::Relaxed)
     }
 
+    /// The latency estimate, decayed by the time since it was last updated.
     pub fn latency_micros(&self) -> u64 {
-        self.ewma_micros.load(Ordering::Relaxed)
+        let ewma = self.ewma_micros.load(Ordering::Relaxed);
+        let age = now_micros().saturating_sub(self.updated_micros.load(Ordering::Relaxed));
+        (ewma as f64 * 0.5f64.powf(age as f64 / HALF_LIFE_MICROS)) as u64
     }
 
     /// Count one request in flight until the guard drops.
@@ -75,11 +92,11 @@ mod tests {
     fn peak_ewma_jumps_up_decays_down() {
         let s = TargetStats::new("t".into());
         s.observe_latency(Duration::from_millis(100));
-        assert_eq!(s.latency_micros(), 100_000);
+        assert!(s.latency_micros() > 95_000 && s.latency_micros() <= 100_000);
         s.observe_latency(Duration::from_millis(10));
         assert!(s.latency_micros() < 100_000 && s.latency_micros() > 10_000);
         s.observe_latency(Duration::from_millis(500));
-        assert_eq!(s.latency_micros(), 500_000);
+        assert!(s.latency_micros() > 450_000 && s.latency_micros() <= 500_000);
     }
 
     #[test]

@@ -92,11 +92,7 @@ pub fn try_send_raw(addr: SocketAddr, request: &[u8]) -> io::Result<Response> {
 
 /// [`try_send_raw`] with a custom connect/read/write timeout (used by
 /// readiness probes, which must not spend 10 s on one attempt).
-pub fn try_send_raw_timeout(
-    addr: SocketAddr,
-    request: &[u8],
-    timeout: Duration,
-) -> io::Result<Response> {
+pub fn try_send_raw_timeout(addr: SocketAddr, request: &[u8], timeout: Duration) -> io::Result<Response> {
     let mut stream = connect(addr, timeout)?;
     stream.write_all(request)?;
     stream.flush()?;
@@ -125,13 +121,7 @@ pub fn request(
 
 /// The bytes [`request`] sends, for tests that want to tweak them or send them
 /// on a [`Conn`] (note the `Connection: close`).
-pub fn build_request(
-    method: &str,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Vec<u8> {
+pub fn build_request(method: &str, host: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
@@ -236,12 +226,7 @@ fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<bool> {
                 return Ok(true);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "timed out reading the response",
@@ -368,10 +353,7 @@ fn read_response(
                 let msg = if buf.is_empty() {
                     "connection closed without a response".to_string()
                 } else {
-                    format!(
-                        "connection closed mid-head: {:?}",
-                        String::from_utf8_lossy(buf)
-                    )
+                    format!("connection closed mid-head: {:?}", String::from_utf8_lossy(buf))
                 };
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, msg));
             }
@@ -389,8 +371,7 @@ fn read_response(
             .header_all("connection")
             .iter()
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
-        let no_body =
-            head_request || (100..200).contains(&status) || status == 204 || status == 304;
+        let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
         if no_body {
             return Ok((resp, !conn_close && status != 101));
         }

@@ -139,10 +139,7 @@ impl Gateway {
         // have been recycled for another process.
         let rc = unsafe { libc::kill(pid, sig) };
         if rc != 0 {
-            panic!(
-                "kill({pid}, {sig}) failed: {}",
-                std::io::Error::last_os_error()
-            );
+            panic!("kill({pid}, {sig}) failed: {}", std::io::Error::last_os_error());
         }
     }
 
@@ -272,10 +269,11 @@ fn try_launch(
             );
         }
         let up = match wait {
-            WaitFor::Ready => probe_ready(gw.admin),
-            WaitFor::Listening => {
-                TcpStream::connect_timeout(&gw.addr, Duration::from_secs(1)).is_ok()
+            // The admin listener can come up before the proxy listener: wait for both.
+            WaitFor::Ready => {
+                probe_ready(gw.admin) && TcpStream::connect_timeout(&gw.addr, Duration::from_secs(1)).is_ok()
             }
+            WaitFor::Listening => TcpStream::connect_timeout(&gw.addr, Duration::from_secs(1)).is_ok(),
         };
         if up {
             return Attempt::Up(gw);
@@ -414,10 +412,7 @@ pub fn check(yaml: &str) -> CheckOutput {
 /// `upstreams:\n  <name>:\n    targets: ["127.0.0.1:1", ...]\n`.
 pub fn upstream_yaml(name: &str, targets: &[SocketAddr]) -> String {
     let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-    format!(
-        "upstreams:\n  {name}:\n    targets: [{}]\n",
-        list.join(", ")
-    )
+    format!("upstreams:\n  {name}:\n    targets: [{}]\n", list.join(", "))
 }
 
 /// Parses Prometheus text exposition and sums the samples of `name` whose

@@ -188,12 +188,7 @@ impl Upstream {
             inner: listener,
             _guard: LiveGuard::new(&live),
         };
-        let accept = runtime().spawn(accept_loop(
-            listener,
-            state.clone(),
-            tasks.clone(),
-            live.clone(),
-        ));
+        let accept = runtime().spawn(accept_loop(listener, state.clone(), tasks.clone(), live.clone()));
         lock(&tasks).handles.push(accept.abort_handle());
         Upstream {
             addr,

@@ -1,0 +1,215 @@
+//! Attacks on path handling and request framing. Every rejected spelling is also checked
+//! from the upstream's side: it must never have seen the request.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A gateway with only `/public` routed; `/admin` exists on the upstream but has no route.
+fn setup() -> (Upstream, Gateway) {
+    let up = Upstream::start("public");
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  app:\n    targets: [\"{}\"]\nroutes:\n  - name: public\n    match: {{ path_prefix: /public }}\n    upstream: app\n",
+        up.addr()
+    ));
+    (up, gw)
+}
+
+fn raw_get(gw: &Gateway, target: &str) -> Response {
+    gw.send(format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+#[test]
+fn bypass_spellings_never_reach_the_upstream() {
+    let (up, gw) = setup();
+    let attacks: &[(&str, u16)] = &[
+        ("/public/../admin", 404),
+        ("/public/%2e%2e/admin", 404),
+        ("/public/%2E%2E/admin", 404),
+        ("/public/.%2e/admin", 404),
+        ("/public/%2e./admin", 404),
+        ("//admin", 404),
+        ("///admin//", 404),
+        ("/public/./../admin", 404),
+        ("/ADMIN", 404),
+        ("/publicx", 404),
+        ("/public/..%2fadmin", 400),
+        ("/public/..%2Fadmin", 400),
+        ("/public%2f..%2fadmin", 400),
+        ("/public/%2e%2e%2fadmin", 400),
+        ("/public/..%5cadmin", 400),
+        ("/public/..%5Cadmin", 400),
+        ("/public/..;/admin", 400),
+        ("/public;x/admin", 400),
+        ("/public/x;jsessionid=1", 400),
+        ("/public/%00/admin", 400),
+        ("/public/%0d%0aX-Injected:1", 400),
+        ("/public/%zz", 400),
+        ("/public/%4", 400),
+        ("/../admin", 400),
+        ("/public/../../admin", 400),
+        ("/%2e%2e/admin", 400),
+    ];
+    for (target, want) in attacks {
+        let r = raw_get(&gw, target);
+        assert_eq!(r.status, *want, "{target}: {}", r.text());
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/problem+json"),
+            "{target}"
+        );
+        assert!(
+            !r.text().contains("127.0.0.1"),
+            "{target} leaks an address: {}",
+            r.text()
+        );
+    }
+    // Spellings Pingora's own parser rejects must not get through either.
+    for target in ["/public\\..\\admin", "/public/x#/../../admin", "/public/x#frag"] {
+        let r = try_send_raw(
+            gw.addr(),
+            format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        if let Ok(r) = r {
+            assert!(r.status >= 400, "{target} was accepted with {}", r.status);
+        }
+    }
+    assert_eq!(up.count(), 0, "upstream saw: {:?}", up.requests());
+}
+
+#[test]
+fn upstream_receives_the_canonical_path() {
+    let (up, gw) = setup();
+    let cases = [
+        ("/public//a/./b/../c", "/public/a/c"),
+        ("/public/%7Euser/%41", "/public/~user/A"),
+        ("/public/a%3ab?q=%20x&y=1", "/public/a%3Ab?q=%20x&y=1"),
+        // Pingora percent-encodes a raw space in the request line before any filter runs;
+        // routing and the upstream then agree on the escaped form.
+        ("/public/a b", "/public/a%20b"),
+        ("/public/", "/public/"),
+        ("/public", "/public"),
+    ];
+    for (sent, seen) in cases {
+        let r = raw_get(&gw, sent);
+        assert_eq!(r.status, 200, "{sent}: {}", r.text());
+        assert_eq!(r.json()["target"], seen, "{sent}");
+    }
+    assert_eq!(up.count(), cases.len());
+}
+
+#[test]
+fn absolute_form_must_agree_with_host() {
+    let (up, gw) = setup();
+    let r =
+        gw.send(b"GET http://evil.example/public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let ok =
+        gw.send(b"GET http://localhost/public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/public/x", "upstream gets origin-form");
+}
+
+#[test]
+fn host_header_rules() {
+    let (up, gw) = setup();
+    let missing = gw.send(b"GET /public/x HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(missing.status, 400);
+    let dup = gw.send(b"GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n");
+    assert_eq!(dup.status, 400);
+    let bad = gw.send(b"GET /public/x HTTP/1.1\r\nHost: a/b\r\nConnection: close\r\n\r\n");
+    assert_eq!(bad.status, 400);
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn ambiguous_framing_is_refused_and_the_connection_closed() {
+    let (up, gw) = setup();
+    let smuggle = b"POST /public/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /public/smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut conn = Conn::connect(gw.addr());
+    let r = conn.send(smuggle).expect("a response");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    // The connection is closed: nothing more is answered on it.
+    assert!(conn.read_response(false).is_err());
+    for te in ["gzip, chunked", "chunked, identity", "identity"] {
+        let req = format!("POST /public/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: {te}\r\nConnection: close\r\n\r\n0\r\n\r\n");
+        if let Ok(r) = try_send_raw(gw.addr(), req.as_bytes()) {
+            assert_eq!(r.status, 400, "TE {te}");
+        }
+    }
+    let two_cl = b"POST /public/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab";
+    if let Ok(r) = try_send_raw(gw.addr(), two_cl) {
+        assert_eq!(r.status, 400);
+    }
+    assert_eq!(up.count(), 0, "upstream saw: {:?}", up.requests());
+}
+
+#[test]
+fn header_count_size_and_uri_length_are_capped() {
+    let (up, gw) = setup();
+    let mut many = String::from("GET /public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for i in 0..120 {
+        many.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    assert_eq!(gw.send(many.as_bytes()).status, 431);
+    let big = format!(
+        "GET /public/x HTTP/1.1\r\nHost: localhost\r\nx-big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(40_000)
+    );
+    assert_eq!(gw.send(big.as_bytes()).status, 431);
+    let long = format!("/public/{}", "a".repeat(9000));
+    assert_eq!(raw_get(&gw, &long).status, 414);
+    assert_eq!(up.count(), 0);
+}
+
+#[test]
+fn slow_header_senders_are_cut_off() {
+    let up = Upstream::start("app");
+    let gw = Gateway::start_with(
+        "limits: { header_read_timeout: 1s }",
+        &format!(
+            "upstreams:\n  app:\n    targets: [\"{}\"]\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: app\n",
+            up.addr()
+        ),
+    );
+    let mut conn = std::net::TcpStream::connect(gw.addr()).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_millis(100))).ok();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .expect("write");
+    // Trickle a header byte every 100 ms (each read well inside Pingora's per-read timeout)
+    // for up to 15 s; the gateway must close the connection on its total deadline.
+    let started = Instant::now();
+    let mut closed = false;
+    let mut buf = [0u8; 64];
+    while started.elapsed() < Duration::from_secs(15) {
+        if conn.write_all(b"x").is_err() {
+            closed = true;
+            break;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            }
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "a client trickling its headers kept the connection open");
+    assert_eq!(up.count(), 0);
+    // A normal client is unaffected.
+    assert_eq!(gw.get("/ok").status, 200);
+}

@@ -1,0 +1,280 @@
+//! Route matching and precedence, 404/405, rewrites, header rules and proxy hygiene.
+
+mod support;
+
+use support::*;
+
+fn two_upstreams() -> (Upstream, Upstream) {
+    (Upstream::start("a"), Upstream::start("b"))
+}
+
+fn upstreams(a: &Upstream, b: &Upstream) -> String {
+    format!(
+        "upstreams:\n  a:\n    targets: [\"{}\"]\n  b:\n    targets: [\"{}\"]\n",
+        a.addr(),
+        b.addr()
+    )
+}
+
+fn served_by(r: &Response) -> String {
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.header("x-upstream").unwrap_or("-").to_string()
+}
+
+#[test]
+fn precedence_exact_longest_prefix_conditions_order() {
+    let (a, b) = two_upstreams();
+    let gw = Gateway::start(&format!(
+        "{}routes:
+  - {{ name: root, match: {{ path_prefix: / }}, upstream: a }}
+  - {{ name: users, match: {{ path_prefix: /users }}, upstream: a }}
+  - {{ name: users-exact, match: {{ path: /users }}, upstream: b }}
+  - {{ name: users-admin, match: {{ path_prefix: /users/admin }}, upstream: b }}
+  - {{ name: tenant, match: {{ path_prefix: /users, headers: {{ x-tenant: acme }} }}, upstream: b }}
+",
+        upstreams(&a, &b)
+    ));
+    let tenant = |path: &str| request(gw.addr(), "GET", "localhost", path, &[("x-tenant", "acme")], b"");
+    assert_eq!(served_by(&gw.get("/users")), "b", "exact path wins");
+    assert_eq!(served_by(&gw.get("/users/7")), "a", "prefix");
+    assert_eq!(served_by(&gw.get("/users/")), "a", "prefix with trailing slash");
+    assert_eq!(served_by(&gw.get("/users/admin/x")), "b", "longest prefix");
+    assert_eq!(served_by(&tenant("/users/7")), "b", "more conditions");
+    assert_eq!(served_by(&gw.get("/usersx")), "a", "segment boundary: falls to /");
+    let m = gw.metric(
+        "portcullis_requests_total",
+        &[("route", "users-admin"), ("status", "200")],
+    );
+    assert_eq!(m, 1.0);
+}
+
+#[test]
+fn hosts_exact_wildcard_case_and_port() {
+    let (a, b) = two_upstreams();
+    let gw = Gateway::start(&format!(
+        "{}routes:
+  - {{ name: api, match: {{ hosts: [api.example.com], path_prefix: / }}, upstream: a }}
+  - {{ name: wild, match: {{ hosts: [\"*.example.com\"], path_prefix: / }}, upstream: b }}
+",
+        upstreams(&a, &b)
+    ));
+    assert_eq!(served_by(&get(gw.addr(), "api.example.com", "/x")), "a");
+    assert_eq!(served_by(&get(gw.addr(), "API.Example.COM:8443", "/x")), "a");
+    assert_eq!(served_by(&get(gw.addr(), "eu.example.com", "/x")), "b");
+    assert_eq!(served_by(&get(gw.addr(), "a.b.example.com", "/x")), "b");
+    assert_eq!(get(gw.addr(), "example.com", "/x").status, 404);
+    assert_eq!(get(gw.addr(), "evil.com", "/x").status, 404);
+}
+
+#[test]
+fn not_found_and_method_not_allowed_are_problem_json() {
+    let (a, b) = two_upstreams();
+    let gw = Gateway::start(&format!(
+        "{}routes:
+  - {{ name: read, match: {{ path_prefix: /items, methods: [GET, HEAD] }}, upstream: a }}
+  - {{ name: write, match: {{ path_prefix: /items, methods: [post] }}, upstream: b }}
+",
+        upstreams(&a, &b)
+    ));
+    let r = gw.get("/nothing");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let body = r.json();
+    assert_eq!(body["status"], 404);
+    assert_eq!(body["title"], "Not Found");
+    assert_eq!(body["type"], "about:blank");
+    assert_eq!(body["request_id"].as_str(), r.header("x-request-id"));
+    let r = request(gw.addr(), "DELETE", "localhost", "/items/1", &[], b"");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
+    assert_eq!(r.json()["status"], 405);
+    assert_eq!(
+        served_by(&request(gw.addr(), "POST", "localhost", "/items/1", &[], b"x")),
+        "b"
+    );
+    assert_eq!(
+        a.count() + b.count(),
+        1,
+        "rejected requests never reached an upstream"
+    );
+}
+
+#[test]
+fn strip_prefix_and_header_rules() {
+    let (a, b) = two_upstreams();
+    let gw = Gateway::start(&format!(
+        "{}routes:
+  - name: api
+    match: {{ path_prefix: /api/v1 }}
+    upstream: a
+    strip_prefix: /api
+    request_headers:
+      set: {{ x-gateway: portcullis }}
+      add: {{ x-multi: two }}
+      remove: [x-debug]
+    response_headers:
+      set: {{ cache-control: no-store }}
+      remove: [x-upstream-secret]
+",
+        upstreams(&a, &b)
+    ));
+    let r = request(
+        gw.addr(),
+        "GET",
+        "localhost",
+        "/api/v1/users?x=1",
+        &[
+            ("x-debug", "1"),
+            ("x-multi", "one"),
+            ("x-gateway", "spoofed"),
+            ("x-response-header", "x-upstream-secret: s3cret"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-upstream-secret"), None);
+    let seen = &a.requests()[0];
+    assert_eq!(seen.target, "/v1/users?x=1");
+    assert_eq!(seen.header("x-gateway"), Some("portcullis"));
+    assert_eq!(seen.header("x-debug"), None);
+    assert_eq!(seen.header_all("x-multi"), vec!["one", "two"]);
+}
+
+#[test]
+fn forwarding_headers_request_id_and_hop_by_hop() {
+    let (a, b) = two_upstreams();
+    let gw = Gateway::start(&format!(
+        "{}routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: a }}\n",
+        upstreams(&a, &b)
+    ));
+    let r = request(
+        gw.addr(),
+        "GET",
+        "Front.Example:80",
+        "/x",
+        &[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-host", "evil"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let generated = r.header("x-request-id").expect("request id echoed").to_string();
+    assert_eq!(generated.len(), 32);
+    let seen = &a.requests()[0];
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("127.0.0.1"),
+        "spoofed chain replaced"
+    );
+    assert_eq!(seen.header("x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(seen.header("forwarded"), None);
+    assert_eq!(seen.header("x-forwarded-host"), Some("front.example"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-request-id"), Some(generated.as_str()));
+    for hop in ["keep-alive", "te", "proxy-authorization"] {
+        assert_eq!(seen.header(hop), None, "{hop} forwarded");
+    }
+    // Headers named in Connection are hop-by-hop too.
+    let r = gw.send(b"GET /y HTTP/1.1\r\nHost: localhost\r\nConnection: close, x-secret-hop\r\nx-secret-hop: 1\r\nx-request-id: client-id-42\r\n\r\n");
+    assert_eq!(r.header("x-request-id"), Some("client-id-42"));
+    let seen = &a.requests()[1];
+    assert_eq!(seen.header("x-secret-hop"), None);
+    assert_eq!(seen.header("x-request-id"), Some("client-id-42"));
+    // An id that could inject into logs is replaced.
+    let r = request(
+        gw.addr(),
+        "GET",
+        "localhost",
+        "/z",
+        &[("x-request-id", "a b\"c")],
+        b"",
+    );
+    assert_ne!(r.header("x-request-id"), Some("a b\"c"));
+}
+
+#[test]
+fn trusted_proxies_extend_the_chain() {
+    let (a, b) = two_upstreams();
+    let gw = Gateway::start_with(
+        "trusted_proxies: [\"127.0.0.0/8\"]",
+        &format!(
+            "{}routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: a }}\n",
+            upstreams(&a, &b)
+        ),
+    );
+    let r = request(
+        gw.addr(),
+        "GET",
+        "localhost",
+        "/x",
+        &[("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let seen = &a.requests()[0];
+    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+}
+
+#[test]
+fn access_log_and_metrics() {
+    let (a, b) = two_upstreams();
+    let gw = Gateway::start(&format!(
+        "{}routes:\n  - {{ name: users, match: {{ path_prefix: /users }}, upstream: a }}\n",
+        upstreams(&a, &b)
+    ));
+    let r = gw.get("/users/1");
+    let id = r.header("x-request-id").expect("id").to_string();
+    assert_eq!(gw.get("/nope").status, 404);
+    let line = wait_for("access log line", std::time::Duration::from_secs(10), || {
+        gw.log()
+            .lines()
+            .find(|l| l.contains(&format!("id={id}")))
+            .map(str::to_string)
+    });
+    for field in [
+        "client=127.0.0.1",
+        "method=GET",
+        "path=/users/1",
+        "route=users",
+        "status=200",
+        "bytes=",
+        "duration_ms=",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    assert!(line.contains(&format!("target={}", a.addr())), "{line}");
+    assert_eq!(
+        gw.metric(
+            "portcullis_requests_total",
+            &[("route", "users"), ("method", "GET"), ("status", "200")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        gw.metric("portcullis_requests_total", &[("route", "-"), ("status", "404")]),
+        1.0
+    );
+    assert_eq!(
+        gw.metric("portcullis_request_duration_seconds_count", &[("route", "users")]),
+        1.0
+    );
+    assert_eq!(
+        gw.metric(
+            "portcullis_upstream_requests_total",
+            &[("upstream", "a"), ("status", "200")]
+        ),
+        1.0
+    );
+    assert_eq!(gw.metric("portcullis_build_info", &[]), 1.0);
+    let healthz = get(gw.admin(), "localhost", "/healthz");
+    assert_eq!(healthz.status, 200);
+}
