@@ -10,6 +10,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if s.is_empty() {
         return Err(expected.into());
     }
+    if s.contains(char::is_whitespace) {
+        return Err(format!("`{text}`: no spaces allowed; {expected}"));
+    }
     let bytes = s.as_bytes();
     let mut total = Duration::ZERO;
     let mut i = 0;

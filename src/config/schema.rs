@@ -42,6 +42,10 @@ impl Parts {
 /// Decode the whole document, reporting every problem.
 pub fn decode_parts(root: &Node, p: &mut Problems) -> Parts {
     let before = p.len();
+    if let Node::Null { pos } = root {
+        p.add(*pos, "", "the configuration is empty; it needs at least `server:` with `listen`");
+        return Parts { server: None, upstreams: Vec::new(), routes: Vec::new(), complete: false };
+    }
     let Some(f) = Fields::new(root, "", TOP, p) else {
         return Parts {
             server: None,

@@ -17,6 +17,17 @@ pub struct Pos {
     pub col: usize,
 }
 
+impl Pos {
+    /// The earlier of two positions.
+    fn min_by_line(self, other: Pos) -> Pos {
+        if (self.line, self.col) <= (other.line, other.col) {
+            self
+        } else {
+            other
+        }
+    }
+}
+
 impl fmt::Display for Pos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.line, self.col)
@@ -155,6 +166,9 @@ impl MarkedEventReceiver for Builder {
                     while let (Some(k), Some(v)) = (it.next(), it.next()) {
                         entries.push((k, v));
                     }
+                    // yaml-rust2 marks a block mapping after its first key; the first key is
+                    // where a reader looks for "this mapping".
+                    let pos = entries.first().map_or(pos, |(k, _)| k.pos().min_by_line(pos));
                     self.push_value(Node::Map { entries, pos }, anchor);
                 }
             }

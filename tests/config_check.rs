@@ -1,0 +1,159 @@
+//! `portcullis check`: every problem, with file:line:col, field path and plain words; and the
+//! gateway refusing to start with the same messages.
+
+mod support;
+
+use std::process::{Command, Stdio};
+
+use support::*;
+
+/// The problem lines of a failed check, with the temp file path replaced by `FILE`.
+fn problems(out: &CheckOutput) -> Vec<String> {
+    let path = out.path.display().to_string();
+    out.stderr
+        .lines()
+        .map(|l| l.replace(&path, "FILE"))
+        .filter(|l| !l.starts_with("portcullis: "))
+        .collect()
+}
+
+const SERVER: &str = "server:\n  listen: [\"127.0.0.1:8080\"]\n";
+
+#[test]
+fn valid_config_prints_a_summary() {
+    let out = check(&format!(
+        "{SERVER}upstreams:\n  a:\n    targets: [\"127.0.0.1:9001\", {{ addr: \"127.0.0.1:9002\", weight: 2 }}]\n  b:\n    targets: [\"127.0.0.1:9003\"]\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: a }}\n"
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("portcullis: configuration {} is valid: 1 routes, 2 upstreams, 3 targets", out.path.display())
+    );
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/portcullis.yaml")).expect("example");
+    let out = check(&text);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+const BROKEN: &str = "\
+server:
+  listen: [\"0.0.0.0:80800\"]
+  admn: \"127.0.0.1:9090\"
+upstreams:
+  users:
+    targets: []
+    balance: round_robbin
+  orders:
+    targets: [{ addr: \"127.0.0.1:9003\", weight: 0 }, \"nohost\"]
+    connect_timeout: 5
+    retires: 2
+routes:
+  - name: a
+    match: { path_prefix: /users }
+    upstream: user
+  - name: a
+    match: { path_prefix: /users }
+    upstream: users
+  - name: c
+    match: { path: /x/../y }
+    upstream: orders
+  - name: d
+    match: { path_prefix: /d, methods: [GET] }
+    upstream: orders
+  - name: e
+    match: { path_prefix: /d, methods: [GET] }
+    upstream: orders
+    timeout: 2 seconds
+";
+
+#[test]
+fn every_problem_is_listed_with_position_path_and_words() {
+    let out = check(BROKEN);
+    assert_eq!(out.code, 1);
+    let expected = [
+        "FILE:2:12: server.listen[0]: bad address `0.0.0.0:80800`: expected IP:PORT such as 127.0.0.1:8080 or [::1]:8080",
+        "FILE:3:3: server.admn: unknown field `admn`; did you mean `admin`?",
+        "FILE:6:14: upstreams.users.targets: upstream has no targets",
+        "FILE:7:14: upstreams.users.balance: unknown value `round_robbin`; did you mean `round_robin`?",
+        "FILE:9:49: upstreams.orders.targets[0].weight: weight must be at least 1 (remove the target to take it out)",
+        "FILE:9:54: upstreams.orders.targets[1]: bad address `nohost`: expected HOST:PORT such as 127.0.0.1:9001",
+        "FILE:10:22: upstreams.orders.connect_timeout: bad duration: `5`: missing unit; expected a duration such as 250ms, 2s, 1m or 1h",
+        "FILE:11:5: upstreams.orders.retires: unknown field `retires`; did you mean `retries`?",
+        "FILE:15:15: routes[0].upstream: route names undefined upstream `user`; did you mean `users`?",
+        "FILE:16:11: routes[1].name: duplicate route name `a` (first at line 13)",
+        "FILE:16:11: routes[1]: route `a` can never match: it is fully shadowed by routes[0] `a` (line 13)",
+        "FILE:20:20: routes[2].match.path: path `/x/../y` is not canonical; requests are normalized, write `/y`",
+        "FILE:25:11: routes[4]: route `e` can never match: it is fully shadowed by routes[3] `d` (line 22)",
+        "FILE:28:14: routes[4].timeout: bad duration: `2 seconds`: no spaces allowed; expected a duration such as 250ms, 2s, 1m or 1h",
+    ];
+    assert_eq!(problems(&out), expected, "full stderr:\n{}", out.stderr);
+    assert!(out.stderr.ends_with(&format!("has {} problem(s)\n", expected.len())), "{}", out.stderr);
+}
+
+#[test]
+fn structural_mistakes() {
+    let cases: &[(&str, &str)] = &[
+        ("", "FILE:1:1: the configuration is empty; it needs at least `server:` with `listen`"),
+        ("upstreams: {}\n", "FILE:1:1: server: missing required section `server` (at least `listen`)"),
+        ("server: [1]\n", "FILE:1:9: server: expected a mapping with fields"),
+        ("server:\n  listen: [\"127.0.0.1:1\"]\nrouts: []\n", "FILE:3:1: routs: unknown field `routs`; did you mean `routes`?"),
+        ("server:\n  listen: [\"127.0.0.1:1\"]\nroutes: {}\n", "FILE:3:9: routes: expected a list of routes, found a mapping"),
+        ("server:\n  listen: [\"127.0.0.1:1\"\n", "FILE:3:1: YAML syntax error"),
+        ("server:\n  listen: [\"127.0.0.1:1\"]\n  threads: many\n", "FILE:3:12: server.threads: expected a whole number"),
+        ("server:\n  listen: [\"127.0.0.1:1\"]\n  listen: [\"127.0.0.1:2\"]\n", "FILE:3:3: server.listen: `listen` is given twice (first at line 2)"),
+    ];
+    for (yaml, want) in cases {
+        let out = check(yaml);
+        assert_eq!(out.code, 1, "{yaml}");
+        let got = problems(&out);
+        assert!(got.iter().any(|l| l.starts_with(want)), "{yaml:?}: want {want:?} in {got:#?}");
+    }
+}
+
+#[test]
+fn route_and_upstream_rules() {
+    let ups = "upstreams:\n  a:\n    targets: [\"127.0.0.1:9001\", \"127.0.0.1:9001\"]\n    hash_key: ip\n    health_check: { type: tcp, path: /x, interval: 0s }\n";
+    let routes = "routes:\n  - name: r\n    match: { hosts: [\"api.example.com:80\"], path_prefix: /a, methods: [FETCH] }\n    upstream: a\n  - name: s\n    match: { path: /p, path_prefix: /p }\n    upstream: a\n  - name: t\n    match: { path_prefix: /a }\n    upstream: a\n    strip_prefix: /b\n";
+    let out = check(&format!("{SERVER}{ups}{routes}"));
+    let got = problems(&out).join("\n");
+    for want in [
+        "upstreams.a.targets[1]: target `127.0.0.1:9001` is listed twice",
+        "upstreams.a.hash_key: hash_key only applies to `balance: hash`",
+        "upstreams.a.health_check.path: `path` only applies to `type: http`",
+        "upstreams.a.health_check.interval: must be greater than 0",
+        "routes[0].match.hosts[0]: host `api.example.com:80` must not include a port",
+        "routes[0].match.methods[0]: unknown value `FETCH`",
+        "routes[2].strip_prefix: `/b` is not a prefix of the route's path `/a`",
+        "routes[1].match: give either `path` (exact) or `path_prefix`, not both",
+    ] {
+        assert!(got.contains(want), "missing {want:?} in:\n{got}");
+    }
+}
+
+#[test]
+fn run_refuses_to_start_with_the_same_messages() {
+    let out = check(BROKEN);
+    let run = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&out.path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run portcullis");
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&run.stderr), out.stderr);
+}
+
+#[test]
+fn cli_usage_errors() {
+    let out = Command::new(BIN).arg("--bogus").output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"));
+    let v = Command::new(BIN).arg("--version").output().expect("run");
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("portcullis "));
+    let missing = Command::new(BIN).args(["check", "-c", "/nonexistent/p.yaml"]).output().expect("run");
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read configuration file"));
+}

@@ -1,0 +1,162 @@
+//! Health checks, retries, timeouts and the 502/503/504 answers.
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use support::*;
+
+const FAST_CHECKS: &str =
+    "    health_check: { path: /health, interval: 100ms, timeout: 500ms, healthy_threshold: 2, unhealthy_threshold: 2 }\n";
+
+fn config(targets: &[SocketAddr], extra: &str, route_extra: &str) -> String {
+    let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    format!(
+        "upstreams:\n  app:\n    targets: [{}]\n{extra}routes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: app\n{route_extra}",
+        list.join(", ")
+    )
+}
+
+fn healthy(gw: &Gateway, target: SocketAddr) -> f64 {
+    gw.metric("portcullis_upstream_healthy", &[("upstream", "app"), ("target", &target.to_string())])
+}
+
+#[test]
+fn killed_target_leaves_rotation_and_returns() {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let a_addr = a.addr();
+    let gw = Gateway::start(&config(&[a_addr, b.addr()], FAST_CHECKS, ""));
+    wait_for("both healthy", Duration::from_secs(10), || {
+        (healthy(&gw, a_addr) == 1.0 && healthy(&gw, b.addr()) == 1.0).then_some(())
+    });
+    a.stop();
+    // unhealthy_threshold (2) × interval (100 ms) plus a check timeout; allow a wide margin.
+    wait_for("a marked unhealthy", Duration::from_secs(10), || (healthy(&gw, a_addr) == 0.0).then_some(()));
+    b.reset();
+    for _ in 0..20 {
+        let r = gw.get("/");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-upstream"), Some("b"));
+    }
+    let a = Upstream::start_on("a", a_addr);
+    wait_for("a healthy again", Duration::from_secs(10), || (healthy(&gw, a_addr) == 1.0).then_some(()));
+    for _ in 0..10 {
+        assert_eq!(gw.get("/").status, 200);
+    }
+    assert!(a.count() >= 4, "a back in rotation: a={}", a.count());
+}
+
+#[test]
+fn failing_health_status_marks_unhealthy_and_no_target_is_503() {
+    let a = Upstream::start("a");
+    let gw = Gateway::start(&config(&[a.addr()], FAST_CHECKS, ""));
+    a.set_health_status(500);
+    wait_for("a unhealthy", Duration::from_secs(10), || (healthy(&gw, a.addr()) == 0.0).then_some(()));
+    a.reset();
+    let r = gw.get("/x");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert_eq!(r.json()["status"], 503);
+    assert!(!r.text().contains("127.0.0.1"), "{}", r.text());
+    assert_eq!(a.count(), 0);
+}
+
+#[test]
+fn tcp_health_check() {
+    let a = Upstream::start("a");
+    let gw = Gateway::start(&config(
+        &[a.addr()],
+        "    health_check: { type: tcp, interval: 100ms, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1 }\n",
+        "",
+    ));
+    assert_eq!(gw.get("/").status, 200);
+    a.stop();
+    wait_for("a unhealthy", Duration::from_secs(10), || (healthy(&gw, a.addr()) == 0.0).then_some(()));
+    assert_eq!(gw.get("/").status, 503);
+}
+
+/// A port nothing listens on: connecting is refused.
+fn dead_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+#[test]
+fn connect_failures_retry_on_another_target() {
+    let live = Upstream::start("live");
+    let dead = dead_addr();
+    let gw = Gateway::start(&config(&[dead, live.addr()], "    retries: 1\n", ""));
+    for _ in 0..20 {
+        let r = gw.get("/");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(live.count(), 20);
+    let errors =
+        gw.metric("portcullis_upstream_requests_total", &[("target", &dead.to_string()), ("status", "error")]);
+    assert!(errors >= 5.0, "round robin sent about half the first attempts to the dead target: {errors}");
+}
+
+#[test]
+fn without_retries_a_refused_connect_is_502() {
+    let dead = dead_addr();
+    let gw = Gateway::start(&config(&[dead], "    retries: 0\n", ""));
+    let r = gw.get("/");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert!(!r.text().contains(&dead.to_string()), "{}", r.text());
+}
+
+#[test]
+fn route_timeout_is_504() {
+    let a = Upstream::start("a");
+    let gw = Gateway::start(&config(&[a.addr()], "", "    timeout: 300ms\n"));
+    let r = request(gw.addr(), "GET", "localhost", "/slow", &[("x-delay-ms", "3000")], b"");
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.json()["status"], 504);
+    assert_eq!(request(gw.addr(), "GET", "localhost", "/fast", &[], b"").status, 200);
+}
+
+#[test]
+fn upstream_read_timeout_is_504() {
+    let a = Upstream::start("a");
+    let gw = Gateway::start(&config(&[a.addr()], "    read_timeout: 300ms\n    retries: 0\n", ""));
+    let r = request(gw.addr(), "GET", "localhost", "/slow", &[("x-delay-ms", "3000")], b"");
+    assert_eq!(r.status, 504, "{}", r.text());
+}
+
+#[test]
+fn connect_timeout_is_enforced() {
+    // A listener whose backlog is full never completes new handshakes: fill it, then connect.
+    let hole = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = hole.local_addr().expect("addr");
+    let _fill: Vec<_> = (0..512).filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)).ok()).collect();
+    let gw = Gateway::start(&config(&[addr], "    connect_timeout: 200ms\n    retries: 0\n", ""));
+    let r = gw.get("/");
+    // Either the handshake times out (504) or the kernel refuses it (502); never a hang.
+    assert!(r.status == 504 || r.status == 502, "{}", r.status);
+}
+
+#[test]
+fn readiness_waits_for_the_first_health_round() {
+    // A target that accepts connections but never answers keeps the first round running
+    // until the check's timeout.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let gw = Gateway::start_unready(
+        "",
+        &config(
+            &[addr],
+            "    health_check: { path: /health, interval: 10s, timeout: 3s, unhealthy_threshold: 1 }\n",
+            "",
+        ),
+    );
+    let r = get(gw.admin(), "localhost", "/readyz");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("first health check pending"), "{}", r.text());
+    assert_eq!(get(gw.admin(), "localhost", "/healthz").status, 200, "alive while not ready");
+    wait_for("ready after the first round", Duration::from_secs(15), || {
+        (get(gw.admin(), "localhost", "/readyz").status == 200).then_some(())
+    });
+    assert_eq!(healthy(&gw, addr), 0.0, "the silent target failed its one-strike check");
+}
