@@ -24,15 +24,16 @@ pub struct RunOptions {
 /// Pingora's own settings, taken from the `server:` section so operators keep one file.
 fn server_conf(config: &Config, daemon: bool) -> ServerConf {
     let s = &config.server;
-    let mut conf = ServerConf::default();
-    conf.threads = s.threads;
-    conf.daemon = daemon;
-    conf.pid_file = s.pid_file.clone();
-    conf.upgrade_sock = s.upgrade_sock.clone();
-    conf.error_log = s.error_log.clone();
-    conf.grace_period_seconds = Some(s.grace_period.as_secs());
-    conf.graceful_shutdown_timeout_seconds = Some(s.shutdown_timeout.as_secs());
-    conf
+    ServerConf {
+        threads: s.threads,
+        daemon,
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        error_log: s.error_log.clone(),
+        grace_period_seconds: Some(s.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.as_secs()),
+        ..ServerConf::default()
+    }
 }
 
 /// Build every service and run until a signal stops the process.

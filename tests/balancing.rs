@@ -21,14 +21,22 @@ fn plain(ups: &[&Upstream]) -> Vec<String> {
 #[test]
 fn weighted_round_robin_respects_weights() {
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
-    let targets = vec![format!("\"{}\"", a.addr()), format!("{{ addr: \"{}\", weight: 3 }}", b.addr())];
+    let targets = vec![
+        format!("\"{}\"", a.addr()),
+        format!("{{ addr: \"{}\", weight: 3 }}", b.addr()),
+    ];
     let gw = Gateway::start(&pool("round_robin", "", &targets));
     for _ in 0..400 {
         assert_eq!(gw.get("/").status, 200);
     }
     // Weighted round robin is deterministic: exactly 1:3 over whole cycles.
     assert!((90..=110).contains(&a.count()), "a={} b={}", a.count(), b.count());
-    assert!((290..=310).contains(&b.count()), "a={} b={}", a.count(), b.count());
+    assert!(
+        (290..=310).contains(&b.count()),
+        "a={} b={}",
+        a.count(),
+        b.count()
+    );
 }
 
 #[test]
@@ -68,7 +76,10 @@ fn hash_on_header_is_sticky_and_consistent() {
     let gw4 = Gateway::start(&pool("hash", hash, &plain(&refs)));
     let after = owner_by_key(&gw4, "x-user-id", keys());
     let moved = first.iter().filter(|(k, owner)| after[*k] != **owner).count();
-    let moved_to_new = first.iter().filter(|(k, owner)| after[*k] != **owner && after[*k] == "u3").count();
+    let moved_to_new = first
+        .iter()
+        .filter(|(k, owner)| after[*k] != **owner && after[*k] == "u3")
+        .count();
     assert!(moved <= 300 * 2 / 5, "{moved} of 300 keys moved");
     assert_eq!(moved, moved_to_new, "keys only move to the new target");
 }
@@ -76,18 +87,33 @@ fn hash_on_header_is_sticky_and_consistent() {
 #[test]
 fn hash_on_cookie_and_client_ip() {
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
-    let gw = Gateway::start(&pool("hash", "    hash_key: \"cookie:session\"\n", &plain(&[&a, &b])));
+    let gw = Gateway::start(&pool(
+        "hash",
+        "    hash_key: \"cookie:session\"\n",
+        &plain(&[&a, &b]),
+    ));
     let owners: Vec<String> = (0..20)
         .map(|_| {
-            let r = request(gw.addr(), "GET", "localhost", "/", &[("cookie", "theme=dark; session=abc123")], b"");
+            let r = request(
+                gw.addr(),
+                "GET",
+                "localhost",
+                "/",
+                &[("cookie", "theme=dark; session=abc123")],
+                b"",
+            );
             r.header("x-upstream").unwrap_or("-").to_string()
         })
         .collect();
     assert!(owners.iter().all(|o| *o == owners[0]), "{owners:?}");
     let gw_ip = Gateway::start(&pool("hash", "    hash_key: ip\n", &plain(&[&a, &b])));
-    let owners: Vec<String> =
-        (0..20).map(|_| gw_ip.get("/").header("x-upstream").unwrap_or("-").to_string()).collect();
-    assert!(owners.iter().all(|o| *o == owners[0]), "one client IP, one target: {owners:?}");
+    let owners: Vec<String> = (0..20)
+        .map(|_| gw_ip.get("/").header("x-upstream").unwrap_or("-").to_string())
+        .collect();
+    assert!(
+        owners.iter().all(|o| *o == owners[0]),
+        "one client IP, one target: {owners:?}"
+    );
 }
 
 /// Sends `n` requests from parallel threads, started `gap` apart, and waits for all.

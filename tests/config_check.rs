@@ -27,13 +27,17 @@ fn valid_config_prints_a_summary() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         out.stdout.trim(),
-        format!("portcullis: configuration {} is valid: 1 routes, 2 upstreams, 3 targets", out.path.display())
+        format!(
+            "portcullis: configuration {} is valid: 1 routes, 2 upstreams, 3 targets",
+            out.path.display()
+        )
     );
 }
 
 #[test]
 fn the_example_config_is_valid() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/portcullis.yaml")).expect("example");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/portcullis.yaml"))
+        .expect("example");
     let out = check(&text);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
@@ -90,33 +94,65 @@ fn every_problem_is_listed_with_position_path_and_words() {
         "FILE:28:14: routes[4].timeout: bad duration: `2 seconds`: no spaces allowed; expected a duration such as 250ms, 2s, 1m or 1h",
     ];
     assert_eq!(problems(&out), expected, "full stderr:\n{}", out.stderr);
-    assert!(out.stderr.ends_with(&format!("has {} problem(s)\n", expected.len())), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .ends_with(&format!("has {} problem(s)\n", expected.len())),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn structural_mistakes() {
     let cases: &[(&str, &str)] = &[
-        ("", "FILE:1:1: the configuration is empty; it needs at least `server:` with `listen`"),
-        ("upstreams: {}\n", "FILE:1:1: server: missing required section `server` (at least `listen`)"),
-        ("server: [1]\n", "FILE:1:9: server: expected a mapping with fields"),
-        ("server:\n  listen: [\"127.0.0.1:1\"]\nrouts: []\n", "FILE:3:1: routs: unknown field `routs`; did you mean `routes`?"),
-        ("server:\n  listen: [\"127.0.0.1:1\"]\nroutes: {}\n", "FILE:3:9: routes: expected a list of routes, found a mapping"),
-        ("server:\n  listen: [\"127.0.0.1:1\"\n", "FILE:3:1: YAML syntax error"),
-        ("server:\n  listen: [\"127.0.0.1:1\"]\n  threads: many\n", "FILE:3:12: server.threads: expected a whole number"),
-        ("server:\n  listen: [\"127.0.0.1:1\"]\n  listen: [\"127.0.0.1:2\"]\n", "FILE:3:3: server.listen: `listen` is given twice (first at line 2)"),
+        (
+            "",
+            "FILE:1:1: the configuration is empty; it needs at least `server:` with `listen`",
+        ),
+        (
+            "upstreams: {}\n",
+            "FILE:1:1: server: missing required section `server` (at least `listen`)",
+        ),
+        (
+            "server: [1]\n",
+            "FILE:1:9: server: expected a mapping with fields",
+        ),
+        (
+            "server:\n  listen: [\"127.0.0.1:1\"]\nrouts: []\n",
+            "FILE:3:1: routs: unknown field `routs`; did you mean `routes`?",
+        ),
+        (
+            "server:\n  listen: [\"127.0.0.1:1\"]\nroutes: {}\n",
+            "FILE:3:9: routes: expected a list of routes, found a mapping",
+        ),
+        (
+            "server:\n  listen: [\"127.0.0.1:1\"\n",
+            "FILE:3:1: YAML syntax error",
+        ),
+        (
+            "server:\n  listen: [\"127.0.0.1:1\"]\n  threads: many\n",
+            "FILE:3:12: server.threads: expected a whole number",
+        ),
+        (
+            "server:\n  listen: [\"127.0.0.1:1\"]\n  listen: [\"127.0.0.1:2\"]\n",
+            "FILE:3:3: server.listen: `listen` is given twice (first at line 2)",
+        ),
     ];
     for (yaml, want) in cases {
         let out = check(yaml);
         assert_eq!(out.code, 1, "{yaml}");
         let got = problems(&out);
-        assert!(got.iter().any(|l| l.starts_with(want)), "{yaml:?}: want {want:?} in {got:#?}");
+        assert!(
+            got.iter().any(|l| l.starts_with(want)),
+            "{yaml:?}: want {want:?} in {got:#?}"
+        );
     }
 }
 
 #[test]
 fn route_and_upstream_rules() {
-    let ups = "upstreams:\n  a:\n    targets: [\"127.0.0.1:9001\", \"127.0.0.1:9001\"]\n    hash_key: ip\n    health_check: { type: tcp, path: /x, interval: 0s }\n";
-    let routes = "routes:\n  - name: r\n    match: { hosts: [\"api.example.com:80\"], path_prefix: /a, methods: [FETCH] }\n    upstream: a\n  - name: s\n    match: { path: /p, path_prefix: /p }\n    upstream: a\n  - name: t\n    match: { path_prefix: /a }\n    upstream: a\n    strip_prefix: /b\n";
+    let ups = "upstreams:\n  a:\n    targets: [\"127.0.0.1:9001\", \"127.0.0.1:9001\"]\n    retries: 16\n    hash_key: ip\n    health_check: { type: tcp, path: /x, interval: 0s }\n";
+    let routes = "routes:\n  - name: r\n    match: { hosts: [\"api.example.com:80\"], path_prefix: /a, methods: [FETCH] }\n    upstream: a\n  - name: s\n    match: { path: /p, path_prefix: /p }\n    upstream: a\n  - name: t\n    match: { path_prefix: /a }\n    upstream: a\n    strip_prefix: /b\n  - name: u\n    match: { path_prefix: \"/a;b\" }\n    upstream: a\n";
     let out = check(&format!("{SERVER}{ups}{routes}"));
     let got = problems(&out).join("\n");
     for want in [
@@ -128,6 +164,8 @@ fn route_and_upstream_rules() {
         "routes[0].match.methods[0]: unknown value `FETCH`",
         "routes[2].strip_prefix: `/b` is not a prefix of the route's path `/a`",
         "routes[1].match: give either `path` (exact) or `path_prefix`, not both",
+        "routes[3].match.path_prefix: path `/a;b` contains `;`",
+        "upstreams.a.retries: must be at most 15",
     ] {
         assert!(got.contains(want), "missing {want:?} in:\n{got}");
     }
@@ -153,7 +191,10 @@ fn cli_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"));
     let v = Command::new(BIN).arg("--version").output().expect("run");
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("portcullis "));
-    let missing = Command::new(BIN).args(["check", "-c", "/nonexistent/p.yaml"]).output().expect("run");
+    let missing = Command::new(BIN)
+        .args(["check", "-c", "/nonexistent/p.yaml"])
+        .output()
+        .expect("run");
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read configuration file"));
 }

@@ -19,7 +19,10 @@ fn config(targets: &[SocketAddr], extra: &str, route_extra: &str) -> String {
 }
 
 fn healthy(gw: &Gateway, target: SocketAddr) -> f64 {
-    gw.metric("portcullis_upstream_healthy", &[("upstream", "app"), ("target", &target.to_string())])
+    gw.metric(
+        "portcullis_upstream_healthy",
+        &[("upstream", "app"), ("target", &target.to_string())],
+    )
 }
 
 #[test]
@@ -33,7 +36,9 @@ fn killed_target_leaves_rotation_and_returns() {
     });
     a.stop();
     // unhealthy_threshold (2) × interval (100 ms) plus a check timeout; allow a wide margin.
-    wait_for("a marked unhealthy", Duration::from_secs(10), || (healthy(&gw, a_addr) == 0.0).then_some(()));
+    wait_for("a marked unhealthy", Duration::from_secs(10), || {
+        (healthy(&gw, a_addr) == 0.0).then_some(())
+    });
     b.reset();
     for _ in 0..20 {
         let r = gw.get("/");
@@ -41,7 +46,9 @@ fn killed_target_leaves_rotation_and_returns() {
         assert_eq!(r.header("x-upstream"), Some("b"));
     }
     let a = Upstream::start_on("a", a_addr);
-    wait_for("a healthy again", Duration::from_secs(10), || (healthy(&gw, a_addr) == 1.0).then_some(()));
+    wait_for("a healthy again", Duration::from_secs(10), || {
+        (healthy(&gw, a_addr) == 1.0).then_some(())
+    });
     for _ in 0..10 {
         assert_eq!(gw.get("/").status, 200);
     }
@@ -53,7 +60,9 @@ fn failing_health_status_marks_unhealthy_and_no_target_is_503() {
     let a = Upstream::start("a");
     let gw = Gateway::start(&config(&[a.addr()], FAST_CHECKS, ""));
     a.set_health_status(500);
-    wait_for("a unhealthy", Duration::from_secs(10), || (healthy(&gw, a.addr()) == 0.0).then_some(()));
+    wait_for("a unhealthy", Duration::from_secs(10), || {
+        (healthy(&gw, a.addr()) == 0.0).then_some(())
+    });
     a.reset();
     let r = gw.get("/x");
     assert_eq!(r.status, 503);
@@ -73,7 +82,9 @@ fn tcp_health_check() {
     ));
     assert_eq!(gw.get("/").status, 200);
     a.stop();
-    wait_for("a unhealthy", Duration::from_secs(10), || (healthy(&gw, a.addr()) == 0.0).then_some(()));
+    wait_for("a unhealthy", Duration::from_secs(10), || {
+        (healthy(&gw, a.addr()) == 0.0).then_some(())
+    });
     assert_eq!(gw.get("/").status, 503);
 }
 
@@ -92,9 +103,14 @@ fn connect_failures_retry_on_another_target() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     assert_eq!(live.count(), 20);
-    let errors =
-        gw.metric("portcullis_upstream_requests_total", &[("target", &dead.to_string()), ("status", "error")]);
-    assert!(errors >= 5.0, "round robin sent about half the first attempts to the dead target: {errors}");
+    let errors = gw.metric(
+        "portcullis_upstream_requests_total",
+        &[("target", &dead.to_string()), ("status", "error")],
+    );
+    assert!(
+        errors >= 5.0,
+        "round robin sent about half the first attempts to the dead target: {errors}"
+    );
 }
 
 #[test]
@@ -111,17 +127,38 @@ fn without_retries_a_refused_connect_is_502() {
 fn route_timeout_is_504() {
     let a = Upstream::start("a");
     let gw = Gateway::start(&config(&[a.addr()], "", "    timeout: 300ms\n"));
-    let r = request(gw.addr(), "GET", "localhost", "/slow", &[("x-delay-ms", "3000")], b"");
+    let r = request(
+        gw.addr(),
+        "GET",
+        "localhost",
+        "/slow",
+        &[("x-delay-ms", "3000")],
+        b"",
+    );
     assert_eq!(r.status, 504, "{}", r.text());
     assert_eq!(r.json()["status"], 504);
-    assert_eq!(request(gw.addr(), "GET", "localhost", "/fast", &[], b"").status, 200);
+    assert_eq!(
+        request(gw.addr(), "GET", "localhost", "/fast", &[], b"").status,
+        200
+    );
 }
 
 #[test]
 fn upstream_read_timeout_is_504() {
     let a = Upstream::start("a");
-    let gw = Gateway::start(&config(&[a.addr()], "    read_timeout: 300ms\n    retries: 0\n", ""));
-    let r = request(gw.addr(), "GET", "localhost", "/slow", &[("x-delay-ms", "3000")], b"");
+    let gw = Gateway::start(&config(
+        &[a.addr()],
+        "    read_timeout: 300ms\n    retries: 0\n",
+        "",
+    ));
+    let r = request(
+        gw.addr(),
+        "GET",
+        "localhost",
+        "/slow",
+        &[("x-delay-ms", "3000")],
+        b"",
+    );
     assert_eq!(r.status, 504, "{}", r.text());
 }
 
@@ -130,8 +167,14 @@ fn connect_timeout_is_enforced() {
     // A listener whose backlog is full never completes new handshakes: fill it, then connect.
     let hole = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = hole.local_addr().expect("addr");
-    let _fill: Vec<_> = (0..512).filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)).ok()).collect();
-    let gw = Gateway::start(&config(&[addr], "    connect_timeout: 200ms\n    retries: 0\n", ""));
+    let _fill: Vec<_> = (0..512)
+        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)).ok())
+        .collect();
+    let gw = Gateway::start(&config(
+        &[addr],
+        "    connect_timeout: 200ms\n    retries: 0\n",
+        "",
+    ));
     let r = gw.get("/");
     // Either the handshake times out (504) or the kernel refuses it (502); never a hang.
     assert!(r.status == 504 || r.status == 502, "{}", r.status);
@@ -154,9 +197,30 @@ fn readiness_waits_for_the_first_health_round() {
     let r = get(gw.admin(), "localhost", "/readyz");
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("first health check pending"), "{}", r.text());
-    assert_eq!(get(gw.admin(), "localhost", "/healthz").status, 200, "alive while not ready");
+    assert_eq!(
+        get(gw.admin(), "localhost", "/healthz").status,
+        200,
+        "alive while not ready"
+    );
     wait_for("ready after the first round", Duration::from_secs(15), || {
         (get(gw.admin(), "localhost", "/readyz").status == 200).then_some(())
     });
-    assert_eq!(healthy(&gw, addr), 0.0, "the silent target failed its one-strike check");
+    assert_eq!(
+        healthy(&gw, addr),
+        0.0,
+        "the silent target failed its one-strike check"
+    );
+}
+
+#[test]
+fn retries_beyond_the_last_target_report_the_connect_error() {
+    let (d1, d2) = (dead_addr(), dead_addr());
+    let gw = Gateway::start(&config(&[d1, d2], "    retries: 5\n", ""));
+    let r = gw.get("/");
+    assert_eq!(
+        r.status, 502,
+        "both targets refused: a 502, not 'no healthy target'"
+    );
+    let errors = gw.metric("portcullis_upstream_requests_total", &[("status", "error")]);
+    assert_eq!(errors, 2.0, "each target tried once");
 }

@@ -7,7 +7,6 @@ use http::{HeaderName, HeaderValue};
 
 use super::cidr::Cidr;
 use super::decode::Spanned;
-use super::yaml::Pos;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -150,8 +149,6 @@ pub struct HeaderRulesConfig {
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
     pub name: Spanned<String>,
-    /// Where the route's mapping starts, for messages about the route as a whole.
-    pub pos: Pos,
     pub matcher: MatchConfig,
     pub upstream: Spanned<String>,
     pub strip_prefix: Option<Spanned<String>>,

@@ -43,8 +43,17 @@ impl Parts {
 pub fn decode_parts(root: &Node, p: &mut Problems) -> Parts {
     let before = p.len();
     if let Node::Null { pos } = root {
-        p.add(*pos, "", "the configuration is empty; it needs at least `server:` with `listen`");
-        return Parts { server: None, upstreams: Vec::new(), routes: Vec::new(), complete: false };
+        p.add(
+            *pos,
+            "",
+            "the configuration is empty; it needs at least `server:` with `listen`",
+        );
+        return Parts {
+            server: None,
+            upstreams: Vec::new(),
+            routes: Vec::new(),
+            complete: false,
+        };
     }
     let Some(f) = Fields::new(root, "", TOP, p) else {
         return Parts {
@@ -198,6 +207,12 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<RequestLim
             &f.path_of("max_header_count"),
             "must be between 1 and 256",
         );
+    }
+    if limits.max_header_bytes < 1024 {
+        p.add(f.pos(), &f.path_of("max_header_bytes"), "must be at least 1024");
+    }
+    if limits.max_uri_length < 256 {
+        p.add(f.pos(), &f.path_of("max_uri_length"), "must be at least 256");
     }
     if limits.header_read_timeout.is_zero() {
         p.add(
@@ -389,6 +404,15 @@ fn decode_upstream(
             );
         }
     }
+    let retries: usize = f.or("retries", 1, p);
+    // Pingora stops after 16 attempts per request whatever we ask for.
+    if retries > 15 {
+        p.add(
+            f.node("retries").map_or(f.pos(), Node::pos),
+            &f.path_of("retries"),
+            "must be at most 15",
+        );
+    }
     Some(UpstreamConfig {
         name,
         targets: targets?,
@@ -398,7 +422,7 @@ fn decode_upstream(
         connect_timeout,
         read_timeout,
         write_timeout,
-        retries: f.or("retries", 1, p),
+        retries,
     })
 }
 
@@ -531,7 +555,10 @@ fn decode_health_check(node: &Node, path: &str, p: &mut Problems) -> Option<Heal
                 value: "/".into(),
                 pos: f.pos(),
             });
-            if !hc_path.value.starts_with('/') || normalize_target(hc_path.value.as_bytes(), 8192).is_err() {
+            if !hc_path.value.starts_with('/')
+                || normalize_target(hc_path.value.as_bytes(), 8192).is_err()
+                || http::Uri::try_from(hc_path.value.as_str()).is_err()
+            {
                 p.add(
                     hc_path.pos,
                     &f.path_of("path"),
@@ -650,7 +677,6 @@ fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig
     }
     Some(RouteConfig {
         name: name?,
-        pos: node.pos(),
         matcher: matcher?,
         upstream: upstream?,
         strip_prefix,
@@ -663,6 +689,10 @@ fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig
 /// A route path must already be in the canonical form request paths are normalized to,
 /// otherwise it could never match (or would match something else than it says).
 fn canonical_path(s: &Spanned<String>, path: &str, p: &mut Problems) -> bool {
+    if s.value.contains(';') {
+        p.add(s.pos, path, format!("path `{}` contains `;`; requests with `;` path parameters are refused, so it could never match", s.value));
+        return false;
+    }
     match normalize_target(s.value.as_bytes(), 8192) {
         Ok(n) if n.path == s.value && n.query.is_none() => true,
         Ok(n) if n.query.is_none() => {

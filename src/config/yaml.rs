@@ -182,11 +182,9 @@ impl MarkedEventReceiver for Builder {
                     self.push_value(Node::Null { pos }, 0);
                 }
             },
-            Event::DocumentStart => {
-                if self.root.is_some() && self.error.is_none() {
-                    self.error = Some("only one YAML document is allowed in the configuration file".into());
-                    self.error_pos = pos;
-                }
+            Event::DocumentStart if self.root.is_some() && self.error.is_none() => {
+                self.error = Some("only one YAML document is allowed in the configuration file".into());
+                self.error_pos = pos;
             }
             _ => {}
         }

@@ -165,13 +165,14 @@ impl ProxyHttp for Gateway {
             sel.stats
                 .observe_latency(ctx.start.elapsed().max(std::time::Duration::from_secs(1)));
         }
-        let retries = match (&ctx.snapshot, ctx.route) {
-            (Some(s), Some(r)) => s.pools[s.routes.routes[r].upstream].retries,
-            _ => 0,
-        };
+        // Retry only while the budget lasts and an untried healthy target exists; otherwise
+        // the client gets this connect error (502/504) rather than "no healthy target".
         // `tried` holds every attempt so far, the first included.
-        if ctx.tried.len() <= retries {
-            e.set_retry(true);
+        if let (Some(s), Some(r)) = (&ctx.snapshot, ctx.route) {
+            let pool = &s.pools[s.routes.routes[r].upstream];
+            if ctx.tried.len() <= pool.retries && pool.select(b"", &ctx.tried).is_some() {
+                e.set_retry(true);
+            }
         }
         e
     }

@@ -39,8 +39,9 @@ pub fn build_check(cfg: &HealthCheckConfig) -> Box<dyn HealthCheck + Send + Sync
             check.peer_template.options.connection_timeout = Some(cfg.timeout);
             check.peer_template.options.read_timeout = Some(cfg.timeout);
             check.peer_template.options.write_timeout = Some(cfg.timeout);
-            // The path was validated as a request path when the config was loaded.
-            let _ = check
+            // The config schema accepts only paths that parse as a URI; `/` is a fallback
+            // that cannot be reached.
+            check
                 .req
                 .set_uri(http::Uri::try_from(path.as_str()).unwrap_or_default());
             let expected = expect_status.clone();

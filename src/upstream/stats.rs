@@ -5,8 +5,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-/// Timestamps are microseconds since this instant, so they fit in an atomic.
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+/// Timestamps are microseconds since this instant, so they fit in an atomic. It lies an hour
+/// before first use so that no timestamp is near zero (0 means "never updated").
+static EPOCH: LazyLock<Instant> = LazyLock::new(|| {
+    let now = Instant::now();
+    now.checked_sub(Duration::from_secs(3600)).unwrap_or(now)
+});
 
 fn now_micros() -> u64 {
     u64::try_from(EPOCH.elapsed().as_micros()).unwrap_or(u64::MAX)
@@ -62,15 +66,15 @@ impl TargetStats {
 
     pub fn observe_latency(&self, sample: Duration) {
         let sample = u64::try_from(sample.as_micros()).unwrap_or(u64::MAX).max(1);
-        let _ = self
-            .ewma_micros
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-                Some(if sample >= old || old == 0 {
-                    sample
-                } else {
-                    (old as f64 - (old - sample) as f64 * DECAY) as u64
-                })
-            });
+        // Racing updates may lose one sample; the estimate stays a plausible latency.
+        let old = self.latency_micros();
+        let next = if sample >= old || old == 0 {
+            sample
+        } else {
+            (old as f64 - (old - sample) as f64 * DECAY) as u64
+        };
+        self.ewma_micros.store(next, Ordering::Relaxed);
+        self.updated_micros.store(now_micros(), Ordering::Relaxed);
     }
 }
 
@@ -97,6 +101,18 @@ mod tests {
         assert!(s.latency_micros() < 100_000 && s.latency_micros() > 10_000);
         s.observe_latency(Duration::from_millis(500));
         assert!(s.latency_micros() > 450_000 && s.latency_micros() <= 500_000);
+    }
+
+    #[test]
+    fn estimate_decays_without_samples() {
+        let s = TargetStats::new("t".into());
+        s.observe_latency(Duration::from_millis(100));
+        // Pretend the last sample is one half-life old.
+        let now = now_micros();
+        s.updated_micros
+            .store(now.saturating_sub(HALF_LIFE_MICROS as u64), Ordering::Relaxed);
+        let decayed = s.latency_micros();
+        assert!((45_000..=55_000).contains(&decayed), "{decayed}");
     }
 
     #[test]
