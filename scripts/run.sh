@@ -1,33 +1,13 @@
 #!/usr/bin/env bash
 # Build Portcullis and run it on the example configuration (conf/portcullis.yaml).
-# On a fresh Debian/Ubuntu machine the build dependencies are installed first.
+# On a fresh Debian machine the build dependencies are installed first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/deps.sh
+source scripts/deps.sh
 
-# Install the native build dependencies of pingora (cmake, a C compiler, OpenSSL headers) if missing.
-install_build_deps() {
-    if command -v cmake >/dev/null 2>&1 \
-        && command -v pkg-config >/dev/null 2>&1 \
-        && command -v cc >/dev/null 2>&1 \
-        && dpkg -s libssl-dev >/dev/null 2>&1; then
-        return
-    fi
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo="sudo"
-    fi
-    echo "==> installing build dependencies (cmake pkg-config libssl-dev build-essential)"
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        cmake pkg-config libssl-dev build-essential
-}
-
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "run.sh: cargo not found; install Rust first (https://rustup.rs)" >&2
-    exit 1
-fi
-
-install_build_deps
+require_cargo
+ensure_packages "${BUILD_PACKAGES[@]}"
 
 echo "==> cargo build --release"
 cargo build --release

@@ -3,33 +3,12 @@
 # gateway binary the integration tests launch is fast). Installs missing dependencies first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/deps.sh
+source scripts/deps.sh
 
-# Native build dependencies of pingora, plus redis-server (used by later test suites).
-install_test_deps() {
-    if command -v cmake >/dev/null 2>&1 \
-        && command -v pkg-config >/dev/null 2>&1 \
-        && command -v cc >/dev/null 2>&1 \
-        && command -v redis-server >/dev/null 2>&1 \
-        && dpkg -s libssl-dev >/dev/null 2>&1; then
-        return
-    fi
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo="sudo"
-    fi
-    echo "==> installing test dependencies (cmake pkg-config libssl-dev build-essential redis-server)"
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        cmake pkg-config libssl-dev build-essential redis-server
-}
-
-if ! command -v cargo >/dev/null 2>&1; then
-    echo "test.sh: cargo not found; install Rust first (https://rustup.rs)" >&2
-    exit 1
-fi
-
-echo "==> checking dependencies"
-install_test_deps
+require_cargo
+# redis-server is used by the rate-limit suites; installed here so one command sets up everything.
+ensure_packages "${BUILD_PACKAGES[@]}" redis-server
 
 echo "==> cargo build --release --bins"
 cargo build --release --bins

@@ -123,18 +123,23 @@ fn without_retries_a_refused_connect_is_502() {
     assert!(!r.text().contains(&dead.to_string()), "{}", r.text());
 }
 
-#[test]
-fn route_timeout_is_504() {
-    let a = Upstream::start("a");
-    let gw = Gateway::start(&config(&[a.addr()], "", "    timeout: 300ms\n"));
-    let r = request(
+/// A request the upstream answers only after 3 s.
+fn slow_get(gw: &Gateway) -> Response {
+    request(
         gw.addr(),
         "GET",
         "localhost",
         "/slow",
         &[("x-delay-ms", "3000")],
         b"",
-    );
+    )
+}
+
+#[test]
+fn route_timeout_is_504() {
+    let a = Upstream::start("a");
+    let gw = Gateway::start(&config(&[a.addr()], "", "    timeout: 300ms\n"));
+    let r = slow_get(&gw);
     assert_eq!(r.status, 504, "{}", r.text());
     assert_eq!(r.json()["status"], 504);
     assert_eq!(
@@ -151,14 +156,7 @@ fn upstream_read_timeout_is_504() {
         "    read_timeout: 300ms\n    retries: 0\n",
         "",
     ));
-    let r = request(
-        gw.addr(),
-        "GET",
-        "localhost",
-        "/slow",
-        &[("x-delay-ms", "3000")],
-        b"",
-    );
+    let r = slow_get(&gw);
     assert_eq!(r.status, 504, "{}", r.text());
 }
 

@@ -19,6 +19,7 @@
 
 pub mod client;
 pub mod gateway;
+mod headers;
 pub mod upstream;
 
 pub use client::*;

@@ -43,21 +43,12 @@ pub struct SeenRequest {
 impl SeenRequest {
     /// First value of a header (name is case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+        super::headers::first(&self.headers, name)
     }
 
     /// Every value of a header, in received order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        super::headers::all(&self.headers, name)
     }
 }
 
