@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::routing::Route;
 use crate::runtime::Snapshot;
 use crate::upstream::pool::Selected;
 use crate::upstream::InflightGuard;
+use crate::upstream::Pool;
 
 pub struct RequestCtx {
     pub start: Instant,
@@ -55,11 +57,18 @@ impl RequestCtx {
         }
     }
 
+    /// The matched route, from the snapshot this request started with.
+    pub fn route(&self) -> Option<&Route> {
+        self.snapshot.as_ref()?.routes.routes.get(self.route?)
+    }
+
+    /// The matched route's upstream pool.
+    pub fn pool(&self) -> Option<&Arc<Pool>> {
+        self.snapshot.as_ref()?.pools.get(self.route()?.upstream)
+    }
+
     pub fn route_name(&self) -> &str {
-        match (&self.snapshot, self.route) {
-            (Some(s), Some(r)) => s.routes.routes.get(r).map_or("-", |r| r.name.as_str()),
-            _ => "-",
-        }
+        self.route().map_or("-", |r| r.name.as_str())
     }
 }
 

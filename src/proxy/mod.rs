@@ -68,7 +68,9 @@ impl Gateway {
                     .with_header("allow", allowed.allow_header()))
             }
         };
-        let route = &snapshot.routes.routes[route_id];
+        let Some(route) = snapshot.routes.routes.get(route_id) else {
+            return Err(Problem::new(404, "no route matches this request"));
+        };
         let upstream_path = match &route.strip_prefix {
             Some(prefix) => strip_segment_prefix(&ctx.path, prefix),
             None => ctx.path.clone(),
@@ -91,8 +93,7 @@ impl Gateway {
         if ctx.upstream_counted {
             return;
         }
-        if let (Some(snapshot), Some(route), Some(sel)) = (&ctx.snapshot, ctx.route, &ctx.selected) {
-            let pool = &snapshot.pools[snapshot.routes.routes[route].upstream];
+        if let (Some(pool), Some(sel)) = (ctx.pool(), &ctx.selected) {
             metrics::get()
                 .upstream_requests
                 .with_label_values(&[&pool.name, &sel.stats.label, status])
@@ -132,21 +133,20 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let (Some(snapshot), Some(route)) = (ctx.snapshot.clone(), ctx.route) else {
+        let Some(pool) = ctx.pool().cloned() else {
             return Error::e_explain(errors::NO_HEALTHY_TARGET, "request was not routed");
         };
         if ctx.deadline.is_some_and(|d| Instant::now() >= d) {
             return Error::e_explain(errors::ROUTE_TIMEOUT, "route deadline passed before connecting");
         }
-        let pool = &snapshot.pools[snapshot.routes.routes[route].upstream];
-        let key = peer::hash_key(pool, session.req_header(), ctx);
+        let key = peer::hash_key(&pool, session.req_header(), ctx);
         let Some(selected) = pool.select(&key, &ctx.tried) else {
             return Error::e_explain(errors::NO_HEALTHY_TARGET, format!("upstream {}", pool.name));
         };
         ctx.tried.push(selected.addr);
         ctx.inflight = Some(selected.stats.begin());
         ctx.upstream_counted = false;
-        let peer = peer::build_peer(pool, selected.addr, ctx.deadline);
+        let peer = peer::build_peer(&pool, selected.addr, ctx.deadline);
         ctx.selected = Some(selected);
         Ok(peer)
     }
@@ -168,8 +168,7 @@ impl ProxyHttp for Gateway {
         // Retry only while the budget lasts and an untried healthy target exists; otherwise
         // the client gets this connect error (502/504) rather than "no healthy target".
         // `tried` holds every attempt so far, the first included.
-        if let (Some(s), Some(r)) = (&ctx.snapshot, ctx.route) {
-            let pool = &s.pools[s.routes.routes[r].upstream];
+        if let Some(pool) = ctx.pool() {
             if ctx.tried.len() <= pool.retries && pool.select(b"", &ctx.tried).is_some() {
                 e.set_retry(true);
             }
@@ -183,10 +182,9 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let (Some(snapshot), Some(route)) = (&ctx.snapshot, ctx.route) else {
+        let (Some(snapshot), Some(route)) = (&ctx.snapshot, ctx.route()) else {
             return Ok(());
         };
-        let route = &snapshot.routes.routes[route];
         if let Some(uri) = &ctx.upstream_uri {
             req.set_uri(uri.clone());
         }
@@ -221,8 +219,8 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(snapshot), Some(route)) = (&ctx.snapshot, ctx.route) {
-            snapshot.routes.routes[route].response_headers.apply(resp);
+        if let Some(route) = ctx.route() {
+            route.response_headers.apply(resp);
         }
         resp.insert_header(forwarding::X_REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())
@@ -278,9 +276,12 @@ impl ProxyHttp for Gateway {
         m.requests
             .with_label_values(&[&route, method, &status.to_string()])
             .inc();
-        match (&ctx.snapshot, ctx.route) {
-            (Some(s), Some(r)) => s.route_durations[r].observe(elapsed.as_secs_f64()),
-            _ => m
+        match ctx
+            .route
+            .and_then(|r| ctx.snapshot.as_ref()?.route_durations.get(r))
+        {
+            Some(histogram) => histogram.observe(elapsed.as_secs_f64()),
+            None => m
                 .request_duration
                 .with_label_values(&["-"])
                 .observe(elapsed.as_secs_f64()),
