@@ -41,11 +41,11 @@ fn precedence_exact_longest_prefix_conditions_order() {
     assert_eq!(served_by(&gw.get("/users/admin/x")), "b", "longest prefix");
     assert_eq!(served_by(&tenant("/users/7")), "b", "more conditions");
     assert_eq!(served_by(&gw.get("/usersx")), "a", "segment boundary: falls to /");
-    let m = gw.metric(
+    gw.wait_metric(
         "portcullis_requests_total",
         &[("route", "users-admin"), ("status", "200")],
+        1.0,
     );
-    assert_eq!(m, 1.0);
 }
 
 #[test]
@@ -252,29 +252,27 @@ fn access_log_and_metrics() {
         assert!(line.contains(field), "{field} missing in {line}");
     }
     assert!(line.contains(&format!("target={}", a.addr())), "{line}");
-    assert_eq!(
-        gw.metric(
-            "portcullis_requests_total",
-            &[("route", "users"), ("method", "GET"), ("status", "200")]
-        ),
-        1.0
+    gw.wait_metric(
+        "portcullis_requests_total",
+        &[("route", "users"), ("method", "GET"), ("status", "200")],
+        1.0,
     );
-    assert_eq!(
-        gw.metric("portcullis_requests_total", &[("route", "-"), ("status", "404")]),
-        1.0
+    gw.wait_metric(
+        "portcullis_requests_total",
+        &[("route", "-"), ("status", "404")],
+        1.0,
     );
-    assert_eq!(
-        gw.metric("portcullis_request_duration_seconds_count", &[("route", "users")]),
-        1.0
+    gw.wait_metric(
+        "portcullis_request_duration_seconds_count",
+        &[("route", "users")],
+        1.0,
     );
-    assert_eq!(
-        gw.metric(
-            "portcullis_upstream_requests_total",
-            &[("upstream", "a"), ("status", "200")]
-        ),
-        1.0
+    gw.wait_metric(
+        "portcullis_upstream_requests_total",
+        &[("upstream", "a"), ("status", "200")],
+        1.0,
     );
-    assert_eq!(gw.metric("portcullis_build_info", &[]), 1.0);
+    gw.wait_metric("portcullis_build_info", &[], 1.0);
     let healthz = get(gw.admin(), "localhost", "/healthz");
     assert_eq!(healthz.status, 200);
 }

@@ -131,6 +131,21 @@ impl Gateway {
         sum_metric(&self.metrics(), name, labels)
     }
 
+    /// Poll until metric `name` with `labels` equals `want` (the gateway records metrics after
+    /// the response is written, so a client can read them a moment before they change).
+    pub fn wait_metric(&self, name: &str, labels: &[(&str, &str)], want: f64) {
+        let mut last = f64::NAN;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            last = self.metric(name, labels);
+            if last == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("metric {name}{labels:?} stayed at {last}, expected {want}");
+    }
+
     /// Sends a signal to the child (e.g. `libc::SIGTERM`).
     pub fn signal(&self, sig: i32) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
