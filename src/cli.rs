@@ -1,11 +1,15 @@
-//! Command line: `portcullis [run] -c FILE [-d] [-u]` and `portcullis check -c FILE`.
+//! Command line: `portcullis [run] -c FILE [-d] [-u]`, `check`, `reload` and `upgrade`.
 
 pub const DEFAULT_CONFIG: &str = "/etc/portcullis/portcullis.yaml";
 
 pub const USAGE: &str = "\
 usage:
   portcullis [run] [-c FILE] [-d|--daemon] [-u|--upgrade]   run the gateway
-  portcullis check [-c FILE]                               validate a configuration and exit
+  portcullis check [-c FILE]     validate a configuration and exit
+  portcullis reload [-c FILE]    validate, then have the running gateway reload it live
+                                 (admin POST /reload, or SIGHUP to the pid file)
+  portcullis upgrade [-c FILE]   validate, start a new process that takes over the listeners,
+                                 and only then let the old process hand over and drain
   portcullis --version | --help
 
   -c, --config FILE   the Portcullis YAML (default /etc/portcullis/portcullis.yaml)
@@ -23,6 +27,12 @@ pub enum Command {
     Check {
         config: String,
     },
+    Reload {
+        config: String,
+    },
+    Upgrade {
+        config: String,
+    },
     Version,
     Help,
 }
@@ -30,7 +40,7 @@ pub enum Command {
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let mut it = args.iter().peekable();
     let sub = match it.peek().map(|s| s.as_str()) {
-        Some("run") | Some("check") => it.next().map(|s| s.as_str()),
+        Some("run" | "check" | "reload" | "upgrade") => it.next().map(|s| s.as_str()),
         _ => None,
     };
     let mut config = DEFAULT_CONFIG.to_string();
@@ -47,18 +57,19 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             "-u" | "--upgrade" => upgrade = true,
             "-V" | "--version" => return Ok(Command::Version),
             "-h" | "--help" => return Ok(Command::Help),
-            other => {
-                if let Some(v) = other.strip_prefix("--config=") {
-                    config = v.to_string();
-                } else {
-                    return Err(format!("unknown argument `{other}`"));
-                }
-            }
+            other => match other.strip_prefix("--config=") {
+                Some(v) => config = v.to_string(),
+                None => return Err(format!("unknown argument `{other}`")),
+            },
         }
     }
     match sub {
-        Some("check") if daemon || upgrade => Err("check takes only -c FILE".into()),
+        Some(sub @ ("check" | "reload" | "upgrade")) if daemon || upgrade => {
+            Err(format!("{sub} takes only -c FILE"))
+        }
         Some("check") => Ok(Command::Check { config }),
+        Some("reload") => Ok(Command::Reload { config }),
+        Some("upgrade") => Ok(Command::Upgrade { config }),
         _ => Ok(Command::Run {
             config,
             daemon,
@@ -97,7 +108,18 @@ mod tests {
             parse(&args("check -c x")).unwrap(),
             Command::Check { config: "x".into() }
         );
+        assert_eq!(
+            parse(&args("reload -c y")).unwrap(),
+            Command::Reload { config: "y".into() }
+        );
+        assert_eq!(
+            parse(&args("upgrade")).unwrap(),
+            Command::Upgrade {
+                config: DEFAULT_CONFIG.into()
+            }
+        );
         assert!(parse(&args("check -d")).is_err());
+        assert!(parse(&args("upgrade -u")).is_err());
         assert!(parse(&args("-x")).is_err());
         assert!(parse(&args("-c")).is_err());
     }

@@ -5,6 +5,7 @@
 
 mod cli;
 mod config;
+mod control;
 mod observe;
 mod proxy;
 mod routing;
@@ -29,6 +30,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Check { config }) => check(&config),
+        Ok(Command::Reload { config }) => match load(&config) {
+            Ok((cfg, _)) => control::reload(&cfg),
+            Err(code) => code,
+        },
+        Ok(Command::Upgrade { config }) => match load(&config) {
+            Ok((cfg, _)) => control::upgrade(&config, &cfg),
+            Err(code) => code,
+        },
         Ok(Command::Run {
             config,
             daemon,
@@ -88,7 +97,7 @@ fn run(path: &str, daemon: bool, upgrade: bool) -> ExitCode {
         config.upstreams.len(),
         config.server.listen.join(", ")
     );
-    match server::run(config, snapshot, server::RunOptions { daemon, upgrade }) {
+    match server::run(path, config, snapshot, server::RunOptions { daemon, upgrade }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("portcullis: {e}");

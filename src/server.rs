@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::observe::admin::AdminApp;
 use crate::proxy::header_deadline::HeaderDeadline;
 use crate::proxy::Gateway;
+use crate::runtime::reload::{HangupListener, Reloader};
 use crate::runtime::{Runtime, Snapshot};
 use crate::upstream::health::HealthSupervisor;
 
@@ -37,8 +38,13 @@ fn server_conf(config: &Config, daemon: bool) -> ServerConf {
 }
 
 /// Build every service and run until a signal stops the process.
-pub fn run(config: Config, snapshot: Snapshot, opts: RunOptions) -> Result<(), String> {
+pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptions) -> Result<(), String> {
     let runtime = Arc::new(Runtime::new(snapshot));
+    let reloader = Arc::new(Reloader::new(
+        config_path,
+        Arc::clone(&runtime),
+        config.server.clone(),
+    ));
     let opt = Opt {
         upgrade: opts.upgrade,
         daemon: opts.daemon,
@@ -52,7 +58,7 @@ pub fn run(config: Config, snapshot: Snapshot, opts: RunOptions) -> Result<(), S
         Arc::clone(&server.configuration),
     );
     proxy.handle_init_modules();
-    let app = HeaderDeadline::new(proxy, config.server.limits.header_read_timeout);
+    let app = HeaderDeadline::new(proxy, Arc::clone(&runtime));
     let mut proxy_service = Service::new("portcullis proxy".to_string(), app);
     for addr in &config.server.listen {
         proxy_service.add_tcp(addr);
@@ -61,8 +67,14 @@ pub fn run(config: Config, snapshot: Snapshot, opts: RunOptions) -> Result<(), S
 
     if let Some(admin_addr) = &config.server.admin {
         let ready_runtime = Arc::clone(&runtime);
-        let readiness = Arc::new(move || ready_runtime.load().readiness());
-        let mut admin = Service::new("portcullis admin".to_string(), AdminApp::new(readiness));
+        let readiness = Arc::new(move || ready_runtime.readiness());
+        let admin_reloader = Arc::clone(&reloader);
+        let reload = Arc::new(move || {
+            admin_reloader
+                .reload()
+                .map(|r| format!("reloaded: {} routes, {} upstreams", r.routes, r.upstreams))
+        });
+        let mut admin = Service::new("portcullis admin".to_string(), AdminApp::new(readiness, reload));
         admin.add_tcp(admin_addr);
         server.add_service(admin);
     }
@@ -70,6 +82,7 @@ pub fn run(config: Config, snapshot: Snapshot, opts: RunOptions) -> Result<(), S
     let pools_runtime = Arc::clone(&runtime);
     let pools = Arc::new(move || pools_runtime.load().pools.clone());
     server.add_service(background_service("health checks", HealthSupervisor::new(pools)));
+    server.add_service(background_service("config reload", HangupListener::new(reloader)));
 
     server.run_forever()
 }

@@ -3,6 +3,7 @@
 
 use std::sync::LazyLock;
 
+use prometheus::core::Collector;
 use prometheus::{
     exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -13,79 +14,85 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub upstream_requests: IntCounterVec,
     pub upstream_healthy: IntGaugeVec,
+    pub config_reloads: IntCounterVec,
 }
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+// The definitions are constants: creating them fails only on an invalid name, which the
+// tests would catch at once. This is the one place that may panic, at first use.
+static METRICS: LazyLock<Metrics> =
+    LazyLock::new(|| Metrics::try_new().unwrap_or_else(|e| unreachable!("invalid metric definition: {e}")));
 
 /// The process-wide metrics.
 pub fn get() -> &'static Metrics {
     &METRICS
 }
 
+fn register<M: Collector + Clone + 'static>(registry: &Registry, metric: M) -> prometheus::Result<M> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
 impl Metrics {
-    fn new() -> Metrics {
+    fn try_new() -> prometheus::Result<Metrics> {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "portcullis_requests_total",
-                "Requests answered, by route, method and status.",
-            ),
-            &["route", "method", "status"],
-        );
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "portcullis_request_duration_seconds",
-                "Time from request to last response byte.",
-            )
-            .buckets(exponential_buckets(0.0005, 2.0, 16).unwrap_or_default()),
-            &["route"],
-        );
-        let upstream_requests = IntCounterVec::new(
-            Opts::new(
-                "portcullis_upstream_requests_total",
-                "Attempts sent to upstream targets, by upstream, target and status (`error` when no response).",
-            ),
-            &["upstream", "target", "status"],
-        );
-        let upstream_healthy = IntGaugeVec::new(
-            Opts::new(
-                "portcullis_upstream_healthy",
-                "1 when the target passes its health check.",
-            ),
-            &["upstream", "target"],
-        );
-        let build_info = IntGaugeVec::new(
-            Opts::new("portcullis_build_info", "Build information; always 1."),
-            &["version"],
-        );
-        // Metric construction only fails on invalid names, which are constants here.
-        let (requests, request_duration, upstream_requests, upstream_healthy, build_info) = match (
-            requests,
-            request_duration,
-            upstream_requests,
-            upstream_healthy,
-            build_info,
-        ) {
-            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
-            _ => unreachable!("metric definitions are static and valid"),
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register(&registry, IntCounterVec::new(Opts::new(name, help), labels)?)
         };
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(request_duration.clone()),
-            Box::new(upstream_requests.clone()),
-            Box::new(upstream_healthy.clone()),
-            Box::new(build_info.clone()),
-        ] {
-            let _ = registry.register(c);
-        }
+        let requests = counter(
+            "portcullis_requests_total",
+            "Requests answered, by route, method and status.",
+            &["route", "method", "status"],
+        )?;
+        let upstream_requests = counter(
+            "portcullis_upstream_requests_total",
+            "Attempts sent to upstream targets, by upstream, target and status (`error` when no response).",
+            &["upstream", "target", "status"],
+        )?;
+        let config_reloads = counter(
+            "portcullis_config_reloads_total",
+            "Live configuration reloads, by result (success or failure).",
+            &["result"],
+        )?;
+        let request_duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "portcullis_request_duration_seconds",
+                    "Time from request to last response byte.",
+                )
+                .buckets(exponential_buckets(0.0005, 2.0, 16)?),
+                &["route"],
+            )?,
+        )?;
+        let upstream_healthy = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "portcullis_upstream_healthy",
+                    "1 when the target passes its health check.",
+                ),
+                &["upstream", "target"],
+            )?,
+        )?;
+        let build_info = register(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("portcullis_build_info", "Build information; always 1."),
+                &["version"],
+            )?,
+        )?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        Metrics {
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        Ok(Metrics {
             registry,
             requests,
             request_duration,
             upstream_requests,
             upstream_healthy,
-        }
+            config_reloads,
+        })
     }
 
     /// The Prometheus text exposition of every metric.
@@ -109,5 +116,15 @@ pub fn method_label(method: &http::Method) -> &'static str {
         http::Method::TRACE => "TRACE",
         http::Method::CONNECT => "CONNECT",
         _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn definitions_are_valid() {
+        let text = super::get().render();
+        assert!(text.contains("portcullis_build_info"));
+        assert!(text.contains("portcullis_config_reloads_total{result=\"failure\"} 0"));
     }
 }

@@ -16,6 +16,8 @@ use pingora::protocols::http::ServerSession;
 use pingora::proxy::{HttpProxy, ProxyHttp};
 use pingora::server::ShutdownWatch;
 
+use crate::runtime::Runtime;
+
 tokio::task_local! {
     static HEADERS_READ: Arc<AtomicBool>;
 }
@@ -27,14 +29,15 @@ pub fn mark_headers_read() {
 
 pub struct HeaderDeadline<P> {
     proxy: Arc<HttpProxy<P>>,
-    limit: Duration,
+    /// The limit comes from the current snapshot, so a live reload can change it.
+    runtime: Arc<Runtime>,
 }
 
 impl<P> HeaderDeadline<P> {
-    pub fn new(proxy: HttpProxy<P>, limit: Duration) -> Self {
+    pub fn new(proxy: HttpProxy<P>, runtime: Arc<Runtime>) -> Self {
         HeaderDeadline {
             proxy: Arc::new(proxy),
-            limit,
+            runtime,
         }
     }
 }
@@ -50,19 +53,20 @@ where
         session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
+        let limit: Duration = self.runtime.load().settings.limits.header_read_timeout;
         let seen = Arc::new(AtomicBool::new(false));
         let work = HEADERS_READ.scope(Arc::clone(&seen), self.proxy.process_new_http(session, shutdown));
         tokio::pin!(work);
         tokio::select! {
             done = &mut work => return done,
-            _ = tokio::time::sleep(self.limit) => {}
+            _ = tokio::time::sleep(limit) => {}
         }
         if seen.load(Ordering::Relaxed) {
             work.await
         } else {
             log::debug!(
                 "closing a connection that did not send its request header within {:?}",
-                self.limit
+                limit
             );
             None
         }

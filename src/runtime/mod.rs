@@ -2,6 +2,7 @@
 //! through. Every request loads the snapshot once and keeps it to the end, so a later swap
 //! (live reload) never changes the rules under an in-flight request.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -10,6 +11,8 @@ use crate::config::cidr::Cidr;
 use crate::config::{Config, RequestLimits};
 use crate::routing::{Route, RouteTable};
 use crate::upstream::Pool;
+
+pub mod reload;
 
 /// Server-wide settings the request path needs.
 #[derive(Debug, Clone)]
@@ -32,10 +35,19 @@ impl Snapshot {
     /// Compile a validated configuration. Fails only on what validation cannot know
     /// (e.g. Pingora refusing a backend).
     pub fn compile(config: &Config) -> Result<Snapshot, String> {
+        Snapshot::compile_reusing(config, &[])
+    }
+
+    /// Compile, keeping every pool of `previous` whose definition is unchanged (so its health
+    /// state and statistics survive a live reload); new or changed pools start fresh.
+    pub fn compile_reusing(config: &Config, previous: &[Arc<Pool>]) -> Result<Snapshot, String> {
         let pools: Vec<Arc<Pool>> = config
             .upstreams
             .iter()
-            .map(|u| Pool::build(u).map(Arc::new))
+            .map(|u| match previous.iter().find(|p| p.config.same_pool_as(u)) {
+                Some(kept) => Ok(Arc::clone(kept)),
+                None => Pool::build(u).map(Arc::new),
+            })
             .collect::<Result<_, _>>()?;
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut hosts = Vec::with_capacity(config.routes.len());
@@ -92,17 +104,36 @@ impl Snapshot {
 /// The current snapshot behind one atomic pointer.
 pub struct Runtime {
     current: ArcSwap<Snapshot>,
+    /// Set once the first snapshot became ready; a reload never makes the process unready
+    /// (pools added by a reload are health-checked, but do not pull the instance out).
+    ready: AtomicBool,
 }
 
 impl Runtime {
     pub fn new(snapshot: Snapshot) -> Runtime {
         Runtime {
             current: ArcSwap::from_pointee(snapshot),
+            ready: AtomicBool::new(false),
         }
     }
 
     /// The snapshot a request keeps for its whole life.
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// Replace the snapshot atomically; in-flight requests keep the one they loaded.
+    pub fn swap(&self, next: Snapshot) {
+        self.current.store(Arc::new(next));
+    }
+
+    /// `Err(reason)` until the first snapshot's pools finished their first health round.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.load().readiness()?;
+        self.ready.store(true, Ordering::Release);
+        Ok(())
     }
 }

@@ -54,6 +54,8 @@ pub struct Pool {
     pub write_timeout: Duration,
     pub retries: usize,
     pub health: HealthState,
+    /// The definition this pool was built from, to recognise it on a live reload.
+    pub config: UpstreamConfig,
 }
 
 impl std::fmt::Debug for Pool {
@@ -95,6 +97,7 @@ impl Pool {
             write_timeout: cfg.write_timeout,
             retries: cfg.retries,
             health: HealthState::new(cfg.health_check.as_ref()),
+            config: cfg.clone(),
         })
     }
 

@@ -1,0 +1,174 @@
+//! Live reload: re-read the configuration file, validate, compile and swap the snapshot,
+//! without a new process. Triggered by SIGHUP, `portcullis reload`, or `POST /reload` on the
+//! admin listener.
+//!
+//! A broken file changes nothing: the old snapshot keeps serving and every problem is logged.
+//! Settings that belong to the process (listeners, threads, admin address, pid file, upgrade
+//! socket, grace periods, log level) need a graceful upgrade; a reload that changes them
+//! applies everything else and says so in the log.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use super::{Runtime, Snapshot};
+use crate::config::{self, ServerConfig};
+use crate::observe::metrics;
+
+pub struct Reloader {
+    path: String,
+    runtime: Arc<Runtime>,
+    /// The `server:` section this process was started with.
+    started_with: ServerConfig,
+    /// One reload at a time.
+    busy: Mutex<()>,
+}
+
+/// What a successful reload loaded.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub routes: usize,
+    pub upstreams: usize,
+    /// Process-level settings that changed and wait for a graceful upgrade.
+    pub needs_upgrade: Vec<&'static str>,
+}
+
+impl Reloader {
+    pub fn new(path: &str, runtime: Arc<Runtime>, started_with: ServerConfig) -> Reloader {
+        Reloader {
+            path: path.to_string(),
+            runtime,
+            started_with,
+            busy: Mutex::new(()),
+        }
+    }
+
+    /// Reload now; `Err` carries every problem, one per line.
+    pub fn reload(&self) -> Result<Reloaded, String> {
+        let _one_at_a_time = self.busy.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let outcome = self.load_and_swap();
+        let result = if outcome.is_ok() { "success" } else { "failure" };
+        metrics::get().config_reloads.with_label_values(&[result]).inc();
+        match &outcome {
+            Ok(r) => {
+                log::info!(
+                    "configuration reloaded from {}: {} routes, {} upstreams",
+                    self.path,
+                    r.routes,
+                    r.upstreams
+                );
+                if !r.needs_upgrade.is_empty() {
+                    log::warn!(
+                        "changed server settings take effect only after a graceful upgrade (systemctl reload): {}",
+                        r.needs_upgrade.join(", ")
+                    );
+                }
+            }
+            Err(problems) => {
+                for line in problems.lines() {
+                    log::error!("reload rejected: {line}");
+                }
+                log::error!(
+                    "reload of {} rejected; the previous configuration stays in effect",
+                    self.path
+                );
+            }
+        }
+        outcome
+    }
+
+    fn load_and_swap(&self) -> Result<Reloaded, String> {
+        let config = config::load_file(&self.path).map_err(|p| p.to_string())?;
+        let current = self.runtime.load();
+        let next = Snapshot::compile_reusing(&config, &current.pools)?;
+        let gone = vanished_targets(&current, &next);
+        self.runtime.swap(next);
+        for (upstream, target) in gone {
+            let _ = metrics::get()
+                .upstream_healthy
+                .remove_label_values(&[&upstream, &target]);
+        }
+        Ok(Reloaded {
+            routes: config.routes.len(),
+            upstreams: config.upstreams.len(),
+            needs_upgrade: process_level_changes(&self.started_with, &config.server),
+        })
+    }
+}
+
+/// `(upstream, target)` health series of `old` that `new` no longer has.
+fn vanished_targets(old: &Snapshot, new: &Snapshot) -> Vec<(String, String)> {
+    let series = |s: &Snapshot| -> Vec<(String, String)> {
+        s.pools
+            .iter()
+            .flat_map(|p| {
+                p.target_health()
+                    .into_iter()
+                    .map(|(target, _)| (p.name.clone(), target))
+            })
+            .collect()
+    };
+    let keep = series(new);
+    series(old).into_iter().filter(|s| !keep.contains(s)).collect()
+}
+
+/// Server settings a running process cannot change.
+fn process_level_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |name, differs: bool| {
+        if differs {
+            changed.push(name);
+        }
+    };
+    check("listen", old.listen != new.listen);
+    check("threads", old.threads != new.threads);
+    check("admin", old.admin != new.admin);
+    check("pid_file", old.pid_file != new.pid_file);
+    check("upgrade_sock", old.upgrade_sock != new.upgrade_sock);
+    check("error_log", old.error_log != new.error_log);
+    check("grace_period", old.grace_period != new.grace_period);
+    check("shutdown_timeout", old.shutdown_timeout != new.shutdown_timeout);
+    check("log_level", old.log_level != new.log_level);
+    changed
+}
+
+/// Reloads on SIGHUP.
+pub struct HangupListener {
+    reloader: Arc<Reloader>,
+}
+
+impl HangupListener {
+    pub fn new(reloader: Arc<Reloader>) -> HangupListener {
+        HangupListener { reloader }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for HangupListener {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("cannot listen for SIGHUP; use `portcullis reload` or POST /reload instead: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                got = hangups.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    log::info!("SIGHUP received, reloading configuration");
+                    let reloader = Arc::clone(&self.reloader);
+                    // File reading and name resolution block; keep them off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+                }
+            }
+        }
+    }
+}

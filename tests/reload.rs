@@ -1,0 +1,265 @@
+//! Live reload: SIGHUP, `portcullis reload` and `POST /reload` swap the snapshot in place.
+
+mod support;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use support::*;
+
+/// Two configurations that differ in upstream and in a response header, over the same pools.
+fn body(a: &Upstream, b: &Upstream, which: &str) -> String {
+    let target = if which == "A" { "a" } else { "b" };
+    format!(
+        "upstreams:\n  a:\n    targets: [\"{}\"]\n  b:\n    targets: [\"{}\"]\nroutes:\n  - name: v\n    match: {{ path_prefix: /v }}\n    upstream: {target}\n    response_headers: {{ set: {{ x-config: {which} }} }}\n",
+        a.addr(),
+        b.addr()
+    )
+}
+
+/// Replace the configuration body (everything after the generated `server:` section).
+fn rewrite(gw: &Gateway, old_body: &str, new_body: &str) {
+    let text = std::fs::read_to_string(gw.config_path()).expect("read config");
+    assert!(text.contains(old_body), "config does not hold the expected body");
+    std::fs::write(gw.config_path(), text.replacen(old_body, new_body, 1)).expect("write config");
+}
+
+fn reload_cli(gw: &Gateway) -> std::process::Output {
+    Command::new(BIN)
+        .args(["reload", "-c"])
+        .arg(gw.config_path())
+        .output()
+        .expect("run portcullis reload")
+}
+
+/// Background traffic: keep-alive and new-connection clients until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    bad: Arc<AtomicUsize>,
+    threads: Vec<JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    fn start(addr: std::net::SocketAddr) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let bad = Arc::new(AtomicUsize::new(0));
+        let threads = (0..4)
+            .map(|i| {
+                let (stop, ok, bad) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&bad));
+                std::thread::spawn(move || {
+                    let mut errors = Vec::new();
+                    let keep_alive = i % 2 == 0;
+                    let mut conn = keep_alive.then(|| Conn::connect(addr));
+                    let req = b"GET /v/load HTTP/1.1\r\nHost: localhost\r\n\r\n";
+                    let close = b"GET /v/load HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+                    // Bounded: at most 100k requests per thread, and it stops when told.
+                    for _ in 0..100_000 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let r = match conn.as_mut() {
+                            Some(c) => c.send(req),
+                            None => try_send_raw(addr, close),
+                        };
+                        match r {
+                            Ok(r) if (200..300).contains(&r.status) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => {
+                                bad.fetch_add(1, Ordering::Relaxed);
+                                errors.push(format!("status {}", r.status));
+                            }
+                            Err(e) => {
+                                bad.fetch_add(1, Ordering::Relaxed);
+                                errors.push(format!("error {e}"));
+                                if keep_alive {
+                                    conn = Some(Conn::connect(addr));
+                                }
+                            }
+                        }
+                    }
+                    errors
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            bad,
+            threads,
+        }
+    }
+
+    /// Stop and return (successes, failures with their descriptions).
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let errors: Vec<String> = self
+            .threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect();
+        assert_eq!(self.bad.load(Ordering::Relaxed), errors.len());
+        (self.ok.load(Ordering::Relaxed), errors)
+    }
+}
+
+#[test]
+fn fifty_reloads_under_load_without_errors() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let (body_a, body_b) = (body(&a, &b, "A"), body(&a, &b, "B"));
+    let gw = Gateway::start(&body_a);
+    let load = Load::start(gw.addr());
+    let mut current = body_a.clone();
+    for i in 0..50 {
+        let (next, which, upstream) = if i % 2 == 0 {
+            (&body_b, "B", "b")
+        } else {
+            (&body_a, "A", "a")
+        };
+        rewrite(&gw, &current, next);
+        current = next.clone();
+        let out = reload_cli(&gw);
+        assert!(
+            out.status.success(),
+            "reload {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Visible at once: the reload command returns after the swap.
+        let r = gw.get("/v/check");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-config"), Some(which), "reload {i}");
+        assert_eq!(r.header("x-upstream"), Some(upstream), "reload {i}");
+    }
+    let (ok, errors) = load.finish();
+    assert!(
+        errors.is_empty(),
+        "{} failed requests during reloads: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(10)]
+    );
+    assert!(ok > 100, "the load generator ran ({ok} requests)");
+    gw.wait_metric("portcullis_config_reloads_total", &[("result", "success")], 50.0);
+}
+
+#[test]
+fn broken_config_keeps_the_old_snapshot() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let body_a = body(&a, &b, "A");
+    let gw = Gateway::start(&body_a);
+    let broken = body_a
+        .replace("path_prefix", "path_prefx")
+        .replace("targets: [", "targets: [\"nohost\", ");
+    rewrite(&gw, &body_a, &broken);
+    // The CLI validates first and sends nothing.
+    let out = reload_cli(&gw);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `path_prefx`"));
+    // The gateway itself rejects it too, listing every problem.
+    let r = request(gw.admin(), "POST", "localhost", "/reload", &[], b"");
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("unknown field `path_prefx`"), "{}", r.text());
+    assert!(
+        r.text().contains("bad address `nohost`"),
+        "every problem is listed: {}",
+        r.text()
+    );
+    gw.wait_metric("portcullis_config_reloads_total", &[("result", "failure")], 1.0);
+    let still = gw.get("/v/x");
+    assert_eq!(still.status, 200);
+    assert_eq!(still.header("x-config"), Some("A"));
+    assert!(gw.log().contains("reload rejected"), "problems are logged");
+    assert_eq!(
+        request(gw.admin(), "GET", "localhost", "/reload", &[], b"").status,
+        405
+    );
+}
+
+#[test]
+fn sighup_reloads() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let (body_a, body_b) = (body(&a, &b, "A"), body(&a, &b, "B"));
+    let gw = Gateway::start(&body_a);
+    rewrite(&gw, &body_a, &body_b);
+    gw.signal(libc::SIGHUP);
+    gw.wait_metric("portcullis_config_reloads_total", &[("result", "success")], 1.0);
+    assert_eq!(gw.get("/v/x").header("x-config"), Some("B"));
+}
+
+#[test]
+fn in_flight_requests_finish_on_their_snapshot() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let (body_a, body_b) = (body(&a, &b, "A"), body(&a, &b, "B"));
+    let gw = Gateway::start(&body_a);
+    let addr = gw.addr();
+    let slow = std::thread::spawn(move || {
+        request(
+            addr,
+            "GET",
+            "localhost",
+            "/v/slow",
+            &[("x-delay-ms", "1500")],
+            b"",
+        )
+    });
+    wait_for("slow request reached upstream a", Duration::from_secs(10), || {
+        (a.inflight() == 1).then_some(())
+    });
+    rewrite(&gw, &body_a, &body_b);
+    assert!(reload_cli(&gw).status.success());
+    assert_eq!(gw.get("/v/new").header("x-config"), Some("B"));
+    let r = slow.join().expect("slow request");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-config"),
+        Some("A"),
+        "the in-flight request kept its snapshot"
+    );
+}
+
+#[test]
+fn unchanged_pools_keep_health_state_and_new_pools_are_checked() {
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let c = Upstream::start("c");
+    let checks = "    health_check: { type: tcp, interval: 100ms, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1 }\n";
+    let one = format!(
+        "upstreams:\n  down:\n    targets: [\"{dead}\"]\n{checks}routes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: down }}\n"
+    );
+    let gw = Gateway::start(&one);
+    let healthy =
+        |up: &str, t: String| gw.metric("portcullis_upstream_healthy", &[("upstream", up), ("target", &t)]);
+    wait_for("dead target unhealthy", Duration::from_secs(10), || {
+        (healthy("down", dead.to_string()) == 0.0).then_some(())
+    });
+    // Same pool, another route name, plus a new checked pool.
+    let two = format!(
+        "upstreams:\n  down:\n    targets: [\"{dead}\"]\n{checks}  fresh:\n    targets: [\"{}\"]\n{checks}routes:\n  - {{ name: r2, match: {{ path_prefix: / }}, upstream: down }}\n  - {{ name: f, match: {{ path_prefix: /fresh }}, upstream: fresh }}\n",
+        c.addr()
+    );
+    rewrite(&gw, &one, &two);
+    assert!(reload_cli(&gw).status.success());
+    // The kept pool still knows its target is down: 503 at once, no connection attempt.
+    let r = gw.get("/x");
+    assert_eq!(r.status, 503, "{}", r.text());
+    wait_for("new pool checked", Duration::from_secs(10), || {
+        (healthy("fresh", c.addr().to_string()) == 1.0).then_some(())
+    });
+    assert_eq!(gw.get("/fresh/1").status, 200);
+    assert_eq!(
+        get(gw.admin(), "localhost", "/readyz").status,
+        200,
+        "a reload does not make the gateway unready"
+    );
+    // Dropping the pool drops its health series.
+    let three = format!(
+        "upstreams:\n  fresh:\n    targets: [\"{}\"]\n{checks}routes:\n  - {{ name: f, match: {{ path_prefix: / }}, upstream: fresh }}\n",
+        c.addr()
+    );
+    rewrite(&gw, &two, &three);
+    assert!(reload_cli(&gw).status.success());
+    assert!(!gw.metrics().contains("upstream=\"down\""), "{}", gw.metrics());
+}
