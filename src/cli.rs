@@ -10,6 +10,10 @@ usage:
                                  (admin POST /reload, or SIGHUP to the pid file)
   portcullis upgrade [-c FILE]   validate, start a new process that takes over the listeners,
                                  and only then let the old process hand over and drain
+  portcullis demo-upstreams [PORT...]   small demo services for the example configuration
+                                 (default ports 9001-9004)
+  portcullis demo-upstreams [PORT...]   small demo services for the example configuration
+                                 (default ports 9001-9004)
   portcullis --version | --help
 
   -c, --config FILE   the Portcullis YAML (default /etc/portcullis/portcullis.yaml)
@@ -33,11 +37,24 @@ pub enum Command {
     Upgrade {
         config: String,
     },
+    DemoUpstreams {
+        ports: Vec<u16>,
+    },
     Version,
     Help,
 }
 
 pub fn parse(args: &[String]) -> Result<Command, String> {
+    if args.first().map(String::as_str) == Some("demo-upstreams") {
+        let ports = args[1..]
+            .iter()
+            .map(|p| {
+                p.parse::<u16>()
+                    .map_err(|_| format!("`{p}` is not a port number"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Command::DemoUpstreams { ports });
+    }
     let mut it = args.iter().peekable();
     let sub = match it.peek().map(|s| s.as_str()) {
         Some("run" | "check" | "reload" | "upgrade") => it.next().map(|s| s.as_str()),
@@ -119,6 +136,11 @@ mod tests {
             }
         );
         assert!(parse(&args("check -d")).is_err());
+        assert_eq!(
+            parse(&args("demo-upstreams 7 8")).unwrap(),
+            Command::DemoUpstreams { ports: vec![7, 8] }
+        );
+        assert!(parse(&args("demo-upstreams x")).is_err());
         assert!(parse(&args("upgrade -u")).is_err());
         assert!(parse(&args("-x")).is_err());
         assert!(parse(&args("-c")).is_err());

@@ -85,8 +85,124 @@ pub fn read_pid(pid_file: &str) -> Result<i32, String> {
         .ok_or_else(|| format!("pid file {pid_file} does not hold a process id"))
 }
 
-/// Placeholder until the graceful upgrade sequence lands.
-pub fn upgrade(_path: &str, _config: &Config) -> ExitCode {
-    eprintln!("portcullis: upgrade is not implemented yet");
-    ExitCode::FAILURE
+/// Zero-downtime upgrade (new binary or listener changes), safe against Pingora's hazard that
+/// an old process shuts down even if the hand-over fails:
+///
+/// 1. the caller validated and compiled the new configuration;
+/// 2. start the new process with `--upgrade --daemon`; it binds `upgrade_sock` and waits;
+/// 3. only once that socket exists (so the new process got that far) send SIGQUIT to the old
+///    one, which hands over its listeners and drains within its grace period;
+/// 4. the new process exits its foreground part with status 0 once it holds the listeners
+///    and has daemonized; then its pid appears in the pid file.
+///
+/// If the new process dies before step 3, the old one is never signalled and keeps serving.
+pub fn upgrade(path: &str, config: &Config) -> ExitCode {
+    match run_upgrade(path, config) {
+        Ok(message) => {
+            println!("portcullis: {message}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis: upgrade failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const UPGRADE_DEADLINE: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(20);
+
+fn run_upgrade(path: &str, config: &Config) -> Result<String, String> {
+    let server = &config.server;
+    let old_pid = read_pid(&server.pid_file)?;
+    if !is_running(old_pid) {
+        return Err(format!(
+            "no running gateway: pid {old_pid} from {} is gone",
+            server.pid_file
+        ));
+    }
+    let socket = std::path::Path::new(&server.upgrade_sock);
+    // A leftover socket file would look like the new process being ready.
+    let _ = std::fs::remove_file(socket);
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the portcullis binary: {e}"))?;
+    let mut child = std::process::Command::new(&exe)
+        .args(["run", "--upgrade", "--daemon", "-c", path])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+
+    // Step 2 -> 3: wait for the new process to wait for us.
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let _ = std::fs::remove_file(socket);
+            return Err(format!(
+                "the new process exited early ({status}); pid {old_pid} was not signalled and keeps serving"
+            ));
+        }
+        if socket.exists() {
+            break;
+        }
+        if started.elapsed() > UPGRADE_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the new process did not open {} in time; pid {old_pid} keeps serving",
+                server.upgrade_sock
+            ));
+        }
+        std::thread::sleep(POLL);
+    }
+
+    // Step 3: hand over.
+    // SAFETY: kill(2) on the pid read from our pid file; no memory is shared.
+    if unsafe { libc::kill(old_pid, libc::SIGQUIT) } != 0 {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
+            "cannot signal pid {old_pid}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+
+    // Step 4: the new process holds the listeners once its foreground part exits with 0.
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if started.elapsed() > 2 * UPGRADE_DEADLINE {
+            let _ = child.kill();
+            return Err("the new process did not finish taking over the listeners".into());
+        }
+        std::thread::sleep(POLL);
+    };
+    if !status.success() {
+        return Err(format!(
+            "the new process failed after the hand-over ({status}); check server.error_log. \
+             pid {old_pid} is draining and will exit"
+        ));
+    }
+    let new_pid = loop {
+        match read_pid(&server.pid_file) {
+            Ok(pid) if pid != old_pid && is_running(pid) => break pid,
+            _ if started.elapsed() > 2 * UPGRADE_DEADLINE => {
+                return Err(format!("{} never named the new process", server.pid_file))
+            }
+            _ => std::thread::sleep(POLL),
+        }
+    };
+    Ok(format!(
+        "upgraded: pid {new_pid} serves; pid {old_pid} drains and exits"
+    ))
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn is_running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
 }

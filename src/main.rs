@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod control;
+mod demo;
 mod observe;
 mod proxy;
 mod routing;
@@ -43,6 +44,8 @@ fn main() -> ExitCode {
             daemon,
             upgrade,
         }) => run(&config, daemon, upgrade),
+        Ok(Command::DemoUpstreams { ports }) if ports.is_empty() => demo::run(&demo::DEFAULT_PORTS),
+        Ok(Command::DemoUpstreams { ports }) => demo::run(&ports),
         Err(e) => {
             eprintln!("portcullis: {e}\n{}", cli::USAGE);
             ExitCode::from(2)

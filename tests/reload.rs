@@ -3,9 +3,6 @@
 mod support;
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use support::*;
@@ -35,85 +32,12 @@ fn reload_cli(gw: &Gateway) -> std::process::Output {
         .expect("run portcullis reload")
 }
 
-/// Background traffic: keep-alive and new-connection clients until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    bad: Arc<AtomicUsize>,
-    threads: Vec<JoinHandle<Vec<String>>>,
-}
-
-impl Load {
-    fn start(addr: std::net::SocketAddr) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicUsize::new(0));
-        let bad = Arc::new(AtomicUsize::new(0));
-        let threads = (0..4)
-            .map(|i| {
-                let (stop, ok, bad) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&bad));
-                std::thread::spawn(move || {
-                    let mut errors = Vec::new();
-                    let keep_alive = i % 2 == 0;
-                    let mut conn = keep_alive.then(|| Conn::connect(addr));
-                    let req = b"GET /v/load HTTP/1.1\r\nHost: localhost\r\n\r\n";
-                    let close = b"GET /v/load HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-                    // Bounded: at most 100k requests per thread, and it stops when told.
-                    for _ in 0..100_000 {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let r = match conn.as_mut() {
-                            Some(c) => c.send(req),
-                            None => try_send_raw(addr, close),
-                        };
-                        match r {
-                            Ok(r) if (200..300).contains(&r.status) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(r) => {
-                                bad.fetch_add(1, Ordering::Relaxed);
-                                errors.push(format!("status {}", r.status));
-                            }
-                            Err(e) => {
-                                bad.fetch_add(1, Ordering::Relaxed);
-                                errors.push(format!("error {e}"));
-                                if keep_alive {
-                                    conn = Some(Conn::connect(addr));
-                                }
-                            }
-                        }
-                    }
-                    errors
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            bad,
-            threads,
-        }
-    }
-
-    /// Stop and return (successes, failures with their descriptions).
-    fn finish(self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let errors: Vec<String> = self
-            .threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap_or_default())
-            .collect();
-        assert_eq!(self.bad.load(Ordering::Relaxed), errors.len());
-        (self.ok.load(Ordering::Relaxed), errors)
-    }
-}
-
 #[test]
 fn fifty_reloads_under_load_without_errors() {
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
     let (body_a, body_b) = (body(&a, &b, "A"), body(&a, &b, "B"));
     let gw = Gateway::start(&body_a);
-    let load = Load::start(gw.addr());
+    let load = Load::start(gw.addr(), "/v/load", 4, KeepAlive::Strict);
     let mut current = body_a.clone();
     for i in 0..50 {
         let (next, which, upstream) = if i % 2 == 0 {

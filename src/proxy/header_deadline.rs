@@ -18,6 +18,9 @@ use pingora::server::ShutdownWatch;
 
 use crate::runtime::Runtime;
 
+/// How long connections accepted just before a shutdown get to send their request header.
+const ACCEPTED_CONNECTION_GRACE: Duration = Duration::from_secs(2);
+
 tokio::task_local! {
     static HEADERS_READ: Arc<AtomicBool>;
 }
@@ -80,7 +83,13 @@ where
         self.proxy.server_options()
     }
 
+    /// Pingora runs this when the listeners stop (graceful stop or upgrade hand-over) and then
+    /// drops every connection still waiting for its request header. A connection accepted a
+    /// moment before the listener closed would be dropped unanswered, which a client sees as
+    /// a failed fresh request. Waiting briefly lets those send their headers and be served
+    /// (with `Connection: close`); the grace period still bounds everything.
     async fn http_cleanup(&self) {
+        tokio::time::sleep(ACCEPTED_CONNECTION_GRACE).await;
         self.proxy.http_cleanup().await
     }
 }

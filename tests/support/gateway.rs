@@ -322,12 +322,20 @@ fn probe_ready(admin: SocketAddr) -> bool {
 
 /// The generated `server:` section (see the module docs of the test suite for
 /// why each field is per-gateway).
+/// The generated `server:` section; a field given in `extra` replaces the generated one.
 fn server_section(dir: &Path, port: u16, admin_port: u16, extra: &str) -> String {
     let dir = dir.display();
-    let mut s = format!(
-        "server:\n  listen: [\"127.0.0.1:{port}\"]\n  admin: \"127.0.0.1:{admin_port}\"\n  threads: 2\n  pid_file: \"{dir}/portcullis.pid\"\n  upgrade_sock: \"{dir}/upgrade.sock\"\n  grace_period: 1s\n  shutdown_timeout: 1s\n"
+    let generated = format!(
+        "listen: [\"127.0.0.1:{port}\"]\nadmin: \"127.0.0.1:{admin_port}\"\nthreads: 2\npid_file: \"{dir}/portcullis.pid\"\nupgrade_sock: \"{dir}/upgrade.sock\"\ngrace_period: 1s\nshutdown_timeout: 1s\n"
     );
-    for line in extra.lines() {
+    let key = |line: &str| line.split(':').next().unwrap_or("").trim().to_string();
+    let overridden: Vec<String> = extra.lines().map(key).collect();
+    let mut s = String::from("server:\n");
+    for line in generated
+        .lines()
+        .filter(|l| !overridden.contains(&key(l)))
+        .chain(extra.lines())
+    {
         s.push_str("  ");
         s.push_str(line);
         s.push('\n');

@@ -20,8 +20,10 @@
 pub mod client;
 pub mod gateway;
 mod headers;
+pub mod load;
 pub mod upstream;
 
 pub use client::*;
 pub use gateway::*;
+pub use load::*;
 pub use upstream::*;

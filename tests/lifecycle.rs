@@ -1,0 +1,333 @@
+//! Process lifecycle: zero-downtime upgrades under load, clean shutdown, nothing left behind.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Whether `pid` is a live (not zombie) process.
+fn is_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+        })
+        .unwrap_or(false)
+}
+
+/// A gateway started the way systemd starts it: `run -d`, with a pid file.
+struct Daemon {
+    dir: tempfile::TempDir,
+    addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    server: String,
+    pids: Vec<i32>,
+}
+
+impl Daemon {
+    fn start(body: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (port, admin_port) = (free_port(), free_port());
+        let d = dir.path().display().to_string();
+        let server = format!(
+            "server:\n  listen: [\"127.0.0.1:{port}\"]\n  admin: \"127.0.0.1:{admin_port}\"\n  threads: 2\n  pid_file: {d}/portcullis.pid\n  upgrade_sock: {d}/upgrade.sock\n  error_log: {d}/error.log\n  grace_period: 2s\n  shutdown_timeout: 1s\n"
+        );
+        let mut daemon = Daemon {
+            dir,
+            addr: ([127, 0, 0, 1], port).into(),
+            admin: ([127, 0, 0, 1], admin_port).into(),
+            server,
+            pids: Vec::new(),
+        };
+        daemon.write(body);
+        let out = Command::new(BIN)
+            .args(["run", "-d", "-c"])
+            .arg(daemon.config())
+            .stdin(Stdio::null())
+            .output()
+            .expect("start daemon");
+        assert!(
+            out.status.success(),
+            "run -d failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pid = wait_for("pid file", Duration::from_secs(20), || daemon.read_pid());
+        daemon.pids.push(pid);
+        wait_for("daemon ready", Duration::from_secs(20), || {
+            let ok = try_send_raw(
+                daemon.admin,
+                b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .is_ok_and(|r| r.status == 200);
+            ok.then_some(())
+        });
+        daemon
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("portcullis.yaml")
+    }
+
+    fn write(&self, body: &str) {
+        std::fs::write(self.config(), format!("{}{body}", self.server)).expect("write config");
+    }
+
+    fn read_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.path().join("portcullis.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn upgrade(&mut self) -> Output {
+        let out = Command::new(BIN)
+            .args(["upgrade", "-c"])
+            .arg(self.config())
+            .output()
+            .expect("run upgrade");
+        if let Some(pid) = self.read_pid() {
+            if !self.pids.contains(&pid) {
+                self.pids.push(pid);
+            }
+        }
+        out
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            // SAFETY: plain kill(2) of processes this test started.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        if std::thread::panicking() {
+            eprintln!("----- daemon error log -----\n{}", self.log());
+        }
+    }
+}
+
+fn body(up: &Upstream, generation: u32) -> String {
+    format!(
+        "upstreams:\n  app:\n    targets: [\"{}\"]\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: app\n    response_headers: {{ set: {{ x-generation: \"{generation}\" }} }}\n",
+        up.addr()
+    )
+}
+
+#[test]
+fn ten_upgrades_under_load_then_refused_upgrades_keep_serving() {
+    let up = Upstream::start("app");
+    let mut gw = Daemon::start(&body(&up, 0));
+    let load = Load::start(gw.addr, "/load", 6, KeepAlive::RetryStale);
+    let addr = gw.addr;
+    let slow = std::thread::spawn(move || {
+        request(addr, "GET", "localhost", "/slow", &[("x-delay-ms", "3000")], b"")
+    });
+    wait_for("slow request in flight", Duration::from_secs(10), || {
+        up.requests().iter().any(|r| r.target == "/slow").then_some(())
+    });
+    // An old process may exit once it has drained: 5 s of Pingora's hand-over window, the
+    // 2 s grace period and the 1 s runtime shutdown, plus scheduling slack.
+    let drain_deadline = Duration::from_secs(25);
+    let mut draining: Vec<(i32, Instant)> = Vec::new();
+    for generation in 1..=10 {
+        let old = gw.read_pid().expect("pid");
+        gw.write(&body(&up, generation));
+        let out = gw.upgrade();
+        assert!(
+            out.status.success(),
+            "upgrade {generation}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let new = gw.read_pid().expect("pid");
+        assert_ne!(new, old, "upgrade {generation} started a new process");
+        draining.push((old, Instant::now()));
+        let want = generation.to_string();
+        wait_for(
+            "new process serves the new config",
+            Duration::from_secs(20),
+            || {
+                let r = get(gw.addr, "localhost", "/check");
+                (r.header("x-generation") == Some(want.as_str())).then_some(())
+            },
+        );
+    }
+    let r = slow.join().expect("slow request thread");
+    assert_eq!(
+        r.status, 200,
+        "the 3 s request in flight during the first upgrade completed"
+    );
+    assert_eq!(r.header("x-generation"), Some("0"));
+    for (pid, since) in &draining {
+        let left = drain_deadline.saturating_sub(since.elapsed());
+        wait_for(
+            &format!("old process {pid} exits"),
+            left.max(Duration::from_millis(100)),
+            || (!is_running(*pid)).then_some(()),
+        );
+    }
+
+    // A broken configuration: refused before anything is started or signalled.
+    let current = gw.read_pid().expect("pid");
+    gw.write(&body(&up, 11).replace("upstream: app", "upstream: nope"));
+    let out = gw.upgrade();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("undefined upstream `nope`"));
+    assert_eq!(gw.read_pid(), Some(current));
+    assert!(is_running(current));
+
+    // A new process that dies before taking over (its upgrade socket cannot be created):
+    // the old one is never signalled.
+    let unusable = format!("{}/missing-dir/upgrade.sock", gw.dir.path().display());
+    let good = format!(
+        "{}{}",
+        gw.server
+            .replace(&format!("{}/upgrade.sock", gw.dir.path().display()), &unusable),
+        body(&up, 12)
+    );
+    std::fs::write(gw.config(), good).expect("write config");
+    let out = gw.upgrade();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("was not signalled"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(gw.read_pid(), Some(current));
+    assert!(is_running(current));
+    assert_eq!(
+        get(gw.addr, "localhost", "/after").header("x-generation"),
+        Some("10")
+    );
+
+    let resent = load.resent.load(std::sync::atomic::Ordering::Relaxed);
+    let (ok, errors) = load.finish();
+    assert!(
+        errors.is_empty(),
+        "{} failed requests: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(10)]
+    );
+    assert!(ok > 500, "the load generator ran ({ok} requests)");
+    eprintln!(
+        "upgrade test: {ok} requests under load, 0 errors, 10 upgrades, {resent} resent after a stale keep-alive"
+    );
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let up = Upstream::start("app");
+    // In-flight requests get the grace period; after it the runtimes stop.
+    let mut gw = Gateway::start_with("grace_period: 4s", &body(&up, 0));
+    let addr = gw.addr();
+    let slow = std::thread::spawn(move || {
+        request(addr, "GET", "localhost", "/slow", &[("x-delay-ms", "1500")], b"")
+    });
+    wait_for("slow request in flight", Duration::from_secs(10), || {
+        (up.inflight() == 1).then_some(())
+    });
+    gw.signal(libc::SIGTERM);
+    let r = slow.join().expect("slow request");
+    assert_eq!(
+        r.status, 200,
+        "in-flight request completed during graceful shutdown"
+    );
+    let status = gw
+        .wait_exit(Duration::from_secs(15))
+        .expect("gateway exits after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", gw.log());
+    assert!(
+        try_send_raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").is_err(),
+        "nothing listens any more"
+    );
+}
+
+#[test]
+fn sigint_exits_promptly() {
+    let up = Upstream::start("app");
+    // A long grace period: SIGINT must not wait for it.
+    let mut gw = Gateway::start_with("grace_period: 60s", &body(&up, 0));
+    gw.signal(libc::SIGINT);
+    assert!(
+        gw.wait_exit(Duration::from_secs(15)).is_some(),
+        "SIGINT ignored the 60 s grace period"
+    );
+}
+
+#[test]
+fn stopping_a_daemon_leaves_no_process_behind() {
+    let up = Upstream::start("app");
+    let gw = Daemon::start(&body(&up, 0));
+    let pid = gw.read_pid().expect("pid");
+    // SAFETY: kill(2) of the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    wait_for("daemon exits", Duration::from_secs(20), || {
+        (!is_running(pid)).then_some(())
+    });
+    // No other process (health checks, reload listener) runs with this configuration.
+    let config = gw.config().display().to_string();
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&config))
+        .collect();
+    assert!(leftovers.is_empty(), "still running: {leftovers:?}");
+}
+
+#[test]
+fn systemd_unit_verifies() {
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("systemd-analyze not installed; unit not verified");
+        return;
+    };
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/portcullis.service"))
+        .expect("unit file");
+    for required in [
+        "Type=forking",
+        "PIDFile=/run/portcullis/portcullis.pid",
+        "ExecStartPre=/usr/local/bin/portcullis check",
+        "ExecReload=/usr/local/bin/portcullis upgrade",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+    ] {
+        assert!(unit.contains(required), "unit lacks {required}");
+    }
+    // verify checks that the executables exist: point them at the binary under test.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("portcullis.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/portcullis", BIN)).expect("write unit");
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
+}
+
+fn which(tool: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
