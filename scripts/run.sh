@@ -1,19 +1,41 @@
 #!/usr/bin/env bash
-# Build Portcullis and run it on the example configuration (conf/portcullis.yaml).
-# On a fresh Debian machine the build dependencies are installed first.
+# Build Portcullis and run it on the example configuration (conf/portcullis.yaml), with small
+# demo services behind it so every example route answers. Installs build dependencies on a
+# fresh Debian machine first. Ctrl-C stops the gateway and the demo services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/deps.sh
 source scripts/deps.sh
 
 require_cargo
-ensure_packages "${BUILD_PACKAGES[@]}"
+ensure_packages "${BUILD_PACKAGES[@]}" curl
 
 echo "==> cargo build --release"
 cargo build --release
+bin=./target/release/portcullis
 
 echo "==> portcullis check -c conf/portcullis.yaml"
-./target/release/portcullis check -c conf/portcullis.yaml
+"$bin" check -c conf/portcullis.yaml
 
-echo "==> portcullis run -c conf/portcullis.yaml"
-exec ./target/release/portcullis run -c conf/portcullis.yaml
+echo "==> demo upstreams on 127.0.0.1:9001-9004"
+"$bin" demo-upstreams 9001 9002 9003 9004 &
+demo=$!
+trap 'kill "$demo" 2>/dev/null || true' EXIT INT TERM
+
+cat <<'TRY'
+
+==> try it (in another terminal):
+  curl -i localhost:8080/users/42                          # round robin over 9001 and 9002 (weight 3)
+  curl -i -H 'x-user-id: alice' localhost:8080/api/orders/7  # sticky hash; upstream sees /orders/7
+  curl -i -H 'x-tenant: acme' -H 'Host: eu.example.com' localhost:8080/users/1   # host + header route
+  curl -i -X DELETE localhost:8080/users/42                # 405 with Allow, problem+json
+  curl -i localhost:8080/nothing-here                      # 404 problem+json
+  curl -i --path-as-is 'localhost:8080/users/..%2fadmin'   # 400: encoded '/' refused
+  curl -s localhost:9090/metrics | grep '^portcullis_'     # Prometheus metrics
+  curl -s localhost:9090/readyz                            # readiness
+  # edit conf/portcullis.yaml, then apply it live:
+  ./target/release/portcullis reload -c conf/portcullis.yaml
+
+==> portcullis run -c conf/portcullis.yaml (Ctrl-C to stop)
+TRY
+"$bin" run -c conf/portcullis.yaml
