@@ -12,8 +12,7 @@ usage:
                                  and only then let the old process hand over and drain
   portcullis demo-upstreams [PORT...]   small demo services for the example configuration
                                  (default ports 9001-9004)
-  portcullis demo-upstreams [PORT...]   small demo services for the example configuration
-                                 (default ports 9001-9004)
+  portcullis hash-key             read an API key on stdin, print the sha256 for keys_file
   portcullis --version | --help
 
   -c, --config FILE   the Portcullis YAML (default /etc/portcullis/portcullis.yaml)
@@ -40,11 +39,18 @@ pub enum Command {
     DemoUpstreams {
         ports: Vec<u16>,
     },
+    HashKey,
     Version,
     Help,
 }
 
 pub fn parse(args: &[String]) -> Result<Command, String> {
+    if args.first().map(String::as_str) == Some("hash-key") {
+        return match args.len() {
+            1 => Ok(Command::HashKey),
+            _ => Err("hash-key reads the key on stdin and takes no arguments".into()),
+        };
+    }
     if args.first().map(String::as_str) == Some("demo-upstreams") {
         let ports = args[1..]
             .iter()

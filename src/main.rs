@@ -3,6 +3,7 @@
 //! Data flows one way: YAML -> validated `Config` -> compiled `Snapshot` (behind one atomic
 //! pointer) -> the request pipeline in `proxy`.
 
+mod auth;
 mod cli;
 mod config;
 mod control;
@@ -46,9 +47,29 @@ fn main() -> ExitCode {
         }) => run(&config, daemon, upgrade),
         Ok(Command::DemoUpstreams { ports }) if ports.is_empty() => demo::run(&demo::DEFAULT_PORTS),
         Ok(Command::DemoUpstreams { ports }) => demo::run(&ports),
+        Ok(Command::HashKey) => hash_key(),
         Err(e) => {
             eprintln!("portcullis: {e}\n{}", cli::USAGE);
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `portcullis hash-key`: the SHA-256 of one key read from stdin (trailing newline dropped),
+/// so a raw key never has to appear on a command line or in a file.
+fn hash_key() -> ExitCode {
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(_) if !line.trim_end_matches(['\r', '\n']).is_empty() => {
+            println!(
+                "{}",
+                auth::api_key::sha256_hex(line.trim_end_matches(['\r', '\n']))
+            );
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("portcullis: hash-key: give the key on stdin");
+            ExitCode::FAILURE
         }
     }
 }

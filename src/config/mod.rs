@@ -3,6 +3,8 @@
 //! Every problem is collected (not just the first) so `portcullis check` and a refused start
 //! print the same complete list.
 
+pub mod auth_model;
+mod auth_schema;
 pub mod cidr;
 pub mod decode;
 pub mod diag;
@@ -12,6 +14,7 @@ mod schema;
 mod validate;
 pub mod yaml;
 
+pub use auth_model::*;
 pub use diag::Problems;
 pub use model::*;
 
@@ -38,7 +41,10 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, Problems> {
         }
     };
     let upstream_names = upstream_names(&root);
-    let parts = schema::decode_parts(&root, &mut p);
+    let base_dir = std::path::Path::new(file)
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    let parts = schema::decode_parts(&root, base_dir, &mut p);
     validate::validate(&parts, &upstream_names, &mut p);
     p.items
         .sort_by_key(|i| i.pos.map(|pos| (pos.line, pos.col)).unwrap_or((usize::MAX, 0)));

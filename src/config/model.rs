@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use super::auth_model::{AuthConfig, RouteAuthConfig};
 use super::cidr::Cidr;
 use super::decode::Spanned;
 
@@ -12,6 +13,7 @@ use super::decode::Spanned;
 pub struct Config {
     pub server: ServerConfig,
     pub upstreams: Vec<UpstreamConfig>,
+    pub auth: Vec<AuthConfig>,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -177,4 +179,5 @@ pub struct RouteConfig {
     pub request_headers: HeaderRulesConfig,
     pub response_headers: HeaderRulesConfig,
     pub timeout: Option<Duration>,
+    pub auth: RouteAuthConfig,
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use super::auth_model::AuthConfig;
+use super::auth_schema::{decode_auth, decode_route_auth};
 use super::cidr::Cidr;
 use super::decode::{index, scalar, Decode, Entries, Fields, Spanned};
 use super::diag::{did_you_mean, Problems};
@@ -14,13 +16,16 @@ use super::model::*;
 use super::yaml::Node;
 use crate::routing::normalize::normalize_target;
 
-const TOP: &[&str] = &["server", "upstreams", "routes"];
+const TOP: &[&str] = &["server", "upstreams", "auth", "routes"];
 
 /// The sections of a document, each decoded as far as it could be, so cross-item checks can
 /// run even when some item is broken.
 pub struct Parts {
     pub server: Option<ServerConfig>,
     pub upstreams: Vec<UpstreamConfig>,
+    pub auth: Vec<AuthConfig>,
+    /// Every authenticator name declared, including broken ones.
+    pub auth_names: Vec<String>,
     /// Per route in file order; `None` where the route itself is unusable.
     pub routes: Vec<Option<RouteConfig>>,
     pub complete: bool,
@@ -34,13 +39,14 @@ impl Parts {
         Some(Config {
             server: self.server?,
             upstreams: self.upstreams,
+            auth: self.auth,
             routes: self.routes.into_iter().collect::<Option<_>>()?,
         })
     }
 }
 
 /// Decode the whole document, reporting every problem.
-pub fn decode_parts(root: &Node, p: &mut Problems) -> Parts {
+pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -> Parts {
     let before = p.len();
     if let Node::Null { pos } = root {
         p.add(
@@ -51,6 +57,8 @@ pub fn decode_parts(root: &Node, p: &mut Problems) -> Parts {
         return Parts {
             server: None,
             upstreams: Vec::new(),
+            auth: Vec::new(),
+            auth_names: Vec::new(),
             routes: Vec::new(),
             complete: false,
         };
@@ -59,6 +67,8 @@ pub fn decode_parts(root: &Node, p: &mut Problems) -> Parts {
         return Parts {
             server: None,
             upstreams: Vec::new(),
+            auth: Vec::new(),
+            auth_names: Vec::new(),
             routes: Vec::new(),
             complete: false,
         };
@@ -77,6 +87,10 @@ pub fn decode_parts(root: &Node, p: &mut Problems) -> Parts {
     let upstreams: Vec<UpstreamConfig> = match f.node("upstreams") {
         Some(node) => decode_upstreams(node, p),
         None => Vec::new(),
+    };
+    let (auth, auth_names) = match f.node("auth") {
+        Some(node) => decode_auth(node, base_dir, p),
+        None => (Vec::new(), Vec::new()),
     };
     let routes: Vec<Option<RouteConfig>> = match f.node("routes") {
         Some(Node::Seq { items, .. }) => items
@@ -98,6 +112,8 @@ pub fn decode_parts(root: &Node, p: &mut Problems) -> Parts {
     Parts {
         server,
         upstreams,
+        auth,
+        auth_names,
         routes,
         complete,
     }
@@ -647,8 +663,12 @@ fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig
         "request_headers",
         "response_headers",
         "timeout",
+        "auth",
+        "require",
+        "forward_credential",
     ];
     let f = Fields::new(node, path, FIELDS, p)?;
+    let auth = decode_route_auth(&f, p);
     let name: Option<Spanned<String>> = f.req("name", p);
     if let Some(n) = &name {
         check_name(n, &f.path_of("name"), p);
@@ -683,6 +703,7 @@ fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig
         request_headers: request_headers?,
         response_headers: response_headers?,
         timeout,
+        auth: auth?,
     })
 }
 

@@ -14,6 +14,7 @@ pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
     }
     check_targets(&parts.upstreams, p);
     check_routes(&parts.routes, upstream_names, p);
+    check_route_auth(&parts.routes, &parts.auth_names, p);
 }
 
 fn check_listeners(server: &ServerConfig, p: &mut Problems) {
@@ -100,6 +101,27 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
                     r.name.value, earlier.name.value, earlier.name.pos.line
                 ),
             );
+        }
+    }
+}
+
+fn check_route_auth(routes: &[Option<RouteConfig>], auth_names: &[String], p: &mut Problems) {
+    let names: Vec<&str> = auth_names.iter().map(String::as_str).collect();
+    for (i, r) in routes.iter().enumerate() {
+        let Some(r) = r else { continue };
+        for (j, a) in r.auth.authenticators.iter().enumerate() {
+            if !names.contains(&a.value.as_str()) {
+                let hint = match did_you_mean(&a.value, &names) {
+                    Some(s) => format!("; did you mean `{s}`?"),
+                    None if names.is_empty() => "; no authenticators are defined under `auth:`".to_string(),
+                    None => format!("; defined authenticators: {}", names.join(", ")),
+                };
+                p.add(
+                    a.pos,
+                    &format!("routes[{i}].auth[{j}]"),
+                    format!("route names undefined authenticator `{}`{hint}", a.value),
+                );
+            }
         }
     }
 }

@@ -11,6 +11,8 @@ pub struct AccessEntry<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub route: &'a str,
+    /// The authenticated consumer, `-` when none.
+    pub consumer: &'a str,
     pub target: &'a str,
     pub status: u16,
     pub bytes: usize,
@@ -26,12 +28,13 @@ pub fn write(entry: &AccessEntry<'_>) {
     let mut line = String::with_capacity(160);
     let _ = write!(
         line,
-        "id={} client={} method={} path={} route={} target={} status={} bytes={} duration_ms={:.3}",
+        "id={} client={} method={} path={} route={} consumer={} target={} status={} bytes={} duration_ms={:.3}",
         entry.request_id,
         entry.client,
         entry.method,
         sanitize(entry.path),
         entry.route,
+        sanitize(entry.consumer),
         entry.target,
         entry.status,
         entry.bytes,

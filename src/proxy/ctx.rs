@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::auth::Identity;
 use crate::routing::Route;
 use crate::runtime::Snapshot;
 use crate::upstream::pool::Selected;
@@ -34,6 +35,10 @@ pub struct RequestCtx {
     pub upstream_counted: bool,
     /// The status of a response the gateway itself wrote (errors).
     pub gateway_status: Option<u16>,
+    /// Who the request is from, on routes with `auth`.
+    pub identity: Option<Identity>,
+    /// Identity headers to set upstream (computed and checked when authenticating).
+    pub identity_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl RequestCtx {
@@ -54,6 +59,8 @@ impl RequestCtx {
             upstream_sent: None,
             upstream_counted: false,
             gateway_status: None,
+            identity: None,
+            identity_headers: Vec::new(),
         }
     }
 

@@ -25,6 +25,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, Result};
 
+use crate::auth::{self, credentials, Denied};
 use crate::observe::access_log::{self, AccessEntry};
 use crate::observe::metrics;
 use crate::routing::normalize::strip_segment_prefix;
@@ -71,11 +72,29 @@ impl Gateway {
         let Some(route) = snapshot.routes.routes.get(route_id) else {
             return Err(Problem::new(404, "no route matches this request"));
         };
+        match auth::authenticate(&route.auth, &snapshot.authenticators, req) {
+            Ok(None) => {}
+            Ok(Some((identity, authenticator))) => {
+                let authenticator = &snapshot.authenticators[authenticator];
+                ctx.identity_headers = authenticator
+                    .forward_headers(&identity)
+                    .map_err(Problem::unauthenticated)?;
+                ctx.identity = Some(identity);
+            }
+            Err(Denied::Unauthenticated(why)) => return Err(Problem::unauthenticated(why)),
+            Err(Denied::Forbidden(scopes)) => return Err(Problem::forbidden(&scopes)),
+        }
         let upstream_path = match &route.strip_prefix {
             Some(prefix) => strip_segment_prefix(&ctx.path, prefix),
             None => ctx.path.clone(),
         };
-        let path_and_query = match &target.query {
+        let query = match &target.query {
+            Some(q) if !route.auth.strip.is_empty() => {
+                Some(credentials::strip_from_query(q, &route.auth.strip))
+            }
+            other => other.clone(),
+        };
+        let path_and_query = match query.filter(|q| !q.is_empty() || target.query.as_deref() == Some("")) {
             Some(q) => format!("{upstream_path}?{q}"),
             None => upstream_path,
         };
@@ -193,6 +212,16 @@ impl ProxyHttp for Gateway {
         forwarding::set_forwarding(req, ctx.client_ip, &ctx.host, trusted)?;
         req.insert_header(forwarding::X_REQUEST_ID, ctx.request_id.as_str())?;
         route.request_headers.apply(req);
+        // Identity headers come only from authentication: client copies go on every route.
+        for name in &snapshot.identity_headers {
+            req.remove_header(name);
+        }
+        for source in &route.auth.strip {
+            credentials::strip_from_headers(source, req)?;
+        }
+        for (name, value) in &ctx.identity_headers {
+            req.insert_header(name.clone(), value.clone())?;
+        }
         let _ = session;
         ctx.upstream_sent = Some(Instant::now());
         Ok(())
@@ -304,6 +333,7 @@ impl ProxyHttp for Gateway {
                 method,
                 path: &path,
                 route: &route,
+                consumer: ctx.identity.as_ref().map_or("-", |id| id.consumer.as_str()),
                 target,
                 status,
                 bytes: session.body_bytes_sent(),

@@ -29,6 +29,27 @@ impl Problem {
         }
     }
 
+    /// 401 with an RFC 6750 challenge. `why` is a fixed text: never the credential itself.
+    pub fn unauthenticated(why: &'static str) -> Problem {
+        Problem::new(401, why).with_header(
+            "www-authenticate",
+            format!("Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"{why}\""),
+        )
+    }
+
+    /// 403 for an authenticated client that lacks what the route requires.
+    pub fn forbidden(scopes: &str) -> Problem {
+        let scope = if scopes.is_empty() {
+            String::new()
+        } else {
+            format!(", scope=\"{scopes}\"")
+        };
+        Problem::new(403, "the credential does not grant access to this route").with_header(
+            "www-authenticate",
+            format!("Bearer realm=\"portcullis\", error=\"insufficient_scope\"{scope}"),
+        )
+    }
+
     pub fn closing(mut self) -> Problem {
         self.close = true;
         self

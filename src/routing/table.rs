@@ -18,6 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::host::host_matches;
 use super::methods::MethodSet;
+use crate::auth::{Authenticator, RouteAuth};
 use crate::config::{PathMatch, RouteConfig};
 use crate::transform::headers::HeaderRules;
 
@@ -34,10 +35,11 @@ pub struct Route {
     pub request_headers: HeaderRules,
     pub response_headers: HeaderRules,
     pub timeout: Option<Duration>,
+    pub auth: RouteAuth,
 }
 
 impl Route {
-    pub fn compile(cfg: &RouteConfig, upstream: usize) -> Route {
+    pub fn compile(cfg: &RouteConfig, upstream: usize, authenticators: &[Authenticator]) -> Route {
         Route {
             name: cfg.name.value.clone(),
             path: cfg.matcher.path.clone(),
@@ -48,6 +50,7 @@ impl Route {
             request_headers: HeaderRules::compile(&cfg.request_headers),
             response_headers: HeaderRules::compile(&cfg.response_headers),
             timeout: cfg.timeout,
+            auth: RouteAuth::compile(&cfg.auth, authenticators),
         }
     }
 
@@ -241,6 +244,7 @@ mod tests {
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
             timeout: None,
+            auth: RouteAuth::default(),
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::auth::Authenticator;
 use crate::config::cidr::Cidr;
 use crate::config::{Config, RequestLimits};
 use crate::routing::{Route, RouteTable};
@@ -26,6 +27,9 @@ pub struct RequestSettings {
 pub struct Snapshot {
     pub routes: RouteTable,
     pub pools: Vec<Arc<Pool>>,
+    pub authenticators: Vec<Authenticator>,
+    /// Every header an authenticator forwards; client copies are removed on every route.
+    pub identity_headers: Vec<http::HeaderName>,
     pub settings: RequestSettings,
     /// Per route (same index as `routes.routes`), the pre-resolved duration histogram.
     pub route_durations: Vec<prometheus::Histogram>,
@@ -49,6 +53,13 @@ impl Snapshot {
                 None => Pool::build(u).map(Arc::new),
             })
             .collect::<Result<_, _>>()?;
+        let authenticators: Vec<Authenticator> = config.auth.iter().map(Authenticator::compile).collect();
+        let mut identity_headers: Vec<http::HeaderName> = Vec::new();
+        for h in authenticators.iter().flat_map(|a| a.forwarded_headers()) {
+            if !identity_headers.contains(h) {
+                identity_headers.push(h.clone());
+            }
+        }
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut hosts = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
@@ -62,7 +73,7 @@ impl Snapshot {
                         r.name.value, r.upstream.value
                     )
                 })?;
-            routes.push(Route::compile(r, upstream));
+            routes.push(Route::compile(r, upstream, &authenticators));
             hosts.push(r.matcher.hosts.clone());
         }
         let m = crate::observe::metrics::get();
@@ -73,6 +84,8 @@ impl Snapshot {
         Ok(Snapshot {
             routes: RouteTable::build(routes, &hosts),
             pools,
+            authenticators,
+            identity_headers,
             settings: RequestSettings {
                 limits: config.server.limits,
                 trusted_proxies: config.server.trusted_proxies.clone(),

@@ -1,0 +1,239 @@
+//! Reading a credential from the request, and removing it before the request goes upstream.
+//!
+//! A credential given twice (two `Authorization` headers, a repeated cookie or query
+//! parameter) is refused: which copy a gateway and an upstream would each pick is a classic
+//! confusion.
+
+use http::header::{AUTHORIZATION, COOKIE};
+use pingora::http::RequestHeader;
+
+use crate::config::CredentialSource;
+
+/// The longest credential accepted; longer ones are refused before any parsing or hashing.
+pub const MAX_CREDENTIAL_BYTES: usize = 8192;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found {
+    Absent,
+    One(String),
+    /// Given more than once, malformed, or too long.
+    Unusable(&'static str),
+}
+
+pub fn read(source: &CredentialSource, req: &RequestHeader) -> Found {
+    let found = match source {
+        CredentialSource::Header(name) => {
+            let mut values = req.headers.get_all(name).iter();
+            match (values.next(), values.next()) {
+                (None, _) => Found::Absent,
+                (Some(_), Some(_)) => Found::Unusable("credential header given more than once"),
+                (Some(v), None) => match v.to_str() {
+                    Err(_) => Found::Unusable("credential is not visible ASCII"),
+                    Ok(v) if *name == AUTHORIZATION => bearer(v),
+                    Ok(v) if v.trim().is_empty() => Found::Absent,
+                    Ok(v) => Found::One(v.trim().to_string()),
+                },
+            }
+        }
+        CredentialSource::Cookie(name) => single(
+            cookies(req)
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.to_string()),
+        ),
+        CredentialSource::Query(name) => single(
+            query_pairs(req.uri.query().unwrap_or(""))
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| percent_decode(v)),
+        ),
+    };
+    match found {
+        Found::One(v) if v.len() > MAX_CREDENTIAL_BYTES => Found::Unusable("credential too long"),
+        Found::One(v) if v.bytes().any(|b| b < 0x20 || b == 0x7f) => {
+            Found::Unusable("credential contains control bytes")
+        }
+        other => other,
+    }
+}
+
+/// `Authorization: Bearer <token>` (RFC 6750 §2.1); other schemes do not count as a token.
+fn bearer(value: &str) -> Found {
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            let token = token.trim();
+            let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+            if token.is_empty() || !token.bytes().all(token68) {
+                Found::Unusable("malformed bearer token")
+            } else {
+                Found::One(token.to_string())
+            }
+        }
+        _ => Found::Absent,
+    }
+}
+
+fn single(mut values: impl Iterator<Item = String>) -> Found {
+    match (values.next(), values.next()) {
+        (None, _) => Found::Absent,
+        (Some(_), Some(_)) => Found::Unusable("credential given more than once"),
+        (Some(v), None) if v.is_empty() => Found::Absent,
+        (Some(v), None) => Found::One(v),
+    }
+}
+
+fn cookies(req: &RequestHeader) -> impl Iterator<Item = (&str, &str)> {
+    req.headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+}
+
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Remove the credential from the upstream request's headers (query parameters are removed
+/// from the rewritten target by [`strip_from_query`]).
+pub fn strip_from_headers(source: &CredentialSource, req: &mut RequestHeader) -> pingora::Result<()> {
+    match source {
+        CredentialSource::Header(name) => {
+            req.remove_header(name);
+        }
+        CredentialSource::Cookie(name) => {
+            let kept: Vec<String> = cookies(req)
+                .filter(|(k, _)| k != name)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            req.remove_header(&COOKIE);
+            if !kept.is_empty() {
+                req.insert_header(COOKIE, kept.join("; "))?;
+            }
+        }
+        CredentialSource::Query(_) => {}
+    }
+    Ok(())
+}
+
+/// The query without the credential parameters named by `sources`.
+pub fn strip_from_query(query: &str, sources: &[CredentialSource]) -> String {
+    let names: Vec<&str> = sources
+        .iter()
+        .filter_map(|s| match s {
+            CredentialSource::Query(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    query
+        .split('&')
+        .filter(|p| !p.is_empty() && !names.contains(&p.split_once('=').map_or(*p, |(k, _)| k)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderName;
+
+    fn req(target: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn reads_each_source_and_refuses_duplicates() {
+        let auth = CredentialSource::Header(AUTHORIZATION);
+        assert_eq!(
+            read(&auth, &req("/", &[("authorization", "Bearer abc.def")])),
+            Found::One("abc.def".into())
+        );
+        assert_eq!(
+            read(&auth, &req("/", &[("authorization", "Basic xyz")])),
+            Found::Absent
+        );
+        assert!(matches!(
+            read(
+                &auth,
+                &req(
+                    "/",
+                    &[("authorization", "Bearer a"), ("authorization", "Bearer b")]
+                )
+            ),
+            Found::Unusable(_)
+        ));
+        assert!(matches!(
+            read(&auth, &req("/", &[("authorization", "Bearer a b")])),
+            Found::Unusable(_)
+        ));
+        let key = CredentialSource::Header(HeaderName::from_static("x-api-key"));
+        assert_eq!(
+            read(&key, &req("/", &[("x-api-key", " k1 ")])),
+            Found::One("k1".into())
+        );
+        let q = CredentialSource::Query("api_key".into());
+        assert_eq!(
+            read(&q, &req("/a?x=1&api_key=k%2B1", &[])),
+            Found::One("k+1".into())
+        );
+        assert!(matches!(
+            read(&q, &req("/a?api_key=1&api_key=2", &[])),
+            Found::Unusable(_)
+        ));
+        let c = CredentialSource::Cookie("session".into());
+        assert_eq!(
+            read(&c, &req("/", &[("cookie", "a=1; session=s")])),
+            Found::One("s".into())
+        );
+        let long = "k".repeat(MAX_CREDENTIAL_BYTES + 1);
+        assert!(matches!(
+            read(&key, &req("/", &[("x-api-key", long.as_str())])),
+            Found::Unusable(_)
+        ));
+    }
+
+    #[test]
+    fn strips() {
+        assert_eq!(
+            strip_from_query("a=1&api_key=x&b=2", &[CredentialSource::Query("api_key".into())]),
+            "a=1&b=2"
+        );
+        let mut r = req("/", &[("cookie", "a=1; session=s")]);
+        strip_from_headers(&CredentialSource::Cookie("session".into()), &mut r).unwrap();
+        assert_eq!(r.headers.get("cookie").unwrap(), "a=1");
+    }
+}

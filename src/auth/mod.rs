@@ -1,0 +1,185 @@
+//! Authentication ("who are you") and authorization ("may you do this") for routes that
+//! declare `auth`. Authenticators are compiled once per snapshot; the request path only
+//! reads credentials, looks them up or verifies them, and checks `require`.
+
+pub mod api_key;
+pub mod credentials;
+pub mod require;
+
+use http::{HeaderName, HeaderValue};
+use pingora::http::RequestHeader;
+
+use crate::config::{AuthConfig, AuthKind, CredentialSource, RouteAuthConfig};
+use api_key::ApiKeys;
+use credentials::Found;
+use require::Requirement;
+
+/// Who the request is from, for authorization, forwarding and later steps (limits, logs).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// JWT `sub` or the API key's consumer.
+    pub consumer: String,
+    pub plan: Option<String>,
+    pub scopes: Vec<String>,
+    pub roles: Vec<String>,
+    /// String-valued claims (JWT), for `require.claims` and forwarding.
+    pub claims: Vec<(String, String)>,
+}
+
+impl Identity {
+    pub fn claim(&self, name: &str) -> Option<&str> {
+        self.claims
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of identity field `field` for forwarding.
+    fn field(&self, field: &str) -> Option<&str> {
+        match field {
+            "consumer" => Some(&self.consumer),
+            "plan" => self.plan.as_deref(),
+            other => self.claim(other),
+        }
+    }
+}
+
+enum Verifier {
+    ApiKey(ApiKeys),
+}
+
+/// One compiled authenticator.
+pub struct Authenticator {
+    pub name: String,
+    sources: Vec<CredentialSource>,
+    verifier: Verifier,
+    /// Identity field -> upstream header.
+    forward: Vec<(String, HeaderName)>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").field("name", &self.name).finish()
+    }
+}
+
+impl Authenticator {
+    pub fn compile(cfg: &AuthConfig) -> Authenticator {
+        match &cfg.kind {
+            AuthKind::ApiKey(k) => Authenticator {
+                name: cfg.name.value.clone(),
+                sources: k.from.clone(),
+                verifier: Verifier::ApiKey(ApiKeys::new(k.keys.clone())),
+                forward: k.forward.clone(),
+            },
+        }
+    }
+
+    /// Headers this authenticator sets upstream; clients' copies are removed on every route.
+    pub fn forwarded_headers(&self) -> impl Iterator<Item = &HeaderName> {
+        self.forward.iter().map(|(_, h)| h)
+    }
+
+    fn verify(&self, credential: &str) -> Result<Identity, &'static str> {
+        match &self.verifier {
+            Verifier::ApiKey(keys) => {
+                let entry = keys.lookup(credential).ok_or("unknown API key")?;
+                Ok(Identity {
+                    consumer: entry.consumer.clone(),
+                    plan: entry.plan.clone(),
+                    scopes: entry.scopes.clone(),
+                    roles: entry.roles.clone(),
+                    claims: Vec::new(),
+                })
+            }
+        }
+    }
+
+    /// The upstream headers for `id`. Values with CR, LF or NUL are refused, never forwarded.
+    pub fn forward_headers(&self, id: &Identity) -> Result<Vec<(HeaderName, HeaderValue)>, &'static str> {
+        let mut out = Vec::with_capacity(self.forward.len());
+        for (field, header) in &self.forward {
+            if let Some(value) = id.field(field) {
+                let value = HeaderValue::from_str(value).map_err(|_| "identity value cannot be forwarded")?;
+                out.push((header.clone(), value));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A route's compiled auth settings.
+#[derive(Debug, Default)]
+pub struct RouteAuth {
+    /// Indexes into the snapshot's authenticators; empty means the route is public.
+    pub authenticators: Vec<usize>,
+    pub require: Option<Requirement>,
+    /// Credential locations to strip before the request goes upstream.
+    pub strip: Vec<CredentialSource>,
+}
+
+impl RouteAuth {
+    pub fn compile(cfg: &RouteAuthConfig, all: &[Authenticator]) -> RouteAuth {
+        let authenticators: Vec<usize> = cfg
+            .authenticators
+            .iter()
+            .filter_map(|name| all.iter().position(|a| a.name == name.value))
+            .collect();
+        let strip = if cfg.forward_credential {
+            Vec::new()
+        } else {
+            authenticators
+                .iter()
+                .flat_map(|&i| all[i].sources.iter().cloned())
+                .collect()
+        };
+        RouteAuth {
+            authenticators,
+            require: cfg.require.as_ref().map(Requirement::compile),
+            strip,
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// 401: no usable credential, or none that verified.
+    Unauthenticated(&'static str),
+    /// 403: authenticated, but `require` is not met; the scopes to name in the challenge.
+    Forbidden(String),
+}
+
+/// The identity admitted by the route's authenticators (any of them), checked against
+/// `require`. `Ok(None)` for public routes.
+pub fn authenticate(
+    route: &RouteAuth,
+    all: &[Authenticator],
+    req: &RequestHeader,
+) -> Result<Option<(Identity, usize)>, Denied> {
+    if route.authenticators.is_empty() {
+        return Ok(None);
+    }
+    let mut reason = "missing credentials";
+    for &i in &route.authenticators {
+        let Some(auth) = all.get(i) else { continue };
+        for source in &auth.sources {
+            match credentials::read(source, req) {
+                Found::Absent => {}
+                Found::Unusable(why) => return Err(Denied::Unauthenticated(why)),
+                Found::One(credential) => match auth.verify(&credential) {
+                    Ok(id) => {
+                        if let Some(req) = &route.require {
+                            if !req.allows(&id) {
+                                return Err(Denied::Forbidden(req.scope_list()));
+                            }
+                        }
+                        return Ok(Some((id, i)));
+                    }
+                    Err(why) => reason = why,
+                },
+            }
+        }
+    }
+    Err(Denied::Unauthenticated(reason))
+}

@@ -1,0 +1,70 @@
+//! The `auth:` section and the per-route auth settings, as validated values.
+
+use http::HeaderName;
+
+use super::decode::Spanned;
+
+/// Where a credential is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// `header:authorization` reads a `Bearer` token; any other header is read as is.
+    Header(HeaderName),
+    Cookie(String),
+    Query(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub name: Spanned<String>,
+    pub kind: AuthKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthKind {
+    ApiKey(ApiKeyConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyConfig {
+    pub from: Vec<CredentialSource>,
+    /// Loaded from `keys_file` when the configuration is loaded.
+    pub keys: Vec<ApiKeyEntry>,
+    /// Identity field (`consumer`, `plan`) -> upstream header.
+    pub forward: Vec<(String, HeaderName)>,
+}
+
+/// One API key, known only by the SHA-256 of its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyEntry {
+    pub sha256: [u8; 32],
+    pub consumer: String,
+    pub plan: Option<String>,
+    pub scopes: Vec<String>,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequireMode {
+    #[default]
+    All,
+    Any,
+}
+
+/// What an authenticated consumer must have for a route (`require:`).
+#[derive(Debug, Clone, Default)]
+pub struct RequireConfig {
+    pub scopes: Vec<String>,
+    pub roles: Vec<String>,
+    pub claims: Vec<(String, String)>,
+    pub mode: RequireMode,
+}
+
+/// The auth settings of one route.
+#[derive(Debug, Clone, Default)]
+pub struct RouteAuthConfig {
+    /// Authenticator names, any of which may admit the request; empty means no auth.
+    pub authenticators: Vec<Spanned<String>>,
+    pub require: Option<RequireConfig>,
+    /// Send the credential upstream too (default: stripped).
+    pub forward_credential: bool,
+}

@@ -1,0 +1,374 @@
+//! Decoding `auth:` and the route-level `auth`, `require` and `forward_credential` fields.
+//! API-key files are read here, once, so `check` reports their problems and a reload picks up
+//! key changes.
+
+use std::path::Path;
+
+use http::HeaderName;
+use serde::Deserialize;
+
+use super::auth_model::*;
+use super::decode::{index, scalar, Fields, Spanned};
+use super::diag::Problems;
+use super::yaml::Node;
+
+/// Decode the `auth:` mapping; names of broken authenticators are still returned so routes
+/// naming them are not also reported as naming an undefined one.
+pub fn decode_auth(node: &Node, base_dir: &Path, p: &mut Problems) -> (Vec<AuthConfig>, Vec<String>) {
+    let Node::Map { entries, .. } = node else {
+        p.add(
+            node.pos(),
+            "auth",
+            format!("expected a mapping of authenticator names, found {}", node.kind()),
+        );
+        return (Vec::new(), Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut names: Vec<Spanned<String>> = Vec::new();
+    for (k, v) in entries {
+        let Some(name) = scalar(k, "auth", "an authenticator name", p) else {
+            continue;
+        };
+        let path = format!("auth.{name}");
+        if let Some(first) = names.iter().find(|n| n.value == name) {
+            p.add(
+                k.pos(),
+                &path,
+                format!(
+                    "authenticator `{name}` is defined twice (first at line {})",
+                    first.pos.line
+                ),
+            );
+            continue;
+        }
+        let name = Spanned {
+            value: name.to_string(),
+            pos: k.pos(),
+        };
+        names.push(name.clone());
+        if let Some(kind) = decode_authenticator(v, &path, base_dir, p) {
+            out.push(AuthConfig { name, kind });
+        }
+    }
+    (out, names.into_iter().map(|n| n.value).collect())
+}
+
+fn decode_authenticator(node: &Node, path: &str, base_dir: &Path, p: &mut Problems) -> Option<AuthKind> {
+    let kind = match node {
+        Node::Map { entries, .. } => entries.iter().find_map(|(k, v)| match (k, v) {
+            (Node::Scalar { value: key, .. }, Node::Scalar { value, .. }) if key == "type" => {
+                Some(value.clone())
+            }
+            _ => None,
+        }),
+        _ => None,
+    };
+    match kind.as_deref() {
+        Some("api_key") => decode_api_key(node, path, base_dir, p).map(AuthKind::ApiKey),
+        Some(other) => {
+            p.add(
+                node.pos(),
+                &format!("{path}.type"),
+                format!("unknown authenticator type `{other}`; expected api_key"),
+            );
+            None
+        }
+        None => {
+            p.add(
+                node.pos(),
+                &format!("{path}.type"),
+                "missing required field `type` (api_key)",
+            );
+            None
+        }
+    }
+}
+
+fn decode_api_key(node: &Node, path: &str, base_dir: &Path, p: &mut Problems) -> Option<ApiKeyConfig> {
+    let f = Fields::new(node, path, &["type", "from", "keys_file", "forward"], p)?;
+    // Decode every field before combining, so one run reports all of their problems.
+    let from = sources(&f, "from", p);
+    let keys_file: Option<Spanned<String>> = f.req("keys_file", p);
+    let keys = keys_file.and_then(|file| load_keys(&file, &f.path_of("keys_file"), base_dir, p));
+    let forward = forward_headers(&f, "forward", &["consumer", "plan"], p);
+    Some(ApiKeyConfig {
+        from: from?,
+        keys: keys?,
+        forward: forward?,
+    })
+}
+
+/// `from: ["header:x-api-key", "query:api_key", "cookie:key"]`.
+fn sources(f: &Fields<'_>, key: &str, p: &mut Problems) -> Option<Vec<CredentialSource>> {
+    let list: Vec<Spanned<String>> = f.req(key, p)?;
+    if list.is_empty() {
+        p.add(
+            f.pos(),
+            &f.path_of(key),
+            "needs at least one source such as header:x-api-key",
+        );
+        return None;
+    }
+    let decoded: Vec<Option<CredentialSource>> = list
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let path = index(&f.path_of(key), i);
+            let parsed = match s.value.split_once(':') {
+                Some(("header", name)) => HeaderName::from_bytes(name.as_bytes())
+                    .ok()
+                    .map(CredentialSource::Header),
+                Some(("cookie", name)) if valid_token(name) => {
+                    Some(CredentialSource::Cookie(name.to_string()))
+                }
+                Some(("query", name)) if valid_token(name) => Some(CredentialSource::Query(name.to_string())),
+                _ => None,
+            };
+            if parsed.is_none() {
+                p.add(
+                    s.pos,
+                    &path,
+                    format!("`{}`: expected header:NAME, cookie:NAME or query:NAME", s.value),
+                );
+            }
+            parsed
+        })
+        .collect();
+    decoded.into_iter().collect()
+}
+
+fn valid_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// `forward: { consumer: X-Consumer-Id }`: identity field -> upstream header.
+fn forward_headers(
+    f: &Fields<'_>,
+    key: &str,
+    fields: &[&str],
+    p: &mut Problems,
+) -> Option<Vec<(String, HeaderName)>> {
+    let entries: super::decode::Entries<Spanned<String>> = f.or(key, super::decode::Entries::default(), p);
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (field, header) in &entries.0 {
+        let path = format!("{}.{}", f.path_of(key), field.value);
+        if !fields.is_empty() && !fields.contains(&field.value.as_str()) {
+            p.add(
+                field.pos,
+                &path,
+                format!(
+                    "unknown identity field `{}`; expected one of {}",
+                    field.value,
+                    fields.join(", ")
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        match HeaderName::from_bytes(header.value.as_bytes()) {
+            Ok(h) => out.push((field.value.clone(), h)),
+            Err(_) => {
+                p.add(
+                    header.pos,
+                    &path,
+                    format!("`{}` is not a valid header name", header.value),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+/// The keys file: `keys: [{ sha256, consumer, plan?, scopes?, roles? }]`. Only hashes are
+/// stored, so the file does not hold usable secrets.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFile {
+    keys: Vec<KeyRecord>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRecord {
+    sha256: String,
+    consumer: String,
+    #[serde(default)]
+    plan: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+fn load_keys(
+    file: &Spanned<String>,
+    path: &str,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Option<Vec<ApiKeyEntry>> {
+    let full = base_dir.join(&file.value);
+    let text = match std::fs::read_to_string(&full) {
+        Ok(t) => t,
+        Err(e) => {
+            p.add(
+                file.pos,
+                path,
+                format!("cannot read keys file {}: {e}", full.display()),
+            );
+            return None;
+        }
+    };
+    let parsed: KeysFile = match serde_yaml::from_str(&text) {
+        Ok(k) => k,
+        Err(e) => {
+            let at = e
+                .location()
+                .map(|l| format!("{}:{}:{}: ", full.display(), l.line(), l.column()))
+                .unwrap_or_default();
+            p.add(file.pos, path, format!("keys file: {at}{e}"));
+            return None;
+        }
+    };
+    let mut out: Vec<ApiKeyEntry> = Vec::with_capacity(parsed.keys.len());
+    let mut ok = true;
+    for (i, k) in parsed.keys.into_iter().enumerate() {
+        let Some(sha256) = decode_hex32(&k.sha256) else {
+            p.add(
+                file.pos,
+                path,
+                format!(
+                    "keys file {}: keys[{i}].sha256 must be 64 hex digits",
+                    full.display()
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+        if !plain(&k.consumer) || k.plan.as_deref().is_some_and(|pl| !plain(pl)) {
+            p.add(
+                file.pos,
+                path,
+                format!(
+                    "keys file {}: keys[{i}]: consumer and plan must be visible ASCII without spaces",
+                    full.display()
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        if out.iter().any(|e| e.sha256 == sha256) {
+            p.add(
+                file.pos,
+                path,
+                format!("keys file {}: keys[{i}] repeats an earlier key", full.display()),
+            );
+            ok = false;
+            continue;
+        }
+        out.push(ApiKeyEntry {
+            sha256,
+            consumer: k.consumer,
+            plan: k.plan,
+            scopes: k.scopes,
+            roles: k.roles,
+        });
+    }
+    ok.then_some(out)
+}
+
+fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let hex = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(hex, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The route fields `auth`, `require` and `forward_credential`.
+pub fn decode_route_auth(f: &Fields<'_>, p: &mut Problems) -> Option<RouteAuthConfig> {
+    let authenticators: Vec<Spanned<String>> = f.or("auth", Vec::new(), p);
+    let require = match f.node("require") {
+        None | Some(Node::Null { .. }) => None,
+        Some(n) => Some(decode_require(n, &f.path_of("require"), p)?),
+    };
+    if require.is_some() && authenticators.is_empty() {
+        p.add(
+            f.pos(),
+            &f.path_of("require"),
+            "`require` needs `auth` on the same route",
+        );
+    }
+    Some(RouteAuthConfig {
+        authenticators,
+        require,
+        forward_credential: f.or("forward_credential", false, p),
+    })
+}
+
+fn decode_require(node: &Node, path: &str, p: &mut Problems) -> Option<RequireConfig> {
+    let f = Fields::new(node, path, &["scopes", "roles", "claims", "mode"], p)?;
+    let claims: super::decode::Entries<String> = f.or("claims", super::decode::Entries::default(), p);
+    let mode = match f.opt::<Spanned<String>>("mode", p) {
+        None => RequireMode::All,
+        Some(m) if m.value == "all" => RequireMode::All,
+        Some(m) if m.value == "any" => RequireMode::Any,
+        Some(m) => {
+            p.add(
+                m.pos,
+                &f.path_of("mode"),
+                format!("unknown value `{}`; expected all or any", m.value),
+            );
+            return None;
+        }
+    };
+    let require = RequireConfig {
+        scopes: f.or("scopes", Vec::new(), p),
+        roles: f.or("roles", Vec::new(), p),
+        claims: claims.0.into_iter().map(|(k, v)| (k.value, v)).collect(),
+        mode,
+    };
+    // Scopes are named in the WWW-Authenticate challenge: RFC 6749 scope-tokens only.
+    let scope_token = |s: &String| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    };
+    for (what, list) in [("scopes", &require.scopes), ("roles", &require.roles)] {
+        if let Some(bad) = list.iter().find(|s| !scope_token(s)) {
+            p.add(
+                f.pos(),
+                &f.path_of(what),
+                format!("`{bad}` is not a valid scope token (visible ASCII, no space, quote or backslash)"),
+            );
+        }
+    }
+    if require.scopes.is_empty() && require.roles.is_empty() && require.claims.is_empty() {
+        p.add(f.pos(), path, "`require` lists no scopes, roles or claims");
+    }
+    Some(require)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex() {
+        let h = "00ff".repeat(16);
+        let d = decode_hex32(&h).unwrap();
+        assert_eq!(d[0], 0);
+        assert_eq!(d[1], 255);
+        assert!(decode_hex32("zz").is_none());
+        assert!(decode_hex32(&"g".repeat(64)).is_none());
+    }
+}

@@ -1,0 +1,256 @@
+//! API-key authentication and authorization, attacked through the real gateway. Every
+//! rejected request is also checked from the upstream's side: it must never have seen it.
+
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+const GOOD: &str = "pk_live_acme_7f3a9c";
+const READER: &str = "pk_live_reader_11b2";
+
+fn sha256_hex(key: &str) -> String {
+    let mut child = Command::new(BIN)
+        .arg("hash-key")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("hash-key");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(key.as_bytes())
+        .expect("write key");
+    let out = child.wait_with_output().expect("hash-key output");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+struct Setup {
+    up: Upstream,
+    gw: Gateway,
+    _keys: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let file = keys.path().join("keys.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "keys:\n  - {{ sha256: {}, consumer: acme, plan: gold, scopes: [orders:read, orders:write] }}\n  - {{ sha256: {}, consumer: reader, scopes: [orders:read] }}\n",
+            sha256_hex(GOOD),
+            sha256_hex(READER)
+        ),
+    )
+    .expect("write keys");
+    let up = Upstream::start("app");
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  app:\n    targets: [\"{}\"]\nauth:\n  partners:\n    type: api_key\n    from: [\"header:x-api-key\", \"query:api_key\"]\n    keys_file: {}\n    forward: {{ consumer: X-Consumer-Id, plan: X-Consumer-Plan }}\nroutes:\n  - {{ name: public, match: {{ path_prefix: /public }}, upstream: app }}\n  - {{ name: private, match: {{ path_prefix: /private }}, upstream: app, auth: [partners] }}\n  - name: writes\n    match: {{ path_prefix: /orders, methods: [POST] }}\n    upstream: app\n    auth: [partners]\n    require: {{ scopes: [orders:write] }}\n  - {{ name: passthrough, match: {{ path_prefix: /raw }}, upstream: app, auth: [partners], forward_credential: true }}\n",
+        up.addr(),
+        file.display()
+    ));
+    Setup { up, gw, _keys: keys }
+}
+
+fn with_key(gw: &Gateway, method: &str, path: &str, key: &str) -> Response {
+    request(gw.addr(), method, "localhost", path, &[("x-api-key", key)], b"")
+}
+
+fn assert_401(r: &Response, what: &str) {
+    assert_eq!(r.status, 401, "{what}: {}", r.text());
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer ") && challenge.contains("error=\"invalid_token\""),
+        "{what}: {challenge}"
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/problem+json"),
+        "{what}"
+    );
+    assert!(
+        !r.text().contains(GOOD) && !r.text().contains("pk_live"),
+        "{what}: body echoes a key"
+    );
+}
+
+#[test]
+fn a_valid_key_reaches_the_upstream_as_an_identity() {
+    let s = setup();
+    let r = with_key(&s.gw, "GET", "/private/x", GOOD);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = &s.up.requests()[0];
+    assert_eq!(seen.header("x-consumer-id"), Some("acme"));
+    assert_eq!(seen.header("x-consumer-plan"), Some("gold"));
+    assert_eq!(seen.header("x-api-key"), None, "the credential is stripped");
+    let line = wait_for("access log", std::time::Duration::from_secs(10), || {
+        s.gw.log()
+            .lines()
+            .find(|l| l.contains("route=private"))
+            .map(str::to_string)
+    });
+    assert!(line.contains("consumer=acme"), "{line}");
+    assert!(!s.gw.log().contains(GOOD), "the raw key is never logged");
+}
+
+#[test]
+fn missing_wrong_repeated_or_oversized_keys_are_refused() {
+    let s = setup();
+    assert_401(&s.gw.get("/private/x"), "no key");
+    assert_401(
+        &with_key(&s.gw, "GET", "/private/x", "pk_live_guess"),
+        "wrong key",
+    );
+    assert_401(
+        &with_key(&s.gw, "GET", "/private/x", &GOOD.to_uppercase()),
+        "case-changed key",
+    );
+    assert_401(
+        &with_key(&s.gw, "GET", "/private/x", &format!("{GOOD}x")),
+        "key with an extra byte",
+    );
+    let two = request(
+        s.gw.addr(),
+        "GET",
+        "localhost",
+        "/private/x",
+        &[("x-api-key", GOOD), ("x-api-key", "other")],
+        b"",
+    );
+    assert_401(&two, "two key headers");
+    let header_and_query = request(
+        s.gw.addr(),
+        "GET",
+        "localhost",
+        &format!("/private/x?api_key={GOOD}&api_key=x"),
+        &[],
+        b"",
+    );
+    assert_401(&header_and_query, "repeated query key");
+    let huge = "k".repeat(9000);
+    assert_401(&with_key(&s.gw, "GET", "/private/x", &huge), "oversized key");
+    assert_eq!(s.up.count(), 0, "upstream saw: {:?}", s.up.requests());
+}
+
+#[test]
+fn alternative_spellings_of_a_protected_path_still_need_a_key() {
+    let s = setup();
+    for target in [
+        "//private/x",
+        "/public/../private/x",
+        "/public/%2e%2e/private/x",
+        "/./private/x",
+        "/private//x",
+    ] {
+        let r = s.gw.send(
+            format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_401(&r, target);
+    }
+    for target in ["/public/..%2fprivate/x", "/private;x/y", "/public/..;/private/x"] {
+        let r = s.gw.send(
+            format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(r.status, 400, "{target}");
+    }
+    assert_eq!(s.up.count(), 0, "upstream saw: {:?}", s.up.requests());
+}
+
+#[test]
+fn query_keys_are_stripped_and_identity_headers_cannot_be_spoofed() {
+    let s = setup();
+    let r = request(
+        s.gw.addr(),
+        "GET",
+        "localhost",
+        &format!("/private/x?a=1&api_key={GOOD}&b=2"),
+        &[("x-consumer-id", "admin")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = &s.up.requests()[0];
+    assert_eq!(seen.target, "/private/x?a=1&b=2");
+    assert_eq!(
+        seen.header_all("x-consumer-id"),
+        vec!["acme"],
+        "the client's copy is replaced"
+    );
+    // On a public route the spoofed identity headers are removed too.
+    let r = request(
+        s.gw.addr(),
+        "GET",
+        "localhost",
+        "/public/y",
+        &[("x-consumer-id", "admin"), ("X-Consumer-Plan", "platinum")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let seen = &s.up.requests()[1];
+    assert_eq!(seen.header("x-consumer-id"), None);
+    assert_eq!(seen.header("x-consumer-plan"), None);
+}
+
+#[test]
+fn require_scopes_gives_403_with_the_missing_scope() {
+    let s = setup();
+    let r = with_key(&s.gw, "POST", "/orders/1", READER);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"") && challenge.contains("scope=\"orders:write\""),
+        "{challenge}"
+    );
+    assert_eq!(s.up.count(), 0);
+    assert_eq!(with_key(&s.gw, "POST", "/orders/1", GOOD).status, 200);
+}
+
+#[test]
+fn forward_credential_keeps_the_key_for_that_route_only() {
+    let s = setup();
+    assert_eq!(with_key(&s.gw, "GET", "/raw/1", GOOD).status, 200);
+    assert_eq!(s.up.requests()[0].header("x-api-key"), Some(GOOD));
+}
+
+#[test]
+fn check_reports_auth_mistakes() {
+    let out = check(
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nauth:\n  k:\n    type: api_key\n    from: [\"headr:x\"]\n    keys_file: /nonexistent/keys.yaml\n  j:\n    type: magic\nroutes:\n  - { name: r, match: { path_prefix: / }, upstream: a, auth: [partner], require: { scopes: [\"bad scope\"] } }\n",
+    );
+    assert_eq!(out.code, 1);
+    for want in [
+        "auth.k.from[0]: `headr:x`: expected header:NAME, cookie:NAME or query:NAME",
+        "auth.k.keys_file: cannot read keys file /nonexistent/keys.yaml",
+        "auth.j.type: unknown authenticator type `magic`",
+        "routes[0].auth[0]: route names undefined authenticator `partner`",
+        "routes[0].require.scopes: `bad scope` is not a valid scope token",
+    ] {
+        assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
+    }
+}
+
+#[test]
+fn a_reload_applies_key_changes() {
+    let s = setup();
+    assert_eq!(with_key(&s.gw, "GET", "/private/x", GOOD).status, 200);
+    let file = s._keys.path().join("keys.yaml");
+    let rotated = "pk_live_rotated_9d";
+    std::fs::write(
+        &file,
+        format!(
+            "keys:\n  - {{ sha256: {}, consumer: acme }}\n",
+            sha256_hex(rotated)
+        ),
+    )
+    .expect("rewrite keys");
+    let out = Command::new(BIN)
+        .args(["reload", "-c"])
+        .arg(s.gw.config_path())
+        .output()
+        .expect("reload");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_401(&with_key(&s.gw, "GET", "/private/x", GOOD), "revoked key");
+    assert_eq!(with_key(&s.gw, "GET", "/private/x", rotated).status, 200);
+}
