@@ -4,6 +4,7 @@
 
 pub mod api_key;
 pub mod credentials;
+pub mod jwt;
 pub mod require;
 
 use http::{HeaderName, HeaderValue};
@@ -46,6 +47,7 @@ impl Identity {
 
 enum Verifier {
     ApiKey(ApiKeys),
+    Jwt(Box<jwt::JwtVerifier>),
 }
 
 /// One compiled authenticator.
@@ -64,15 +66,24 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    pub fn compile(cfg: &AuthConfig) -> Authenticator {
-        match &cfg.kind {
+    pub fn compile(cfg: &AuthConfig) -> Result<Authenticator, String> {
+        let name = cfg.name.value.clone();
+        Ok(match &cfg.kind {
             AuthKind::ApiKey(k) => Authenticator {
-                name: cfg.name.value.clone(),
+                name,
                 sources: k.from.clone(),
                 verifier: Verifier::ApiKey(ApiKeys::new(k.keys.clone())),
                 forward: k.forward.clone(),
             },
-        }
+            AuthKind::Jwt(j) => Authenticator {
+                verifier: Verifier::Jwt(Box::new(
+                    jwt::JwtVerifier::compile(j).map_err(|e| format!("authenticator `{name}`: {e}"))?,
+                )),
+                name,
+                sources: j.token_from.clone(),
+                forward: j.forward_claims.clone(),
+            },
+        })
     }
 
     /// Headers this authenticator sets upstream; clients' copies are removed on every route.
@@ -82,6 +93,7 @@ impl Authenticator {
 
     fn verify(&self, credential: &str) -> Result<Identity, &'static str> {
         match &self.verifier {
+            Verifier::Jwt(verifier) => verifier.verify(credential),
             Verifier::ApiKey(keys) => {
                 let entry = keys.lookup(credential).ok_or("unknown API key")?;
                 Ok(Identity {

@@ -22,6 +22,33 @@ pub struct AuthConfig {
 #[derive(Debug, Clone)]
 pub enum AuthKind {
     ApiKey(ApiKeyConfig),
+    Jwt(JwtConfig),
+}
+
+/// Verification keys, loaded when the configuration is loaded (and re-read on reload).
+#[derive(Debug, Clone)]
+pub enum JwtKeySource {
+    /// HMAC secret bytes (from `secret_env` or `secret_file`).
+    Secret(Vec<u8>),
+    /// A PEM public key (`public_key_file`).
+    PublicKeyPem(Vec<u8>),
+    /// The JSON text of a JWK set (`jwks_file`).
+    JwksJson(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub issuers: Vec<String>,
+    pub audiences: Vec<String>,
+    /// Allow-list; the token's `alg` must be in it and match the key type.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub keys: JwtKeySource,
+    pub leeway: std::time::Duration,
+    pub max_age: Option<std::time::Duration>,
+    pub required_claims: Vec<String>,
+    pub token_from: Vec<CredentialSource>,
+    /// Claim -> upstream header.
+    pub forward_claims: Vec<(String, HeaderName)>,
 }
 
 #[derive(Debug, Clone)]

@@ -65,11 +65,12 @@ fn decode_authenticator(node: &Node, path: &str, base_dir: &Path, p: &mut Proble
     };
     match kind.as_deref() {
         Some("api_key") => decode_api_key(node, path, base_dir, p).map(AuthKind::ApiKey),
+        Some("jwt") => super::jwt_schema::decode_jwt(node, path, base_dir, p).map(AuthKind::Jwt),
         Some(other) => {
             p.add(
                 node.pos(),
                 &format!("{path}.type"),
-                format!("unknown authenticator type `{other}`; expected api_key"),
+                format!("unknown authenticator type `{other}`; expected jwt or api_key"),
             );
             None
         }
@@ -77,7 +78,7 @@ fn decode_authenticator(node: &Node, path: &str, base_dir: &Path, p: &mut Proble
             p.add(
                 node.pos(),
                 &format!("{path}.type"),
-                "missing required field `type` (api_key)",
+                "missing required field `type` (jwt or api_key)",
             );
             None
         }
@@ -99,7 +100,7 @@ fn decode_api_key(node: &Node, path: &str, base_dir: &Path, p: &mut Problems) ->
 }
 
 /// `from: ["header:x-api-key", "query:api_key", "cookie:key"]`.
-fn sources(f: &Fields<'_>, key: &str, p: &mut Problems) -> Option<Vec<CredentialSource>> {
+pub(super) fn sources(f: &Fields<'_>, key: &str, p: &mut Problems) -> Option<Vec<CredentialSource>> {
     let list: Vec<Spanned<String>> = f.req(key, p)?;
     if list.is_empty() {
         p.add(
@@ -137,14 +138,14 @@ fn sources(f: &Fields<'_>, key: &str, p: &mut Problems) -> Option<Vec<Credential
     decoded.into_iter().collect()
 }
 
-fn valid_token(s: &str) -> bool {
+pub(super) fn valid_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// `forward: { consumer: X-Consumer-Id }`: identity field -> upstream header.
-fn forward_headers(
+pub(super) fn forward_headers(
     f: &Fields<'_>,
     key: &str,
     fields: &[&str],

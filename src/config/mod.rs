@@ -9,6 +9,7 @@ pub mod cidr;
 pub mod decode;
 pub mod diag;
 pub mod duration;
+pub mod jwt_schema;
 pub mod model;
 mod schema;
 mod validate;

@@ -53,7 +53,11 @@ impl Snapshot {
                 None => Pool::build(u).map(Arc::new),
             })
             .collect::<Result<_, _>>()?;
-        let authenticators: Vec<Authenticator> = config.auth.iter().map(Authenticator::compile).collect();
+        let authenticators: Vec<Authenticator> = config
+            .auth
+            .iter()
+            .map(Authenticator::compile)
+            .collect::<Result<_, _>>()?;
         let mut identity_headers: Vec<http::HeaderName> = Vec::new();
         for h in authenticators.iter().flat_map(|a| a.forwarded_headers()) {
             if !identity_headers.contains(h) {

@@ -1,0 +1,236 @@
+//! JWT verification. Keys are parsed once per snapshot. A token is accepted only if its `alg`
+//! is in the authenticator's allow-list *and* matches the key's type (`none` can never be in
+//! the list), its signature verifies, and its claims pass: `exp` required and numeric, `nbf`
+//! and `iat` numeric and not in the future, issuer and audience allowed, optional maximum age
+//! and required claims. Header fields `jku`, `x5u`, `jwk` and `x5c` are never used.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{decode, decode_header, errors::ErrorKind, AlgorithmFamily, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+use super::Identity;
+use crate::config::jwt_schema::{jwk_family, pem_family};
+use crate::config::{JwtConfig, JwtKeySource};
+
+enum Keys {
+    Single(DecodingKey, AlgorithmFamily),
+    Set {
+        by_kid: HashMap<String, (DecodingKey, AlgorithmFamily)>,
+        unnamed: Vec<(DecodingKey, AlgorithmFamily)>,
+    },
+}
+
+pub struct JwtVerifier {
+    keys: Keys,
+    algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// One validation per key family: `jsonwebtoken` requires every algorithm of a
+    /// validation to belong to the key's family.
+    validations: Vec<(AlgorithmFamily, Validation)>,
+    max_age_secs: Option<u64>,
+    leeway_secs: u64,
+    required_claims: Vec<String>,
+}
+
+impl JwtVerifier {
+    /// Build from a validated configuration (its keys were already parsed once by `check`).
+    pub fn compile(cfg: &JwtConfig) -> Result<JwtVerifier, String> {
+        let keys = match &cfg.keys {
+            JwtKeySource::Secret(s) => Keys::Single(DecodingKey::from_secret(s), AlgorithmFamily::Hmac),
+            JwtKeySource::PublicKeyPem(pem) => {
+                let family = pem_family(pem).ok_or("not a supported public key")?;
+                let key = match family {
+                    AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
+                    AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
+                    _ => DecodingKey::from_ed_pem(pem),
+                }
+                .map_err(|e| e.to_string())?;
+                Keys::Single(key, family)
+            }
+            JwtKeySource::JwksJson(json) => {
+                let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(json).map_err(|e| e.to_string())?;
+                let mut by_kid = HashMap::new();
+                let mut unnamed = Vec::new();
+                for jwk in &set.keys {
+                    let (Ok(key), Some(family)) = (DecodingKey::from_jwk(jwk), jwk_family(jwk)) else {
+                        continue;
+                    };
+                    match &jwk.common.key_id {
+                        Some(kid) => {
+                            by_kid.insert(kid.clone(), (key, family));
+                        }
+                        None => unnamed.push((key, family)),
+                    }
+                }
+                Keys::Set { by_kid, unnamed }
+            }
+        };
+        let mut required: HashSet<String> = ["exp", "iss"].into_iter().map(String::from).collect();
+        if !cfg.audiences.is_empty() {
+            required.insert("aud".into());
+        }
+        let mut validations: Vec<(AlgorithmFamily, Validation)> = Vec::new();
+        for alg in &cfg.algorithms {
+            let family = alg.family();
+            if validations.iter().any(|(f, _)| *f == family) {
+                continue;
+            }
+            let mut v = Validation::new(*alg);
+            v.algorithms = cfg
+                .algorithms
+                .iter()
+                .copied()
+                .filter(|a| a.family() == family)
+                .collect();
+            v.leeway = cfg.leeway.as_secs();
+            v.validate_exp = true;
+            v.validate_nbf = true;
+            v.set_issuer(&cfg.issuers);
+            if cfg.audiences.is_empty() {
+                v.validate_aud = false;
+            } else {
+                v.set_audience(&cfg.audiences);
+            }
+            v.required_spec_claims = required.clone();
+            validations.push((family, v));
+        }
+        Ok(JwtVerifier {
+            keys,
+            algorithms: cfg.algorithms.clone(),
+            validations,
+            max_age_secs: cfg.max_age.map(|d| d.as_secs()),
+            leeway_secs: cfg.leeway.as_secs(),
+            required_claims: cfg.required_claims.clone(),
+        })
+    }
+
+    fn key_for(&self, header: &jsonwebtoken::Header) -> Result<&DecodingKey, &'static str> {
+        let family = header.alg.family();
+        let (key, key_family) = match &self.keys {
+            Keys::Single(key, f) => (key, *f),
+            Keys::Set { by_kid, unnamed } => match &header.kid {
+                Some(kid) => by_kid.get(kid).map(|(k, f)| (k, *f)).ok_or("unknown key id")?,
+                None => unnamed
+                    .iter()
+                    .chain(by_kid.values())
+                    .find(|(_, f)| *f == family)
+                    .map(|(k, f)| (k, *f))
+                    .ok_or("no key for this algorithm")?,
+            },
+        };
+        if key_family != family {
+            return Err("algorithm does not match the key type");
+        }
+        Ok(key)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Identity, &'static str> {
+        let header = decode_header(token).map_err(|_| "malformed token")?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err("algorithm not allowed");
+        }
+        let key = self.key_for(&header)?;
+        let family = header.alg.family();
+        let (_, validation) = self
+            .validations
+            .iter()
+            .find(|(f, _)| *f == family)
+            .ok_or("algorithm not allowed")?;
+        let data = decode::<Map<String, Value>>(token, key, validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => "token expired",
+            ErrorKind::ImmatureSignature => "token not yet valid",
+            ErrorKind::InvalidIssuer => "issuer not allowed",
+            ErrorKind::InvalidAudience => "audience not allowed",
+            ErrorKind::InvalidSignature => "invalid signature",
+            ErrorKind::InvalidAlgorithm => "algorithm not allowed",
+            ErrorKind::MissingRequiredClaim(_) => "missing required claim",
+            _ => "malformed token",
+        })?;
+        self.check_claims(&data.claims)?;
+        identity(&data.claims)
+    }
+
+    /// What `jsonwebtoken` leaves to us: claim types, `iat` sanity, maximum age, required claims.
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), &'static str> {
+        let number = |name: &str| {
+            claims
+                .get(name)
+                .map(|v| v.as_f64().ok_or("claim of the wrong type"))
+        };
+        number("exp").ok_or("token has no expiry")??;
+        number("nbf").transpose()?;
+        let iat = number("iat").transpose()?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        if let Some(iat) = iat {
+            if iat > now + self.leeway_secs as f64 {
+                return Err("token issued in the future");
+            }
+        }
+        if let Some(max_age) = self.max_age_secs {
+            let iat = iat.ok_or("token has no issue time")?;
+            if now - iat > (max_age + self.leeway_secs) as f64 {
+                return Err("token too old");
+            }
+        }
+        if claims.get("iss").is_some_and(|v| !v.is_string())
+            || claims.get("sub").is_some_and(|v| !v.is_string())
+        {
+            return Err("claim of the wrong type");
+        }
+        if let Some(aud) = claims.get("aud") {
+            let ok = aud.is_string() || aud.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+            if !ok {
+                return Err("claim of the wrong type");
+            }
+        }
+        if self.required_claims.iter().any(|c| !claims.contains_key(c)) {
+            return Err("missing required claim");
+        }
+        Ok(())
+    }
+}
+
+/// The identity a verified token carries: `sub` is the consumer; scopes from `scope` (space
+/// separated) or `scp`; roles from `roles`; plain claims for `require.claims` and forwarding.
+fn identity(claims: &Map<String, Value>) -> Result<Identity, &'static str> {
+    let consumer = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or("token has no subject")?;
+    let words = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => s.split_whitespace().map(String::from).collect(),
+            Value::Array(a) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let scopes = claims
+        .get("scope")
+        .or_else(|| claims.get("scp"))
+        .map(words)
+        .unwrap_or_default();
+    let roles = claims.get("roles").map(words).unwrap_or_default();
+    let text = |v: &Value| -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Array(a) if a.iter().all(Value::is_string) => Some(words(v).join(" ")),
+            _ => None,
+        }
+    };
+    Ok(Identity {
+        consumer: consumer.to_string(),
+        plan: claims.get("plan").and_then(Value::as_str).map(String::from),
+        scopes,
+        roles,
+        claims: claims
+            .iter()
+            .filter_map(|(k, v)| text(v).map(|t| (k.clone(), t)))
+            .collect(),
+    })
+}
