@@ -67,7 +67,7 @@ struct Setup {
 fn setup() -> Setup {
     let up = Upstream::start("app");
     let jwt = |iss: &str, algs: &str, key: &str| {
-        format!("    type: jwt\n    issuers: [\"{iss}\"]\n    audiences: [orders-api]\n    algorithms: [{algs}]\n    {key}\n    max_age: 1h\n    forward_claims: {{ sub: X-Consumer-Id, scope: X-Consumer-Scopes, tenant: X-Tenant }}\n")
+        format!("    type: jwt\n    issuers: [\"{iss}\"]\n    audiences: [orders-api]\n    algorithms: [{algs}]\n    {key}\n    max_age: 1h\n    leeway: 1s\n    forward_claims: {{ sub: X-Consumer-Id, scope: X-Consumer-Scopes, tenant: X-Tenant }}\n")
     };
     let body = format!(
         "upstreams:\n  app:\n    targets: [\"{up}\"]\nauth:\n  rs:\n{rs}  es:\n{es}  ed:\n{ed}  hs:\n{hs}  jwks:\n{jwks}routes:\n{routes}",
@@ -375,4 +375,71 @@ fn check_reports_jwt_mistakes() {
     ] {
         assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
     }
+}
+
+#[test]
+fn a_cached_token_still_expires() {
+    let s = setup();
+    let mut c = claims("https://rs.example.com");
+    c["exp"] = json!(now() + 2);
+    let token = sign(Algorithm::RS256, &rsa(), None, &c);
+    assert_eq!(bearer(&s.gw, "/rs/1", &token).status, 200);
+    assert_eq!(
+        bearer(&s.gw, "/rs/2", &token).status,
+        200,
+        "served from the cache"
+    );
+    // Once `exp` has passed the cache must not answer for it (leeway covers only the full check).
+    let r = wait_for(
+        "the cached token to expire",
+        std::time::Duration::from_secs(45),
+        || {
+            let r = bearer(&s.gw, "/rs/3", &token);
+            (r.status == 401).then_some(r)
+        },
+    );
+    assert_401(&r, "expired after caching", &token);
+}
+
+#[test]
+fn removing_a_key_by_reload_rejects_its_cached_tokens() {
+    let up = Upstream::start("app");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::copy(fixture("jwks.json"), &jwks).expect("copy jwks");
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  app:\n    targets: [\"{}\"]\nauth:\n  j:\n    type: jwt\n    issuers: [\"https://jwks.example.com\"]\n    audiences: [orders-api]\n    algorithms: [RS256, ES256]\n    jwks_file: {}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: app, auth: [j] }}\n",
+        up.addr(),
+        jwks.display()
+    ));
+    let token = sign(
+        Algorithm::RS256,
+        &rsa(),
+        Some("k1"),
+        &claims("https://jwks.example.com"),
+    );
+    assert_eq!(bearer(&gw, "/a", &token).status, 200);
+    assert_eq!(bearer(&gw, "/b", &token).status, 200);
+    // Rotate: `k1` is withdrawn and the RSA key is published again as `k1-new`.
+    let mut set: Value = serde_json::from_slice(&read("jwks.json")).expect("jwks json");
+    for key in set["keys"].as_array_mut().expect("keys") {
+        if key["kid"] == "k1" {
+            key["kid"] = json!("k1-new");
+        }
+    }
+    std::fs::write(&jwks, set.to_string()).expect("write jwks");
+    let out = std::process::Command::new(BIN)
+        .args(["reload", "-c"])
+        .arg(gw.config_path())
+        .output()
+        .expect("reload");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_401(&bearer(&gw, "/c", &token), "token of a removed key", &token);
+    let rotated = sign(
+        Algorithm::RS256,
+        &rsa(),
+        Some("k1-new"),
+        &claims("https://jwks.example.com"),
+    );
+    assert_eq!(bearer(&gw, "/d", &rotated).status, 200, "the new kid is accepted");
 }

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{decode, decode_header, errors::ErrorKind, AlgorithmFamily, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
+use super::token_cache::TokenCache;
 use super::Identity;
 use crate::config::jwt_schema::{jwk_family, pem_family};
 use crate::config::{JwtConfig, JwtKeySource};
@@ -31,6 +32,7 @@ pub struct JwtVerifier {
     max_age_secs: Option<u64>,
     leeway_secs: u64,
     required_claims: Vec<String>,
+    cache: Option<TokenCache>,
 }
 
 impl JwtVerifier {
@@ -102,6 +104,7 @@ impl JwtVerifier {
             max_age_secs: cfg.max_age.map(|d| d.as_secs()),
             leeway_secs: cfg.leeway.as_secs(),
             required_claims: cfg.required_claims.clone(),
+            cache: TokenCache::new(cfg.cache_entries),
         })
     }
 
@@ -126,6 +129,12 @@ impl JwtVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Identity, &'static str> {
+        let cache_key = self.cache.as_ref().map(|_| TokenCache::key(token));
+        if let (Some(cache), Some(key)) = (&self.cache, &cache_key) {
+            if let Some(identity) = cache.get(key, self.generation()) {
+                return Ok(identity);
+            }
+        }
         let header = decode_header(token).map_err(|_| "malformed token")?;
         if !self.algorithms.contains(&header.alg) {
             return Err("algorithm not allowed");
@@ -147,18 +156,33 @@ impl JwtVerifier {
             ErrorKind::MissingRequiredClaim(_) => "missing required claim",
             _ => "malformed token",
         })?;
-        self.check_claims(&data.claims)?;
-        identity(&data.claims)
+        let (exp, iat) = self.check_claims(&data.claims)?;
+        let identity = identity(&data.claims)?;
+        if let (Some(cache), Some(key)) = (&self.cache, cache_key) {
+            let age_limit = match (self.max_age_secs, iat) {
+                (Some(max), Some(iat)) => iat + max as f64,
+                _ => f64::INFINITY,
+            };
+            cache.put(key, &identity, exp.min(age_limit), self.generation());
+        }
+        Ok(identity)
     }
 
-    /// What `jsonwebtoken` leaves to us: claim types, `iat` sanity, maximum age, required claims.
-    fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), &'static str> {
+    /// The key-set generation entries are verified against (static keys never change within
+    /// a snapshot; a reload builds a new verifier and cache).
+    fn generation(&self) -> u64 {
+        0
+    }
+
+    /// What `jsonwebtoken` leaves to us: claim types, `iat` sanity, maximum age, required
+    /// claims. Returns `exp` and `iat` (Unix seconds).
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<(f64, Option<f64>), &'static str> {
         let number = |name: &str| {
             claims
                 .get(name)
                 .map(|v| v.as_f64().ok_or("claim of the wrong type"))
         };
-        number("exp").ok_or("token has no expiry")??;
+        let exp = number("exp").ok_or("token has no expiry")??;
         number("nbf").transpose()?;
         let iat = number("iat").transpose()?;
         let now = SystemTime::now()
@@ -190,7 +214,7 @@ impl JwtVerifier {
         if self.required_claims.iter().any(|c| !claims.contains_key(c)) {
             return Err("missing required claim");
         }
-        Ok(())
+        Ok((exp, iat))
     }
 }
 

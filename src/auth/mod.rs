@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod credentials;
 pub mod jwt;
 pub mod require;
+pub mod token_cache;
 
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;

@@ -49,6 +49,8 @@ pub struct JwtConfig {
     pub token_from: Vec<CredentialSource>,
     /// Claim -> upstream header.
     pub forward_claims: Vec<(String, HeaderName)>,
+    /// Verified-token cache size (0 disables it).
+    pub cache_entries: usize,
 }
 
 #[derive(Debug, Clone)]

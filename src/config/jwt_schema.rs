@@ -28,6 +28,7 @@ const FIELDS: &[&str] = &[
     "required_claims",
     "token_from",
     "forward_claims",
+    "cache_entries",
 ];
 
 /// HMAC secrets shorter than this are refused (RFC 7518 §3.2: at least the hash size).
@@ -75,6 +76,7 @@ pub fn decode_jwt(node: &Node, path: &str, base_dir: &Path, p: &mut Problems) ->
         required_claims: f.or("required_claims", Vec::new(), p),
         token_from: token_from?,
         forward_claims: forward_claims?,
+        cache_entries: f.or("cache_entries", 10_000, p),
     })
 }
 
