@@ -9,6 +9,7 @@ use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use crate::auth::jwks::JwksRefresher;
 use crate::config::Config;
 use crate::observe::admin::AdminApp;
 use crate::proxy::header_deadline::HeaderDeadline;
@@ -83,6 +84,9 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
     let pools = Arc::new(move || pools_runtime.load().pools.clone());
     server.add_service(background_service("health checks", HealthSupervisor::new(pools)));
     server.add_service(background_service("config reload", HangupListener::new(reloader)));
+    let jwks_runtime = Arc::clone(&runtime);
+    let jwks = Arc::new(move || jwks_runtime.load().remote_jwks());
+    server.add_service(background_service("jwks refresh", JwksRefresher::new(jwks)));
 
     server.run_forever()
 }

@@ -4,24 +4,52 @@
 //! and `iat` numeric and not in the future, issuer and audience allowed, optional maximum age
 //! and required claims. Header fields `jku`, `x5u`, `jwk` and `x5c` are never used.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{decode, decode_header, errors::ErrorKind, AlgorithmFamily, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
+use super::jwks::{JwksSchedule, KeySet, RemoteJwks};
 use super::token_cache::TokenCache;
 use super::Identity;
-use crate::config::jwt_schema::{jwk_family, pem_family};
+use crate::config::jwt_schema::pem_family;
 use crate::config::{JwtConfig, JwtKeySource};
 
 enum Keys {
     Single(DecodingKey, AlgorithmFamily),
-    Set {
-        by_kid: HashMap<String, (DecodingKey, AlgorithmFamily)>,
-        unnamed: Vec<(DecodingKey, AlgorithmFamily)>,
-    },
+    Set(Arc<KeySet>),
+    /// Fetched from a URL and refreshed in the background.
+    Remote(Arc<RemoteJwks>),
 }
+
+/// The key of `set` for this token: by `kid`, else the first key of the algorithm's family.
+fn pick<'a>(
+    set: &'a KeySet,
+    header: &jsonwebtoken::Header,
+) -> Result<(&'a DecodingKey, AlgorithmFamily), &'static str> {
+    let family = header.alg.family();
+    match &header.kid {
+        Some(kid) => {
+            let keys = set.by_kid.get(kid).ok_or(UNKNOWN_KID)?;
+            keys.iter()
+                .find(|(_, f)| *f == family)
+                .or(keys.first())
+                .map(|(k, f)| (k, *f))
+                .ok_or(UNKNOWN_KID)
+        }
+        None => set
+            .unnamed
+            .iter()
+            .chain(set.by_kid.values().flatten())
+            .find(|(_, f)| *f == family)
+            .map(|(k, f)| (k, *f))
+            .ok_or("no key for this algorithm"),
+    }
+}
+
+const UNKNOWN_KID: &str = "unknown key id";
 
 pub struct JwtVerifier {
     keys: Keys,
@@ -50,23 +78,20 @@ impl JwtVerifier {
                 .map_err(|e| e.to_string())?;
                 Keys::Single(key, family)
             }
-            JwtKeySource::JwksJson(json) => {
-                let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(json).map_err(|e| e.to_string())?;
-                let mut by_kid = HashMap::new();
-                let mut unnamed = Vec::new();
-                for jwk in &set.keys {
-                    let (Ok(key), Some(family)) = (DecodingKey::from_jwk(jwk), jwk_family(jwk)) else {
-                        continue;
-                    };
-                    match &jwk.common.key_id {
-                        Some(kid) => {
-                            by_kid.insert(kid.clone(), (key, family));
-                        }
-                        None => unnamed.push((key, family)),
-                    }
-                }
-                Keys::Set { by_kid, unnamed }
-            }
+            JwtKeySource::JwksJson(json) => Keys::Set(Arc::new(KeySet::parse(json)?)),
+            JwtKeySource::JwksUrl {
+                url,
+                refresh,
+                cooldown,
+                timeout,
+            } => Keys::Remote(RemoteJwks::for_url(
+                url,
+                JwksSchedule {
+                    refresh: *refresh,
+                    cooldown: *cooldown,
+                    timeout: *timeout,
+                },
+            )),
         };
         let mut required: HashSet<String> = ["exp", "iss"].into_iter().map(String::from).collect();
         if !cfg.audiences.is_empty() {
@@ -108,26 +133,6 @@ impl JwtVerifier {
         })
     }
 
-    fn key_for(&self, header: &jsonwebtoken::Header) -> Result<&DecodingKey, &'static str> {
-        let family = header.alg.family();
-        let (key, key_family) = match &self.keys {
-            Keys::Single(key, f) => (key, *f),
-            Keys::Set { by_kid, unnamed } => match &header.kid {
-                Some(kid) => by_kid.get(kid).map(|(k, f)| (k, *f)).ok_or("unknown key id")?,
-                None => unnamed
-                    .iter()
-                    .chain(by_kid.values())
-                    .find(|(_, f)| *f == family)
-                    .map(|(k, f)| (k, *f))
-                    .ok_or("no key for this algorithm")?,
-            },
-        };
-        if key_family != family {
-            return Err("algorithm does not match the key type");
-        }
-        Ok(key)
-    }
-
     pub fn verify(&self, token: &str) -> Result<Identity, &'static str> {
         let cache_key = self.cache.as_ref().map(|_| TokenCache::key(token));
         if let (Some(cache), Some(key)) = (&self.cache, &cache_key) {
@@ -139,8 +144,24 @@ impl JwtVerifier {
         if !self.algorithms.contains(&header.alg) {
             return Err("algorithm not allowed");
         }
-        let key = self.key_for(&header)?;
         let family = header.alg.family();
+        let remote_set: Arc<KeySet>;
+        let (key, key_family) = match &self.keys {
+            Keys::Single(key, f) => (key, *f),
+            Keys::Set(set) => pick(set, &header)?,
+            Keys::Remote(remote) => {
+                // Never fail open: without a loaded key set every token is refused.
+                remote_set = remote.keys().ok_or("signing keys not available")?;
+                pick(&remote_set, &header).inspect_err(|e| {
+                    if *e == UNKNOWN_KID {
+                        remote.want_refresh();
+                    }
+                })?
+            }
+        };
+        if key_family != family {
+            return Err("algorithm does not match the key type");
+        }
         let (_, validation) = self
             .validations
             .iter()
@@ -168,10 +189,21 @@ impl JwtVerifier {
         Ok(identity)
     }
 
-    /// The key-set generation entries are verified against (static keys never change within
-    /// a snapshot; a reload builds a new verifier and cache).
+    /// The key-set generation entries are verified against: a fetched set changes it; static
+    /// keys never change within a snapshot (a reload builds a new verifier and cache).
     fn generation(&self) -> u64 {
-        0
+        match &self.keys {
+            Keys::Remote(remote) => remote.generation(),
+            _ => 0,
+        }
+    }
+
+    /// The fetched key set this verifier depends on, if any.
+    pub fn remote(&self) -> Option<&Arc<RemoteJwks>> {
+        match &self.keys {
+            Keys::Remote(remote) => Some(remote),
+            _ => None,
+        }
     }
 
     /// What `jsonwebtoken` leaves to us: claim types, `iat` sanity, maximum age, required

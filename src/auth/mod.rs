@@ -4,6 +4,7 @@
 
 pub mod api_key;
 pub mod credentials;
+pub mod jwks;
 pub mod jwt;
 pub mod require;
 pub mod token_cache;
@@ -85,6 +86,14 @@ impl Authenticator {
                 forward: j.forward_claims.clone(),
             },
         })
+    }
+
+    /// The fetched key set this authenticator depends on, if any.
+    pub fn remote_jwks(&self) -> Option<std::sync::Arc<jwks::RemoteJwks>> {
+        match &self.verifier {
+            Verifier::Jwt(v) => v.remote().cloned(),
+            Verifier::ApiKey(_) => None,
+        }
     }
 
     /// Headers this authenticator sets upstream; clients' copies are removed on every route.

@@ -34,6 +34,13 @@ pub enum JwtKeySource {
     PublicKeyPem(Vec<u8>),
     /// The JSON text of a JWK set (`jwks_file`).
     JwksJson(String),
+    /// A JWK set fetched from `jwks_url` and kept fresh.
+    JwksUrl {
+        url: String,
+        refresh: std::time::Duration,
+        cooldown: std::time::Duration,
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Clone)]

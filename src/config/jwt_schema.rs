@@ -29,6 +29,9 @@ const FIELDS: &[&str] = &[
     "token_from",
     "forward_claims",
     "cache_entries",
+    "jwks_refresh",
+    "jwks_cooldown",
+    "jwks_timeout",
 ];
 
 /// HMAC secrets shorter than this are refused (RFC 7518 §3.2: at least the hash size).
@@ -197,10 +200,28 @@ fn decode_keys(
             },
             Err(e) => fail(p, e),
         },
-        _ => fail(
-            p,
-            "jwks_url is not supported yet; fetch the key set into a file and use jwks_file".into(),
-        ),
+        _ => {
+            let ok = value.value.parse::<http::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+            });
+            if !ok {
+                return fail(p, format!("`{}` is not an http(s) URL", value.value));
+            }
+            let source = JwtKeySource::JwksUrl {
+                url: value.value.clone(),
+                refresh: f.or("jwks_refresh", Duration::from_secs(300), p),
+                cooldown: f.or("jwks_cooldown", Duration::from_secs(30), p),
+                timeout: f.or("jwks_timeout", Duration::from_secs(5), p),
+            };
+            // The key types are known only after the first fetch.
+            let all = vec![
+                AlgorithmFamily::Hmac,
+                AlgorithmFamily::Rsa,
+                AlgorithmFamily::Ec,
+                AlgorithmFamily::Ed,
+            ];
+            Some((source, all))
+        }
     }
 }
 

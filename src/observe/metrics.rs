@@ -15,6 +15,7 @@ pub struct Metrics {
     pub upstream_requests: IntCounterVec,
     pub upstream_healthy: IntGaugeVec,
     pub config_reloads: IntCounterVec,
+    pub jwks_fetches: IntCounterVec,
 }
 
 // The definitions are constants: creating them fails only on an invalid name, which the
@@ -52,6 +53,11 @@ impl Metrics {
             "portcullis_config_reloads_total",
             "Live configuration reloads, by result (success or failure).",
             &["result"],
+        )?;
+        let jwks_fetches = counter(
+            "portcullis_jwks_fetches_total",
+            "JWKS fetches by URL and result (success or failure).",
+            &["url", "result"],
         )?;
         let request_duration = register(
             &registry,
@@ -92,6 +98,7 @@ impl Metrics {
             upstream_requests,
             upstream_healthy,
             config_reloads,
+            jwks_fetches,
         })
     }
 

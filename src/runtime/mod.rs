@@ -99,8 +99,20 @@ impl Snapshot {
         })
     }
 
-    /// `Err(reason)` until every checked pool has finished a first health-check round.
+    /// Key sets fetched from URLs, kept fresh by the JWKS refresher.
+    pub fn remote_jwks(&self) -> Vec<Arc<crate::auth::jwks::RemoteJwks>> {
+        self.authenticators
+            .iter()
+            .filter_map(|a| a.remote_jwks())
+            .collect()
+    }
+
+    /// `Err(reason)` until every checked pool has finished a first health-check round and
+    /// every JWKS URL has delivered a key set (tokens are refused until then).
     pub fn readiness(&self) -> Result<(), String> {
+        for set in self.remote_jwks() {
+            set.readiness()?;
+        }
         let waiting: Vec<&str> = self
             .pools
             .iter()
