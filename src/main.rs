@@ -3,20 +3,9 @@
 //! Data flows one way: YAML -> validated `Config` -> compiled `Snapshot` (behind one atomic
 //! pointer) -> the request pipeline in `proxy`.
 
-mod auth;
-mod cli;
-mod config;
-mod control;
-mod demo;
-mod observe;
-mod proxy;
-mod routing;
-mod runtime;
-mod server;
-mod transform;
-mod upstream;
-
 use std::process::ExitCode;
+
+use portcullis::{auth, cli, config, control, demo, runtime, server};
 
 use cli::Command;
 

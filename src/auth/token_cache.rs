@@ -85,7 +85,7 @@ impl TokenCache {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn entry_count(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
@@ -119,7 +119,7 @@ mod tests {
         for i in 0..1000 {
             cache.put(TokenCache::key(&format!("t{i}")), &id(), now_secs() + 60.0, 1);
         }
-        assert!(cache.len() <= 32, "{}", cache.len());
+        assert!(cache.entry_count() <= 32, "{}", cache.entry_count());
         assert!(TokenCache::new(0).is_none());
     }
 }

@@ -1,0 +1,16 @@
+//! Portcullis as a library: the gateway's modules, used by the `portcullis` binary and by the
+//! benchmarks. Data flows one way: YAML -> validated `config::Config` -> compiled
+//! `runtime::Snapshot` (behind one atomic pointer) -> the request pipeline in `proxy`.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod demo;
+pub mod observe;
+pub mod proxy;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod transform;
+pub mod upstream;
