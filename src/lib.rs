@@ -14,3 +14,6 @@ pub mod runtime;
 pub mod server;
 pub mod transform;
 pub mod upstream;
+
+#[cfg(test)]
+mod test_util;

@@ -165,15 +165,8 @@ pub fn strip_from_query(query: &str, sources: &[CredentialSource]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::request_header as req;
     use http::HeaderName;
-
-    fn req(target: &str, headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
-    }
 
     #[test]
     fn reads_each_source_and_refuses_duplicates() {

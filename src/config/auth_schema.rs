@@ -8,49 +8,16 @@ use http::HeaderName;
 use serde::Deserialize;
 
 use super::auth_model::*;
-use super::decode::{index, scalar, Fields, Spanned};
+use super::decode::{index, named_items, Fields, Spanned};
 use super::diag::Problems;
 use super::yaml::Node;
 
 /// Decode the `auth:` mapping; names of broken authenticators are still returned so routes
 /// naming them are not also reported as naming an undefined one.
 pub fn decode_auth(node: &Node, base_dir: &Path, p: &mut Problems) -> (Vec<AuthConfig>, Vec<String>) {
-    let Node::Map { entries, .. } = node else {
-        p.add(
-            node.pos(),
-            "auth",
-            format!("expected a mapping of authenticator names, found {}", node.kind()),
-        );
-        return (Vec::new(), Vec::new());
-    };
-    let mut out = Vec::new();
-    let mut names: Vec<Spanned<String>> = Vec::new();
-    for (k, v) in entries {
-        let Some(name) = scalar(k, "auth", "an authenticator name", p) else {
-            continue;
-        };
-        let path = format!("auth.{name}");
-        if let Some(first) = names.iter().find(|n| n.value == name) {
-            p.add(
-                k.pos(),
-                &path,
-                format!(
-                    "authenticator `{name}` is defined twice (first at line {})",
-                    first.pos.line
-                ),
-            );
-            continue;
-        }
-        let name = Spanned {
-            value: name.to_string(),
-            pos: k.pos(),
-        };
-        names.push(name.clone());
-        if let Some(kind) = decode_authenticator(v, &path, base_dir, p) {
-            out.push(AuthConfig { name, kind });
-        }
-    }
-    (out, names.into_iter().map(|n| n.value).collect())
+    named_items(node, "auth", "authenticator", p, |name, value, path, p| {
+        decode_authenticator(value, path, base_dir, p).map(|kind| AuthConfig { name, kind })
+    })
 }
 
 fn decode_authenticator(node: &Node, path: &str, base_dir: &Path, p: &mut Problems) -> Option<AuthKind> {

@@ -188,6 +188,76 @@ impl<T: Decode> Decode for Entries<T> {
     }
 }
 
+/// A section that maps unique names to definitions (`upstreams:`, `auth:`). Each name must be
+/// plain (it becomes a metric label and log field) and unique; `decode` turns its value into an
+/// item. Every declared name is returned, even where the definition is broken, so references to
+/// it are not also reported as undefined.
+pub fn named_items<T>(
+    node: &Node,
+    section: &str,
+    what: &str,
+    p: &mut Problems,
+    mut decode: impl FnMut(Spanned<String>, &Node, &str, &mut Problems) -> Option<T>,
+) -> (Vec<T>, Vec<String>) {
+    let Node::Map { entries, .. } = node else {
+        p.add(
+            node.pos(),
+            section,
+            format!("expected a mapping of {what} names, found {}", node.kind()),
+        );
+        return (Vec::new(), Vec::new());
+    };
+    let mut items = Vec::new();
+    let mut names: Vec<Spanned<String>> = Vec::new();
+    for (k, v) in entries {
+        let Some(name) = scalar(k, section, &format!("an {what} name"), p) else {
+            continue;
+        };
+        let path = format!("{section}.{name}");
+        if let Some(first) = names.iter().find(|n| n.value == name) {
+            p.add(
+                k.pos(),
+                &path,
+                format!(
+                    "{what} `{name}` is defined twice (first at line {})",
+                    first.pos.line
+                ),
+            );
+            continue;
+        }
+        let name = Spanned {
+            value: name.to_string(),
+            pos: k.pos(),
+        };
+        names.push(name.clone());
+        check_name(&name, &path, p);
+        if let Some(item) = decode(name, v, &path, p) {
+            items.push(item);
+        }
+    }
+    (items, names.into_iter().map(|n| n.value).collect())
+}
+
+/// Names become metric labels and log fields: keep them plain.
+pub fn check_name(name: &Spanned<String>, path: &str, p: &mut Problems) {
+    let ok = !name.value.is_empty()
+        && name.value.len() <= 64
+        && name
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !ok {
+        p.add(
+            name.pos,
+            path,
+            format!(
+                "name `{}` must be 1-64 characters of A-Z a-z 0-9 - _ .",
+                name.value
+            ),
+        );
+    }
+}
+
 /// The fields of one mapping that has a fixed set of allowed keys.
 ///
 /// Unknown keys are errors (a typo must never silently disable a feature), reported with a

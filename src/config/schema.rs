@@ -9,7 +9,7 @@ use http::{HeaderName, HeaderValue};
 use super::auth_model::AuthConfig;
 use super::auth_schema::{decode_auth, decode_route_auth};
 use super::cidr::Cidr;
-use super::decode::{index, scalar, Decode, Entries, Fields, Spanned};
+use super::decode::{check_name, index, named_items, Decode, Entries, Fields, Spanned};
 use super::diag::{did_you_mean, Problems};
 use super::model::*;
 
@@ -260,63 +260,7 @@ fn socket_addr(s: &Spanned<String>, path: &str, p: &mut Problems) -> Option<Sock
 /// Upstream names are kept even when the upstream itself is broken, so routes naming it are
 /// not reported a second time as "undefined".
 fn decode_upstreams(node: &Node, p: &mut Problems) -> Vec<UpstreamConfig> {
-    let Node::Map { entries, .. } = node else {
-        p.add(
-            node.pos(),
-            "upstreams",
-            format!("expected a mapping of upstream names, found {}", node.kind()),
-        );
-        return Vec::new();
-    };
-    let mut out: Vec<UpstreamConfig> = Vec::new();
-    let mut seen: Vec<Spanned<String>> = Vec::new();
-    for (k, v) in entries {
-        let Some(name) = scalar(k, "upstreams", "an upstream name", p) else {
-            continue;
-        };
-        let path = format!("upstreams.{name}");
-        if let Some(first) = seen.iter().find(|s| s.value == name) {
-            p.add(
-                k.pos(),
-                &path,
-                format!(
-                    "upstream `{name}` is defined twice (first at line {})",
-                    first.pos.line
-                ),
-            );
-            continue;
-        }
-        let name = Spanned {
-            value: name.to_string(),
-            pos: k.pos(),
-        };
-        seen.push(name.clone());
-        check_name(&name, &path, p);
-        if let Some(u) = decode_upstream(name, v, &path, p) {
-            out.push(u);
-        }
-    }
-    out
-}
-
-/// Names become metric labels and log fields: keep them plain.
-fn check_name(name: &Spanned<String>, path: &str, p: &mut Problems) {
-    let ok = !name.value.is_empty()
-        && name.value.len() <= 64
-        && name
-            .value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !ok {
-        p.add(
-            name.pos,
-            path,
-            format!(
-                "name `{}` must be 1-64 characters of A-Z a-z 0-9 - _ .",
-                name.value
-            ),
-        );
-    }
+    named_items(node, "upstreams", "upstream", p, decode_upstream).0
 }
 
 fn decode_upstream(

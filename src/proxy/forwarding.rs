@@ -144,11 +144,7 @@ mod tests {
     use super::*;
 
     fn req(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
+        crate::test_util::request_header("/", headers)
     }
 
     #[test]

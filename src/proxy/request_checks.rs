@@ -148,14 +148,7 @@ pub fn check_path(req: &RequestHeader, limits: &RequestLimits) -> Result<Normali
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn req(target: &str, headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
-    }
+    use crate::test_util::request_header as req;
 
     #[test]
     fn host_rules() {
