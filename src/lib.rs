@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod limits;
 pub mod observe;
 pub mod proxy;
 pub mod routing;

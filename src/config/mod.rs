@@ -10,6 +10,8 @@ pub mod decode;
 pub mod diag;
 pub mod duration;
 pub mod jwt_schema;
+pub mod limits_model;
+mod limits_schema;
 pub mod model;
 mod schema;
 mod validate;
@@ -17,6 +19,7 @@ pub mod yaml;
 
 pub use auth_model::*;
 pub use diag::Problems;
+pub use limits_model::*;
 pub use model::*;
 
 /// Read and validate the configuration file at `path`.

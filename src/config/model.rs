@@ -8,12 +8,14 @@ use http::{HeaderName, HeaderValue};
 use super::auth_model::{AuthConfig, RouteAuthConfig};
 use super::cidr::Cidr;
 use super::decode::Spanned;
+use super::limits_model::RateLimitConfig;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
     pub upstreams: Vec<UpstreamConfig>,
     pub auth: Vec<AuthConfig>,
+    pub rate_limits: Vec<RateLimitConfig>,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -180,4 +182,6 @@ pub struct RouteConfig {
     pub response_headers: HeaderRulesConfig,
     pub timeout: Option<Duration>,
     pub auth: RouteAuthConfig,
+    /// Rate-limit policies applied to this route, by name.
+    pub rate_limit: Vec<Spanned<String>>,
 }

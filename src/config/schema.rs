@@ -11,12 +11,14 @@ use super::auth_schema::{decode_auth, decode_route_auth};
 use super::cidr::Cidr;
 use super::decode::{check_name, index, named_items, Decode, Entries, Fields, Spanned};
 use super::diag::{did_you_mean, Problems};
+use super::limits_model::RateLimitConfig;
+use super::limits_schema::decode_rate_limits;
 use super::model::*;
 
 use super::yaml::Node;
 use crate::routing::normalize::normalize_target;
 
-const TOP: &[&str] = &["server", "upstreams", "auth", "routes"];
+const TOP: &[&str] = &["server", "upstreams", "auth", "rate_limits", "routes"];
 
 /// The sections of a document, each decoded as far as it could be, so cross-item checks can
 /// run even when some item is broken.
@@ -26,6 +28,8 @@ pub struct Parts {
     pub auth: Vec<AuthConfig>,
     /// Every authenticator name declared, including broken ones.
     pub auth_names: Vec<String>,
+    pub rate_limits: Vec<RateLimitConfig>,
+    pub limit_names: Vec<String>,
     /// Per route in file order; `None` where the route itself is unusable.
     pub routes: Vec<Option<RouteConfig>>,
     pub complete: bool,
@@ -40,6 +44,7 @@ impl Parts {
             server: self.server?,
             upstreams: self.upstreams,
             auth: self.auth,
+            rate_limits: self.rate_limits,
             routes: self.routes.into_iter().collect::<Option<_>>()?,
         })
     }
@@ -59,6 +64,8 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
             upstreams: Vec::new(),
             auth: Vec::new(),
             auth_names: Vec::new(),
+            rate_limits: Vec::new(),
+            limit_names: Vec::new(),
             routes: Vec::new(),
             complete: false,
         };
@@ -69,6 +76,8 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
             upstreams: Vec::new(),
             auth: Vec::new(),
             auth_names: Vec::new(),
+            rate_limits: Vec::new(),
+            limit_names: Vec::new(),
             routes: Vec::new(),
             complete: false,
         };
@@ -90,6 +99,10 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
     };
     let (auth, auth_names) = match f.node("auth") {
         Some(node) => decode_auth(node, base_dir, p),
+        None => (Vec::new(), Vec::new()),
+    };
+    let (rate_limits, limit_names) = match f.node("rate_limits") {
+        Some(node) => decode_rate_limits(node, p),
         None => (Vec::new(), Vec::new()),
     };
     let routes: Vec<Option<RouteConfig>> = match f.node("routes") {
@@ -114,6 +127,8 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
         upstreams,
         auth,
         auth_names,
+        rate_limits,
+        limit_names,
         routes,
         complete,
     }
@@ -610,6 +625,7 @@ fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig
         "auth",
         "require",
         "forward_credential",
+        "rate_limit",
     ];
     let f = Fields::new(node, path, FIELDS, p)?;
     let auth = decode_route_auth(&f, p);
@@ -648,6 +664,7 @@ fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig
         response_headers: response_headers?,
         timeout,
         auth: auth?,
+        rate_limit: f.or("rate_limit", Vec::new(), p),
     })
 }
 

@@ -15,6 +15,7 @@ pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
     check_targets(&parts.upstreams, p);
     check_routes(&parts.routes, upstream_names, p);
     check_route_auth(&parts.routes, &parts.auth_names, p);
+    check_route_limits(&parts.routes, &parts.limit_names, p);
 }
 
 fn check_listeners(server: &ServerConfig, p: &mut Problems) {
@@ -120,6 +121,27 @@ fn check_route_auth(routes: &[Option<RouteConfig>], auth_names: &[String], p: &m
                     a.pos,
                     &format!("routes[{i}].auth[{j}]"),
                     format!("route names undefined authenticator `{}`{hint}", a.value),
+                );
+            }
+        }
+    }
+}
+
+fn check_route_limits(routes: &[Option<RouteConfig>], names: &[String], p: &mut Problems) {
+    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+    for (i, r) in routes.iter().enumerate() {
+        let Some(r) = r else { continue };
+        for (j, l) in r.rate_limit.iter().enumerate() {
+            if !known.contains(&l.value.as_str()) {
+                let hint = match did_you_mean(&l.value, &known) {
+                    Some(s) => format!("; did you mean `{s}`?"),
+                    None if known.is_empty() => "; no policies are defined under `rate_limits:`".to_string(),
+                    None => format!("; defined policies: {}", known.join(", ")),
+                };
+                p.add(
+                    l.pos,
+                    &format!("routes[{i}].rate_limit[{j}]"),
+                    format!("route names undefined rate limit `{}`{hint}", l.value),
                 );
             }
         }

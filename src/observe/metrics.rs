@@ -16,6 +16,7 @@ pub struct Metrics {
     pub upstream_healthy: IntGaugeVec,
     pub config_reloads: IntCounterVec,
     pub jwks_fetches: IntCounterVec,
+    pub ratelimit_decisions: IntCounterVec,
 }
 
 // The definitions are constants: creating them fails only on an invalid name, which the
@@ -59,6 +60,11 @@ impl Metrics {
             "JWKS fetches by URL and result (success or failure).",
             &["url", "result"],
         )?;
+        let ratelimit_decisions = counter(
+            "portcullis_ratelimit_decisions_total",
+            "Rate-limit decisions by policy and decision (allow, reject, missing_key).",
+            &["policy", "decision"],
+        )?;
         let request_duration = register(
             &registry,
             HistogramVec::new(
@@ -99,6 +105,7 @@ impl Metrics {
             upstream_healthy,
             config_reloads,
             jwks_fetches,
+            ratelimit_decisions,
         })
     }
 

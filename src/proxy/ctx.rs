@@ -39,6 +39,8 @@ pub struct RequestCtx {
     pub identity: Option<Identity>,
     /// Identity headers to set upstream (computed and checked when authenticating).
     pub identity_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// `RateLimit` headers for the response.
+    pub ratelimit_headers: Vec<(&'static str, String)>,
 }
 
 impl RequestCtx {
@@ -61,6 +63,7 @@ impl RequestCtx {
             gateway_status: None,
             identity: None,
             identity_headers: Vec::new(),
+            ratelimit_headers: Vec::new(),
         }
     }
 

@@ -26,6 +26,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, Result};
 
 use crate::auth::{self, credentials, Denied};
+use crate::limits::{self, headers as limit_headers, Missing, Outcome};
 use crate::observe::access_log::{self, AccessEntry};
 use crate::observe::metrics;
 use crate::routing::normalize::strip_segment_prefix;
@@ -83,6 +84,41 @@ impl Gateway {
             }
             Err(Denied::Unauthenticated(why)) => return Err(Problem::unauthenticated(why)),
             Err(Denied::Forbidden(scopes)) => return Err(Problem::forbidden(&scopes)),
+        }
+        if !route.limits.is_empty() {
+            let identity = ctx.identity.as_ref();
+            match limits::decide(&route.limits, &snapshot.policies, identity, ctx.client_ip, req) {
+                Outcome::Allowed(items) => {
+                    ctx.ratelimit_headers = limit_headers::headers(&items, &snapshot.policies)
+                }
+                Outcome::Limited(items) => {
+                    let mut problem = Problem::quota_exceeded(
+                        limit_headers::retry_after(&items),
+                        limit_headers::violated(&items),
+                    );
+                    for (name, value) in limit_headers::headers(&items, &snapshot.policies) {
+                        problem = problem.with_header(name, value);
+                    }
+                    return Err(problem);
+                }
+                Outcome::NoKey {
+                    missing: Missing::Identity,
+                    ..
+                } => {
+                    return Err(Problem::unauthenticated(
+                        "rate limit needs an authenticated consumer",
+                    ))
+                }
+                Outcome::NoKey {
+                    missing: Missing::Header,
+                    ..
+                } => {
+                    return Err(Problem::new(
+                        400,
+                        "the request lacks the header its rate limit is keyed on",
+                    ))
+                }
+            }
         }
         let upstream_path = match &route.strip_prefix {
             Some(prefix) => strip_segment_prefix(&ctx.path, prefix),
@@ -252,6 +288,9 @@ impl ProxyHttp for Gateway {
             route.response_headers.apply(resp);
         }
         resp.insert_header(forwarding::X_REQUEST_ID, ctx.request_id.as_str())?;
+        for (name, value) in &ctx.ratelimit_headers {
+            resp.insert_header(*name, value.as_str())?;
+        }
         Ok(())
     }
 

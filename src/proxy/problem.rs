@@ -17,6 +17,10 @@ pub struct Problem {
     pub headers: Vec<(&'static str, String)>,
     /// Close the client connection afterwards (the request's framing can't be trusted).
     pub close: bool,
+    /// The problem `type` (RFC 9457); `about:blank` unless a registered type applies.
+    pub type_uri: &'static str,
+    /// Extension members, as a JSON fragment (`"name":value,...`).
+    pub extension: Option<String>,
 }
 
 impl Problem {
@@ -26,6 +30,8 @@ impl Problem {
             detail,
             headers: Vec::new(),
             close: false,
+            type_uri: "about:blank",
+            extension: None,
         }
     }
 
@@ -65,13 +71,29 @@ impl Problem {
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("Error");
+        let extension = self
+            .extension
+            .as_deref()
+            .map(|e| format!(",{e}"))
+            .unwrap_or_default();
         format!(
-            r#"{{"type":"about:blank","title":"{}","status":{},"detail":"{}","request_id":"{}"}}"#,
+            r#"{{"type":"{}","title":"{}","status":{},"detail":"{}","request_id":"{}"{}}}"#,
+            json_escape(self.type_uri),
             json_escape(title),
             self.status,
             json_escape(self.detail),
-            json_escape(request_id)
+            json_escape(request_id),
+            extension
         )
+    }
+
+    /// 429 for an exhausted rate limit (RFC 9457 registered type `quota-exceeded`).
+    pub fn quota_exceeded(retry_after: u64, violated_policies: String) -> Problem {
+        let mut p =
+            Problem::new(429, "rate limit exceeded").with_header("retry-after", retry_after.to_string());
+        p.type_uri = "https://iana.org/assignments/http-problem-types#quota-exceeded";
+        p.extension = Some(violated_policies);
+        p
     }
 
     /// Write the whole response to the client.

@@ -36,10 +36,17 @@ pub struct Route {
     pub response_headers: HeaderRules,
     pub timeout: Option<Duration>,
     pub auth: RouteAuth,
+    /// Indexes of the route's rate-limit policies in the snapshot.
+    pub limits: Vec<usize>,
 }
 
 impl Route {
-    pub fn compile(cfg: &RouteConfig, upstream: usize, authenticators: &[Authenticator]) -> Route {
+    pub fn compile(
+        cfg: &RouteConfig,
+        upstream: usize,
+        authenticators: &[Authenticator],
+        policies: &[String],
+    ) -> Route {
         Route {
             name: cfg.name.value.clone(),
             path: cfg.matcher.path.clone(),
@@ -51,6 +58,11 @@ impl Route {
             response_headers: HeaderRules::compile(&cfg.response_headers),
             timeout: cfg.timeout,
             auth: RouteAuth::compile(&cfg.auth, authenticators),
+            limits: cfg
+                .rate_limit
+                .iter()
+                .filter_map(|name| policies.iter().position(|p| *p == name.value))
+                .collect(),
         }
     }
 
@@ -245,6 +257,7 @@ mod tests {
             response_headers: HeaderRules::default(),
             timeout: None,
             auth: RouteAuth::default(),
+            limits: Vec::new(),
         }
     }
 

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use crate::auth::Authenticator;
 use crate::config::cidr::Cidr;
 use crate::config::{Config, RequestLimits};
+use crate::limits::Policy;
 use crate::routing::{Route, RouteTable};
 use crate::upstream::Pool;
 
@@ -30,6 +31,7 @@ pub struct Snapshot {
     pub authenticators: Vec<Authenticator>,
     /// Every header an authenticator forwards; client copies are removed on every route.
     pub identity_headers: Vec<http::HeaderName>,
+    pub policies: Vec<Policy>,
     pub settings: RequestSettings,
     /// Per route (same index as `routes.routes`), the pre-resolved duration histogram.
     pub route_durations: Vec<prometheus::Histogram>,
@@ -64,6 +66,8 @@ impl Snapshot {
                 identity_headers.push(h.clone());
             }
         }
+        let policies: Vec<Policy> = config.rate_limits.iter().map(Policy::compile).collect();
+        let policy_names: Vec<String> = policies.iter().map(|p| p.name.clone()).collect();
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut hosts = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
@@ -77,7 +81,7 @@ impl Snapshot {
                         r.name.value, r.upstream.value
                     )
                 })?;
-            routes.push(Route::compile(r, upstream, &authenticators));
+            routes.push(Route::compile(r, upstream, &authenticators, &policy_names));
             hosts.push(r.matcher.hosts.clone());
         }
         let m = crate::observe::metrics::get();
@@ -90,6 +94,7 @@ impl Snapshot {
             pools,
             authenticators,
             identity_headers,
+            policies,
             settings: RequestSettings {
                 limits: config.server.limits,
                 trusted_proxies: config.server.trusted_proxies.clone(),

@@ -1,0 +1,48 @@
+//! The `rate_limits:` section and the route-level `rate_limit` list, as validated values.
+
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::decode::Spanned;
+
+/// One part of a rate-limit key; several parts make a composite key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    /// The authenticated consumer (JWT `sub` or API-key consumer).
+    Consumer,
+    Ip,
+    Header(HeaderName),
+    /// A claim of the verified JWT.
+    Claim(String),
+}
+
+/// `requests` per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub requests: u64,
+    pub per: Duration,
+}
+
+/// What to do when a request lacks a part of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKey {
+    /// 401 when the consumer or a claim is missing, 400 when a header is.
+    Reject,
+    /// Limit by client IP instead.
+    Ip,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub name: Spanned<String>,
+    pub key: Vec<KeyPart>,
+    pub limits: Vec<Limit>,
+    pub missing_key: MissingKey,
+    /// Plan name (from API keys or a `plan` claim) -> limits replacing `limits`.
+    pub plans: Vec<(String, Vec<Limit>)>,
+    /// Keys the local store is sized for (count-min sketch width).
+    pub expected_keys: usize,
+    /// Also send `X-RateLimit-Limit/Remaining/Reset`.
+    pub legacy_headers: bool,
+}

@@ -1,0 +1,212 @@
+//! Decoding `rate_limits:` policies.
+
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::decode::{index, named_items, Fields, Spanned};
+use super::diag::Problems;
+use super::limits_model::*;
+use super::yaml::Node;
+
+const FIELDS: &[&str] = &[
+    "key",
+    "limits",
+    "missing_key",
+    "store",
+    "on_store_error",
+    "plans",
+    "expected_keys",
+    "legacy_headers",
+];
+
+pub fn decode_rate_limits(node: &Node, p: &mut Problems) -> (Vec<RateLimitConfig>, Vec<String>) {
+    named_items(node, "rate_limits", "rate limit", p, decode_policy)
+}
+
+fn decode_policy(
+    name: Spanned<String>,
+    node: &Node,
+    path: &str,
+    p: &mut Problems,
+) -> Option<RateLimitConfig> {
+    let f = Fields::new(node, path, FIELDS, p)?;
+    let key = decode_key(&f, p);
+    let limits = match f.node("limits") {
+        Some(n) => decode_limits(n, &f.path_of("limits"), p),
+        None => {
+            p.add(f.pos(), &f.path_of("limits"), "missing required field `limits`");
+            None
+        }
+    };
+    let missing_key = match f.opt::<Spanned<String>>("missing_key", p) {
+        None => Some(MissingKey::Reject),
+        Some(s) if s.value == "reject" => Some(MissingKey::Reject),
+        Some(s) if s.value == "ip" => Some(MissingKey::Ip),
+        Some(s) => {
+            p.add(
+                s.pos,
+                &f.path_of("missing_key"),
+                format!("unknown value `{}`; expected reject or ip", s.value),
+            );
+            None
+        }
+    };
+    if let Some(store) = f.opt::<Spanned<String>>("store", p) {
+        match store.value.as_str() {
+            "local" => {}
+            "redis" => p.add(
+                store.pos,
+                &f.path_of("store"),
+                "store: redis is not available yet in this version; use store: local",
+            ),
+            other => p.add(
+                store.pos,
+                &f.path_of("store"),
+                format!("unknown value `{other}`; expected local or redis"),
+            ),
+        }
+    }
+    if f.has("on_store_error") {
+        p.add(
+            f.pos(),
+            &f.path_of("on_store_error"),
+            "on_store_error applies to store: redis only",
+        );
+    }
+    let plans = match f.node("plans") {
+        None => Some(Vec::new()),
+        Some(Node::Map { entries, .. }) => {
+            let decoded: Vec<Option<(String, Vec<Limit>)>> = entries
+                .iter()
+                .map(|(k, v)| {
+                    let plan = super::decode::scalar(k, &f.path_of("plans"), "a plan name", p)?.to_string();
+                    let limits = decode_limits(v, &format!("{}.{plan}", f.path_of("plans")), p)?;
+                    Some((plan, limits))
+                })
+                .collect();
+            decoded.into_iter().collect()
+        }
+        Some(other) => {
+            p.add(
+                other.pos(),
+                &f.path_of("plans"),
+                format!("expected a mapping of plan names, found {}", other.kind()),
+            );
+            None
+        }
+    };
+    let expected_keys: usize = f.or("expected_keys", 100_000, p);
+    if !(1..=50_000_000).contains(&expected_keys) {
+        p.add(
+            f.pos(),
+            &f.path_of("expected_keys"),
+            "must be between 1 and 50000000",
+        );
+    }
+    Some(RateLimitConfig {
+        name,
+        key: key?,
+        limits: limits?,
+        missing_key: missing_key?,
+        plans: plans?,
+        expected_keys,
+        legacy_headers: f.or("legacy_headers", false, p),
+    })
+}
+
+/// `key: consumer` or a list for a composite key.
+fn decode_key(f: &Fields<'_>, p: &mut Problems) -> Option<Vec<KeyPart>> {
+    let parts: Vec<Spanned<String>> = match f.node("key") {
+        None => {
+            p.add(
+                f.pos(),
+                &f.path_of("key"),
+                "missing required field `key` (consumer, ip, header:NAME or claim:NAME)",
+            );
+            return None;
+        }
+        Some(Node::Seq { .. }) => f.req("key", p)?,
+        Some(_) => vec![f.req("key", p)?],
+    };
+    let decoded: Vec<Option<KeyPart>> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let part = match s.value.as_str() {
+                "consumer" => Some(KeyPart::Consumer),
+                "ip" => Some(KeyPart::Ip),
+                v => match v.split_once(':') {
+                    Some(("header", h)) => HeaderName::from_bytes(h.as_bytes()).ok().map(KeyPart::Header),
+                    Some(("claim", c)) if !c.is_empty() => Some(KeyPart::Claim(c.to_string())),
+                    _ => None,
+                },
+            };
+            if part.is_none() {
+                p.add(
+                    s.pos,
+                    &index(&f.path_of("key"), i),
+                    format!("`{}`: expected consumer, ip, header:NAME or claim:NAME", s.value),
+                );
+            }
+            part
+        })
+        .collect();
+    let parts: Vec<KeyPart> = decoded.into_iter().collect::<Option<_>>()?;
+    if parts.is_empty() {
+        p.add(f.pos(), &f.path_of("key"), "needs at least one key part");
+        return None;
+    }
+    Some(parts)
+}
+
+fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<Limit>> {
+    let Node::Seq { items, .. } = node else {
+        p.add(
+            node.pos(),
+            path,
+            format!(
+                "expected a list such as [{{ requests: 10, per: 1s }}], found {}",
+                node.kind()
+            ),
+        );
+        return None;
+    };
+    if items.is_empty() {
+        p.add(node.pos(), path, "needs at least one limit");
+        return None;
+    }
+    let decoded: Vec<Option<Limit>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let path = index(path, i);
+            let f = Fields::new(item, &path, &["requests", "per"], p)?;
+            let requests: Option<u64> = f.req("requests", p);
+            let per: Option<Duration> = f.req("per", p);
+            let (requests, per) = (requests?, per?);
+            if requests == 0 {
+                p.add(f.pos(), &f.path_of("requests"), "must be at least 1");
+                return None;
+            }
+            if per < Duration::from_secs(1) || per.subsec_millis() != 0 {
+                p.add(
+                    f.pos(),
+                    &f.path_of("per"),
+                    "must be a whole number of seconds, at least 1s",
+                );
+                return None;
+            }
+            Some(Limit { requests, per })
+        })
+        .collect();
+    let limits: Vec<Limit> = decoded.into_iter().collect::<Option<_>>()?;
+    let mut windows: Vec<Duration> = limits.iter().map(|l| l.per).collect();
+    windows.sort();
+    windows.dedup();
+    if windows.len() != limits.len() {
+        p.add(node.pos(), path, "two limits use the same `per` window");
+        return None;
+    }
+    Some(limits)
+}

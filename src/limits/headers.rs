@@ -1,0 +1,111 @@
+//! Rate-limit response headers per draft-ietf-httpapi-ratelimit-headers:
+//! `RateLimit-Policy: "name";q=100;w=60` for every limit that applied, and
+//! `RateLimit: "name";r=42;t=17` for the one closest to exhaustion. Optional legacy
+//! `X-RateLimit-Limit/Remaining/Reset` carry the same three numbers for that limit.
+
+use super::{ItemState, Policy};
+
+/// Headers for a response on a rate-limited route (allowed or refused).
+pub fn headers(items: &[ItemState], policies: &[Policy]) -> Vec<(&'static str, String)> {
+    let Some(binding) = binding(items) else {
+        return Vec::new();
+    };
+    let policy_list = items
+        .iter()
+        .map(|i| {
+            format!(
+                "\"{}\";q={};w={}",
+                i.item,
+                i.limit.requests,
+                i.limit.per.as_secs()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = vec![
+        ("ratelimit-policy", policy_list),
+        (
+            "ratelimit",
+            format!(
+                "\"{}\";r={};t={}",
+                binding.item, binding.remaining, binding.reset_secs
+            ),
+        ),
+    ];
+    if policies.get(binding.policy).is_some_and(|p| p.legacy_headers) {
+        out.push(("x-ratelimit-limit", binding.limit.requests.to_string()));
+        out.push(("x-ratelimit-remaining", binding.remaining.to_string()));
+        out.push(("x-ratelimit-reset", binding.reset_secs.to_string()));
+    }
+    out
+}
+
+/// The limit closest to exhaustion: an exceeded one first, then the fewest remaining, then
+/// the latest reset.
+fn binding(items: &[ItemState]) -> Option<&ItemState> {
+    items
+        .iter()
+        .max_by_key(|i| (i.exceeded, std::cmp::Reverse(i.remaining), i.reset_secs))
+}
+
+/// Seconds a refused client should wait: no earlier than the latest reset of an exceeded limit.
+pub fn retry_after(items: &[ItemState]) -> u64 {
+    items
+        .iter()
+        .filter(|i| i.exceeded)
+        .map(|i| i.reset_secs)
+        .max()
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The `violated-policies` member of the 429 problem body.
+pub fn violated(items: &[ItemState]) -> String {
+    let names: Vec<String> = items
+        .iter()
+        .filter(|i| i.exceeded)
+        .map(|i| format!("\"{}\"", i.item))
+        .collect();
+    format!("\"violated-policies\":[{}]", names.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limit;
+    use std::time::Duration;
+
+    fn item(name: &str, q: u64, w: u64, r: u64, t: u64, exceeded: bool) -> ItemState {
+        ItemState {
+            item: name.into(),
+            policy: 0,
+            limit: Limit {
+                requests: q,
+                per: Duration::from_secs(w),
+            },
+            remaining: r,
+            reset_secs: t,
+            exceeded,
+        }
+    }
+
+    #[test]
+    fn formats_draft_headers() {
+        let items = [
+            item("p-1s", 10, 1, 7, 1, false),
+            item("p-3600s", 1000, 3600, 3, 1200, false),
+        ];
+        let h = headers(&items, &[]);
+        assert_eq!(
+            h[0],
+            (
+                "ratelimit-policy",
+                "\"p-1s\";q=10;w=1, \"p-3600s\";q=1000;w=3600".to_string()
+            )
+        );
+        assert_eq!(h[1], ("ratelimit", "\"p-3600s\";r=3;t=1200".to_string()));
+        let refused = [item("p", 10, 1, 0, 1, true), item("q", 5, 60, 0, 40, true)];
+        assert_eq!(retry_after(&refused), 40);
+        assert_eq!(violated(&refused), "\"violated-policies\":[\"p\",\"q\"]");
+    }
+}

@@ -1,0 +1,77 @@
+//! The local store: sliding-window estimates over `pingora-limits` count-min sketches.
+//!
+//! Each window length gets one `Rate` (two sketches: the current and the previous fixed
+//! window). A key's usage is estimated as `previous × (1 − elapsed fraction) + current`, which
+//! smooths the 2× burst a plain fixed window allows at its edges. Sketch collisions can only
+//! over-count, so a key under its limit may in rare cases be refused but never over-admitted;
+//! the sketch is sized from `expected_keys` to keep that rare. Memory is fixed whatever the
+//! number of keys: 2 sketches × 4 rows × slots × 8 bytes per window.
+
+use std::time::Duration;
+
+use pingora_limits::rate::{Rate, RateComponents};
+
+const HASHES: usize = 4;
+
+pub struct LocalWindows {
+    windows: Vec<(Duration, Rate)>,
+    slots: usize,
+}
+
+/// A window's estimate for one key.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// Requests counted in the sliding window.
+    pub estimate: f64,
+    /// Seconds until the current fixed window ends.
+    pub reset_secs: u64,
+}
+
+impl LocalWindows {
+    /// One sketch pair per distinct window length; 8 slots per expected key keeps collisions
+    /// rare (each row's expected noise is total requests / slots).
+    pub fn new(windows: &[Duration], expected_keys: usize) -> LocalWindows {
+        let slots = expected_keys
+            .saturating_mul(8)
+            .next_power_of_two()
+            .clamp(1024, 1 << 26);
+        let mut distinct: Vec<Duration> = windows.to_vec();
+        distinct.sort();
+        distinct.dedup();
+        LocalWindows {
+            windows: distinct
+                .into_iter()
+                .map(|w| (w, Rate::new_with_estimator_config(w, HASHES, slots)))
+                .collect(),
+            slots,
+        }
+    }
+
+    /// Bytes held by the sketches (fixed at construction).
+    pub fn memory_bytes(&self) -> usize {
+        self.windows.len() * 2 * HASHES * self.slots * std::mem::size_of::<isize>()
+    }
+
+    pub fn usage(&self, key: &str, per: Duration) -> Usage {
+        let Some((_, rate)) = self.windows.iter().find(|(w, _)| *w == per) else {
+            return Usage {
+                estimate: 0.0,
+                reset_secs: per.as_secs(),
+            };
+        };
+        rate.rate_with(&key, |c: RateComponents| {
+            let fraction = c.current_interval_fraction.clamp(0.0, 1.0);
+            Usage {
+                estimate: c.prev_samples.max(0) as f64 * (1.0 - fraction) + c.curr_samples.max(0) as f64,
+                reset_secs: ((1.0 - fraction) * c.interval.as_secs_f64()).ceil().max(1.0) as u64,
+            }
+        })
+    }
+
+    /// Count one admitted request for `key` in every window.
+    pub fn record(&self, key: &str) {
+        for (_, rate) in &self.windows {
+            rate.observe(&key, 1);
+        }
+    }
+}
