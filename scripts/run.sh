@@ -26,7 +26,12 @@ cat <<'TRY'
 
 ==> try it (in another terminal):
   curl -i localhost:8080/users/42                          # round robin over 9001 and 9002 (weight 3)
-  curl -i -H 'x-user-id: alice' localhost:8080/api/orders/7  # sticky hash; upstream sees /orders/7
+  curl -i localhost:8080/api/orders/7                      # 401: the orders route needs an API key
+  curl -i -H 'x-api-key: demo-key-not-secret' -H 'x-user-id: alice' localhost:8080/api/orders/7
+                                                           # authenticated, rate limited (RateLimit headers),
+                                                           # sticky hash; upstream sees /orders/7 + X-Consumer-Id
+  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code} ' -H 'x-api-key: demo-key-not-secret' localhost:8080/api/orders/7; done; echo
+                                                           # 200 x5, then 429 (5 requests per 10 s)
   curl -i -H 'x-tenant: acme' -H 'Host: eu.example.com' localhost:8080/users/1   # host + header route
   curl -i -X DELETE localhost:8080/users/42                # 405 with Allow, problem+json
   curl -i localhost:8080/nothing-here                      # 404 problem+json

@@ -96,7 +96,7 @@ fn decode_policy(
             None
         }
     };
-    let expected_keys: usize = f.or("expected_keys", 100_000, p);
+    let expected_keys: usize = f.or("expected_keys", 10_000, p);
     if !(1..=50_000_000).contains(&expected_keys) {
         p.add(
             f.pos(),
