@@ -30,7 +30,7 @@ struct Daemon {
 impl Daemon {
     fn start(body: &str) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (port, admin_port) = (free_port(), free_port());
+        let (port, admin_port) = two_free_ports();
         let d = dir.path().display().to_string();
         let server = format!(
             "server:\n  listen: [\"127.0.0.1:{port}\"]\n  admin: \"127.0.0.1:{admin_port}\"\n  threads: 2\n  pid_file: {d}/portcullis.pid\n  upgrade_sock: {d}/upgrade.sock\n  error_log: {d}/error.log\n  grace_period: 2s\n  shutdown_timeout: 1s\n"

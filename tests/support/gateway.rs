@@ -226,8 +226,7 @@ fn try_launch(
         .prefix("portcullis-test-")
         .tempdir()
         .expect("create gateway temp dir");
-    let port = free_port();
-    let admin_port = free_port();
+    let (port, admin_port) = two_free_ports();
     let config = format!(
         "{}\n{body}",
         server_section(dir.path(), port, admin_port, server_extra)
@@ -341,6 +340,15 @@ fn server_section(dir: &Path, port: u16, admin_port: u16, extra: &str) -> String
         s.push('\n');
     }
     s
+}
+
+/// Two distinct ephemeral ports: both probe sockets stay open until both ports are known,
+/// so the kernel cannot hand out the same port twice.
+pub fn two_free_ports() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = |l: &TcpListener| l.local_addr().map(|a| a.port()).expect("local addr");
+    (port(&a), port(&b))
 }
 
 /// An ephemeral loopback port that was free a moment ago. Racy by nature;
