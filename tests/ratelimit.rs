@@ -225,3 +225,54 @@ fn check_reports_rate_limit_mistakes() {
         assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
     }
 }
+
+#[test]
+fn a_plan_overrides_the_policy_limits_for_its_consumers() {
+    let hash = |key: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(BIN)
+            .arg("hash-key")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("hash-key");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(key.as_bytes())
+            .expect("key");
+        String::from_utf8_lossy(&child.wait_with_output().expect("output").stdout)
+            .trim()
+            .to_string()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.yaml");
+    std::fs::write(
+        &keys,
+        format!(
+            "keys:\n  - {{ sha256: {}, consumer: small, plan: free }}\n  - {{ sha256: {}, consumer: big, plan: gold }}\n",
+            hash("free-key"),
+            hash("gold-key")
+        ),
+    )
+    .expect("keys");
+    let up = Upstream::start("app");
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  app:\n    targets: [\"{}\"]\nauth:\n  k:\n    type: api_key\n    from: [\"header:x-api-key\"]\n    keys_file: {}\nrate_limits:\n  p:\n    key: consumer\n    limits: [{{ requests: 2, per: 1h }}]\n    plans: {{ gold: [{{ requests: 5, per: 1h }}] }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: app, auth: [k], rate_limit: [p] }}\n",
+        up.addr(),
+        keys.display()
+    ));
+    let send = |key: &str| request(gw.addr(), "GET", "localhost", "/x", &[("x-api-key", key)], b"");
+    let free: Vec<u16> = (0..3).map(|_| send("free-key").status).collect();
+    assert_eq!(free, vec![200, 200, 429]);
+    let gold: Vec<u16> = (0..6).map(|_| send("gold-key").status).collect();
+    assert_eq!(gold, vec![200, 200, 200, 200, 200, 429]);
+    assert_eq!(
+        send("gold-key").header("ratelimit-policy"),
+        Some("\"p\";q=5;w=3600")
+    );
+    // Without a consumer the consumer-keyed policy cannot apply: 401, not a shared bucket.
+    assert_eq!(gw.get("/x").status, 401);
+    assert_eq!(up.count(), 7);
+}
