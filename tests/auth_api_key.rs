@@ -10,24 +10,6 @@ use support::*;
 const GOOD: &str = "pk_live_acme_7f3a9c";
 const READER: &str = "pk_live_reader_11b2";
 
-fn sha256_hex(key: &str) -> String {
-    let mut child = Command::new(BIN)
-        .arg("hash-key")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("hash-key");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(key.as_bytes())
-        .expect("write key");
-    let out = child.wait_with_output().expect("hash-key output");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 struct Setup {
     up: Upstream,
     gw: Gateway,
@@ -41,8 +23,8 @@ fn setup() -> Setup {
         &file,
         format!(
             "keys:\n  - {{ sha256: {}, consumer: acme, plan: gold, scopes: [orders:read, orders:write] }}\n  - {{ sha256: {}, consumer: reader, scopes: [orders:read] }}\n",
-            sha256_hex(GOOD),
-            sha256_hex(READER)
+            hash_key(GOOD),
+            hash_key(READER)
         ),
     )
     .expect("write keys");
@@ -239,10 +221,7 @@ fn a_reload_applies_key_changes() {
     let rotated = "pk_live_rotated_9d";
     std::fs::write(
         &file,
-        format!(
-            "keys:\n  - {{ sha256: {}, consumer: acme }}\n",
-            sha256_hex(rotated)
-        ),
+        format!("keys:\n  - {{ sha256: {}, consumer: acme }}\n", hash_key(rotated)),
     )
     .expect("rewrite keys");
     let out = Command::new(BIN)

@@ -228,32 +228,14 @@ fn check_reports_rate_limit_mistakes() {
 
 #[test]
 fn a_plan_overrides_the_policy_limits_for_its_consumers() {
-    let hash = |key: &str| {
-        use std::io::Write;
-        let mut child = std::process::Command::new(BIN)
-            .arg("hash-key")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("hash-key");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(key.as_bytes())
-            .expect("key");
-        String::from_utf8_lossy(&child.wait_with_output().expect("output").stdout)
-            .trim()
-            .to_string()
-    };
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = dir.path().join("keys.yaml");
     std::fs::write(
         &keys,
         format!(
             "keys:\n  - {{ sha256: {}, consumer: small, plan: free }}\n  - {{ sha256: {}, consumer: big, plan: gold }}\n",
-            hash("free-key"),
-            hash("gold-key")
+            hash_key("free-key"),
+            hash_key("gold-key")
         ),
     )
     .expect("keys");

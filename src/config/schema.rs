@@ -36,6 +36,19 @@ pub struct Parts {
 }
 
 impl Parts {
+    fn empty() -> Parts {
+        Parts {
+            server: None,
+            upstreams: Vec::new(),
+            auth: Vec::new(),
+            auth_names: Vec::new(),
+            rate_limits: Vec::new(),
+            limit_names: Vec::new(),
+            routes: Vec::new(),
+            complete: false,
+        }
+    }
+
     pub fn into_config(self) -> Option<Config> {
         if !self.complete {
             return None;
@@ -59,28 +72,10 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
             "",
             "the configuration is empty; it needs at least `server:` with `listen`",
         );
-        return Parts {
-            server: None,
-            upstreams: Vec::new(),
-            auth: Vec::new(),
-            auth_names: Vec::new(),
-            rate_limits: Vec::new(),
-            limit_names: Vec::new(),
-            routes: Vec::new(),
-            complete: false,
-        };
+        return Parts::empty();
     }
     let Some(f) = Fields::new(root, "", TOP, p) else {
-        return Parts {
-            server: None,
-            upstreams: Vec::new(),
-            auth: Vec::new(),
-            auth_names: Vec::new(),
-            rate_limits: Vec::new(),
-            limit_names: Vec::new(),
-            routes: Vec::new(),
-            complete: false,
-        };
+        return Parts::empty();
     };
     let server = match f.node("server") {
         Some(node) => decode_server(node, "server", p),

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use super::decode::Spanned;
 use super::diag::{did_you_mean, Problems};
 use super::model::{MatchConfig, PathMatch, RouteConfig, ServerConfig, UpstreamConfig};
 use super::schema::Parts;
@@ -68,18 +69,14 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
                 ),
             );
         }
-        if !names.contains(&r.upstream.value.as_str()) {
-            let hint = match did_you_mean(&r.upstream.value, &names) {
-                Some(s) => format!("; did you mean `{s}`?"),
-                None if names.is_empty() => "; no upstreams are defined".to_string(),
-                None => format!("; defined upstreams: {}", names.join(", ")),
-            };
-            p.add(
-                r.upstream.pos,
-                &format!("{path}.upstream"),
-                format!("route names undefined upstream `{}`{hint}", r.upstream.value),
-            );
-        }
+        check_reference(
+            p,
+            &r.upstream,
+            &format!("{path}.upstream"),
+            "upstream",
+            "upstreams",
+            &names,
+        );
         if let Some(strip) = &r.strip_prefix {
             let route_path = r.matcher.path.text();
             if !has_segment_prefix(route_path, &strip.value) {
@@ -107,45 +104,68 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
 }
 
 fn check_route_auth(routes: &[Option<RouteConfig>], auth_names: &[String], p: &mut Problems) {
-    let names: Vec<&str> = auth_names.iter().map(String::as_str).collect();
-    for (i, r) in routes.iter().enumerate() {
-        let Some(r) = r else { continue };
+    let known: Vec<&str> = auth_names.iter().map(String::as_str).collect();
+    for (i, r) in routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+    {
         for (j, a) in r.auth.authenticators.iter().enumerate() {
-            if !names.contains(&a.value.as_str()) {
-                let hint = match did_you_mean(&a.value, &names) {
-                    Some(s) => format!("; did you mean `{s}`?"),
-                    None if names.is_empty() => "; no authenticators are defined under `auth:`".to_string(),
-                    None => format!("; defined authenticators: {}", names.join(", ")),
-                };
-                p.add(
-                    a.pos,
-                    &format!("routes[{i}].auth[{j}]"),
-                    format!("route names undefined authenticator `{}`{hint}", a.value),
-                );
-            }
+            check_reference(
+                p,
+                a,
+                &format!("routes[{i}].auth[{j}]"),
+                "authenticator",
+                "auth",
+                &known,
+            );
         }
     }
 }
 
 fn check_route_limits(routes: &[Option<RouteConfig>], names: &[String], p: &mut Problems) {
     let known: Vec<&str> = names.iter().map(String::as_str).collect();
-    for (i, r) in routes.iter().enumerate() {
-        let Some(r) = r else { continue };
+    for (i, r) in routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+    {
         for (j, l) in r.rate_limit.iter().enumerate() {
-            if !known.contains(&l.value.as_str()) {
-                let hint = match did_you_mean(&l.value, &known) {
-                    Some(s) => format!("; did you mean `{s}`?"),
-                    None if known.is_empty() => "; no policies are defined under `rate_limits:`".to_string(),
-                    None => format!("; defined policies: {}", known.join(", ")),
-                };
-                p.add(
-                    l.pos,
-                    &format!("routes[{i}].rate_limit[{j}]"),
-                    format!("route names undefined rate limit `{}`{hint}", l.value),
-                );
-            }
+            check_reference(
+                p,
+                l,
+                &format!("routes[{i}].rate_limit[{j}]"),
+                "rate limit",
+                "rate_limits",
+                &known,
+            );
         }
     }
+}
+
+/// Report `name` at `path` if it is not among `known` (the names defined under `section`),
+/// with a "did you mean" hint or the list of what is defined.
+fn check_reference(
+    p: &mut Problems,
+    name: &Spanned<String>,
+    path: &str,
+    what: &str,
+    section: &str,
+    known: &[&str],
+) {
+    if known.contains(&name.value.as_str()) {
+        return;
+    }
+    let hint = match did_you_mean(&name.value, known) {
+        Some(s) => format!("; did you mean `{s}`?"),
+        None if known.is_empty() => format!("; none are defined under `{section}:`"),
+        None => format!("; defined: {}", known.join(", ")),
+    };
+    p.add(
+        name.pos,
+        path,
+        format!("route names undefined {what} `{}`{hint}", name.value),
+    );
 }
 
 /// Number of conditions besides host and path; more conditions win a tie (see routing docs).

@@ -526,3 +526,22 @@ fn parse_sample(line: &str) -> Option<(&str, Labels, f64)> {
     let value = rest.split_whitespace().next()?.parse().ok()?;
     Some((name, labels, value))
 }
+
+/// The SHA-256 hex of an API key, as `portcullis hash-key` prints it for `keys_file`.
+pub fn hash_key(key: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .arg("hash-key")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run portcullis hash-key");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(key.as_bytes())
+        .expect("write key");
+    let out = child.wait_with_output().expect("hash-key output");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
