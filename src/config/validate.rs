@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use super::decode::Spanned;
 use super::diag::{did_you_mean, Problems};
+use super::limits_model::{KeyPart, MissingKey, RateLimitConfig};
 use super::model::{MatchConfig, PathMatch, RouteConfig, ServerConfig, UpstreamConfig};
 use super::schema::Parts;
 use crate::routing::normalize::has_segment_prefix;
@@ -17,6 +18,40 @@ pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
     check_routes(&parts.routes, upstream_names, p);
     check_route_auth(&parts.routes, &parts.auth_names, p);
     check_route_limits(&parts.routes, &parts.limit_names, p);
+    check_identity_keys(&parts.routes, &parts.rate_limits, p);
+}
+
+/// A policy keyed on the consumer or a claim needs an authenticated request: on a route
+/// without `auth` every request would be refused (unless the policy falls back to the IP).
+fn check_identity_keys(routes: &[Option<RouteConfig>], policies: &[RateLimitConfig], p: &mut Problems) {
+    for (i, r) in routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+    {
+        if !r.auth.authenticators.is_empty() {
+            continue;
+        }
+        for (j, name) in r.rate_limit.iter().enumerate() {
+            let Some(policy) = policies.iter().find(|pol| pol.name.value == name.value) else {
+                continue;
+            };
+            let needs_identity = policy
+                .key
+                .iter()
+                .any(|k| matches!(k, KeyPart::Consumer | KeyPart::Claim(_)));
+            if needs_identity && policy.missing_key == MissingKey::Reject {
+                p.add(
+                    name.pos,
+                    &format!("routes[{i}].rate_limit[{j}]"),
+                    format!(
+                        "policy `{}` is keyed on the consumer or a claim, but the route has no `auth`: every request would be refused (add `auth`, or `missing_key: ip` to the policy)",
+                        name.value
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn check_listeners(server: &ServerConfig, p: &mut Problems) {
