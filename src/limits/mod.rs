@@ -19,8 +19,9 @@ use local::LocalWindows;
 pub struct Policy {
     pub name: String,
     key: Vec<KeyPart>,
-    limits: Vec<Limit>,
-    plans: Vec<(String, Vec<Limit>)>,
+    /// Each limit with its header item name (computed once, not per request).
+    limits: Vec<(Limit, String)>,
+    plans: Vec<(String, Vec<(Limit, String)>)>,
     missing_key: MissingKey,
     pub legacy_headers: bool,
     store: LocalWindows,
@@ -70,8 +71,12 @@ impl Policy {
         Policy {
             name: cfg.name.value.clone(),
             key: cfg.key.clone(),
-            limits: cfg.limits.clone(),
-            plans: cfg.plans.clone(),
+            limits: named(&cfg.name.value, &cfg.limits),
+            plans: cfg
+                .plans
+                .iter()
+                .map(|(plan, l)| (plan.clone(), named(&cfg.name.value, l)))
+                .collect(),
             missing_key: cfg.missing_key,
             legacy_headers: cfg.legacy_headers,
             store,
@@ -112,19 +117,26 @@ impl Policy {
     }
 
     /// The limits for this consumer: its plan's, if the policy has one for it.
-    fn limits_for(&self, id: Option<&Identity>) -> &[Limit] {
+    fn limits_for(&self, id: Option<&Identity>) -> &[(Limit, String)] {
         id.and_then(|i| i.plan.as_deref())
             .and_then(|plan| self.plans.iter().find(|(p, _)| p == plan))
             .map_or(&self.limits, |(_, l)| l)
     }
+}
 
-    fn item_name(&self, limit: &Limit, limits: &[Limit]) -> String {
-        if limits.len() == 1 {
-            self.name.clone()
-        } else {
-            format!("{}-{}s", self.name, limit.per.as_secs())
-        }
-    }
+/// Header item names: the policy name, or `policy-Ws` when it has several windows.
+fn named(policy: &str, limits: &[Limit]) -> Vec<(Limit, String)> {
+    limits
+        .iter()
+        .map(|l| {
+            let name = if limits.len() == 1 {
+                policy.to_string()
+            } else {
+                format!("{policy}-{}s", l.per.as_secs())
+            };
+            (*l, name)
+        })
+        .collect()
 }
 
 /// The outcome for one request on a route with policies.
@@ -157,12 +169,11 @@ pub fn decide(
                 return Outcome::NoKey { policy: pi, missing };
             }
         };
-        let limits = policy.limits_for(id);
-        for limit in limits {
+        for (limit, item) in policy.limits_for(id) {
             let usage = policy.store.usage(&key, limit.per);
             let room = limit.requests as f64 - usage.estimate;
             items.push(ItemState {
-                item: policy.item_name(limit, limits),
+                item: item.clone(),
                 policy: pi,
                 limit: *limit,
                 // After admitting this request.

@@ -76,7 +76,10 @@ impl Gateway {
         match auth::authenticate(&route.auth, &snapshot.authenticators, req) {
             Ok(None) => {}
             Ok(Some((identity, authenticator))) => {
-                let authenticator = &snapshot.authenticators[authenticator];
+                let authenticator = snapshot
+                    .authenticators
+                    .get(authenticator)
+                    .ok_or_else(|| Problem::unauthenticated("unknown authenticator"))?;
                 ctx.identity_headers = authenticator
                     .forward_headers(&identity)
                     .map_err(Problem::unauthenticated)?;
