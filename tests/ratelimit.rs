@@ -219,7 +219,7 @@ fn check_reports_rate_limit_mistakes() {
         "rate_limits.p.key[1]: `cookie:x`: expected consumer, ip, header:NAME or claim:NAME",
         "rate_limits.p.limits[0].requests: must be at least 1",
         "rate_limits.p.limits[1].per: must be a whole number of seconds",
-        "rate_limits.p.store: store: redis is not available yet",
+        "rate_limits.p.store: store: redis needs a top-level `redis:` section",
         "routes[0].rate_limit[0]: route names undefined rate limit `q`",
         "routes[1].rate_limit[0]: policy `c` is keyed on the consumer or a claim, but the route has no `auth`",
     ] {
@@ -258,4 +258,32 @@ fn a_plan_overrides_the_policy_limits_for_its_consumers() {
     // Without a consumer the consumer-keyed policy cannot apply: 401, not a shared bucket.
     assert_eq!(gw.get("/x").status, 401);
     assert_eq!(up.count(), 7);
+}
+
+#[test]
+fn a_live_reload_keeps_the_counters_of_unchanged_policies() {
+    let (up, gw) = gateway(
+        "    key: header:x-user\n    limits: [{ requests: 2, per: 1h }]\n",
+        "",
+    );
+    let config = std::fs::read_to_string(gw.config_path()).expect("read config");
+    assert_eq!((keyed(&gw, "fay").status, keyed(&gw, "fay").status), (200, 200));
+    assert_eq!(keyed(&gw, "fay").status, 429);
+    let reload = |text: &str| {
+        std::fs::write(gw.config_path(), text).expect("write config");
+        let r = request(gw.admin(), "POST", "localhost", "/reload", &[], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+    };
+    // Same windows, different route table and quota: the count so far still applies.
+    let changed = config.replace("requests: 2,", "requests: 3,").replace(
+        "routes:\n",
+        "routes:\n  - { name: other, match: { path_prefix: /other }, upstream: app }\n",
+    );
+    reload(&changed);
+    assert_eq!(keyed(&gw, "fay").status, 200, "quota raised to 3: one more");
+    assert_eq!(keyed(&gw, "fay").status, 429, "a reload is not a fresh quota");
+    // A different window starts a fresh store.
+    reload(&changed.replace("per: 1h", "per: 2h"));
+    assert_eq!(keyed(&gw, "fay").status, 200);
+    assert_eq!(up.count(), 4);
 }

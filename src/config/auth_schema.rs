@@ -286,19 +286,12 @@ pub fn decode_route_auth(f: &Fields<'_>, p: &mut Problems) -> Option<RouteAuthCo
 fn decode_require(node: &Node, path: &str, p: &mut Problems) -> Option<RequireConfig> {
     let f = Fields::new(node, path, &["scopes", "roles", "claims", "mode"], p)?;
     let claims: super::decode::Entries<String> = f.or("claims", super::decode::Entries::default(), p);
-    let mode = match f.opt::<Spanned<String>>("mode", p) {
-        None => RequireMode::All,
-        Some(m) if m.value == "all" => RequireMode::All,
-        Some(m) if m.value == "any" => RequireMode::Any,
-        Some(m) => {
-            p.add(
-                m.pos,
-                &f.path_of("mode"),
-                format!("unknown value `{}`; expected all or any", m.value),
-            );
-            return None;
-        }
-    };
+    let mode = f.choice(
+        "mode",
+        &[("all", RequireMode::All), ("any", RequireMode::Any)],
+        RequireMode::All,
+        p,
+    )?;
     let require = RequireConfig {
         scopes: f.or("scopes", Vec::new(), p),
         roles: f.or("roles", Vec::new(), p),

@@ -324,6 +324,11 @@ impl<'a> Fields<'a> {
         join(&self.path, key)
     }
 
+    /// Position of a field's value, or of the mapping when the field is absent.
+    pub fn pos_of(&self, key: &str) -> Pos {
+        self.node(key).map_or(self.pos, Node::pos)
+    }
+
     pub fn node(&self, key: &str) -> Option<&'a Node> {
         self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
@@ -338,6 +343,30 @@ impl<'a> Fields<'a> {
             None | Some(Node::Null { .. }) => None,
             Some(node) => T::decode(node, &self.path_of(key), problems),
         }
+    }
+
+    /// An optional field that must be one of the named `choices`; `default` when absent,
+    /// `None` (reported) for any other value.
+    pub fn choice<T: Copy>(
+        &self,
+        key: &str,
+        choices: &[(&str, T)],
+        default: T,
+        problems: &mut Problems,
+    ) -> Option<T> {
+        let Some(given) = self.opt::<Spanned<String>>(key, problems) else {
+            return Some(default);
+        };
+        let found = choices.iter().find(|(name, _)| *name == given.value);
+        if found.is_none() {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            problems.add(
+                given.pos,
+                &self.path_of(key),
+                format!("unknown value `{}`; expected {}", given.value, names.join(" or ")),
+            );
+        }
+        found.map(|(_, value)| *value)
     }
 
     /// An optional field with a default when absent.

@@ -33,12 +33,31 @@ pub enum MissingKey {
     Ip,
 }
 
+/// Where a policy keeps its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// In this process (pingora-limits sketches); each instance counts on its own.
+    Local,
+    /// In the shared Redis of the top-level `redis:` section.
+    Redis { on_error: OnStoreError },
+}
+
+/// What a `store: redis` policy does when Redis cannot answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStoreError {
+    /// Admit the request unlimited by this policy (fail open).
+    Allow,
+    /// Refuse it with 429 (fail closed).
+    Deny,
+}
+
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {
     pub name: Spanned<String>,
     pub key: Vec<KeyPart>,
     pub limits: Vec<Limit>,
     pub missing_key: MissingKey,
+    pub store: Store,
     /// Plan name (from API keys or a `plan` claim) -> limits replacing `limits`.
     pub plans: Vec<(String, Vec<Limit>)>,
     /// Keys the local store is sized for (count-min sketch width).

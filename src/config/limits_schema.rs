@@ -20,14 +20,23 @@ const FIELDS: &[&str] = &[
     "legacy_headers",
 ];
 
-pub fn decode_rate_limits(node: &Node, p: &mut Problems) -> (Vec<RateLimitConfig>, Vec<String>) {
-    named_items(node, "rate_limits", "rate limit", p, decode_policy)
+/// `redis_declared`: whether the document has a `redis:` section (even a broken one), which
+/// `store: redis` needs.
+pub fn decode_rate_limits(
+    node: &Node,
+    redis_declared: bool,
+    p: &mut Problems,
+) -> (Vec<RateLimitConfig>, Vec<String>) {
+    named_items(node, "rate_limits", "rate limit", p, |name, node, path, p| {
+        decode_policy(name, node, path, redis_declared, p)
+    })
 }
 
 fn decode_policy(
     name: Spanned<String>,
     node: &Node,
     path: &str,
+    redis_declared: bool,
     p: &mut Problems,
 ) -> Option<RateLimitConfig> {
     let f = Fields::new(node, path, FIELDS, p)?;
@@ -39,41 +48,13 @@ fn decode_policy(
             None
         }
     };
-    let missing_key = match f.opt::<Spanned<String>>("missing_key", p) {
-        None => Some(MissingKey::Reject),
-        Some(s) if s.value == "reject" => Some(MissingKey::Reject),
-        Some(s) if s.value == "ip" => Some(MissingKey::Ip),
-        Some(s) => {
-            p.add(
-                s.pos,
-                &f.path_of("missing_key"),
-                format!("unknown value `{}`; expected reject or ip", s.value),
-            );
-            None
-        }
-    };
-    if let Some(store) = f.opt::<Spanned<String>>("store", p) {
-        match store.value.as_str() {
-            "local" => {}
-            "redis" => p.add(
-                store.pos,
-                &f.path_of("store"),
-                "store: redis is not available yet in this version; use store: local",
-            ),
-            other => p.add(
-                store.pos,
-                &f.path_of("store"),
-                format!("unknown value `{other}`; expected local or redis"),
-            ),
-        }
-    }
-    if f.has("on_store_error") {
-        p.add(
-            f.pos(),
-            &f.path_of("on_store_error"),
-            "on_store_error applies to store: redis only",
-        );
-    }
+    let missing_key = f.choice(
+        "missing_key",
+        &[("reject", MissingKey::Reject), ("ip", MissingKey::Ip)],
+        MissingKey::Reject,
+        p,
+    );
+    let store = decode_store(&f, redis_declared, p);
     let plans = match f.node("plans") {
         None => Some(Vec::new()),
         Some(Node::Map { entries, .. }) => {
@@ -109,10 +90,51 @@ fn decode_policy(
         key: key?,
         limits: limits?,
         missing_key: missing_key?,
+        store: store?,
         plans: plans?,
         expected_keys,
         legacy_headers: f.or("legacy_headers", false, p),
     })
+}
+
+/// `store` and `on_store_error`.
+fn decode_store(f: &Fields<'_>, redis_declared: bool, p: &mut Problems) -> Option<Store> {
+    let on_error = f.choice(
+        "on_store_error",
+        &[("allow", OnStoreError::Allow), ("deny", OnStoreError::Deny)],
+        OnStoreError::Allow,
+        p,
+    );
+    let store = f.opt::<Spanned<String>>("store", p);
+    match store.as_ref().map(|s| s.value.as_str()) {
+        None | Some("local") => {
+            if f.has("on_store_error") {
+                p.add(
+                    f.pos_of("on_store_error"),
+                    &f.path_of("on_store_error"),
+                    "on_store_error applies to store: redis only (a local store cannot fail)",
+                );
+            }
+            Some(Store::Local)
+        }
+        Some("redis") if !redis_declared => {
+            p.add(
+                f.pos_of("store"),
+                &f.path_of("store"),
+                "store: redis needs a top-level `redis:` section such as redis: { url: \"redis://127.0.0.1:6379\" }",
+            );
+            None
+        }
+        Some("redis") => Some(Store::Redis { on_error: on_error? }),
+        Some(other) => {
+            p.add(
+                f.pos_of("store"),
+                &f.path_of("store"),
+                format!("unknown value `{other}`; expected local or redis"),
+            );
+            None
+        }
+    }
 }
 
 /// `key: consumer` or a list for a composite key.

@@ -13,6 +13,8 @@ pub mod jwt_schema;
 pub mod limits_model;
 mod limits_schema;
 pub mod model;
+pub mod redis_model;
+mod redis_schema;
 mod schema;
 mod validate;
 pub mod yaml;
@@ -21,6 +23,7 @@ pub use auth_model::*;
 pub use diag::Problems;
 pub use limits_model::*;
 pub use model::*;
+pub use redis_model::*;
 
 /// Read and validate the configuration file at `path`.
 pub fn load_file(path: &str) -> Result<Config, Problems> {

@@ -9,6 +9,7 @@ use super::auth_model::{AuthConfig, RouteAuthConfig};
 use super::cidr::Cidr;
 use super::decode::Spanned;
 use super::limits_model::RateLimitConfig;
+use super::redis_model::RedisConfig;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -16,6 +17,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub auth: Vec<AuthConfig>,
     pub rate_limits: Vec<RateLimitConfig>,
+    /// The shared store of `store: redis` policies.
+    pub redis: Option<RedisConfig>,
     pub routes: Vec<RouteConfig>,
 }
 

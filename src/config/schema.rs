@@ -14,11 +14,13 @@ use super::diag::{did_you_mean, Problems};
 use super::limits_model::RateLimitConfig;
 use super::limits_schema::decode_rate_limits;
 use super::model::*;
+use super::redis_model::RedisConfig;
+use super::redis_schema::decode_redis;
 
 use super::yaml::Node;
 use crate::routing::normalize::normalize_target;
 
-const TOP: &[&str] = &["server", "upstreams", "auth", "rate_limits", "routes"];
+const TOP: &[&str] = &["server", "upstreams", "auth", "rate_limits", "redis", "routes"];
 
 /// The sections of a document, each decoded as far as it could be, so cross-item checks can
 /// run even when some item is broken.
@@ -30,6 +32,7 @@ pub struct Parts {
     pub auth_names: Vec<String>,
     pub rate_limits: Vec<RateLimitConfig>,
     pub limit_names: Vec<String>,
+    pub redis: Option<RedisConfig>,
     /// Per route in file order; `None` where the route itself is unusable.
     pub routes: Vec<Option<RouteConfig>>,
     pub complete: bool,
@@ -44,6 +47,7 @@ impl Parts {
             auth_names: Vec::new(),
             rate_limits: Vec::new(),
             limit_names: Vec::new(),
+            redis: None,
             routes: Vec::new(),
             complete: false,
         }
@@ -58,6 +62,7 @@ impl Parts {
             upstreams: self.upstreams,
             auth: self.auth,
             rate_limits: self.rate_limits,
+            redis: self.redis,
             routes: self.routes.into_iter().collect::<Option<_>>()?,
         })
     }
@@ -96,8 +101,9 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
         Some(node) => decode_auth(node, base_dir, p),
         None => (Vec::new(), Vec::new()),
     };
+    let redis = f.node("redis").and_then(|node| decode_redis(node, p));
     let (rate_limits, limit_names) = match f.node("rate_limits") {
-        Some(node) => decode_rate_limits(node, p),
+        Some(node) => decode_rate_limits(node, f.has("redis"), p),
         None => (Vec::new(), Vec::new()),
     };
     let routes: Vec<Option<RouteConfig>> = match f.node("routes") {
@@ -124,6 +130,7 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
         auth_names,
         rate_limits,
         limit_names,
+        redis,
         routes,
         complete,
     }

@@ -16,6 +16,7 @@ const HASHES: usize = 4;
 pub struct LocalWindows {
     windows: Vec<(Duration, Rate)>,
     slots: usize,
+    expected_keys: usize,
 }
 
 /// A window's estimate for one key.
@@ -31,20 +32,25 @@ impl LocalWindows {
     /// One sketch pair per distinct window length; 8 slots per expected key keeps collisions
     /// rare (each row's expected noise is total requests / slots).
     pub fn new(windows: &[Duration], expected_keys: usize) -> LocalWindows {
+        let distinct = distinct(windows);
         let slots = expected_keys
             .saturating_mul(8)
             .next_power_of_two()
             .clamp(1024, 1 << 26);
-        let mut distinct: Vec<Duration> = windows.to_vec();
-        distinct.sort();
-        distinct.dedup();
         LocalWindows {
             windows: distinct
                 .into_iter()
                 .map(|w| (w, Rate::new_with_estimator_config(w, HASHES, slots)))
                 .collect(),
             slots,
+            expected_keys,
         }
+    }
+
+    /// Whether this store was built for the same windows and sizing (so it can be kept).
+    pub fn same_shape(&self, windows: &[Duration], expected_keys: usize) -> bool {
+        expected_keys == self.expected_keys
+            && distinct(windows).iter().eq(self.windows.iter().map(|(w, _)| w))
     }
 
     /// Bytes held by the sketches (fixed at construction).
@@ -74,4 +80,11 @@ impl LocalWindows {
             rate.observe(&key, 1);
         }
     }
+}
+
+fn distinct(windows: &[Duration]) -> Vec<Duration> {
+    let mut distinct = windows.to_vec();
+    distinct.sort();
+    distinct.dedup();
+    distinct
 }

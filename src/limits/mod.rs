@@ -6,15 +6,26 @@
 
 pub mod headers;
 pub mod local;
+pub mod redis;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use pingora::http::RequestHeader;
 
 use crate::auth::Identity;
-use crate::config::{KeyPart, Limit, MissingKey, RateLimitConfig};
+use crate::config::{KeyPart, Limit, MissingKey, OnStoreError, RateLimitConfig, Store};
 use crate::observe::metrics;
-use local::LocalWindows;
+use local::{LocalWindows, Usage};
+use redis::{RedisStore, StoreError, Window};
+
+/// Where a compiled policy counts.
+enum PolicyStore {
+    /// Shared with the previous snapshot when the policy's windows are unchanged, so a reload
+    /// does not hand every client a fresh quota.
+    Local(Arc<LocalWindows>),
+    Redis(OnStoreError),
+}
 
 pub struct Policy {
     pub name: String,
@@ -24,7 +35,7 @@ pub struct Policy {
     plans: Vec<(String, Vec<(Limit, String)>)>,
     missing_key: MissingKey,
     pub legacy_headers: bool,
-    store: LocalWindows,
+    store: PolicyStore,
 }
 
 impl std::fmt::Debug for Policy {
@@ -45,6 +56,21 @@ pub struct ItemState {
     pub exceeded: bool,
 }
 
+impl ItemState {
+    fn new(policy: usize, item: &str, limit: Limit, usage: Usage, exceeded: bool) -> ItemState {
+        let room = limit.requests as f64 - usage.estimate;
+        ItemState {
+            item: item.to_string(),
+            policy,
+            limit,
+            // After admitting this request.
+            remaining: (room - 1.0).max(0.0).floor() as u64,
+            reset_secs: usage.reset_secs,
+            exceeded,
+        }
+    }
+}
+
 /// Why a request has no key.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Missing {
@@ -55,19 +81,35 @@ pub enum Missing {
 }
 
 impl Policy {
-    pub fn compile(cfg: &RateLimitConfig) -> Policy {
-        let windows: Vec<_> = cfg
-            .limits
-            .iter()
-            .chain(cfg.plans.iter().flat_map(|(_, l)| l))
-            .map(|l| l.per)
-            .collect();
-        let store = LocalWindows::new(&windows, cfg.expected_keys);
-        log::debug!(
-            "rate limit `{}`: local store uses {} bytes",
-            cfg.name.value,
-            store.memory_bytes()
-        );
+    /// Compile `cfg`, keeping the local counters of the same-named policy in `previous` when
+    /// its windows and sizing are unchanged.
+    pub fn compile(cfg: &RateLimitConfig, previous: &[Policy]) -> Policy {
+        let store = match cfg.store {
+            Store::Redis { on_error } => PolicyStore::Redis(on_error),
+            Store::Local => {
+                let windows: Vec<_> = cfg
+                    .limits
+                    .iter()
+                    .chain(cfg.plans.iter().flat_map(|(_, l)| l))
+                    .map(|l| l.per)
+                    .collect();
+                let kept = previous.iter().find_map(|p| match &p.store {
+                    PolicyStore::Local(s)
+                        if p.name == cfg.name.value && s.same_shape(&windows, cfg.expected_keys) =>
+                    {
+                        Some(Arc::clone(s))
+                    }
+                    _ => None,
+                });
+                let store = kept.unwrap_or_else(|| Arc::new(LocalWindows::new(&windows, cfg.expected_keys)));
+                log::debug!(
+                    "rate limit `{}`: local store uses {} bytes",
+                    cfg.name.value,
+                    store.memory_bytes()
+                );
+                PolicyStore::Local(store)
+            }
+        };
         Policy {
             name: cfg.name.value.clone(),
             key: cfg.key.clone(),
@@ -144,60 +186,90 @@ fn named(policy: &str, limits: &[Limit]) -> Vec<(Limit, String)> {
 pub enum Outcome {
     Allowed(Vec<ItemState>),
     Limited(Vec<ItemState>),
-    NoKey { policy: usize, missing: Missing },
+    NoKey {
+        policy: usize,
+        missing: Missing,
+    },
+    /// The shared store failed and a `store: redis` policy says `on_store_error: deny`.
+    StoreUnavailable {
+        retry_after: u64,
+    },
 }
 
 /// Decide for the route's `policies` (indexes into `all`).
-pub fn decide(
+///
+/// Local windows are checked first (no I/O); only if they all have room is the shared store
+/// asked, once, for all of the route's `store: redis` windows, which it checks and counts
+/// atomically. The local windows count the request last, once the decision is final, so a
+/// refused request consumes no quota anywhere.
+pub async fn decide(
     policies: &[usize],
     all: &[Policy],
+    redis: Option<&RedisStore>,
     id: Option<&Identity>,
     ip: Option<IpAddr>,
     req: &RequestHeader,
 ) -> Outcome {
-    let mut items = Vec::new();
-    let mut keys = Vec::with_capacity(policies.len());
+    let mut keyed: Vec<(usize, &Policy, String)> = Vec::with_capacity(policies.len());
     for &pi in policies {
         let Some(policy) = all.get(pi) else { continue };
-        let key = match policy.key(id, ip, req) {
-            Ok(k) => k,
+        match policy.key(id, ip, req) {
+            Ok(key) => keyed.push((pi, policy, key)),
             Err(missing) => {
-                metrics::get()
-                    .ratelimit_decisions
-                    .with_label_values(&[&policy.name, "missing_key"])
-                    .inc();
+                count(policy, "missing_key");
                 return Outcome::NoKey { policy: pi, missing };
             }
-        };
-        for (limit, item) in policy.limits_for(id) {
-            let usage = policy.store.usage(&key, limit.per);
-            let room = limit.requests as f64 - usage.estimate;
-            items.push(ItemState {
-                item: item.clone(),
-                policy: pi,
-                limit: *limit,
-                // After admitting this request.
-                remaining: (room - 1.0).max(0.0).floor() as u64,
-                reset_secs: usage.reset_secs,
-                exceeded: room < 1.0,
-            });
         }
-        keys.push((pi, key));
+    }
+    let mut items = Vec::new();
+    for (pi, policy, key) in &keyed {
+        if let PolicyStore::Local(store) = &policy.store {
+            for (limit, item) in policy.limits_for(id) {
+                let usage = store.usage(key, limit.per);
+                let exceeded = (limit.requests as f64 - usage.estimate) < 1.0;
+                items.push(ItemState::new(*pi, item, *limit, usage, exceeded));
+            }
+        }
+    }
+    let shared: Vec<&(usize, &Policy, String)> = keyed
+        .iter()
+        .filter(|(_, p, _)| matches!(p.store, PolicyStore::Redis(_)))
+        .collect();
+    let mut store_failed = None;
+    if !items.iter().any(|i| i.exceeded) && !shared.is_empty() {
+        match ask_shared_store(&shared, redis, id).await {
+            Ok(states) => items.extend(states),
+            Err(e) => store_failed = Some(e),
+        }
+    }
+    if let (Some(_), Some(store)) = (&store_failed, redis) {
+        let deny = shared
+            .iter()
+            .any(|(_, p, _)| matches!(p.store, PolicyStore::Redis(OnStoreError::Deny)));
+        for (_, policy, _) in &shared {
+            count(
+                policy,
+                match policy.store {
+                    PolicyStore::Redis(OnStoreError::Deny) => "store_error_deny",
+                    _ => "store_error_allow",
+                },
+            );
+        }
+        if deny {
+            return Outcome::StoreUnavailable {
+                retry_after: store.config().breaker.open_for.as_secs().max(1),
+            };
+        }
     }
     let limited = items.iter().any(|i| i.exceeded);
-    for (pi, key) in &keys {
-        let Some(policy) = all.get(*pi) else { continue };
-        let decision = if limited && items.iter().any(|i| i.policy == *pi && i.exceeded) {
-            "reject"
-        } else {
-            "allow"
-        };
-        metrics::get()
-            .ratelimit_decisions
-            .with_label_values(&[&policy.name, decision])
-            .inc();
-        if !limited {
-            policy.store.record(key);
+    for (pi, policy, key) in &keyed {
+        let evaluated = items.iter().any(|i| i.policy == *pi);
+        if evaluated {
+            let rejected = items.iter().any(|i| i.policy == *pi && i.exceeded);
+            count(policy, if rejected { "reject" } else { "allow" });
+        }
+        if let (false, PolicyStore::Local(store)) = (limited, &policy.store) {
+            store.record(key);
         }
     }
     if limited {
@@ -205,4 +277,38 @@ pub fn decide(
     } else {
         Outcome::Allowed(items)
     }
+}
+
+/// One round trip for every shared window of the route. `Err` when the store could not
+/// decide (or, which validation prevents, there is no store).
+async fn ask_shared_store(
+    shared: &[&(usize, &Policy, String)],
+    redis: Option<&RedisStore>,
+    id: Option<&Identity>,
+) -> Result<Vec<ItemState>, StoreError> {
+    let store = redis.ok_or(StoreError::Refused("no redis section configured".into()))?;
+    let mut windows = Vec::new();
+    let mut names = Vec::new();
+    for (pi, policy, key) in shared {
+        for (limit, item) in policy.limits_for(id) {
+            windows.push(Window {
+                key: store.key(&policy.name, limit.per, key),
+                limit: *limit,
+            });
+            names.push((*pi, item));
+        }
+    }
+    let states = store.check_and_record(&windows).await?;
+    Ok(names
+        .into_iter()
+        .zip(windows.iter().zip(states))
+        .map(|((pi, item), (w, s))| ItemState::new(pi, item, w.limit, s.usage, s.exceeded))
+        .collect())
+}
+
+fn count(policy: &Policy, decision: &str) {
+    metrics::get()
+        .ratelimit_decisions
+        .with_label_values(&[&policy.name, decision])
+        .inc();
 }

@@ -17,6 +17,9 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub jwks_fetches: IntCounterVec,
     pub ratelimit_decisions: IntCounterVec,
+    pub ratelimit_store_errors: IntCounterVec,
+    pub ratelimit_store_duration: HistogramVec,
+    pub ratelimit_store_breaker_open: IntGaugeVec,
 }
 
 // The definitions are constants: creating them fails only on an invalid name, which the
@@ -40,6 +43,14 @@ impl Metrics {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             register(&registry, IntCounterVec::new(Opts::new(name, help), labels)?)
         };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            register(&registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
+        };
+        // Exponential buckets: `count` of them from `start` seconds, doubling.
+        let histogram = |name: &str, help: &str, start: f64, count: usize, labels: &[&str]| {
+            let opts = HistogramOpts::new(name, help).buckets(exponential_buckets(start, 2.0, count)?);
+            register(&registry, HistogramVec::new(opts, labels)?)
+        };
         let requests = counter(
             "portcullis_requests_total",
             "Requests answered, by route, method and status.",
@@ -62,36 +73,44 @@ impl Metrics {
         )?;
         let ratelimit_decisions = counter(
             "portcullis_ratelimit_decisions_total",
-            "Rate-limit decisions by policy and decision (allow, reject, missing_key).",
+            "Rate-limit decisions by policy and decision (allow, reject, missing_key, \
+             store_error_allow, store_error_deny).",
             &["policy", "decision"],
         )?;
-        let request_duration = register(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "portcullis_request_duration_seconds",
-                    "Time from request to last response byte.",
-                )
-                .buckets(exponential_buckets(0.0005, 2.0, 16)?),
-                &["route"],
-            )?,
+        let ratelimit_store_errors = counter(
+            "portcullis_ratelimit_store_errors_total",
+            "Rate-limit store failures by store and kind (timeout, connect, io, protocol, refused, \
+             breaker_open).",
+            &["store", "kind"],
         )?;
-        let upstream_healthy = register(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new(
-                    "portcullis_upstream_healthy",
-                    "1 when the target passes its health check.",
-                ),
-                &["upstream", "target"],
-            )?,
+        let ratelimit_store_duration = histogram(
+            "portcullis_ratelimit_store_duration_seconds",
+            "Time for one shared-store decision (connection, round trip, script).",
+            0.000_05,
+            14,
+            &["store"],
         )?;
-        let build_info = register(
-            &registry,
-            IntGaugeVec::new(
-                Opts::new("portcullis_build_info", "Build information; always 1."),
-                &["version"],
-            )?,
+        let ratelimit_store_breaker_open = gauge(
+            "portcullis_ratelimit_store_breaker_open",
+            "1 while the store's circuit breaker is open (the store is not asked).",
+            &["store"],
+        )?;
+        let request_duration = histogram(
+            "portcullis_request_duration_seconds",
+            "Time from request to last response byte.",
+            0.0005,
+            16,
+            &["route"],
+        )?;
+        let upstream_healthy = gauge(
+            "portcullis_upstream_healthy",
+            "1 when the target passes its health check.",
+            &["upstream", "target"],
+        )?;
+        let build_info = gauge(
+            "portcullis_build_info",
+            "Build information; always 1.",
+            &["version"],
         )?;
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for result in ["success", "failure"] {
@@ -106,6 +125,9 @@ impl Metrics {
             config_reloads,
             jwks_fetches,
             ratelimit_decisions,
+            ratelimit_store_errors,
+            ratelimit_store_duration,
+            ratelimit_store_breaker_open,
         })
     }
 

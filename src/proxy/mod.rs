@@ -1,7 +1,8 @@
 //! The `ProxyHttp` implementation: the request pipeline's table of contents. Each step
 //! delegates to the module that owns the concern.
 //!
-//! request_filter: snapshot -> request id -> framing/Host/path checks -> route
+//! request_filter: snapshot -> request id -> framing/Host/path checks -> route -> auth
+//!                 -> rate limits (local, then one round trip to Redis when shared)
 //! upstream_peer:  pool selection (skipping targets this request already tried)
 //! upstream_request_filter: rewrite path, forwarding headers, hop-by-hop, header rules
 //! response filters: hop-by-hop, header rules, request id, route deadline
@@ -88,41 +89,6 @@ impl Gateway {
             Err(Denied::Unauthenticated(why)) => return Err(Problem::unauthenticated(why)),
             Err(Denied::Forbidden(scopes)) => return Err(Problem::forbidden(&scopes)),
         }
-        if !route.limits.is_empty() {
-            let identity = ctx.identity.as_ref();
-            match limits::decide(&route.limits, &snapshot.policies, identity, ctx.client_ip, req) {
-                Outcome::Allowed(items) => {
-                    ctx.ratelimit_headers = limit_headers::headers(&items, &snapshot.policies)
-                }
-                Outcome::Limited(items) => {
-                    let mut problem = Problem::quota_exceeded(
-                        limit_headers::retry_after(&items),
-                        limit_headers::violated(&items),
-                    );
-                    for (name, value) in limit_headers::headers(&items, &snapshot.policies) {
-                        problem = problem.with_header(name, value);
-                    }
-                    return Err(problem);
-                }
-                Outcome::NoKey {
-                    missing: Missing::Identity,
-                    ..
-                } => {
-                    return Err(Problem::unauthenticated(
-                        "rate limit needs an authenticated consumer",
-                    ))
-                }
-                Outcome::NoKey {
-                    missing: Missing::Header,
-                    ..
-                } => {
-                    return Err(Problem::new(
-                        400,
-                        "the request lacks the header its rate limit is keyed on",
-                    ))
-                }
-            }
-        }
         let upstream_path = match &route.strip_prefix {
             Some(prefix) => strip_segment_prefix(&ctx.path, prefix),
             None => ctx.path.clone(),
@@ -147,6 +113,34 @@ impl Gateway {
         Ok(())
     }
 
+    /// The route's rate limits (after `admit`); `Err(problem)` refuses the request.
+    async fn rate_limit(
+        &self,
+        req: &RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> std::result::Result<(), Problem> {
+        let Some(snapshot) = ctx.snapshot.clone() else {
+            return Ok(());
+        };
+        let Some(route) = ctx.route.and_then(|id| snapshot.routes.routes.get(id)) else {
+            return Ok(());
+        };
+        if route.limits.is_empty() {
+            return Ok(());
+        }
+        let outcome = limits::decide(
+            &route.limits,
+            &snapshot.policies,
+            snapshot.redis.as_deref(),
+            ctx.identity.as_ref(),
+            ctx.client_ip,
+            req,
+        )
+        .await;
+        ctx.ratelimit_headers = limit_problem(outcome, &snapshot.policies)?;
+        Ok(())
+    }
+
     fn count_upstream(&self, ctx: &mut RequestCtx, status: &str) {
         if ctx.upstream_counted {
             return;
@@ -158,6 +152,44 @@ impl Gateway {
                 .inc();
             ctx.upstream_counted = true;
         }
+    }
+}
+
+/// The response headers for an admitted request, or the problem that refuses it.
+fn limit_problem(
+    outcome: Outcome,
+    policies: &[limits::Policy],
+) -> std::result::Result<Vec<(&'static str, String)>, Problem> {
+    match outcome {
+        Outcome::Allowed(items) => Ok(limit_headers::headers(&items, policies)),
+        Outcome::Limited(items) => {
+            let mut problem = Problem::quota_exceeded(
+                limit_headers::retry_after(&items),
+                limit_headers::violated(&items),
+            );
+            for (name, value) in limit_headers::headers(&items, policies) {
+                problem = problem.with_header(name, value);
+            }
+            Err(problem)
+        }
+        Outcome::NoKey {
+            missing: Missing::Identity,
+            ..
+        } => Err(Problem::unauthenticated(
+            "rate limit needs an authenticated consumer",
+        )),
+        Outcome::NoKey {
+            missing: Missing::Header,
+            ..
+        } => Err(Problem::new(
+            400,
+            "the request lacks the header its rate limit is keyed on",
+        )),
+        Outcome::StoreUnavailable { retry_after } => Err(Problem::new(
+            429,
+            "the rate limit cannot be checked right now; retry later",
+        )
+        .with_header("retry-after", retry_after.to_string())),
     }
 }
 
@@ -184,6 +216,10 @@ impl ProxyHttp for Gateway {
             .contains_key(http::header::TRANSFER_ENCODING);
         let admitted = request_checks::check_raw_head(session.as_downstream(), has_te)
             .and_then(|()| self.admit(session.req_header(), ctx));
+        let admitted = match admitted {
+            Ok(()) => self.rate_limit(session.req_header(), ctx).await,
+            refused => refused,
+        };
         match admitted {
             Ok(()) => Ok(false),
             Err(problem) => self.reject(session, ctx, problem).await,

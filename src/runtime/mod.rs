@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use crate::auth::Authenticator;
 use crate::config::cidr::Cidr;
 use crate::config::{Config, RequestLimits};
+use crate::limits::redis::RedisStore;
 use crate::limits::Policy;
 use crate::routing::{Route, RouteTable};
 use crate::upstream::Pool;
@@ -32,6 +33,8 @@ pub struct Snapshot {
     /// Every header an authenticator forwards; client copies are removed on every route.
     pub identity_headers: Vec<http::HeaderName>,
     pub policies: Vec<Policy>,
+    /// The shared store of `store: redis` policies, when configured.
+    pub redis: Option<Arc<RedisStore>>,
     pub settings: RequestSettings,
     /// Per route (same index as `routes.routes`), the pre-resolved duration histogram.
     pub route_durations: Vec<prometheus::Histogram>,
@@ -41,19 +44,23 @@ impl Snapshot {
     /// Compile a validated configuration. Fails only on what validation cannot know
     /// (e.g. Pingora refusing a backend).
     pub fn compile(config: &Config) -> Result<Snapshot, String> {
-        Snapshot::compile_reusing(config, &[])
+        Snapshot::compile_reusing(config, None)
     }
 
-    /// Compile, keeping every pool of `previous` whose definition is unchanged (so its health
-    /// state and statistics survive a live reload); new or changed pools start fresh.
-    pub fn compile_reusing(config: &Config, previous: &[Arc<Pool>]) -> Result<Snapshot, String> {
+    /// Compile, keeping from `previous` what is unchanged so a live reload does not reset it:
+    /// pools (health state and statistics), local rate-limit counters, and the Redis store
+    /// (its connections and breaker). New or changed parts start fresh.
+    pub fn compile_reusing(config: &Config, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
+        let previous_pools = previous.map_or(&[][..], |p| &p.pools);
         let pools: Vec<Arc<Pool>> = config
             .upstreams
             .iter()
-            .map(|u| match previous.iter().find(|p| p.config.same_pool_as(u)) {
-                Some(kept) => Ok(Arc::clone(kept)),
-                None => Pool::build(u).map(Arc::new),
-            })
+            .map(
+                |u| match previous_pools.iter().find(|p| p.config.same_pool_as(u)) {
+                    Some(kept) => Ok(Arc::clone(kept)),
+                    None => Pool::build(u).map(Arc::new),
+                },
+            )
             .collect::<Result<_, _>>()?;
         let authenticators: Vec<Authenticator> = config
             .auth
@@ -66,7 +73,21 @@ impl Snapshot {
                 identity_headers.push(h.clone());
             }
         }
-        let policies: Vec<Policy> = config.rate_limits.iter().map(Policy::compile).collect();
+        let previous_policies = previous.map_or(&[][..], |p| &p.policies);
+        let policies: Vec<Policy> = config
+            .rate_limits
+            .iter()
+            .map(|cfg| Policy::compile(cfg, previous_policies))
+            .collect();
+        let redis = config.redis.as_ref().map(|cfg| {
+            match previous
+                .and_then(|p| p.redis.as_ref())
+                .filter(|r| r.config() == cfg)
+            {
+                Some(kept) => Arc::clone(kept),
+                None => Arc::new(RedisStore::new(cfg)),
+            }
+        });
         let policy_names: Vec<String> = policies.iter().map(|p| p.name.clone()).collect();
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut hosts = Vec::with_capacity(config.routes.len());
@@ -95,6 +116,7 @@ impl Snapshot {
             authenticators,
             identity_headers,
             policies,
+            redis,
             settings: RequestSettings {
                 limits: config.server.limits,
                 trusted_proxies: config.server.trusted_proxies.clone(),

@@ -82,7 +82,7 @@ impl Reloader {
     fn load_and_swap(&self) -> Result<Reloaded, String> {
         let config = config::load_file(&self.path).map_err(|p| p.to_string())?;
         let current = self.runtime.load();
-        let next = Snapshot::compile_reusing(&config, &current.pools)?;
+        let next = Snapshot::compile_reusing(&config, Some(&current))?;
         let gone = vanished_targets(&current, &next);
         self.runtime.swap(next);
         for (upstream, target) in gone {

@@ -8,6 +8,7 @@
 //!   configurable status/delay, health-check counting, stop/restart).
 //! * [`client`]: a byte-exact blocking HTTP/1.1 client, so tests can send
 //!   malformed or ambiguous requests no high-level library would produce.
+//! * [`redis`]: a real redis-server on an ephemeral port that can be killed and restarted.
 //! * [`gateway`]: launches the real `portcullis` binary with an isolated temp
 //!   dir, ports, pid file and upgrade socket, and waits for readiness.
 //!
@@ -21,9 +22,11 @@ pub mod client;
 pub mod gateway;
 mod headers;
 pub mod load;
+pub mod redis;
 pub mod upstream;
 
 pub use client::*;
 pub use gateway::*;
 pub use load::*;
+pub use redis::*;
 pub use upstream::*;

@@ -1,0 +1,285 @@
+//! The Redis store: counters shared by every gateway instance that points at the same Redis.
+//!
+//! One decision is one round trip: `EVALSHA` of a Lua script that reads every window of the
+//! route's `store: redis` policies, decides, and (only when all have room) counts the request,
+//! atomically. The algorithm is the same sliding-window estimate as the local store, on the
+//! Redis server's clock. Connections are pooled; a timeout bounds each decision; a breaker
+//! stops a dead Redis from costing a timeout on every request. Failures are counted, logged
+//! (rate-limited) and answered by each policy's `on_store_error`.
+//!
+//! A hand-written client instead of the `redis` crate: the store needs one command (plus AUTH
+//! and SELECT) and flat integer replies, and owning the connection lets a timeout or failure
+//! drop exactly the connection involved, with no background driver task tied to one of
+//! Pingora's runtimes.
+
+mod breaker;
+mod conn;
+mod resp;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest;
+
+use super::local::Usage;
+use crate::config::{Limit, RedisConfig};
+use crate::observe::metrics;
+use breaker::{Admission, Breaker, Transition};
+pub use conn::StoreError;
+use conn::{Conn, Pool};
+use resp::Reply;
+
+const SCRIPT: &str = include_str!("script.lua");
+
+/// One window to check: its Redis key and limit.
+pub struct Window {
+    pub key: String,
+    pub limit: Limit,
+}
+
+/// The script's answer for one window.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowState {
+    pub usage: Usage,
+    pub exceeded: bool,
+}
+
+pub struct RedisStore {
+    config: RedisConfig,
+    pool: Pool,
+    breaker: Breaker,
+    script_sha: String,
+    /// When a failure was last logged (failures are logged at most once a second).
+    last_logged: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("addr", &self.config.addr)
+            .field("breaker_open", &self.breaker.is_open())
+            .finish()
+    }
+}
+
+impl RedisStore {
+    pub fn new(config: &RedisConfig) -> RedisStore {
+        let sha = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, SCRIPT.as_bytes());
+        metrics::get()
+            .ratelimit_store_breaker_open
+            .with_label_values(&["redis"])
+            .set(0);
+        RedisStore {
+            config: config.clone(),
+            pool: Pool::new(config.addr.clone(), config.pool),
+            breaker: Breaker::new(config.breaker),
+            script_sha: hex(sha.as_ref()),
+            last_logged: Mutex::new(None),
+        }
+    }
+
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// The Redis key of `key`'s counters for one policy window. The request-derived key is
+    /// hashed: header values and consumer ids stay out of Redis, and every key has the same
+    /// small size however long the client made its header.
+    pub fn key(&self, policy: &str, per: Duration, key: &str) -> String {
+        let hash = digest::digest(&digest::SHA256, key.as_bytes());
+        let short = hash.as_ref().get(..16).unwrap_or(hash.as_ref());
+        format!(
+            "{}rl:{policy}:{}:{}",
+            self.config.prefix,
+            per.as_secs(),
+            hex(short)
+        )
+    }
+
+    /// Check every window and count the request in all of them if all have room.
+    pub async fn check_and_record(&self, windows: &[Window]) -> Result<Vec<WindowState>, StoreError> {
+        let m = metrics::get();
+        let started = Instant::now();
+        let result = match self.breaker.admit(started) {
+            Admission::Skip => Err(StoreError::BreakerOpen),
+            Admission::Call | Admission::Probe => {
+                let call = self.pool.with_conn(async |conn| self.run(conn, windows).await);
+                let result = tokio::time::timeout(self.config.timeout, call)
+                    .await
+                    .unwrap_or(Err(StoreError::Timeout));
+                m.ratelimit_store_duration
+                    .with_label_values(&["redis"])
+                    .observe(started.elapsed().as_secs_f64());
+                self.settle(&result, started);
+                result
+            }
+        };
+        if let Err(e) = &result {
+            m.ratelimit_store_errors
+                .with_label_values(&["redis", e.kind()])
+                .inc();
+        }
+        result
+    }
+
+    /// Feed the outcome of a real call to the breaker; log and update the gauge.
+    fn settle(&self, result: &Result<Vec<WindowState>, StoreError>, now: Instant) {
+        let gauge = metrics::get()
+            .ratelimit_store_breaker_open
+            .with_label_values(&["redis"]);
+        let addr = self.pool.addr().display();
+        match result {
+            Ok(_) => {
+                if self.breaker.success() == Some(Transition::Closed) {
+                    gauge.set(0);
+                    log::info!("rate-limit store {addr} answers again; shared limits resume");
+                }
+            }
+            Err(e) => {
+                if let Some(Transition::Opened) = self.breaker.failure(now) {
+                    gauge.set(1);
+                    self.pool.discard_idle();
+                    log::warn!(
+                        "rate-limit store {addr} failing ({e}); not asking it for {:?}, \
+                         store: redis policies follow on_store_error meanwhile",
+                        self.config.breaker.open_for
+                    );
+                } else if self.should_log(now) {
+                    log::warn!("rate-limit store {addr}: {e}");
+                }
+            }
+        }
+    }
+
+    fn should_log(&self, now: Instant) -> bool {
+        let Ok(mut last) = self.last_logged.lock() else {
+            return false;
+        };
+        match *last {
+            Some(t) if now.duration_since(t) < Duration::from_secs(1) => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+
+    /// `EVALSHA` the script (falling back to `EVAL` when Redis does not have it cached yet).
+    async fn run(&self, conn: &mut Conn, windows: &[Window]) -> Result<Vec<WindowState>, StoreError> {
+        let numkeys = windows.len().to_string();
+        let limits: Vec<(String, String)> = windows
+            .iter()
+            .map(|w| (w.limit.requests.to_string(), w.limit.per.as_millis().to_string()))
+            .collect();
+        let mut args: Vec<&[u8]> = Vec::with_capacity(3 + windows.len() * 3);
+        args.extend([&b"EVALSHA"[..], self.script_sha.as_bytes(), numkeys.as_bytes()]);
+        args.extend(windows.iter().map(|w| w.key.as_bytes()));
+        for (requests, per_ms) in &limits {
+            args.extend([requests.as_bytes(), per_ms.as_bytes()]);
+        }
+        let mut reply = conn.call(&args).await?;
+        if matches!(&reply, Reply::Error(e) if e.starts_with("NOSCRIPT")) {
+            args[0] = b"EVAL";
+            args[1] = SCRIPT.as_bytes();
+            reply = conn.call(&args).await?;
+        }
+        parse_reply(reply, windows)
+    }
+}
+
+/// `{allowed, (exceeded, estimate x 1000, ms to window end) per window}`.
+fn parse_reply(reply: Reply, windows: &[Window]) -> Result<Vec<WindowState>, StoreError> {
+    let items = match reply {
+        Reply::Array(items) => items,
+        Reply::Error(e) => return Err(StoreError::Refused(e)),
+        other => return Err(StoreError::Protocol(format!("unexpected script reply {other:?}"))),
+    };
+    let numbers: Vec<i64> = items
+        .into_iter()
+        .map(|r| match r {
+            Reply::Int(n) => Ok(n),
+            other => Err(StoreError::Protocol(format!("unexpected script value {other:?}"))),
+        })
+        .collect::<Result<_, _>>()?;
+    if numbers.len() != 1 + 3 * windows.len() {
+        return Err(StoreError::Protocol(format!(
+            "script returned {} values for {} windows",
+            numbers.len(),
+            windows.len()
+        )));
+    }
+    Ok(numbers
+        .get(1..)
+        .unwrap_or_default()
+        .chunks_exact(3)
+        .filter_map(|w| match *w {
+            [exceeded, estimate_milli, reset_ms] => Some(WindowState {
+                exceeded: exceeded != 0,
+                usage: Usage {
+                    estimate: estimate_milli.max(0) as f64 / 1000.0,
+                    reset_secs: (reset_ms.max(0) as u64).div_ceil(1000).max(1),
+                },
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window() -> Window {
+        Window {
+            key: "k".into(),
+            limit: Limit {
+                requests: 10,
+                per: Duration::from_secs(1),
+            },
+        }
+    }
+
+    #[test]
+    fn parses_script_replies() {
+        let reply = Reply::Array([0, 1, 10_500, 250].map(Reply::Int).to_vec());
+        let states = parse_reply(reply, &[window()]).unwrap();
+        assert!(states[0].exceeded);
+        assert_eq!(states[0].usage.estimate, 10.5);
+        assert_eq!(states[0].usage.reset_secs, 1);
+        assert!(parse_reply(Reply::Array(vec![Reply::Int(1)]), &[window()]).is_err());
+        assert!(parse_reply(Reply::Error("OOM".into()), &[window()]).is_err());
+    }
+
+    #[test]
+    fn keys_are_hashed_and_bounded() {
+        let store = RedisStore::new(&crate::config::RedisConfig {
+            addr: crate::config::redis_model::RedisAddr {
+                host: "127.0.0.1".into(),
+                port: 1,
+                username: None,
+                password: None,
+                db: 0,
+            },
+            timeout: Duration::from_millis(50),
+            pool: 1,
+            prefix: "p:".into(),
+            breaker: crate::config::BreakerConfig {
+                failures: 1,
+                open_for: Duration::from_secs(1),
+            },
+        });
+        let long = "x".repeat(8000);
+        let k = store.key("per-consumer", Duration::from_secs(60), &long);
+        assert!(k.starts_with("p:rl:per-consumer:60:"), "{k}");
+        assert_eq!(k.len(), "p:rl:per-consumer:60:".len() + 32);
+        assert!(!store.key("a", Duration::from_secs(1), "alice").contains("alice"));
+        assert_ne!(
+            store.key("a", Duration::from_secs(1), "alice"),
+            store.key("a", Duration::from_secs(1), "bob")
+        );
+    }
+}
