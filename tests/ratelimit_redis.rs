@@ -391,3 +391,34 @@ fn check_reports_redis_mistakes_without_echoing_the_password() {
         out.stderr
     );
 }
+
+#[test]
+fn a_pooled_connection_closed_by_redis_while_idle_is_replaced_without_an_error() {
+    let redis = Redis::start();
+    assert_eq!(redis.command(&["CONFIG", "SET", "timeout", "1"]), "+OK");
+    let up = Upstream::start("app");
+    let config = format!("{{ url: \"{}\", timeout: 2s }}", redis.url());
+    let policy = "  shared:\n    key: header:x-user\n    limits: [{ requests: 100, per: 1h }]\n    store: redis\n    on_store_error: deny\n";
+    let gw = gateway(&up, &config, policy, &["shared"]);
+    assert_eq!(keyed(gw.addr(), "/shared", "u").status, 200);
+    // Redis closes the gateway's idle connection after 1 s; only this helper's is left.
+    wait_for(
+        "redis closes the idle connection",
+        Duration::from_secs(15),
+        || {
+            let clients = redis.command(&["CLIENT", "LIST"]);
+            (clients.matches("id=").count() == 1).then_some(())
+        },
+    );
+    let r = keyed(gw.addr(), "/shared", "u");
+    assert_eq!(
+        r.status, 200,
+        "the stale connection was replaced on the same request"
+    );
+    assert!(
+        r.header("ratelimit").unwrap_or_default().contains("r=98"),
+        "{:?}",
+        r.header("ratelimit")
+    );
+    assert_eq!(gw.metric("portcullis_ratelimit_store_errors_total", &[]), 0.0);
+}

@@ -9,6 +9,11 @@ use super::diag::Problems;
 use super::limits_model::*;
 use super::yaml::Node;
 
+/// The longest window: a yearly quota fits; Redis expiries stay far from overflow.
+const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
+/// Windows per policy (and per plan): bounds the work and the Redis reply per decision.
+pub const MAX_LIMITS: usize = 16;
+
 const FIELDS: &[&str] = &[
     "key",
     "limits",
@@ -198,6 +203,10 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<Limit>
         p.add(node.pos(), path, "needs at least one limit");
         return None;
     }
+    if items.len() > MAX_LIMITS {
+        p.add(node.pos(), path, format!("at most {MAX_LIMITS} limits"));
+        return None;
+    }
     let decoded: Vec<Option<Limit>> = items
         .iter()
         .enumerate()
@@ -211,11 +220,11 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<Limit>
                 p.add(f.pos(), &f.path_of("requests"), "must be at least 1");
                 return None;
             }
-            if per < Duration::from_secs(1) || per.subsec_millis() != 0 {
+            if per < Duration::from_secs(1) || per > MAX_WINDOW || per.subsec_millis() != 0 {
                 p.add(
-                    f.pos(),
+                    f.pos_of("per"),
                     &f.path_of("per"),
-                    "must be a whole number of seconds, at least 1s",
+                    "must be a whole number of seconds, from 1s to 8784h (366 days)",
                 );
                 return None;
             }

@@ -37,7 +37,7 @@ pub fn decode_redis(node: &Node, p: &mut Problems) -> Option<RedisConfig> {
         p.add(
             f.pos_of("prefix"),
             "redis.prefix",
-            "must be at most 64 characters without spaces or control characters",
+            "must be at most 64 bytes without spaces or control characters",
         );
     }
     let breaker = match f.node("breaker") {
@@ -91,18 +91,20 @@ pub fn parse_url(url: &str) -> Result<RedisAddr, String> {
         Some((scheme, _)) => return Err(format!("unsupported scheme `{scheme}`; {expected}")),
         None => return Err(format!("`{}`: {expected}", redact(url))),
     };
-    let (authority, db) = match rest.split_once('/') {
-        Some((a, "")) => (a, 0),
-        Some((a, db)) => (
-            a,
-            db.parse::<u32>()
-                .map_err(|_| format!("database `{db}` is not a number; {expected}"))?,
-        ),
-        None => (rest, 0),
-    };
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
+    // Credentials first (up to the last `@`), so a `/` or `@` in a password is never taken
+    // for the database or the host, and never echoed.
+    let (userinfo, hostpath) = match rest.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
-        None => (None, authority),
+        None => (None, rest),
+    };
+    let (hostport, db) = match hostpath.split_once('/') {
+        Some((h, "")) => (h, 0),
+        Some((h, db)) => (
+            h,
+            db.parse::<u32>()
+                .map_err(|_| format!("the database after `/` must be a number; {expected}"))?,
+        ),
+        None => (hostpath, 0),
     };
     let (username, password) = match userinfo {
         None => (None, None),
@@ -205,8 +207,20 @@ mod tests {
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
-        let err = parse_url("redis:/:hunter2@h").unwrap_err();
-        assert!(!err.contains("hunter2"), "{err}");
+        for url in [
+            "redis:/:hunter2@h",
+            "redis://:hunter2%@h",
+            "redis://:hunter2@h/x",
+            "redis://:hunter2@h:x",
+        ] {
+            let err = parse_url(url).unwrap_err();
+            assert!(!err.contains("hunter2"), "{url}: {err}");
+        }
+        let a = parse_url("redis://:p@ss/w0rd@h/1").unwrap();
+        assert_eq!(
+            (a.password.as_deref(), a.host.as_str(), a.db),
+            (Some("p@ss/w0rd"), "h", 1)
+        );
         assert!(!format!("{:?}", parse_url("redis://:hunter2@h").unwrap()).contains("hunter2"));
     }
 }

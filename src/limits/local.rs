@@ -74,10 +74,10 @@ impl LocalWindows {
         })
     }
 
-    /// Count one admitted request for `key` in every window.
-    pub fn record(&self, key: &str) {
+    /// Count `delta` requests for `key` in every window (−1 takes back a reservation).
+    pub fn add(&self, key: &str, delta: isize) {
         for (_, rate) in &self.windows {
-            rate.observe(&key, 1);
+            rate.observe(&key, delta);
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod redis;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pingora::http::RequestHeader;
 
@@ -235,41 +236,30 @@ pub async fn decide(
         .iter()
         .filter(|(_, p, _)| matches!(p.store, PolicyStore::Redis(_)))
         .collect();
-    let mut store_failed = None;
-    if !items.iter().any(|i| i.exceeded) && !shared.is_empty() {
+    let admitted_locally = !items.iter().any(|i| i.exceeded);
+    // Count locally before the Redis round trip (an await): concurrent requests with the same
+    // key must see this one. Taken back below if the request ends up refused.
+    if admitted_locally {
+        count_locally(&keyed, 1);
+    }
+    let mut unavailable = None;
+    if admitted_locally && !shared.is_empty() {
         match ask_shared_store(&shared, redis, id).await {
             Ok(states) => items.extend(states),
-            Err(e) => store_failed = Some(e),
-        }
-    }
-    if let (Some(_), Some(store)) = (&store_failed, redis) {
-        let deny = shared
-            .iter()
-            .any(|(_, p, _)| matches!(p.store, PolicyStore::Redis(OnStoreError::Deny)));
-        for (_, policy, _) in &shared {
-            count(
-                policy,
-                match policy.store {
-                    PolicyStore::Redis(OnStoreError::Deny) => "store_error_deny",
-                    _ => "store_error_allow",
-                },
-            );
-        }
-        if deny {
-            return Outcome::StoreUnavailable {
-                retry_after: store.config().breaker.open_for.as_secs().max(1),
-            };
+            Err(_) => unavailable = store_failed(&shared, redis),
         }
     }
     let limited = items.iter().any(|i| i.exceeded);
-    for (pi, policy, key) in &keyed {
-        let evaluated = items.iter().any(|i| i.policy == *pi);
-        if evaluated {
+    if admitted_locally && (limited || unavailable.is_some()) {
+        count_locally(&keyed, -1);
+    }
+    if let Some(retry_after) = unavailable {
+        return Outcome::StoreUnavailable { retry_after };
+    }
+    for (pi, policy, _) in &keyed {
+        if items.iter().any(|i| i.policy == *pi) {
             let rejected = items.iter().any(|i| i.policy == *pi && i.exceeded);
             count(policy, if rejected { "reject" } else { "allow" });
-        }
-        if let (false, PolicyStore::Local(store)) = (limited, &policy.store) {
-            store.record(key);
         }
     }
     if limited {
@@ -277,6 +267,35 @@ pub async fn decide(
     } else {
         Outcome::Allowed(items)
     }
+}
+
+/// Add `delta` requests to every local policy's windows.
+fn count_locally(keyed: &[(usize, &Policy, String)], delta: isize) {
+    for (_, policy, key) in keyed {
+        if let PolicyStore::Local(store) = &policy.store {
+            store.add(key, delta);
+        }
+    }
+}
+
+/// Count the store failure per policy; `Some(Retry-After seconds)` when a policy says
+/// `on_store_error: deny`.
+fn store_failed(shared: &[&(usize, &Policy, String)], redis: Option<&RedisStore>) -> Option<u64> {
+    let mut deny = false;
+    for (_, policy, _) in shared {
+        let denies = matches!(policy.store, PolicyStore::Redis(OnStoreError::Deny));
+        count(
+            policy,
+            if denies {
+                "store_error_deny"
+            } else {
+                "store_error_allow"
+            },
+        );
+        deny |= denies;
+    }
+    let open_for = redis.map_or(Duration::from_secs(1), |r| r.config().breaker.open_for);
+    deny.then(|| (open_for.as_millis().div_ceil(1000) as u64).max(1))
 }
 
 /// One round trip for every shared window of the route. `Err` when the store could not

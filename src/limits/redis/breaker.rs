@@ -6,7 +6,7 @@
 //! Half-open: exactly one request probes Redis; success closes, failure re-opens.
 
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::BreakerConfig;
 
@@ -45,13 +45,16 @@ pub enum Transition {
 
 pub struct Breaker {
     config: BreakerConfig,
+    /// How long a probe may take: a new probe goes out only after both this and `open_for`.
+    probe_time: Duration,
     state: Mutex<State>,
 }
 
 impl Breaker {
-    pub fn new(config: BreakerConfig) -> Breaker {
+    pub fn new(config: BreakerConfig, probe_time: Duration) -> Breaker {
         Breaker {
             config,
+            probe_time,
             state: Mutex::new(State::Closed { failures: 0 }),
         }
     }
@@ -64,7 +67,7 @@ impl Breaker {
             State::Closed { .. } => Admission::Call,
             State::Open { until } | State::HalfOpen { until } if now >= until => {
                 *state = State::HalfOpen {
-                    until: now + self.config.open_for,
+                    until: now + self.config.open_for.max(self.probe_time),
                 };
                 Admission::Probe
             }
@@ -113,15 +116,16 @@ impl Breaker {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn breaker() -> Breaker {
-        Breaker::new(BreakerConfig {
-            failures: 3,
-            open_for: Duration::from_secs(1),
-        })
+        Breaker::new(
+            BreakerConfig {
+                failures: 3,
+                open_for: Duration::from_secs(1),
+            },
+            Duration::from_millis(50),
+        )
     }
 
     #[test]
@@ -137,6 +141,23 @@ mod tests {
         assert_eq!(b.failure(t), Some(Transition::Opened));
         assert_eq!(b.admit(t), Admission::Skip);
         assert!(b.is_open());
+    }
+
+    #[test]
+    fn a_slow_probe_is_not_joined_by_a_second_one() {
+        let b = Breaker::new(
+            BreakerConfig {
+                failures: 1,
+                open_for: Duration::from_millis(10),
+            },
+            Duration::from_secs(2),
+        );
+        let t = Instant::now();
+        b.failure(t);
+        let later = t + Duration::from_millis(20);
+        assert_eq!(b.admit(later), Admission::Probe);
+        assert_eq!(b.admit(later + Duration::from_secs(1)), Admission::Skip);
+        assert_eq!(b.admit(later + Duration::from_millis(2001)), Admission::Probe);
     }
 
     #[test]

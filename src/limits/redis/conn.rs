@@ -1,16 +1,21 @@
 //! Connections to Redis and the bounded pool that reuses them.
 //!
-//! A connection carries one command at a time. Any error or timeout drops the connection
-//! (its stream may hold half a reply), and a failure empties the idle list: after Redis
-//! restarts, every pooled connection is dead, and dropping them at the first error keeps the
-//! next requests from each tripping over one.
+//! A connection carries one command at a time. An I/O or protocol error or a timeout drops the
+//! connection (its stream may hold half a reply), and an I/O error also empties the idle list:
+//! after Redis restarts every pooled connection is dead, and dropping them at the first error
+//! keeps the next requests from each tripping over one. An error *reply* from Redis (OOM, BUSY)
+//! leaves the connection usable, so it goes back to the pool.
+//!
+//! A reused connection that turns out to be closed (Redis `timeout`, a NAT or load balancer idle
+//! limit) before any reply byte arrived is retried once on a fresh connection: the command
+//! cannot have run.
 
 use std::io;
 use std::sync::Mutex;
 
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::resp::{self, Reply};
 use crate::config::RedisAddr;
@@ -39,13 +44,27 @@ impl Conn {
                 }
                 None => conn.call(&[b"AUTH", password.as_bytes()]).await?,
             };
-            expect_ok(reply, "AUTH")?;
+            // Redis never echoes AUTH arguments, but a renamed command or a proxy might: the
+            // server's text is not kept.
+            if !matches!(reply, Reply::Status(_)) {
+                return Err(StoreError::Refused(
+                    "AUTH failed: check the credentials in redis.url".into(),
+                ));
+            }
         }
         if addr.db != 0 {
             let db = addr.db.to_string();
             expect_ok(conn.call(&[b"SELECT", db.as_bytes()]).await?, "SELECT")?;
         }
         Ok(conn)
+    }
+
+    /// Whether an idle connection is still usable: nothing to read yet. End of stream means
+    /// Redis closed it while idle; unexpected bytes mean it is out of step.
+    fn is_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        self.stream.buffer().is_empty()
+            && matches!(self.stream.get_ref().try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Send one command and read its reply.
@@ -64,7 +83,7 @@ impl Conn {
     }
 }
 
-/// `+OK`, or the server's refusal. Error texts from the server never contain the password.
+/// `+OK`, or the server's refusal.
 fn expect_ok(reply: Reply, command: &str) -> Result<(), StoreError> {
     match reply {
         Reply::Status(_) => Ok(()),
@@ -82,7 +101,11 @@ pub enum StoreError {
     Timeout,
     /// The breaker is open: Redis was not asked.
     BreakerOpen,
+    /// Every connection was busy for the whole timeout: the gateway, not Redis, is the limit.
+    PoolExhausted,
     Connect(io::Error),
+    /// The connection was closed before any reply byte (the command did not run).
+    Closed(io::Error),
     Io(io::Error),
     Protocol(String),
     /// Redis answered with an error (authentication, script, out of memory...).
@@ -95,7 +118,9 @@ impl StoreError {
         match self {
             StoreError::Timeout => "timeout",
             StoreError::BreakerOpen => "breaker_open",
+            StoreError::PoolExhausted => "pool_exhausted",
             StoreError::Connect(_) => "connect",
+            StoreError::Closed(_) => "io",
             StoreError::Io(_) => "io",
             StoreError::Protocol(_) => "protocol",
             StoreError::Refused(_) => "refused",
@@ -108,7 +133,11 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Timeout => f.write_str("no answer within the timeout"),
             StoreError::BreakerOpen => f.write_str("breaker open"),
+            StoreError::PoolExhausted => {
+                f.write_str("every pooled connection stayed busy for the whole timeout")
+            }
             StoreError::Connect(e) => write!(f, "cannot connect: {e}"),
+            StoreError::Closed(e) => write!(f, "connection closed: {e}"),
             StoreError::Io(e) => write!(f, "connection failed: {e}"),
             StoreError::Protocol(e) => write!(f, "protocol error: {e}"),
             StoreError::Refused(e) => write!(f, "redis refused: {e}"),
@@ -136,32 +165,40 @@ impl Pool {
         &self.addr
     }
 
-    /// Run `op` on a pooled (or new) connection. The caller bounds the time; if the future is
-    /// dropped mid-way the connection goes with it.
-    pub async fn with_conn<T>(
-        &self,
-        op: impl AsyncFnOnce(&mut Conn) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let _permit = self
-            .permits
+    /// Wait for a free slot (at most `size` connections are in use at once).
+    pub async fn slot(&self) -> Result<SemaphorePermit<'_>, StoreError> {
+        self.permits
             .acquire()
             .await
-            .map_err(|_| StoreError::Protocol("pool closed".into()))?;
-        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut conn = match reused {
-            Some(conn) => conn,
-            None => Conn::open(&self.addr).await?,
-        };
-        match op(&mut conn).await {
-            Ok(value) => {
-                if let Ok(mut idle) = self.idle.lock() {
-                    idle.push(conn);
-                }
-                Ok(value)
+            .map_err(|_| StoreError::PoolExhausted)
+    }
+
+    /// An idle connection (`true`: reused) or a new one. Call while holding a [`Pool::slot`].
+    pub async fn checkout(&self) -> Result<(Conn, bool), StoreError> {
+        while let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            if conn.is_open() {
+                return Ok((conn, true));
             }
-            Err(e) => {
-                self.discard_idle();
-                Err(e)
+        }
+        Ok((Conn::open(&self.addr).await?, false))
+    }
+
+    /// A new connection, replacing a reused one that turned out to be closed.
+    pub async fn reopen(&self) -> Result<Conn, StoreError> {
+        self.discard_idle();
+        Conn::open(&self.addr).await
+    }
+
+    /// Return `conn` after a call that ended in `result`. Anything but a complete reply may
+    /// leave bytes in flight, so such a connection is dropped (closing it); an I/O failure
+    /// also closes the idle ones.
+    pub fn checkin<T>(&self, conn: Conn, result: &Result<T, StoreError>) {
+        if matches!(result, Err(StoreError::Io(_) | StoreError::Closed(_))) {
+            self.discard_idle();
+        }
+        if matches!(result, Ok(_) | Err(StoreError::Refused(_))) {
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.push(conn);
             }
         }
     }

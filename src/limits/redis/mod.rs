@@ -72,7 +72,7 @@ impl RedisStore {
         RedisStore {
             config: config.clone(),
             pool: Pool::new(config.addr.clone(), config.pool),
-            breaker: Breaker::new(config.breaker),
+            breaker: Breaker::new(config.breaker, config.timeout),
             script_sha: hex(sha.as_ref()),
             last_logged: Mutex::new(None),
         }
@@ -97,57 +97,74 @@ impl RedisStore {
     }
 
     /// Check every window and count the request in all of them if all have room.
+    ///
+    /// The whole decision, waiting for a free connection included, fits in `timeout`. Only
+    /// what Redis does (connecting, the round trip) feeds the breaker: when every connection is
+    /// busy the gateway is the bottleneck, not Redis, and that must not open the breaker.
     pub async fn check_and_record(&self, windows: &[Window]) -> Result<Vec<WindowState>, StoreError> {
         let m = metrics::get();
         let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started + self.config.timeout);
         let result = match self.breaker.admit(started) {
             Admission::Skip => Err(StoreError::BreakerOpen),
             Admission::Call | Admission::Probe => {
-                let call = self.pool.with_conn(async |conn| self.run(conn, windows).await);
-                let result = tokio::time::timeout(self.config.timeout, call)
-                    .await
-                    .unwrap_or(Err(StoreError::Timeout));
-                m.ratelimit_store_duration
-                    .with_label_values(&["redis"])
-                    .observe(started.elapsed().as_secs_f64());
-                self.settle(&result, started);
-                result
+                match tokio::time::timeout_at(deadline, self.pool.slot()).await {
+                    Err(_) | Ok(Err(_)) => Err(StoreError::PoolExhausted),
+                    Ok(Ok(_slot)) => {
+                        let result = tokio::time::timeout_at(deadline, self.call(windows))
+                            .await
+                            .unwrap_or(Err(StoreError::Timeout));
+                        m.ratelimit_store_duration
+                            .with_label_values(&["redis"])
+                            .observe(started.elapsed().as_secs_f64());
+                        self.settle(&result);
+                        result
+                    }
+                }
             }
         };
         if let Err(e) = &result {
             m.ratelimit_store_errors
                 .with_label_values(&["redis", e.kind()])
                 .inc();
+            if matches!(e, StoreError::PoolExhausted) && self.should_log(Instant::now()) {
+                log::warn!(
+                    "rate-limit store {}: {e}; raise redis.pool (at most pool / round-trip time decisions per second)",
+                    self.pool.addr().display()
+                );
+            }
         }
         result
     }
 
     /// Feed the outcome of a real call to the breaker; log and update the gauge.
-    fn settle(&self, result: &Result<Vec<WindowState>, StoreError>, now: Instant) {
-        let gauge = metrics::get()
-            .ratelimit_store_breaker_open
-            .with_label_values(&["redis"]);
+    fn settle(&self, result: &Result<Vec<WindowState>, StoreError>) {
+        let now = Instant::now();
         let addr = self.pool.addr().display();
-        match result {
-            Ok(_) => {
-                if self.breaker.success() == Some(Transition::Closed) {
-                    gauge.set(0);
-                    log::info!("rate-limit store {addr} answers again; shared limits resume");
-                }
+        let transition = match result {
+            Ok(_) => self.breaker.success(),
+            Err(_) => self.breaker.failure(now),
+        };
+        if transition.is_some() {
+            metrics::get()
+                .ratelimit_store_breaker_open
+                .with_label_values(&["redis"])
+                .set(i64::from(self.breaker.is_open()));
+        }
+        match (result, transition) {
+            (Ok(_), Some(Transition::Closed)) => {
+                log::info!("rate-limit store {addr} answers again; shared limits resume");
             }
-            Err(e) => {
-                if let Some(Transition::Opened) = self.breaker.failure(now) {
-                    gauge.set(1);
-                    self.pool.discard_idle();
-                    log::warn!(
-                        "rate-limit store {addr} failing ({e}); not asking it for {:?}, \
-                         store: redis policies follow on_store_error meanwhile",
-                        self.config.breaker.open_for
-                    );
-                } else if self.should_log(now) {
-                    log::warn!("rate-limit store {addr}: {e}");
-                }
+            (Err(e), Some(Transition::Opened)) => {
+                self.pool.discard_idle();
+                log::warn!(
+                    "rate-limit store {addr} failing ({e}); not asking it for {:?}, \
+                     store: redis policies follow on_store_error meanwhile",
+                    self.config.breaker.open_for
+                );
             }
+            (Err(e), _) if self.should_log(now) => log::warn!("rate-limit store {addr}: {e}"),
+            _ => {}
         }
     }
 
@@ -162,6 +179,19 @@ impl RedisStore {
                 true
             }
         }
+    }
+
+    /// One decision on a pooled connection; a reused connection found closed before it
+    /// answered is replaced once (the command cannot have run on it).
+    async fn call(&self, windows: &[Window]) -> Result<Vec<WindowState>, StoreError> {
+        let (mut conn, reused) = self.pool.checkout().await?;
+        let mut result = self.run(&mut conn, windows).await;
+        if reused && matches!(result, Err(StoreError::Closed(_))) {
+            conn = self.pool.reopen().await?;
+            result = self.run(&mut conn, windows).await;
+        }
+        self.pool.checkin(conn, &result);
+        result
     }
 
     /// `EVALSHA` the script (falling back to `EVAL` when Redis does not have it cached yet).

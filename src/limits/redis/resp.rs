@@ -9,8 +9,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
 /// Longest reply line (type byte, header, CRLF) accepted.
 const MAX_LINE: usize = 4096;
-/// Largest bulk string accepted (the script's replies are small numbers).
-const MAX_BULK: usize = 64 * 1024;
+/// Largest bulk string accepted (the store's replies are statuses and small numbers).
+const MAX_BULK: usize = 4096;
 /// Most elements in an array reply.
 const MAX_ARRAY: usize = 1024;
 
@@ -94,8 +94,15 @@ async fn read_scalar<R: AsyncBufRead + Unpin>(r: &mut R, line: Vec<u8>) -> io::R
 }
 
 /// Read one reply. Arrays may hold scalars only (nothing the store sends answers otherwise).
+/// A connection closed before the first reply byte is `ConnectionAborted`: the command was
+/// not answered, and a fresh connection may safely send it again.
 pub async fn read<R: AsyncBufRead + Unpin>(r: &mut R) -> io::Result<Reply> {
-    let line = read_line(r).await?;
+    let line = read_line(r).await.map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
+            io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string())
+        }
+        _ => e,
+    })?;
     if line.first() != Some(&b'*') {
         return read_scalar(r, line).await;
     }
