@@ -33,6 +33,9 @@ cat <<'TRY'
   for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code} ' -H 'x-api-key: demo-key-not-secret' localhost:8080/api/orders/7; done; echo
                                                            # 200 x5, then 429 (5 requests per 10 s)
   curl -i -H 'x-tenant: acme' -H 'Host: eu.example.com' localhost:8080/users/1   # host + header route
+  curl -i localhost:8080/v1/catalog/3                      # API version 1: Deprecation, Sunset, Link
+  curl -i -H 'x-canary: on' localhost:8080/catalog/3       # version 2 (default), forced onto the canary
+  curl -i localhost:8080/v9/catalog/3                      # 404 listing the supported versions
   curl -i -X DELETE localhost:8080/users/42                # 405 with Allow, problem+json
   curl -i localhost:8080/nothing-here                      # 404 problem+json
   curl -i --path-as-is 'localhost:8080/users/..%2fadmin'   # 400: encoded '/' refused

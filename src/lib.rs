@@ -15,6 +15,7 @@ pub mod runtime;
 pub mod server;
 pub mod transform;
 pub mod upstream;
+pub mod versions;
 
 #[cfg(test)]
 mod test_util;

@@ -6,6 +6,7 @@
 pub mod auth_model;
 mod auth_schema;
 pub mod cidr;
+pub mod date;
 pub mod decode;
 pub mod diag;
 pub mod duration;
@@ -17,6 +18,8 @@ pub mod redis_model;
 mod redis_schema;
 mod schema;
 mod validate;
+pub mod versions_model;
+mod versions_schema;
 pub mod yaml;
 
 pub use auth_model::*;
@@ -24,6 +27,7 @@ pub use diag::Problems;
 pub use limits_model::*;
 pub use model::*;
 pub use redis_model::*;
+pub use versions_model::*;
 
 /// Read and validate the configuration file at `path`.
 pub fn load_file(path: &str) -> Result<Config, Problems> {

@@ -10,6 +10,7 @@ use super::cidr::Cidr;
 use super::decode::Spanned;
 use super::limits_model::RateLimitConfig;
 use super::redis_model::RedisConfig;
+use super::versions_model::VersionsConfig;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -179,7 +180,9 @@ pub struct HeaderRulesConfig {
 pub struct RouteConfig {
     pub name: Spanned<String>,
     pub matcher: MatchConfig,
-    pub upstream: Spanned<String>,
+    /// Where requests go: one upstream, or per API version (exactly one of the two is set).
+    pub upstream: Option<Spanned<String>>,
+    pub versions: Option<VersionsConfig>,
     pub strip_prefix: Option<Spanned<String>>,
     pub request_headers: HeaderRulesConfig,
     pub response_headers: HeaderRulesConfig,

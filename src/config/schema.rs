@@ -16,6 +16,7 @@ use super::limits_schema::decode_rate_limits;
 use super::model::*;
 use super::redis_model::RedisConfig;
 use super::redis_schema::decode_redis;
+use super::versions_schema::decode_versions;
 
 use super::yaml::Node;
 use crate::routing::normalize::normalize_target;
@@ -628,6 +629,7 @@ fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig
         "require",
         "forward_credential",
         "rate_limit",
+        "versions",
     ];
     let f = Fields::new(node, path, FIELDS, p)?;
     let auth = decode_route_auth(&f, p);
@@ -646,7 +648,25 @@ fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig
             None
         }
     };
-    let upstream: Option<Spanned<String>> = f.req("upstream", p);
+    let upstream: Option<Spanned<String>> = f.opt("upstream", p);
+    let versions = match (f.node("versions"), &name) {
+        (Some(n), Some(route)) => decode_versions(n, &f.path_of("versions"), &route.value, p).map(Some),
+        (Some(_), None) => None,
+        (None, _) => Some(None),
+    };
+    match (f.has("upstream"), f.has("versions")) {
+        (true, true) => p.add(
+            f.pos_of("versions"),
+            &f.path_of("versions"),
+            "a route has either `upstream` or `versions`, not both",
+        ),
+        (false, false) => p.add(
+            f.pos(),
+            &f.path_of("upstream"),
+            "missing required field `upstream` (or `versions` for a versioned API)",
+        ),
+        _ => {}
+    }
     let strip_prefix: Option<Spanned<String>> = f.opt("strip_prefix", p);
     if let Some(s) = &strip_prefix {
         canonical_path(s, &f.path_of("strip_prefix"), p);
@@ -660,7 +680,8 @@ fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig
     Some(RouteConfig {
         name: name?,
         matcher: matcher?,
-        upstream: upstream?,
+        upstream,
+        versions: versions?,
         strip_prefix,
         request_headers: request_headers?,
         response_headers: response_headers?,
@@ -746,7 +767,7 @@ fn header_pairs(f: &Fields<'_>, key: &str, p: &mut Problems) -> Option<Vec<(Head
     pairs.into_iter().collect()
 }
 
-fn header_name(s: &Spanned<String>, path: &str, p: &mut Problems) -> Option<HeaderName> {
+pub(super) fn header_name(s: &Spanned<String>, path: &str, p: &mut Problems) -> Option<HeaderName> {
     match HeaderName::from_bytes(s.value.as_bytes()) {
         Ok(h) => Some(h),
         Err(_) => {

@@ -8,6 +8,7 @@ use super::diag::{did_you_mean, Problems};
 use super::limits_model::{KeyPart, MissingKey, RateLimitConfig};
 use super::model::{MatchConfig, PathMatch, RouteConfig, ServerConfig, UpstreamConfig};
 use super::schema::Parts;
+use super::versions_model::{is_version_name, Sticky, VersionSource};
 use crate::routing::normalize::has_segment_prefix;
 
 pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
@@ -31,6 +32,15 @@ fn check_identity_keys(routes: &[Option<RouteConfig>], policies: &[RateLimitConf
     {
         if !r.auth.authenticators.is_empty() {
             continue;
+        }
+        for v in r.versions.iter().flat_map(|v| &v.versions) {
+            if v.sticky == Sticky::Consumer && !v.split.is_empty() {
+                p.add(
+                    v.name.pos,
+                    &format!("routes[{i}].versions.{}.sticky", v.name.value),
+                    "sticky: consumer needs an authenticated consumer, but the route has no `auth` (use ip or header:NAME)",
+                );
+            }
         }
         for (j, name) in r.rate_limit.iter().enumerate() {
             let Some(policy) = policies.iter().find(|pol| pol.name.value == name.value) else {
@@ -104,14 +114,48 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
                 ),
             );
         }
-        check_reference(
-            p,
-            &r.upstream,
-            &format!("{path}.upstream"),
-            "upstream",
-            "upstreams",
-            &names,
-        );
+        if let Some(upstream) = &r.upstream {
+            check_reference(
+                p,
+                upstream,
+                &format!("{path}.upstream"),
+                "upstream",
+                "upstreams",
+                &names,
+            );
+        }
+        if let Some(versions) = r
+            .versions
+            .as_ref()
+            .filter(|v| v.from.contains(&VersionSource::Path))
+        {
+            let route_path = r.matcher.path.text();
+            let first = route_path
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            if first.strip_prefix('v').is_some_and(is_version_name) {
+                p.add(
+                    versions.pos,
+                    &format!("{path}.versions.from"),
+                    format!(
+                        "the route path `{route_path}` starts with a version segment; with `from: path` the version goes in front of the route path (/v2{route_path}), so write the path without it"
+                    ),
+                );
+            }
+        }
+        for v in r.versions.iter().flat_map(|v| &v.versions) {
+            let vpath = format!("{path}.versions.{}", v.name.value);
+            let splits = v
+                .split
+                .iter()
+                .enumerate()
+                .map(|(k, s)| (format!("{vpath}.split[{k}].upstream"), &s.upstream));
+            for (at, upstream) in std::iter::once((format!("{vpath}.upstream"), &v.upstream)).chain(splits) {
+                check_reference(p, upstream, &at, "upstream", "upstreams", &names);
+            }
+        }
         if let Some(strip) = &r.strip_prefix {
             let route_path = r.matcher.path.text();
             if !has_segment_prefix(route_path, &strip.value) {
@@ -158,6 +202,9 @@ fn check_route_auth(routes: &[Option<RouteConfig>], auth_names: &[String], p: &m
     }
 }
 
+/// Policies per route: with at most 16 windows each, one Redis decision stays small.
+const MAX_ROUTE_POLICIES: usize = 16;
+
 fn check_route_limits(routes: &[Option<RouteConfig>], names: &[String], p: &mut Problems) {
     let known: Vec<&str> = names.iter().map(String::as_str).collect();
     for (i, r) in routes
@@ -166,13 +213,16 @@ fn check_route_limits(routes: &[Option<RouteConfig>], names: &[String], p: &mut 
         .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
     {
         for (j, l) in r.rate_limit.iter().enumerate() {
-            check_reference(
-                p,
-                l,
-                &format!("routes[{i}].rate_limit[{j}]"),
-                "rate limit",
-                "rate_limits",
-                &known,
+            let path = format!("routes[{i}].rate_limit[{j}]");
+            check_reference(p, l, &path, "rate limit", "rate_limits", &known);
+            if r.rate_limit[..j].iter().any(|earlier| earlier.value == l.value) {
+                p.add(l.pos, &path, format!("rate limit `{}` is listed twice", l.value));
+            }
+        }
+        if r.rate_limit.len() > MAX_ROUTE_POLICIES {
+            p.add_unpositioned(
+                &format!("routes[{i}].rate_limit"),
+                format!("at most {MAX_ROUTE_POLICIES} rate limits per route"),
             );
         }
     }

@@ -11,6 +11,8 @@ pub struct AccessEntry<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub route: &'a str,
+    /// The resolved API version, empty on unversioned routes.
+    pub version: &'a str,
     /// The authenticated consumer, `-` when none.
     pub consumer: &'a str,
     pub target: &'a str,
@@ -28,12 +30,13 @@ pub fn write(entry: &AccessEntry<'_>) {
     let mut line = String::with_capacity(160);
     let _ = write!(
         line,
-        "id={} client={} method={} path={} route={} consumer={} target={} status={} bytes={} duration_ms={:.3}",
+        "id={} client={} method={} path={} route={} version={} consumer={} target={} status={} bytes={} duration_ms={:.3}",
         entry.request_id,
         entry.client,
         entry.method,
         sanitize(entry.path),
         entry.route,
+        if entry.version.is_empty() { "-" } else { entry.version },
         sanitize(entry.consumer),
         entry.target,
         entry.status,

@@ -53,8 +53,8 @@ impl Metrics {
         };
         let requests = counter(
             "portcullis_requests_total",
-            "Requests answered, by route, method and status.",
-            &["route", "method", "status"],
+            "Requests answered, by route, API version (empty on unversioned routes), method and status.",
+            &["route", "version", "method", "status"],
         )?;
         let upstream_requests = counter(
             "portcullis_upstream_requests_total",

@@ -24,6 +24,12 @@ pub struct RequestCtx {
     /// Path and query sent upstream.
     pub upstream_uri: Option<http::Uri>,
     pub route: Option<usize>,
+    /// The pool this request goes to: the route's, or its resolved version's (canary included).
+    pub pool: Option<usize>,
+    /// The resolved API version (index into the route's versions), on versioned routes.
+    pub version: Option<usize>,
+    /// Version signals (`X-API-Version`, `Deprecation`, `Sunset`, `Link`) for the response.
+    pub version_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Route deadline (504 after it), from the route's `timeout`.
     pub deadline: Option<Instant>,
     pub selected: Option<Selected>,
@@ -54,6 +60,9 @@ impl RequestCtx {
             path: String::new(),
             upstream_uri: None,
             route: None,
+            pool: None,
+            version: None,
+            version_headers: Vec::new(),
             deadline: None,
             selected: None,
             tried: Vec::new(),
@@ -74,7 +83,14 @@ impl RequestCtx {
 
     /// The matched route's upstream pool.
     pub fn pool(&self) -> Option<&Arc<Pool>> {
-        self.snapshot.as_ref()?.pools.get(self.route()?.upstream)
+        self.snapshot.as_ref()?.pools.get(self.pool?)
+    }
+
+    /// The resolved version's name, empty on unversioned routes (the metric label).
+    pub fn version_name(&self) -> &str {
+        self.route()
+            .and_then(|r| r.versions.as_ref()?.versions.get(self.version?))
+            .map_or("", |v| v.name.as_str())
     }
 
     pub fn route_name(&self) -> &str {

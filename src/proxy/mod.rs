@@ -2,12 +2,14 @@
 //! delegates to the module that owns the concern.
 //!
 //! request_filter: snapshot -> request id -> framing/Host/path checks -> route -> auth
-//!                 -> rate limits (local, then one round trip to Redis when shared)
+//!                 -> API version (and canary) -> rate limits (local, then one round trip to
+//!                 Redis when shared)
 //! upstream_peer:  pool selection (skipping targets this request already tried)
 //! upstream_request_filter: rewrite path, forwarding headers, hop-by-hop, header rules
 //! response filters: hop-by-hop, header rules, request id, route deadline
 //! logging: metrics and the access log
 
+mod admission;
 pub mod ctx;
 mod errors;
 mod forwarding;
@@ -26,12 +28,10 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, Result};
 
-use crate::auth::{self, credentials, Denied};
+use crate::auth::credentials;
 use crate::limits::{self, headers as limit_headers, Missing, Outcome};
 use crate::observe::access_log::{self, AccessEntry};
 use crate::observe::metrics;
-use crate::routing::normalize::strip_segment_prefix;
-use crate::routing::RouteMatch;
 use crate::runtime::Runtime;
 use ctx::RequestCtx;
 use problem::Problem;
@@ -47,66 +47,29 @@ impl Gateway {
 
     /// Answer with a gateway-generated problem; the request goes no further.
     async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, problem: Problem) -> Result<bool> {
+        // Refused after its version was resolved (e.g. 429): the answer still names the version.
+        let problem = problem.with_headers(ctx.version_headers.clone());
         ctx.gateway_status = Some(problem.status);
         problem.send(session, &ctx.request_id).await?;
         Ok(true)
     }
 
-    /// Checks and routing; `Err(problem)` answers the client without contacting an upstream.
+    /// Checks, routing, authentication and version; `Err(problem)` answers the client without
+    /// contacting an upstream.
     fn admit(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> std::result::Result<(), Problem> {
         let snapshot = self.runtime.load();
         let limits = &snapshot.settings.limits;
         request_checks::check_framing(req, limits)?;
         ctx.host = request_checks::check_host(req)?;
         let target = request_checks::check_path(req, limits)?;
-        ctx.path = target.path;
-        let route_id = match snapshot
-            .routes
-            .find(&ctx.host, &ctx.path, &req.method, &req.headers)
-        {
-            RouteMatch::Found(id) => id,
-            RouteMatch::NotFound => return Err(Problem::new(404, "no route matches this request")),
-            RouteMatch::MethodNotAllowed(allowed) => {
-                return Err(Problem::new(405, "the route does not accept this method")
-                    .with_header("allow", allowed.allow_header()))
-            }
-        };
+        ctx.path = target.path.clone();
+        let route_id = admission::find_route(&snapshot, &ctx.host, &ctx.path, req)?;
         let Some(route) = snapshot.routes.routes.get(route_id) else {
             return Err(Problem::new(404, "no route matches this request"));
         };
-        match auth::authenticate(&route.auth, &snapshot.authenticators, req) {
-            Ok(None) => {}
-            Ok(Some((identity, authenticator))) => {
-                let authenticator = snapshot
-                    .authenticators
-                    .get(authenticator)
-                    .ok_or_else(|| Problem::unauthenticated("unknown authenticator"))?;
-                ctx.identity_headers = authenticator
-                    .forward_headers(&identity)
-                    .map_err(Problem::unauthenticated)?;
-                ctx.identity = Some(identity);
-            }
-            Err(Denied::Unauthenticated(why)) => return Err(Problem::unauthenticated(why)),
-            Err(Denied::Forbidden(scopes)) => return Err(Problem::forbidden(&scopes)),
-        }
-        let upstream_path = match &route.strip_prefix {
-            Some(prefix) => strip_segment_prefix(&ctx.path, prefix),
-            None => ctx.path.clone(),
-        };
-        let query = match &target.query {
-            Some(q) if !route.auth.strip.is_empty() => {
-                Some(credentials::strip_from_query(q, &route.auth.strip))
-            }
-            other => other.clone(),
-        };
-        let path_and_query = match query.filter(|q| !q.is_empty() || target.query.as_deref() == Some("")) {
-            Some(q) => format!("{upstream_path}?{q}"),
-            None => upstream_path,
-        };
-        ctx.upstream_uri = Some(
-            http::Uri::try_from(path_and_query)
-                .map_err(|_| Problem::new(400, "request target cannot be forwarded"))?,
-        );
+        admission::authenticate(&snapshot, route, req, ctx)?;
+        let version = admission::resolve_version(route, req, &target, ctx)?;
+        ctx.upstream_uri = Some(admission::upstream_uri(route, &ctx.path, &target, version)?);
         ctx.deadline = route.timeout.map(|t| ctx.start + t);
         ctx.route = Some(route_id);
         ctx.snapshot = Some(snapshot);
@@ -297,6 +260,10 @@ impl ProxyHttp for Gateway {
         for (name, value) in &ctx.identity_headers {
             req.insert_header(name.clone(), value.clone())?;
         }
+        // The resolved version replaces whatever the client sent under that name.
+        if let Some(versions) = &route.versions {
+            req.insert_header(versions.header.clone(), ctx.version_name())?;
+        }
         let _ = session;
         ctx.upstream_sent = Some(Instant::now());
         Ok(())
@@ -329,6 +296,9 @@ impl ProxyHttp for Gateway {
         resp.insert_header(forwarding::X_REQUEST_ID, ctx.request_id.as_str())?;
         for (name, value) in &ctx.ratelimit_headers {
             resp.insert_header(*name, value.as_str())?;
+        }
+        for (name, value) in &ctx.version_headers {
+            resp.insert_header(name.clone(), value.clone())?;
         }
         Ok(())
     }
@@ -381,7 +351,7 @@ impl ProxyHttp for Gateway {
         let elapsed = ctx.start.elapsed();
         let m = metrics::get();
         m.requests
-            .with_label_values(&[&route, method, &status.to_string()])
+            .with_label_values(&[&route, ctx.version_name(), method, &status.to_string()])
             .inc();
         match ctx
             .route
@@ -411,6 +381,7 @@ impl ProxyHttp for Gateway {
                 method,
                 path: &path,
                 route: &route,
+                version: ctx.version_name(),
                 consumer: ctx.identity.as_ref().map_or("-", |id| id.consumer.as_str()),
                 target,
                 status,

@@ -4,6 +4,7 @@
 //! operator find the details in the log.
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
@@ -14,7 +15,7 @@ pub struct Problem {
     pub status: u16,
     pub detail: &'static str,
     /// Extra response headers such as `Allow`.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Close the client connection afterwards (the request's framing can't be trusted).
     pub close: bool,
     /// The problem `type` (RFC 9457); `about:blank` unless a registered type applies.
@@ -61,8 +62,26 @@ impl Problem {
         self
     }
 
+    /// Add a header; a value that is not a valid header value is left out (values are
+    /// computed by the gateway, never copied from the request).
     pub fn with_header(mut self, name: &'static str, value: String) -> Problem {
-        self.headers.push((name, value));
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::try_from(value),
+        ) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    pub fn with_headers(mut self, headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>) -> Problem {
+        self.headers.extend(headers);
+        self
+    }
+
+    /// Extension members, as a JSON fragment (`"name":value,...`) built by the gateway.
+    pub fn with_extension(mut self, extension: String) -> Problem {
+        self.extension = Some(extension);
         self
     }
 
@@ -105,7 +124,7 @@ impl Problem {
         resp.insert_header("cache-control", "no-store")?;
         resp.insert_header("x-request-id", request_id)?;
         for (name, value) in &self.headers {
-            resp.insert_header(*name, value.as_str())?;
+            resp.append_header(name.clone(), value.clone())?;
         }
         if self.close {
             session.set_keepalive(None);

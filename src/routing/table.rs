@@ -21,6 +21,7 @@ use super::methods::MethodSet;
 use crate::auth::{Authenticator, RouteAuth};
 use crate::config::{PathMatch, RouteConfig};
 use crate::transform::headers::HeaderRules;
+use crate::versions::Versions;
 
 /// One route as the request path needs it.
 #[derive(Debug)]
@@ -29,8 +30,10 @@ pub struct Route {
     pub path: PathMatch,
     pub methods: MethodSet,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Index of the route's pool in the snapshot.
-    pub upstream: usize,
+    /// Index of the route's pool in the snapshot (unversioned routes).
+    pub upstream: Option<usize>,
+    /// Per-version upstreams (versioned routes).
+    pub versions: Option<Versions>,
     pub strip_prefix: Option<String>,
     pub request_headers: HeaderRules,
     pub response_headers: HeaderRules,
@@ -43,7 +46,8 @@ pub struct Route {
 impl Route {
     pub fn compile(
         cfg: &RouteConfig,
-        upstream: usize,
+        upstream: Option<usize>,
+        versions: Option<Versions>,
         authenticators: &[Authenticator],
         policies: &[String],
     ) -> Route {
@@ -53,6 +57,7 @@ impl Route {
             methods: MethodSet::from_names(cfg.matcher.methods.iter().map(String::as_str)),
             headers: cfg.matcher.headers.clone(),
             upstream,
+            versions,
             strip_prefix: cfg.strip_prefix.as_ref().map(|s| s.value.clone()),
             request_headers: HeaderRules::compile(&cfg.request_headers),
             response_headers: HeaderRules::compile(&cfg.response_headers),
@@ -64,6 +69,16 @@ impl Route {
                 .filter_map(|name| policies.iter().position(|p| *p == name.value))
                 .collect(),
         }
+    }
+
+    /// Every path the route matches on: its own, plus `/v<version>…` forms for a route whose
+    /// version may come from the path.
+    fn paths(&self) -> Vec<PathMatch> {
+        let mut paths = vec![self.path.clone()];
+        if let Some(v) = &self.versions {
+            paths.extend(v.path_variants(&self.path));
+        }
+        paths
     }
 
     fn conditions(&self) -> usize {
@@ -169,24 +184,22 @@ impl RouteTable {
         let mut t = RouteTable::default();
         for (id, route) in routes.iter().enumerate() {
             let route_hosts = hosts.get(id).map(Vec::as_slice).unwrap_or(&[]);
-            if route_hosts.is_empty() {
-                t.any_host.insert(id, &route.path);
-            }
-            for h in route_hosts {
-                if h.starts_with("*.") {
-                    match t.wildcard_hosts.iter_mut().find(|(p, _)| p == h) {
-                        Some((_, g)) => g.insert(id, &route.path),
-                        None => {
-                            let mut g = HostGroup::default();
-                            g.insert(id, &route.path);
-                            t.wildcard_hosts.push((h.clone(), g));
+            for path in route.paths() {
+                if route_hosts.is_empty() {
+                    t.any_host.insert(id, &path);
+                }
+                for h in route_hosts {
+                    let group = if h.starts_with("*.") {
+                        if !t.wildcard_hosts.iter().any(|(p, _)| p == h) {
+                            t.wildcard_hosts.push((h.clone(), HostGroup::default()));
                         }
+                        t.wildcard_hosts.iter_mut().find(|(p, _)| p == h).map(|(_, g)| g)
+                    } else {
+                        Some(t.exact_hosts.entry(h.clone()).or_default())
+                    };
+                    if let Some(g) = group {
+                        g.insert(id, &path);
                     }
-                } else {
-                    t.exact_hosts
-                        .entry(h.clone())
-                        .or_default()
-                        .insert(id, &route.path);
                 }
             }
         }
@@ -251,7 +264,8 @@ mod tests {
                     )
                 })
                 .collect(),
-            upstream: 0,
+            upstream: Some(0),
+            versions: None,
             strip_prefix: None,
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),

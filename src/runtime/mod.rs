@@ -14,6 +14,7 @@ use crate::limits::redis::RedisStore;
 use crate::limits::Policy;
 use crate::routing::{Route, RouteTable};
 use crate::upstream::Pool;
+use crate::versions::Versions;
 
 pub mod reload;
 
@@ -92,17 +93,24 @@ impl Snapshot {
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut hosts = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
-            let upstream = config
-                .upstreams
-                .iter()
-                .position(|u| u.name.value == r.upstream.value)
-                .ok_or_else(|| {
-                    format!(
-                        "route `{}` names undefined upstream `{}`",
-                        r.name.value, r.upstream.value
-                    )
-                })?;
-            routes.push(Route::compile(r, upstream, &authenticators, &policy_names));
+            let pool = |name: &str| config.upstreams.iter().position(|u| u.name.value == name);
+            let undefined =
+                |name: &str| format!("route `{}` names undefined upstream `{name}`", r.name.value);
+            let upstream = match &r.upstream {
+                Some(u) => Some(pool(&u.value).ok_or_else(|| undefined(&u.value))?),
+                None => None,
+            };
+            let versions = match &r.versions {
+                Some(v) => Some(Versions::compile(v, &r.name.value, pool)?),
+                None => None,
+            };
+            routes.push(Route::compile(
+                r,
+                upstream,
+                versions,
+                &authenticators,
+                &policy_names,
+            ));
             hosts.push(r.matcher.hosts.clone());
         }
         let m = crate::observe::metrics::get();

@@ -1,0 +1,145 @@
+//! The steps of admitting a request after the framing checks, each delegating to the module
+//! that owns the concern: routing, authentication, API versions, and the upstream target.
+
+use pingora::http::RequestHeader;
+
+use super::ctx::RequestCtx;
+use super::problem::Problem;
+use crate::auth::{self, credentials, Denied};
+use crate::routing::normalize::strip_segment_prefix;
+use crate::routing::normalize::NormalizedTarget as Target;
+use crate::routing::{Route, RouteMatch};
+use crate::runtime::Snapshot;
+use crate::versions::{sources, Refused, Resolved};
+
+/// The route for this request, or 404/405.
+pub fn find_route(
+    snapshot: &Snapshot,
+    host: &str,
+    path: &str,
+    req: &RequestHeader,
+) -> Result<usize, Problem> {
+    match snapshot.routes.find(host, path, &req.method, &req.headers) {
+        RouteMatch::Found(id) => Ok(id),
+        RouteMatch::MethodNotAllowed(allowed) => {
+            Err(Problem::new(405, "the route does not accept this method")
+                .with_header("allow", allowed.allow_header()))
+        }
+        RouteMatch::NotFound => Err(unknown_path_version(snapshot, host, path, req)
+            .unwrap_or_else(|| Problem::new(404, "no route matches this request"))),
+    }
+}
+
+/// `/v9/users` where `/users` is a route versioned by path that has no version 9: a 404 that
+/// lists the versions it does have.
+fn unknown_path_version(snapshot: &Snapshot, host: &str, path: &str, req: &RequestHeader) -> Option<Problem> {
+    let (_, rest) = sources::path_version(path)?;
+    let RouteMatch::Found(id) = snapshot.routes.find(host, rest, &req.method, &req.headers) else {
+        return None;
+    };
+    let versions = snapshot.routes.routes.get(id)?.versions.as_ref()?;
+    versions
+        .by_path()
+        .then(|| unknown_version(versions.supported().to_string()))
+}
+
+fn unknown_version(supported: String) -> Problem {
+    Problem::new(404, "the route has no such API version").with_extension(supported)
+}
+
+/// Authenticate and authorize for the route; the identity and its headers go into `ctx`.
+pub fn authenticate(
+    snapshot: &Snapshot,
+    route: &Route,
+    req: &RequestHeader,
+    ctx: &mut RequestCtx,
+) -> Result<(), Problem> {
+    match auth::authenticate(&route.auth, &snapshot.authenticators, req) {
+        Ok(None) => Ok(()),
+        Ok(Some((identity, authenticator))) => {
+            let authenticator = snapshot
+                .authenticators
+                .get(authenticator)
+                .ok_or_else(|| Problem::unauthenticated("unknown authenticator"))?;
+            ctx.identity_headers = authenticator
+                .forward_headers(&identity)
+                .map_err(Problem::unauthenticated)?;
+            ctx.identity = Some(identity);
+            Ok(())
+        }
+        Err(Denied::Unauthenticated(why)) => Err(Problem::unauthenticated(why)),
+        Err(Denied::Forbidden(scopes)) => Err(Problem::forbidden(&scopes)),
+    }
+}
+
+/// The pool (and, on versioned routes, the version) this request goes to.
+pub fn resolve_version(
+    route: &Route,
+    req: &RequestHeader,
+    target: &Target,
+    ctx: &mut RequestCtx,
+) -> Result<Option<Resolved>, Problem> {
+    let Some(versions) = &route.versions else {
+        ctx.pool = route.upstream;
+        return Ok(None);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let resolved = versions
+        .resolve(
+            &req.headers,
+            &ctx.path,
+            target.query.as_deref(),
+            ctx.identity.as_ref(),
+            ctx.client_ip,
+            now,
+        )
+        .map_err(|refused| match refused {
+            Refused::Unknown(supported) => unknown_version(supported),
+            Refused::Missing(supported) => {
+                Problem::new(400, "the request does not say which API version it wants")
+                    .with_extension(supported)
+            }
+            Refused::Conflict => Problem::new(400, "the request names conflicting API versions"),
+            Refused::Gone(headers) => {
+                Problem::new(410, "this API version has been retired").with_headers(headers)
+            }
+        })?;
+    ctx.pool = Some(resolved.pool);
+    ctx.version = Some(resolved.version);
+    ctx.version_headers = resolved.response_headers.clone();
+    Ok(Some(resolved))
+}
+
+/// The path and query sent upstream: the version segment and `strip_prefix` removed from the
+/// canonical path, credential and version query parameters removed from the query.
+pub fn upstream_uri(
+    route: &Route,
+    path: &str,
+    target: &Target,
+    version: Option<Resolved>,
+) -> Result<http::Uri, Problem> {
+    let (path, strip_query) = match version {
+        Some(v) => (v.path.unwrap_or_else(|| path.to_string()), v.strip_query),
+        None => (path.to_string(), None),
+    };
+    let upstream_path = match &route.strip_prefix {
+        Some(prefix) => strip_segment_prefix(&path, prefix),
+        None => path,
+    };
+    let mut query = target.query.clone();
+    if let Some(q) = &mut query {
+        if !route.auth.strip.is_empty() {
+            *q = credentials::strip_from_query(q, &route.auth.strip);
+        }
+        if let Some(param) = &strip_query {
+            *q = sources::strip_query(q, param);
+        }
+    }
+    let path_and_query = match query.filter(|q| !q.is_empty() || target.query.as_deref() == Some("")) {
+        Some(q) => format!("{upstream_path}?{q}"),
+        None => upstream_path,
+    };
+    http::Uri::try_from(path_and_query).map_err(|_| Problem::new(400, "request target cannot be forwarded"))
+}
