@@ -218,6 +218,58 @@ fn a_route_prefix_and_strip_prefix_combine_with_path_versions() {
         v1.requests().last().map(|s| s.target.clone()).as_deref(),
         Some("/v2/other")
     );
+    // An unknown version of the versioned route is its 404, not the catch-all's.
+    let before = v1.count() + v2.count();
+    let r = gw.get("/v9/api/users/7");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["supported-versions"], serde_json::json!(["1", "2"]));
+    assert_eq!(v1.count() + v2.count(), before);
+}
+
+#[test]
+fn strip_path_false_keeps_the_segment_and_still_applies_strip_prefix() {
+    let (v1, v2) = (Upstream::start("v1"), Upstream::start("v2"));
+    let gw = Gateway::start(&format!(
+        "upstreams:\n{}{}routes:\n  - name: api-users\n    match: {{ path_prefix: /api/users }}\n    strip_prefix: /api\n    versions:\n      from: [path]\n      strip_path: false\n      default: \"1\"\n      \"1\": {{ upstream: users-v1 }}\n      \"2\": {{ upstream: users-v2 }}\n",
+        pool("users-v1", &[v1.addr()]),
+        pool("users-v2", &[v2.addr()]),
+    ));
+    assert_eq!(gw.get("/v2/api/users/7").status, 200);
+    assert_eq!(v2.requests()[0].target, "/v2/users/7");
+    assert_eq!(gw.get("/api/users/7").status, 200);
+    assert_eq!(v1.requests()[0].target, "/users/7");
+}
+
+#[test]
+fn a_version_segment_cannot_carry_a_request_past_a_more_specific_route() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let keys_file = keys.path().join("keys.yaml");
+    std::fs::write(
+        &keys_file,
+        format!(
+            "keys:\n  - {{ sha256: {}, consumer: ops }}\n",
+            hash_key("admin-key")
+        ),
+    )
+    .expect("write keys");
+    let (v1, admin) = (Upstream::start("v1"), Upstream::start("admin"));
+    let gw = Gateway::start(&format!(
+        "upstreams:\n{}{}auth:\n  ops:\n    type: api_key\n    from: [\"header:x-api-key\"]\n    keys_file: {}\nroutes:\n  - name: users\n    match: {{ path_prefix: /users }}\n    versions: {{ from: [path], default: \"1\", \"1\": {{ upstream: users-v1 }} }}\n  - {{ name: admin, match: {{ path_prefix: /users/admin }}, upstream: admin, auth: [ops] }}\n",
+        pool("users-v1", &[v1.addr()]),
+        pool("admin", &[admin.addr()]),
+        keys_file.display()
+    ));
+    assert_eq!(
+        gw.get("/users/admin/x").status,
+        401,
+        "the admin route needs a key"
+    );
+    for attack in ["/v1/users/admin/x", "/v1/users/admin", "/v1//users/./admin/x"] {
+        let r = gw.get(attack);
+        assert_eq!(r.status, 404, "{attack}: {}", r.text());
+    }
+    assert_eq!(v1.count() + admin.count(), 0, "nothing reached either upstream");
+    assert_eq!(gw.get("/v1/users/7").status, 200);
 }
 
 #[test]
@@ -257,6 +309,16 @@ fn a_canary_split_follows_its_weight_and_sticks_to_each_client() {
             .header("x-upstream"),
         Some("v3")
     );
+    let forwarded = api
+        .v3
+        .requests()
+        .last()
+        .map(|r| r.header("x-canary").map(String::from));
+    assert_eq!(
+        forwarded,
+        Some(None),
+        "the override header is the gateway's, not forwarded"
+    );
     assert_eq!(
         api.get("/users", &[("x-user", "u"), ("x-canary", "off")])
             .header("x-upstream"),
@@ -292,6 +354,11 @@ fn deprecated_versions_announce_their_sunset_and_are_gone_after_it() {
     );
     assert_eq!(gone.header("x-api-version"), Some("1"));
     assert_eq!(api.v1.count(), 0, "a retired version never reaches its upstream");
+    api.gw.wait_metric(
+        "portcullis_requests_total",
+        &[("route", "users"), ("version", "1"), ("status", "410")],
+        1.0,
+    );
     // Past its sunset but not `gone`: still served, with the configured link.
     let late = api.get("/v4/users", &[]);
     assert_eq!(served(&late), (200, "v3", "4"));
@@ -306,7 +373,12 @@ fn metrics_and_the_access_log_carry_the_version() {
     let api = Api::start(ALL_SOURCES);
     api.get("/v1/users", &[]);
     api.get("/v1/users", &[]);
-    api.get("/users", &[]);
+    let r = api.get("/users", &[]);
+    assert_eq!(
+        r.header("vary"),
+        Some("accept-version, accept"),
+        "caches must key on the headers that choose the version"
+    );
     api.gw.wait_metric(
         "portcullis_requests_total",
         &[("route", "users"), ("version", "1")],
@@ -351,6 +423,16 @@ fn check_reports_version_mistakes() {
         "routes[0].versions.1.sticky: sticky: consumer needs an authenticated consumer",
         "routes[1].versions.1.upstream: route names undefined upstream `nope`",
         "routes[1].versions.from: the route path `/v1/t` starts with a version segment",
+    ] {
+        assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
+    }
+    let out = check(
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nroutes:\n  - name: users\n    match: { path_prefix: /users }\n    versions: { from: [path], \"1\": { upstream: a } }\n  - { name: bad, match: { path_prefix: /bad }, versions: { from: [path], header: content-length, \"1\": { upstream: a } } }\n  - { name: legacy, match: { path_prefix: /v2/users/old }, upstream: a }\n",
+    );
+    assert_eq!(out.code, 1);
+    for want in [
+        "routes[1].versions.header: `content-length` cannot carry the version",
+        "routes[2].match: path `/v2/users/old` collides with the path versions of route `users`",
     ] {
         assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
     }

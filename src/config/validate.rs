@@ -8,7 +8,7 @@ use super::diag::{did_you_mean, Problems};
 use super::limits_model::{KeyPart, MissingKey, RateLimitConfig};
 use super::model::{MatchConfig, PathMatch, RouteConfig, ServerConfig, UpstreamConfig};
 use super::schema::Parts;
-use super::versions_model::{is_version_name, Sticky, VersionSource};
+use super::versions_model::{split_path_version, Sticky, VersionSource};
 use crate::routing::normalize::has_segment_prefix;
 
 pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
@@ -20,6 +20,43 @@ pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
     check_route_auth(&parts.routes, &parts.auth_names, p);
     check_route_limits(&parts.routes, &parts.limit_names, p);
     check_identity_keys(&parts.routes, &parts.rate_limits, p);
+    check_path_version_collisions(&parts.routes, p);
+}
+
+/// A route whose path starts with `/v<version>` competes with the path versions of a route
+/// versioned by path (`/v2/users` against `/users` with `from: [path]`): the versioned reading
+/// would win, so the literal route could never see its requests. Refuse the ambiguity.
+fn check_path_version_collisions(routes: &[Option<RouteConfig>], p: &mut Problems) {
+    let versioned: Vec<&RouteConfig> = routes
+        .iter()
+        .flatten()
+        .filter(|r| {
+            r.versions
+                .as_ref()
+                .is_some_and(|v| v.from.contains(&VersionSource::Path))
+        })
+        .collect();
+    for (i, r) in routes.iter().enumerate() {
+        let Some(r) = r else { continue };
+        let route_path = r.matcher.path.text();
+        let Some((_, rest)) = split_path_version(route_path) else {
+            continue;
+        };
+        if let Some(v) = versioned.iter().find(|v| match &v.matcher.path {
+            PathMatch::Prefix(prefix) => has_segment_prefix(rest, prefix),
+            PathMatch::Exact(exact) => rest == exact,
+        }) {
+            p.add(
+                r.name.pos,
+                &format!("routes[{i}].match"),
+                format!(
+                    "path `{route_path}` collides with the path versions of route `{}` (/v<version>{}); requests would go to that route",
+                    v.name.value,
+                    v.matcher.path.text()
+                ),
+            );
+        }
+    }
 }
 
 /// A policy keyed on the consumer or a claim needs an authenticated request: on a route
@@ -130,12 +167,7 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
             .filter(|v| v.from.contains(&VersionSource::Path))
         {
             let route_path = r.matcher.path.text();
-            let first = route_path
-                .trim_start_matches('/')
-                .split('/')
-                .next()
-                .unwrap_or_default();
-            if first.strip_prefix('v').is_some_and(is_version_name) {
+            if split_path_version(route_path).is_some() {
                 p.add(
                     versions.pos,
                     &format!("{path}.versions.from"),

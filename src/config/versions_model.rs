@@ -112,3 +112,14 @@ pub fn is_version_name(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
+
+/// A first path segment `v<version>`: the version and the path without that segment
+/// (`/v2/users/7` -> `("2", "/users/7")`, `/v2` -> `("2", "/")`).
+pub fn split_path_version(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/v")?;
+    let (version, after) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    is_version_name(version).then_some((version, after))
+}

@@ -111,7 +111,35 @@ pub fn decode_versions(node: &Node, path: &str, route: &str, p: &mut Problems) -
         },
         p,
     );
-    let header = header_name(&header, &f.path_of("header"), p);
+    let header = header_name(&header, &f.path_of("header"), p).filter(|h| {
+        // Framing and hop-by-hop headers would corrupt the exchange in either direction.
+        const RESERVED: &[&str] = &[
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "keep-alive",
+            "te",
+            "trailer",
+            "upgrade",
+            "proxy-connection",
+            "content-type",
+            "date",
+            "vary",
+            "link",
+            "sunset",
+            "deprecation",
+        ];
+        let reserved = RESERVED.contains(&h.as_str());
+        if reserved {
+            p.add(
+                f.pos_of("header"),
+                &f.path_of("header"),
+                format!("`{h}` cannot carry the version"),
+            );
+        }
+        !reserved
+    });
     let vendor: String = f.or("vendor", route.to_string(), p);
     if vendor.is_empty()
         || !vendor

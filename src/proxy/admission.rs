@@ -13,34 +13,58 @@ use crate::runtime::Snapshot;
 use crate::versions::{sources, Refused, Resolved};
 
 /// The route for this request, or 404/405.
+///
+/// A first segment `v<version>` is first read as an API version: if the rest of the path
+/// routes to a route versioned by path, that route takes the request (an unknown version then
+/// gets its 404 with the supported list). Otherwise the full path is routed, and a route
+/// versioned by path may not take it: the rest belongs to another route (or none), so reading
+/// the segment as a version would send that route's path past its own rules.
 pub fn find_route(
     snapshot: &Snapshot,
     host: &str,
     path: &str,
     req: &RequestHeader,
 ) -> Result<usize, Problem> {
-    match snapshot.routes.find(host, path, &req.method, &req.headers) {
+    let by_path = |id: usize| {
+        snapshot
+            .routes
+            .routes
+            .get(id)
+            .and_then(|r| r.versions.as_ref())
+            .is_some_and(|v| v.by_path())
+    };
+    let routes = &snapshot.routes;
+    if let Some((_, rest)) = sources::path_version(path) {
+        if routes
+            .find_any_method(host, rest, &req.headers)
+            .is_some_and(by_path)
+        {
+            return match routes.find(host, rest, &req.method, &req.headers) {
+                RouteMatch::Found(id) if !by_path(id) => {
+                    Err(Problem::new(404, "no route matches this request"))
+                }
+                other => found(other),
+            };
+        }
+        if routes
+            .find_any_method(host, path, &req.headers)
+            .is_some_and(by_path)
+        {
+            return Err(Problem::new(404, "no route matches this request"));
+        }
+    }
+    found(routes.find(host, path, &req.method, &req.headers))
+}
+
+fn found(m: RouteMatch) -> Result<usize, Problem> {
+    match m {
         RouteMatch::Found(id) => Ok(id),
         RouteMatch::MethodNotAllowed(allowed) => {
             Err(Problem::new(405, "the route does not accept this method")
                 .with_header("allow", allowed.allow_header()))
         }
-        RouteMatch::NotFound => Err(unknown_path_version(snapshot, host, path, req)
-            .unwrap_or_else(|| Problem::new(404, "no route matches this request"))),
+        RouteMatch::NotFound => Err(Problem::new(404, "no route matches this request")),
     }
-}
-
-/// `/v9/users` where `/users` is a route versioned by path that has no version 9: a 404 that
-/// lists the versions it does have.
-fn unknown_path_version(snapshot: &Snapshot, host: &str, path: &str, req: &RequestHeader) -> Option<Problem> {
-    let (_, rest) = sources::path_version(path)?;
-    let RouteMatch::Found(id) = snapshot.routes.find(host, rest, &req.method, &req.headers) else {
-        return None;
-    };
-    let versions = snapshot.routes.routes.get(id)?.versions.as_ref()?;
-    versions
-        .by_path()
-        .then(|| unknown_version(versions.supported().to_string()))
 }
 
 fn unknown_version(supported: String) -> Problem {
@@ -102,7 +126,8 @@ pub fn resolve_version(
                     .with_extension(supported)
             }
             Refused::Conflict => Problem::new(400, "the request names conflicting API versions"),
-            Refused::Gone(headers) => {
+            Refused::Gone(version, headers) => {
+                ctx.version = Some(version);
                 Problem::new(410, "this API version has been retired").with_headers(headers)
             }
         })?;
@@ -120,20 +145,26 @@ pub fn upstream_uri(
     target: &Target,
     version: Option<Resolved>,
 ) -> Result<http::Uri, Problem> {
-    let (path, strip_query) = match version {
-        Some(v) => (v.path.unwrap_or_else(|| path.to_string()), v.strip_query),
-        None => (path.to_string(), None),
+    let (rest, segment, strip_query) = match version {
+        Some(v) => (v.rest, v.kept_segment, v.strip_query),
+        None => (None, None, Vec::new()),
     };
-    let upstream_path = match &route.strip_prefix {
-        Some(prefix) => strip_segment_prefix(&path, prefix),
-        None => path,
+    let base = rest.unwrap_or_else(|| path.to_string());
+    let stripped = match &route.strip_prefix {
+        Some(prefix) => strip_segment_prefix(&base, prefix),
+        None => base,
+    };
+    let upstream_path = match segment {
+        Some(segment) if stripped == "/" => segment,
+        Some(segment) => format!("{segment}{stripped}"),
+        None => stripped,
     };
     let mut query = target.query.clone();
     if let Some(q) = &mut query {
         if !route.auth.strip.is_empty() {
             *q = credentials::strip_from_query(q, &route.auth.strip);
         }
-        if let Some(param) = &strip_query {
+        for param in &strip_query {
             *q = sources::strip_query(q, param);
         }
     }

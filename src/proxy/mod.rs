@@ -64,6 +64,9 @@ impl Gateway {
         let target = request_checks::check_path(req, limits)?;
         ctx.path = target.path.clone();
         let route_id = admission::find_route(&snapshot, &ctx.host, &ctx.path, req)?;
+        // Known from here on, so refusals below are counted and logged under the route.
+        ctx.route = Some(route_id);
+        ctx.snapshot = Some(Arc::clone(&snapshot));
         let Some(route) = snapshot.routes.routes.get(route_id) else {
             return Err(Problem::new(404, "no route matches this request"));
         };
@@ -71,8 +74,6 @@ impl Gateway {
         let version = admission::resolve_version(route, req, &target, ctx)?;
         ctx.upstream_uri = Some(admission::upstream_uri(route, &ctx.path, &target, version)?);
         ctx.deadline = route.timeout.map(|t| ctx.start + t);
-        ctx.route = Some(route_id);
-        ctx.snapshot = Some(snapshot);
         Ok(())
     }
 
@@ -263,6 +264,9 @@ impl ProxyHttp for Gateway {
         // The resolved version replaces whatever the client sent under that name.
         if let Some(versions) = &route.versions {
             req.insert_header(versions.header.clone(), ctx.version_name())?;
+            if let Some(name) = ctx.version.and_then(|v| versions.override_header(v)) {
+                req.remove_header(name);
+            }
         }
         let _ = session;
         ctx.upstream_sent = Some(Instant::now());
@@ -298,7 +302,13 @@ impl ProxyHttp for Gateway {
             resp.insert_header(*name, value.as_str())?;
         }
         for (name, value) in &ctx.version_headers {
-            resp.insert_header(name.clone(), value.clone())?;
+            // The upstream's own `Link`s (pagination…) and `Vary` stay; the rest is the
+            // gateway's to say.
+            if name == http::header::LINK || name == http::header::VARY {
+                resp.append_header(name.clone(), value.clone())?;
+            } else {
+                resp.insert_header(name.clone(), value.clone())?;
+            }
         }
         Ok(())
     }
@@ -321,7 +331,7 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         self.count_upstream(ctx, "error");
-        let problem = errors::problem_for(e);
+        let problem = errors::problem_for(e).map(|p| p.with_headers(ctx.version_headers.clone()));
         let code = match problem {
             Some(p) if session.response_written().is_none() => {
                 let status = p.status;

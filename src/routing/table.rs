@@ -71,16 +71,6 @@ impl Route {
         }
     }
 
-    /// Every path the route matches on: its own, plus `/v<version>…` forms for a route whose
-    /// version may come from the path.
-    fn paths(&self) -> Vec<PathMatch> {
-        let mut paths = vec![self.path.clone()];
-        if let Some(v) = &self.versions {
-            paths.extend(v.path_variants(&self.path));
-        }
-        paths
-    }
-
     fn conditions(&self) -> usize {
         usize::from(!self.methods.is_any()) + self.headers.len()
     }
@@ -184,22 +174,24 @@ impl RouteTable {
         let mut t = RouteTable::default();
         for (id, route) in routes.iter().enumerate() {
             let route_hosts = hosts.get(id).map(Vec::as_slice).unwrap_or(&[]);
-            for path in route.paths() {
-                if route_hosts.is_empty() {
-                    t.any_host.insert(id, &path);
-                }
-                for h in route_hosts {
-                    let group = if h.starts_with("*.") {
-                        if !t.wildcard_hosts.iter().any(|(p, _)| p == h) {
-                            t.wildcard_hosts.push((h.clone(), HostGroup::default()));
+            if route_hosts.is_empty() {
+                t.any_host.insert(id, &route.path);
+            }
+            for h in route_hosts {
+                if h.starts_with("*.") {
+                    match t.wildcard_hosts.iter_mut().find(|(p, _)| p == h) {
+                        Some((_, g)) => g.insert(id, &route.path),
+                        None => {
+                            let mut g = HostGroup::default();
+                            g.insert(id, &route.path);
+                            t.wildcard_hosts.push((h.clone(), g));
                         }
-                        t.wildcard_hosts.iter_mut().find(|(p, _)| p == h).map(|(_, g)| g)
-                    } else {
-                        Some(t.exact_hosts.entry(h.clone()).or_default())
-                    };
-                    if let Some(g) = group {
-                        g.insert(id, &path);
                     }
+                } else {
+                    t.exact_hosts
+                        .entry(h.clone())
+                        .or_default()
+                        .insert(id, &route.path);
                 }
             }
         }
@@ -215,15 +207,29 @@ impl RouteTable {
         t
     }
 
-    /// Route a request by canonical `host` (may be empty), canonical `path`, method, headers.
-    pub fn find(&self, host: &str, path: &str, method: &Method, headers: &HeaderMap) -> RouteMatch {
+    /// The most specific route for `host`, `path` and headers, whatever its methods.
+    pub fn find_any_method(&self, host: &str, path: &str, headers: &HeaderMap) -> Option<usize> {
+        self.groups(host).find_map(|group| {
+            group
+                .candidates(path)
+                .find(|&id| self.routes[id].headers_match(headers))
+        })
+    }
+
+    /// The host groups to try for `host`, most specific first.
+    fn groups<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a HostGroup> + 'a {
         let exact = self.exact_hosts.get(host).into_iter();
         let wild = self
             .wildcard_hosts
             .iter()
-            .filter(|(p, _)| host_matches(p, host))
+            .filter(move |(p, _)| host_matches(p, host))
             .map(|(_, g)| g);
-        for group in exact.chain(wild).chain(std::iter::once(&self.any_host)) {
+        exact.chain(wild).chain(std::iter::once(&self.any_host))
+    }
+
+    /// Route a request by canonical `host` (may be empty), canonical `path`, method, headers.
+    pub fn find(&self, host: &str, path: &str, method: &Method, headers: &HeaderMap) -> RouteMatch {
+        for group in self.groups(host) {
             let mut allowed = MethodSet::default();
             let mut path_matched = false;
             for id in group.candidates(path) {

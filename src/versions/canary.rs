@@ -37,7 +37,8 @@ impl Split {
                 _ => {}
             }
         }
-        let ip_text = || ip.map(|ip| ip.to_string()).unwrap_or_default();
+        // IPv4-mapped IPv6 peers count as their IPv4 address.
+        let ip_text = || ip.map(|ip| ip.to_canonical().to_string()).unwrap_or_default();
         let value = match &self.sticky {
             Sticky::Consumer => identity.map(|i| i.consumer.clone()).unwrap_or_else(ip_text),
             Sticky::Ip => ip_text(),

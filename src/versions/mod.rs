@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::Identity;
-use crate::config::{AfterSunset, Conflict, PathMatch, VersionSource, VersionsConfig};
+use crate::config::{AfterSunset, Conflict, VersionSource, VersionsConfig};
 use canary::Split;
 use signals::Signals;
 use sources::Found;
@@ -41,6 +41,9 @@ pub struct Versions {
     pub versions: Vec<Version>,
     /// `"supported-versions":[…]`, the problem extension for unknown or missing versions.
     supported: String,
+    /// `Vary` for responses whose version may come from request headers (caches must not
+    /// serve one version's response to a request for another).
+    vary: Option<HeaderValue>,
 }
 
 /// A request's version and where it goes.
@@ -48,10 +51,12 @@ pub struct Versions {
 pub struct Resolved {
     pub version: usize,
     pub pool: usize,
-    /// The path to forward when the version came from (and is stripped from) the path.
-    pub path: Option<String>,
-    /// The query parameter to remove before forwarding.
-    pub strip_query: Option<String>,
+    /// The path without its version segment, when the version came from the path.
+    pub rest: Option<String>,
+    /// `/v2`, put back in front of the forwarded path when `strip_path: false`.
+    pub kept_segment: Option<String>,
+    /// Query parameters to remove before forwarding.
+    pub strip_query: Vec<String>,
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -64,8 +69,8 @@ pub enum Refused {
     Missing(String),
     /// 400: sources disagree, or one source names two versions.
     Conflict,
-    /// 410: the version's sunset has passed.
-    Gone(Vec<(HeaderName, HeaderValue)>),
+    /// 410: the version (index) is past its sunset; the signals to send with the refusal.
+    Gone(usize, Vec<(HeaderName, HeaderValue)>),
 }
 
 impl Versions {
@@ -109,6 +114,15 @@ impl Versions {
             })
             .collect::<Result<_, String>>()?;
         let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+        let varies: Vec<String> = cfg
+            .from
+            .iter()
+            .filter_map(|s| match s {
+                VersionSource::Header(h) => Some(h.to_string()),
+                VersionSource::MediaType => Some("accept".to_string()),
+                _ => None,
+            })
+            .collect();
         Ok(Versions {
             from: cfg.from.clone(),
             default: cfg.default.as_ref().and_then(|d| find(&d.value)),
@@ -119,28 +133,20 @@ impl Versions {
             header: cfg.header.clone(),
             versions,
             supported: format!("\"supported-versions\":[{}]", quoted.join(",")),
+            vary: (!varies.is_empty())
+                .then(|| HeaderValue::from_str(&varies.join(", ")).ok())
+                .flatten(),
         })
+    }
+
+    /// The header that forces version `version`'s canary split, if configured (removed before
+    /// forwarding: it is the client's instruction to the gateway).
+    pub fn override_header(&self, version: usize) -> Option<&HeaderName> {
+        self.versions.get(version)?.split.override_header.as_ref()
     }
 
     pub fn by_path(&self) -> bool {
         self.from.contains(&VersionSource::Path)
-    }
-
-    /// The paths the route also answers on: `/v<name>` in front of its own path, per version.
-    pub fn path_variants(&self, path: &PathMatch) -> Vec<PathMatch> {
-        if !self.by_path() {
-            return Vec::new();
-        }
-        self.versions
-            .iter()
-            .map(|v| {
-                let with = |p: &str| format!("/v{}{}", v.name, if p == "/" { "" } else { p });
-                match path {
-                    PathMatch::Exact(p) => PathMatch::Exact(with(p)),
-                    PathMatch::Prefix(p) => PathMatch::Prefix(with(p)),
-                }
-            })
-            .collect()
     }
 
     /// The problem extension listing the versions.
@@ -172,11 +178,12 @@ impl Versions {
                 Found::One(v) => found.push(v),
                 Found::Many => return Err(Refused::Conflict),
             }
+            // With `conflict: first`, later sources are not consulted at all.
+            if self.conflict == Conflict::First && !found.is_empty() {
+                break;
+            }
         }
-        let considered = match self.conflict {
-            Conflict::First => &found[..found.len().min(1)],
-            Conflict::Reject => &found[..],
-        };
+        let considered = &found;
         let index = |name: &str| self.versions.iter().position(|v| v.name == name);
         let mut chosen = None;
         for name in considered {
@@ -201,20 +208,29 @@ impl Versions {
             .flatten()
             .and_then(|s| self.versions.get(s))
             .map(|s| format!("/v{}{}", s.name, if rest == "/" { "" } else { rest }));
-        let response_headers = v.signals.headers(&self.header, successor_path);
+        let mut response_headers = v.signals.headers(&self.header, successor_path);
+        response_headers.extend(self.vary.clone().map(|v| (http::header::VARY, v)));
         if v.gone_after.is_some_and(|t| now >= t) {
-            return Err(Refused::Gone(response_headers));
+            return Err(Refused::Gone(version, response_headers));
         }
-        let strip_query = self.from.iter().find_map(|s| match s {
-            VersionSource::Query(q) if !self.keep_query => Some(q.clone()),
-            _ => None,
-        });
+        let strip_query = if self.keep_query {
+            Vec::new()
+        } else {
+            self.from
+                .iter()
+                .filter_map(|s| match s {
+                    VersionSource::Query(q) => Some(q.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
         Ok(Resolved {
             version,
             pool: v.split.choose(headers, identity, ip),
-            path: path_claim
-                .filter(|_| self.strip_path)
-                .map(|(_, rest)| rest.to_string()),
+            rest: path_claim.map(|(_, rest)| rest.to_string()),
+            kept_segment: path_claim
+                .filter(|_| !self.strip_path)
+                .map(|(name, _)| format!("/v{name}")),
             strip_query,
             response_headers,
         })

@@ -32,16 +32,7 @@ fn strip_v(value: &str) -> &str {
         .unwrap_or(value)
 }
 
-/// A first path segment `v<version>`: the version and the path without that segment.
-pub fn path_version(path: &str) -> Option<(&str, &str)> {
-    let rest = path.strip_prefix('/')?;
-    let (segment, after) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let version = segment.strip_prefix('v')?;
-    is_version_name(version).then_some((version, after))
-}
+pub use crate::config::split_path_version as path_version;
 
 /// Every value of header `name` (comma-separated lists included).
 pub fn header(headers: &HeaderMap, name: &HeaderName) -> Found {
@@ -57,18 +48,25 @@ pub fn header(headers: &HeaderMap, name: &HeaderName) -> Found {
     found
 }
 
-/// `Accept: application/vnd.<vendor>.v2+json` or any media range with `;version=2`.
-/// Ranges with `q=0` are refusals and say nothing.
+/// `Accept: application/vnd.<vendor>.v2+json`, or a JSON media range with `;version=2`
+/// (`application/json`, `application/*+json`, or the vendor type). Other media types'
+/// `version` parameters (`text/plain;version=0.0.4`) are theirs, not the API's. Ranges are
+/// negotiated by `q`: the highest wins, `q=0` refuses; two versions at the same best `q` are
+/// ambiguous.
 pub fn media_type(headers: &HeaderMap, vendor: &str) -> Found {
     let prefix = format!("vnd.{vendor}.v");
-    let mut found = Found::None;
+    let mut best: Option<(f32, Found)> = None;
     for value in headers.get_all(http::header::ACCEPT) {
         let Ok(text) = value.to_str() else { continue };
         for range in text.split(',') {
             let mut parts = range.split(';').map(str::trim);
-            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let media = parts.next().unwrap_or_default();
+            let Some((kind, subtype)) = media.split_once('/') else {
+                continue;
+            };
+            let (kind, subtype_lower) = (kind.to_ascii_lowercase(), subtype.to_ascii_lowercase());
             let mut version = None;
-            let mut refused = false;
+            let mut q = 1.0f32;
             for param in parts {
                 let Some((k, v)) = param.split_once('=') else {
                     continue;
@@ -76,47 +74,79 @@ pub fn media_type(headers: &HeaderMap, vendor: &str) -> Found {
                 let v = v.trim().trim_matches('"');
                 match k.trim().to_ascii_lowercase().as_str() {
                     "version" => version = Some(strip_v(v).to_string()),
-                    "q" => refused = v.parse::<f32>().is_ok_and(|q| q == 0.0),
+                    "q" => q = v.parse().unwrap_or(1.0),
                     _ => {}
                 }
             }
-            if refused {
+            let vendor_type = kind == "application" && subtype_lower.starts_with(&prefix);
+            let json = kind == "application" && (subtype_lower == "json" || subtype_lower.ends_with("+json"));
+            let from_type = vendor_type
+                .then(|| subtype.get(prefix.len()..))
+                .flatten()
+                .map(|rest| rest.split('+').next().unwrap_or(rest).to_string())
+                .filter(|v| is_version_name(v));
+            let from_param = version.filter(|_| vendor_type || json);
+            let mut said = Found::None;
+            for v in from_type.into_iter().chain(from_param) {
+                said = said.add(v);
+            }
+            if q <= 0.0 || said == Found::None {
                 continue;
             }
-            let vendor_version = media
-                .split_once('/')
-                .and_then(|(_, subtype)| subtype.strip_prefix(&prefix))
-                .map(|rest| rest.split('+').next().unwrap_or(rest).to_string());
-            for v in vendor_version.into_iter().chain(version) {
-                found = found.add(v);
-            }
+            best = match best {
+                Some((bq, b)) if bq > q => Some((bq, b)),
+                Some((bq, b)) if bq == q => Some((bq, merge(b, said))),
+                _ => Some((q, said)),
+            };
         }
     }
-    found
+    best.map_or(Found::None, |(_, found)| found)
 }
 
-/// Query parameter `param`, compared after percent-decoding so `vers%69on=2` cannot slip past
-/// the gateway and be read as `version` by the upstream.
+fn merge(a: Found, b: Found) -> Found {
+    match (a, b) {
+        (Found::One(x), Found::One(y)) if x == y => Found::One(x),
+        (Found::None, other) | (other, Found::None) => other,
+        _ => Found::Many,
+    }
+}
+
+/// Query parameter `param`, compared after percent-decoding and without regard to case, so
+/// `vers%69on=2` or `Version=2` cannot slip past the gateway and be read as `version` by the
+/// upstream. A `;`-separated `version=` inside a value (which some frameworks split on) is
+/// ambiguous and refused.
 pub fn query(query: Option<&str>, param: &str) -> Found {
     let mut found = Found::None;
-    for (name, value) in query.into_iter().flat_map(|q| q.split('&')).map(split_pair) {
-        if decode(name).as_deref() == Some(param) {
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        let (name, value) = split_pair(pair);
+        if is_param(name, param) {
             match decode(value) {
                 Some(v) => found = found.add(strip_v(&v).to_string()),
                 None => return Found::Many,
             }
         }
+        if pair
+            .split(';')
+            .skip(1)
+            .any(|piece| is_param(split_pair(piece).0, param))
+        {
+            return Found::Many;
+        }
     }
     found
 }
 
-/// The query without parameter `param` (by decoded name); `None` when nothing is left.
+/// The query without parameter `param` (decoded, any case).
 pub fn strip_query(query: &str, param: &str) -> String {
     query
         .split('&')
-        .filter(|pair| !pair.is_empty() && decode(split_pair(pair).0).as_deref() != Some(param))
+        .filter(|pair| !pair.is_empty() && !is_param(split_pair(pair).0, param))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+fn is_param(raw_name: &str, param: &str) -> bool {
+    decode(raw_name).is_some_and(|n| n.eq_ignore_ascii_case(param))
 }
 
 fn split_pair(pair: &str) -> (&str, &str) {
@@ -221,6 +251,21 @@ mod tests {
             accept("application/vnd.users.v2+json, application/json;version=1"),
             Found::Many
         );
+        assert_eq!(
+            accept("application/vnd.users.v2+json, application/vnd.users.v1+json;q=0.5"),
+            Found::One("2".into()),
+            "the highest q wins"
+        );
+        assert_eq!(
+            accept("application/openmetrics-text;version=1.0.0, text/plain;version=0.0.4;q=0.5"),
+            Found::None,
+            "other media types' version parameters are not API versions"
+        );
+        assert_eq!(accept("application/vnd.users.variant+json"), Found::None);
+        assert_eq!(
+            accept("application/VND.users.v3Beta+json"),
+            Found::One("3Beta".into())
+        );
     }
 
     #[test]
@@ -231,6 +276,14 @@ mod tests {
         assert_eq!(query(Some("version=%zz"), "version"), Found::Many);
         assert_eq!(query(None, "version"), Found::None);
         assert_eq!(strip_query("a=1&vers%69on=2&b=&version=2", "version"), "a=1&b=");
+        assert_eq!(query(Some("Version=2"), "version"), Found::One("2".into()));
+        assert_eq!(strip_query("VERSION=2&a=1", "version"), "a=1");
+        assert_eq!(
+            query(Some("a=1;version=3"), "version"),
+            Found::Many,
+            "`;` separators are ambiguous"
+        );
+        assert_eq!(query(Some("a=x;y"), "version"), Found::None);
         assert_eq!(strip_query("version=2", "version"), "");
     }
 }
