@@ -13,22 +13,23 @@ use pingora::Result;
 
 use crate::config::cidr::Cidr;
 
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
-const X_REAL_IP: &str = "x-real-ip";
-const FORWARDED: &str = "forwarded";
-pub const X_REQUEST_ID: &str = "x-request-id";
+// Header names as constants: built at compile time, so the request path never parses them.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
 ];
 
 pub fn is_trusted(client: Option<IpAddr>, trusted: &[Cidr]) -> bool {
@@ -48,7 +49,7 @@ pub fn set_forwarding(
     let chain = if trusted {
         let prior: Vec<&str> = req
             .headers
-            .get_all(X_FORWARDED_FOR)
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
@@ -61,14 +62,14 @@ pub fn set_forwarding(
         client.clone()
     };
     req.insert_header(X_FORWARDED_FOR, chain)?;
-    if !trusted || req.headers.get(X_FORWARDED_PROTO).is_none() {
+    if !trusted || !req.headers.contains_key(&X_FORWARDED_PROTO) {
         req.insert_header(X_FORWARDED_PROTO, "http")?;
     }
-    if !trusted || req.headers.get(X_FORWARDED_HOST).is_none() {
+    if !trusted || !req.headers.contains_key(&X_FORWARDED_HOST) {
         req.insert_header(X_FORWARDED_HOST, host)?;
     }
     if !trusted {
-        req.remove_header(FORWARDED);
+        remove(req, &FORWARDED);
         req.insert_header(X_REAL_IP, client)?;
     }
     Ok(())
@@ -84,15 +85,23 @@ pub fn strip_hop_by_hop_request(req: &mut RequestHeader) -> Result<()> {
             req.remove_header(&name);
         }
     }
-    for name in HOP_BY_HOP {
-        req.remove_header(name);
+    for name in &HOP_BY_HOP {
+        remove(req, name);
     }
     if upgrading {
         req.insert_header(CONNECTION, "upgrade")?;
     } else {
-        req.remove_header(&UPGRADE);
+        remove(req, &UPGRADE);
     }
     Ok(())
+}
+
+/// Remove a header only if present: removal also rebuilds Pingora's case map, and most
+/// requests carry none of these.
+pub fn remove(req: &mut RequestHeader, name: &HeaderName) {
+    if req.headers.contains_key(name) {
+        req.remove_header(name);
+    }
 }
 
 pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
@@ -102,17 +111,20 @@ pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
             resp.remove_header(&name);
         }
     }
-    for name in HOP_BY_HOP {
-        if !(switching && name == "connection") {
+    for name in &HOP_BY_HOP {
+        if !(switching && name == CONNECTION) && resp.headers.contains_key(name) {
             resp.remove_header(name);
         }
     }
-    if !switching {
+    if !switching && resp.headers.contains_key(UPGRADE) {
         resp.remove_header(&UPGRADE);
     }
 }
 
 fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
+    if !headers.contains_key(CONNECTION) {
+        return Vec::new();
+    }
     headers
         .get_all(CONNECTION)
         .iter()
@@ -125,7 +137,7 @@ fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
 
 /// Keep a client's request id if it is short and plain (it ends up in logs), else make one.
 pub fn request_id(req: &RequestHeader) -> String {
-    if let Some(v) = req.headers.get(X_REQUEST_ID) {
+    if let Some(v) = req.headers.get(&X_REQUEST_ID) {
         let b = v.as_bytes();
         if !b.is_empty()
             && b.len() <= 128

@@ -253,7 +253,7 @@ impl ProxyHttp for Gateway {
         route.request_headers.apply(req);
         // Identity headers come only from authentication: client copies go on every route.
         for name in &snapshot.identity_headers {
-            req.remove_header(name);
+            forwarding::remove(req, name);
         }
         for source in &route.auth.strip {
             credentials::strip_from_headers(source, req)?;

@@ -1,0 +1,66 @@
+//! The framework's floor for the load benchmark: the smallest useful Pingora proxy, round
+//! robin over health-checked targets, nothing else. Portcullis is compared against it to see
+//! what its features cost.
+//!
+//! `minimal_proxy LISTEN THREADS TARGET...`, e.g. `minimal_proxy 127.0.0.1:8300 1 127.0.0.1:8101 127.0.0.1:8102`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::lb::{health_check, selection::RoundRobin, LoadBalancer};
+use pingora::prelude::{background_service, HttpPeer, Opt, ProxyHttp, Result, Server, Session};
+use pingora::server::configuration::ServerConf;
+
+/// The same allocator as the gateway, so the comparison measures features, not malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Minimal(Arc<LoadBalancer<RoundRobin>>);
+
+#[async_trait]
+impl ProxyHttp for Minimal {
+    type CTX = ();
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        let target = self
+            .0
+            .select(b"", 256)
+            .ok_or_else(|| pingora::Error::new_str("no healthy target"))?;
+        Ok(Box::new(HttpPeer::new(target, false, String::new())))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [listen, threads, targets @ ..] = args.as_slice() else {
+        eprintln!("usage: minimal_proxy LISTEN THREADS TARGET...");
+        std::process::exit(2);
+    };
+    let Ok(threads) = threads.parse::<usize>() else {
+        eprintln!("THREADS must be a number");
+        std::process::exit(2);
+    };
+    let conf = ServerConf {
+        threads,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+    let mut pool = match LoadBalancer::try_from_iter(targets.iter().map(String::as_str)) {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("bad targets: {e}");
+            std::process::exit(2);
+        }
+    };
+    pool.set_health_check(health_check::TcpHealthCheck::new());
+    pool.health_check_frequency = Some(Duration::from_secs(1));
+    let background = background_service("health check", pool);
+    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Minimal(background.task()));
+    proxy.add_tcp(listen);
+    server.add_service(proxy);
+    server.add_service(background);
+    server.run_forever();
+}

@@ -1,0 +1,416 @@
+#!/usr/bin/env bash
+# Side-by-side load benchmark: Portcullis, HAProxy 2.6, nginx 1.22 and a minimal Pingora proxy
+# (the framework's floor) in front of the same two nginx upstreams, driven by the same load
+# generators on the same machine in one run. See BENCHMARKS.md for what each scenario means.
+#
+# Knobs (environment): SCENARIOS, THREADS_LIST, REPS, DURATION, WARMUP, CONNS, OPEN_LOOP,
+# BASE_PORT, OUT. Example: SCENARIOS="A B" THREADS_LIST=1 REPS=3 benches/load/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+# shellcheck source=scripts/deps.sh
+source scripts/deps.sh
+require_cargo
+ensure_packages "${BUILD_PACKAGES[@]}" haproxy nginx wrk
+
+SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D"}
+THREADS_LIST=${THREADS_LIST:-"1 2"}
+REPS=${REPS:-3}
+DURATION=${DURATION:-8}
+WARMUP=${WARMUP:-3}
+CONNS=${CONNS:-50}
+OPEN_LOOP=${OPEN_LOOP:-1}
+BASE_PORT=${BASE_PORT:-18100}
+OUT=${OUT:-$ROOT/target/bench-load}
+SECRET=bench-only-hmac-secret-0123456789abcdef
+U1=$((BASE_PORT + 1))
+U2=$((BASE_PORT + 2))
+PORT=$((BASE_PORT + 10))
+ADMIN=$((BASE_PORT + 11))
+FIXTURES=$ROOT/tests/fixtures/jwt
+BIN=$ROOT/target/release
+
+mkdir -p "$OUT"
+RESULTS=$OUT/results.tsv
+OPEN_RESULTS=$OUT/open-loop.tsv
+: >"$RESULTS"
+: >"$OPEN_RESULTS"
+
+echo "==> building (release)"
+cargo build --release --bin portcullis --example minimal_proxy --example loadgen --example tokens
+
+UPSTREAM_PID=""
+PROXY_PID=""
+cleanup() {
+    if [ -n "$PROXY_PID" ]; then kill -KILL "$PROXY_PID" 2>/dev/null || true; fi
+    if [ -n "$UPSTREAM_PID" ]; then kill "$UPSTREAM_PID" 2>/dev/null || true; fi
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+wait_port() {
+    local deadline=$((SECONDS + 20))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+        if [ $SECONDS -ge $deadline ]; then
+            echo "port $1 did not open" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+wait_port_free() {
+    local deadline=$((SECONDS + 20))
+    while (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+        [ $SECONDS -ge $deadline ] && return 1
+        sleep 0.1
+    done
+}
+
+# The process and its children (nginx workers).
+family() {
+    echo "$1"
+    pgrep -P "$1" 2>/dev/null || true
+}
+
+# CPU ticks (user + system) of a process family.
+cpu_ticks() {
+    local total=0 pid t
+    for pid in $(family "$1"); do
+        t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+        total=$((total + t))
+    done
+    echo "$total"
+}
+
+# Peak resident memory (KiB) of a process family.
+peak_rss_kb() {
+    local total=0 pid k
+    for pid in $(family "$1"); do
+        k=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        total=$((total + ${k:-0}))
+    done
+    echo "$total"
+}
+
+# ---- upstreams: one nginx, two ports, fixed JSON, pinned to core 1 ----
+start_upstreams() {
+    cat >"$OUT/upstream.conf" <<CONF
+worker_processes 1;
+worker_cpu_affinity 10;
+pid $OUT/upstream.pid;
+error_log $OUT/upstream.err;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$U1;
+        listen 127.0.0.1:$U2;
+        default_type application/json;
+        location / { return 200 '{"id":42,"name":"benchmark","items":[1,2,3],"ok":true}'; }
+    }
+}
+CONF
+    nginx -c "$OUT/upstream.conf" -g 'daemon off;' &
+    UPSTREAM_PID=$!
+    wait_port "$U1"
+    wait_port "$U2"
+}
+
+# ---- request files (one request per line: PATH|Header: value|...) ----
+make_requests() {
+    local scenario=$1 file=$OUT/requests-$1.txt
+    case $scenario in
+        A) : >"$file" ;;
+        B) "$BIN/examples/tokens" HS256 1 "$SECRET" "$OUT/tokens-B" ;;
+        C-RS256-1) "$BIN/examples/tokens" RS256 1 "$FIXTURES/rsa_private.pem" "$OUT/tokens-$scenario" ;;
+        C-RS256-10k) "$BIN/examples/tokens" RS256 10000 "$FIXTURES/rsa_private.pem" "$OUT/tokens-$scenario" ;;
+        C-ES256-1) "$BIN/examples/tokens" ES256 1 "$FIXTURES/ec_private.pem" "$OUT/tokens-$scenario" ;;
+        C-ES256-10k) "$BIN/examples/tokens" ES256 10000 "$FIXTURES/ec_private.pem" "$OUT/tokens-$scenario" ;;
+        D) awk 'BEGIN { for (i = 0; i < 10000; i++) printf "/r%d/item|x-user: user-%d\n", i % 1000, i }' >"$file" ;;
+    esac
+    if [ -f "$OUT/tokens-$scenario" ]; then
+        sed 's/^/\/item|Authorization: Bearer /' "$OUT/tokens-$scenario" >"$file"
+    fi
+}
+
+alg_of() {
+    case $1 in
+        B) echo HS256 ;;
+        C-RS256*) echo RS256 ;;
+        C-ES256*) echo ES256 ;;
+    esac
+}
+
+# ---- Portcullis ----
+portcullis_conf() {
+    local scenario=$1 threads=$2 alg key i
+    cat <<CONF
+server:
+  listen: ["127.0.0.1:$PORT"]
+  admin: "127.0.0.1:$ADMIN"
+  threads: $threads
+  pid_file: $OUT/portcullis.pid
+  upgrade_sock: $OUT/portcullis.sock
+  access_log: false
+upstreams:
+  app:
+    targets: ["127.0.0.1:$U1", "127.0.0.1:$U2"]
+    health_check: { type: tcp, interval: 1s }
+CONF
+    case $scenario in
+        A)
+            printf 'routes:\n  - { name: bench, match: { path_prefix: / }, upstream: app }\n' ;;
+        B | C-*)
+            alg=$(alg_of "$scenario")
+            case $alg in
+                HS256) key="secret_env: BENCH_SECRET" ;;
+                RS256) key="public_key_file: $FIXTURES/rsa_public.pem" ;;
+                ES256) key="public_key_file: $FIXTURES/ec_public.pem" ;;
+            esac
+            cat <<CONF
+auth:
+  jwt:
+    type: jwt
+    issuers: ["https://bench.example.com"]
+    algorithms: [$alg]
+    $key
+rate_limits:
+  per-consumer:
+    key: consumer
+    limits: [{ requests: 1000000000, per: 1s }]
+    expected_keys: 10000
+routes:
+  - { name: bench, match: { path_prefix: / }, upstream: app, auth: [jwt], rate_limit: [per-consumer] }
+CONF
+            ;;
+        D)
+            printf 'rate_limits:\n  per-user:\n    key: header:x-user\n    limits: [{ requests: 1000000000, per: 1s }]\n    expected_keys: 10000\nroutes:\n'
+            for ((i = 0; i < 1000; i++)); do
+                printf '  - { name: r%d, match: { path_prefix: /r%d }, upstream: app, rate_limit: [per-user] }\n' "$i" "$i"
+            done
+            ;;
+    esac
+}
+
+# ---- HAProxy ----
+haproxy_conf() {
+    local scenario=$1 threads=$2 alg key
+    cat <<CONF
+global
+    nbthread $threads
+    cpu-map auto:1/1-$threads 0-$((threads - 1))
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+backend per_consumer
+    stick-table type string len 64 size 100k expire 60s store http_req_rate(1s)
+backend app
+    balance roundrobin
+    server s1 127.0.0.1:$U1 check inter 1s
+    server s2 127.0.0.1:$U2 check inter 1s
+frontend fe
+    bind 127.0.0.1:$PORT
+CONF
+    case $scenario in
+        A) ;;
+        B | C-*)
+            alg=$(alg_of "$scenario")
+            case $alg in
+                HS256) key="\"$SECRET\"" ;;
+                RS256) key="\"$FIXTURES/rsa_public.pem\"" ;;
+                ES256) key="\"$FIXTURES/ec_public.pem\"" ;;
+            esac
+            cat <<CONF
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request deny deny_status 401 unless { var(txn.bearer) -m found }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_header_query('\$.alg') -m str $alg }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify("$alg",$key) -m int 1 }
+    http-request set-var(txn.now) date()
+    http-request deny deny_status 401 if { var(txn.bearer),jwt_payload_query('\$.exp','int'),sub(txn.now) -m int lt 0 }
+    http-request track-sc0 var(txn.bearer),jwt_payload_query('\$.sub') table per_consumer
+    http-request deny deny_status 429 if { sc_http_req_rate(0,per_consumer) gt 1000000000 }
+CONF
+            ;;
+        D)
+            awk 'BEGIN { for (i = 0; i < 1000; i++) printf "/r%d app\n", i }' >"$OUT/routes.map"
+            cat <<CONF
+    http-request set-var(txn.route) path,map_beg($OUT/routes.map)
+    http-request deny deny_status 404 unless { var(txn.route) -m found }
+    http-request track-sc0 req.hdr(x-user) table per_consumer
+    http-request deny deny_status 429 if { sc_http_req_rate(0,per_consumer) gt 1000000000 }
+CONF
+            ;;
+    esac
+    echo "    default_backend app"
+}
+
+# ---- nginx (OSS: no JWT, passive health checks only) ----
+nginx_conf() {
+    local scenario=$1 threads=$2 affinity=01 i
+    [ "$threads" = 2 ] && affinity="01 10"
+    cat <<CONF
+worker_processes $threads;
+worker_cpu_affinity $affinity;
+pid $OUT/nginx-proxy.pid;
+error_log $OUT/nginx-proxy.err;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    limit_req_zone \$http_x_user zone=per_user:10m rate=100000000r/s;
+    limit_req_zone \$http_authorization zone=per_token:10m rate=100000000r/s;
+    upstream app {
+        server 127.0.0.1:$U1;
+        server 127.0.0.1:$U2;
+        keepalive 128;
+    }
+    server {
+        listen 127.0.0.1:$PORT;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+CONF
+    case $scenario in
+        A) echo "        location / { proxy_pass http://app; }" ;;
+        B | C-*) echo "        location / { limit_req zone=per_token burst=1000000 nodelay; proxy_pass http://app; }" ;;
+        D)
+            for ((i = 0; i < 1000; i++)); do
+                echo "        location /r$i/ { limit_req zone=per_user burst=1000000 nodelay; proxy_pass http://app; }"
+            done
+            ;;
+    esac
+    echo "    }"
+    echo "}"
+}
+
+start_proxy() {
+    local kind=$1 scenario=$2 threads=$3 cpus=0
+    [ "$threads" = 2 ] && cpus=0,1
+    wait_port_free "$PORT"
+    case $kind in
+        portcullis)
+            portcullis_conf "$scenario" "$threads" >"$OUT/portcullis.yaml"
+            BENCH_SECRET=$SECRET RUST_LOG=warn taskset -c "$cpus" "$BIN/portcullis" run -c "$OUT/portcullis.yaml" \
+                >"$OUT/portcullis.log" 2>&1 &
+            ;;
+        haproxy)
+            haproxy_conf "$scenario" "$threads" >"$OUT/haproxy.cfg"
+            haproxy -db -f "$OUT/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
+            ;;
+        nginx)
+            nginx_conf "$scenario" "$threads" >"$OUT/nginx-proxy.conf"
+            nginx -c "$OUT/nginx-proxy.conf" -g 'daemon off;' &
+            ;;
+        minimal)
+            RUST_LOG=warn taskset -c "$cpus" "$BIN/examples/minimal_proxy" "127.0.0.1:$PORT" "$threads" \
+                "127.0.0.1:$U1" "127.0.0.1:$U2" >"$OUT/minimal.log" 2>&1 &
+            ;;
+    esac
+    PROXY_PID=$!
+    wait_port "$PORT"
+    sleep 1.5 # first health-check round
+}
+
+# SIGINT: a fast stop for all four (SIGTERM makes Pingora drain for its grace period).
+stop_proxy() {
+    local deadline=$((SECONDS + 10))
+    kill -INT "$PROXY_PID" 2>/dev/null || true
+    while kill -0 "$PROXY_PID" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    kill -KILL "$PROXY_PID" 2>/dev/null || true
+    wait "$PROXY_PID" 2>/dev/null || true
+    PROXY_PID=""
+}
+
+# One closed-loop wrk run on core 1; prints "reqs_per_s errors non2xx p50 p99 p999 cpu_ticks".
+wrk_run() {
+    local scenario=$1 seconds=$2 before after line
+    before=$(cpu_ticks "$PROXY_PID")
+    line=$(REQUESTS="$OUT/requests-$scenario.txt" taskset -c 1 wrk -t1 -c"$CONNS" -d"${seconds}s" \
+        -s "$ROOT/benches/load/wrk.lua" "http://127.0.0.1:$PORT/" | grep '^RESULT')
+    after=$(cpu_ticks "$PROXY_PID")
+    echo "$line" | awk -v ticks=$((after - before)) '{
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        printf "%.0f %d %d %d %d %d %d %d\n", v["requests"] / (v["duration_us"] / 1e6), v["errors"], v["non2xx"],
+            v["p50_us"], v["p99_us"], v["p999_us"], ticks, v["requests"] }'
+}
+
+# The median (by req/s) of REPS runs, with CPU seconds per 100k requests and peak RSS.
+# RESULTS columns: scenario threads proxy req/s p50 p99 p99.9 errors non2xx cpu_s_per_100k rss_mib
+closed_loop() {
+    local scenario=$1 threads=$2 label=$3 rep runs=()
+    wrk_run "$scenario" "$WARMUP" >/dev/null
+    for ((rep = 0; rep < REPS; rep++)); do
+        runs+=("$(wrk_run "$scenario" "$DURATION")")
+    done
+    printf '%s\n' "${runs[@]}" | sort -n -k1 | sed -n "$(((REPS + 1) / 2))p" |
+        awk -v s="$scenario" -v t="$threads" -v p="$label" -v rss="$(peak_rss_kb "$PROXY_PID")" \
+            -v hz="$(getconf CLK_TCK)" 'BEGIN { OFS = "\t" } {
+            cpu = ($8 > 0) ? ($7 / hz) / $8 * 100000 : 0
+            print s, t, p, $1, $4, $5, $6, $2, $3, sprintf("%.2f", cpu), sprintf("%.1f", rss / 1024)
+        }' >>"$RESULTS"
+}
+
+# Open loop at a fixed rate (from loadgen, latency from the scheduled send time).
+open_loop() {
+    local scenario=$1 threads=$2 label=$3 rate=$4 pct=$5 line
+    line=$(taskset -c 1 "$BIN/examples/loadgen" "127.0.0.1:$PORT" / "$rate" "$DURATION" 64 \
+        "$OUT/requests-$scenario.txt")
+    echo "$line" | awk -v s="$scenario" -v t="$threads" -v p="$label" -v r="$rate" -v pct="$pct" '{
+        for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        printf "%s\t%s\t%s\t%s%%\t%d\t%d\t%d\t%d\t%d\t%d\n", s, t, p, pct, r, v["p50_us"], v["p99_us"], v["p999_us"], v["errors"], v["non2xx"]
+    }' >>"$OPEN_RESULTS"
+}
+
+proxies_for() {
+    case $1 in
+        A) echo "haproxy nginx portcullis minimal" ;;
+        *) echo "haproxy nginx portcullis" ;;
+    esac
+}
+
+label_for() {
+    case "$1/$2" in
+        nginx/B | nginx/C-*) echo "nginx (no JWT)" ;;
+        minimal/*) echo "minimal-pingora" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+start_upstreams
+for scenario in $SCENARIOS; do
+    make_requests "$scenario"
+    for threads in $THREADS_LIST; do
+        haproxy_max=""
+        for kind in $(proxies_for "$scenario"); do
+            label=$(label_for "$kind" "$scenario")
+            echo "==> scenario $scenario, $threads thread(s), $label"
+            start_proxy "$kind" "$scenario" "$threads"
+            closed_loop "$scenario" "$threads" "$label"
+            tail -1 "$RESULTS"
+            if [ "$kind" = haproxy ]; then
+                haproxy_max=$(tail -1 "$RESULTS" | cut -f4)
+            fi
+            if [ "$OPEN_LOOP" = 1 ] && [ -n "$haproxy_max" ]; then
+                for pct in 50 90; do
+                    open_loop "$scenario" "$threads" "$label" $((haproxy_max * pct / 100)) "$pct"
+                done
+            fi
+            stop_proxy
+        done
+    done
+done
+
+echo
+echo "Closed loop (wrk -t1 -c$CONNS, median of $REPS x ${DURATION}s; latency in ms):"
+awk -F'\t' -f "$ROOT/benches/load/table.awk" "$RESULTS"
+if [ "$OPEN_LOOP" = 1 ]; then
+    echo
+    echo "Open loop (loadgen, 64 connections, fixed rate = % of HAProxy's max; latency from the scheduled send time, ms):"
+    awk -F'\t' 'BEGIN { print "| scenario | threads | proxy | rate | req/s | p50 | p99 | p99.9 | errors | non-2xx |"; print "|---|---|---|---|---|---|---|---|---|---|" }
+        { printf "| %s | %s | %s | %s | %d | %.2f | %.2f | %.2f | %d | %d |\n", $1, $2, $3, $4, $5, $6 / 1000, $7 / 1000, $8 / 1000, $9, $10 }' "$OPEN_RESULTS"
+fi
