@@ -9,6 +9,7 @@ pub mod control;
 pub mod demo;
 pub mod limits;
 pub mod observe;
+pub mod percent;
 pub mod proxy;
 pub mod routing;
 pub mod runtime;

@@ -78,6 +78,7 @@ fn every_source_selects_a_version_and_the_default_applies_without_one() {
         (200, "v1", "1")
     );
     assert_eq!(served(&api.get("/users/7?version=1&a=b", &[])), (200, "v1", "1"));
+    assert_eq!(served(&api.get("/users/7?VERSION=1&b=c", &[])), (200, "v1", "1"));
     let seen = api.v1.requests();
     assert_eq!(seen[0].target, "/users/7", "the /v1 segment is stripped");
     assert_eq!(
@@ -86,6 +87,10 @@ fn every_source_selects_a_version_and_the_default_applies_without_one() {
         "the upstream is told the version"
     );
     assert_eq!(seen[5].target, "/users/7?a=b", "the version parameter is removed");
+    assert_eq!(
+        seen[6].target, "/users/7?b=c",
+        "any spelling of the parameter is removed"
+    );
     // A client's own X-API-Version is not a source here: it is replaced, never trusted.
     let r = api.get("/users/7", &[("x-api-version", "1")]);
     assert_eq!(served(&r), (200, "v2", "2"));
@@ -125,6 +130,9 @@ fn unknown_missing_and_conflicting_versions_never_reach_an_upstream() {
             "/users/7?version=2",
             vec![("accept", "application/vnd.users.v1+json")],
         ),
+        // Frameworks that split on `;` or ignore case would read these differently.
+        ("/users/7?a=1;version=1", vec![]),
+        ("/users/7?version=2&Version=1", vec![]),
     ] {
         let r = api.get(path, &headers);
         assert_eq!(r.status, 400, "{path} {headers:?}: {}", r.text());

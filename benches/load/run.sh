@@ -135,6 +135,14 @@ make_requests() {
     fi
 }
 
+# The public key file of an asymmetric algorithm (both Portcullis and HAProxy verify with it).
+public_key_of() {
+    case $1 in
+        RS256) echo "$FIXTURES/rsa_public.pem" ;;
+        ES256) echo "$FIXTURES/ec_public.pem" ;;
+    esac
+}
+
 alg_of() {
     case $1 in
         B) echo HS256 ;;
@@ -164,11 +172,8 @@ CONF
             printf 'routes:\n  - { name: bench, match: { path_prefix: / }, upstream: app }\n' ;;
         B | C-*)
             alg=$(alg_of "$scenario")
-            case $alg in
-                HS256) key="secret_env: BENCH_SECRET" ;;
-                RS256) key="public_key_file: $FIXTURES/rsa_public.pem" ;;
-                ES256) key="public_key_file: $FIXTURES/ec_public.pem" ;;
-            esac
+            key="public_key_file: $(public_key_of "$alg")"
+            [ "$alg" = HS256 ] && key="secret_env: BENCH_SECRET"
             cat <<CONF
 auth:
   jwt:
@@ -221,11 +226,8 @@ CONF
         A) ;;
         B | C-*)
             alg=$(alg_of "$scenario")
-            case $alg in
-                HS256) key="\"$SECRET\"" ;;
-                RS256) key="\"$FIXTURES/rsa_public.pem\"" ;;
-                ES256) key="\"$FIXTURES/ec_public.pem\"" ;;
-            esac
+            key="\"$(public_key_of "$alg")\""
+            [ "$alg" = HS256 ] && key="\"$SECRET\""
             cat <<CONF
     http-request set-var(txn.bearer) http_auth_bearer
     http-request deny deny_status 401 unless { var(txn.bearer) -m found }

@@ -146,24 +146,8 @@ fn split_host_port(s: &str) -> Option<(String, u16)> {
 }
 
 fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or("bad percent-encoding in the credentials")?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "credentials are not UTF-8 after percent-decoding".to_string())
+    crate::percent::decode_str(s)
+        .ok_or_else(|| "bad percent-encoding in the credentials (or not UTF-8 after decoding)".to_string())
 }
 
 /// The URL with any password replaced, for error messages.

@@ -3,29 +3,31 @@
 //! `RateLimit: "name";r=42;t=17` for the one closest to exhaustion. Optional legacy
 //! `X-RateLimit-Limit/Remaining/Reset` carry the same three numbers for that limit.
 
+use http::{HeaderName, HeaderValue};
+
 use super::{ItemState, Policy};
 
-/// Headers for a response on a rate-limited route (allowed or refused).
-pub fn headers(items: &[ItemState], policies: &[Policy]) -> Vec<(&'static str, String)> {
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// Headers for a response on a rate-limited route (allowed or refused). The policy entries
+/// were formatted when the config was compiled; only the live numbers are formatted here.
+pub fn headers(items: &[ItemState], policies: &[Policy]) -> Vec<(HeaderName, HeaderValue)> {
     let Some(binding) = binding(items) else {
         return Vec::new();
     };
     let policy_list = items
         .iter()
-        .map(|i| {
-            format!(
-                "\"{}\";q={};w={}",
-                i.item,
-                i.limit.requests,
-                i.limit.per.as_secs()
-            )
-        })
+        .map(|i| &*i.policy_entry)
         .collect::<Vec<_>>()
         .join(", ");
     let mut out = vec![
-        ("ratelimit-policy", policy_list),
+        (RATELIMIT_POLICY, policy_list),
         (
-            "ratelimit",
+            RATELIMIT,
             format!(
                 "\"{}\";r={};t={}",
                 binding.item, binding.remaining, binding.reset_secs
@@ -33,11 +35,14 @@ pub fn headers(items: &[ItemState], policies: &[Policy]) -> Vec<(&'static str, S
         ),
     ];
     if policies.get(binding.policy).is_some_and(|p| p.legacy_headers) {
-        out.push(("x-ratelimit-limit", binding.limit.requests.to_string()));
-        out.push(("x-ratelimit-remaining", binding.remaining.to_string()));
-        out.push(("x-ratelimit-reset", binding.reset_secs.to_string()));
+        out.push((X_RATELIMIT_LIMIT, binding.limit.requests.to_string()));
+        out.push((X_RATELIMIT_REMAINING, binding.remaining.to_string()));
+        out.push((X_RATELIMIT_RESET, binding.reset_secs.to_string()));
     }
-    out
+    // Names and numbers from the config and the store: always valid header values.
+    out.into_iter()
+        .filter_map(|(name, value)| HeaderValue::try_from(value).ok().map(|v| (name, v)))
+        .collect()
 }
 
 /// The limit closest to exhaustion: an exceeded one first, then the fewest remaining, then
@@ -78,6 +83,7 @@ mod tests {
     fn item(name: &str, q: u64, w: u64, r: u64, t: u64, exceeded: bool) -> ItemState {
         ItemState {
             item: name.into(),
+            policy_entry: format!("\"{name}\";q={q};w={w}").into(),
             policy: 0,
             limit: Limit {
                 requests: q,
@@ -96,14 +102,10 @@ mod tests {
             item("p-3600s", 1000, 3600, 3, 1200, false),
         ];
         let h = headers(&items, &[]);
-        assert_eq!(
-            h[0],
-            (
-                "ratelimit-policy",
-                "\"p-1s\";q=10;w=1, \"p-3600s\";q=1000;w=3600".to_string()
-            )
-        );
-        assert_eq!(h[1], ("ratelimit", "\"p-3600s\";r=3;t=1200".to_string()));
+        assert_eq!(h[0].0, "ratelimit-policy");
+        assert_eq!(h[0].1, "\"p-1s\";q=10;w=1, \"p-3600s\";q=1000;w=3600");
+        assert_eq!(h[1].0, "ratelimit");
+        assert_eq!(h[1].1, "\"p-3600s\";r=3;t=1200");
         let refused = [item("p", 10, 1, 0, 1, true), item("q", 5, 60, 0, 40, true)];
         assert_eq!(retry_after(&refused), 40);
         assert_eq!(violated(&refused), "\"violated-policies\":[\"p\",\"q\"]");

@@ -28,12 +28,22 @@ enum PolicyStore {
     Redis(OnStoreError),
 }
 
+/// One limit with what the headers say about it, computed when the config is compiled so a
+/// request only clones two `Arc`s.
+#[derive(Debug)]
+pub struct LimitItem {
+    pub limit: Limit,
+    /// The item name in the headers: the policy name, or `policy-Ws` with several windows.
+    pub name: Arc<str>,
+    /// Its `RateLimit-Policy` entry: `"name";q=10;w=1`.
+    pub policy_entry: Arc<str>,
+}
+
 pub struct Policy {
     pub name: String,
     key: Vec<KeyPart>,
-    /// Each limit with its header item name (computed once, not per request).
-    limits: Vec<(Limit, String)>,
-    plans: Vec<(String, Vec<(Limit, String)>)>,
+    limits: Vec<LimitItem>,
+    plans: Vec<(String, Vec<LimitItem>)>,
     missing_key: MissingKey,
     pub legacy_headers: bool,
     store: PolicyStore,
@@ -49,7 +59,9 @@ impl std::fmt::Debug for Policy {
 #[derive(Debug, Clone)]
 pub struct ItemState {
     /// The policy item name used in the headers.
-    pub item: String,
+    pub item: Arc<str>,
+    /// Its `RateLimit-Policy` entry.
+    pub policy_entry: Arc<str>,
     pub policy: usize,
     pub limit: Limit,
     pub remaining: u64,
@@ -58,10 +70,12 @@ pub struct ItemState {
 }
 
 impl ItemState {
-    fn new(policy: usize, item: &str, limit: Limit, usage: Usage, exceeded: bool) -> ItemState {
+    fn new(policy: usize, spec: &LimitItem, usage: Usage, exceeded: bool) -> ItemState {
+        let limit = spec.limit;
         let room = limit.requests as f64 - usage.estimate;
         ItemState {
-            item: item.to_string(),
+            item: Arc::clone(&spec.name),
+            policy_entry: Arc::clone(&spec.policy_entry),
             policy,
             limit,
             // After admitting this request.
@@ -160,7 +174,7 @@ impl Policy {
     }
 
     /// The limits for this consumer: its plan's, if the policy has one for it.
-    fn limits_for(&self, id: Option<&Identity>) -> &[(Limit, String)] {
+    fn limits_for(&self, id: Option<&Identity>) -> &[LimitItem] {
         id.and_then(|i| i.plan.as_deref())
             .and_then(|plan| self.plans.iter().find(|(p, _)| p == plan))
             .map_or(&self.limits, |(_, l)| l)
@@ -168,7 +182,7 @@ impl Policy {
 }
 
 /// Header item names: the policy name, or `policy-Ws` when it has several windows.
-fn named(policy: &str, limits: &[Limit]) -> Vec<(Limit, String)> {
+fn named(policy: &str, limits: &[Limit]) -> Vec<LimitItem> {
     limits
         .iter()
         .map(|l| {
@@ -177,7 +191,11 @@ fn named(policy: &str, limits: &[Limit]) -> Vec<(Limit, String)> {
             } else {
                 format!("{policy}-{}s", l.per.as_secs())
             };
-            (*l, name)
+            LimitItem {
+                limit: *l,
+                policy_entry: format!("\"{name}\";q={};w={}", l.requests, l.per.as_secs()).into(),
+                name: name.into(),
+            }
         })
         .collect()
 }
@@ -225,10 +243,10 @@ pub async fn decide(
     let mut items = Vec::new();
     for (pi, policy, key) in &keyed {
         if let PolicyStore::Local(store) = &policy.store {
-            for (limit, item) in policy.limits_for(id) {
-                let usage = store.usage(key, limit.per);
-                let exceeded = (limit.requests as f64 - usage.estimate) < 1.0;
-                items.push(ItemState::new(*pi, item, *limit, usage, exceeded));
+            for spec in policy.limits_for(id) {
+                let usage = store.usage(key, spec.limit.per);
+                let exceeded = (spec.limit.requests as f64 - usage.estimate) < 1.0;
+                items.push(ItemState::new(*pi, spec, usage, exceeded));
             }
         }
     }
@@ -309,19 +327,19 @@ async fn ask_shared_store(
     let mut windows = Vec::new();
     let mut names = Vec::new();
     for (pi, policy, key) in shared {
-        for (limit, item) in policy.limits_for(id) {
+        for spec in policy.limits_for(id) {
             windows.push(Window {
-                key: store.key(&policy.name, limit.per, key),
-                limit: *limit,
+                key: store.key(&policy.name, spec.limit.per, key),
+                limit: spec.limit,
             });
-            names.push((*pi, item));
+            names.push((*pi, spec));
         }
     }
     let states = store.check_and_record(&windows).await?;
     Ok(names
         .into_iter()
-        .zip(windows.iter().zip(states))
-        .map(|((pi, item), (w, s))| ItemState::new(pi, item, w.limit, s.usage, s.exceeded))
+        .zip(states)
+        .map(|((pi, spec), s)| ItemState::new(pi, spec, s.usage, s.exceeded))
         .collect())
 }
 

@@ -46,7 +46,7 @@ pub struct RequestCtx {
     /// Identity headers to set upstream (computed and checked when authenticating).
     pub identity_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// `RateLimit` headers for the response.
-    pub ratelimit_headers: Vec<(&'static str, String)>,
+    pub ratelimit_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl RequestCtx {

@@ -123,19 +123,14 @@ impl Gateway {
 fn limit_problem(
     outcome: Outcome,
     policies: &[limits::Policy],
-) -> std::result::Result<Vec<(&'static str, String)>, Problem> {
+) -> std::result::Result<Vec<(http::HeaderName, http::HeaderValue)>, Problem> {
     match outcome {
         Outcome::Allowed(items) => Ok(limit_headers::headers(&items, policies)),
-        Outcome::Limited(items) => {
-            let mut problem = Problem::quota_exceeded(
-                limit_headers::retry_after(&items),
-                limit_headers::violated(&items),
-            );
-            for (name, value) in limit_headers::headers(&items, policies) {
-                problem = problem.with_header(name, value);
-            }
-            Err(problem)
-        }
+        Outcome::Limited(items) => Err(Problem::quota_exceeded(
+            limit_headers::retry_after(&items),
+            limit_headers::violated(&items),
+        )
+        .with_headers(limit_headers::headers(&items, policies))),
         Outcome::NoKey {
             missing: Missing::Identity,
             ..
@@ -299,7 +294,7 @@ impl ProxyHttp for Gateway {
         }
         resp.insert_header(forwarding::X_REQUEST_ID, ctx.request_id.as_str())?;
         for (name, value) in &ctx.ratelimit_headers {
-            resp.insert_header(*name, value.as_str())?;
+            resp.insert_header(name.clone(), value.clone())?;
         }
         for (name, value) in &ctx.version_headers {
             // The upstream's own `Link`s (pagination…) and `Vary` stay; the rest is the

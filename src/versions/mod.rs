@@ -35,7 +35,8 @@ pub struct Versions {
     conflict: Conflict,
     strip_path: bool,
     keep_query: bool,
-    vendor: String,
+    /// `vnd.<vendor>.v`, the media-type subtype prefix (lower case).
+    vendor_prefix: String,
     /// The header naming the resolved version (responses and the upstream request).
     pub header: HeaderName,
     pub versions: Vec<Version>,
@@ -129,7 +130,7 @@ impl Versions {
             conflict: cfg.conflict,
             strip_path: cfg.strip_path,
             keep_query: cfg.keep_query,
-            vendor: cfg.vendor.to_ascii_lowercase(),
+            vendor_prefix: format!("vnd.{}.v", cfg.vendor.to_ascii_lowercase()),
             header: cfg.header.clone(),
             versions,
             supported: format!("\"supported-versions\":[{}]", quoted.join(",")),
@@ -170,7 +171,7 @@ impl Versions {
             let said = match source {
                 VersionSource::Path => path_claim.map_or(Found::None, |(v, _)| Found::One(v.to_string())),
                 VersionSource::Header(h) => sources::header(headers, h),
-                VersionSource::MediaType => sources::media_type(headers, &self.vendor),
+                VersionSource::MediaType => sources::media_type(headers, &self.vendor_prefix),
                 VersionSource::Query(q) => sources::query(query, q),
             };
             match said {

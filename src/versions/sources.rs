@@ -53,8 +53,8 @@ pub fn header(headers: &HeaderMap, name: &HeaderName) -> Found {
 /// `version` parameters (`text/plain;version=0.0.4`) are theirs, not the API's. Ranges are
 /// negotiated by `q`: the highest wins, `q=0` refuses; two versions at the same best `q` are
 /// ambiguous.
-pub fn media_type(headers: &HeaderMap, vendor: &str) -> Found {
-    let prefix = format!("vnd.{vendor}.v");
+/// `prefix` is `vnd.<vendor>.v` in lower case, built when the config is compiled.
+pub fn media_type(headers: &HeaderMap, prefix: &str) -> Found {
     let mut best: Option<(f32, Found)> = None;
     for value in headers.get_all(http::header::ACCEPT) {
         let Ok(text) = value.to_str() else { continue };
@@ -78,7 +78,7 @@ pub fn media_type(headers: &HeaderMap, vendor: &str) -> Found {
                     _ => {}
                 }
             }
-            let vendor_type = kind == "application" && subtype_lower.starts_with(&prefix);
+            let vendor_type = kind == "application" && subtype_lower.starts_with(prefix);
             let json = kind == "application" && (subtype_lower == "json" || subtype_lower.ends_with("+json"));
             let from_type = vendor_type
                 .then(|| subtype.get(prefix.len()..))
@@ -120,7 +120,7 @@ pub fn query(query: Option<&str>, param: &str) -> Found {
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
         let (name, value) = split_pair(pair);
         if is_param(name, param) {
-            match decode(value) {
+            match crate::percent::decode_str(value) {
                 Some(v) => found = found.add(strip_v(&v).to_string()),
                 None => return Found::Many,
             }
@@ -146,32 +146,11 @@ pub fn strip_query(query: &str, param: &str) -> String {
 }
 
 fn is_param(raw_name: &str, param: &str) -> bool {
-    decode(raw_name).is_some_and(|n| n.eq_ignore_ascii_case(param))
+    crate::percent::decode_str(raw_name).is_some_and(|n| n.eq_ignore_ascii_case(param))
 }
 
 fn split_pair(pair: &str) -> (&str, &str) {
     pair.split_once('=').unwrap_or((pair, ""))
-}
-
-/// Percent-decoding; `None` for a bad escape or non-UTF-8 result.
-fn decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -231,7 +210,7 @@ mod tests {
 
     #[test]
     fn media_types() {
-        let accept = |v: &str| media_type(&headers(&[("accept", v)]), "users");
+        let accept = |v: &str| media_type(&headers(&[("accept", v)]), "vnd.users.v");
         assert_eq!(accept("application/vnd.users.v2+json"), Found::One("2".into()));
         assert_eq!(accept("application/vnd.users.v2"), Found::One("2".into()));
         assert_eq!(accept("application/json; version=1"), Found::One("1".into()));
