@@ -3,8 +3,11 @@
 # (the framework's floor) in front of the same two nginx upstreams, driven by the same load
 # generators on the same machine in one run. See BENCHMARKS.md for what each scenario means.
 #
-# Knobs (environment): SCENARIOS, THREADS_LIST, REPS, DURATION, WARMUP, CONNS, OPEN_LOOP,
-# BASE_PORT, OUT. Example: SCENARIOS="A B" THREADS_LIST=1 REPS=3 benches/load/run.sh
+# Knobs (environment): SCENARIOS, THREADS_LIST, PROXIES, REPS, DURATION, WARMUP, CONNS,
+# OPEN_LOOP, PERF, BASE_PORT, OUT. Example: SCENARIOS="A B" THREADS_LIST=1 REPS=3 benches/load/run.sh
+# PROXIES narrows the proxies run (e.g. "portcullis minimal"; minimal then runs in every scenario
+# as the framework floor). PERF=1 adds one profiled wrk run per Rust proxy (perf record -g into
+# $OUT/perf-<proxy>-<scenario>-<threads>.data), outside the measured runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -20,6 +23,8 @@ DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-3}
 CONNS=${CONNS:-50}
 OPEN_LOOP=${OPEN_LOOP:-1}
+PROXIES=${PROXIES:-}
+PERF=${PERF:-0}
 BASE_PORT=${BASE_PORT:-18100}
 OUT=${OUT:-$ROOT/target/bench-load}
 SECRET=bench-only-hmac-secret-0123456789abcdef
@@ -349,12 +354,28 @@ closed_loop() {
     for ((rep = 0; rep < REPS; rep++)); do
         runs+=("$(wrk_run "$scenario" "$DURATION")")
     done
+    profile "$scenario" "$threads" "$label"
     printf '%s\n' "${runs[@]}" | sort -n -k1 | sed -n "$(((REPS + 1) / 2))p" |
         awk -v s="$scenario" -v t="$threads" -v p="$label" -v rss="$(peak_rss_kb "$PROXY_PID")" \
             -v hz="$(getconf CLK_TCK)" 'BEGIN { OFS = "\t" } {
             cpu = ($8 > 0) ? ($7 / hz) / $8 * 100000 : 0
             print s, t, p, $1, $4, $5, $6, $2, $3, sprintf("%.2f", cpu), sprintf("%.1f", rss / 1024)
         }' >>"$RESULTS"
+}
+
+# With PERF=1, one more wrk run of a Rust proxy under `perf record` (after the measured runs, so
+# the sampling overhead does not touch the table).
+profile() {
+    local scenario=$1 threads=$2 label=$3
+    case $label in portcullis | minimal-pingora) ;; *) return 0 ;; esac
+    [ "$PERF" = 1 ] || return 0
+    ensure_packages linux-perf
+    perf record -F 999 -g -p "$PROXY_PID" -o "$OUT/perf-$label-$scenario-$threads.data" \
+        -- sleep "$DURATION" >/dev/null 2>&1 &
+    local perf_pid=$!
+    wrk_run "$scenario" "$DURATION" | awk -v f="$OUT/perf-$label-$scenario-$threads.data" \
+        '{ print "    profiled run: " $1 " req/s -> " f }'
+    wait "$perf_pid" || true
 }
 
 # Open loop at a fixed rate (from loadgen, latency from the scheduled send time).
@@ -369,6 +390,10 @@ open_loop() {
 }
 
 proxies_for() {
+    if [ -n "$PROXIES" ]; then
+        echo "$PROXIES"
+        return
+    fi
     case $1 in
         A) echo "haproxy nginx portcullis minimal" ;;
         *) echo "haproxy nginx portcullis" ;;

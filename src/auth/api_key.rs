@@ -2,33 +2,50 @@
 //! compared in constant time. Raw keys are never stored or logged.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest::{digest, SHA256};
 
+use super::Identity;
 use crate::config::ApiKeyEntry;
 
 #[derive(Debug)]
 pub struct ApiKeys {
-    entries: Vec<ApiKeyEntry>,
+    /// Each key's hash and the identity it stands for, built once per snapshot so a lookup
+    /// hands out a shared reference instead of copying the consumer's fields.
+    entries: Vec<([u8; 32], Arc<Identity>)>,
     by_hash: HashMap<[u8; 32], usize>,
 }
 
 impl ApiKeys {
     pub fn new(entries: Vec<ApiKeyEntry>) -> ApiKeys {
         let by_hash = entries.iter().enumerate().map(|(i, e)| (e.sha256, i)).collect();
+        let entries = entries
+            .into_iter()
+            .map(|e| {
+                let identity = Identity {
+                    consumer: e.consumer,
+                    plan: e.plan,
+                    scopes: e.scopes,
+                    roles: e.roles,
+                    claims: Vec::new(),
+                };
+                (e.sha256, Arc::new(identity))
+            })
+            .collect();
         ApiKeys { entries, by_hash }
     }
 
-    /// The entry for `key`, if it is a known key.
-    pub fn lookup(&self, key: &str) -> Option<&ApiKeyEntry> {
+    /// The identity of `key`, if it is a known key.
+    pub fn lookup(&self, key: &str) -> Option<Arc<Identity>> {
         let hash = digest(&SHA256, key.as_bytes());
         let hash = hash.as_ref();
         let mut wanted = [0u8; 32];
         wanted.copy_from_slice(hash.get(..32)?);
-        let entry = self.entries.get(*self.by_hash.get(&wanted)?)?;
-        verify_slices_are_equal(&entry.sha256, &wanted).ok()?;
-        Some(entry)
+        let (sha256, identity) = self.entries.get(*self.by_hash.get(&wanted)?)?;
+        verify_slices_are_equal(sha256, &wanted).ok()?;
+        Some(Arc::clone(identity))
     }
 }
 
@@ -56,7 +73,10 @@ mod tests {
             scopes: vec![],
             roles: vec![],
         }]);
-        assert_eq!(keys.lookup("secret-1").map(|e| e.consumer.as_str()), Some("acme"));
+        assert_eq!(
+            keys.lookup("secret-1").map(|e| e.consumer.clone()).as_deref(),
+            Some("acme")
+        );
         assert!(keys.lookup("secret-2").is_none());
         assert_eq!(
             sha256_hex("abc"),

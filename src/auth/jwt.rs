@@ -133,10 +133,9 @@ impl JwtVerifier {
         })
     }
 
-    pub fn verify(&self, token: &str) -> Result<Identity, &'static str> {
-        let cache_key = self.cache.as_ref().map(|_| TokenCache::key(token));
-        if let (Some(cache), Some(key)) = (&self.cache, &cache_key) {
-            if let Some(identity) = cache.get(key, self.generation()) {
+    pub fn verify(&self, token: &str) -> Result<Arc<Identity>, &'static str> {
+        if let Some(cache) = &self.cache {
+            if let Some(identity) = cache.get(token, self.generation()) {
                 return Ok(identity);
             }
         }
@@ -178,13 +177,13 @@ impl JwtVerifier {
             _ => "malformed token",
         })?;
         let (exp, iat) = self.check_claims(&data.claims)?;
-        let identity = identity(&data.claims)?;
-        if let (Some(cache), Some(key)) = (&self.cache, cache_key) {
+        let identity = Arc::new(identity(&data.claims)?);
+        if let Some(cache) = &self.cache {
             let age_limit = match (self.max_age_secs, iat) {
                 (Some(max), Some(iat)) => iat + max as f64,
                 _ => f64::INFINITY,
             };
-            cache.put(key, &identity, exp.min(age_limit), self.generation());
+            cache.put(token, &identity, exp.min(age_limit), self.generation());
         }
         Ok(identity)
     }

@@ -9,6 +9,8 @@ pub mod jwt;
 pub mod require;
 pub mod token_cache;
 
+use std::sync::Arc;
+
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
@@ -101,19 +103,10 @@ impl Authenticator {
         self.forward.iter().map(|(_, h)| h)
     }
 
-    fn verify(&self, credential: &str) -> Result<Identity, &'static str> {
+    fn verify(&self, credential: &str) -> Result<Arc<Identity>, &'static str> {
         match &self.verifier {
             Verifier::Jwt(verifier) => verifier.verify(credential),
-            Verifier::ApiKey(keys) => {
-                let entry = keys.lookup(credential).ok_or("unknown API key")?;
-                Ok(Identity {
-                    consumer: entry.consumer.clone(),
-                    plan: entry.plan.clone(),
-                    scopes: entry.scopes.clone(),
-                    roles: entry.roles.clone(),
-                    claims: Vec::new(),
-                })
-            }
+            Verifier::ApiKey(keys) => keys.lookup(credential).ok_or("unknown API key"),
         }
     }
 
@@ -178,7 +171,7 @@ pub fn authenticate(
     route: &RouteAuth,
     all: &[Authenticator],
     req: &RequestHeader,
-) -> Result<Option<(Identity, usize)>, Denied> {
+) -> Result<Option<(Arc<Identity>, usize)>, Denied> {
     if route.authenticators.is_empty() {
         return Ok(None);
     }

@@ -1,20 +1,27 @@
 //! The verified-token cache: a client that reuses its token does not pay the signature check
-//! every time. Entries are keyed by the SHA-256 of the token's exact bytes, bounded in number,
-//! never kept past the token's expiry (or `max_age`), and ignored once the key set changes.
-//! Only successful verifications are cached, so a failure is always re-checked.
+//! every time. Entries are keyed by the token's exact bytes, bounded in number, never kept
+//! past the token's expiry (or `max_age`), and ignored once the key set changes. Only
+//! successful verifications are cached, so a failure is always re-checked.
+//!
+//! The map hashes with std's randomly keyed SipHash, so clients cannot aim tokens at one
+//! bucket, and a hit compares the whole token, so no other token can match an entry. (A
+//! SHA-256 digest as the key cost more than the rest of a cached verification.) Tokens longer
+//! than [`MAX_CACHED_TOKEN`] are verified every time, which bounds the cache's memory at about
+//! `cache_entries × 4 KiB`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use aws_lc_rs::digest::{digest, SHA256};
 
 use super::Identity;
 
 const SHARDS: usize = 16;
 
+/// The longest token kept in the cache (real JWTs are well under 2 KiB).
+pub const MAX_CACHED_TOKEN: usize = 4096;
+
 struct Entry {
-    identity: Identity,
+    identity: Arc<Identity>,
     /// Unix seconds after which the entry is no longer valid.
     valid_until: f64,
     /// The key-set generation the token was verified against.
@@ -22,7 +29,7 @@ struct Entry {
 }
 
 pub struct TokenCache {
-    shards: Vec<Mutex<HashMap<[u8; 32], Entry>>>,
+    shards: Vec<Mutex<HashMap<Box<str>, Entry>>>,
     per_shard: usize,
 }
 
@@ -42,42 +49,45 @@ impl TokenCache {
         })
     }
 
-    pub fn key(token: &str) -> [u8; 32] {
-        let mut k = [0u8; 32];
-        k.copy_from_slice(&digest(&SHA256, token.as_bytes()).as_ref()[..32]);
-        k
+    /// Shards only spread lock contention, so a cheap mix of the token's last bytes (the
+    /// signature's, effectively random for real tokens) picks one.
+    fn shard(&self, token: &str) -> &Mutex<HashMap<Box<str>, Entry>> {
+        let tail = token.as_bytes().iter().rev().take(4);
+        let mix = tail.fold(token.len(), |h, &b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        &self.shards[mix % SHARDS]
     }
 
-    fn shard(&self, key: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], Entry>> {
-        &self.shards[usize::from(key[0]) % SHARDS]
-    }
-
-    pub fn get(&self, key: &[u8; 32], generation: u64) -> Option<Identity> {
-        let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
-        let entry = shard.get(key)?;
+    pub fn get(&self, token: &str, generation: u64) -> Option<Arc<Identity>> {
+        let mut shard = self.shard(token).lock().unwrap_or_else(|p| p.into_inner());
+        let entry = shard.get(token)?;
         if entry.generation == generation && now_secs() < entry.valid_until {
-            return Some(entry.identity.clone());
+            return Some(Arc::clone(&entry.identity));
         }
-        shard.remove(key);
+        shard.remove(token);
         None
     }
 
-    pub fn put(&self, key: [u8; 32], identity: &Identity, valid_until: f64, generation: u64) {
-        let mut shard = self.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
+    pub fn put(&self, token: &str, identity: &Arc<Identity>, valid_until: f64, generation: u64) {
+        if token.len() > MAX_CACHED_TOKEN {
+            return;
+        }
+        let mut shard = self.shard(token).lock().unwrap_or_else(|p| p.into_inner());
         if shard.len() >= self.per_shard {
             // Drop expired entries first; if still full, drop an arbitrary one.
             let now = now_secs();
             shard.retain(|_, e| e.valid_until > now && e.generation == generation);
             if shard.len() >= self.per_shard {
-                if let Some(victim) = shard.keys().next().copied() {
+                if let Some(victim) = shard.keys().next().cloned() {
                     shard.remove(&victim);
                 }
             }
         }
         shard.insert(
-            key,
+            token.into(),
             Entry {
-                identity: identity.clone(),
+                identity: Arc::clone(identity),
                 valid_until,
                 generation,
             },
@@ -97,29 +107,33 @@ impl TokenCache {
 mod tests {
     use super::*;
 
-    fn id() -> Identity {
-        Identity {
+    fn id() -> Arc<Identity> {
+        Arc::new(Identity {
             consumer: "a".into(),
             plan: None,
             scopes: vec![],
             roles: vec![],
             claims: vec![],
-        }
+        })
     }
 
     #[test]
     fn bounded_expiring_and_generation_checked() {
         let cache = TokenCache::new(32).expect("enabled");
-        let k = TokenCache::key("t1");
-        cache.put(k, &id(), now_secs() + 60.0, 1);
-        assert!(cache.get(&k, 1).is_some());
-        assert!(cache.get(&k, 2).is_none(), "a new key set invalidates");
-        cache.put(k, &id(), now_secs() - 1.0, 1);
-        assert!(cache.get(&k, 1).is_none(), "never past expiry");
+        cache.put("t1", &id(), now_secs() + 60.0, 1);
+        assert!(cache.get("t1", 1).is_some());
+        assert!(cache.get("t1x", 1).is_none(), "only the exact token matches");
+        assert!(cache.get("t", 1).is_none(), "only the exact token matches");
+        assert!(cache.get("t1", 2).is_none(), "a new key set invalidates");
+        cache.put("t1", &id(), now_secs() - 1.0, 1);
+        assert!(cache.get("t1", 1).is_none(), "never past expiry");
         for i in 0..1000 {
-            cache.put(TokenCache::key(&format!("t{i}")), &id(), now_secs() + 60.0, 1);
+            cache.put(&format!("t{i}"), &id(), now_secs() + 60.0, 1);
         }
         assert!(cache.entry_count() <= 32, "{}", cache.entry_count());
         assert!(TokenCache::new(0).is_none());
+        let long = "a".repeat(MAX_CACHED_TOKEN + 1);
+        cache.put(&long, &id(), now_secs() + 60.0, 1);
+        assert!(cache.get(&long, 1).is_none(), "over-long tokens are not kept");
     }
 }

@@ -14,35 +14,62 @@ const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-r
 const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 /// Headers for a response on a rate-limited route (allowed or refused). The policy entries
-/// were formatted when the config was compiled; only the live numbers are formatted here.
+/// were built when the config was compiled; only the live numbers are written here, without
+/// the formatting machinery (this runs on every admitted request).
 pub fn headers(items: &[ItemState], policies: &[Policy]) -> Vec<(HeaderName, HeaderValue)> {
     let Some(binding) = binding(items) else {
         return Vec::new();
     };
-    let policy_list = items
-        .iter()
-        .map(|i| &*i.policy_entry)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut out = vec![
-        (RATELIMIT_POLICY, policy_list),
-        (
-            RATELIMIT,
-            format!(
-                "\"{}\";r={};t={}",
-                binding.item, binding.remaining, binding.reset_secs
-            ),
-        ),
-    ];
-    if policies.get(binding.policy).is_some_and(|p| p.legacy_headers) {
-        out.push((X_RATELIMIT_LIMIT, binding.limit.requests.to_string()));
-        out.push((X_RATELIMIT_REMAINING, binding.remaining.to_string()));
-        out.push((X_RATELIMIT_RESET, binding.reset_secs.to_string()));
+    let mut out = Vec::with_capacity(5);
+    if let [only] = items {
+        out.push((RATELIMIT_POLICY, only.policy_entry.clone()));
+    } else {
+        let mut list = Vec::with_capacity(items.len() * 32);
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                list.extend_from_slice(b", ");
+            }
+            list.extend_from_slice(item.policy_entry.as_bytes());
+        }
+        out.extend(value(list).map(|v| (RATELIMIT_POLICY, v)));
     }
-    // Names and numbers from the config and the store: always valid header values.
-    out.into_iter()
-        .filter_map(|(name, value)| HeaderValue::try_from(value).ok().map(|v| (name, v)))
-        .collect()
+    let mut live = Vec::with_capacity(binding.item.len() + 32);
+    live.push(b'"');
+    live.extend_from_slice(binding.item.as_bytes());
+    live.extend_from_slice(b"\";r=");
+    push_decimal(&mut live, binding.remaining);
+    live.extend_from_slice(b";t=");
+    push_decimal(&mut live, binding.reset_secs);
+    out.extend(value(live).map(|v| (RATELIMIT, v)));
+    if policies.get(binding.policy).is_some_and(|p| p.legacy_headers) {
+        for (name, n) in [
+            (X_RATELIMIT_LIMIT, binding.limit.requests),
+            (X_RATELIMIT_REMAINING, binding.remaining),
+            (X_RATELIMIT_RESET, binding.reset_secs),
+        ] {
+            out.push((name, HeaderValue::from(n)));
+        }
+    }
+    out
+}
+
+/// Names from the config and numbers: always a valid header value.
+fn value(bytes: Vec<u8>) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes)).ok()
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// The limit closest to exhaustion: an exceeded one first, then the fewest remaining, then
@@ -83,7 +110,7 @@ mod tests {
     fn item(name: &str, q: u64, w: u64, r: u64, t: u64, exceeded: bool) -> ItemState {
         ItemState {
             item: name.into(),
-            policy_entry: format!("\"{name}\";q={q};w={w}").into(),
+            policy_entry: HeaderValue::try_from(format!("\"{name}\";q={q};w={w}")).expect("valid"),
             policy: 0,
             limit: Limit {
                 requests: q,
@@ -106,6 +133,11 @@ mod tests {
         assert_eq!(h[0].1, "\"p-1s\";q=10;w=1, \"p-3600s\";q=1000;w=3600");
         assert_eq!(h[1].0, "ratelimit");
         assert_eq!(h[1].1, "\"p-3600s\";r=3;t=1200");
+        let one = headers(&items[..1], &[]);
+        assert_eq!(one[0].1, "\"p-1s\";q=10;w=1");
+        assert_eq!(one[1].1, "\"p-1s\";r=7;t=1");
+        let zero = headers(&[item("z", 18446744073709551615, 1, 0, 0, true)], &[]);
+        assert_eq!(zero[1].1, "\"z\";r=0;t=0");
         let refused = [item("p", 10, 1, 0, 1, true), item("q", 5, 60, 0, 40, true)];
         assert_eq!(retry_after(&refused), 40);
         assert_eq!(violated(&refused), "\"violated-policies\":[\"p\",\"q\"]");

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use pingora::http::RequestHeader;
 
 use crate::auth::Identity;
@@ -36,7 +37,7 @@ pub struct LimitItem {
     /// The item name in the headers: the policy name, or `policy-Ws` with several windows.
     pub name: Arc<str>,
     /// Its `RateLimit-Policy` entry: `"name";q=10;w=1`.
-    pub policy_entry: Arc<str>,
+    pub policy_entry: HeaderValue,
 }
 
 pub struct Policy {
@@ -60,8 +61,8 @@ impl std::fmt::Debug for Policy {
 pub struct ItemState {
     /// The policy item name used in the headers.
     pub item: Arc<str>,
-    /// Its `RateLimit-Policy` entry.
-    pub policy_entry: Arc<str>,
+    /// Its `RateLimit-Policy` entry (a cheap clone: shared bytes).
+    pub policy_entry: HeaderValue,
     pub policy: usize,
     pub limit: Limit,
     pub remaining: u64,
@@ -75,7 +76,7 @@ impl ItemState {
         let room = limit.requests as f64 - usage.estimate;
         ItemState {
             item: Arc::clone(&spec.name),
-            policy_entry: Arc::clone(&spec.policy_entry),
+            policy_entry: spec.policy_entry.clone(),
             policy,
             limit,
             // After admitting this request.
@@ -191,9 +192,11 @@ fn named(policy: &str, limits: &[Limit]) -> Vec<LimitItem> {
             } else {
                 format!("{policy}-{}s", l.per.as_secs())
             };
+            let entry = format!("\"{name}\";q={};w={}", l.requests, l.per.as_secs());
             LimitItem {
                 limit: *l,
-                policy_entry: format!("\"{name}\";q={};w={}", l.requests, l.per.as_secs()).into(),
+                // Policy names are checked to be `[A-Za-z0-9._-]`, so this always converts.
+                policy_entry: HeaderValue::try_from(entry).unwrap_or(HeaderValue::from_static("")),
                 name: name.into(),
             }
         })

@@ -115,7 +115,7 @@ pub fn resolve_version(
             &req.headers,
             &ctx.path,
             target.query.as_deref(),
-            ctx.identity.as_ref(),
+            ctx.identity.as_deref(),
             ctx.client_ip,
             now,
         )

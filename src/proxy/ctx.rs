@@ -42,7 +42,7 @@ pub struct RequestCtx {
     /// The status of a response the gateway itself wrote (errors).
     pub gateway_status: Option<u16>,
     /// Who the request is from, on routes with `auth`.
-    pub identity: Option<Identity>,
+    pub identity: Option<std::sync::Arc<Identity>>,
     /// Identity headers to set upstream (computed and checked when authenticating).
     pub identity_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// `RateLimit` headers for the response.

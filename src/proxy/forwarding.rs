@@ -1,5 +1,10 @@
 //! What the upstream learns about the client: `X-Forwarded-*`, `X-Real-IP`, the request id,
-//! and the removal of hop-by-hop headers.
+//! and the removal of hop-by-hop headers from responses.
+//!
+//! On requests, Pingora itself removes hop-by-hop headers and those named in `Connection`
+//! before `upstream_request_filter` runs (the standard `HttpUpstreamRequestPolicy` every
+//! `HttpPeer` carries; only WebSocket upgrades pass), so the gateway does not repeat it.
+//! `tests/routing.rs` attacks that removal.
 //!
 //! A client that is not a trusted proxy cannot plant forwarding headers: its copies are
 //! replaced, never extended. A trusted proxy's chain is extended with the peer address.
@@ -7,7 +12,7 @@
 use std::net::IpAddr;
 
 use http::header::{CONNECTION, UPGRADE};
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
 
@@ -43,27 +48,30 @@ pub fn set_forwarding(
     host: &str,
     trusted: bool,
 ) -> Result<()> {
-    let client = client
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let chain = if trusted {
-        let prior: Vec<&str> = req
-            .headers
+    let client = match client {
+        Some(ip) => HeaderValue::try_from(ip.to_string()).unwrap_or(HeaderValue::from_static("unknown")),
+        None => HeaderValue::from_static("unknown"),
+    };
+    let prior: Vec<&[u8]> = if trusted {
+        req.headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if prior.is_empty() {
-            client.clone()
-        } else {
-            format!("{}, {client}", prior.join(", "))
-        }
+            .map(|v| v.as_bytes())
+            .collect()
     } else {
+        Vec::new()
+    };
+    let chain = if prior.is_empty() {
         client.clone()
+    } else {
+        let mut chain = prior.join(&b", "[..]);
+        chain.extend_from_slice(b", ");
+        chain.extend_from_slice(client.as_bytes());
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)).unwrap_or_else(|_| client.clone())
     };
     req.insert_header(X_FORWARDED_FOR, chain)?;
     if !trusted || !req.headers.contains_key(&X_FORWARDED_PROTO) {
-        req.insert_header(X_FORWARDED_PROTO, "http")?;
+        req.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static("http"))?;
     }
     if !trusted || !req.headers.contains_key(&X_FORWARDED_HOST) {
         req.insert_header(X_FORWARDED_HOST, host)?;
@@ -71,27 +79,6 @@ pub fn set_forwarding(
     if !trusted {
         remove(req, &FORWARDED);
         req.insert_header(X_REAL_IP, client)?;
-    }
-    Ok(())
-}
-
-/// Remove hop-by-hop headers, including any named in `Connection`. A WebSocket-style
-/// `Upgrade` handshake keeps `Upgrade` and `Connection: upgrade` so it can still be proxied.
-pub fn strip_hop_by_hop_request(req: &mut RequestHeader) -> Result<()> {
-    let upgrading =
-        req.headers.contains_key(UPGRADE) && connection_tokens(&req.headers).iter().any(|t| t == "upgrade");
-    for name in connection_tokens(&req.headers) {
-        if name != "upgrade" {
-            req.remove_header(&name);
-        }
-    }
-    for name in &HOP_BY_HOP {
-        remove(req, name);
-    }
-    if upgrading {
-        req.insert_header(CONNECTION, "upgrade")?;
-    } else {
-        remove(req, &UPGRADE);
     }
     Ok(())
 }
@@ -106,8 +93,8 @@ pub fn remove(req: &mut RequestHeader, name: &HeaderName) {
 
 pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    for name in connection_tokens(&resp.headers) {
-        if !(switching && name == "upgrade") {
+    for name in connection_nominated(&resp.headers) {
+        if !(switching && name == UPGRADE) && resp.headers.contains_key(&name) {
             resp.remove_header(&name);
         }
     }
@@ -121,18 +108,26 @@ pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     }
 }
 
-fn connection_tokens(headers: &http::HeaderMap) -> Vec<String> {
-    if !headers.contains_key(CONNECTION) {
-        return Vec::new();
+/// Header names listed in `Connection`, other than the options `close` and `keep-alive`
+/// (which almost every upstream sends, and whose header is removed anyway): in the common
+/// case this allocates nothing.
+fn connection_nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {
+    let mut out = Vec::new();
+    for value in headers.get_all(CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty()
+                || token.eq_ignore_ascii_case(b"close")
+                || token.eq_ignore_ascii_case(b"keep-alive")
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                out.push(name);
+            }
+        }
     }
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && HeaderName::from_bytes(t.as_bytes()).is_ok())
-        .collect()
+    out
 }
 
 /// Keep a client's request id if it is short and plain (it ends up in logs), else make one.
@@ -148,7 +143,15 @@ pub fn request_id(req: &RequestHeader) -> String {
             }
         }
     }
-    format!("{:032x}", rand::random::<u128>())
+    // 32 hex digits without the formatting machinery: this runs for most requests.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = rand::random::<u128>();
+    let mut id = [0u8; 32];
+    for digit in id.iter_mut().rev() {
+        *digit = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    id.iter().map(|&b| char::from(b)).collect()
 }
 
 #[cfg(test)]
@@ -187,21 +190,36 @@ mod tests {
         assert_eq!(r.headers.get("x-forwarded-proto").unwrap(), "https");
     }
 
+    fn resp(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut r = ResponseHeader::build(status, None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
     #[test]
-    fn hop_by_hop_removed() {
-        let mut r = req(&[
-            ("connection", "close, x-secret"),
-            ("x-secret", "1"),
-            ("keep-alive", "5"),
-            ("te", "trailers"),
-        ]);
-        strip_hop_by_hop_request(&mut r).unwrap();
-        for h in ["connection", "x-secret", "keep-alive", "te"] {
+    fn response_hop_by_hop_removed() {
+        let mut r = resp(
+            200,
+            &[
+                ("Connection", "Keep-Alive, X-Secret,, close"),
+                ("X-Secret", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("Trailer", "x"),
+                ("Upgrade", "h2c"),
+                ("X-Kept", "1"),
+            ],
+        );
+        strip_hop_by_hop_response(&mut r);
+        for h in ["connection", "x-secret", "keep-alive", "trailer", "upgrade"] {
             assert!(r.headers.get(h).is_none(), "{h}");
         }
-        let mut ws = req(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        strip_hop_by_hop_request(&mut ws).unwrap();
+        assert_eq!(r.headers.get("x-kept").unwrap(), "1");
+        let mut ws = resp(101, &[("Connection", "Upgrade"), ("Upgrade", "websocket")]);
+        strip_hop_by_hop_response(&mut ws);
         assert_eq!(ws.headers.get("upgrade").unwrap(), "websocket");
+        assert_eq!(ws.headers.get("connection").unwrap(), "Upgrade");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! proxy app: each request gets `limit` to finish sending its headers, else the connection is
 //! closed. The proxy marks the headers as read from its first filter via a task-local flag.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,28 +53,38 @@ where
     P: ProxyHttp + Send + Sync + 'static,
     P::CTX: Send + Sync,
 {
-    async fn process_new_http(
-        self: &Arc<Self>,
+    // Written out rather than `async fn`: the inner proxy's future (which owns the session) is
+    // created and boxed first, so this wrapper's own boxed future holds only that box and a
+    // timer instead of a second copy of the whole session state.
+    fn process_new_http<'life0, 'life1, 'async_trait>(
+        self: &'life0 Arc<Self>,
         session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
+        shutdown: &'life1 ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
         let limit: Duration = self.runtime.load().settings.limits.header_read_timeout;
         let seen = Arc::new(AtomicBool::new(false));
         let work = HEADERS_READ.scope(Arc::clone(&seen), self.proxy.process_new_http(session, shutdown));
-        tokio::pin!(work);
-        tokio::select! {
-            done = &mut work => return done,
-            _ = tokio::time::sleep(limit) => {}
-        }
-        if seen.load(Ordering::Relaxed) {
-            work.await
-        } else {
-            log::debug!(
-                "closing a connection that did not send its request header within {:?}",
-                limit
-            );
-            None
-        }
+        Box::pin(async move {
+            tokio::pin!(work);
+            tokio::select! {
+                done = &mut work => return done,
+                _ = tokio::time::sleep(limit) => {}
+            }
+            if seen.load(Ordering::Relaxed) {
+                work.await
+            } else {
+                log::debug!(
+                    "closing a connection that did not send its request header within {:?}",
+                    limit
+                );
+                None
+            }
+        })
     }
 
     fn h2_options(&self) -> Option<H2Options> {

@@ -5,7 +5,8 @@
 //!                 -> API version (and canary) -> rate limits (local, then one round trip to
 //!                 Redis when shared)
 //! upstream_peer:  pool selection (skipping targets this request already tried)
-//! upstream_request_filter: rewrite path, forwarding headers, hop-by-hop, header rules
+//! upstream_request_filter: rewrite path, forwarding headers, header rules (Pingora has
+//!                 already removed hop-by-hop headers)
 //! response filters: hop-by-hop, header rules, request id, route deadline
 //! logging: metrics and the access log
 
@@ -96,7 +97,7 @@ impl Gateway {
             &route.limits,
             &snapshot.policies,
             snapshot.redis.as_deref(),
-            ctx.identity.as_ref(),
+            ctx.identity.as_deref(),
             ctx.client_ip,
             req,
         )
@@ -241,7 +242,6 @@ impl ProxyHttp for Gateway {
         if let Some(uri) = &ctx.upstream_uri {
             req.set_uri(uri.clone());
         }
-        forwarding::strip_hop_by_hop_request(req)?;
         let trusted = forwarding::is_trusted(ctx.client_ip, &snapshot.settings.trusted_proxies);
         forwarding::set_forwarding(req, ctx.client_ip, &ctx.host, trusted)?;
         req.insert_header(forwarding::X_REQUEST_ID, ctx.request_id.as_str())?;
@@ -277,8 +277,7 @@ impl ProxyHttp for Gateway {
         if let (Some(sel), Some(sent)) = (&ctx.selected, ctx.upstream_sent) {
             sel.stats.observe_latency(sent.elapsed());
         }
-        let status = resp.status.as_u16().to_string();
-        self.count_upstream(ctx, &status);
+        self.count_upstream(ctx, resp.status.as_str());
         forwarding::strip_hop_by_hop_response(resp);
         Ok(())
     }
@@ -351,12 +350,15 @@ impl ProxyHttp for Gateway {
             .map(|r| r.status.as_u16())
             .or(ctx.gateway_status)
             .unwrap_or(0);
-        let route = ctx.route_name().to_string();
+        let ctx = &*ctx;
+        let route = ctx.route_name();
         let method = metrics::method_label(&session.req_header().method);
         let elapsed = ctx.start.elapsed();
         let m = metrics::get();
+        let status_code = http::StatusCode::from_u16(status).ok();
+        let status_label = status_code.as_ref().map_or("0", |s| s.as_str());
         m.requests
-            .with_label_values(&[&route, ctx.version_name(), method, &status.to_string()])
+            .with_label_values(&[route, ctx.version_name(), method, status_label])
             .inc();
         match ctx
             .route
@@ -385,7 +387,7 @@ impl ProxyHttp for Gateway {
                 client: &client,
                 method,
                 path: &path,
-                route: &route,
+                route,
                 version: ctx.version_name(),
                 consumer: ctx.identity.as_ref().map_or("-", |id| id.consumer.as_str()),
                 target,

@@ -9,9 +9,12 @@ use super::ctx::RequestCtx;
 use crate::config::HashKey;
 use crate::upstream::Pool;
 
-/// The bytes `hash` balancing keys on: client IP, a header, or a cookie (falling back to the
+/// The bytes `hash` balancing keys on (empty for the other methods, which ignore it): client IP, a header, or a cookie (falling back to the
 /// client IP when the header or cookie is absent, so such clients are still spread and sticky).
 pub fn hash_key(pool: &Pool, req: &RequestHeader, ctx: &RequestCtx) -> Vec<u8> {
+    if !pool.hashes() {
+        return Vec::new();
+    }
     let from_request = match &pool.hash_key {
         HashKey::ClientIp => None,
         HashKey::Header(name) => req.headers.get(name).map(|v| v.as_bytes().to_vec()),

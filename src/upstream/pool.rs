@@ -114,6 +114,11 @@ impl Pool {
         Some(Selected { addr, stats })
     }
 
+    /// Whether selection uses the request's hash key (`balance: hash`).
+    pub fn hashes(&self) -> bool {
+        matches!(self.selector, Selector::Hash(_))
+    }
+
     pub fn backends(&self) -> &Backends {
         each_selector!(&self.selector, lb => lb.backends())
     }

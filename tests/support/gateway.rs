@@ -342,22 +342,38 @@ fn server_section(dir: &Path, port: u16, admin_port: u16, extra: &str) -> String
     s
 }
 
-/// Two distinct ephemeral ports: both probe sockets stay open until both ports are known,
-/// so the kernel cannot hand out the same port twice.
+/// Ports handed out by this test process. Pingora listens with `SO_REUSEPORT`, so two
+/// gateways given the same port would both bind it and silently split its connections (one
+/// test then sees the other's routes); the kernel can hand a just-probed port out again, so
+/// the probe alone does not prevent that.
+static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
+/// A loopback port that was free a moment ago and that no other gateway of this test process
+/// has been given.
+fn unused_port() -> u16 {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind 127.0.0.1:0 to find a free port");
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("no unused ephemeral port after 1000 probes");
+}
+
+/// Two distinct ephemeral ports, neither handed out before in this process.
 pub fn two_free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let port = |l: &TcpListener| l.local_addr().map(|a| a.port()).expect("local addr");
-    (port(&a), port(&b))
+    (unused_port(), unused_port())
 }
 
 /// An ephemeral loopback port that was free a moment ago. Racy by nature;
 /// the launcher retries when the gateway reports "Address already in use".
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0 to find a free port")
+    unused_port()
 }
 
 fn read_lossy(path: &Path) -> String {
