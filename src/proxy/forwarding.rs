@@ -22,9 +22,17 @@ use crate::config::cidr::Cidr;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Spellings for the headers the gateway sets on every request. Pingora keeps each header's
+/// wire spelling; given a `HeaderName` it copies and re-cases the name, given a static string
+/// it just points at it, which is measurably cheaper on the hot path.
+pub const X_REQUEST_ID_WIRE: &str = "X-Request-Id";
+const X_FORWARDED_FOR_WIRE: &str = "X-Forwarded-For";
+const X_FORWARDED_PROTO_WIRE: &str = "X-Forwarded-Proto";
+const X_FORWARDED_HOST_WIRE: &str = "X-Forwarded-Host";
+const X_REAL_IP_WIRE: &str = "X-Real-IP";
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -48,10 +56,7 @@ pub fn set_forwarding(
     host: &str,
     trusted: bool,
 ) -> Result<()> {
-    let client = match client {
-        Some(ip) => HeaderValue::try_from(ip.to_string()).unwrap_or(HeaderValue::from_static("unknown")),
-        None => HeaderValue::from_static("unknown"),
-    };
+    let client = client.map_or(HeaderValue::from_static("unknown"), ip_value);
     let prior: Vec<&[u8]> = if trusted {
         req.headers
             .get_all(&X_FORWARDED_FOR)
@@ -69,18 +74,43 @@ pub fn set_forwarding(
         chain.extend_from_slice(client.as_bytes());
         HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)).unwrap_or_else(|_| client.clone())
     };
-    req.insert_header(X_FORWARDED_FOR, chain)?;
+    req.insert_header(X_FORWARDED_FOR_WIRE, chain)?;
     if !trusted || !req.headers.contains_key(&X_FORWARDED_PROTO) {
-        req.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static("http"))?;
+        req.insert_header(X_FORWARDED_PROTO_WIRE, HeaderValue::from_static("http"))?;
     }
     if !trusted || !req.headers.contains_key(&X_FORWARDED_HOST) {
-        req.insert_header(X_FORWARDED_HOST, host)?;
+        req.insert_header(X_FORWARDED_HOST_WIRE, host)?;
     }
     if !trusted {
         remove(req, &FORWARDED);
-        req.insert_header(X_REAL_IP, client)?;
+        req.insert_header(X_REAL_IP_WIRE, client)?;
     }
     Ok(())
+}
+
+/// The client address as a header value; IPv4 (the common case) without the formatting
+/// machinery.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    let text = match ip {
+        IpAddr::V4(v4) => {
+            let mut out = Vec::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+            out
+        }
+        IpAddr::V6(v6) => v6.to_string().into_bytes(),
+    };
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// Remove a header only if present: removal also rebuilds Pingora's case map, and most
@@ -220,6 +250,21 @@ mod tests {
         strip_hop_by_hop_response(&mut ws);
         assert_eq!(ws.headers.get("upgrade").unwrap(), "websocket");
         assert_eq!(ws.headers.get("connection").unwrap(), "Upgrade");
+    }
+
+    #[test]
+    fn client_addresses() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.9",
+            "127.0.0.1",
+            "192.168.100.255",
+            "8.80.9.199",
+            "::1",
+            "2001:db8::7",
+        ] {
+            assert_eq!(ip_value(ip.parse().unwrap()), ip);
+        }
     }
 
     #[test]

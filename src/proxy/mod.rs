@@ -244,7 +244,7 @@ impl ProxyHttp for Gateway {
         }
         let trusted = forwarding::is_trusted(ctx.client_ip, &snapshot.settings.trusted_proxies);
         forwarding::set_forwarding(req, ctx.client_ip, &ctx.host, trusted)?;
-        req.insert_header(forwarding::X_REQUEST_ID, ctx.request_id.as_str())?;
+        req.insert_header(forwarding::X_REQUEST_ID_WIRE, ctx.request_id.as_str())?;
         route.request_headers.apply(req);
         // Identity headers come only from authentication: client copies go on every route.
         for name in &snapshot.identity_headers {
@@ -291,7 +291,7 @@ impl ProxyHttp for Gateway {
         if let Some(route) = ctx.route() {
             route.response_headers.apply(resp);
         }
-        resp.insert_header(forwarding::X_REQUEST_ID, ctx.request_id.as_str())?;
+        resp.insert_header(forwarding::X_REQUEST_ID_WIRE, ctx.request_id.as_str())?;
         for (name, value) in &ctx.ratelimit_headers {
             resp.insert_header(name.clone(), value.clone())?;
         }
