@@ -211,9 +211,11 @@ fn headers_and_the_429_body_follow_the_standards() {
 
 #[test]
 fn check_reports_rate_limit_mistakes() {
-    let out = check(
-        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nrate_limits:\n  c:\n    key: consumer\n    limits: [{ requests: 1, per: 1s }]\n  p:\n    key: [consumer, cookie:x]\n    limits: [{ requests: 0, per: 1s }, { requests: 5, per: 500ms }]\n    store: redis\nroutes:\n  - { name: r, match: { path_prefix: / }, upstream: a, rate_limit: [q] }\n  - { name: s, match: { path_prefix: /s }, upstream: a, rate_limit: [c] }\n  - { name: t, match: { path_prefix: /t }, upstream: a, rate_limit: [p, p] }\n",
-    );
+    let many = vec!["p"; 17].join(", ");
+    let out = check(&format!(
+        "{}  - {{ name: u, match: {{ path_prefix: /u }}, upstream: a, rate_limit: [{many}] }}\n",
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nrate_limits:\n  c:\n    key: consumer\n    limits: [{ requests: 1, per: 1s }]\n  p:\n    key: [consumer, cookie:x]\n    limits: [{ requests: 0, per: 1s }, { requests: 5, per: 500ms }]\n    store: redis\nroutes:\n  - { name: r, match: { path_prefix: / }, upstream: a, rate_limit: [q] }\n  - { name: s, match: { path_prefix: /s }, upstream: a, rate_limit: [c] }\n  - { name: t, match: { path_prefix: /t }, upstream: a, rate_limit: [p, p] }\n"
+    ));
     assert_eq!(out.code, 1);
     for want in [
         "rate_limits.p.key[1]: `cookie:x`: expected consumer, ip, header:NAME or claim:NAME",
@@ -223,6 +225,7 @@ fn check_reports_rate_limit_mistakes() {
         "routes[0].rate_limit[0]: route names undefined rate limit `q`",
         "routes[1].rate_limit[0]: policy `c` is keyed on the consumer or a claim, but the route has no `auth`",
         "routes[2].rate_limit[1]: rate limit `p` is listed twice",
+        "routes[3].rate_limit: at most 16 rate limits per route",
     ] {
         assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
     }

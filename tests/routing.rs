@@ -198,6 +198,33 @@ fn forwarding_headers_request_id_and_hop_by_hop() {
         b"",
     );
     assert_ne!(r.header("x-request-id"), Some("a b\"c"));
+    // A client may not use `Connection` to make the proxy drop the headers it sets itself
+    // (the gateway's forwarding headers would vanish, or the client's copies survive).
+    // Pingora refuses nominations of Host and X-Forwarded-For outright; others are removed
+    // before the gateway sets its own values.
+    let before = a.count();
+    for (nominated, status) in [
+        ("X-Forwarded-For", 400),
+        ("host", 400),
+        ("x-real-ip", 200),
+        ("X-Request-Id", 200),
+    ] {
+        let raw = format!(
+            "GET /n HTTP/1.1\r\nHost: localhost\r\nConnection: close, {nominated}\r\nX-Forwarded-For: 6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\n\r\n"
+        );
+        assert_eq!(gw.send(raw.as_bytes()).status, status, "Connection: {nominated}");
+    }
+    assert_eq!(
+        a.count(),
+        before + 2,
+        "the refused ones never reached the upstream"
+    );
+    for seen in a.requests().iter().skip(before) {
+        assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(seen.header("x-real-ip"), Some("127.0.0.1"));
+        assert!(seen.header("x-request-id").is_some());
+        assert_eq!(seen.header("host"), Some("localhost"));
+    }
 }
 
 #[test]

@@ -92,7 +92,10 @@ pub fn http_date(unix: i64) -> String {
     let secs = unix.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     let weekday = DAYS.get(days.rem_euclid(7) as usize).unwrap_or(&"Thu");
-    let month = MONTHS.get(m as usize - 1).unwrap_or(&"Jan");
+    let month = (m as usize)
+        .checked_sub(1)
+        .and_then(|i| MONTHS.get(i))
+        .unwrap_or(&"Jan");
     format!(
         "{weekday}, {d:02} {month} {y} {:02}:{:02}:{:02} GMT",
         secs / 3600,

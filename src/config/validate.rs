@@ -251,8 +251,9 @@ fn check_route_limits(routes: &[Option<RouteConfig>], names: &[String], p: &mut 
                 p.add(l.pos, &path, format!("rate limit `{}` is listed twice", l.value));
             }
         }
-        if r.rate_limit.len() > MAX_ROUTE_POLICIES {
-            p.add_unpositioned(
+        if let Some(extra) = r.rate_limit.get(MAX_ROUTE_POLICIES) {
+            p.add(
+                extra.pos,
                 &format!("routes[{i}].rate_limit"),
                 format!("at most {MAX_ROUTE_POLICIES} rate limits per route"),
             );

@@ -30,7 +30,7 @@ enum PolicyStore {
 }
 
 /// One limit with what the headers say about it, computed when the config is compiled so a
-/// request only clones two `Arc`s.
+/// request only clones an `Arc` and a shared header value.
 #[derive(Debug)]
 pub struct LimitItem {
     pub limit: Limit,
@@ -222,8 +222,9 @@ pub enum Outcome {
 ///
 /// Local windows are checked first (no I/O); only if they all have room is the shared store
 /// asked, once, for all of the route's `store: redis` windows, which it checks and counts
-/// atomically. The local windows count the request last, once the decision is final, so a
-/// refused request consumes no quota anywhere.
+/// atomically. The local windows count the request before that round trip, so concurrent
+/// requests with the same key see it, and take it back if the request ends up refused (or
+/// the decision is abandoned mid-way): a refused request consumes no local quota.
 pub async fn decide(
     policies: &[usize],
     all: &[Policy],
@@ -258,11 +259,7 @@ pub async fn decide(
         .filter(|(_, p, _)| matches!(p.store, PolicyStore::Redis(_)))
         .collect();
     let admitted_locally = !items.iter().any(|i| i.exceeded);
-    // Count locally before the Redis round trip (an await): concurrent requests with the same
-    // key must see this one. Taken back below if the request ends up refused.
-    if admitted_locally {
-        count_locally(&keyed, 1);
-    }
+    let mut reservation = Reservation::take(&keyed, admitted_locally);
     let mut unavailable = None;
     if admitted_locally && !shared.is_empty() {
         match ask_shared_store(&shared, redis, id).await {
@@ -271,9 +268,10 @@ pub async fn decide(
         }
     }
     let limited = items.iter().any(|i| i.exceeded);
-    if admitted_locally && (limited || unavailable.is_some()) {
-        count_locally(&keyed, -1);
+    if !limited && unavailable.is_none() {
+        reservation.keep();
     }
+    drop(reservation);
     if let Some(retry_after) = unavailable {
         return Outcome::StoreUnavailable { retry_after };
     }
@@ -287,6 +285,38 @@ pub async fn decide(
         Outcome::Limited(items)
     } else {
         Outcome::Allowed(items)
+    }
+}
+
+/// This request counted in the local windows while the decision is pending. Dropped without
+/// [`Reservation::keep`] (refused, or the future abandoned during the Redis round trip), it
+/// takes the request back out.
+struct Reservation<'a> {
+    keyed: &'a [(usize, &'a Policy, String)],
+    release_on_drop: bool,
+}
+
+impl<'a> Reservation<'a> {
+    fn take(keyed: &'a [(usize, &'a Policy, String)], admitted: bool) -> Reservation<'a> {
+        if admitted {
+            count_locally(keyed, 1);
+        }
+        Reservation {
+            keyed,
+            release_on_drop: admitted,
+        }
+    }
+
+    fn keep(&mut self) {
+        self.release_on_drop = false;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.release_on_drop {
+            count_locally(self.keyed, -1);
+        }
     }
 }
 
@@ -351,4 +381,87 @@ fn count(policy: &Policy, decision: &str) {
         .ratelimit_decisions
         .with_label_values(&[&policy.name, decision])
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::config::decode::Spanned;
+    use crate::config::redis_model::RedisAddr;
+    use crate::config::yaml::Pos;
+    use crate::config::{BreakerConfig, RedisConfig};
+
+    fn policy(name: &str, store: Store) -> RateLimitConfig {
+        RateLimitConfig {
+            name: Spanned {
+                value: name.into(),
+                pos: Pos { line: 1, col: 1 },
+            },
+            key: vec![KeyPart::Ip],
+            limits: vec![Limit {
+                requests: 1,
+                per: Duration::from_secs(60),
+            }],
+            missing_key: MissingKey::Reject,
+            store,
+            plans: Vec::new(),
+            expected_keys: 16,
+            legacy_headers: false,
+        }
+    }
+
+    /// A request whose decision is abandoned while Redis is being asked (the client went
+    /// away, the task was cancelled) must not keep its local reservation: with a limit of 1,
+    /// a leaked reservation would refuse the next request.
+    #[tokio::test]
+    async fn an_abandoned_decision_gives_its_local_reservation_back() {
+        // Accepts connections, never answers.
+        let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        let redis = RedisStore::new(&RedisConfig {
+            addr: RedisAddr {
+                host: "127.0.0.1".into(),
+                port,
+                username: None,
+                password: None,
+                db: 0,
+            },
+            timeout: Duration::from_secs(30),
+            pool: 1,
+            prefix: "t:".into(),
+            breaker: BreakerConfig {
+                failures: 5,
+                open_for: Duration::from_secs(1),
+            },
+        });
+        let all = [
+            Policy::compile(&policy("local", Store::Local), &[]),
+            Policy::compile(
+                &policy(
+                    "shared",
+                    Store::Redis {
+                        on_error: OnStoreError::Allow,
+                    },
+                ),
+                &[],
+            ),
+        ];
+        let req = crate::test_util::request_header("/", &[]);
+        let ip = Some("10.0.0.1".parse().expect("ip"));
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(200),
+            decide(&[0, 1], &all, Some(&redis), None, ip, &req),
+        )
+        .await;
+        assert!(abandoned.is_err(), "the silent Redis kept the decision pending");
+        let next = decide(&[0], &all, Some(&redis), None, ip, &req).await;
+        assert!(matches!(next, Outcome::Allowed(_)), "{next:?}");
+        let after = decide(&[0], &all, Some(&redis), None, ip, &req).await;
+        assert!(
+            matches!(after, Outcome::Limited(_)),
+            "the limit still holds: {after:?}"
+        );
+    }
 }

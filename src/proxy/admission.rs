@@ -61,7 +61,7 @@ fn found(m: RouteMatch) -> Result<usize, Problem> {
         RouteMatch::Found(id) => Ok(id),
         RouteMatch::MethodNotAllowed(allowed) => {
             Err(Problem::new(405, "the route does not accept this method")
-                .with_header("allow", allowed.allow_header()))
+                .with_header(http::header::ALLOW, allowed.allow_header()))
         }
         RouteMatch::NotFound => Err(Problem::new(404, "no route matches this request")),
     }
@@ -145,10 +145,11 @@ pub fn upstream_uri(
     target: &Target,
     version: Option<Resolved>,
 ) -> Result<http::Uri, Problem> {
-    let (rest, segment, strip_query) = match version {
-        Some(v) => (v.rest, v.kept_segment, v.strip_query),
-        None => (None, None, Vec::new()),
+    let (rest, segment) = match version {
+        Some(v) => (v.rest, v.kept_segment),
+        None => (None, None),
     };
+    let strip_query = route.versions.as_ref().map_or(&[][..], |v| &v.strip_query);
     let base = rest.unwrap_or_else(|| path.to_string());
     let stripped = match &route.strip_prefix {
         Some(prefix) => strip_segment_prefix(&base, prefix),
@@ -164,7 +165,7 @@ pub fn upstream_uri(
         if !route.auth.strip.is_empty() {
             *q = credentials::strip_from_query(q, &route.auth.strip);
         }
-        for param in &strip_query {
+        for param in strip_query {
             *q = sources::strip_query(q, param);
         }
     }

@@ -149,7 +149,7 @@ fn limit_problem(
             429,
             "the rate limit cannot be checked right now; retry later",
         )
-        .with_header("retry-after", retry_after.to_string())),
+        .with_header(http::header::RETRY_AFTER, retry_after.to_string())),
     }
 }
 

@@ -39,7 +39,7 @@ impl Problem {
     /// 401 with an RFC 6750 challenge. `why` is a fixed text: never the credential itself.
     pub fn unauthenticated(why: &'static str) -> Problem {
         Problem::new(401, why).with_header(
-            "www-authenticate",
+            http::header::WWW_AUTHENTICATE,
             format!("Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"{why}\""),
         )
     }
@@ -52,7 +52,7 @@ impl Problem {
             format!(", scope=\"{scopes}\"")
         };
         Problem::new(403, "the credential does not grant access to this route").with_header(
-            "www-authenticate",
+            http::header::WWW_AUTHENTICATE,
             format!("Bearer realm=\"portcullis\", error=\"insufficient_scope\"{scope}"),
         )
     }
@@ -64,11 +64,8 @@ impl Problem {
 
     /// Add a header; a value that is not a valid header value is left out (values are
     /// computed by the gateway, never copied from the request).
-    pub fn with_header(mut self, name: &'static str, value: String) -> Problem {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::try_from(value),
-        ) {
+    pub fn with_header(mut self, name: HeaderName, value: String) -> Problem {
+        if let Ok(value) = HeaderValue::try_from(value) {
             self.headers.push((name, value));
         }
         self
@@ -108,8 +105,8 @@ impl Problem {
 
     /// 429 for an exhausted rate limit (RFC 9457 registered type `quota-exceeded`).
     pub fn quota_exceeded(retry_after: u64, violated_policies: String) -> Problem {
-        let mut p =
-            Problem::new(429, "rate limit exceeded").with_header("retry-after", retry_after.to_string());
+        let mut p = Problem::new(429, "rate limit exceeded")
+            .with_header(http::header::RETRY_AFTER, retry_after.to_string());
         p.type_uri = "https://iana.org/assignments/http-problem-types#quota-exceeded";
         p.extension = Some(violated_policies);
         p

@@ -93,11 +93,15 @@ impl Snapshot {
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut hosts = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
-            let pool = |name: &str| config.upstreams.iter().position(|u| u.name.value == name);
-            let undefined =
-                |name: &str| format!("route `{}` names undefined upstream `{name}`", r.name.value);
+            let pool = |name: &str| {
+                config
+                    .upstreams
+                    .iter()
+                    .position(|u| u.name.value == name)
+                    .ok_or_else(|| format!("route `{}` names undefined upstream `{name}`", r.name.value))
+            };
             let upstream = match &r.upstream {
-                Some(u) => Some(pool(&u.value).ok_or_else(|| undefined(&u.value))?),
+                Some(u) => Some(pool(&u.value)?),
                 None => None,
             };
             let versions = match &r.versions {

@@ -3,6 +3,7 @@
 //! it stays on the same side of the split on every request, every gateway instance and
 //! across restarts, while different routes place it independently.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName};
@@ -38,16 +39,15 @@ impl Split {
             }
         }
         // IPv4-mapped IPv6 peers count as their IPv4 address.
-        let ip_text = || ip.map(|ip| ip.to_canonical().to_string()).unwrap_or_default();
-        let value = match &self.sticky {
-            Sticky::Consumer => identity.map(|i| i.consumer.clone()).unwrap_or_else(ip_text),
+        let ip_text = || Cow::Owned(ip.map(|ip| ip.to_canonical().to_string()).unwrap_or_default());
+        let value: Cow<'_, str> = match &self.sticky {
+            Sticky::Consumer => identity.map_or_else(ip_text, |i| Cow::Borrowed(i.consumer.as_str())),
             Sticky::Ip => ip_text(),
             Sticky::Header(h) => headers
                 .get(h)
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.is_empty())
-                .map(String::from)
-                .unwrap_or_else(ip_text),
+                .map_or_else(ip_text, Cow::Borrowed),
         };
         let bucket = bucket(&self.salt, &value);
         self.shares

@@ -34,7 +34,9 @@ pub struct Versions {
     default: Option<usize>,
     conflict: Conflict,
     strip_path: bool,
-    keep_query: bool,
+    /// Query parameters that name the version, removed before forwarding (empty with
+    /// `keep_query: true`).
+    pub strip_query: Vec<String>,
     /// `vnd.<vendor>.v`, the media-type subtype prefix (lower case).
     vendor_prefix: String,
     /// The header naming the resolved version (responses and the upstream request).
@@ -56,8 +58,6 @@ pub struct Resolved {
     pub rest: Option<String>,
     /// `/v2`, put back in front of the forwarded path when `strip_path: false`.
     pub kept_segment: Option<String>,
-    /// Query parameters to remove before forwarding.
-    pub strip_query: Vec<String>,
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -75,11 +75,12 @@ pub enum Refused {
 }
 
 impl Versions {
-    /// Compile; `pool` maps an upstream name to its index in the snapshot.
+    /// Compile; `pool` maps an upstream name to its index in the snapshot (or the error for
+    /// an undefined one).
     pub fn compile(
         cfg: &VersionsConfig,
         route: &str,
-        pool: impl Fn(&str) -> Option<usize>,
+        pool: impl Fn(&str) -> Result<usize, String>,
     ) -> Result<Versions, String> {
         let names = cfg.names();
         let find = |name: &str| names.iter().position(|n| *n == name);
@@ -87,9 +88,7 @@ impl Versions {
             .versions
             .iter()
             .map(|v| {
-                let lookup = |u: &str| {
-                    pool(u).ok_or_else(|| format!("route `{route}` names undefined upstream `{u}`"))
-                };
+                let lookup = &pool;
                 let mut upto = 0u32;
                 let shares = v
                     .split
@@ -129,7 +128,17 @@ impl Versions {
             default: cfg.default.as_ref().and_then(|d| find(&d.value)),
             conflict: cfg.conflict,
             strip_path: cfg.strip_path,
-            keep_query: cfg.keep_query,
+            strip_query: if cfg.keep_query {
+                Vec::new()
+            } else {
+                cfg.from
+                    .iter()
+                    .filter_map(|s| match s {
+                        VersionSource::Query(q) => Some(q.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            },
             vendor_prefix: format!("vnd.{}.v", cfg.vendor.to_ascii_lowercase()),
             header: cfg.header.clone(),
             versions,
@@ -214,17 +223,6 @@ impl Versions {
         if v.gone_after.is_some_and(|t| now >= t) {
             return Err(Refused::Gone(version, response_headers));
         }
-        let strip_query = if self.keep_query {
-            Vec::new()
-        } else {
-            self.from
-                .iter()
-                .filter_map(|s| match s {
-                    VersionSource::Query(q) => Some(q.clone()),
-                    _ => None,
-                })
-                .collect()
-        };
         Ok(Resolved {
             version,
             pool: v.split.choose(headers, identity, ip),
@@ -232,7 +230,6 @@ impl Versions {
             kept_segment: path_claim
                 .filter(|_| !self.strip_path)
                 .map(|(name, _)| format!("/v{name}")),
-            strip_query,
             response_headers,
         })
     }

@@ -6,6 +6,9 @@ use http::{HeaderName, HeaderValue};
 
 use crate::config::date::http_date;
 
+const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
+const SUNSET: HeaderName = HeaderName::from_static("sunset");
+
 /// Precomputed per version at compile time; only the successor link may depend on the path.
 #[derive(Debug, Default)]
 pub struct Signals {
@@ -39,10 +42,10 @@ impl Signals {
             out.push((header.clone(), v.clone()));
         }
         if let Some(d) = &self.deprecation {
-            out.push((HeaderName::from_static("deprecation"), d.clone()));
+            out.push((DEPRECATION, d.clone()));
         }
         if let Some(s) = &self.sunset {
-            out.push((HeaderName::from_static("sunset"), s.clone()));
+            out.push((SUNSET, s.clone()));
         }
         let target = self.link.clone().or(successor_path);
         if let Some(link) = target
