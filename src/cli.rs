@@ -18,6 +18,11 @@ usage:
   -c, --config FILE   the Portcullis YAML (default /etc/portcullis/portcullis.yaml)
   -d, --daemon        detach and run in the background (writes server.pid_file)
   -u, --upgrade       take over the listeners of a running instance (graceful upgrade)
+  --upgrade-sock PATH with -u: receive them through PATH instead of server.upgrade_sock
+                      (`portcullis upgrade` passes the socket the running process uses)
+
+exit status: 0 done, 1 refused or failed, 2 bad command line,
+             3 reload applied except process-level settings (they need an upgrade)
 ";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +31,9 @@ pub enum Command {
         config: String,
         daemon: bool,
         upgrade: bool,
+        /// With `upgrade`: receive the listeners through this socket instead of
+        /// `server.upgrade_sock` (the one the running process sends to).
+        upgrade_sock: Option<String>,
     },
     Check {
         config: String,
@@ -68,6 +76,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     };
     let mut config = DEFAULT_CONFIG.to_string();
     let (mut daemon, mut upgrade) = (false, false);
+    let mut upgrade_sock = None;
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "-c" | "--config" | "--conf" => {
@@ -78,6 +87,13 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             }
             "-d" | "--daemon" => daemon = true,
             "-u" | "--upgrade" => upgrade = true,
+            "--upgrade-sock" => {
+                upgrade_sock = Some(
+                    it.next()
+                        .ok_or_else(|| format!("{arg} needs a socket path"))?
+                        .clone(),
+                );
+            }
             "-V" | "--version" => return Ok(Command::Version),
             "-h" | "--help" => return Ok(Command::Help),
             other => match other.strip_prefix("--config=") {
@@ -87,9 +103,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
     }
     match sub {
-        Some(sub @ ("check" | "reload" | "upgrade")) if daemon || upgrade => {
+        Some(sub @ ("check" | "reload" | "upgrade")) if daemon || upgrade || upgrade_sock.is_some() => {
             Err(format!("{sub} takes only -c FILE"))
         }
+        _ if upgrade_sock.is_some() && !upgrade => Err("--upgrade-sock goes with --upgrade".into()),
         Some("check") => Ok(Command::Check { config }),
         Some("reload") => Ok(Command::Reload { config }),
         Some("upgrade") => Ok(Command::Upgrade { config }),
@@ -97,6 +114,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             config,
             daemon,
             upgrade,
+            upgrade_sock,
         }),
     }
 }
@@ -116,7 +134,8 @@ mod tests {
             Command::Run {
                 config: "a.yaml".into(),
                 daemon: true,
-                upgrade: false
+                upgrade: false,
+                upgrade_sock: None,
             }
         );
         assert_eq!(
@@ -124,9 +143,20 @@ mod tests {
             Command::Run {
                 config: "b.yaml".into(),
                 daemon: false,
-                upgrade: true
+                upgrade: true,
+                upgrade_sock: None,
             }
         );
+        assert_eq!(
+            parse(&args("run -u -d --upgrade-sock /run/x.sock -c c")).unwrap(),
+            Command::Run {
+                config: "c".into(),
+                daemon: true,
+                upgrade: true,
+                upgrade_sock: Some("/run/x.sock".into()),
+            }
+        );
+        assert!(parse(&args("run --upgrade-sock /x")).is_err(), "needs -u");
         assert_eq!(
             parse(&args("check -c x")).unwrap(),
             Command::Check { config: "x".into() }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod front;
 pub mod limits;
 pub mod observe;
 pub mod percent;

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use portcullis::{auth, cli, config, control, demo, runtime, server};
+use portcullis::{auth, cli, config, control, demo, routing, runtime, server};
 
 use cli::Command;
 
@@ -27,19 +27,33 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Check { config }) => check(&config),
-        Ok(Command::Reload { config }) => match load(&config) {
-            Ok((cfg, _)) => control::reload(&cfg),
-            Err(code) => code,
-        },
-        Ok(Command::Upgrade { config }) => match load(&config) {
-            Ok((cfg, _)) => control::upgrade(&config, &cfg),
-            Err(code) => code,
-        },
+        Ok(Command::Reload { config }) => {
+            let config = absolute(&config);
+            match load(&config) {
+                Ok((cfg, _)) => control::reload(&config, &cfg),
+                Err(code) => code,
+            }
+        }
+        Ok(Command::Upgrade { config }) => {
+            let config = absolute(&config);
+            match load(&config) {
+                Ok((cfg, _)) => control::upgrade(&config, &cfg),
+                Err(code) => code,
+            }
+        }
         Ok(Command::Run {
             config,
             daemon,
             upgrade,
-        }) => run(&config, daemon, upgrade),
+            upgrade_sock,
+        }) => run(
+            &absolute(&config),
+            server::RunOptions {
+                daemon,
+                upgrade,
+                upgrade_sock,
+            },
+        ),
         Ok(Command::DemoUpstreams { ports }) if ports.is_empty() => demo::run(&demo::DEFAULT_PORTS),
         Ok(Command::DemoUpstreams { ports }) => demo::run(&ports),
         Ok(Command::HashKey) => hash_key(),
@@ -48,6 +62,15 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The configuration path made absolute (not resolving symbolic links, so a file swapped
+/// behind a link, as Kubernetes does with ConfigMaps, is re-read on reload). A daemon runs in
+/// `/`: a relative path given at start would point elsewhere by the time it reloads.
+fn absolute(path: &str) -> String {
+    std::path::absolute(path)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| path.to_string())
 }
 
 /// `portcullis hash-key`: the SHA-256 of one key read from stdin (trailing newline dropped),
@@ -97,13 +120,28 @@ fn check(path: &str) -> ExitCode {
                 config.upstreams.len(),
                 targets
             );
+            print_precedence(&snapshot);
             ExitCode::SUCCESS
         }
         Err(code) => code,
     }
 }
 
-fn run(path: &str, daemon: bool, upgrade: bool) -> ExitCode {
+/// The most lines of the precedence report `check` prints; the rest are counted.
+const MAX_PRECEDENCE_LINES: usize = 50;
+
+/// Where a more specific path authenticates differently from the one enclosing it.
+fn print_precedence(snapshot: &runtime::Snapshot) {
+    let lines = routing::precedence::auth_overlaps(&snapshot.routes, |r| snapshot.auth_summary(r));
+    for line in lines.iter().take(MAX_PRECEDENCE_LINES) {
+        println!("{line}");
+    }
+    if lines.len() > MAX_PRECEDENCE_LINES {
+        println!("precedence: … and {} more", lines.len() - MAX_PRECEDENCE_LINES);
+    }
+}
+
+fn run(path: &str, opts: server::RunOptions) -> ExitCode {
     let (config, snapshot) = match load(path) {
         Ok(loaded) => loaded,
         Err(code) => return code,
@@ -116,7 +154,7 @@ fn run(path: &str, daemon: bool, upgrade: bool) -> ExitCode {
         config.upstreams.len(),
         config.server.listen.join(", ")
     );
-    match server::run(path, config, snapshot, server::RunOptions { daemon, upgrade }) {
+    match server::run(path, config, snapshot, opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("portcullis: {e}");

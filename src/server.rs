@@ -11,8 +11,10 @@ use pingora::services::listening::Service;
 
 use crate::auth::jwks::JwksRefresher;
 use crate::config::Config;
-use crate::observe::admin::AdminApp;
-use crate::proxy::header_deadline::HeaderDeadline;
+use crate::control;
+use crate::control::record::RecordKeeper;
+use crate::front::header_deadline::HeaderDeadline;
+use crate::observe::admin::{AdminApp, ReloadOutcome};
 use crate::proxy::Gateway;
 use crate::runtime::reload::{HangupListener, Reloader};
 use crate::runtime::{Runtime, Snapshot};
@@ -21,6 +23,9 @@ use crate::upstream::health::HealthSupervisor;
 pub struct RunOptions {
     pub daemon: bool,
     pub upgrade: bool,
+    /// With `upgrade`: the socket the running process sends its listeners to, when it is not
+    /// `server.upgrade_sock` (that setting changed since the running process started).
+    pub upgrade_sock: Option<String>,
 }
 
 /// Pingora's own settings, taken from the `server:` section so operators keep one file.
@@ -41,17 +46,22 @@ fn server_conf(config: &Config, daemon: bool) -> ServerConf {
 /// Build every service and run until a signal stops the process.
 pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptions) -> Result<(), String> {
     let runtime = Arc::new(Runtime::new(snapshot));
-    let reloader = Arc::new(Reloader::new(
-        config_path,
-        Arc::clone(&runtime),
-        config.server.clone(),
-    ));
+    let settings = config.server.process_settings();
+    let reloader = Arc::new(Reloader::new(config_path, Arc::clone(&runtime), settings.clone()));
     let opt = Opt {
         upgrade: opts.upgrade,
         daemon: opts.daemon,
         ..Opt::default()
     };
-    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&config, opts.daemon));
+    // Pingora receives the listeners through the upgrade socket of the configuration the
+    // server is built with, and sends them on its next SIGQUIT through `server.configuration`:
+    // build with the socket the running process uses, then put the configured one in place.
+    let mut receiving = server_conf(&config, opts.daemon);
+    if let Some(sock) = opts.upgrade_sock.filter(|_| opts.upgrade) {
+        receiving.upgrade_sock = sock;
+    }
+    let mut server = Server::new_with_opt_and_conf(opt, receiving);
+    server.configuration = Arc::new(server_conf(&config, opts.daemon));
     server.bootstrap();
 
     let mut proxy = HttpProxy::new(
@@ -70,12 +80,23 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
         let ready_runtime = Arc::clone(&runtime);
         let readiness = Arc::new(move || ready_runtime.readiness());
         let admin_reloader = Arc::clone(&reloader);
-        let reload = Arc::new(move || {
-            admin_reloader
-                .reload()
-                .map(|r| format!("reloaded: {} routes, {} upstreams", r.routes, r.upstreams))
+        let reload = Arc::new(move |file: Option<String>| {
+            if let Some(asked) = file.filter(|f| f != admin_reloader.path()) {
+                return ReloadOutcome::WrongFile(control::wrong_file(admin_reloader.path(), &asked));
+            }
+            match admin_reloader.reload() {
+                Ok(r) => ReloadOutcome::Done {
+                    summary: format!("reloaded: {} routes, {} upstreams", r.routes, r.upstreams),
+                    not_applied: r.needs_upgrade,
+                },
+                Err(problems) => ReloadOutcome::Invalid(problems),
+            }
         });
-        let mut admin = Service::new("portcullis admin".to_string(), AdminApp::new(readiness, reload));
+        let app = AdminApp::new(readiness, reload, config.server.admin_hosts.clone());
+        let mut admin = Service::new(
+            "portcullis admin".to_string(),
+            HeaderDeadline::new(app, Arc::clone(&runtime)),
+        );
         admin.add_tcp(admin_addr);
         server.add_service(admin);
     }
@@ -84,6 +105,10 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
     let pools = Arc::new(move || pools_runtime.load().pools.clone());
     server.add_service(background_service("health checks", HealthSupervisor::new(pools)));
     server.add_service(background_service("config reload", HangupListener::new(reloader)));
+    server.add_service(background_service(
+        "process record",
+        RecordKeeper::new(config_path, settings),
+    ));
     let jwks_runtime = Arc::clone(&runtime);
     let jwks = Arc::new(move || jwks_runtime.load().remote_jwks());
     server.add_service(background_service("jwks refresh", JwksRefresher::new(jwks)));

@@ -233,3 +233,47 @@ fn a_reload_applies_key_changes() {
     assert_401(&with_key(&s.gw, "GET", "/private/x", GOOD), "revoked key");
     assert_eq!(with_key(&s.gw, "GET", "/private/x", rotated).status, 200);
 }
+
+/// The hardening review's authorization bypass: with `/orders` public and `/orders/admin`
+/// limited to `GET, POST` behind auth, every other method (custom ones and `HEAD` included)
+/// used to fall through to the public route and reach its upstream without a credential.
+/// The most specific path decides: 405 with `Allow`, and a header condition never hands a
+/// request to a shorter path either.
+#[test]
+fn a_method_restricted_private_route_never_falls_through_to_a_public_one() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let file = keys.path().join("keys.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "keys:\n  - {{ sha256: {}, consumer: acme, scopes: [orders:admin] }}\n",
+            hash_key(GOOD)
+        ),
+    )
+    .expect("write keys");
+    let public = Upstream::start("public");
+    let admin = Upstream::start("admin");
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  public:\n    targets: [\"{}\"]\n  admin:\n    targets: [\"{}\"]\nauth:\n  partners:\n    type: api_key\n    from: [\"header:x-api-key\"]\n    keys_file: {}\nroutes:\n  - {{ name: orders, match: {{ path_prefix: /orders }}, upstream: public }}\n  - name: orders-admin\n    match: {{ path_prefix: /orders/admin, methods: [GET, POST] }}\n    upstream: admin\n    auth: [partners]\n    require: {{ scopes: [orders:admin] }}\n  - name: orders-internal\n    match: {{ path_prefix: /orders/internal, headers: {{ x-internal: \"1\" }} }}\n    upstream: admin\n    auth: [partners]\n",
+        public.addr(),
+        admin.addr(),
+        file.display()
+    ));
+    for method in ["DELETE", "PUT", "PATCH", "OPTIONS", "TRACE", "PURGE", "X-CUSTOM"] {
+        let r = request(gw.addr(), method, "localhost", "/orders/admin/users/1", &[], b"");
+        assert_eq!(r.status, 405, "{method}: {}", r.text());
+        assert_eq!(r.header("allow"), Some("GET, HEAD, POST"), "{method}");
+    }
+    let head = request(gw.addr(), "HEAD", "localhost", "/orders/admin/users/1", &[], b"");
+    assert_eq!(head.status, 401, "HEAD is a GET: it needs the credential");
+    assert_401(&gw.get("/orders/admin/users/1"), "GET without a key");
+    let internal = gw.get("/orders/internal/x");
+    assert_eq!(internal.status, 404, "a header mismatch never falls to /orders");
+    assert_eq!(public.count(), 0, "the public upstream saw none of it");
+    assert_eq!(admin.count(), 0, "nor did the private one");
+    let r = with_key(&gw, "GET", "/orders/admin/users/1", GOOD);
+    assert_eq!(r.header("x-upstream"), Some("admin"), "{}", r.text());
+    let r = with_key(&gw, "HEAD", "/orders/admin/users/1", GOOD);
+    assert_eq!((r.status, r.header("x-upstream")), (200, Some("admin")));
+    assert_eq!(gw.get("/orders/7").header("x-upstream"), Some("public"));
+}

@@ -204,3 +204,28 @@ fn cli_usage_errors() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read configuration file"));
 }
+
+/// `check` explains the precedence where a more specific path authenticates differently from
+/// the path around it: that path takes every request under it, whatever the method.
+#[test]
+fn the_summary_explains_overlapping_prefixes_with_different_auth() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let file = keys.path().join("keys.yaml");
+    std::fs::write(&file, "keys: []\n").expect("write keys");
+    let out = check(&format!(
+        "{SERVER}upstreams:\n  a:\n    targets: [\"127.0.0.1:9001\"]\nauth:\n  staff:\n    type: api_key\n    from: [\"header:x-api-key\"]\n    keys_file: {}\nroutes:\n  - {{ name: orders, match: {{ path_prefix: /orders }}, upstream: a }}\n  - {{ name: orders-admin, match: {{ path_prefix: /orders/admin, methods: [GET, POST] }}, upstream: a, auth: [staff] }}\n  - {{ name: orders-list, match: {{ path_prefix: /orders/list }}, upstream: a }}\n",
+        file.display()
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let precedence: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("precedence:"))
+        .collect();
+    assert_eq!(
+        precedence,
+        ["precedence: path_prefix /orders/admin (`orders-admin` GET, HEAD, POST: auth staff) decides every request under it; other methods get 405 there; path_prefix /orders (`orders`: public) never sees them"],
+        "only the overlap with different auth is explained:\n{}",
+        out.stdout
+    );
+}

@@ -29,6 +29,12 @@ struct Daemon {
 
 impl Daemon {
     fn start(body: &str) -> Daemon {
+        Daemon::start_with(body, false)
+    }
+
+    /// `relative`: started from its directory with `-c portcullis.yaml`, as an operator would
+    /// from a shell (the daemon itself runs in `/`).
+    fn start_with(body: &str, relative: bool) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let (port, admin_port) = two_free_ports();
         let d = dir.path().display().to_string();
@@ -43,12 +49,14 @@ impl Daemon {
             pids: Vec::new(),
         };
         daemon.write(body);
-        let out = Command::new(BIN)
-            .args(["run", "-d", "-c"])
-            .arg(daemon.config())
-            .stdin(Stdio::null())
-            .output()
-            .expect("start daemon");
+        let mut command = Command::new(BIN);
+        command.args(["run", "-d", "-c"]);
+        if relative {
+            command.arg("portcullis.yaml").current_dir(daemon.dir.path());
+        } else {
+            command.arg(daemon.config());
+        }
+        let out = command.stdin(Stdio::null()).output().expect("start daemon");
         assert!(
             out.status.success(),
             "run -d failed: {}",
@@ -59,7 +67,7 @@ impl Daemon {
         wait_for("daemon ready", Duration::from_secs(20), || {
             let ok = try_send_raw(
                 daemon.admin,
-                b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
             )
             .is_ok_and(|r| r.status == 200);
             ok.then_some(())
@@ -183,8 +191,7 @@ fn ten_upgrades_under_load_then_refused_upgrades_keep_serving() {
     assert_eq!(gw.read_pid(), Some(current));
     assert!(is_running(current));
 
-    // A new process that dies before taking over (its upgrade socket cannot be created):
-    // the old one is never signalled.
+    // An upgrade socket in a directory that does not exist: refused before anything starts.
     let unusable = format!("{}/missing-dir/upgrade.sock", gw.dir.path().display());
     let good = format!(
         "{}{}",
@@ -194,17 +201,24 @@ fn ten_upgrades_under_load_then_refused_upgrades_keep_serving() {
     );
     std::fs::write(gw.config(), good).expect("write config");
     let out = gw.upgrade();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("was not signalled"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("missing-dir") && stderr.contains("keeps serving"),
+        "{stderr}"
     );
+    assert_eq!(gw.read_pid(), Some(current));
+
+    // A new process that dies before taking over (a directory sits where it must create the
+    // socket): the old one is never signalled.
+    gw.write(&body(&up, 13));
+    let socket = gw.dir.path().join("upgrade.sock");
+    std::fs::create_dir(&socket).expect("block the socket path");
+    let out = gw.upgrade();
+    std::fs::remove_dir(&socket).expect("unblock the socket path");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("was not signalled"), "{stderr}");
     assert_eq!(gw.read_pid(), Some(current));
     assert!(is_running(current));
     assert_eq!(
@@ -224,6 +238,99 @@ fn ten_upgrades_under_load_then_refused_upgrades_keep_serving() {
     eprintln!(
         "upgrade test: {ok} requests under load, 0 errors, 10 upgrades, {resent} resent after a stale keep-alive"
     );
+}
+
+/// After a change of `server.upgrade_sock`, `portcullis upgrade` used the new path while the
+/// running process sent its listeners to its own: both processes ended and the port refused
+/// connections. The new process now receives them where the running one sends them.
+#[test]
+fn an_upgrade_after_changing_the_upgrade_socket_keeps_serving() {
+    let up = Upstream::start("app");
+    let mut gw = Daemon::start(&body(&up, 0));
+    let load = Load::start(gw.addr, "/load", 2, KeepAlive::RetryStale);
+    let d = gw.dir.path().display().to_string();
+    gw.server = gw
+        .server
+        .replace(&format!("{d}/upgrade.sock"), &format!("{d}/renamed.sock"));
+    for generation in 1..=2 {
+        let old = gw.read_pid().expect("pid");
+        gw.write(&body(&up, generation));
+        let out = gw.upgrade();
+        assert!(
+            out.status.success(),
+            "upgrade {generation}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want = generation.to_string();
+        wait_for("the new process serves", Duration::from_secs(20), || {
+            let r = get(gw.addr, "localhost", "/check");
+            (r.header("x-generation") == Some(want.as_str())).then_some(())
+        });
+        wait_for("the old process exits", Duration::from_secs(15), || {
+            (!is_running(old)).then_some(())
+        });
+    }
+    let (ok, errors) = load.finish();
+    assert!(
+        errors.is_empty(),
+        "{} failed: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    assert!(ok > 50, "the load generator ran ({ok} requests)");
+}
+
+/// `reload` and `upgrade` signalled whatever pid the pid file named. A pid file naming
+/// another program (a stale file, or one planted in a shared directory) is refused.
+#[test]
+fn a_pid_file_naming_another_program_is_never_signalled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let up = Upstream::start("app");
+    let config = dir.path().join("portcullis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: [\"127.0.0.1:{}\"]\n  pid_file: {d}/portcullis.pid\n  upgrade_sock: {d}/upgrade.sock\n{}",
+            free_port(),
+            body(&up, 0)
+        ),
+    )
+    .expect("write config");
+    let mut sleeper = Command::new("sleep").arg("60").spawn().expect("start sleep");
+    std::fs::write(dir.path().join("portcullis.pid"), sleeper.id().to_string()).expect("pid file");
+    for command in ["reload", "upgrade"] {
+        let out = Command::new(BIN)
+            .args([command, "-c"])
+            .arg(&config)
+            .output()
+            .expect("run portcullis");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(stderr.contains("not a portcullis process"), "{command}: {stderr}");
+    }
+    assert!(
+        matches!(sleeper.try_wait(), Ok(None)),
+        "the other program was not signalled"
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+/// A daemon started with a relative `-c` runs in `/`, where that path means nothing: it could
+/// not reload. The path is made absolute at start.
+#[test]
+fn a_daemon_started_with_a_relative_config_path_reloads() {
+    let up = Upstream::start("app");
+    let gw = Daemon::start_with(&body(&up, 0), true);
+    gw.write(&body(&up, 1));
+    let out = Command::new(BIN)
+        .args(["reload", "-c"])
+        .arg(gw.config())
+        .output()
+        .expect("run reload");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(get(gw.addr, "localhost", "/x").header("x-generation"), Some("1"));
 }
 
 #[test]

@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -179,35 +178,16 @@ fn slow_header_senders_are_cut_off() {
             up.addr()
         ),
     );
-    let mut conn = std::net::TcpStream::connect(gw.addr()).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_millis(100))).ok();
-    conn.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
-        .expect("write");
     // Trickle a header byte every 100 ms (each read well inside Pingora's per-read timeout)
     // for up to 15 s; the gateway must close the connection on its total deadline.
-    let started = Instant::now();
-    let mut closed = false;
-    let mut buf = [0u8; 64];
-    while started.elapsed() < Duration::from_secs(15) {
-        if conn.write_all(b"x").is_err() {
-            closed = true;
-            break;
-        }
-        match conn.read(&mut buf) {
-            Ok(0) => {
-                closed = true;
-                break;
-            }
-            Ok(_) => {}
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-            }
-            Err(_) => {
-                closed = true;
-                break;
-            }
-        }
-    }
+    let outcome = trickle(
+        gw.addr(),
+        b"GET / HTTP/1.1\r\nHost: localhost\r\n",
+        b'x',
+        Duration::from_millis(100),
+        Duration::from_secs(15),
+    );
+    let closed = matches!(outcome, Trickled::Closed);
     assert!(closed, "a client trickling its headers kept the connection open");
     assert_eq!(up.count(), 0);
     // A normal client is unaffected.

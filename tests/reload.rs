@@ -187,3 +187,93 @@ fn unchanged_pools_keep_health_state_and_new_pools_are_checked() {
     assert!(reload_cli(&gw).status.success());
     assert!(!gw.metrics().contains("upstream=\"down\""), "{}", gw.metrics());
 }
+
+/// Settings a live reload cannot apply (here `threads`) are reported, in the admin answer and
+/// by the CLI with exit status 3, instead of "reloaded" and 0.
+#[test]
+fn a_reload_reports_the_settings_it_cannot_apply() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let (body_a, body_b) = (body(&a, &b, "A"), body(&a, &b, "B"));
+    let gw = Gateway::start(&body_a);
+    let text = std::fs::read_to_string(gw.config_path()).expect("read config");
+    let text = text.replace("threads: 2", "threads: 3").replace(&body_a, &body_b);
+    std::fs::write(gw.config_path(), text).expect("write config");
+    let out = reload_cli(&gw);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("not applied") && stderr.contains("threads") && stderr.contains("portcullis upgrade"),
+        "{stderr}"
+    );
+    assert_eq!(
+        gw.get("/v/x").header("x-config"),
+        Some("B"),
+        "the rest was applied"
+    );
+    let r = request(gw.admin(), "POST", "127.0.0.1", "/reload", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-portcullis-not-applied"), Some("threads"));
+    assert!(r.text().contains("not applied"), "{}", r.text());
+}
+
+/// `reload -c OTHER` validated OTHER but reloaded the start-up file. Now the running gateway
+/// refuses to be told about a file it does not run on.
+#[test]
+fn a_reload_of_another_file_is_refused() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let (body_a, body_b) = (body(&a, &b, "A"), body(&a, &b, "B"));
+    let gw = Gateway::start(&body_a);
+    let other = gw.dir().join("other.yaml");
+    let text = std::fs::read_to_string(gw.config_path()).expect("read config");
+    std::fs::write(&other, text.replace(&body_a, &body_b)).expect("write other");
+    let out = Command::new(BIN)
+        .args(["reload", "-c"])
+        .arg(&other)
+        .output()
+        .expect("run portcullis reload");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&gw.config_path().display().to_string()) && stderr.contains("portcullis upgrade"),
+        "{stderr}"
+    );
+    assert_eq!(
+        gw.get("/v/x").header("x-config"),
+        Some("A"),
+        "nothing was reloaded"
+    );
+    gw.wait_metric("portcullis_config_reloads_total", &[("result", "success")], 0.0);
+}
+
+/// The admin listener answered any `Host` (a DNS-rebinding page could read `/metrics`),
+/// accepted a cross-site `POST /reload`, and had no deadline for the request head.
+#[test]
+fn the_admin_listener_refuses_rebinding_cross_site_posts_and_slow_heads() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let gw = Gateway::start_with("limits: { header_read_timeout: 1s }", &body(&a, &b, "A"));
+    let admin_port = gw.admin().port();
+    for host in ["evil.example", "localhost.evil.example", "10.1.2.3"] {
+        let r = get(gw.admin(), host, "/metrics");
+        assert_eq!(r.status, 403, "Host {host}: {}", r.text());
+        assert!(!r.text().contains("portcullis_"), "no metrics for {host}");
+    }
+    for host in ["localhost", "127.0.0.1", &format!("127.0.0.1:{admin_port}")] {
+        assert_eq!(get(gw.admin(), host, "/metrics").status, 200, "Host {host}");
+    }
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let r = request(gw.admin(), "POST", "localhost", "/reload", &[(name, value)], b"");
+        assert_eq!(r.status, 403, "{name}: {}", r.text());
+    }
+    gw.wait_metric("portcullis_config_reloads_total", &[("result", "success")], 0.0);
+    let outcome = trickle(
+        gw.admin(),
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n",
+        b'x',
+        Duration::from_millis(100),
+        Duration::from_secs(15),
+    );
+    assert!(matches!(outcome, Trickled::Closed), "{outcome:?}");
+}

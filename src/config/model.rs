@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub listen: Vec<String>,
     pub threads: usize,
     pub admin: Option<String>,
+    /// `Host` names the admin listener accepts besides loopback and its own address.
+    pub admin_hosts: Vec<String>,
     pub pid_file: String,
     pub upgrade_sock: String,
     pub error_log: Option<String>,
@@ -40,6 +42,65 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-*` headers are believed and extended rather than replaced.
     pub trusted_proxies: Vec<Cidr>,
     pub limits: RequestLimits,
+}
+
+impl ServerConfig {
+    /// The settings that belong to the process.
+    pub fn process_settings(&self) -> ProcessSettings {
+        ProcessSettings {
+            listen: self.listen.clone(),
+            threads: self.threads,
+            admin: self.admin.clone(),
+            admin_hosts: self.admin_hosts.clone(),
+            pid_file: self.pid_file.clone(),
+            upgrade_sock: self.upgrade_sock.clone(),
+            error_log: self.error_log.clone(),
+            grace_period: self.grace_period,
+            shutdown_timeout: self.shutdown_timeout,
+            log_level: self.log_level.clone(),
+        }
+    }
+}
+
+/// The `server` settings a running process cannot change: a live reload leaves them as they
+/// were, a graceful upgrade (a new process) applies them. A running gateway records its own
+/// (see `control::record`), so the operator commands compare against what really runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessSettings {
+    pub listen: Vec<String>,
+    pub threads: usize,
+    pub admin: Option<String>,
+    pub admin_hosts: Vec<String>,
+    pub pid_file: String,
+    /// The socket this process hands its listeners to on SIGQUIT.
+    pub upgrade_sock: String,
+    pub error_log: Option<String>,
+    pub grace_period: Duration,
+    pub shutdown_timeout: Duration,
+    pub log_level: Option<String>,
+}
+
+impl ProcessSettings {
+    /// The names of the settings that differ in `new`.
+    pub fn changes(&self, new: &ProcessSettings) -> Vec<&'static str> {
+        let checks = [
+            ("listen", self.listen != new.listen),
+            ("threads", self.threads != new.threads),
+            ("admin", self.admin != new.admin),
+            ("admin_hosts", self.admin_hosts != new.admin_hosts),
+            ("pid_file", self.pid_file != new.pid_file),
+            ("upgrade_sock", self.upgrade_sock != new.upgrade_sock),
+            ("error_log", self.error_log != new.error_log),
+            ("grace_period", self.grace_period != new.grace_period),
+            ("shutdown_timeout", self.shutdown_timeout != new.shutdown_timeout),
+            ("log_level", self.log_level != new.log_level),
+        ];
+        checks
+            .into_iter()
+            .filter(|(_, differs)| *differs)
+            .map(|(name, _)| name)
+            .collect()
+    }
 }
 
 /// Caps on what a client may send before the gateway even routes the request.

@@ -142,6 +142,7 @@ fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option<ServerConf
         "listen",
         "threads",
         "admin",
+        "admin_hosts",
         "pid_file",
         "upgrade_sock",
         "error_log",
@@ -172,6 +173,22 @@ fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option<ServerConf
     let admin_ok = admin
         .as_ref()
         .is_none_or(|a| socket_addr(a, &f.path_of("admin"), p).is_some());
+    let admin_hosts: Vec<Spanned<String>> = f.or("admin_hosts", Vec::new(), p);
+    let admin_hosts: Vec<String> = admin_hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let host = host_pattern(h, &index(&f.path_of("admin_hosts"), i), p)?;
+            if host.starts_with("*.") {
+                p.add(
+                    h.pos,
+                    &index(&f.path_of("admin_hosts"), i),
+                    "list exact host names, not wildcards",
+                );
+            }
+            Some(host)
+        })
+        .collect();
     let threads: usize = f.or("threads", 2, p);
     if threads == 0 {
         p.add(f.pos(), &f.path_of("threads"), "must be at least 1");
@@ -203,8 +220,9 @@ fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option<ServerConf
         listen: listen?,
         threads,
         admin: if admin_ok { admin.map(|a| a.value) } else { None },
-        pid_file: f.or("pid_file", "/tmp/portcullis.pid".to_string(), p),
-        upgrade_sock: f.or("upgrade_sock", "/tmp/portcullis_upgrade.sock".to_string(), p),
+        admin_hosts,
+        pid_file: f.or("pid_file", DEFAULT_PID_FILE.to_string(), p),
+        upgrade_sock: f.or("upgrade_sock", DEFAULT_UPGRADE_SOCK.to_string(), p),
         error_log: f.opt("error_log", p),
         grace_period: f.or("grace_period", Duration::from_secs(30), p),
         shutdown_timeout: f.or("shutdown_timeout", Duration::from_secs(5), p),
@@ -214,6 +232,11 @@ fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option<ServerConf
         limits: limits?,
     })
 }
+
+/// Defaults in the runtime directory systemd creates (`RuntimeDirectory=portcullis`), not in
+/// `/tmp`, where any local user could plant a pid file naming another process.
+pub const DEFAULT_PID_FILE: &str = "/run/portcullis/portcullis.pid";
+pub const DEFAULT_UPGRADE_SOCK: &str = "/run/portcullis/upgrade.sock";
 
 fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<RequestLimits> {
     let d = RequestLimits::default();

@@ -2,7 +2,15 @@
 //! configuration is loaded and every pool finished its first health-check round) and
 //! `POST /reload` (live reload). Bind it to loopback or a management network: it is not
 //! behind the gateway's routes or auth.
+//!
+//! Browsers can reach a loopback listener too, so two browser attacks are refused:
+//! - **DNS rebinding** (a page on `evil.example` whose name now resolves to 127.0.0.1 reads
+//!   `/metrics`): the `Host` must be a loopback name or address, the listener's own address,
+//!   or a name listed in `server.admin_hosts`. A rebinding page always sends its own name.
+//! - **Cross-site POST** (a page posts a form to `/reload`): a `POST` that carries `Origin` or
+//!   `Sec-Fetch-Site` (every browser sends one of them) is refused; the CLI sends neither.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,21 +19,43 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use super::metrics;
+use crate::control::{not_applied_message, CONFIG_HEADER, NOT_APPLIED_HEADER};
+use crate::front::header_deadline;
+use crate::routing::host::canonical_host;
 
 /// Returns `Err(reason)` while the gateway is not ready to take traffic.
 pub type ReadinessProbe = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
-/// Reloads the configuration; `Ok(summary)` or `Err(every problem)`. Blocking.
-pub type ReloadHook = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+/// What a reload did, for the admin answer.
+pub enum ReloadOutcome {
+    /// Swapped; the summary, and the process-level settings that wait for an upgrade.
+    Done {
+        summary: String,
+        not_applied: Vec<&'static str>,
+    },
+    /// The file has problems (every one, one per line); nothing changed.
+    Invalid(String),
+    /// The request named another file than the one this process runs on.
+    WrongFile(String),
+}
+
+/// Reloads the configuration; given the file the caller means, if it said. Blocking.
+pub type ReloadHook = Arc<dyn Fn(Option<String>) -> ReloadOutcome + Send + Sync>;
 
 pub struct AdminApp {
     readiness: ReadinessProbe,
     reload: ReloadHook,
+    /// Extra `Host` names accepted besides loopback and the listener's own address.
+    hosts: Vec<String>,
 }
 
 impl AdminApp {
-    pub fn new(readiness: ReadinessProbe, reload: ReloadHook) -> AdminApp {
-        AdminApp { readiness, reload }
+    pub fn new(readiness: ReadinessProbe, reload: ReloadHook, hosts: Vec<String>) -> AdminApp {
+        AdminApp {
+            readiness,
+            reload,
+            hosts,
+        }
     }
 
     /// `POST /reload`: answers after the new snapshot is in place (or with every problem).
@@ -40,15 +70,80 @@ impl AdminApp {
                 .insert("allow", http::HeaderValue::from_static("POST"));
             return r;
         }
+        let file = session
+            .req_header()
+            .headers
+            .get(CONFIG_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         let hook = Arc::clone(&self.reload);
-        match tokio::task::spawn_blocking(move || hook()).await {
-            Ok(Ok(summary)) => reply(StatusCode::OK, "text/plain", format!("{summary}\n")),
-            Ok(Err(problems)) => reply(StatusCode::UNPROCESSABLE_ENTITY, "text/plain", problems),
+        match tokio::task::spawn_blocking(move || hook(file)).await {
+            Ok(ReloadOutcome::Done { summary, not_applied }) if not_applied.is_empty() => {
+                reply(StatusCode::OK, "text/plain", format!("{summary}\n"))
+            }
+            Ok(ReloadOutcome::Done { summary, not_applied }) => {
+                let body = format!("{summary}\n{}\n", not_applied_message(&not_applied));
+                let mut r = reply(StatusCode::OK, "text/plain", body);
+                if let Ok(v) = http::HeaderValue::from_str(&not_applied.join(", ")) {
+                    r.headers_mut().insert(NOT_APPLIED_HEADER, v);
+                }
+                r
+            }
+            Ok(ReloadOutcome::Invalid(problems)) => {
+                reply(StatusCode::UNPROCESSABLE_ENTITY, "text/plain", problems)
+            }
+            Ok(ReloadOutcome::WrongFile(why)) => {
+                reply(StatusCode::CONFLICT, "text/plain", format!("{why}\n"))
+            }
             Err(e) => reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "text/plain",
                 format!("reload failed: {e}\n"),
             ),
+        }
+    }
+
+    /// Why this request is refused before any endpoint runs, if it is.
+    fn refusal(&self, session: &ServerSession) -> Option<Response<Vec<u8>>> {
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(canonical_host);
+        let local = session.server_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        if !host.is_some_and(|h| self.host_allowed(&h, local)) {
+            return Some(reply(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                "this Host is not accepted here; use a loopback address, the listener's address \
+                 or a name in server.admin_hosts\n"
+                    .into(),
+            ));
+        }
+        let from_browser =
+            req.headers.contains_key(http::header::ORIGIN) || req.headers.contains_key("sec-fetch-site");
+        if req.method != http::Method::GET && req.method != http::Method::HEAD && from_browser {
+            return Some(reply(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                "requests from web pages may not change the gateway\n".into(),
+            ));
+        }
+        None
+    }
+
+    /// `host` is canonical (lower case, no port, IPv6 in brackets).
+    fn host_allowed(&self, host: &str, local: Option<IpAddr>) -> bool {
+        let ip = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| ip.to_canonical());
+        match ip {
+            Some(ip) => ip.is_loopback() || local.is_some_and(|l| l.to_canonical() == ip),
+            None => host == "localhost" || self.hosts.iter().any(|h| h == host),
         }
     }
 }
@@ -67,7 +162,11 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        header_deadline::mark_headers_read();
         session.set_keepalive(None);
+        if let Some(refused) = self.refusal(session) {
+            return refused;
+        }
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
             "/metrics" => reply(
@@ -91,5 +190,40 @@ impl ServeHttp for AdminApp {
                 "not found; try /metrics, /healthz, /readyz, POST /reload\n".into(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_a_rebinding_page_cannot_use() {
+        let app = AdminApp::new(
+            Arc::new(|| Ok(())),
+            Arc::new(|_| ReloadOutcome::Invalid(String::new())),
+            vec!["gw-1.mgmt.internal".into()],
+        );
+        let local: Option<IpAddr> = Some("10.0.0.5".parse().unwrap());
+        for ok in [
+            "localhost",
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+            "10.0.0.5",
+            "gw-1.mgmt.internal",
+        ] {
+            assert!(app.host_allowed(ok, local), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "localhost.evil.example",
+            "10.0.0.6",
+            "[::ffff:10.0.0.7]",
+            "gw-1",
+        ] {
+            assert!(!app.host_allowed(bad, local), "{bad}");
+        }
+        assert!(app.host_allowed("[::ffff:127.0.0.1]", local));
     }
 }

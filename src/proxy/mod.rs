@@ -14,7 +14,6 @@ mod admission;
 pub mod ctx;
 mod errors;
 mod forwarding;
-pub mod header_deadline;
 mod peer;
 pub mod problem;
 mod request_checks;
@@ -162,7 +161,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn early_request_filter(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
-        header_deadline::mark_headers_read();
+        crate::front::header_deadline::mark_headers_read();
         Ok(())
     }
 

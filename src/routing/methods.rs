@@ -30,22 +30,39 @@ impl MethodSet {
         MethodSet(self.0 | other.0)
     }
 
-    /// Whether `method` is allowed. Methods outside the known set match only "any".
+    /// Whether `method` is allowed. Methods outside the known set match only "any". `HEAD` is
+    /// allowed wherever `GET` is (RFC 9110 §9.3.2: a HEAD is a GET without the body).
     pub fn allows(&self, method: &Method) -> bool {
-        self.0 == 0 || bit(method).is_some_and(|b| self.0 & b != 0)
+        self.0 == 0 || bit(method).is_some_and(|b| self.with_implied().0 & b != 0)
     }
 
-    /// `GET, POST` for an `Allow` header.
+    /// The set with the methods it implies (`HEAD` with `GET`).
+    fn with_implied(self) -> MethodSet {
+        if self.0 & GET != 0 {
+            MethodSet(self.0 | HEAD)
+        } else {
+            self
+        }
+    }
+
+    /// `GET, HEAD, POST` for an `Allow` header (implied methods included).
     pub fn allow_header(&self) -> String {
+        self.names().collect::<Vec<_>>().join(", ")
+    }
+
+    /// The methods of the set, implied ones included, in a fixed order.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> {
+        let bits = self.with_implied().0;
         NAMES
             .iter()
             .enumerate()
-            .filter(|(i, _)| self.0 & (1 << i) != 0)
+            .filter(move |(i, _)| bits & (1 << i) != 0)
             .map(|(_, n)| *n)
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
+
+const GET: u16 = 1;
+const HEAD: u16 = 1 << 1;
 
 fn bit(method: &Method) -> Option<u16> {
     let i = match *method {
@@ -73,6 +90,10 @@ mod tests {
         assert!(!s.allows(&Method::DELETE));
         assert!(!s.allows(&Method::CONNECT));
         assert!(MethodSet::default().allows(&Method::CONNECT));
-        assert_eq!(s.allow_header(), "GET, POST");
+        assert!(s.allows(&Method::HEAD), "HEAD wherever GET");
+        assert_eq!(s.allow_header(), "GET, HEAD, POST");
+        let head_only = MethodSet::from_names(["HEAD"]);
+        assert!(!head_only.allows(&Method::GET));
+        assert_eq!(head_only.allow_header(), "HEAD");
     }
 }

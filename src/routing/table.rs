@@ -1,15 +1,23 @@
 //! The compiled route table and its precedence rules.
 //!
-//! Precedence, most specific first:
-//! 1. host: an exact host, then wildcard hosts (longest domain first), then routes without hosts;
-//!    a less specific host group is consulted only when nothing in a more specific one matched
-//!    the path;
-//! 2. path: the exact `path`, then `path_prefix` from the longest prefix to `/`;
-//! 3. more conditions (a method list counts one, each header one);
-//! 4. file order.
+//! A request is decided by the **most specific path** that any route covers for its host:
+//! 1. host: an exact host, then wildcard hosts (longest domain first), then routes without
+//!    hosts; a less specific host group is consulted only when the more specific one has no
+//!    route for the path at all;
+//! 2. path: within that group, the exact `path`, then `path_prefix` from the longest prefix to
+//!    `/`: the first path with any route is the *deciding path*;
+//! 3. the routes of the deciding path compete: more conditions first (a method list counts one,
+//!    each header one), then file order; the first whose headers and method match takes it.
 //!
-//! If some route matched host, path and headers but none allows the method, the answer is 405
-//! with the union of their methods in `Allow`.
+//! Methods and headers never hand a request to a shorter path. If routes of the deciding path
+//! match the headers but none allows the method, the answer is 405 with their methods in
+//! `Allow` (`HEAD` wherever `GET`). If none matches the headers, routes for the *same* path in
+//! less specific host groups are tried (a tenant route with a default for everyone else); if
+//! none of those matches either, the answer is 404.
+//!
+//! Why: with `/orders` public and `/orders/admin` limited to `GET, POST` behind `auth`, a
+//! `DELETE /orders/admin/users/1` used to fall through to the public route and reach its
+//! upstream without a credential. The most specific path an operator wrote decides.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -84,7 +92,7 @@ impl Route {
 
 /// Routes of one host slot, indexed by exact path and by prefix.
 #[derive(Debug, Default)]
-struct HostGroup {
+pub(crate) struct HostGroup {
     exact: HashMap<String, Vec<usize>>,
     prefix: HashMap<String, Vec<usize>>,
 }
@@ -104,14 +112,60 @@ impl HostGroup {
         }
     }
 
-    /// Candidate route ids for `path`, in precedence order.
-    fn candidates<'a>(&'a self, path: &'a str) -> impl Iterator<Item = usize> + 'a {
-        let exact = self.exact.get(path).into_iter().flatten().copied();
-        let prefixes = segment_prefixes(path)
-            .filter_map(|p| self.prefix.get(p))
-            .flatten()
-            .copied();
-        exact.chain(prefixes)
+    /// The deciding path of this group for `path`: the exact path, else the longest prefix
+    /// that has routes, with those routes in precedence order.
+    fn deciding<'a>(&'a self, path: &'a str) -> Option<(Slot<'a>, &'a [usize])> {
+        if let Some(ids) = self.exact.get(path) {
+            return Some((Slot::Exact(path), ids));
+        }
+        segment_prefixes(path).find_map(|p| self.prefix.get(p).map(|ids| (Slot::Prefix(p), ids.as_slice())))
+    }
+
+    /// The routes of exactly `slot` in this group.
+    pub(crate) fn slot(&self, slot: Slot<'_>) -> Option<&[usize]> {
+        match slot {
+            Slot::Exact(p) => self.exact.get(p),
+            Slot::Prefix(p) => self.prefix.get(p),
+        }
+        .map(Vec::as_slice)
+    }
+
+    /// Every slot with its routes (for reports).
+    pub(crate) fn slots(&self) -> impl Iterator<Item = (Slot<'_>, &[usize])> {
+        let exact = self.exact.iter().map(|(p, ids)| (Slot::Exact(p), ids.as_slice()));
+        let prefix = self
+            .prefix
+            .iter()
+            .map(|(p, ids)| (Slot::Prefix(p), ids.as_slice()));
+        exact.chain(prefix)
+    }
+
+    /// The nearest slot strictly less specific than `slot` that covers it, if any.
+    pub(crate) fn enclosing<'a>(&'a self, slot: Slot<'a>) -> Option<(Slot<'a>, &'a [usize])> {
+        let (path, skip) = match slot {
+            // An exact path is covered by a prefix of the same text.
+            Slot::Exact(p) => (p, 0),
+            Slot::Prefix(p) => (p, 1),
+        };
+        segment_prefixes(path)
+            .skip(skip)
+            .find_map(|p| self.prefix.get(p).map(|ids| (Slot::Prefix(p), ids.as_slice())))
+    }
+}
+
+/// One path entry of a host group: an exact path or a prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot<'a> {
+    Exact(&'a str),
+    Prefix(&'a str),
+}
+
+impl Slot<'_> {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Slot::Exact(p) => format!("path {p}"),
+            Slot::Prefix(p) => format!("path_prefix {p}"),
+        }
     }
 }
 
@@ -207,17 +261,17 @@ impl RouteTable {
         t
     }
 
-    /// The most specific route for `host`, `path` and headers, whatever its methods.
+    /// The route that would take the request if its method were allowed: the first route of
+    /// the deciding path whose headers match.
     pub fn find_any_method(&self, host: &str, path: &str, headers: &HeaderMap) -> Option<usize> {
-        self.groups(host).find_map(|group| {
-            group
-                .candidates(path)
-                .find(|&id| self.routes[id].headers_match(headers))
-        })
+        match self.decide(host, path, headers, None) {
+            RouteMatch::Found(id) => Some(id),
+            _ => None,
+        }
     }
 
     /// The host groups to try for `host`, most specific first.
-    fn groups<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a HostGroup> + 'a {
+    pub(crate) fn groups<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a HostGroup> + 'a {
         let exact = self.exact_hosts.get(host).into_iter();
         let wild = self
             .wildcard_hosts
@@ -227,27 +281,70 @@ impl RouteTable {
         exact.chain(wild).chain(std::iter::once(&self.any_host))
     }
 
+    /// Every host group with its hosts (`None` for routes without hosts), for reports.
+    pub(crate) fn all_groups(&self) -> impl Iterator<Item = (Option<&str>, &HostGroup)> {
+        let exact = self.exact_hosts.iter().map(|(h, g)| (Some(h.as_str()), g));
+        let wild = self.wildcard_hosts.iter().map(|(h, g)| (Some(h.as_str()), g));
+        exact.chain(wild).chain(std::iter::once((None, &self.any_host)))
+    }
+
+    /// The routes without hosts (the group every host falls back to).
+    pub(crate) fn any_host_group(&self) -> &HostGroup {
+        &self.any_host
+    }
+
     /// Route a request by canonical `host` (may be empty), canonical `path`, method, headers.
     pub fn find(&self, host: &str, path: &str, method: &Method, headers: &HeaderMap) -> RouteMatch {
-        for group in self.groups(host) {
-            let mut allowed = MethodSet::default();
-            let mut path_matched = false;
-            for id in group.candidates(path) {
-                let route = &self.routes[id];
-                if !route.headers_match(headers) {
-                    continue;
+        self.decide(host, path, headers, Some(method))
+    }
+
+    /// The deciding path (see the module docs) and the competition among its routes;
+    /// `method: None` accepts any method.
+    fn decide(&self, host: &str, path: &str, headers: &HeaderMap, method: Option<&Method>) -> RouteMatch {
+        let mut groups = self.groups(host);
+        let mut deciding = None;
+        for group in groups.by_ref() {
+            if let Some((slot, ids)) = group.deciding(path) {
+                deciding = Some(slot);
+                if let Some(m) = self.compete(ids, headers, method) {
+                    return m;
                 }
-                if route.methods.allows(method) {
-                    return RouteMatch::Found(id);
-                }
-                path_matched = true;
-                allowed = allowed.union(route.methods);
+                break;
             }
-            if path_matched {
-                return RouteMatch::MethodNotAllowed(allowed);
+        }
+        let Some(slot) = deciding else {
+            return RouteMatch::NotFound;
+        };
+        // No route of the deciding path matched the headers: the same path on less specific
+        // hosts may take it, never a shorter path.
+        for group in groups {
+            if let Some(m) = group
+                .slot(slot)
+                .and_then(|ids| self.compete(ids, headers, method))
+            {
+                return m;
             }
         }
         RouteMatch::NotFound
+    }
+
+    /// Among the routes of one path (precedence order): the first matching headers and method;
+    /// 405 when some match the headers but none the method; `None` when none match the headers.
+    fn compete(&self, ids: &[usize], headers: &HeaderMap, method: Option<&Method>) -> Option<RouteMatch> {
+        let mut allowed = MethodSet::default();
+        let mut headers_matched = false;
+        for &id in ids {
+            let route = &self.routes[id];
+            if !route.headers_match(headers) {
+                continue;
+            }
+            if method.is_none_or(|m| route.methods.allows(m)) {
+                return Some(RouteMatch::Found(id));
+            }
+            headers_matched = true;
+            allowed = allowed.union(route.methods);
+        }
+        headers_matched.then_some(RouteMatch::MethodNotAllowed(allowed))
     }
 }
 
@@ -365,6 +462,69 @@ mod tests {
 
     fn m_405(m: &[&str]) -> RouteMatch {
         RouteMatch::MethodNotAllowed(MethodSet::from_names(m.iter().copied()))
+    }
+
+    /// The hardening review's bypass: a method-restricted route must not hand other methods to
+    /// a less specific route, and header conditions must not either.
+    #[test]
+    fn the_most_specific_path_decides() {
+        let routes = vec![
+            route("public", prefix("/orders"), &[], &[]),
+            route("admin", prefix("/orders/admin"), &["GET", "POST"], &[]),
+            route(
+                "internal",
+                prefix("/orders/internal"),
+                &[],
+                &[("x-internal", "1")],
+            ),
+            route("tenant", prefix("/t"), &[], &[("x-tenant", "acme")]),
+            route("t-default", prefix("/t"), &[], &[]),
+        ];
+        let hosts = vec![
+            vec![],
+            vec![],
+            vec![],
+            vec!["api.example.com".to_string()],
+            vec![],
+        ];
+        let t = RouteTable::build(routes, &hosts);
+        let h = HeaderMap::new();
+        for m in [
+            "DELETE",
+            "PUT",
+            "PATCH",
+            "OPTIONS",
+            "TRACE",
+            "PURGE",
+            "X-ANYTHING",
+        ] {
+            let method = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(
+                t.find("", "/orders/admin/users/1", &method, &h),
+                m_405(&["GET", "POST"]),
+                "{m}"
+            );
+        }
+        assert_eq!(
+            name_of(&t, t.find("", "/orders/admin/users/1", &Method::HEAD, &h)),
+            "admin",
+            "HEAD wherever GET"
+        );
+        assert_eq!(
+            t.find("", "/orders/internal/x", &Method::GET, &h),
+            RouteMatch::NotFound,
+            "a header mismatch never falls to a shorter path"
+        );
+        assert_eq!(
+            name_of(&t, t.find("", "/orders/other", &Method::DELETE, &h)),
+            "public"
+        );
+        assert_eq!(
+            name_of(&t, t.find("api.example.com", "/t/1", &Method::GET, &h)),
+            "t-default",
+            "the same path on a less specific host takes a header mismatch"
+        );
+        assert_eq!(t.find_any_method("", "/orders/admin/x", &h), Some(1));
     }
 
     #[test]

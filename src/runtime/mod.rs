@@ -138,6 +138,26 @@ impl Snapshot {
         })
     }
 
+    /// A route's authentication in words, for `check`: `public`, or `auth a, b` (plus
+    /// `require`).
+    pub fn auth_summary(&self, route: &Route) -> String {
+        if route.auth.authenticators.is_empty() {
+            return "public".into();
+        }
+        let names: Vec<&str> = route
+            .auth
+            .authenticators
+            .iter()
+            .filter_map(|&i| self.authenticators.get(i).map(|a| a.name.as_str()))
+            .collect();
+        let require = if route.auth.require.is_some() {
+            " with require"
+        } else {
+            ""
+        };
+        format!("auth {}{require}", names.join(", "))
+    }
+
     /// Key sets fetched from URLs, kept fresh by the JWKS refresher.
     pub fn remote_jwks(&self) -> Vec<Arc<crate::auth::jwks::RemoteJwks>> {
         self.authenticators

@@ -14,14 +14,14 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use super::{Runtime, Snapshot};
-use crate::config::{self, ServerConfig};
+use crate::config::{self, ProcessSettings};
 use crate::observe::metrics;
 
 pub struct Reloader {
     path: String,
     runtime: Arc<Runtime>,
-    /// The `server:` section this process was started with.
-    started_with: ServerConfig,
+    /// The process-level settings this process runs with.
+    started_with: ProcessSettings,
     /// One reload at a time.
     busy: Mutex<()>,
 }
@@ -36,13 +36,18 @@ pub struct Reloaded {
 }
 
 impl Reloader {
-    pub fn new(path: &str, runtime: Arc<Runtime>, started_with: ServerConfig) -> Reloader {
+    pub fn new(path: &str, runtime: Arc<Runtime>, started_with: ProcessSettings) -> Reloader {
         Reloader {
             path: path.to_string(),
             runtime,
             started_with,
             busy: Mutex::new(()),
         }
+    }
+
+    /// The configuration file this process runs on (an absolute path).
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// Reload now; `Err` carries every problem, one per line.
@@ -93,7 +98,7 @@ impl Reloader {
         Ok(Reloaded {
             routes: config.routes.len(),
             upstreams: config.upstreams.len(),
-            needs_upgrade: process_level_changes(&self.started_with, &config.server),
+            needs_upgrade: self.started_with.changes(&config.server.process_settings()),
         })
     }
 }
@@ -112,26 +117,6 @@ fn vanished_targets(old: &Snapshot, new: &Snapshot) -> Vec<(String, String)> {
     };
     let keep = series(new);
     series(old).into_iter().filter(|s| !keep.contains(s)).collect()
-}
-
-/// Server settings a running process cannot change.
-fn process_level_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    let mut check = |name, differs: bool| {
-        if differs {
-            changed.push(name);
-        }
-    };
-    check("listen", old.listen != new.listen);
-    check("threads", old.threads != new.threads);
-    check("admin", old.admin != new.admin);
-    check("pid_file", old.pid_file != new.pid_file);
-    check("upgrade_sock", old.upgrade_sock != new.upgrade_sock);
-    check("error_log", old.error_log != new.error_log);
-    check("grace_period", old.grace_period != new.grace_period);
-    check("shutdown_timeout", old.shutdown_timeout != new.shutdown_timeout);
-    check("log_level", old.log_level != new.log_level);
-    changed
 }
 
 /// Reloads on SIGHUP.

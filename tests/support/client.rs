@@ -420,3 +420,58 @@ fn read_response(
         return Ok((resp, false));
     }
 }
+
+/// How a trickling client ended.
+#[derive(Debug)]
+pub enum Trickled {
+    /// The server closed the connection without answering.
+    Closed,
+    /// The server answered (and may have closed afterwards): the response.
+    Answered(Response),
+    /// Still open at the deadline.
+    StillOpen,
+}
+
+/// Send `head`, then one byte of `fill` every `every`, until the server answers or closes, or
+/// `deadline` passes (slowloris-style clients: headers or a body sent too slowly).
+pub fn trickle(addr: SocketAddr, head: &[u8], fill: u8, every: Duration, deadline: Duration) -> Trickled {
+    let mut conn = Conn::connect(addr);
+    let _ = conn.stream().set_read_timeout(Some(every));
+    if conn.write_raw(head).is_err() {
+        return Trickled::Closed;
+    }
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < deadline {
+        match conn.stream().read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                seen.extend_from_slice(&buf[..n]);
+                continue;
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+        if !seen.is_empty() {
+            break;
+        }
+        if conn.write_raw(&[fill]).is_err() {
+            break;
+        }
+    }
+    if seen.is_empty() {
+        return if started.elapsed() < deadline {
+            Trickled::Closed
+        } else {
+            Trickled::StillOpen
+        };
+    }
+    // Whatever else the answer holds arrives at once.
+    let _ = conn.stream().set_read_timeout(Some(IO_TIMEOUT));
+    let mut rest = seen;
+    match read_response(conn.stream(), &mut rest, false) {
+        Ok((r, _)) => Trickled::Answered(r),
+        Err(_) => Trickled::Closed,
+    }
+}

@@ -3,7 +3,8 @@
 //! Pingora applies only a per-read timeout while reading headers, so a client trickling one
 //! byte at a time (slowloris) can hold a connection for as long as it likes. This wraps the
 //! proxy app: each request gets `limit` to finish sending its headers, else the connection is
-//! closed. The proxy marks the headers as read from its first filter via a task-local flag.
+//! closed. The app marks the headers as read (the proxy from its first filter, the admin
+//! listener when it starts answering) via a task-local flag.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +16,6 @@ use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::protocols::http::v2::server::H2Options;
 use pingora::protocols::http::ServerSession;
-use pingora::proxy::{HttpProxy, ProxyHttp};
 use pingora::server::ShutdownWatch;
 
 use crate::runtime::Runtime;
@@ -32,26 +32,25 @@ pub fn mark_headers_read() {
     let _ = HEADERS_READ.try_with(|flag| flag.store(true, Ordering::Relaxed));
 }
 
-pub struct HeaderDeadline<P> {
-    proxy: Arc<HttpProxy<P>>,
+pub struct HeaderDeadline<A> {
+    app: Arc<A>,
     /// The limit comes from the current snapshot, so a live reload can change it.
     runtime: Arc<Runtime>,
 }
 
-impl<P> HeaderDeadline<P> {
-    pub fn new(proxy: HttpProxy<P>, runtime: Arc<Runtime>) -> Self {
+impl<A> HeaderDeadline<A> {
+    pub fn new(app: A, runtime: Arc<Runtime>) -> Self {
         HeaderDeadline {
-            proxy: Arc::new(proxy),
+            app: Arc::new(app),
             runtime,
         }
     }
 }
 
 #[async_trait]
-impl<P> HttpServerApp for HeaderDeadline<P>
+impl<A> HttpServerApp for HeaderDeadline<A>
 where
-    P: ProxyHttp + Send + Sync + 'static,
-    P::CTX: Send + Sync,
+    A: HttpServerApp + Send + Sync + 'static,
 {
     // Written out rather than `async fn`: the inner proxy's future (which owns the session) is
     // created and boxed first, so this wrapper's own boxed future holds only that box and a
@@ -68,7 +67,7 @@ where
     {
         let limit: Duration = self.runtime.load().settings.limits.header_read_timeout;
         let seen = Arc::new(AtomicBool::new(false));
-        let work = HEADERS_READ.scope(Arc::clone(&seen), self.proxy.process_new_http(session, shutdown));
+        let work = HEADERS_READ.scope(Arc::clone(&seen), self.app.process_new_http(session, shutdown));
         Box::pin(async move {
             tokio::pin!(work);
             tokio::select! {
@@ -88,11 +87,11 @@ where
     }
 
     fn h2_options(&self) -> Option<H2Options> {
-        self.proxy.h2_options()
+        self.app.h2_options()
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
-        self.proxy.server_options()
+        self.app.server_options()
     }
 
     /// Pingora runs this when the listeners stop (graceful stop or upgrade hand-over) and then
@@ -102,6 +101,6 @@ where
     /// (with `Connection: close`); the grace period still bounds everything.
     async fn http_cleanup(&self) {
         tokio::time::sleep(ACCEPTED_CONNECTION_GRACE).await;
-        self.proxy.http_cleanup().await
+        self.app.http_cleanup().await
     }
 }

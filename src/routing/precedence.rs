@@ -1,0 +1,129 @@
+//! What `portcullis check` says about route precedence where it matters for security: a more
+//! specific path whose routes authenticate differently from the path that encloses it.
+//!
+//! The deciding-path rule (see `table.rs`) means such a path takes every request under it, so
+//! the enclosing routes never see them; an operator who meant the opposite should learn it
+//! from `check`, not from an incident.
+
+use super::table::{HostGroup, RouteTable, Slot};
+use super::Route;
+
+/// One line per overlap, sorted; `auth_of` describes a route's authentication.
+pub fn auth_overlaps(table: &RouteTable, auth_of: impl Fn(&Route) -> String) -> Vec<String> {
+    let describe = |ids: &[usize]| -> (String, Vec<String>) {
+        let mut auths: Vec<String> = ids.iter().map(|&id| auth_of(&table.routes[id])).collect();
+        auths.sort();
+        auths.dedup();
+        let routes: Vec<String> = ids
+            .iter()
+            .map(|&id| {
+                let r = &table.routes[id];
+                let methods = if r.methods.is_any() {
+                    String::new()
+                } else {
+                    format!(" {}", r.methods.allow_header())
+                };
+                format!("`{}`{methods}: {}", r.name, auth_of(r))
+            })
+            .collect();
+        (routes.join("; "), auths)
+    };
+    let mut lines = Vec::new();
+    for (host, group) in table.all_groups() {
+        for (slot, ids) in group.slots() {
+            let enclosing = group.enclosing(slot).or_else(|| {
+                // A host's routes also take its requests from the routes for every host.
+                host.and(covering(table.any_host_group(), slot))
+            });
+            let Some((outer_slot, outer_ids)) = enclosing else {
+                continue;
+            };
+            let (inner, inner_auth) = describe(ids);
+            let (outer, outer_auth) = describe(outer_ids);
+            if inner_auth == outer_auth {
+                continue;
+            }
+            let on = host.map(|h| format!("host {h}, ")).unwrap_or_default();
+            let restricted = ids.iter().all(|&id| !table.routes[id].methods.is_any());
+            let methods = if restricted {
+                "; other methods get 405 there"
+            } else {
+                ""
+            };
+            let scope = match slot {
+                Slot::Exact(_) => "every request for it",
+                Slot::Prefix(_) => "every request under it",
+            };
+            lines.push(format!(
+                "precedence: {on}{} ({inner}) decides {scope}{methods}; {} ({outer}) never sees them",
+                slot.describe(),
+                outer_slot.describe()
+            ));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// The slot of `group` that would take requests for `slot`'s path (the same path, or the
+/// longest prefix covering it).
+fn covering<'a>(group: &'a HostGroup, slot: Slot<'a>) -> Option<(Slot<'a>, &'a [usize])> {
+    group
+        .slot(slot)
+        .map(|ids| (slot, ids))
+        .or_else(|| group.enclosing(slot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::RouteAuth;
+    use crate::config::PathMatch;
+    use crate::routing::methods::MethodSet;
+    use crate::transform::headers::HeaderRules;
+
+    fn route(name: &str, prefix: &str, methods: &[&str], auth: &[usize]) -> Route {
+        Route {
+            name: name.into(),
+            path: PathMatch::Prefix(prefix.into()),
+            methods: MethodSet::from_names(methods.iter().copied()),
+            headers: Vec::new(),
+            upstream: Some(0),
+            versions: None,
+            strip_prefix: None,
+            request_headers: HeaderRules::default(),
+            response_headers: HeaderRules::default(),
+            timeout: None,
+            auth: RouteAuth {
+                authenticators: auth.to_vec(),
+                ..RouteAuth::default()
+            },
+            limits: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn names_overlaps_with_different_auth_only() {
+        let routes = vec![
+            route("orders", "/orders", &[], &[]),
+            route("orders-admin", "/orders/admin", &["GET", "POST"], &[0]),
+            route("orders-list", "/orders/list", &[], &[]),
+        ];
+        let t = RouteTable::build(routes, &[vec![], vec![], vec![]]);
+        let lines = auth_overlaps(&t, |r| {
+            if r.auth.authenticators.is_empty() {
+                "public".into()
+            } else {
+                "auth".into()
+            }
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("path_prefix /orders/admin (`orders-admin` GET, HEAD, POST: auth)")
+                && lines[0].contains("other methods get 405")
+                && lines[0].contains("path_prefix /orders (`orders`: public) never sees them"),
+            "{}",
+            lines[0]
+        );
+    }
+}
