@@ -10,6 +10,12 @@ require_cargo
 # redis-server is used by the rate-limit suites; installed here so one command sets up everything.
 ensure_packages "${BUILD_PACKAGES[@]}" redis-server
 
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy --release --all-targets -- -D warnings"
+cargo clippy --release --all-targets -- -D warnings
+
 echo "==> cargo build --release --bins"
 cargo build --release --bins
 
