@@ -277,3 +277,59 @@ fn a_method_restricted_private_route_never_falls_through_to_a_public_one() {
     assert_eq!((r.status, r.header("x-upstream")), (200, Some("admin")));
     assert_eq!(gw.get("/orders/7").header("x-upstream"), Some("public"));
 }
+
+/// CGI, WSGI, PHP-FPM and Rack fold `_` and `.` into `-`: `X_Consumer_Id` reaches the
+/// application as the consumer the gateway vouches for. Variant spellings of every managed
+/// header, names with `_`, and URL/method-override and client-address headers never reach the
+/// upstream, on public and authenticated routes alike.
+#[test]
+fn other_spellings_of_managed_headers_never_reach_the_upstream() {
+    let s = setup();
+    let spoofed: &[(&str, &str)] = &[
+        ("X_Consumer_Id", "evil"),
+        ("X.Consumer.Id", "evil"),
+        ("X-Consumer_Id", "evil"),
+        ("x-consumer.plan", "evil"),
+        ("X_Forwarded_For", "6.6.6.6"),
+        ("X.Forwarded.For", "6.6.6.6"),
+        ("X_Real_IP", "6.6.6.6"),
+        ("X-Real_IP", "6.6.6.6"),
+        ("X_Request_Id", "evil"),
+        ("X_Api_Key", "evil"),
+        ("X_Custom", "evil"),
+        ("X-Original-URL", "/admin"),
+        ("X-Rewrite-URL", "/admin"),
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("X-Forwarded-Port", "6666"),
+        ("True-Client-IP", "6.6.6.6"),
+        ("CF-Connecting-IP", "6.6.6.6"),
+        ("X-Client-IP", "6.6.6.6"),
+    ];
+    for path in ["/public/x", "/private/x"] {
+        let mut headers = spoofed.to_vec();
+        headers.push(("x-api-key", GOOD));
+        let r = request(s.gw.addr(), "GET", "localhost", path, &headers, b"");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
+    let seen = s.up.requests();
+    assert_eq!(seen.len(), 2);
+    for req in &seen {
+        for (name, value) in &req.headers {
+            assert!(
+                !["evil", "6.6.6.6", "/admin", "DELETE", "6666"].contains(&value.as_str()),
+                "{} reached the upstream with {name}: {value}",
+                req.target
+            );
+            assert!(
+                !name.contains('_') && !name.contains('.'),
+                "{name} reached the upstream"
+            );
+        }
+    }
+    assert_eq!(
+        seen[1].header("x-consumer-id"),
+        Some("acme"),
+        "the real one is the gateway's"
+    );
+}

@@ -303,3 +303,106 @@ fn access_log_and_metrics() {
     let healthz = get(gw.admin(), "localhost", "/healthz");
     assert_eq!(healthz.status, 200);
 }
+
+/// `underscores_in_headers: reject` refuses such names; `allow` lets them through except
+/// spellings of managed headers; a route may let an override header through by name.
+#[test]
+fn underscore_policy_and_pass_headers() {
+    let (a, b) = two_upstreams();
+    let routes = format!(
+        "{}routes:\n  - {{ name: plain, match: {{ path_prefix: /plain }}, upstream: a }}\n  - {{ name: legacy, match: {{ path_prefix: /legacy }}, upstream: b, pass_headers: [X-HTTP-Method-Override] }}\n",
+        upstreams(&a, &b)
+    );
+    let strict = Gateway::start_with("underscores_in_headers: reject", &routes);
+    let r = request(
+        strict.addr(),
+        "GET",
+        "localhost",
+        "/plain",
+        &[("x_custom", "1")],
+        b"",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(a.count(), 0);
+
+    let lax = Gateway::start_with("underscores_in_headers: allow", &routes);
+    let headers = [
+        ("x_custom", "kept"),
+        ("x_forwarded_for", "6.6.6.6"),
+        ("x-http-method-override", "DELETE"),
+    ];
+    assert_eq!(
+        request(lax.addr(), "GET", "localhost", "/plain", &headers, b"").status,
+        200
+    );
+    assert_eq!(
+        request(lax.addr(), "GET", "localhost", "/legacy", &headers, b"").status,
+        200
+    );
+    let plain = &a.requests()[0];
+    assert_eq!(plain.header("x_custom"), Some("kept"));
+    assert_eq!(plain.header("x_forwarded_for"), None);
+    assert_eq!(plain.header("x-http-method-override"), None);
+    let legacy = &b.requests()[0];
+    assert_eq!(
+        legacy.header("x-http-method-override"),
+        Some("DELETE"),
+        "passed by name"
+    );
+}
+
+/// An upgrade the client did not ask for, or any upgrade on a route without `websocket`,
+/// and statuses outside 100–599 are not relayed.
+#[test]
+fn upgrades_only_where_enabled_and_only_when_requested() {
+    let (a, b) = two_upstreams();
+    let gw = Gateway::start(&format!(
+        "{}routes:\n  - {{ name: api, match: {{ path_prefix: /api }}, upstream: a }}\n  - {{ name: ws, match: {{ path_prefix: /ws }}, upstream: b, websocket: true }}\n",
+        upstreams(&a, &b)
+    ));
+    let upgrade = [("connection", "Upgrade"), ("upgrade", "websocket")];
+    let r = request(gw.addr(), "GET", "localhost", "/api/x", &upgrade, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        a.requests()[0].header("upgrade"),
+        None,
+        "no upgrade on a plain route"
+    );
+    for status in ["101", "600", "999"] {
+        let r = request(
+            gw.addr(),
+            "GET",
+            "localhost",
+            "/api/x",
+            &[("x-status", status)],
+            b"",
+        );
+        assert_eq!(r.status, 502, "upstream status {status}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    }
+    let r = request(
+        gw.addr(),
+        "GET",
+        "localhost",
+        "/api/x",
+        &[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("x-status", "101"),
+        ],
+        b"",
+    );
+    assert_eq!(
+        r.status, 502,
+        "the upstream never saw the upgrade, so its 101 is refused"
+    );
+    assert_eq!(
+        request(gw.addr(), "GET", "localhost", "/ws/x", &upgrade, b"").status,
+        200
+    );
+    assert_eq!(
+        b.requests()[0].header("upgrade"),
+        Some("websocket"),
+        "passed where enabled"
+    );
+}

@@ -103,6 +103,14 @@ impl Authenticator {
         self.forward.iter().map(|(_, h)| h)
     }
 
+    /// Headers this authenticator reads a credential from.
+    pub fn credential_headers(&self) -> impl Iterator<Item = &HeaderName> {
+        self.sources.iter().filter_map(|s| match s {
+            CredentialSource::Header(h) => Some(h),
+            _ => None,
+        })
+    }
+
     fn verify(&self, credential: &str) -> Result<Arc<Identity>, &'static str> {
         match &self.verifier {
             Verifier::Jwt(verifier) => verifier.verify(credential),

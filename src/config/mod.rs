@@ -6,6 +6,7 @@
 pub mod auth_model;
 mod auth_schema;
 pub mod cidr;
+pub mod client_header_names;
 pub mod date;
 pub mod decode;
 pub mod diag;

@@ -42,6 +42,20 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-*` headers are believed and extended rather than replaced.
     pub trusted_proxies: Vec<Cidr>,
     pub limits: RequestLimits,
+    /// What happens to request header names containing `_`.
+    pub underscores_in_headers: Underscores,
+}
+
+/// Request header names with `_`: frameworks read `X_Foo` and `X-Foo` as one variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Underscores {
+    /// Removed before the request goes upstream (as nginx does by default).
+    #[default]
+    Drop,
+    /// The request is refused (400).
+    Reject,
+    /// Passed, except names that fold to a header the gateway manages.
+    Allow,
 }
 
 impl ServerConfig {
@@ -251,4 +265,8 @@ pub struct RouteConfig {
     pub auth: RouteAuthConfig,
     /// Rate-limit policies applied to this route, by name.
     pub rate_limit: Vec<Spanned<String>>,
+    /// Override and client-address headers this route lets through (stripped by default).
+    pub pass_headers: Vec<HeaderName>,
+    /// Whether requests may upgrade the connection (WebSocket); otherwise `Upgrade` is removed.
+    pub websocket: bool,
 }

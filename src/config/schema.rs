@@ -152,6 +152,7 @@ fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option<ServerConf
         "access_log",
         "trusted_proxies",
         "limits",
+        "underscores_in_headers",
     ];
     let f = Fields::new(node, path, FIELDS, p)?;
     let listen: Option<Vec<Spanned<String>>> = f.req("listen", p);
@@ -230,6 +231,16 @@ fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option<ServerConf
         access_log: f.or("access_log", true, p),
         trusted_proxies,
         limits: limits?,
+        underscores_in_headers: f.choice(
+            "underscores_in_headers",
+            &[
+                ("drop", Underscores::Drop),
+                ("reject", Underscores::Reject),
+                ("allow", Underscores::Allow),
+            ],
+            Underscores::Drop,
+            p,
+        )?,
     })
 }
 
@@ -653,9 +664,12 @@ fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig
         "forward_credential",
         "rate_limit",
         "versions",
+        "pass_headers",
+        "websocket",
     ];
     let f = Fields::new(node, path, FIELDS, p)?;
     let auth = decode_route_auth(&f, p);
+    let pass_headers = decode_pass_headers(&f, p);
     let name: Option<Spanned<String>> = f.req("name", p);
     if let Some(n) = &name {
         check_name(n, &f.path_of("name"), p);
@@ -711,7 +725,32 @@ fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig
         timeout,
         auth: auth?,
         rate_limit: f.or("rate_limit", Vec::new(), p),
+        pass_headers: pass_headers?,
+        websocket: f.or("websocket", false, p),
     })
+}
+
+/// `pass_headers`: only headers the gateway strips by default can be let through.
+fn decode_pass_headers(f: &Fields<'_>, p: &mut Problems) -> Option<Vec<HeaderName>> {
+    let names: Vec<Spanned<String>> = f.or("pass_headers", Vec::new(), p);
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, n) in names.iter().enumerate() {
+        let path = index(&f.path_of("pass_headers"), i);
+        match header_name(n, &path, p) {
+            Some(h) if super::client_header_names::strippable(h.as_str()) => out.push(h),
+            Some(h) => {
+                p.add(
+                    n.pos,
+                    &path,
+                    format!("`{h}` is not a header the gateway strips; it reaches the upstream anyway"),
+                );
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 /// A route path must already be in the canonical form request paths are normalized to,

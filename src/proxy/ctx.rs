@@ -37,6 +37,8 @@ pub struct RequestCtx {
     pub tried: Vec<SocketAddr>,
     pub inflight: Option<InflightGuard>,
     pub upstream_sent: Option<Instant>,
+    /// Whether the request sent upstream asks for a protocol upgrade (only a 101 answers it).
+    pub upgrade_requested: bool,
     /// Set once this attempt's outcome has been counted in upstream metrics.
     pub upstream_counted: bool,
     /// The status of a response the gateway itself wrote (errors).
@@ -68,6 +70,7 @@ impl RequestCtx {
             tried: Vec::new(),
             inflight: None,
             upstream_sent: None,
+            upgrade_requested: false,
             upstream_counted: false,
             gateway_status: None,
             identity: None,

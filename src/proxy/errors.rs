@@ -9,11 +9,27 @@ pub const NO_HEALTHY_TARGET: ErrorType = ErrorType::Custom("no healthy upstream 
 /// Raised when the route's deadline passed before the upstream answered.
 pub const ROUTE_TIMEOUT: ErrorType = ErrorType::Custom("route timeout");
 
+/// Raised for an upstream answer the gateway will not relay.
+pub const BAD_UPSTREAM_RESPONSE: ErrorType = ErrorType::Custom("invalid upstream response");
+
+/// Statuses outside 100–599 are not HTTP, and a 101 the request did not ask for would switch
+/// the client's connection to a protocol it never negotiated.
+pub fn check_upstream_status(status: u16, upgrade_requested: bool) -> pingora::Result<()> {
+    if !(100..=599).contains(&status) {
+        return Error::e_explain(BAD_UPSTREAM_RESPONSE, format!("status {status}"));
+    }
+    if status == 101 && !upgrade_requested {
+        return Error::e_explain(BAD_UPSTREAM_RESPONSE, "101 without an upgrade request");
+    }
+    Ok(())
+}
+
 /// The problem to send for a failed proxy attempt; `None` when the client is gone.
 pub fn problem_for(e: &Error) -> Option<Problem> {
     let p = match e.etype() {
         t if *t == NO_HEALTHY_TARGET => Problem::new(503, "no healthy upstream target is available"),
         t if *t == ROUTE_TIMEOUT => Problem::new(504, "the upstream did not answer in time"),
+        t if *t == BAD_UPSTREAM_RESPONSE => Problem::new(502, "the upstream sent an invalid response"),
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             Problem::new(504, "the upstream did not answer in time")
         }

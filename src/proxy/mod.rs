@@ -60,6 +60,7 @@ impl Gateway {
         let snapshot = self.runtime.load();
         let limits = &snapshot.settings.limits;
         request_checks::check_framing(req, limits)?;
+        request_checks::check_header_names(req, &snapshot.settings.client_headers)?;
         ctx.host = request_checks::check_host(req)?;
         let target = request_checks::check_path(req, limits)?;
         ctx.path = target.path.clone();
@@ -242,6 +243,10 @@ impl ProxyHttp for Gateway {
             req.set_uri(uri.clone());
         }
         let trusted = forwarding::is_trusted(ctx.client_ip, &snapshot.settings.trusted_proxies);
+        snapshot
+            .settings
+            .client_headers
+            .apply(req, &route.pass_headers, trusted);
         forwarding::set_forwarding(req, ctx.client_ip, &ctx.host, trusted)?;
         req.insert_header(forwarding::X_REQUEST_ID_WIRE, ctx.request_id.as_str())?;
         route.request_headers.apply(req);
@@ -262,6 +267,12 @@ impl ProxyHttp for Gateway {
                 req.remove_header(name);
             }
         }
+        // Last, so no header rule can turn a request into an upgrade on a route without it.
+        if !route.websocket {
+            forwarding::remove(req, &http::header::UPGRADE);
+            forwarding::remove(req, &http::header::CONNECTION);
+        }
+        ctx.upgrade_requested = req.headers.contains_key(http::header::UPGRADE);
         let _ = session;
         ctx.upstream_sent = Some(Instant::now());
         Ok(())
@@ -276,6 +287,7 @@ impl ProxyHttp for Gateway {
         if let (Some(sel), Some(sent)) = (&ctx.selected, ctx.upstream_sent) {
             sel.stats.observe_latency(sent.elapsed());
         }
+        errors::check_upstream_status(resp.status.as_u16(), ctx.upgrade_requested)?;
         self.count_upstream(ctx, resp.status.as_str());
         forwarding::strip_hop_by_hop_response(resp);
         Ok(())

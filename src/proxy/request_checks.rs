@@ -12,6 +12,15 @@ use super::problem::Problem;
 use crate::config::RequestLimits;
 use crate::routing::host::canonical_host;
 use crate::routing::normalize::{normalize_target, NormalizedTarget};
+use crate::transform::client_headers::ClientHeaderRules;
+
+/// Header names the configuration refuses (`underscores_in_headers: reject`).
+pub fn check_header_names(req: &RequestHeader, rules: &ClientHeaderRules) -> Result<(), Problem> {
+    if req.headers.keys().any(|name| rules.refuses(name)) {
+        return Err(Problem::new(400, "header names with '_' are not accepted"));
+    }
+    Ok(())
+}
 
 /// Framing and header-size rules. Smuggling-shaped requests also close the connection.
 pub fn check_framing(req: &RequestHeader, limits: &RequestLimits) -> Result<(), Problem> {

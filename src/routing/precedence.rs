@@ -99,6 +99,8 @@ mod tests {
                 ..RouteAuth::default()
             },
             limits: Vec::new(),
+            pass_headers: Vec::new(),
+            websocket: false,
         }
     }
 

@@ -49,6 +49,10 @@ pub struct Route {
     pub auth: RouteAuth,
     /// Indexes of the route's rate-limit policies in the snapshot.
     pub limits: Vec<usize>,
+    /// Override and client-address headers this route lets through.
+    pub pass_headers: Vec<HeaderName>,
+    /// Whether requests may upgrade the connection (WebSocket).
+    pub websocket: bool,
 }
 
 impl Route {
@@ -76,6 +80,8 @@ impl Route {
                 .iter()
                 .filter_map(|name| policies.iter().position(|p| *p == name.value))
                 .collect(),
+            pass_headers: cfg.pass_headers.clone(),
+            websocket: cfg.websocket,
         }
     }
 
@@ -375,6 +381,8 @@ mod tests {
             timeout: None,
             auth: RouteAuth::default(),
             limits: Vec::new(),
+            pass_headers: Vec::new(),
+            websocket: false,
         }
     }
 

@@ -13,6 +13,7 @@ use crate::config::{Config, RequestLimits};
 use crate::limits::redis::RedisStore;
 use crate::limits::Policy;
 use crate::routing::{Route, RouteTable};
+use crate::transform::client_headers::ClientHeaderRules;
 use crate::upstream::Pool;
 use crate::versions::Versions;
 
@@ -24,6 +25,8 @@ pub struct RequestSettings {
     pub limits: RequestLimits,
     pub trusted_proxies: Vec<Cidr>,
     pub access_log: bool,
+    /// What clients may not send upstream as written (header spellings, overrides).
+    pub client_headers: ClientHeaderRules,
 }
 
 #[derive(Debug)]
@@ -117,6 +120,24 @@ impl Snapshot {
             ));
             hosts.push(r.matcher.hosts.clone());
         }
+        // Header names the configuration makes the gateway manage: other spellings of them
+        // never reach an upstream.
+        let configured: Vec<http::HeaderName> = identity_headers
+            .iter()
+            .cloned()
+            .chain(
+                authenticators
+                    .iter()
+                    .flat_map(|a| a.credential_headers().cloned()),
+            )
+            .chain(
+                routes
+                    .iter()
+                    .filter_map(|r| r.versions.as_ref().map(|v| v.header.clone())),
+            )
+            .collect();
+        let client_headers =
+            ClientHeaderRules::compile(config.server.underscores_in_headers, configured.iter());
         let m = crate::observe::metrics::get();
         let route_durations = routes
             .iter()
@@ -133,6 +154,7 @@ impl Snapshot {
                 limits: config.server.limits,
                 trusted_proxies: config.server.trusted_proxies.clone(),
                 access_log: config.server.access_log,
+                client_headers,
             },
             route_durations,
         })
