@@ -38,6 +38,36 @@ pub fn decode_str(s: &str) -> Option<String> {
     decode(s, Mode::Strict).and_then(|b| String::from_utf8(b).ok())
 }
 
+/// Whether the raw query parameter name `raw_name` names `param`: compared after
+/// percent-decoding and without regard to case, because frameworks read `api%5Fkey`, `API_KEY`
+/// and `api_key` as one parameter; a reader that compared bytes would miss the spellings an
+/// upstream still understands.
+pub fn names_param(raw_name: &str, param: &str) -> bool {
+    decode_str(raw_name).is_some_and(|n| n.eq_ignore_ascii_case(param))
+}
+
+/// `name=value` (a bare `name` has an empty value).
+pub fn split_pair(pair: &str) -> (&str, &str) {
+    pair.split_once('=').unwrap_or((pair, ""))
+}
+
+/// Whether some `;`-separated piece inside a `&`-separated pair names `param`: some frameworks
+/// split on `;` too, so such a pair is read differently by different readers.
+pub fn hides_param(pair: &str, param: &str) -> bool {
+    pair.split(';')
+        .skip(1)
+        .any(|piece| names_param(split_pair(piece).0, param))
+}
+
+/// `query` without the parameters that name any of `params` (decoded, any case).
+pub fn strip_params(query: &str, params: &[&str]) -> String {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !params.iter().any(|p| names_param(split_pair(pair).0, p)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +81,20 @@ mod tests {
         assert_eq!(decode_str("%ff"), None, "not UTF-8");
         assert_eq!(decode("a+b%2", Mode::Form), Some(b"a b%2".to_vec()));
         assert_eq!(decode("%41%2f", Mode::Form), Some(b"A/".to_vec()));
+    }
+
+    #[test]
+    fn parameter_names_compare_decoded_without_case() {
+        for spelling in ["api_key", "API_KEY", "api%5Fkey", "Api%5fKey", "%61pi_key"] {
+            assert!(names_param(spelling, "api_key"), "{spelling}");
+        }
+        assert!(!names_param("api-key", "api_key"));
+        assert!(!names_param("api_key%zz", "api_key"));
+        assert!(hides_param("a=1;API_KEY=x", "api_key"));
+        assert!(!hides_param("a=x;y", "api_key"));
+        assert_eq!(
+            strip_params("a=1&API_KEY=x&api%5fkey=y&b=", &["api_key"]),
+            "a=1&b="
+        );
     }
 }

@@ -333,3 +333,30 @@ fn other_spellings_of_managed_headers_never_reach_the_upstream() {
         "the real one is the gateway's"
     );
 }
+
+/// A key parameter spelled `API_KEY` or `api%5Fkey` was neither read nor stripped, so it
+/// reached the upstream, whose framework reads it as `api_key`. Every spelling is read (two
+/// spellings are two copies: refused) and stripped.
+#[test]
+fn query_keys_in_other_spellings_are_read_and_stripped() {
+    let s = setup();
+    for spelling in ["API_KEY", "api%5Fkey", "Api_Key"] {
+        let r = request(
+            s.gw.addr(),
+            "GET",
+            "localhost",
+            &format!("/private/x?a=1&{spelling}={GOOD}"),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{spelling}: {}", r.text());
+    }
+    for req in s.up.requests() {
+        assert_eq!(req.target, "/private/x?a=1", "the key never reaches the upstream");
+    }
+    let twice = format!("/private/x?api_key={GOOD}&API_KEY={READER}");
+    assert_401(&s.gw.get(&twice), "two spellings of the key");
+    let hidden = format!("/private/x?a=1;api_key={GOOD}");
+    assert_401(&s.gw.get(&hidden), "a key behind a `;` separator");
+    assert_eq!(s.up.count(), 3);
+}

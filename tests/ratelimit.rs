@@ -291,3 +291,48 @@ fn a_live_reload_keeps_the_counters_of_unchanged_policies() {
     assert_eq!(keyed(&gw, "fay").status, 200);
     assert_eq!(up.count(), 4);
 }
+
+/// A key header sent twice: the key used the first value while the upstream saw both. Such a
+/// request is refused, whatever `missing_key` says.
+#[test]
+fn a_repeated_key_header_is_refused() {
+    for missing_key in ["reject", "ip"] {
+        let (up, gw) = gateway(
+            &format!("    key: header:x-user\n    limits: [{{ requests: 5, per: 1h }}]\n    missing_key: {missing_key}\n"),
+            "",
+        );
+        let r = request(
+            gw.addr(),
+            "GET",
+            "localhost",
+            "/x",
+            &[("x-user", "alice"), ("x-user", "mallory")],
+            b"",
+        );
+        assert_eq!(r.status, 400, "{missing_key}: {}", r.text());
+        assert_eq!(up.count(), 0, "the upstream never saw it");
+    }
+}
+
+/// An IPv4 client reaching a dual-stack listener arrives as `::ffff:a.b.c.d`; it used to get a
+/// bucket of its own. It shares its IPv4 bucket, and upstreams see the IPv4 address.
+#[test]
+fn ip_keys_are_canonical_across_address_families() {
+    let up = Upstream::start("app");
+    let dual = free_port();
+    let gw = Gateway::start_with(
+        &format!("listen: [\"127.0.0.1:{{port}}\", \"[::]:{dual}\"]"),
+        &format!(
+            "upstreams:\n  app:\n    targets: [\"{}\"]\nrate_limits:\n  p:\n    key: ip\n    limits: [{{ requests: 1, per: 1h }}]\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: app, rate_limit: [p] }}\n",
+            up.addr()
+        ),
+    );
+    let mapped = std::net::SocketAddr::from(([127, 0, 0, 1], dual));
+    assert_eq!(get(mapped, "localhost", "/x").status, 200);
+    assert_eq!(
+        up.requests()[0].header("x-forwarded-for"),
+        Some("127.0.0.1"),
+        "not ::ffff:127.0.0.1"
+    );
+    assert_eq!(gw.get("/x").status, 429, "the same client, the same bucket");
+}

@@ -8,6 +8,7 @@ use http::header::{AUTHORIZATION, COOKIE};
 use pingora::http::RequestHeader;
 
 use crate::config::CredentialSource;
+use crate::percent;
 
 /// The longest credential accepted; longer ones are refused before any parsing or hashing.
 pub const MAX_CREDENTIAL_BYTES: usize = 8192;
@@ -40,11 +41,7 @@ pub fn read(source: &CredentialSource, req: &RequestHeader) -> Found {
                 .filter(|(k, _)| k == name)
                 .map(|(_, v)| v.to_string()),
         ),
-        CredentialSource::Query(name) => single(
-            query_pairs(req.uri.query().unwrap_or(""))
-                .filter(|(k, _)| k == name)
-                .map(|(_, v)| percent_decode(v)),
-        ),
+        CredentialSource::Query(name) => query_credential(req.uri.query().unwrap_or(""), name),
     };
     match found {
         Found::One(v) if v.len() > MAX_CREDENTIAL_BYTES => Found::Unusable("credential too long"),
@@ -103,16 +100,24 @@ fn cookies(req: &RequestHeader) -> impl Iterator<Item = (&str, &str)> {
         .filter_map(|pair| pair.trim().split_once('='))
 }
 
-fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
+/// The parameter `name` in every spelling an upstream framework would also read (decoded,
+/// any case); hidden behind a `;` separator it is ambiguous.
+fn query_credential(query: &str, name: &str) -> Found {
+    let pairs = query.split('&').filter(|p| !p.is_empty());
+    if pairs.clone().any(|p| percent::hides_param(p, name)) {
+        return Found::Unusable("ambiguous credential parameter");
+    }
+    single(
+        pairs
+            .map(percent::split_pair)
+            .filter(|(k, _)| percent::names_param(k, name))
+            .map(|(_, v)| percent_decode(v)),
+    )
 }
 
 /// Form decoding (`+` is a space); malformed escapes stay as written.
 fn percent_decode(s: &str) -> String {
-    let bytes = crate::percent::decode(s, crate::percent::Mode::Form).unwrap_or_default();
+    let bytes = percent::decode(s, percent::Mode::Form).unwrap_or_default();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -138,7 +143,7 @@ pub fn strip_from_headers(source: &CredentialSource, req: &mut RequestHeader) ->
     Ok(())
 }
 
-/// The query without the credential parameters named by `sources`.
+/// The query without the credential parameters named by `sources`, in every spelling.
 pub fn strip_from_query(query: &str, sources: &[CredentialSource]) -> String {
     let names: Vec<&str> = sources
         .iter()
@@ -147,11 +152,7 @@ pub fn strip_from_query(query: &str, sources: &[CredentialSource]) -> String {
             _ => None,
         })
         .collect();
-    query
-        .split('&')
-        .filter(|p| !p.is_empty() && !names.contains(&p.split_once('=').map_or(*p, |(k, _)| k)))
-        .collect::<Vec<_>>()
-        .join("&")
+    percent::strip_params(query, &names)
 }
 
 #[cfg(test)]
@@ -199,6 +200,21 @@ mod tests {
             read(&q, &req("/a?api_key=1&api_key=2", &[])),
             Found::Unusable(_)
         ));
+        for spelling in ["API_KEY=k", "api%5Fkey=k", "Api_Key=k"] {
+            assert_eq!(
+                read(&q, &req(&format!("/a?{spelling}"), &[])),
+                Found::One("k".into()),
+                "{spelling}"
+            );
+        }
+        assert!(
+            matches!(read(&q, &req("/a?api_key=1&API_KEY=2", &[])), Found::Unusable(_)),
+            "two spellings are two copies"
+        );
+        assert!(matches!(
+            read(&q, &req("/a?x=1;api_key=2", &[])),
+            Found::Unusable(_)
+        ));
         let c = CredentialSource::Cookie("session".into());
         assert_eq!(
             read(&c, &req("/", &[("cookie", "a=1; session=s")])),
@@ -214,7 +230,10 @@ mod tests {
     #[test]
     fn strips() {
         assert_eq!(
-            strip_from_query("a=1&api_key=x&b=2", &[CredentialSource::Query("api_key".into())]),
+            strip_from_query(
+                "a=1&api_key=x&b=2&API%5FKEY=y",
+                &[CredentialSource::Query("api_key".into())]
+            ),
             "a=1&b=2"
         );
         let mut r = req("/", &[("cookie", "a=1; session=s")]);

@@ -369,6 +369,36 @@ impl<'a> Fields<'a> {
         found.map(|(_, value)| *value)
     }
 
+    /// A whole number within `range` (`default` when absent). Anything else — a fraction, a
+    /// negative number, a word, a value out of range — is reported as what the field takes:
+    /// "must be a whole number from 1 to 10000, found `1.5`".
+    pub fn ranged<T: TryFrom<u64>>(
+        &self,
+        key: &str,
+        range: std::ops::RangeInclusive<u64>,
+        default: T,
+        problems: &mut Problems,
+    ) -> Option<T> {
+        let node = match self.node(key) {
+            None | Some(Node::Null { .. }) => return Some(default),
+            Some(node) => node,
+        };
+        let expected = format!("a whole number from {} to {}", range.start(), range.end());
+        let text = scalar(node, &self.path_of(key), &expected, problems)?;
+        let value = text.parse::<u64>().ok().filter(|v| range.contains(v));
+        match value.and_then(|v| T::try_from(v).ok()) {
+            Some(v) => Some(v),
+            None => {
+                problems.add(
+                    node.pos(),
+                    &self.path_of(key),
+                    format!("must be {expected}, found `{text}`"),
+                );
+                None
+            }
+        }
+    }
+
     /// An optional field with a default when absent.
     pub fn or<T: Decode>(&self, key: &str, default: T, problems: &mut Problems) -> T {
         self.opt(key, problems).unwrap_or(default)

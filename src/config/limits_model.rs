@@ -64,4 +64,7 @@ pub struct RateLimitConfig {
     pub expected_keys: usize,
     /// Also send `X-RateLimit-Limit/Remaining/Reset`.
     pub legacy_headers: bool,
+    /// IPv6 clients are keyed by their network of this prefix length (a client usually holds
+    /// a whole /64, so per-/128 keys would give it 2^64 buckets).
+    pub ipv6_prefix: u8,
 }

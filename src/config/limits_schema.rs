@@ -23,6 +23,7 @@ const FIELDS: &[&str] = &[
     "plans",
     "expected_keys",
     "legacy_headers",
+    "ipv6_prefix",
 ];
 
 /// `redis_declared`: whether the document has a `redis:` section (even a broken one), which
@@ -82,14 +83,8 @@ fn decode_policy(
             None
         }
     };
-    let expected_keys: usize = f.or("expected_keys", 10_000, p);
-    if !(1..=50_000_000).contains(&expected_keys) {
-        p.add(
-            f.pos(),
-            &f.path_of("expected_keys"),
-            "must be between 1 and 50000000",
-        );
-    }
+    let expected_keys = f.ranged("expected_keys", 1..=50_000_000, 10_000usize, p);
+    let ipv6_prefix = f.ranged("ipv6_prefix", 1..=128, 64u8, p);
     Some(RateLimitConfig {
         name,
         key: key?,
@@ -97,8 +92,9 @@ fn decode_policy(
         missing_key: missing_key?,
         store: store?,
         plans: plans?,
-        expected_keys,
+        expected_keys: expected_keys?,
         legacy_headers: f.or("legacy_headers", false, p),
+        ipv6_prefix: ipv6_prefix?,
     })
 }
 

@@ -43,6 +43,7 @@ pub struct LimitItem {
 pub struct Policy {
     pub name: String,
     key: Vec<KeyPart>,
+    ipv6_prefix: u8,
     limits: Vec<LimitItem>,
     plans: Vec<(String, Vec<LimitItem>)>,
     missing_key: MissingKey,
@@ -94,6 +95,8 @@ pub enum Missing {
     Identity,
     /// A header part of the key is missing.
     Header,
+    /// A header part of the key is given more than once.
+    Repeated,
 }
 
 impl Policy {
@@ -129,6 +132,7 @@ impl Policy {
         Policy {
             name: cfg.name.value.clone(),
             key: cfg.key.clone(),
+            ipv6_prefix: cfg.ipv6_prefix,
             limits: named(&cfg.name.value, &cfg.limits),
             plans: cfg
                 .plans
@@ -154,19 +158,28 @@ impl Policy {
                     .and_then(|i| i.claim(c))
                     .map(String::from)
                     .ok_or(Missing::Identity),
-                KeyPart::Ip => ip.map(|ip| ip.to_string()).ok_or(Missing::Header),
-                KeyPart::Header(h) => req
-                    .headers
-                    .get(h)
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| !v.is_empty())
-                    .map(String::from)
-                    .ok_or(Missing::Header),
+                KeyPart::Ip => ip.map(|ip| ip_key(ip, self.ipv6_prefix)).ok_or(Missing::Header),
+                KeyPart::Header(h) => {
+                    let mut values = req.headers.get_all(h).iter();
+                    match (values.next(), values.next()) {
+                        // The upstream would see both: which one was counted is ambiguous.
+                        (Some(_), Some(_)) => return Err(Missing::Repeated),
+                        (Some(v), None) => v
+                            .to_str()
+                            .ok()
+                            .filter(|v| !v.is_empty())
+                            .map(String::from)
+                            .ok_or(Missing::Header),
+                        (None, _) => Err(Missing::Header),
+                    }
+                }
             };
             match value {
                 Ok(v) => key.push_str(&v),
                 Err(missing) => match (self.missing_key, ip) {
-                    (MissingKey::Ip, Some(ip)) => return Ok(format!("ip\u{1f}{ip}")),
+                    (MissingKey::Ip, Some(ip)) => {
+                        return Ok(format!("ip\u{1f}{}", ip_key(ip, self.ipv6_prefix)))
+                    }
                     _ => return Err(missing),
                 },
             }
@@ -179,6 +192,19 @@ impl Policy {
         id.and_then(|i| i.plan.as_deref())
             .and_then(|plan| self.plans.iter().find(|(p, _)| p == plan))
             .map_or(&self.limits, |(_, l)| l)
+    }
+}
+
+/// The key of a client address: an IPv4-mapped IPv6 address as the IPv4 address it is (one
+/// client, one bucket), and IPv6 by its network of `v6_prefix` bits.
+pub fn ip_key(ip: IpAddr, v6_prefix: u8) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let bits = u32::from(v6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            format!("{}/{bits}", std::net::Ipv6Addr::from(u128::from(v6) & mask))
+        }
     }
 }
 
@@ -409,7 +435,23 @@ mod tests {
             plans: Vec::new(),
             expected_keys: 16,
             legacy_headers: false,
+            ipv6_prefix: 64,
         }
+    }
+
+    #[test]
+    fn ip_keys_are_canonical_and_ipv6_keys_are_networks() {
+        let key = |s: &str, prefix| ip_key(s.parse().unwrap(), prefix);
+        assert_eq!(key("::ffff:10.0.0.1", 64), "10.0.0.1", "mapped IPv4 is IPv4");
+        assert_eq!(key("10.0.0.1", 64), "10.0.0.1");
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::/64");
+        assert_eq!(
+            key("2001:db8:1:2:bbbb::9", 64),
+            "2001:db8:1:2::/64",
+            "same /64, same key"
+        );
+        assert_eq!(key("2001:db8:1:2:bbbb::9", 128), "2001:db8:1:2:bbbb::9/128");
+        assert_eq!(key("2001:db8:1:2:bbbb::9", 48), "2001:db8:1::/48");
     }
 
     /// A request whose decision is abandoned while Redis is being asked (the client went

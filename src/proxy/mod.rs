@@ -145,6 +145,13 @@ fn limit_problem(
             400,
             "the request lacks the header its rate limit is keyed on",
         )),
+        Outcome::NoKey {
+            missing: Missing::Repeated,
+            ..
+        } => Err(Problem::new(
+            400,
+            "the header the rate limit is keyed on is given more than once",
+        )),
         Outcome::StoreUnavailable { retry_after } => Err(Problem::new(
             429,
             "the rate limit cannot be checked right now; retry later",
@@ -169,7 +176,12 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.start = Instant::now();
         ctx.request_id = forwarding::request_id(session.req_header());
-        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        // IPv4 clients of a dual-stack listener arrive as `::ffff:a.b.c.d`: one client, one
+        // address, everywhere (forwarding headers, rate-limit keys, logs).
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_canonical());
         let has_te = session
             .req_header()
             .headers

@@ -6,6 +6,7 @@
 use http::{HeaderMap, HeaderName};
 
 use crate::config::is_version_name;
+use crate::percent;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
@@ -118,18 +119,14 @@ fn merge(a: Found, b: Found) -> Found {
 pub fn query(query: Option<&str>, param: &str) -> Found {
     let mut found = Found::None;
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
-        let (name, value) = split_pair(pair);
-        if is_param(name, param) {
-            match crate::percent::decode_str(value) {
+        let (name, value) = percent::split_pair(pair);
+        if percent::names_param(name, param) {
+            match percent::decode_str(value) {
                 Some(v) => found = found.add(strip_v(&v).to_string()),
                 None => return Found::Many,
             }
         }
-        if pair
-            .split(';')
-            .skip(1)
-            .any(|piece| is_param(split_pair(piece).0, param))
-        {
+        if percent::hides_param(pair, param) {
             return Found::Many;
         }
     }
@@ -138,19 +135,7 @@ pub fn query(query: Option<&str>, param: &str) -> Found {
 
 /// The query without parameter `param` (decoded, any case).
 pub fn strip_query(query: &str, param: &str) -> String {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty() && !is_param(split_pair(pair).0, param))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn is_param(raw_name: &str, param: &str) -> bool {
-    crate::percent::decode_str(raw_name).is_some_and(|n| n.eq_ignore_ascii_case(param))
-}
-
-fn split_pair(pair: &str) -> (&str, &str) {
-    pair.split_once('=').unwrap_or((pair, ""))
+    percent::strip_params(query, &[param])
 }
 
 #[cfg(test)]

@@ -55,7 +55,8 @@ impl Gateway {
     }
 
     /// Like [`Gateway::start`], with extra `server:` fields: each line of
-    /// `server_extra` is appended to the server section indented by 2 spaces.
+    /// `server_extra` is appended to the server section indented by 2 spaces. `{port}` in it
+    /// is replaced by the proxy port the harness picked.
     pub fn start_with(server_extra: &str, body: &str) -> Gateway {
         launch(server_extra, body, &[], WaitFor::Ready)
     }
@@ -227,9 +228,12 @@ fn try_launch(
         .tempdir()
         .expect("create gateway temp dir");
     let (port, admin_port) = two_free_ports();
+    // `{port}` in the extra server fields stands for the proxy port the harness picked (to
+    // add listeners next to it).
+    let server_extra = server_extra.replace("{port}", &port.to_string());
     let config = format!(
         "{}\n{body}",
-        server_section(dir.path(), port, admin_port, server_extra)
+        server_section(dir.path(), port, admin_port, &server_extra)
     );
     let config_path = dir.path().join("portcullis.yaml");
     std::fs::write(&config_path, &config).expect("write gateway config");
