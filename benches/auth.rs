@@ -21,18 +21,21 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn verifier(alg: Algorithm, keys: JwtKeySource, cache_entries: usize) -> JwtVerifier {
-    JwtVerifier::compile(&JwtConfig {
-        issuers: vec!["https://bench.example.com".into()],
-        audiences: vec![],
-        algorithms: vec![alg],
-        keys,
-        leeway: Duration::from_secs(30),
-        max_age: None,
-        required_claims: vec![],
-        token_from: vec![CredentialSource::Header(http::header::AUTHORIZATION)],
-        forward_claims: vec![],
-        cache_entries,
-    })
+    JwtVerifier::compile(
+        &JwtConfig {
+            issuers: vec!["https://bench.example.com".into()],
+            audiences: vec![],
+            algorithms: vec![alg],
+            keys,
+            leeway: Duration::from_secs(30),
+            max_age: None,
+            required_claims: vec![],
+            token_from: vec![CredentialSource::Header(http::header::AUTHORIZATION)],
+            forward_claims: vec![],
+            cache_entries,
+        },
+        &[],
+    )
     .expect("verifier")
 }
 

@@ -443,3 +443,74 @@ fn removing_a_key_by_reload_rejects_its_cached_tokens() {
     );
     assert_eq!(bearer(&gw, "/d", &rotated).status, 200, "the new kid is accepted");
 }
+
+/// RFC strictness found missing by the review: unknown critical header parameters and
+/// unencoded payloads are refused, an empty `sub` is no consumer, scopes split on spaces only,
+/// forwarded claims never carry control characters (tab included) — and valid NumericDates
+/// that are negative, zero or fractional are accepted.
+#[test]
+fn header_extensions_subjects_scopes_and_numeric_dates() {
+    let s = setup();
+    let hs = EncodingKey::from_secret(SECRET.as_bytes());
+    let hs_claims = claims("https://hs.example.com");
+    let signed = |header: Header, claims: &Value| encode(&header, claims, &hs).expect("sign");
+
+    let mut crit = Header::new(Algorithm::HS256);
+    crit.crit = Some(vec!["x-must-understand".into()]);
+    crit.extras.insert("x-must-understand", true);
+    let token = signed(crit, &hs_claims);
+    assert_401(&bearer(&s.gw, "/hs", &token), "unknown crit", &token);
+
+    let mut unencoded = Header::new(Algorithm::HS256);
+    unencoded.extras.insert("b64", false);
+    let token = signed(unencoded, &hs_claims);
+    assert_401(&bearer(&s.gw, "/hs", &token), "b64: false", &token);
+
+    let mut empty_sub = hs_claims.clone();
+    empty_sub["sub"] = json!("");
+    let token = signed(Header::new(Algorithm::HS256), &empty_sub);
+    assert_401(&bearer(&s.gw, "/hs", &token), "empty sub", &token);
+    assert_eq!(s.up.count(), 0, "none of them reached the upstream");
+
+    for (what, nbf, exp) in [
+        ("negative nbf", json!(-1), json!(now() + 600)),
+        ("zero nbf", json!(0), json!(now() + 600)),
+        (
+            "fractional dates",
+            json!(now() as f64 - 0.5),
+            json!(now() as f64 + 600.25),
+        ),
+    ] {
+        let mut c = hs_claims.clone();
+        c["nbf"] = nbf;
+        c["exp"] = exp;
+        let r = bearer(&s.gw, "/hs", &signed(Header::new(Algorithm::HS256), &c));
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+    }
+    let mut expired = hs_claims.clone();
+    expired["exp"] = json!(now() as f64 - 60.5);
+    let token = signed(Header::new(Algorithm::HS256), &expired);
+    assert_401(
+        &bearer(&s.gw, "/hs", &token),
+        "a fractional exp in the past",
+        &token,
+    );
+
+    let mut tabbed = claims("https://rs.example.com");
+    tabbed["scope"] = json!("orders:read\torders:write");
+    let r = bearer(&s.gw, "/write", &sign(Algorithm::RS256, &rsa(), None, &tabbed));
+    assert_eq!(r.status, 403, "a tab does not separate scopes: {}", r.text());
+    let mut tenant = claims("https://rs.example.com");
+    tenant["tenant"] = json!("acme\tadmin");
+    let token = sign(Algorithm::RS256, &rsa(), None, &tenant);
+    assert_401(
+        &bearer(&s.gw, "/rs", &token),
+        "a tab in a forwarded claim",
+        &token,
+    );
+    assert_eq!(
+        s.up.count(),
+        3,
+        "only the three valid tokens reached the upstream"
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest::{digest, SHA256};
 
-use super::Identity;
+use super::{Identity, Words};
 use crate::config::ApiKeyEntry;
 
 #[derive(Debug)]
@@ -27,8 +27,8 @@ impl ApiKeys {
                 let identity = Identity {
                     consumer: e.consumer,
                     plan: e.plan,
-                    scopes: e.scopes,
-                    roles: e.roles,
+                    scopes: Words::new(e.scopes.iter().map(String::as_str)),
+                    roles: Words::new(e.roles.iter().map(String::as_str)),
                     claims: Vec::new(),
                 };
                 (e.sha256, Arc::new(identity))

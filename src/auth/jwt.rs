@@ -1,8 +1,11 @@
 //! JWT verification. Keys are parsed once per snapshot. A token is accepted only if its `alg`
 //! is in the authenticator's allow-list *and* matches the key's type (`none` can never be in
-//! the list), its signature verifies, and its claims pass: `exp` required and numeric, `nbf`
-//! and `iat` numeric and not in the future, issuer and audience allowed, optional maximum age
-//! and required claims. Header fields `jku`, `x5u`, `jwk` and `x5c` are never used.
+//! the list), its header asks for no extension the gateway does not implement (`crit`,
+//! RFC 7515 §4.1.11; unencoded payloads, `b64: false`, RFC 7797), its signature verifies, and
+//! its claims pass: `exp` required and a NumericDate (any JSON number, fractions and values
+//! before 1970 included, as RFC 7519 §2 allows), `nbf` and `iat` numbers not in the future,
+//! issuer and audience allowed, a non-empty string `sub`, optional maximum age and required
+//! claims. Header fields `jku`, `x5u`, `jwk` and `x5c` are never used.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::jwks::{JwksSchedule, KeySet, RemoteJwks};
 use super::token_cache::TokenCache;
-use super::Identity;
+use super::{Identity, Words};
 use crate::config::jwt_schema::pem_family;
 use crate::config::{JwtConfig, JwtKeySource};
 
@@ -60,12 +63,16 @@ pub struct JwtVerifier {
     max_age_secs: Option<u64>,
     leeway_secs: u64,
     required_claims: Vec<String>,
+    /// The claims an identity keeps (what the configuration reads); the rest are dropped so
+    /// a cached identity never costs more than the claims in use.
+    kept_claims: Vec<String>,
     cache: Option<TokenCache>,
 }
 
 impl JwtVerifier {
     /// Build from a validated configuration (its keys were already parsed once by `check`).
-    pub fn compile(cfg: &JwtConfig) -> Result<JwtVerifier, String> {
+    /// `used_claims`: the claims the rest of the configuration reads.
+    pub fn compile(cfg: &JwtConfig, used_claims: &[String]) -> Result<JwtVerifier, String> {
         let keys = match &cfg.keys {
             JwtKeySource::Secret(s) => Keys::Single(DecodingKey::from_secret(s), AlgorithmFamily::Hmac),
             JwtKeySource::PublicKeyPem(pem) => {
@@ -93,7 +100,9 @@ impl JwtVerifier {
                 },
             )),
         };
-        let mut required: HashSet<String> = ["exp", "iss"].into_iter().map(String::from).collect();
+        // `exp` and `nbf` are checked in `check_claims`: jsonwebtoken reads them as unsigned
+        // integers and would refuse valid NumericDates (fractions, values before 1970).
+        let mut required: HashSet<String> = ["iss"].into_iter().map(String::from).collect();
         if !cfg.audiences.is_empty() {
             required.insert("aud".into());
         }
@@ -111,8 +120,8 @@ impl JwtVerifier {
                 .filter(|a| a.family() == family)
                 .collect();
             v.leeway = cfg.leeway.as_secs();
-            v.validate_exp = true;
-            v.validate_nbf = true;
+            v.validate_exp = false;
+            v.validate_nbf = false;
             v.set_issuer(&cfg.issuers);
             if cfg.audiences.is_empty() {
                 v.validate_aud = false;
@@ -129,6 +138,17 @@ impl JwtVerifier {
             max_age_secs: cfg.max_age.map(|d| d.as_secs()),
             leeway_secs: cfg.leeway.as_secs(),
             required_claims: cfg.required_claims.clone(),
+            kept_claims: {
+                let mut kept: Vec<String> = cfg
+                    .forward_claims
+                    .iter()
+                    .map(|(claim, _)| claim.clone())
+                    .chain(used_claims.iter().cloned())
+                    .collect();
+                kept.sort();
+                kept.dedup();
+                kept
+            },
             cache: TokenCache::new(cfg.cache_entries),
         })
     }
@@ -142,6 +162,18 @@ impl JwtVerifier {
         let header = decode_header(token).map_err(|_| "malformed token")?;
         if !self.algorithms.contains(&header.alg) {
             return Err("algorithm not allowed");
+        }
+        // No extension is implemented, so every critical one is unknown (RFC 7515 §4.1.11).
+        if header.crit.is_some() {
+            return Err("unsupported critical header parameter");
+        }
+        if header
+            .extras
+            .inner()
+            .get("b64")
+            .is_some_and(|b64| b64 != &Value::Bool(true))
+        {
+            return Err("unencoded payloads are not accepted");
         }
         let family = header.alg.family();
         let remote_set: Arc<KeySet>;
@@ -177,7 +209,7 @@ impl JwtVerifier {
             _ => "malformed token",
         })?;
         let (exp, iat) = self.check_claims(&data.claims)?;
-        let identity = Arc::new(identity(&data.claims)?);
+        let identity = Arc::new(identity(&data.claims, &self.kept_claims)?);
         if let Some(cache) = &self.cache {
             let age_limit = match (self.max_age_secs, iat) {
                 (Some(max), Some(iat)) => iat + max as f64,
@@ -214,12 +246,19 @@ impl JwtVerifier {
                 .map(|v| v.as_f64().ok_or("claim of the wrong type"))
         };
         let exp = number("exp").ok_or("token has no expiry")??;
-        number("nbf").transpose()?;
+        let nbf = number("nbf").transpose()?;
         let iat = number("iat").transpose()?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
+        let leeway = self.leeway_secs as f64;
+        if exp < now - leeway {
+            return Err("token expired");
+        }
+        if nbf.is_some_and(|nbf| nbf > now + leeway) {
+            return Err("token not yet valid");
+        }
         if let Some(iat) = iat {
             if iat > now + self.leeway_secs as f64 {
                 return Err("token issued in the future");
@@ -250,17 +289,22 @@ impl JwtVerifier {
 }
 
 /// The identity a verified token carries: `sub` is the consumer; scopes from `scope` (space
-/// separated) or `scp`; roles from `roles`; plain claims for `require.claims` and forwarding.
-fn identity(claims: &Map<String, Value>) -> Result<Identity, &'static str> {
+/// separated) or `scp`; roles from `roles`; the `kept` claims as text, for `require.claims`,
+/// rate-limit keys and forwarding.
+fn identity(claims: &Map<String, Value>, kept: &[String]) -> Result<Identity, &'static str> {
     let consumer = claims
         .get("sub")
         .and_then(Value::as_str)
         .ok_or("token has no subject")?;
-    let words = |v: &Value| -> Vec<String> {
+    if consumer.is_empty() {
+        return Err("token has an empty subject");
+    }
+    // RFC 6749 §3.3: scope tokens are separated by spaces (SP) only.
+    let words = |v: &Value| -> Words {
         match v {
-            Value::String(s) => s.split_whitespace().map(String::from).collect(),
-            Value::Array(a) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
-            _ => Vec::new(),
+            Value::String(s) => Words::new(s.split(' ')),
+            Value::Array(a) => Words::new(a.iter().filter_map(Value::as_str)),
+            _ => Words::default(),
         }
     };
     let scopes = claims
@@ -274,7 +318,9 @@ fn identity(claims: &Map<String, Value>) -> Result<Identity, &'static str> {
             Value::String(s) => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
             Value::Bool(b) => Some(b.to_string()),
-            Value::Array(a) if a.iter().all(Value::is_string) => Some(words(v).join(" ")),
+            Value::Array(a) if a.iter().all(Value::is_string) => {
+                Some(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+            }
             _ => None,
         }
     };
@@ -283,9 +329,9 @@ fn identity(claims: &Map<String, Value>) -> Result<Identity, &'static str> {
         plan: claims.get("plan").and_then(Value::as_str).map(String::from),
         scopes,
         roles,
-        claims: claims
+        claims: kept
             .iter()
-            .filter_map(|(k, v)| text(v).map(|t| (k.clone(), t)))
+            .filter_map(|k| claims.get(k).and_then(text).map(|t| (k.clone(), t)))
             .collect(),
     })
 }

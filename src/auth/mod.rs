@@ -20,15 +20,45 @@ use credentials::Found;
 use require::Requirement;
 
 /// Who the request is from, for authorization, forwarding and later steps (limits, logs).
+///
+/// Identities of verified tokens live in the token cache, so they are kept small: scopes and
+/// roles in one allocation each, and only the claims the configuration uses.
 #[derive(Debug, Clone)]
 pub struct Identity {
     /// JWT `sub` or the API key's consumer.
     pub consumer: String,
     pub plan: Option<String>,
-    pub scopes: Vec<String>,
-    pub roles: Vec<String>,
-    /// String-valued claims (JWT), for `require.claims` and forwarding.
+    pub scopes: Words,
+    pub roles: Words,
+    /// String-valued claims the configuration uses (`require.claims`, rate-limit keys,
+    /// `forward_claims`).
     pub claims: Vec<(String, String)>,
+}
+
+/// Space-separated words (scopes, roles) held in one allocation: a token with hundreds of
+/// one-letter scopes costs its text, not hundreds of strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Words(Box<str>);
+
+impl Words {
+    pub fn new<'a>(words: impl IntoIterator<Item = &'a str>) -> Words {
+        let mut text = String::new();
+        for w in words.into_iter().filter(|w| !w.is_empty()) {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(w);
+        }
+        Words(text.into_boxed_str())
+    }
+
+    pub fn contains(&self, word: &str) -> bool {
+        self.iter().any(|w| w == word)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split(' ').filter(|w| !w.is_empty())
+    }
 }
 
 impl Identity {
@@ -70,7 +100,9 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    pub fn compile(cfg: &AuthConfig) -> Result<Authenticator, String> {
+    /// `used_claims`: the claims the configuration reads besides this authenticator's own
+    /// `forward_claims` (`require.claims`, rate-limit keys); only those are kept.
+    pub fn compile(cfg: &AuthConfig, used_claims: &[String]) -> Result<Authenticator, String> {
         let name = cfg.name.value.clone();
         Ok(match &cfg.kind {
             AuthKind::ApiKey(k) => Authenticator {
@@ -81,7 +113,8 @@ impl Authenticator {
             },
             AuthKind::Jwt(j) => Authenticator {
                 verifier: Verifier::Jwt(Box::new(
-                    jwt::JwtVerifier::compile(j).map_err(|e| format!("authenticator `{name}`: {e}"))?,
+                    jwt::JwtVerifier::compile(j, used_claims)
+                        .map_err(|e| format!("authenticator `{name}`: {e}"))?,
                 )),
                 name,
                 sources: j.token_from.clone(),
@@ -118,11 +151,15 @@ impl Authenticator {
         }
     }
 
-    /// The upstream headers for `id`. Values with CR, LF or NUL are refused, never forwarded.
+    /// The upstream headers for `id`. Values with control characters (tab included: some
+    /// applications split or trim on it) are refused, never forwarded.
     pub fn forward_headers(&self, id: &Identity) -> Result<Vec<(HeaderName, HeaderValue)>, &'static str> {
         let mut out = Vec::with_capacity(self.forward.len());
         for (field, header) in &self.forward {
             if let Some(value) = id.field(field) {
+                if value.bytes().any(|b| b < 0x20 || b == 0x7f) {
+                    return Err("identity value cannot be forwarded");
+                }
                 let value = HeaderValue::from_str(value).map_err(|_| "identity value cannot be forwarded")?;
                 out.push((header.clone(), value));
             }

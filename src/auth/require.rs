@@ -27,8 +27,8 @@ impl Requirement {
         let mut checks = self
             .scopes
             .iter()
-            .map(|s| id.scopes.iter().any(|have| have == s))
-            .chain(self.roles.iter().map(|r| id.roles.iter().any(|have| have == r)))
+            .map(|s| id.scopes.contains(s))
+            .chain(self.roles.iter().map(|r| id.roles.contains(r)))
             .chain(
                 self.claims
                     .iter()
@@ -54,8 +54,8 @@ mod tests {
         Identity {
             consumer: "c".into(),
             plan: None,
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            roles: roles.iter().map(|s| s.to_string()).collect(),
+            scopes: crate::auth::Words::new(scopes.iter().copied()),
+            roles: crate::auth::Words::new(roles.iter().copied()),
             claims: Vec::new(),
         }
     }
@@ -64,7 +64,7 @@ mod tests {
     fn all_and_any() {
         let all = Requirement::compile(&RequireConfig {
             scopes: vec!["a".into(), "b".into()],
-            roles: vec![],
+            roles: Vec::new(),
             claims: vec![],
             mode: RequireMode::All,
         });

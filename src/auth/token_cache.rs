@@ -113,8 +113,8 @@ mod tests {
         Arc::new(Identity {
             consumer: "a".into(),
             plan: None,
-            scopes: vec![],
-            roles: vec![],
+            scopes: Default::default(),
+            roles: Default::default(),
             claims: vec![],
         })
     }

@@ -66,10 +66,11 @@ impl Snapshot {
                 },
             )
             .collect::<Result<_, _>>()?;
+        let used_claims = used_claims(config);
         let authenticators: Vec<Authenticator> = config
             .auth
             .iter()
-            .map(Authenticator::compile)
+            .map(|a| Authenticator::compile(a, &used_claims))
             .collect::<Result<_, _>>()?;
         let mut identity_headers: Vec<http::HeaderName> = Vec::new();
         for h in authenticators.iter().flat_map(|a| a.forwarded_headers()) {
@@ -209,6 +210,27 @@ impl Snapshot {
             ))
         }
     }
+}
+
+/// The token claims the configuration reads outside the authenticators (`require.claims`,
+/// rate-limit keys): verified identities keep these and their authenticator's
+/// `forward_claims`, nothing else.
+fn used_claims(config: &Config) -> Vec<String> {
+    let required = config
+        .routes
+        .iter()
+        .filter_map(|r| r.auth.require.as_ref())
+        .flat_map(|req| req.claims.iter().map(|(claim, _)| claim.clone()));
+    let keyed = config.rate_limits.iter().flat_map(|p| {
+        p.key.iter().filter_map(|part| match part {
+            crate::config::KeyPart::Claim(claim) => Some(claim.clone()),
+            _ => None,
+        })
+    });
+    let mut claims: Vec<String> = required.chain(keyed).collect();
+    claims.sort();
+    claims.dedup();
+    claims
 }
 
 /// The current snapshot behind one atomic pointer.
