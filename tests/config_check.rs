@@ -137,7 +137,7 @@ fn structural_mistakes() {
         ),
         (
             "server:\n  listen: [\"127.0.0.1:1\"]\n  threads: many\n",
-            "FILE:3:12: server.threads: expected a whole number",
+            "FILE:3:12: server.threads: must be a whole number from 1 to 1024, found `many`",
         ),
         (
             "server:\n  listen: [\"127.0.0.1:1\"]\n  listen: [\"127.0.0.1:2\"]\n",
@@ -171,7 +171,7 @@ fn route_and_upstream_rules() {
         "routes[2].strip_prefix: `/b` is not a prefix of the route's path `/a`",
         "routes[1].match: give either `path` (exact) or `path_prefix`, not both",
         "routes[3].match.path_prefix: path `/a;b` contains `;`",
-        "upstreams.a.retries: must be at most 15",
+        "upstreams.a.retries: must be a whole number from 0 to 15, found `16`",
     ] {
         assert!(got.contains(want), "missing {want:?} in:\n{got}");
     }
@@ -228,4 +228,58 @@ fn the_summary_explains_overlapping_prefixes_with_different_auth() {
         "only the overlap with different auth is explained:\n{}",
         out.stdout
     );
+}
+
+/// Pattern syntax in a route path used to be taken literally without a word; mistakes of
+/// indentation, numbers, percentages and target addresses were reported in parser or type
+/// wording, or several times over. Each is now one message that says what to write.
+#[test]
+fn patterns_and_common_mistakes_get_one_plain_message_each() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "upstreams:\n  a: { targets: [\"127.0.0.1:9001\"] }\nroutes:\n  - { name: r, match: { path_prefix: \"/files/*/raw\" }, upstream: a }\n  - { name: s, match: { path: \"/users/{id}\" }, upstream: a }\n  - { name: t, match: { path: /users/:id }, upstream: a }\n",
+            &[
+                "FILE:6:38: routes[0].match.path_prefix: path `/files/*/raw` uses pattern syntax (`*`), but route paths are literal",
+                "FILE:7:31: routes[1].match.path: path `/users/{id}` uses pattern syntax (`{…}`)",
+                "FILE:8:31: routes[2].match.path: path `/users/:id` uses pattern syntax (a `:name` segment)",
+            ],
+        ),
+        (
+            "upstreams:\n  a:\n    targets: [{ addr: \"127.0.0.1:9001\", weight: 1.5 }, \"http://127.0.0.1:9002/api\"]\n    connect_timeout: 1.5s\n",
+            &[
+                "FILE:5:49: upstreams.a.targets[0].weight: must be a whole number from 1 to 10000, found `1.5`",
+                "FILE:5:56: upstreams.a.targets[1]: `http://127.0.0.1:9002/api`: targets are HOST:PORT without a scheme or path, such as `127.0.0.1:9002`",
+                "FILE:6:22: upstreams.a.connect_timeout: bad duration: `1.5s`: fractions are not accepted; use a smaller unit (1500ms, not 1.5s)",
+            ],
+        ),
+        (
+            "upstreams:\n  a: { targets: [\"127.0.0.1:9001\"] }\nroutes:\n  - name: c\n    match: { path_prefix: /c }\n    versions:\n      from: [path]\n      default: \"2\"\n      \"1\": { upstream: a, successor: \"2\" }\n      \"2\": { upstream: a, split: [ { upstream: a, percent: 150 } ] }\n",
+            &["FILE:12:60: routes[0].versions.2.split[0].percent: `150`: expected a percentage above 0 and at most 100, with at most two decimals"],
+        ),
+        (
+            "upstreams:\n  users:\n  targets: [\"127.0.0.1:9001\"]\n  balance: random\n",
+            &["FILE:5:3: upstreams.users: `targets`, `balance` are indented at the level of upstream names: indent them under `users`"],
+        ),
+        (
+            "upstreams:\n  a: { targets: [\"127.0.0.1:9001\"] }\nroutes:\n  - name: r\n    match:\n      path_prefix: /r\n      upstream: a\n",
+            &["FILE:9:7: routes[0].match.upstream: `upstream` is a field of `routes[0]`, not of `match`: indent it to line up with `match`"],
+        ),
+        (
+            "upstreams:\n  a:\n    targets: [\"127.0.0.1:9001\"]\n   balance: random\n",
+            &["FILE:6:11: YAML syntax error: this line is not indented like the keys around it"],
+        ),
+    ];
+    for (body, want) in cases {
+        let out = check(&format!("{SERVER}{body}"));
+        let got = problems(&out);
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "one problem per mistake:\n{}",
+            got.join("\n")
+        );
+        for (line, expected) in got.iter().zip(*want) {
+            assert!(line.starts_with(expected), "\n got: {line}\nwant: {expected}");
+        }
+    }
 }

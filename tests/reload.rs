@@ -277,3 +277,53 @@ fn the_admin_listener_refuses_rebinding_cross_site_posts_and_slow_heads() {
     );
     assert!(matches!(outcome, Trickled::Closed), "{outcome:?}");
 }
+
+/// A few hundred bytes of nested YAML aliases ("billion laughs") exhausted memory in `check`,
+/// `run` and a live reload (the running gateway died). Expansion and file size are bounded:
+/// each refuses the file quickly, and a running gateway keeps serving.
+#[test]
+fn a_yaml_alias_bomb_is_refused_and_the_gateway_keeps_serving() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let body_a = body(&a, &b, "A");
+    let gw = Gateway::start(&body_a);
+    let mut bomb = String::from("x-bomb:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+        bomb.push_str(&format!("  a{i}: &a{i} [{refs}]\n"));
+    }
+    assert!(bomb.len() < 1024, "a 1 KB file ({} bytes)", bomb.len());
+    let text = std::fs::read_to_string(gw.config_path()).expect("read config");
+    std::fs::write(gw.config_path(), format!("{text}{bomb}")).expect("write config");
+
+    let started = std::time::Instant::now();
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(gw.config_path())
+        .output()
+        .expect("run check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("aliases expand to more than"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "refused quickly");
+
+    let r = request(gw.admin(), "POST", "localhost", "/reload", &[], b"");
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("aliases expand"), "{}", r.text());
+    assert_eq!(
+        gw.get("/v/x").header("x-config"),
+        Some("A"),
+        "the old snapshot serves"
+    );
+
+    // A file over the size limit is refused without being read whole.
+    let huge = gw.dir().join("huge.yaml");
+    let file = std::fs::File::create(&huge).expect("create");
+    file.set_len(17 * 1024 * 1024).expect("sparse 17 MiB file");
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&huge)
+        .output()
+        .expect("check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("larger than 16 MiB"), "{stderr}");
+}

@@ -15,9 +15,21 @@ use super::yaml::Node;
 /// Decode the `auth:` mapping; names of broken authenticators are still returned so routes
 /// naming them are not also reported as naming an undefined one.
 pub fn decode_auth(node: &Node, base_dir: &Path, p: &mut Problems) -> (Vec<AuthConfig>, Vec<String>) {
-    named_items(node, "auth", "authenticator", p, |name, value, path, p| {
-        decode_authenticator(value, path, base_dir, p).map(|kind| AuthConfig { name, kind })
-    })
+    let fields: Vec<&str> = API_KEY_FIELDS
+        .iter()
+        .chain(super::jwt_schema::FIELDS)
+        .copied()
+        .collect();
+    named_items(
+        node,
+        "auth",
+        "authenticator",
+        &fields,
+        p,
+        |name, value, path, p| {
+            decode_authenticator(value, path, base_dir, p).map(|kind| AuthConfig { name, kind })
+        },
+    )
 }
 
 fn decode_authenticator(node: &Node, path: &str, base_dir: &Path, p: &mut Problems) -> Option<AuthKind> {
@@ -52,8 +64,10 @@ fn decode_authenticator(node: &Node, path: &str, base_dir: &Path, p: &mut Proble
     }
 }
 
+const API_KEY_FIELDS: &[&str] = &["type", "from", "keys_file", "forward"];
+
 fn decode_api_key(node: &Node, path: &str, base_dir: &Path, p: &mut Problems) -> Option<ApiKeyConfig> {
-    let f = Fields::new(node, path, &["type", "from", "keys_file", "forward"], p)?;
+    let f = Fields::new(node, path, API_KEY_FIELDS, p)?;
     // Decode every field before combining, so one run reports all of their problems.
     let from = sources(&f, "from", p);
     let keys_file: Option<Spanned<String>> = f.req("keys_file", p);
@@ -179,7 +193,7 @@ fn load_keys(
     p: &mut Problems,
 ) -> Option<Vec<ApiKeyEntry>> {
     let full = base_dir.join(&file.value);
-    let text = match std::fs::read_to_string(&full) {
+    let text = match super::read_bounded(&full) {
         Ok(t) => t,
         Err(e) => {
             p.add(

@@ -82,8 +82,7 @@ macro_rules! decode_unsigned {
                 match text.parse::<$t>() {
                     Ok(v) => Some(v),
                     Err(_) => {
-                        problems.add(node.pos(), path, format!(
-                            "expected a whole number from 0 to {}, found `{text}`", <$t>::MAX));
+                        problems.add(node.pos(), path, whole_number_problem(text));
                         None
                     }
                 }
@@ -92,6 +91,19 @@ macro_rules! decode_unsigned {
     )*};
 }
 decode_unsigned!(u16, u32, u64, usize);
+
+/// Why `text` is not a whole number, in the words of what was written.
+fn whole_number_problem(text: &str) -> String {
+    if text.parse::<f64>().is_ok_and(|f| f.fract() != 0.0) {
+        format!("expected a whole number, found the fraction `{text}`")
+    } else if text.starts_with('-') {
+        format!("expected a whole number of 0 or more, found `{text}`")
+    } else if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        format!("`{text}` is too large")
+    } else {
+        format!("expected a whole number, found `{text}`")
+    }
+}
 
 impl Decode for Duration {
     fn decode(node: &Node, path: &str, problems: &mut Problems) -> Option<Self> {
@@ -192,10 +204,16 @@ impl<T: Decode> Decode for Entries<T> {
 /// plain (it becomes a metric label and log field) and unique; `decode` turns its value into an
 /// item. Every declared name is returned, even where the definition is broken, so references to
 /// it are not also reported as undefined.
+///
+/// `fields` are an item's own field names: one written at the level of the names (with a
+/// value that is not a mapping, so it cannot be an item) was meant to be indented under the
+/// item above it. That mistake is reported once, not as an empty item plus one broken item
+/// per field.
 pub fn named_items<T>(
     node: &Node,
     section: &str,
     what: &str,
+    fields: &[&str],
     p: &mut Problems,
     mut decode: impl FnMut(Spanned<String>, &Node, &str, &mut Problems) -> Option<T>,
 ) -> (Vec<T>, Vec<String>) {
@@ -207,12 +225,57 @@ pub fn named_items<T>(
         );
         return (Vec::new(), Vec::new());
     };
+    let stray = |(k, v): &(Node, Node)| {
+        matches!(k, Node::Scalar { value, .. } if fields.contains(&value.as_str()))
+            && !matches!(v, Node::Map { .. })
+    };
     let mut items = Vec::new();
     let mut names: Vec<Spanned<String>> = Vec::new();
-    for (k, v) in entries {
+    for (i, (k, v)) in entries.iter().enumerate() {
+        if stray(&entries[i]) {
+            // Reported with the item above it; before any item, on its own.
+            if names.is_empty() && !entries[..i].iter().any(|e| !stray(e)) {
+                p.add(
+                    k.pos(),
+                    section,
+                    format!("this is a field of an {what}, not an {what} name: indent it under one"),
+                );
+            }
+            continue;
+        }
+        let strays: Vec<&str> = entries[i + 1..]
+            .iter()
+            .take_while(|e| stray(e))
+            .filter_map(|(k, _)| match k {
+                Node::Scalar { value, .. } => Some(value.as_str()),
+                _ => None,
+            })
+            .collect();
         let Some(name) = scalar(k, section, &format!("an {what} name"), p) else {
             continue;
         };
+        if !strays.is_empty() {
+            let path = format!("{section}.{name}");
+            p.add(
+                entries[i + 1].0.pos(),
+                &path,
+                format!(
+                    "{} {} indented at the level of {what} names: indent {} under `{name}`",
+                    strays
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if strays.len() == 1 { "is" } else { "are" },
+                    if strays.len() == 1 { "it" } else { "them" },
+                ),
+            );
+            names.push(Spanned {
+                value: name.to_string(),
+                pos: k.pos(),
+            });
+            continue;
+        }
         let path = format!("{section}.{name}");
         if let Some(first) = names.iter().find(|n| n.value == name) {
             p.add(
@@ -270,6 +333,19 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn new(node: &'a Node, path: &str, allowed: &[&str], problems: &mut Problems) -> Option<Fields<'a>> {
+        Fields::nested(node, path, allowed, &[], problems)
+    }
+
+    /// Like [`Fields::new`] for a mapping nested in another whose fields are `parent`: a
+    /// parent's field written here was indented one level too deep, and is reported as such
+    /// (the parent does not report it missing; see [`Fields::misplaced`]).
+    pub fn nested(
+        node: &'a Node,
+        path: &str,
+        allowed: &[&str],
+        parent: &[&str],
+        problems: &mut Problems,
+    ) -> Option<Fields<'a>> {
         let Node::Map { entries, pos } = node else {
             problems.add(
                 node.pos(),
@@ -289,11 +365,20 @@ impl<'a> Fields<'a> {
                 continue;
             };
             if !allowed.contains(&key) {
-                let hint = match did_you_mean(key, allowed) {
-                    Some(s) => format!("; did you mean `{s}`?"),
-                    None => format!(" (expected one of: {})", allowed.join(", ")),
+                let message = if parent.contains(&key) {
+                    let (outer, inner) = path.rsplit_once('.').unwrap_or(("the section", path));
+                    format!(
+                        "`{key}` is a field of `{outer}`, not of `{inner}`: indent it to line up \
+                         with `{inner}`"
+                    )
+                } else {
+                    let hint = match did_you_mean(key, allowed) {
+                        Some(s) => format!("; did you mean `{s}`?"),
+                        None => format!(" (expected one of: {})", allowed.join(", ")),
+                    };
+                    format!("unknown field `{key}`{hint}")
                 };
-                problems.add(k.pos(), &join(path, key), format!("unknown field `{key}`{hint}"));
+                problems.add(k.pos(), &join(path, key), message);
                 continue;
             }
             if let Some(i) = kept.iter().position(|(name, _)| *name == key) {
@@ -337,6 +422,18 @@ impl<'a> Fields<'a> {
         self.node(key).is_some()
     }
 
+    /// Whether `key` was written inside the mapping of field `child` instead of here (an
+    /// indentation mistake [`Fields::nested`] reports once; this mapping should not also
+    /// report it missing).
+    pub fn misplaced(&self, child: &str, key: &str) -> bool {
+        match self.node(child) {
+            Some(Node::Map { entries, .. }) => entries
+                .iter()
+                .any(|(k, _)| matches!(k, Node::Scalar { value, .. } if value == key)),
+            _ => false,
+        }
+    }
+
     /// An optional field: `None` when absent (or unusable, which has been reported).
     pub fn opt<T: Decode>(&self, key: &str, problems: &mut Problems) -> Option<T> {
         match self.node(key) {
@@ -370,31 +467,34 @@ impl<'a> Fields<'a> {
     }
 
     /// A whole number within `range` (`default` when absent). Anything else — a fraction, a
-    /// negative number, a word, a value out of range — is reported as what the field takes:
-    /// "must be a whole number from 1 to 10000, found `1.5`".
+    /// negative number, a word, a value out of range — is reported as what the field takes,
+    /// "must be a whole number from 1 to 10000, found `1.5`", and `default` stands in so the
+    /// item's other checks still run (a reported problem keeps the file from being used).
     pub fn ranged<T: TryFrom<u64>>(
         &self,
         key: &str,
         range: std::ops::RangeInclusive<u64>,
         default: T,
         problems: &mut Problems,
-    ) -> Option<T> {
+    ) -> T {
         let node = match self.node(key) {
-            None | Some(Node::Null { .. }) => return Some(default),
+            None | Some(Node::Null { .. }) => return default,
             Some(node) => node,
         };
         let expected = format!("a whole number from {} to {}", range.start(), range.end());
-        let text = scalar(node, &self.path_of(key), &expected, problems)?;
+        let Some(text) = scalar(node, &self.path_of(key), &expected, problems) else {
+            return default;
+        };
         let value = text.parse::<u64>().ok().filter(|v| range.contains(v));
         match value.and_then(|v| T::try_from(v).ok()) {
-            Some(v) => Some(v),
+            Some(v) => v,
             None => {
                 problems.add(
                     node.pos(),
                     &self.path_of(key),
                     format!("must be {expected}, found `{text}`"),
                 );
-                None
+                default
             }
         }
     }

@@ -24,6 +24,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if start == i {
             return Err(format!("`{text}`: {expected}"));
         }
+        if bytes.get(i) == Some(&b'.') {
+            return Err(format!(
+                "`{text}`: fractions are not accepted; use a smaller unit (1500ms, not 1.5s)"
+            ));
+        }
         let number: u64 = s[start..i]
             .parse()
             .map_err(|_| format!("`{text}`: number too large"))?;

@@ -13,7 +13,7 @@ use super::decode::{index, Fields, Spanned};
 use super::diag::Problems;
 use super::yaml::Node;
 
-const FIELDS: &[&str] = &[
+pub const FIELDS: &[&str] = &[
     "type",
     "issuers",
     "audiences",
@@ -146,7 +146,7 @@ fn decode_keys(
         None
     };
     let read = |file: &str| {
-        std::fs::read(base_dir.join(file))
+        super::read_bounded_bytes(&base_dir.join(file))
             .map_err(|e| format!("cannot read {}: {e}", base_dir.join(file).display()))
     };
     match key_field {

@@ -33,9 +33,14 @@ pub fn decode_rate_limits(
     redis_declared: bool,
     p: &mut Problems,
 ) -> (Vec<RateLimitConfig>, Vec<String>) {
-    named_items(node, "rate_limits", "rate limit", p, |name, node, path, p| {
-        decode_policy(name, node, path, redis_declared, p)
-    })
+    named_items(
+        node,
+        "rate_limits",
+        "rate limit",
+        FIELDS,
+        p,
+        |name, node, path, p| decode_policy(name, node, path, redis_declared, p),
+    )
 }
 
 fn decode_policy(
@@ -92,9 +97,9 @@ fn decode_policy(
         missing_key: missing_key?,
         store: store?,
         plans: plans?,
-        expected_keys: expected_keys?,
+        expected_keys,
         legacy_headers: f.or("legacy_headers", false, p),
-        ipv6_prefix: ipv6_prefix?,
+        ipv6_prefix,
     })
 }
 

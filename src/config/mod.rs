@@ -30,9 +30,13 @@ pub use model::*;
 pub use redis_model::*;
 pub use versions_model::*;
 
+/// The largest configuration file (or keys / key-set file) read: a 20,000-route file is
+/// about 2 MiB.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Read and validate the configuration file at `path`.
 pub fn load_file(path: &str) -> Result<Config, Problems> {
-    match std::fs::read_to_string(path) {
+    match read_bounded(std::path::Path::new(path)) {
         Ok(text) => load_str(&text, path),
         Err(e) => {
             let mut p = Problems::new(path);
@@ -42,13 +46,35 @@ pub fn load_file(path: &str) -> Result<Config, Problems> {
     }
 }
 
+/// A file of at most [`MAX_FILE_BYTES`], read without ever holding more.
+pub fn read_bounded_bytes(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "the file is larger than {} MiB",
+            MAX_FILE_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(bytes)
+}
+
+/// A UTF-8 text file of at most [`MAX_FILE_BYTES`].
+pub fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
+    String::from_utf8(read_bounded_bytes(path)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not UTF-8 text"))
+}
+
 /// Validate configuration `text`; `file` names it in messages.
 pub fn load_str(text: &str, file: &str) -> Result<Config, Problems> {
     let mut p = Problems::new(file);
     let root = match yaml::parse(text) {
         Ok(root) => root,
         Err(e) => {
-            p.add(e.pos, "", format!("YAML syntax error: {}", e.message));
+            p.add(e.pos, "", e.message);
             return Err(p);
         }
     };

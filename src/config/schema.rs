@@ -190,10 +190,7 @@ fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option<ServerConf
             Some(host)
         })
         .collect();
-    let threads: usize = f.or("threads", 2, p);
-    if threads == 0 {
-        p.add(f.pos(), &f.path_of("threads"), "must be at least 1");
-    }
+    let threads = f.ranged("threads", 1..=1024, 2usize, p);
     let log_level: Option<Spanned<String>> = f.opt("log_level", p);
     if let Some(l) = &log_level {
         const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace", "off"];
@@ -262,26 +259,16 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<RequestLim
         ],
         p,
     )?;
+    // Pingora itself refuses more than 256 headers; a larger cap would be a lie.
+    let max_header_count = f.ranged("max_header_count", 1..=256, d.max_header_count, p);
+    let max_header_bytes = f.ranged("max_header_bytes", 1024..=1024 * 1024, d.max_header_bytes, p);
+    let max_uri_length = f.ranged("max_uri_length", 256..=64 * 1024, d.max_uri_length, p);
     let limits = RequestLimits {
-        max_header_count: f.or("max_header_count", d.max_header_count, p),
-        max_header_bytes: f.or("max_header_bytes", d.max_header_bytes, p),
-        max_uri_length: f.or("max_uri_length", d.max_uri_length, p),
+        max_header_count,
+        max_header_bytes,
+        max_uri_length,
         header_read_timeout: f.or("header_read_timeout", d.header_read_timeout, p),
     };
-    // Pingora itself refuses more than 256 headers; a larger cap would be a lie.
-    if !(1..=256).contains(&limits.max_header_count) {
-        p.add(
-            f.pos(),
-            &f.path_of("max_header_count"),
-            "must be between 1 and 256",
-        );
-    }
-    if limits.max_header_bytes < 1024 {
-        p.add(f.pos(), &f.path_of("max_header_bytes"), "must be at least 1024");
-    }
-    if limits.max_uri_length < 256 {
-        p.add(f.pos(), &f.path_of("max_uri_length"), "must be at least 256");
-    }
     if limits.header_read_timeout.is_zero() {
         p.add(
             f.pos(),
@@ -312,8 +299,19 @@ fn socket_addr(s: &Spanned<String>, path: &str, p: &mut Problems) -> Option<Sock
 /// Upstream names are kept even when the upstream itself is broken, so routes naming it are
 /// not reported a second time as "undefined".
 fn decode_upstreams(node: &Node, p: &mut Problems) -> Vec<UpstreamConfig> {
-    named_items(node, "upstreams", "upstream", p, decode_upstream).0
+    named_items(node, "upstreams", "upstream", UPSTREAM_FIELDS, p, decode_upstream).0
 }
+
+const UPSTREAM_FIELDS: &[&str] = &[
+    "targets",
+    "balance",
+    "hash_key",
+    "health_check",
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+    "retries",
+];
 
 fn decode_upstream(
     name: Spanned<String>,
@@ -321,17 +319,7 @@ fn decode_upstream(
     path: &str,
     p: &mut Problems,
 ) -> Option<UpstreamConfig> {
-    const FIELDS: &[&str] = &[
-        "targets",
-        "balance",
-        "hash_key",
-        "health_check",
-        "connect_timeout",
-        "read_timeout",
-        "write_timeout",
-        "retries",
-    ];
-    let f = Fields::new(node, path, FIELDS, p)?;
+    let f = Fields::new(node, path, UPSTREAM_FIELDS, p)?;
     let targets = match f.node("targets") {
         Some(Node::Seq { items, .. }) => {
             if items.is_empty() {
@@ -416,15 +404,8 @@ fn decode_upstream(
             );
         }
     }
-    let retries: usize = f.or("retries", 1, p);
     // Pingora stops after 16 attempts per request whatever we ask for.
-    if retries > 15 {
-        p.add(
-            f.node("retries").map_or(f.pos(), Node::pos),
-            &f.path_of("retries"),
-            "must be at most 15",
-        );
-    }
+    let retries = f.ranged("retries", 0..=15, 1usize, p);
     Some(UpstreamConfig {
         name,
         targets: targets?,
@@ -482,20 +463,16 @@ fn decode_target(node: &Node, path: &str, p: &mut Problems) -> Option<TargetConf
         Node::Map { .. } => {
             let f = Fields::new(node, path, &["addr", "weight"], p)?;
             let addr = f.req::<Spanned<String>>("addr", p);
-            let weight = f.opt::<Spanned<usize>>("weight", p);
-            if let Some(w) = &weight {
-                if w.value == 0 {
-                    p.add(
-                        w.pos,
-                        &f.path_of("weight"),
-                        "weight must be at least 1 (remove the target to take it out)",
-                    );
-                }
-                if w.value > 10_000 {
-                    p.add(w.pos, &f.path_of("weight"), "weight must be at most 10000");
-                }
+            if matches!(f.node("weight"), Some(Node::Scalar { value, .. }) if value == "0") {
+                p.add(
+                    f.pos_of("weight"),
+                    &f.path_of("weight"),
+                    "weight must be at least 1 (remove the target to take it out)",
+                );
+                return None;
             }
-            (addr?, weight.map_or(1, |w| w.value))
+            let weight = f.ranged("weight", 1..=10_000, 1usize, p);
+            (addr?, weight)
         }
         other => {
             p.add(
@@ -507,7 +484,7 @@ fn decode_target(node: &Node, path: &str, p: &mut Problems) -> Option<TargetConf
         }
     };
     let resolved = resolve(&addr, path, p)?;
-    (weight > 0 && weight <= 10_000).then_some(TargetConfig {
+    Some(TargetConfig {
         addr,
         resolved,
         weight,
@@ -518,6 +495,31 @@ fn decode_target(node: &Node, path: &str, p: &mut Problems) -> Option<TargetConf
 fn resolve(addr: &Spanned<String>, path: &str, p: &mut Problems) -> Option<SocketAddr> {
     if let Ok(a) = addr.value.parse::<SocketAddr>() {
         return Some(a);
+    }
+    if let Some((scheme, rest)) = addr.value.split_once("://") {
+        let host_port = rest.split('/').next().unwrap_or(rest);
+        p.add(
+            addr.pos,
+            path,
+            format!(
+                "`{}`: targets are HOST:PORT without a scheme or path, such as `{host_port}`{}",
+                addr.value,
+                if scheme.eq_ignore_ascii_case("https") {
+                    " (TLS to upstreams is not supported yet)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        return None;
+    }
+    if addr.value.contains('/') {
+        p.add(
+            addr.pos,
+            path,
+            format!("`{}`: a target has no path; write HOST:PORT only", addr.value),
+        );
+        return None;
     }
     let looks_like_host_port = addr
         .value
@@ -556,7 +558,7 @@ fn decode_health_check(node: &Node, path: &str, p: &mut Problems) -> Option<Heal
         "healthy_threshold",
         "unhealthy_threshold",
     ];
-    let f = Fields::new(node, path, FIELDS, p)?;
+    let f = Fields::nested(node, path, FIELDS, UPSTREAM_FIELDS, p)?;
     let kind: Spanned<String> = f.opt("type", p).unwrap_or(Spanned {
         value: "http".into(),
         pos: f.pos(),
@@ -650,24 +652,25 @@ fn decode_health_check(node: &Node, path: &str, p: &mut Problems) -> Option<Heal
     })
 }
 
+const ROUTE_FIELDS: &[&str] = &[
+    "name",
+    "match",
+    "upstream",
+    "strip_prefix",
+    "request_headers",
+    "response_headers",
+    "timeout",
+    "auth",
+    "require",
+    "forward_credential",
+    "rate_limit",
+    "versions",
+    "pass_headers",
+    "websocket",
+];
+
 fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig> {
-    const FIELDS: &[&str] = &[
-        "name",
-        "match",
-        "upstream",
-        "strip_prefix",
-        "request_headers",
-        "response_headers",
-        "timeout",
-        "auth",
-        "require",
-        "forward_credential",
-        "rate_limit",
-        "versions",
-        "pass_headers",
-        "websocket",
-    ];
-    let f = Fields::new(node, path, FIELDS, p)?;
+    let f = Fields::new(node, path, ROUTE_FIELDS, p)?;
     let auth = decode_route_auth(&f, p);
     let pass_headers = decode_pass_headers(&f, p);
     let name: Option<Spanned<String>> = f.req("name", p);
@@ -697,6 +700,8 @@ fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig
             &f.path_of("versions"),
             "a route has either `upstream` or `versions`, not both",
         ),
+        // Written inside `match` by mistake: reported there, once.
+        (false, false) if f.misplaced("match", "upstream") || f.misplaced("match", "versions") => {}
         (false, false) => p.add(
             f.pos(),
             &f.path_of("upstream"),
@@ -756,6 +761,19 @@ fn decode_pass_headers(f: &Fields<'_>, p: &mut Problems) -> Option<Vec<HeaderNam
 /// A route path must already be in the canonical form request paths are normalized to,
 /// otherwise it could never match (or would match something else than it says).
 fn canonical_path(s: &Spanned<String>, path: &str, p: &mut Problems) -> bool {
+    if let Some(syntax) = pattern_syntax(&s.value) {
+        p.add(
+            s.pos,
+            path,
+            format!(
+                "path `{}` uses pattern syntax ({syntax}), but route paths are literal: path \
+                 templates and wildcards are not supported yet, so it would match only a request \
+                 for exactly these characters; write a literal `path`, or a `path_prefix`",
+                s.value
+            ),
+        );
+        return false;
+    }
     if s.value.contains(';') {
         p.add(s.pos, path, format!("path `{}` contains `;`; requests with `;` path parameters are refused, so it could never match", s.value));
         return false;
@@ -785,6 +803,22 @@ fn canonical_path(s: &Spanned<String>, path: &str, p: &mut Problems) -> bool {
             p.add(s.pos, path, format!("path `{}` is invalid: {e}", s.value));
             false
         }
+    }
+}
+
+/// Pattern syntax an operator may expect to work in a route path: `*` wildcards, `{id}`
+/// templates, `:id` segments, regular-expression classes and anchors.
+fn pattern_syntax(path: &str) -> Option<&'static str> {
+    if path.contains('*') {
+        Some("`*`")
+    } else if path.contains(['{', '}']) {
+        Some("`{…}`")
+    } else if path.split('/').any(|seg| seg.starts_with(':')) {
+        Some("a `:name` segment")
+    } else if path.contains(['[', ']', '^', '$', '|']) {
+        Some("regular-expression characters")
+    } else {
+        None
     }
 }
 
@@ -858,10 +892,11 @@ const METHODS: &[&str] = &[
 ];
 
 fn decode_match(node: &Node, path: &str, p: &mut Problems) -> Option<MatchConfig> {
-    let f = Fields::new(
+    let f = Fields::nested(
         node,
         path,
         &["hosts", "path", "path_prefix", "methods", "headers"],
+        ROUTE_FIELDS,
         p,
     )?;
     let exact: Option<Spanned<String>> = f.opt("path", p);

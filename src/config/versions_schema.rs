@@ -56,6 +56,9 @@ pub fn decode_versions(node: &Node, path: &str, route: &str, p: &mut Problems) -
     let f = Fields::new(&options, path, OPTIONS, p)?;
     let mut ok = true;
     let mut versions: Vec<VersionConfig> = Vec::new();
+    // Every version declared, broken ones included: a reference to a version whose own
+    // definition has a problem is not a second problem.
+    let mut declared: Vec<String> = Vec::new();
     for (k, v) in version_entries {
         let Some(name) = scalar(k, path, "a version name", p) else {
             continue;
@@ -74,7 +77,7 @@ pub fn decode_versions(node: &Node, path: &str, route: &str, p: &mut Problems) -
             ok = false;
             continue;
         }
-        if versions.iter().any(|o| o.name.value == name.value) {
+        if declared.contains(&name.value) {
             p.add(
                 name.pos,
                 &vpath,
@@ -83,6 +86,7 @@ pub fn decode_versions(node: &Node, path: &str, route: &str, p: &mut Problems) -
             ok = false;
             continue;
         }
+        declared.push(name.value.clone());
         match decode_version(name, v, &vpath, p) {
             Some(version) => versions.push(version),
             None => ok = false,
@@ -154,7 +158,7 @@ pub fn decode_versions(node: &Node, path: &str, route: &str, p: &mut Problems) -
         ok = false;
     }
     let default: Option<Spanned<String>> = f.opt("default", p);
-    let names: Vec<&str> = versions.iter().map(|v| v.name.value.as_str()).collect();
+    let names: Vec<&str> = declared.iter().map(String::as_str).collect();
     if let Some(d) = &default {
         if !names.contains(&d.value.as_str()) {
             p.add(

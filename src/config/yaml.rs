@@ -86,11 +86,77 @@ impl Node {
     }
 }
 
-/// A syntax error with its position.
+/// The most nodes a document may hold, aliases expanded (a 20,000-route file has about
+/// 250,000). Beyond it the document is refused: a few hundred bytes of nested aliases
+/// ("billion laughs") would otherwise expand to billions of nodes and exhaust memory in
+/// `check`, at start-up, or in a running gateway on reload.
+pub const MAX_NODES: usize = 1_000_000;
+/// The most nodes that alias expansion may add (shared snippets are small).
+pub const MAX_EXPANDED: usize = 100_000;
+/// The deepest nesting of lists and mappings (the schema needs fewer than 10 levels).
+pub const MAX_DEPTH: usize = 64;
+
+/// A syntax error (or a document over the size bounds) with its position.
 #[derive(Debug, Clone)]
 pub struct SyntaxError {
     pub pos: Pos,
     pub message: String,
+}
+
+/// yaml-rust2's messages describe its parser's state ("while parsing a block mapping, did not
+/// find expected key"); an operator needs what is wrong with the file. The parser's wording
+/// follows in parentheses.
+fn explain(raw: &str) -> String {
+    const PLAIN: &[(&str, &str)] = &[
+        (
+            "did not find expected key",
+            "this line is not indented like the keys around it; keys of one mapping line up \
+             exactly, and a deeper key needs a parent key ending in `:` above it",
+        ),
+        (
+            "did not find expected '-' indicator",
+            "this line is indented like a list item but does not start with `- `; line it up \
+             with the key above it, or make it an item",
+        ),
+        ("tabs disallowed", "tabs cannot indent YAML; use spaces"),
+        (
+            "mapping values are not allowed",
+            "a `key: value` cannot start here: quote a value that contains `: `, or fix the \
+             indentation of this line",
+        ),
+        (
+            "did not find expected ',' or ']'",
+            "a `[ … ]` list is not closed, or two of its items lack a comma between them",
+        ),
+        (
+            "did not find expected ',' or '}'",
+            "a `{ … }` mapping is not closed, or two of its entries lack a comma between them",
+        ),
+        (
+            "cannot start any token",
+            "a value starts with a character YAML reserves (such as `@`, `` ` `` or `%`): quote the value",
+        ),
+        (
+            "unknown escape character",
+            "a double-quoted value has an unknown `\\` escape: use single quotes",
+        ),
+        (
+            "unexpected end of stream",
+            "the file ends inside a quoted value or an open `[`/`{`",
+        ),
+        (
+            "did not find expected node content",
+            "a value is missing here, or starts with a character YAML does not expect",
+        ),
+        (
+            "block sequence entries are not allowed",
+            "a `- ` list item cannot start here: put it on its own line, indented under its key",
+        ),
+    ];
+    match PLAIN.iter().find(|(marker, _)| raw.contains(marker)) {
+        Some((_, plain)) => format!("YAML syntax error: {plain} (parser: {raw})"),
+        None => format!("YAML syntax error: {raw}"),
+    }
 }
 
 /// Parse `text` into a positioned tree. An empty document yields `Node::Null`.
@@ -99,7 +165,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, false).map_err(|e| SyntaxError {
         pos: Pos::from(*e.marker()),
-        message: e.info().to_string(),
+        message: explain(e.info()),
     })?;
     if let Some(message) = builder.error {
         return Err(SyntaxError {
@@ -112,55 +178,105 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     }))
 }
 
-/// A container being built: its start position, anchor and children so far.
+/// A container being built: its start position, anchor, the node count when it started,
+/// and its children so far.
 enum Open {
-    Seq(Pos, usize, Vec<Node>),
-    Map(Pos, usize, Vec<Node>),
+    Seq(Pos, usize, usize, Vec<Node>),
+    Map(Pos, usize, usize, Vec<Node>),
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with the number of nodes each holds.
+    anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
     error: Option<String>,
     error_pos: Pos,
+    /// Nodes so far, aliases expanded, and how many of them alias expansion added.
+    nodes: usize,
+    expanded: usize,
 }
 
 impl Builder {
-    fn push_value(&mut self, node: Node, anchor: usize) {
+    /// `size`: the nodes `node` holds (for an anchor's later aliases).
+    fn push_value(&mut self, node: Node, anchor: usize, size: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
-            Some(Open::Seq(_, _, items)) | Some(Open::Map(_, _, items)) => items.push(node),
+            Some(Open::Seq(_, _, _, items)) | Some(Open::Map(_, _, _, items)) => items.push(node),
             None => self.root = Some(node),
         }
+    }
+
+    fn fail(&mut self, pos: Pos, message: String) {
+        if self.error.is_none() {
+            self.error = Some(message);
+            self.error_pos = pos;
+        }
+    }
+
+    /// Count `n` more nodes; `false` (and the error) once the document is too large.
+    fn count(&mut self, n: usize, pos: Pos) -> bool {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            self.fail(
+                pos,
+                format!("the document holds more than {MAX_NODES} values (aliases expanded); refusing it"),
+            );
+        }
+        self.error.is_none()
     }
 }
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = Pos::from(mark);
+        // Past an error nothing more is kept: the parser still reports the rest of the
+        // document, but it must not grow the tree.
+        if self.error.is_some() {
+            return;
+        }
         match ev {
             Event::Scalar(value, style, anchor, _tag) => {
+                if !self.count(1, pos) {
+                    return;
+                }
                 let plain = style == TScalarStyle::Plain;
                 let node = if plain && matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL") {
                     Node::Null { pos }
                 } else {
                     Node::Scalar { value, pos }
                 };
-                self.push_value(node, anchor);
+                self.push_value(node, anchor, 1);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq(pos, anchor, Vec::new())),
-            Event::MappingStart(anchor, _) => self.stack.push(Open::Map(pos, anchor, Vec::new())),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    self.fail(
+                        pos,
+                        format!("lists and mappings are nested more than {MAX_DEPTH} deep"),
+                    );
+                    return;
+                }
+                if !self.count(1, pos) {
+                    return;
+                }
+                let start = self.nodes;
+                self.stack.push(match ev {
+                    Event::SequenceStart(..) => Open::Seq(pos, anchor, start, Vec::new()),
+                    _ => Open::Map(pos, anchor, start, Vec::new()),
+                });
+            }
             Event::SequenceEnd => {
-                if let Some(Open::Seq(pos, anchor, items)) = self.stack.pop() {
-                    self.push_value(Node::Seq { items, pos }, anchor);
+                if let Some(Open::Seq(pos, anchor, start, items)) = self.stack.pop() {
+                    let size = self.nodes - start + 1;
+                    self.push_value(Node::Seq { items, pos }, anchor, size);
                 }
             }
             Event::MappingEnd => {
-                if let Some(Open::Map(pos, anchor, flat)) = self.stack.pop() {
+                if let Some(Open::Map(pos, anchor, start, flat)) = self.stack.pop() {
+                    let size = self.nodes - start + 1;
                     let mut entries = Vec::with_capacity(flat.len() / 2);
                     let mut it = flat.into_iter();
                     while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -169,22 +285,35 @@ impl MarkedEventReceiver for Builder {
                     // yaml-rust2 marks a block mapping after its first key; the first key is
                     // where a reader looks for "this mapping".
                     let pos = entries.first().map_or(pos, |(k, _)| k.pos().min_by_line(pos));
-                    self.push_value(Node::Map { entries, pos }, anchor);
+                    self.push_value(Node::Map { entries, pos }, anchor, size);
                 }
             }
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(node) => self.push_value(node, 0),
-                None => {
-                    if self.error.is_none() {
-                        self.error = Some("alias names an unknown anchor".into());
-                        self.error_pos = pos;
-                    }
-                    self.push_value(Node::Null { pos }, 0);
+            Event::Alias(id) => {
+                let Some(size) = self.anchors.get(&id).map(|(_, size)| *size) else {
+                    self.fail(pos, "YAML syntax error: alias names an unknown anchor".into());
+                    return;
+                };
+                self.expanded = self.expanded.saturating_add(size);
+                if self.expanded > MAX_EXPANDED {
+                    self.fail(
+                        pos,
+                        format!("aliases expand to more than {MAX_EXPANDED} values; refusing the document"),
+                    );
+                    return;
                 }
-            },
-            Event::DocumentStart if self.root.is_some() && self.error.is_none() => {
-                self.error = Some("only one YAML document is allowed in the configuration file".into());
-                self.error_pos = pos;
+                if !self.count(size, pos) {
+                    return;
+                }
+                if let Some((node, _)) = self.anchors.get(&id) {
+                    let node = node.clone();
+                    self.push_value(node, 0, size);
+                }
+            }
+            Event::DocumentStart if self.root.is_some() => {
+                self.fail(
+                    pos,
+                    "YAML syntax error: only one YAML document is allowed in the configuration file".into(),
+                );
             }
             _ => {}
         }
@@ -218,6 +347,23 @@ mod tests {
         let n = parse("a: &x {k: 1}\nb: *x\n").unwrap();
         let Node::Map { entries, .. } = n else { panic!() };
         assert!(matches!(entries[1].1, Node::Map { .. }));
+    }
+
+    /// "Billion laughs": 9 levels of 9 aliases each would be 387 million nodes.
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_refused() {
+        let mut doc = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            doc.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let e = parse(&doc).unwrap_err();
+        assert!(e.message.contains("aliases expand to more than"), "{e:?}");
+        let deep = format!("a: {}1{}\n", "[".repeat(200), "]".repeat(200));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("nested more than"), "{e:?}");
+        let shared = "x: &x {k: 1, j: [1, 2]}\na: *x\nb: *x\n";
+        assert!(parse(shared).is_ok(), "ordinary aliases still work");
     }
 
     #[test]
