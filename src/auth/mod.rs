@@ -179,11 +179,16 @@ pub struct RouteAuth {
 }
 
 impl RouteAuth {
-    pub fn compile(cfg: &RouteAuthConfig, all: &[Authenticator]) -> RouteAuth {
+    /// `index`: the position of each authenticator in `all`, by name.
+    pub fn compile(
+        cfg: &RouteAuthConfig,
+        all: &[Authenticator],
+        index: &std::collections::HashMap<&str, usize>,
+    ) -> RouteAuth {
         let authenticators: Vec<usize> = cfg
             .authenticators
             .iter()
-            .filter_map(|name| all.iter().position(|a| a.name == name.value))
+            .filter_map(|name| index.get(name.value.as_str()).copied())
             .collect();
         let strip = if cfg.forward_credential {
             Vec::new()

@@ -170,21 +170,23 @@ impl<T: Decode> Decode for Entries<T> {
             return None;
         };
         let mut out: Vec<(Spanned<String>, T)> = Vec::with_capacity(entries.len());
+        let mut first_line: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         let mut ok = true;
         for (k, v) in entries {
             let Some(key) = scalar(k, path, "a string key", problems) else {
                 ok = false;
                 continue;
             };
-            if let Some((first, _)) = out.iter().find(|(s, _)| s.value == key) {
+            if let Some(line) = first_line.get(key) {
                 problems.add(
                     k.pos(),
                     &join(path, key),
-                    format!("`{key}` is given twice (first at line {})", first.pos.line),
+                    format!("`{key}` is given twice (first at line {line})"),
                 );
                 ok = false;
                 continue;
             }
+            first_line.insert(key, k.pos().line);
             match T::decode(v, &join(path, key), problems) {
                 Some(value) => out.push((
                     Spanned {
@@ -231,6 +233,7 @@ pub fn named_items<T>(
     };
     let mut items = Vec::new();
     let mut names: Vec<Spanned<String>> = Vec::new();
+    let mut first_line: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (i, (k, v)) in entries.iter().enumerate() {
         if stray(&entries[i]) {
             // Reported with the item above it; before any item, on its own.
@@ -277,17 +280,15 @@ pub fn named_items<T>(
             continue;
         }
         let path = format!("{section}.{name}");
-        if let Some(first) = names.iter().find(|n| n.value == name) {
+        if let Some(line) = first_line.get(name) {
             p.add(
                 k.pos(),
                 &path,
-                format!(
-                    "{what} `{name}` is defined twice (first at line {})",
-                    first.pos.line
-                ),
+                format!("{what} `{name}` is defined twice (first at line {line})"),
             );
             continue;
         }
+        first_line.insert(name, k.pos().line);
         let name = Spanned {
             value: name.to_string(),
             pos: k.pos(),

@@ -1,7 +1,7 @@
 //! Rules that span several items: names that must be unique, references that must resolve,
 //! routes that can never be selected.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::decode::Spanned;
 use super::diag::{did_you_mean, Problems};
@@ -10,6 +10,7 @@ use super::model::{MatchConfig, PathMatch, RouteConfig, ServerConfig, UpstreamCo
 use super::schema::Parts;
 use super::versions_model::{split_path_version, Sticky, VersionSource};
 use crate::routing::normalize::has_segment_prefix;
+use crate::routing::table::segment_prefixes;
 
 pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
     if let Some(server) = &parts.server {
@@ -27,25 +28,29 @@ pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
 /// versioned by path (`/v2/users` against `/users` with `from: [path]`): the versioned reading
 /// would win, so the literal route could never see its requests. Refuse the ambiguity.
 fn check_path_version_collisions(routes: &[Option<RouteConfig>], p: &mut Problems) {
-    let versioned: Vec<&RouteConfig> = routes
-        .iter()
-        .flatten()
-        .filter(|r| {
-            r.versions
-                .as_ref()
-                .is_some_and(|v| v.from.contains(&VersionSource::Path))
-        })
-        .collect();
+    let mut exact: HashMap<&str, &RouteConfig> = HashMap::new();
+    let mut prefix: HashMap<&str, &RouteConfig> = HashMap::new();
+    for r in routes.iter().flatten().filter(|r| {
+        r.versions
+            .as_ref()
+            .is_some_and(|v| v.from.contains(&VersionSource::Path))
+    }) {
+        let map = match &r.matcher.path {
+            PathMatch::Exact(_) => &mut exact,
+            PathMatch::Prefix(_) => &mut prefix,
+        };
+        map.entry(r.matcher.path.text()).or_insert(r);
+    }
     for (i, r) in routes.iter().enumerate() {
         let Some(r) = r else { continue };
         let route_path = r.matcher.path.text();
         let Some((_, rest)) = split_path_version(route_path) else {
             continue;
         };
-        if let Some(v) = versioned.iter().find(|v| match &v.matcher.path {
-            PathMatch::Prefix(prefix) => has_segment_prefix(rest, prefix),
-            PathMatch::Exact(exact) => rest == exact,
-        }) {
+        let collides = exact
+            .get(rest)
+            .or_else(|| segment_prefixes(rest).find_map(|pre| prefix.get(pre)));
+        if let Some(v) = collides {
             p.add(
                 r.name.pos,
                 &format!("routes[{i}].match"),
@@ -62,6 +67,10 @@ fn check_path_version_collisions(routes: &[Option<RouteConfig>], p: &mut Problem
 /// A policy keyed on the consumer or a claim needs an authenticated request: on a route
 /// without `auth` every request would be refused (unless the policy falls back to the IP).
 fn check_identity_keys(routes: &[Option<RouteConfig>], policies: &[RateLimitConfig], p: &mut Problems) {
+    let by_name: HashMap<&str, &RateLimitConfig> = policies
+        .iter()
+        .map(|pol| (pol.name.value.as_str(), pol))
+        .collect();
     for (i, r) in routes
         .iter()
         .enumerate()
@@ -80,7 +89,7 @@ fn check_identity_keys(routes: &[Option<RouteConfig>], policies: &[RateLimitConf
             }
         }
         for (j, name) in r.rate_limit.iter().enumerate() {
-            let Some(policy) = policies.iter().find(|pol| pol.name.value == name.value) else {
+            let Some(policy) = by_name.get(name.value.as_str()) else {
                 continue;
             };
             let needs_identity = policy
@@ -131,25 +140,28 @@ fn check_targets(upstreams: &[UpstreamConfig], p: &mut Problems) {
 }
 
 fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &mut Problems) {
-    let names: Vec<&str> = upstream_names.iter().map(String::as_str).collect();
-    let decoded = |end: usize| {
-        routes[..end]
-            .iter()
-            .enumerate()
-            .filter_map(|(j, r)| r.as_ref().map(|r| (j, r)))
-    };
+    let names = Known::new(upstream_names);
+    // Route names seen so far, and the routes of each host-and-path slot so far (only routes
+    // in the same slot can shadow each other): one pass, not one per pair of routes.
+    let mut first_named: HashMap<&str, &RouteConfig> = HashMap::new();
+    // Keyed by path and one host ("" for routes without hosts): a route that shadows another
+    // has the same path and covers its hosts, so it sits in the slot of the other's first host.
+    let mut slots: HashMap<(&PathMatch, &str), Vec<(usize, &RouteConfig)>> = HashMap::new();
     for (i, r) in routes.iter().enumerate() {
         let Some(r) = r else { continue };
         let path = format!("routes[{i}]");
-        if let Some((_, first)) = decoded(i).find(|(_, o)| o.name.value == r.name.value) {
-            p.add(
+        match first_named.get(r.name.value.as_str()) {
+            Some(first) => p.add(
                 r.name.pos,
                 &format!("{path}.name"),
                 format!(
                     "duplicate route name `{}` (first at line {})",
                     r.name.value, first.name.pos.line
                 ),
-            );
+            ),
+            None => {
+                first_named.insert(&r.name.value, r);
+            }
         }
         if let Some(upstream) = &r.upstream {
             check_reference(
@@ -201,7 +213,15 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
                 );
             }
         }
-        if let Some((j, earlier)) = decoded(i).find(|(_, a)| shadows(&a.matcher, &r.matcher)) {
+        let hosts: Vec<&str> = match r.matcher.hosts.as_slice() {
+            [] => vec![""],
+            hosts => hosts.iter().map(String::as_str).collect(),
+        };
+        let candidates = slots
+            .get(&(&r.matcher.path, hosts[0]))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if let Some((j, earlier)) = candidates.iter().find(|(_, a)| shadows(&a.matcher, &r.matcher)) {
             p.add(
                 r.name.pos,
                 &path,
@@ -211,11 +231,14 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
                 ),
             );
         }
+        for host in hosts {
+            slots.entry((&r.matcher.path, host)).or_default().push((i, r));
+        }
     }
 }
 
 fn check_route_auth(routes: &[Option<RouteConfig>], auth_names: &[String], p: &mut Problems) {
-    let known: Vec<&str> = auth_names.iter().map(String::as_str).collect();
+    let known = Known::new(auth_names);
     for (i, r) in routes
         .iter()
         .enumerate()
@@ -238,7 +261,7 @@ fn check_route_auth(routes: &[Option<RouteConfig>], auth_names: &[String], p: &m
 const MAX_ROUTE_POLICIES: usize = 16;
 
 fn check_route_limits(routes: &[Option<RouteConfig>], names: &[String], p: &mut Problems) {
-    let known: Vec<&str> = names.iter().map(String::as_str).collect();
+    let known = Known::new(names);
     for (i, r) in routes
         .iter()
         .enumerate()
@@ -261,6 +284,26 @@ fn check_route_limits(routes: &[Option<RouteConfig>], names: &[String], p: &mut 
     }
 }
 
+/// The names defined in one section: looked up in constant time (a file may define tens of
+/// thousands), listed in file order for hints.
+struct Known<'a> {
+    set: HashSet<&'a str>,
+    list: Vec<&'a str>,
+}
+
+impl<'a> Known<'a> {
+    fn new(names: &'a [String]) -> Known<'a> {
+        let list: Vec<&str> = names.iter().map(String::as_str).collect();
+        Known {
+            set: list.iter().copied().collect(),
+            list,
+        }
+    }
+}
+
+/// Names listed in a hint at most; longer lists are cut.
+const MAX_LISTED: usize = 20;
+
 /// Report `name` at `path` if it is not among `known` (the names defined under `section`),
 /// with a "did you mean" hint or the list of what is defined.
 fn check_reference(
@@ -269,15 +312,20 @@ fn check_reference(
     path: &str,
     what: &str,
     section: &str,
-    known: &[&str],
+    known: &Known<'_>,
 ) {
-    if known.contains(&name.value.as_str()) {
+    if known.set.contains(name.value.as_str()) {
         return;
     }
-    let hint = match did_you_mean(&name.value, known) {
+    let hint = match did_you_mean(&name.value, &known.list) {
         Some(s) => format!("; did you mean `{s}`?"),
-        None if known.is_empty() => format!("; none are defined under `{section}:`"),
-        None => format!("; defined: {}", known.join(", ")),
+        None if known.list.is_empty() => format!("; none are defined under `{section}:`"),
+        None if known.list.len() > MAX_LISTED => format!(
+            "; defined: {}, … ({} in all)",
+            known.list[..MAX_LISTED].join(", "),
+            known.list.len()
+        ),
+        None => format!("; defined: {}", known.list.join(", ")),
     };
     p.add(
         name.pos,

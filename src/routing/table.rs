@@ -61,7 +61,8 @@ impl Route {
         upstream: Option<usize>,
         versions: Option<Versions>,
         authenticators: &[Authenticator],
-        policies: &[String],
+        authenticator_index: &HashMap<&str, usize>,
+        policy_index: &HashMap<&str, usize>,
     ) -> Route {
         Route {
             name: cfg.name.value.clone(),
@@ -74,11 +75,11 @@ impl Route {
             request_headers: HeaderRules::compile(&cfg.request_headers),
             response_headers: HeaderRules::compile(&cfg.response_headers),
             timeout: cfg.timeout,
-            auth: RouteAuth::compile(&cfg.auth, authenticators),
+            auth: RouteAuth::compile(&cfg.auth, authenticators, authenticator_index),
             limits: cfg
                 .rate_limit
                 .iter()
-                .filter_map(|name| policies.iter().position(|p| *p == name.value))
+                .filter_map(|name| policy_index.get(name.value.as_str()).copied())
                 .collect(),
             pass_headers: cfg.pass_headers.clone(),
             websocket: cfg.websocket,
@@ -177,7 +178,7 @@ impl Slot<'_> {
 
 /// Every segment-boundary prefix of a canonical path, longest first:
 /// `/a/b` -> `/a/b`, `/a/`, `/a`, `/`.
-fn segment_prefixes(path: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn segment_prefixes(path: &str) -> impl Iterator<Item = &str> {
     let bytes = path.as_bytes();
     let mut end = path.len();
     let mut pending_without_slash: Option<usize> = None;
@@ -232,6 +233,7 @@ impl RouteTable {
     /// Build the table; `configs` and `upstream_of` are parallel (upstream index per route).
     pub fn build(routes: Vec<Route>, hosts: &[Vec<String>]) -> RouteTable {
         let mut t = RouteTable::default();
+        let mut wildcard_index: HashMap<&str, usize> = HashMap::new();
         for (id, route) in routes.iter().enumerate() {
             let route_hosts = hosts.get(id).map(Vec::as_slice).unwrap_or(&[]);
             if route_hosts.is_empty() {
@@ -239,14 +241,11 @@ impl RouteTable {
             }
             for h in route_hosts {
                 if h.starts_with("*.") {
-                    match t.wildcard_hosts.iter_mut().find(|(p, _)| p == h) {
-                        Some((_, g)) => g.insert(id, &route.path),
-                        None => {
-                            let mut g = HostGroup::default();
-                            g.insert(id, &route.path);
-                            t.wildcard_hosts.push((h.clone(), g));
-                        }
-                    }
+                    let at = *wildcard_index.entry(h.as_str()).or_insert_with(|| {
+                        t.wildcard_hosts.push((h.clone(), HostGroup::default()));
+                        t.wildcard_hosts.len() - 1
+                    });
+                    t.wildcard_hosts[at].1.insert(id, &route.path);
                 } else {
                     t.exact_hosts
                         .entry(h.clone())

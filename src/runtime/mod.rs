@@ -2,6 +2,7 @@
 //! through. Every request loads the snapshot once and keeps it to the end, so a later swap
 //! (live reload) never changes the rules under an in-flight request.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -55,17 +56,28 @@ impl Snapshot {
     /// pools (health state and statistics), local rate-limit counters, and the Redis store
     /// (its connections and breaker). New or changed parts start fresh.
     pub fn compile_reusing(config: &Config, previous: Option<&Snapshot>) -> Result<Snapshot, String> {
-        let previous_pools = previous.map_or(&[][..], |p| &p.pools);
+        let previous_pools: HashMap<&str, &Arc<Pool>> = previous
+            .map(|p| p.pools.iter().map(|pool| (pool.name.as_str(), pool)).collect())
+            .unwrap_or_default();
         let pools: Vec<Arc<Pool>> = config
             .upstreams
             .iter()
-            .map(
-                |u| match previous_pools.iter().find(|p| p.config.same_pool_as(u)) {
+            .map(|u| {
+                match previous_pools
+                    .get(u.name.value.as_str())
+                    .filter(|p| p.config.same_pool_as(u))
+                {
                     Some(kept) => Ok(Arc::clone(kept)),
                     None => Pool::build(u).map(Arc::new),
-                },
-            )
+                }
+            })
             .collect::<Result<_, _>>()?;
+        let pool_index: HashMap<&str, usize> = config
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.name.value.as_str(), i))
+            .collect();
         let used_claims = used_claims(config);
         let authenticators: Vec<Authenticator> = config
             .auth
@@ -93,15 +105,23 @@ impl Snapshot {
                 None => Arc::new(RedisStore::new(cfg)),
             }
         });
-        let policy_names: Vec<String> = policies.iter().map(|p| p.name.clone()).collect();
+        let policy_index: HashMap<&str, usize> = policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), i))
+            .collect();
+        let authenticator_index: HashMap<&str, usize> = authenticators
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.name.as_str(), i))
+            .collect();
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut hosts = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
             let pool = |name: &str| {
-                config
-                    .upstreams
-                    .iter()
-                    .position(|u| u.name.value == name)
+                pool_index
+                    .get(name)
+                    .copied()
                     .ok_or_else(|| format!("route `{}` names undefined upstream `{name}`", r.name.value))
             };
             let upstream = match &r.upstream {
@@ -117,7 +137,8 @@ impl Snapshot {
                 upstream,
                 versions,
                 &authenticators,
-                &policy_names,
+                &authenticator_index,
+                &policy_index,
             ));
             hosts.push(r.matcher.hosts.clone());
         }
