@@ -12,6 +12,7 @@ pub mod limits;
 pub mod observe;
 pub mod percent;
 pub mod proxy;
+pub mod redact;
 pub mod routing;
 pub mod runtime;
 pub mod server;

@@ -146,7 +146,7 @@ fn run(path: &str, opts: server::RunOptions) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    init_logging(config.server.log_level.as_deref());
+    portcullis::observe::logging::init(config.server.log_level.as_deref());
     log::info!(
         "portcullis {} starting: {} routes, {} upstreams, listening on {}",
         env!("CARGO_PKG_VERSION"),
@@ -161,10 +161,4 @@ fn run(path: &str, opts: server::RunOptions) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `RUST_LOG` wins over `server.log_level`, which defaults to `info`.
-fn init_logging(level: Option<&str>) {
-    let default = level.unwrap_or("info");
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default)).init();
 }

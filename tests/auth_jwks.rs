@@ -47,6 +47,8 @@ fn token(kid: &str) -> String {
 
 /// A tiny identity provider: serves `body` with `status` at any path and counts requests.
 struct Idp {
+    /// The request head of the last fetch.
+    last_head: Arc<Mutex<String>>,
     body: Arc<Mutex<String>>,
     status: Arc<AtomicU16>,
     hits: Arc<AtomicUsize>,
@@ -60,12 +62,14 @@ impl Idp {
             TcpListener::bind(addr).ok()
         });
         let idp = Idp {
+            last_head: Arc::new(Mutex::new(String::new())),
             body: Arc::new(Mutex::new(body)),
             status: Arc::new(AtomicU16::new(200)),
             hits: Arc::new(AtomicUsize::new(0)),
             stop: Arc::new(AtomicBool::new(false)),
             addr,
         };
+        let last_head = Arc::clone(&idp.last_head);
         let (body, status, hits, stop) = (
             Arc::clone(&idp.body),
             Arc::clone(&idp.status),
@@ -86,6 +90,9 @@ impl Idp {
                         Ok(0) | Err(_) => break,
                         Ok(n) => seen.extend_from_slice(&buf[..n]),
                     }
+                }
+                if let Ok(mut head) = last_head.lock() {
+                    *head = String::from_utf8_lossy(&seen).into_owned();
                 }
                 hits.fetch_add(1, Ordering::Relaxed);
                 let body = body.lock().map(|b| b.clone()).unwrap_or_default();
@@ -217,4 +224,49 @@ fn unknown_kid_storm_is_bounded_by_the_cooldown() {
         "{fetches} fetches for 200 unknown kids in {elapsed:?} (cooldown 1s, bound {bound})"
     );
     assert_eq!(up.count(), 0);
+}
+
+/// A `jwks_url` with user-info passed `check`, sent no credentials and showed the password in
+/// `/metrics`, `/readyz` and logs; the fetch dropped the port from `Host`. User-info is refused,
+/// a query (which may hold a token) is never shown, and `Host` names the port.
+#[test]
+fn jwks_urls_never_show_credentials_and_name_their_port() {
+    let out = check(
+        "server:\n  listen: [\"127.0.0.1:8080\"]\nauth:\n  idp:\n    type: jwt\n    issuers: [x]\n    algorithms: [RS256]\n    jwks_url: \"http://user:hunter2@127.0.0.1:9/jwks\"\n",
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("carries credentials"), "{}", out.stderr);
+    assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+
+    let idp = Idp::start_on(([127, 0, 0, 1], free_port()).into(), jwks_with_rsa_kid("k1"));
+    idp.status.store(500, Ordering::Relaxed);
+    let up = Upstream::start("app");
+    let gw = Gateway::start_unready(
+        "",
+        &format!(
+            "upstreams:\n  app:\n    targets: [\"{}\"]\nauth:\n  idp:\n    type: jwt\n    issuers: [\"https://idp.example.com\"]\n    algorithms: [RS256]\n    jwks_url: \"http://{}/jwks?token=s3cr3t-token\"\n    jwks_cooldown: 100ms\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: app, auth: [idp] }}\n",
+            up.addr(),
+            idp.addr
+        ),
+    );
+    wait_for("a failed fetch", Duration::from_secs(10), || {
+        (idp.hits.load(Ordering::Relaxed) >= 2).then_some(())
+    });
+    let head = idp.last_head.lock().expect("head").clone();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("host: {}\r\n", idp.addr)),
+        "Host names the port: {head}"
+    );
+    let readyz = get(gw.admin(), "localhost", "/readyz");
+    assert_eq!(readyz.status, 503);
+    let metrics = gw.metrics();
+    assert!(metrics.contains("portcullis_jwks_fetches_total"), "{metrics}");
+    for (what, text) in [
+        ("/readyz", readyz.text()),
+        ("/metrics", metrics),
+        ("the log", gw.log()),
+    ] {
+        assert!(!text.contains("s3cr3t"), "{what} shows the token: {text}");
+    }
 }

@@ -193,3 +193,26 @@ fn slow_header_senders_are_cut_off() {
     // A normal client is unaffected.
     assert_eq!(gw.get("/ok").status, 200);
 }
+
+/// Requests refused before normalization (bad escape, 414) logged the raw target with its
+/// query, API key included; Pingora's own line for every proxy failure printed the full URI.
+#[test]
+fn credentials_in_request_targets_never_reach_the_log() {
+    let up = Upstream::start("app");
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  app:\n    targets: [\"{}\"]\n  dead:\n    targets: [\"{dead}\"]\n    retries: 0\nroutes:\n  - {{ name: ok, match: {{ path_prefix: /ok }}, upstream: app }}\n  - {{ name: down, match: {{ path_prefix: /down }}, upstream: dead }}\n",
+        up.addr()
+    ));
+    let secret = "sk_live_never_log_me";
+    assert_eq!(raw_get(&gw, &format!("/bad%zz?api_key={secret}")).status, 400);
+    let long = format!("/ok/{}?api_key={secret}", "a".repeat(9000));
+    assert_eq!(raw_get(&gw, &long).status, 414);
+    assert_eq!(raw_get(&gw, &format!("/down/x?api_key={secret}")).status, 502);
+    wait_for("three access-log lines", Duration::from_secs(10), || {
+        (gw.log().matches("portcullis::access").count() >= 3).then_some(())
+    });
+    let log = gw.log();
+    assert!(!log.contains(secret), "a credential reached the log:\n{log}");
+    assert!(log.contains("path=/bad%zz?<redacted>"), "{log}");
+}

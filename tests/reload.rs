@@ -159,6 +159,18 @@ fn unchanged_pools_keep_health_state_and_new_pools_are_checked() {
     wait_for("dead target unhealthy", Duration::from_secs(10), || {
         (healthy("down", dead.to_string()) == 0.0).then_some(())
     });
+    // Health changes name the pool and the target as configured, not a Rust debug structure.
+    let line = wait_for("the health change in the log", Duration::from_secs(10), || {
+        gw.log()
+            .lines()
+            .find(|l| l.contains("becomes unhealthy"))
+            .map(String::from)
+    });
+    assert!(
+        line.contains(&format!("upstream `down` target {dead} becomes unhealthy"))
+            && !line.contains("Backend {"),
+        "{line}"
+    );
     // Same pool, another route name, plus a new checked pool.
     let two = format!(
         "upstreams:\n  down:\n    targets: [\"{dead}\"]\n{checks}  fresh:\n    targets: [\"{}\"]\n{checks}routes:\n  - {{ name: r2, match: {{ path_prefix: / }}, upstream: down }}\n  - {{ name: f, match: {{ path_prefix: /fresh }}, upstream: fresh }}\n",

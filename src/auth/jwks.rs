@@ -65,6 +65,8 @@ pub struct JwksSchedule {
 
 pub struct RemoteJwks {
     pub url: String,
+    /// The URL as logs, metric labels and `/readyz` show it: no query (it may hold a token).
+    pub shown: String,
     schedule: JwksSchedule,
     keys: ArcSwapOption<KeySet>,
     /// Bumped on every successful fetch; cached verifications of older generations are void.
@@ -90,6 +92,7 @@ impl RemoteJwks {
         }
         let fresh = Arc::new(RemoteJwks {
             url: url.to_string(),
+            shown: crate::redact::url(url),
             schedule,
             keys: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
@@ -123,7 +126,7 @@ impl RemoteJwks {
         let err = self.last_error.lock().map(|e| e.clone()).unwrap_or_default();
         Err(format!(
             "JWKS {} not loaded yet{}",
-            self.url,
+            self.shown,
             err.map(|e| format!(": {e}")).unwrap_or_default()
         ))
     }
@@ -160,7 +163,7 @@ impl RemoteJwks {
             Err(e) => {
                 log::warn!(
                     "JWKS fetch from {} failed (keeping the previous key set): {e}",
-                    self.url
+                    self.shown
                 );
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                 "failure"
@@ -168,7 +171,7 @@ impl RemoteJwks {
         };
         metrics::get()
             .jwks_fetches
-            .with_label_values(&[&self.url, result])
+            .with_label_values(&[&self.shown, result])
             .inc();
     }
 }
@@ -180,8 +183,19 @@ const MAX_JWKS_BYTES: usize = 1 << 20;
 async fn fetch(url: &str, timeout: Duration) -> Result<String, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
     let tls = uri.scheme_str() == Some("https");
-    let host = uri.host().ok_or("URL has no host")?.to_string();
+    // `[::1]` in a URL is the address `::1`.
+    let host = uri
+        .host()
+        .ok_or("URL has no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    // The `Host` header names the port when the URL does (RFC 9110 §7.2).
+    let host_header = uri
+        .authority()
+        .map(|a| a.as_str().rsplit('@').next().unwrap_or(a.as_str()).to_string())
+        .ok_or("URL has no host")?;
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
@@ -200,7 +214,7 @@ async fn fetch(url: &str, timeout: Duration) -> Result<String, String> {
             .map_err(|e| e.to_string())?;
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(|e| e.to_string())?;
-        req.insert_header("host", host.as_str())
+        req.insert_header("host", host_header.as_str())
             .map_err(|e| e.to_string())?;
         req.insert_header("accept", "application/json")
             .map_err(|e| e.to_string())?;

@@ -201,11 +201,21 @@ fn decode_keys(
             Err(e) => fail(p, e),
         },
         _ => {
-            let ok = value.value.parse::<http::Uri>().is_ok_and(|u| {
+            let shown = crate::redact::url(&value.value);
+            let uri = value.value.parse::<http::Uri>().ok().filter(|u| {
                 matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
             });
-            if !ok {
-                return fail(p, format!("`{}` is not an http(s) URL", value.value));
+            let Some(uri) = uri else {
+                return fail(p, format!("`{shown}` is not an http(s) URL"));
+            };
+            if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+                return fail(
+                    p,
+                    format!(
+                        "`{shown}` carries credentials (user:password@), which would never be sent \
+                         and would show in logs; serve the key set without them"
+                    ),
+                );
             }
             let source = JwtKeySource::JwksUrl {
                 url: value.value.clone(),

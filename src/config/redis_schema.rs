@@ -150,12 +150,9 @@ fn percent_decode(s: &str) -> Result<String, String> {
         .ok_or_else(|| "bad percent-encoding in the credentials (or not UTF-8 after decoding)".to_string())
 }
 
-/// The URL with any password replaced, for error messages.
+/// The URL without its credentials, for error messages.
 fn redact(url: &str) -> String {
-    match url.rsplit_once('@') {
-        Some((_, host)) => format!("…@{host}"),
-        None => url.to_string(),
-    }
+    crate::redact::url(url)
 }
 
 #[cfg(test)]

@@ -2,4 +2,5 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod logging;
 pub mod metrics;

@@ -366,6 +366,23 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// What Pingora prints about a request in its own error lines (every proxy failure):
+    /// its default prints the whole URI, query and API keys included.
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        let path = if ctx.path.is_empty() {
+            crate::redact::target(req.raw_path())
+        } else {
+            ctx.path.clone()
+        };
+        format!(
+            "{} {path}, route {}, request id {}",
+            metrics::method_label(&req.method),
+            ctx.route_name(),
+            ctx.request_id
+        )
+    }
+
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.inflight = None;
         let status = session
@@ -400,8 +417,9 @@ impl ProxyHttp for Gateway {
                 .map(|ip| ip.to_string())
                 .unwrap_or_else(|| "-".into());
             let target = ctx.selected.as_ref().map_or("-", |s| s.stats.label.as_str());
+            // Refused before normalization: the raw path, never its query (keys travel there).
             let path = if ctx.path.is_empty() {
-                String::from_utf8_lossy(session.req_header().raw_path()).into_owned()
+                crate::redact::target(session.req_header().raw_path())
             } else {
                 ctx.path.clone()
             };

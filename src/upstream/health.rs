@@ -12,13 +12,52 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora_load_balancing::Backend;
 
+use super::stats::TargetStats;
 use super::Pool;
 use crate::config::{HealthCheckConfig, HealthProbe};
 use crate::observe::metrics;
 
-/// Build Pingora's check for one pool's configuration.
-pub fn build_check(cfg: &HealthCheckConfig) -> Box<dyn HealthCheck + Send + Sync + 'static> {
+/// Build Pingora's check for one pool's configuration; `pool` names it in log lines.
+pub fn build_check(pool: &str, cfg: &HealthCheckConfig) -> Box<dyn HealthCheck + Send + Sync + 'static> {
+    Box::new(NamedCheck {
+        pool: pool.to_string(),
+        inner: probe(cfg),
+    })
+}
+
+/// A check that names its pool and target when Pingora logs a health change: Pingora's own
+/// summary is the target's Rust debug structure, with no pool name.
+struct NamedCheck {
+    pool: String,
+    inner: Box<dyn HealthCheck + Send + Sync + 'static>,
+}
+
+#[async_trait]
+impl HealthCheck for NamedCheck {
+    async fn check(&self, target: &Backend) -> pingora::Result<()> {
+        self.inner.check(target).await
+    }
+
+    async fn health_status_change(&self, target: &Backend, healthy: bool) {
+        self.inner.health_status_change(target, healthy).await
+    }
+
+    fn backend_summary(&self, target: &Backend) -> String {
+        let label = target
+            .ext
+            .get::<Arc<TargetStats>>()
+            .map_or_else(|| target.addr.to_string(), |s| s.label.clone());
+        format!("upstream `{}` target {label}", self.pool)
+    }
+
+    fn health_threshold(&self, success: bool) -> usize {
+        self.inner.health_threshold(success)
+    }
+}
+
+fn probe(cfg: &HealthCheckConfig) -> Box<dyn HealthCheck + Send + Sync + 'static> {
     match &cfg.probe {
         HealthProbe::Tcp => {
             let mut check = TcpHealthCheck::new();

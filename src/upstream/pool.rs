@@ -150,7 +150,7 @@ where
 {
     let mut backends = Backends::new(Static::new(set));
     if let Some(hc) = &cfg.health_check {
-        backends.set_health_check(build_check(hc));
+        backends.set_health_check(build_check(&cfg.name.value, hc));
     }
     let lb = LoadBalancer::from_backends(backends);
     // Static discovery completes immediately; it never touches the network.
