@@ -216,3 +216,50 @@ fn credentials_in_request_targets_never_reach_the_log() {
     assert!(!log.contains(secret), "a credential reached the log:\n{log}");
     assert!(log.contains("path=/bad%zz?<redacted>"), "{log}");
 }
+
+/// One body byte every 15 s kept a request (and its upstream connection) open indefinitely:
+/// each read was within Pingora's one-minute read timeout. A body now has an idle timeout and
+/// a deadline (408), and the upstream never receives the incomplete request.
+#[test]
+fn slow_request_bodies_are_cut_off_with_408() {
+    let up = Upstream::start("app");
+    let gw = Gateway::start_with(
+        "limits: { body_idle_timeout: 1s, body_timeout: 2s, body_min_rate: 0 }",
+        &format!(
+            "upstreams:\n  app:\n    targets: [\"{}\"]\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: app }}\n",
+            up.addr()
+        ),
+    );
+    let head = b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n";
+    // A byte every 300 ms: every read is well inside the idle timeout; the deadline ends it.
+    let trickled = trickle(
+        gw.addr(),
+        head,
+        b'x',
+        Duration::from_millis(300),
+        Duration::from_secs(15),
+    );
+    match &trickled {
+        Trickled::Answered(r) => {
+            assert_eq!(r.status, 408, "{}", r.text());
+            assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        }
+        other => panic!("a trickled body was not refused: {other:?}"),
+    }
+    // A pause longer than the idle timeout.
+    let paused = trickle(
+        gw.addr(),
+        head,
+        b'x',
+        Duration::from_secs(4),
+        Duration::from_secs(15),
+    );
+    assert!(
+        matches!(&paused, Trickled::Answered(r) if r.status == 408),
+        "a paused body was not refused: {paused:?}"
+    );
+    assert_eq!(up.count(), 0, "the upstream never received an incomplete request");
+    // A body sent at once is unaffected.
+    let r = request(gw.addr(), "POST", "localhost", "/upload", &[], &[b'x'; 1000]);
+    assert_eq!(r.status, 200, "{}", r.text());
+}

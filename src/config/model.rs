@@ -124,6 +124,12 @@ pub struct RequestLimits {
     pub max_header_bytes: usize,
     pub max_uri_length: usize,
     pub header_read_timeout: Duration,
+    /// The longest pause between two reads of a request body.
+    pub body_idle_timeout: Duration,
+    /// The time a request body may take, counted from the request head...
+    pub body_timeout: Duration,
+    /// ...extended by one second for every this many bytes received (0: no extension).
+    pub body_min_rate: u64,
 }
 
 impl Default for RequestLimits {
@@ -133,7 +139,22 @@ impl Default for RequestLimits {
             max_header_bytes: 32 * 1024,
             max_uri_length: 8 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            body_min_rate: 8 * 1024,
         }
+    }
+}
+
+impl RequestLimits {
+    /// Whether a body of which `received` bytes arrived `elapsed` after the request head has
+    /// taken too long: `body_timeout`, plus a second per `body_min_rate` bytes.
+    pub fn body_overdue(&self, elapsed: Duration, received: u64) -> bool {
+        let earned = match self.body_min_rate {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs_f64(received as f64 / rate as f64),
+        };
+        elapsed > self.body_timeout.saturating_add(earned)
     }
 }
 

@@ -256,6 +256,9 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<RequestLim
             "max_header_bytes",
             "max_uri_length",
             "header_read_timeout",
+            "body_idle_timeout",
+            "body_timeout",
+            "body_min_rate",
         ],
         p,
     )?;
@@ -268,13 +271,18 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<RequestLim
         max_header_bytes,
         max_uri_length,
         header_read_timeout: f.or("header_read_timeout", d.header_read_timeout, p),
+        body_idle_timeout: f.or("body_idle_timeout", d.body_idle_timeout, p),
+        body_timeout: f.or("body_timeout", d.body_timeout, p),
+        body_min_rate: f.ranged("body_min_rate", 0..=u64::from(u32::MAX), d.body_min_rate, p),
     };
-    if limits.header_read_timeout.is_zero() {
-        p.add(
-            f.pos(),
-            &f.path_of("header_read_timeout"),
-            "must be greater than 0",
-        );
+    for (key, d) in [
+        ("header_read_timeout", limits.header_read_timeout),
+        ("body_idle_timeout", limits.body_idle_timeout),
+        ("body_timeout", limits.body_timeout),
+    ] {
+        if d.is_zero() {
+            p.add(f.pos_of(key), &f.path_of(key), "must be greater than 0");
+        }
     }
     Some(limits)
 }

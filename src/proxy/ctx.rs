@@ -37,6 +37,8 @@ pub struct RequestCtx {
     pub tried: Vec<SocketAddr>,
     pub inflight: Option<InflightGuard>,
     pub upstream_sent: Option<Instant>,
+    /// Request body bytes received so far.
+    pub body_received: u64,
     /// Whether the request sent upstream asks for a protocol upgrade (only a 101 answers it).
     pub upgrade_requested: bool,
     /// Set once this attempt's outcome has been counted in upstream metrics.
@@ -70,6 +72,7 @@ impl RequestCtx {
             tried: Vec::new(),
             inflight: None,
             upstream_sent: None,
+            body_received: 0,
             upgrade_requested: false,
             upstream_counted: false,
             gateway_status: None,

@@ -9,6 +9,9 @@ pub const NO_HEALTHY_TARGET: ErrorType = ErrorType::Custom("no healthy upstream 
 /// Raised when the route's deadline passed before the upstream answered.
 pub const ROUTE_TIMEOUT: ErrorType = ErrorType::Custom("route timeout");
 
+/// Raised when a request body arrives too slowly (see `RequestLimits::body_overdue`).
+pub const BODY_TIMEOUT: ErrorType = ErrorType::Custom("request body too slow");
+
 /// Raised for an upstream answer the gateway will not relay.
 pub const BAD_UPSTREAM_RESPONSE: ErrorType = ErrorType::Custom("invalid upstream response");
 
@@ -30,6 +33,9 @@ pub fn problem_for(e: &Error) -> Option<Problem> {
         t if *t == NO_HEALTHY_TARGET => Problem::new(503, "no healthy upstream target is available"),
         t if *t == ROUTE_TIMEOUT => Problem::new(504, "the upstream did not answer in time"),
         t if *t == BAD_UPSTREAM_RESPONSE => Problem::new(502, "the upstream sent an invalid response"),
+        t if *t == BODY_TIMEOUT => body_too_slow(),
+        // The client stopped sending its body (the downstream read timeout).
+        ErrorType::ReadTimedout if *e.esource() == ErrorSource::Downstream => body_too_slow(),
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             Problem::new(504, "the upstream did not answer in time")
         }
@@ -44,4 +50,8 @@ pub fn problem_for(e: &Error) -> Option<Problem> {
         },
     };
     Some(p)
+}
+
+fn body_too_slow() -> Problem {
+    Problem::new(408, "the request body was not received in time").closing()
 }

@@ -193,9 +193,38 @@ impl ProxyHttp for Gateway {
             refused => refused,
         };
         match admitted {
-            Ok(()) => Ok(false),
+            Ok(()) => {
+                // A client may pause this long between two pieces of its body (Pingora's own
+                // default is a minute per read, which a trickling client never reaches).
+                if let Some(snapshot) = &ctx.snapshot {
+                    let idle = snapshot.settings.limits.body_idle_timeout;
+                    session.as_downstream_mut().set_read_timeout(Some(idle));
+                }
+                Ok(false)
+            }
             Err(problem) => self.reject(session, ctx, problem).await,
         }
+    }
+
+    /// The whole body has a deadline too, extended by what arrives: one byte every few
+    /// seconds keeps each read alive but not the request.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.body_received += body.as_ref().map_or(0, |b| b.len() as u64);
+        let overdue = ctx.snapshot.as_ref().is_some_and(|s| {
+            s.settings
+                .limits
+                .body_overdue(ctx.start.elapsed(), ctx.body_received)
+        });
+        if overdue {
+            return Error::e_explain(errors::BODY_TIMEOUT, "request body too slow");
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
