@@ -13,7 +13,7 @@ use crate::auth::jwks::JwksRefresher;
 use crate::config::Config;
 use crate::control;
 use crate::control::record::RecordKeeper;
-use crate::front::header_deadline::HeaderDeadline;
+use crate::front::Front;
 use crate::observe::admin::{AdminApp, ReloadOutcome};
 use crate::proxy::Gateway;
 use crate::runtime::reload::{HangupListener, Reloader};
@@ -43,6 +43,10 @@ fn server_conf(config: &Config, daemon: bool) -> ServerConf {
     }
 }
 
+/// Bytes each client connection buffers for reading: none (Pingora's default is 64 KiB per
+/// connection; the HTTP session reads into a buffer of its own anyway). See `front`.
+const READ_BUFFER: usize = 0;
+
 /// Build every service and run until a signal stops the process.
 pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptions) -> Result<(), String> {
     let runtime = Arc::new(Runtime::new(snapshot));
@@ -69,10 +73,14 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
         Arc::clone(&server.configuration),
     );
     proxy.handle_init_modules();
-    let app = HeaderDeadline::new(proxy, Arc::clone(&runtime));
-    let mut proxy_service = Service::new("portcullis proxy".to_string(), app);
+    let mut proxy_service = Service::new(
+        "portcullis proxy".to_string(),
+        Front::proxy(proxy, Arc::clone(&runtime)),
+    );
     for addr in &config.server.listen {
-        proxy_service.add_tcp(addr);
+        proxy_service.add_listener(pingora::listeners::ListenerConfig::tcp(addr.as_str()).l4_buffer(
+            pingora::protocols::l4::stream::L4BufferSettings::new(READ_BUFFER, 1460),
+        ));
     }
     server.add_service(proxy_service);
 
@@ -95,7 +103,7 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
         let app = AdminApp::new(readiness, reload, config.server.admin_hosts.clone());
         let mut admin = Service::new(
             "portcullis admin".to_string(),
-            HeaderDeadline::new(app, Arc::clone(&runtime)),
+            Front::admin(app, Arc::clone(&runtime)),
         );
         admin.add_tcp(admin_addr);
         server.add_service(admin);

@@ -9,6 +9,11 @@ pub struct Cidr {
     prefix: u8,
 }
 
+/// Whether `ip` is in any of `list` (`false` for an unknown address).
+pub fn any_contains(list: &[Cidr], ip: Option<std::net::IpAddr>) -> bool {
+    ip.is_some_and(|ip| list.iter().any(|c| c.contains(ip)))
+}
+
 impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, canonical(ip)) {

@@ -42,6 +42,7 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-*` headers are believed and extended rather than replaced.
     pub trusted_proxies: Vec<Cidr>,
     pub limits: RequestLimits,
+    pub connections: ConnectionLimits,
     /// What happens to request header names containing `_`.
     pub underscores_in_headers: Underscores,
 }
@@ -114,6 +115,24 @@ impl ProcessSettings {
             .filter(|(_, differs)| *differs)
             .map(|(name, _)| name)
             .collect()
+    }
+}
+
+/// How many client connections the proxy listeners hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// In all; beyond it a new connection gets 503 and is closed.
+    pub max_connections: usize,
+    /// From one client address (IPv6: one /64); trusted proxies are exempt. 0: no cap.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+        }
     }
 }
 

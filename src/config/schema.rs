@@ -153,6 +153,8 @@ fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option<ServerConf
         "trusted_proxies",
         "limits",
         "underscores_in_headers",
+        "max_connections",
+        "max_connections_per_ip",
     ];
     let f = Fields::new(node, path, FIELDS, p)?;
     let listen: Option<Vec<Spanned<String>>> = f.req("listen", p);
@@ -228,6 +230,10 @@ fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option<ServerConf
         access_log: f.or("access_log", true, p),
         trusted_proxies,
         limits: limits?,
+        connections: ConnectionLimits {
+            max_connections: f.ranged("max_connections", 1..=1_000_000, 10_000usize, p),
+            max_connections_per_ip: f.ranged("max_connections_per_ip", 0..=1_000_000, 1_000usize, p),
+        },
         underscores_in_headers: f.choice(
             "underscores_in_headers",
             &[

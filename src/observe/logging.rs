@@ -4,6 +4,9 @@
 //! - While a new process waits for the old one to hand over its listeners, Pingora logs
 //!   `No incoming socket transfer, sleep 1s and try again` at ERROR on every normal upgrade.
 //!   It is the expected wait: logged at INFO here.
+//! - A client that goes away before finishing its request head makes Pingora log ERROR
+//!   (`Fail to proxy: Downstream ConnectionClosed … while reading request headers`): that is
+//!   the client's doing, and a flood of such clients would flood the log. DEBUG here.
 //! - At DEBUG and TRACE, Pingora prints whole request heads (`Authorization`, API keys,
 //!   queries). `server.log_level: debug` raises Portcullis's own logs only; Pingora's stay at
 //!   INFO unless `RUST_LOG` asks for them explicitly.

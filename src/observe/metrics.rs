@@ -20,6 +20,8 @@ pub struct Metrics {
     pub ratelimit_store_errors: IntCounterVec,
     pub ratelimit_store_duration: HistogramVec,
     pub ratelimit_store_breaker_open: IntGaugeVec,
+    pub connections_open: prometheus::IntGauge,
+    pub connections_refused: IntCounterVec,
 }
 
 // The definitions are constants: creating them fails only on an invalid name, which the
@@ -107,6 +109,19 @@ impl Metrics {
             "1 when the target passes its health check.",
             &["upstream", "target"],
         )?;
+        let connections_open = register(
+            &registry,
+            prometheus::IntGauge::new(
+                "portcullis_connections_open",
+                "Client connections the proxy listeners hold.",
+            )?,
+        )?;
+        let connections_refused = counter(
+            "portcullis_connections_refused_total",
+            "Client connections refused at accept, by the cap that refused them \
+             (max_connections, max_connections_per_ip).",
+            &["reason"],
+        )?;
         let build_info = gauge(
             "portcullis_build_info",
             "Build information; always 1.",
@@ -128,6 +143,8 @@ impl Metrics {
             ratelimit_store_errors,
             ratelimit_store_duration,
             ratelimit_store_breaker_open,
+            connections_open,
+            connections_refused,
         })
     }
 

@@ -46,7 +46,7 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 pub fn is_trusted(client: Option<IpAddr>, trusted: &[Cidr]) -> bool {
-    client.is_some_and(|ip| trusted.iter().any(|c| c.contains(ip)))
+    crate::config::cidr::any_contains(trusted, client)
 }
 
 /// Set the forwarding headers on the upstream request.

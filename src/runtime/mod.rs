@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::Authenticator;
 use crate::config::cidr::Cidr;
-use crate::config::{Config, RequestLimits};
+use crate::config::{Config, ConnectionLimits, RequestLimits};
 use crate::limits::redis::RedisStore;
 use crate::limits::Policy;
 use crate::routing::{Route, RouteTable};
@@ -24,6 +24,7 @@ pub mod reload;
 #[derive(Debug, Clone)]
 pub struct RequestSettings {
     pub limits: RequestLimits,
+    pub connections: ConnectionLimits,
     pub trusted_proxies: Vec<Cidr>,
     pub access_log: bool,
     /// What clients may not send upstream as written (header spellings, overrides).
@@ -174,6 +175,7 @@ impl Snapshot {
             redis,
             settings: RequestSettings {
                 limits: config.server.limits,
+                connections: config.server.connections,
                 trusted_proxies: config.server.trusted_proxies.clone(),
                 access_log: config.server.access_log,
                 client_headers,
