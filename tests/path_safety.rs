@@ -263,3 +263,28 @@ fn slow_request_bodies_are_cut_off_with_408() {
     let r = request(gw.addr(), "POST", "localhost", "/upload", &[], &[b'x'; 1000]);
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// Requests Pingora refuses while parsing (a malformed head, `CONNECT`) were answered with
+/// `Server: Pingora`, fingerprinting the framework. They get the gateway's own problem+json.
+#[test]
+fn requests_refused_while_parsing_do_not_name_the_framework() {
+    let (up, gw) = setup();
+    for (raw, status) in [
+        (
+            &b"GET / HTTP/1.1\r\nHost: localhost\r\nBad Header: y\r\n\r\n"[..],
+            400,
+        ),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (
+            b"CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n",
+            405,
+        ),
+    ] {
+        let r = gw.send(raw);
+        assert_eq!(r.status, status, "{}", String::from_utf8_lossy(raw));
+        assert_eq!(r.header("server"), None, "{:?}", r.headers);
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        assert!(!r.text().contains("ingora"), "{}", r.text());
+    }
+    assert_eq!(up.count(), 0);
+}

@@ -1,0 +1,211 @@
+//! Pingora answers some requests itself before any filter runs — a request head it cannot
+//! parse (400), `CONNECT` (405) — with a canned response that says `Server: Pingora`. That
+//! fingerprints the framework for every scanner, and differs from every other error the
+//! gateway sends. Pingora offers no hook for it, so the client stream is wrapped: a response
+//! head carrying Pingora's `Server` line is replaced by the gateway's own problem+json answer.
+//! Nothing else passes through any differently (one prefix test per write).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, Stream, UniqueID, UniqueIDType,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The line only Pingora's canned responses carry (the gateway never sends `Server`).
+const PINGORA_LINE: &[u8] = b"\r\nServer: Pingora\r\n";
+
+#[derive(Debug)]
+pub struct Canned {
+    inner: Stream,
+    /// A replacement being written, how much of it is out, and the length of the write it
+    /// stands for (reported once it is all out).
+    pending: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl Canned {
+    pub fn wrap(inner: Stream) -> Stream {
+        Box::new(Canned { inner, pending: None })
+    }
+}
+
+/// The gateway's answer instead of a canned Pingora response head, if `buf` is one.
+fn replacement(buf: &[u8]) -> Option<Vec<u8>> {
+    if !buf.starts_with(b"HTTP/1.1 ") || buf.len() > 512 {
+        return None;
+    }
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = &buf[..head_end + 2];
+    if !head.windows(PINGORA_LINE.len()).any(|w| w == PINGORA_LINE) {
+        return None;
+    }
+    let status: u16 = std::str::from_utf8(buf.get(9..12)?).ok()?.parse().ok()?;
+    let (title, detail) = match status {
+        405 => ("Method Not Allowed", "the CONNECT method is not supported"),
+        400 => ("Bad Request", "the request could not be parsed"),
+        _ => ("Error", "the request could not be served"),
+    };
+    let body = format!(r#"{{"type":"about:blank","title":"{title}","status":{status},"detail":"{detail}"}}"#);
+    Some(
+        format!(
+            "HTTP/1.1 {status} {title}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+impl AsyncWrite for Canned {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.pending.is_none() {
+            match replacement(buf) {
+                Some(bytes) => this.pending = Some((bytes, 0, buf.len())),
+                None => return Pin::new(&mut this.inner).poll_write(cx, buf),
+            }
+        }
+        // Write the replacement out; the caller (write_all) retries with the same buffer
+        // while this is pending.
+        while let Some((bytes, written, stands_for)) = this.pending.as_mut() {
+            if *written == bytes.len() {
+                let n = *stands_for;
+                this.pending = None;
+                return Poll::Ready(Ok(n));
+            }
+            match Pin::new(&mut this.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *written += n,
+                other => return other,
+            }
+        }
+        Poll::Ready(Ok(0))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        // A response head goes through `poll_write`, where it can be recognized.
+        match bufs.iter().find(|b| !b.is_empty()) {
+            Some(first) if first.starts_with(b"HTTP/1.1 ") || self.pending.is_some() => {
+                self.poll_write(cx, first)
+            }
+            _ => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl AsyncRead for Canned {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+#[async_trait]
+impl Shutdown for Canned {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for Canned {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for Canned {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<pingora::protocols::ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for Canned {
+    fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Canned {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: pingora::protocols::raw_connect::ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for Canned {
+    fn get_socket_digest(&self) -> Option<Arc<pingora::protocols::SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: pingora::protocols::SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for Canned {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_only_pingoras_canned_heads() {
+        let canned = b"HTTP/1.1 400 Bad Request\r\nServer: Pingora\r\nDate: x\r\nContent-Length: 0\r\nCache-Control: private, no-store\r\nConnection: close\r\n\r\n";
+        let ours = String::from_utf8(replacement(canned).expect("replaced")).unwrap();
+        assert!(ours.starts_with("HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json"));
+        assert!(!ours.contains("Pingora"));
+        let proxied = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 0\r\n\r\n";
+        assert!(replacement(proxied).is_none());
+        assert!(replacement(b"{\"json\": true}").is_none());
+    }
+}
