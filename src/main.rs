@@ -146,13 +146,13 @@ fn run(path: &str, opts: server::RunOptions) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    portcullis::observe::logging::init(config.server.log_level.as_deref());
+    portcullis::observe::logging::init(config.server.process.log_level.as_deref());
     log::info!(
         "portcullis {} starting: {} routes, {} upstreams, listening on {}",
         env!("CARGO_PKG_VERSION"),
         config.routes.len(),
         config.upstreams.len(),
-        config.server.listen.join(", ")
+        config.server.process.listen.join(", ")
     );
     match server::run(path, config, snapshot, opts) {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,7 +30,7 @@ pub struct RunOptions {
 
 /// Pingora's own settings, taken from the `server:` section so operators keep one file.
 fn server_conf(config: &Config, daemon: bool) -> ServerConf {
-    let s = &config.server;
+    let s = &config.server.process;
     ServerConf {
         threads: s.threads,
         daemon,
@@ -50,7 +50,7 @@ const READ_BUFFER: usize = 0;
 /// Build every service and run until a signal stops the process.
 pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptions) -> Result<(), String> {
     let runtime = Arc::new(Runtime::new(snapshot));
-    let settings = config.server.process_settings();
+    let settings = config.server.process.clone();
     let reloader = Arc::new(Reloader::new(config_path, Arc::clone(&runtime), settings.clone()));
     let opt = Opt {
         upgrade: opts.upgrade,
@@ -77,14 +77,14 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
         "portcullis proxy".to_string(),
         Front::proxy(proxy, Arc::clone(&runtime)),
     );
-    for addr in &config.server.listen {
+    for addr in &config.server.process.listen {
         proxy_service.add_listener(pingora::listeners::ListenerConfig::tcp(addr.as_str()).l4_buffer(
             pingora::protocols::l4::stream::L4BufferSettings::new(READ_BUFFER, 1460),
         ));
     }
     server.add_service(proxy_service);
 
-    if let Some(admin_addr) = &config.server.admin {
+    if let Some(admin_addr) = &config.server.process.admin {
         let ready_runtime = Arc::clone(&runtime);
         let readiness = Arc::new(move || ready_runtime.readiness());
         let admin_reloader = Arc::clone(&reloader);
@@ -100,7 +100,7 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
                 Err(problems) => ReloadOutcome::Invalid(problems),
             }
         });
-        let app = AdminApp::new(readiness, reload, config.server.admin_hosts.clone());
+        let app = AdminApp::new(readiness, reload, config.server.process.admin_hosts.clone());
         let mut admin = Service::new(
             "portcullis admin".to_string(),
             Front::admin(app, Arc::clone(&runtime)),

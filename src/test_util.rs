@@ -10,3 +10,36 @@ pub fn request_header(target: &str, headers: &[(&str, &str)]) -> RequestHeader {
     }
     r
 }
+
+/// A route for routing tests: upstream 0, no auth, no rules.
+pub fn route(
+    name: &str,
+    path: crate::config::PathMatch,
+    methods: &[&str],
+    headers: &[(&str, &str)],
+) -> crate::routing::Route {
+    crate::routing::Route {
+        name: name.into(),
+        path,
+        methods: crate::routing::methods::MethodSet::from_names(methods.iter().copied()),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_bytes(k.as_bytes()).expect("valid test header name"),
+                    http::HeaderValue::from_str(v).expect("valid test header value"),
+                )
+            })
+            .collect(),
+        upstream: Some(0),
+        versions: None,
+        strip_prefix: None,
+        request_headers: Default::default(),
+        response_headers: Default::default(),
+        timeout: None,
+        auth: Default::default(),
+        limits: Vec::new(),
+        pass_headers: Vec::new(),
+        websocket: false,
+    }
+}

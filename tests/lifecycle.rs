@@ -105,6 +105,34 @@ impl Daemon {
         out
     }
 
+    /// Upgrade to the configuration of `generation` and wait until the new process serves it;
+    /// the pid of the process that was replaced.
+    fn upgrade_to(&mut self, up: &Upstream, generation: u32) -> i32 {
+        let old = self.read_pid().expect("pid");
+        self.write(&body(up, generation));
+        let out = self.upgrade();
+        assert!(
+            out.status.success(),
+            "upgrade {generation}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_ne!(
+            self.read_pid(),
+            Some(old),
+            "upgrade {generation} started a new process"
+        );
+        let want = generation.to_string();
+        wait_for(
+            "the new process serves the new config",
+            Duration::from_secs(20),
+            || {
+                let r = get(self.addr, "localhost", "/check");
+                (r.header("x-generation") == Some(want.as_str())).then_some(())
+            },
+        );
+        old
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
@@ -146,26 +174,8 @@ fn ten_upgrades_under_load_then_refused_upgrades_keep_serving() {
     let drain_deadline = Duration::from_secs(15);
     let mut draining: Vec<(i32, Instant)> = Vec::new();
     for generation in 1..=10 {
-        let old = gw.read_pid().expect("pid");
-        gw.write(&body(&up, generation));
-        let out = gw.upgrade();
-        assert!(
-            out.status.success(),
-            "upgrade {generation}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let new = gw.read_pid().expect("pid");
-        assert_ne!(new, old, "upgrade {generation} started a new process");
+        let old = gw.upgrade_to(&up, generation);
         draining.push((old, Instant::now()));
-        let want = generation.to_string();
-        wait_for(
-            "new process serves the new config",
-            Duration::from_secs(20),
-            || {
-                let r = get(gw.addr, "localhost", "/check");
-                (r.header("x-generation") == Some(want.as_str())).then_some(())
-            },
-        );
     }
     let r = slow.join().expect("slow request thread");
     assert_eq!(
@@ -261,19 +271,7 @@ fn an_upgrade_after_changing_the_upgrade_socket_keeps_serving() {
         .server
         .replace(&format!("{d}/upgrade.sock"), &format!("{d}/renamed.sock"));
     for generation in 1..=2 {
-        let old = gw.read_pid().expect("pid");
-        gw.write(&body(&up, generation));
-        let out = gw.upgrade();
-        assert!(
-            out.status.success(),
-            "upgrade {generation}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let want = generation.to_string();
-        wait_for("the new process serves", Duration::from_secs(20), || {
-            let r = get(gw.addr, "localhost", "/check");
-            (r.header("x-generation") == Some(want.as_str())).then_some(())
-        });
+        let old = gw.upgrade_to(&up, generation);
         wait_for("the old process exits", Duration::from_secs(15), || {
             (!is_running(old)).then_some(())
         });

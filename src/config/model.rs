@@ -25,19 +25,8 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Listener addresses exactly as written (Pingora hands a listener over on upgrade only
-    /// when the address string is identical in both configs).
-    pub listen: Vec<String>,
-    pub threads: usize,
-    pub admin: Option<String>,
-    /// `Host` names the admin listener accepts besides loopback and its own address.
-    pub admin_hosts: Vec<String>,
-    pub pid_file: String,
-    pub upgrade_sock: String,
-    pub error_log: Option<String>,
-    pub grace_period: Duration,
-    pub shutdown_timeout: Duration,
-    pub log_level: Option<String>,
+    /// What belongs to the process (a live reload cannot change it).
+    pub process: ProcessSettings,
     pub access_log: bool,
     /// Peers whose `X-Forwarded-*` headers are believed and extended rather than replaced.
     pub trusted_proxies: Vec<Cidr>,
@@ -59,32 +48,17 @@ pub enum Underscores {
     Allow,
 }
 
-impl ServerConfig {
-    /// The settings that belong to the process.
-    pub fn process_settings(&self) -> ProcessSettings {
-        ProcessSettings {
-            listen: self.listen.clone(),
-            threads: self.threads,
-            admin: self.admin.clone(),
-            admin_hosts: self.admin_hosts.clone(),
-            pid_file: self.pid_file.clone(),
-            upgrade_sock: self.upgrade_sock.clone(),
-            error_log: self.error_log.clone(),
-            grace_period: self.grace_period,
-            shutdown_timeout: self.shutdown_timeout,
-            log_level: self.log_level.clone(),
-        }
-    }
-}
-
 /// The `server` settings a running process cannot change: a live reload leaves them as they
 /// were, a graceful upgrade (a new process) applies them. A running gateway records its own
 /// (see `control::record`), so the operator commands compare against what really runs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessSettings {
+    /// Listener addresses exactly as written (Pingora hands a listener over on upgrade only
+    /// when the address string is identical in both configs).
     pub listen: Vec<String>,
     pub threads: usize,
     pub admin: Option<String>,
+    /// `Host` names the admin listener accepts besides loopback and its own address.
     pub admin_hosts: Vec<String>,
     pub pid_file: String,
     /// The socket this process hands its listeners to on SIGQUIT.

@@ -112,12 +112,12 @@ fn check_identity_keys(routes: &[Option<RouteConfig>], policies: &[RateLimitConf
 
 fn check_listeners(server: &ServerConfig, p: &mut Problems) {
     let mut seen = HashSet::new();
-    for (i, l) in server.listen.iter().enumerate() {
+    for (i, l) in server.process.listen.iter().enumerate() {
         if !seen.insert(l.as_str()) {
             p.add_unpositioned(&format!("server.listen[{i}]"), format!("`{l}` is listed twice"));
         }
     }
-    if let Some(admin) = &server.admin {
+    if let Some(admin) = &server.process.admin {
         if seen.contains(admin.as_str()) {
             p.add_unpositioned("server.admin", format!("`{admin}` is also a proxy listener"));
         }

@@ -23,7 +23,7 @@ struct Reloaded {
 
 /// `path` is the absolute path of the validated `config`.
 pub fn reload(path: &str, config: &Config) -> ExitCode {
-    let outcome = match &config.server.admin {
+    let outcome = match &config.server.process.admin {
         Some(admin) => reload_via_admin(admin, path),
         None => reload_via_signal(path, config),
     };
@@ -87,7 +87,7 @@ fn reload_via_admin(admin: &str, path: &str) -> Result<Reloaded, String> {
 
 /// SIGHUP to the pid in `server.pid_file`, after checking that the process runs on this file.
 fn reload_via_signal(path: &str, config: &Config) -> Result<Reloaded, String> {
-    let pid_file = &config.server.pid_file;
+    let pid_file = &config.server.process.pid_file;
     let pid = pid::read_pid(pid_file)?;
     pid::verify(pid, pid_file)?;
     let record = ProcessRecord::read_for(pid, pid_file);
@@ -98,7 +98,7 @@ fn reload_via_signal(path: &str, config: &Config) -> Result<Reloaded, String> {
     }
     pid::signal(pid, pid_file, libc::SIGHUP)?;
     let not_applied = record
-        .map(|r| r.settings.changes(&config.server.process_settings()))
+        .map(|r| r.settings.changes(&config.server.process))
         .unwrap_or_default()
         .into_iter()
         .map(String::from)

@@ -43,7 +43,7 @@ const UPGRADE_DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(20);
 
 fn run_upgrade(path: &str, config: &Config) -> Result<String, String> {
-    let server = &config.server;
+    let server = &config.server.process;
     let old_pid = pid::read_pid(&server.pid_file)?;
     pid::verify(old_pid, &server.pid_file)?;
     let running = ProcessRecord::read_for(old_pid, &server.pid_file).map(|r| r.settings);
@@ -51,7 +51,7 @@ fn run_upgrade(path: &str, config: &Config) -> Result<String, String> {
     let handover = running
         .as_ref()
         .map_or(server.upgrade_sock.clone(), |r| r.upgrade_sock.clone());
-    preflight(&server.process_settings(), running.as_ref(), &handover, old_pid)?;
+    preflight(server, running.as_ref(), &handover, old_pid)?;
 
     let socket = Path::new(&handover);
     // A leftover socket file would look like the new process being ready.

@@ -79,29 +79,14 @@ mod tests {
     use super::*;
     use crate::auth::RouteAuth;
     use crate::config::PathMatch;
-    use crate::routing::methods::MethodSet;
-    use crate::transform::headers::HeaderRules;
 
     fn route(name: &str, prefix: &str, methods: &[&str], auth: &[usize]) -> Route {
-        Route {
-            name: name.into(),
-            path: PathMatch::Prefix(prefix.into()),
-            methods: MethodSet::from_names(methods.iter().copied()),
-            headers: Vec::new(),
-            upstream: Some(0),
-            versions: None,
-            strip_prefix: None,
-            request_headers: HeaderRules::default(),
-            response_headers: HeaderRules::default(),
-            timeout: None,
-            auth: RouteAuth {
-                authenticators: auth.to_vec(),
-                ..RouteAuth::default()
-            },
-            limits: Vec::new(),
-            pass_headers: Vec::new(),
-            websocket: false,
-        }
+        let mut route = crate::test_util::route(name, PathMatch::Prefix(prefix.into()), methods, &[]);
+        route.auth = RouteAuth {
+            authenticators: auth.to_vec(),
+            ..RouteAuth::default()
+        };
+        route
     }
 
     #[test]

@@ -356,34 +356,8 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::headers::HeaderRules;
 
-    fn route(name: &str, path: PathMatch, methods: &[&str], headers: &[(&str, &str)]) -> Route {
-        Route {
-            name: name.into(),
-            path,
-            methods: MethodSet::from_names(methods.iter().copied()),
-            headers: headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                        HeaderValue::from_str(v).unwrap(),
-                    )
-                })
-                .collect(),
-            upstream: Some(0),
-            versions: None,
-            strip_prefix: None,
-            request_headers: HeaderRules::default(),
-            response_headers: HeaderRules::default(),
-            timeout: None,
-            auth: RouteAuth::default(),
-            limits: Vec::new(),
-            pass_headers: Vec::new(),
-            websocket: false,
-        }
-    }
+    use crate::test_util::route;
 
     fn prefix(p: &str) -> PathMatch {
         PathMatch::Prefix(p.into())

@@ -98,7 +98,7 @@ impl Reloader {
         Ok(Reloaded {
             routes: config.routes.len(),
             upstreams: config.upstreams.len(),
-            needs_upgrade: self.started_with.changes(&config.server.process_settings()),
+            needs_upgrade: self.started_with.changes(&config.server.process),
         })
     }
 }
