@@ -89,6 +89,8 @@ where
                 // Closed, reset, or silent until the deadline.
                 _ => return None,
             }
+            // HTTP/1.1: the listeners offer nothing else yet. HTTP/2 (ALPN `h2`, or h2c) must
+            // branch here as Pingora's `ServerApp` for `HttpServerApp` does.
             let mut session = ServerSession::new_http1(stream);
             match carried.take() {
                 Some(settings) => settings.apply_to_session(&mut session),

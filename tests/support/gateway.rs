@@ -69,7 +69,7 @@ impl Gateway {
     }
 
     /// Starts without waiting for readiness (for readiness tests): waits only
-    /// until the proxy port accepts TCP.
+    /// until the proxy and admin ports accept TCP.
     pub fn start_unready(server_extra: &str, body: &str) -> Gateway {
         launch(server_extra, body, &[], WaitFor::Listening)
     }
@@ -291,7 +291,10 @@ fn try_launch(
             WaitFor::Ready => {
                 probe_ready(gw.admin) && TcpStream::connect_timeout(&gw.addr, Duration::from_secs(1)).is_ok()
             }
-            WaitFor::Listening => TcpStream::connect_timeout(&gw.addr, Duration::from_secs(1)).is_ok(),
+            // Both listeners accept TCP (tests of unready gateways call the admin port at once).
+            WaitFor::Listening => [gw.addr, gw.admin]
+                .iter()
+                .all(|a| TcpStream::connect_timeout(a, Duration::from_secs(1)).is_ok()),
         };
         if up {
             return Attempt::Up(gw);
