@@ -42,8 +42,19 @@ pub fn decode_str(s: &str) -> Option<String> {
 /// percent-decoding and without regard to case, because frameworks read `api%5Fkey`, `API_KEY`
 /// and `api_key` as one parameter; a reader that compared bytes would miss the spellings an
 /// upstream still understands.
+///
+/// PHP also reads `.`, ` `, `+` and `[` in a name as `_` (`api.key` is `$_GET['api_key']`), so
+/// those compare equal to `_` too.
 pub fn names_param(raw_name: &str, param: &str) -> bool {
-    decode_str(raw_name).is_some_and(|n| n.eq_ignore_ascii_case(param))
+    let php = |c: char| {
+        if matches!(c, '.' | ' ' | '+' | '[') {
+            '_'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    decode_str(raw_name)
+        .is_some_and(|n| n.len() == param.len() && n.chars().map(php).eq(param.chars().map(php)))
 }
 
 /// `name=value` (a bare `name` has an empty value).
@@ -89,6 +100,9 @@ mod tests {
             assert!(names_param(spelling, "api_key"), "{spelling}");
         }
         assert!(!names_param("api-key", "api_key"));
+        for php in ["api.key", "api+key", "api%20key", "api[key"] {
+            assert!(names_param(php, "api_key"), "{php}: PHP reads it as api_key");
+        }
         assert!(!names_param("api_key%zz", "api_key"));
         assert!(hides_param("a=1;API_KEY=x", "api_key"));
         assert!(!hides_param("a=x;y", "api_key"));

@@ -234,6 +234,8 @@ fn connections_are_capped_per_client_and_in_all() {
         up.addr()
     );
     let gw = Gateway::start_with("max_connections_per_ip: 3", &body);
+    // The launcher's readiness probes are connections too: let them go first.
+    gw.wait_metric("portcullis_connections_open", &[], 0.0);
     let held: Vec<Conn> = (0..3).map(|_| Conn::connect(gw.addr())).collect();
     gw.wait_metric("portcullis_connections_open", &[], 3.0);
     let refused = gw.get("/x");
@@ -253,6 +255,7 @@ fn connections_are_capped_per_client_and_in_all() {
     );
 
     let gw = Gateway::start_with("max_connections: 2\nmax_connections_per_ip: 0", &body);
+    gw.wait_metric("portcullis_connections_open", &[], 0.0);
     let _held: Vec<Conn> = (0..2).map(|_| Conn::connect(gw.addr())).collect();
     gw.wait_metric("portcullis_connections_open", &[], 2.0);
     assert_eq!(gw.get("/x").status, 503);
@@ -281,6 +284,7 @@ fn an_idle_connection_costs_a_few_kib() {
     };
     let n = 500;
     let per_connection = |head: &[u8]| -> f64 {
+        gw.wait_metric("portcullis_connections_open", &[], 0.0);
         let before = rss();
         let mut conns: Vec<Conn> = (0..n).map(|_| Conn::connect(gw.addr())).collect();
         for c in &mut conns {
@@ -298,4 +302,52 @@ fn an_idle_connection_costs_a_few_kib() {
     eprintln!("per connection: idle {idle:.1} KiB, request head in progress {partial:.1} KiB");
     assert!(idle < 16.0, "idle connections cost {idle:.1} KiB each");
     assert!(partial < 40.0, "connections mid-head cost {partial:.1} KiB each");
+}
+
+/// A client that stops reading held its connection, and the upstream's, forever: Pingora sets
+/// no write timeout on the client side, and back-pressure stalls the upstream reader. With
+/// `send_timeout`, the gateway lets go and the upstream connection closes.
+#[test]
+fn a_client_that_stops_reading_is_let_go() {
+    use std::io::{Read, Write};
+    // An upstream with a 256 MiB answer, far more than socket buffers hold.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut conn, _)) = listener.accept() else {
+            return;
+        };
+        let mut head = [0u8; 4096];
+        let _ = conn.read(&mut head);
+        let size = 256u64 << 20;
+        let _ = conn.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n").as_bytes());
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0u64;
+        while sent < size {
+            if conn.write_all(&chunk).is_err() {
+                let _ = done.send(Some(sent));
+                return;
+            }
+            sent += chunk.len() as u64;
+        }
+        let _ = done.send(None);
+    });
+    let gw = Gateway::start_with(
+        "limits: { send_timeout: 1s }",
+        &format!(
+            "upstreams:\n  big:\n    targets: [\"{addr}\"]\n    read_timeout: 1h\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: big }}\n"
+        ),
+    );
+    let mut client = std::net::TcpStream::connect(gw.addr()).expect("connect");
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    // Never read. The gateway must give up and close the upstream connection.
+    match outcome.recv_timeout(Duration::from_secs(30)) {
+        Ok(Some(sent)) => eprintln!("upstream cut off after {} MiB", sent >> 20),
+        Ok(None) => panic!("the whole answer was buffered somewhere"),
+        Err(_) => panic!("the upstream connection was still held after 30 s"),
+    }
+    drop(client);
 }

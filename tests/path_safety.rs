@@ -123,6 +123,12 @@ fn host_header_rules() {
     assert_eq!(dup.status, 400);
     let bad = gw.send(b"GET /public/x HTTP/1.1\r\nHost: a/b\r\nConnection: close\r\n\r\n");
     assert_eq!(bad.status, 400);
+    // Empty labels would miss exact-host routes and fall to routes for every host.
+    for host in ["localhost..", ".localhost", "local..host"] {
+        let r = gw
+            .send(format!("GET /public/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 400, "Host: {host}");
+    }
     assert_eq!(up.count(), 0);
 }
 

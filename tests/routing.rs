@@ -405,4 +405,43 @@ fn upgrades_only_where_enabled_and_only_when_requested() {
         Some("websocket"),
         "passed where enabled"
     );
+    // Only a WebSocket handshake: an h2c upgrade would tunnel later requests past routing.
+    let h2c = [
+        ("connection", "Upgrade, HTTP2-Settings"),
+        ("upgrade", "h2c"),
+        ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+    ];
+    assert_eq!(
+        request(gw.addr(), "GET", "localhost", "/ws/x", &h2c, b"").status,
+        200
+    );
+    assert_eq!(
+        b.requests()[1].header("upgrade"),
+        None,
+        "h2c never reaches the upstream"
+    );
+}
+
+/// The review's attack on the header fallback: a tenant route for one host on `/orders`, a
+/// public `/orders` and a method-restricted `/orders/admin` for every host. A request for that
+/// host without the tenant header is decided by the most specific path for every host.
+#[test]
+fn a_header_mismatch_never_reaches_a_shorter_path_on_another_host_group() {
+    let (a, b) = two_upstreams();
+    let gw = Gateway::start(&format!(
+        "{}routes:\n  - {{ name: tenant, match: {{ hosts: [api.example.com], path_prefix: /orders, headers: {{ x-tenant: acme }} }}, upstream: b }}\n  - {{ name: orders, match: {{ path_prefix: /orders }}, upstream: a }}\n  - {{ name: orders-admin, match: {{ path_prefix: /orders/admin, methods: [GET, POST] }}, upstream: b }}\n",
+        upstreams(&a, &b)
+    ));
+    let r = request(
+        gw.addr(),
+        "DELETE",
+        "api.example.com",
+        "/orders/admin/users/1",
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert_eq!(a.count(), 0, "the public /orders upstream never saw it");
+    let r = request(gw.addr(), "DELETE", "api.example.com", "/orders/7", &[], b"");
+    assert_eq!(served_by(&r), "a");
 }

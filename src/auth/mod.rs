@@ -14,7 +14,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
-use crate::config::{AuthConfig, AuthKind, CredentialSource, RouteAuthConfig};
+use crate::config::{is_scope_token, AuthConfig, AuthKind, CredentialSource, RouteAuthConfig};
 use api_key::ApiKeys;
 use credentials::Found;
 use require::Requirement;
@@ -35,15 +35,20 @@ pub struct Identity {
     pub claims: Vec<(String, String)>,
 }
 
-/// Space-separated words (scopes, roles) held in one allocation: a token with hundreds of
-/// one-letter scopes costs its text, not hundreds of strings.
+/// Scopes or roles, held in one allocation: a token with hundreds of one-letter scopes costs
+/// its text, not hundreds of strings.
+///
+/// Only RFC 6749 scope tokens are kept (visible ASCII without space, `"` or `\`): `require`
+/// lists only such tokens, so nothing else could ever match — and keeping a role such as
+/// `"team admin"` as one entry means it is never read as the two words `team` and `admin`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Words(Box<str>);
 
 impl Words {
+    /// `words`: each one a candidate scope token (anything else is dropped whole).
     pub fn new<'a>(words: impl IntoIterator<Item = &'a str>) -> Words {
         let mut text = String::new();
-        for w in words.into_iter().filter(|w| !w.is_empty()) {
+        for w in words.into_iter().filter(|w| is_scope_token(w)) {
             if !text.is_empty() {
                 text.push(' ');
             }
@@ -58,6 +63,20 @@ impl Words {
 
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.split(' ').filter(|w| !w.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod words_tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_scope_tokens_are_kept() {
+        let roles = Words::new(["team admin", "reader", "x\tadmin", "ok:scope"]);
+        assert!(!roles.contains("admin"), "an entry with a space is not two roles");
+        assert!(!roles.contains("team"));
+        assert!(roles.contains("reader") && roles.contains("ok:scope"));
+        assert_eq!(roles.iter().count(), 2);
     }
 }
 

@@ -4,6 +4,15 @@ use http::HeaderName;
 
 use super::decode::Spanned;
 
+/// Whether `word` is an RFC 6749 scope token (visible ASCII without space, `"` or `\`): what
+/// `require.scopes`/`roles` and the keys file may name, and all an identity keeps.
+pub fn is_scope_token(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
 /// Where a credential is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialSource {

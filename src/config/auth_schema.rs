@@ -231,6 +231,18 @@ fn load_keys(
             continue;
         };
         let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+        if let Some(bad) = k.scopes.iter().chain(&k.roles).find(|s| !is_scope_token(s)) {
+            p.add(
+                file.pos,
+                path,
+                format!(
+                    "keys file {}: keys[{i}]: `{bad}` is not a scope token (visible ASCII, no space, quote or backslash)",
+                    full.display()
+                ),
+            );
+            ok = false;
+            continue;
+        }
         if !plain(&k.consumer) || k.plan.as_deref().is_some_and(|pl| !plain(pl)) {
             p.add(
                 file.pos,
@@ -313,11 +325,7 @@ fn decode_require(node: &Node, path: &str, p: &mut Problems) -> Option<RequireCo
         mode,
     };
     // Scopes are named in the WWW-Authenticate challenge: RFC 6749 scope-tokens only.
-    let scope_token = |s: &String| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
-    };
+    let scope_token = |s: &String| is_scope_token(s);
     for (what, list) in [("scopes", &require.scopes), ("roles", &require.roles)] {
         if let Some(bad) = list.iter().find(|s| !scope_token(s)) {
             p.add(

@@ -17,6 +17,12 @@ pub const OVERRIDES: &[&str] = &[
 
 /// Headers that claim where the client is or how it connected; the gateway says that itself.
 pub const CLIENT_CLAIMS: &[&str] = &[
+    "forwarded-for",
+    "x-forwarded",
+    "x-original-forwarded-for",
+    "fly-client-ip",
+    "x-appengine-user-ip",
+    "x-forwarded-protocol",
     "true-client-ip",
     "cf-connecting-ip",
     "x-client-ip",

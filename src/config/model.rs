@@ -123,6 +123,8 @@ pub struct RequestLimits {
     pub body_timeout: Duration,
     /// ...extended by one second for every this many bytes received (0: no extension).
     pub body_min_rate: u64,
+    /// The longest one write to the client may take (a client that stops reading).
+    pub send_timeout: Duration,
 }
 
 impl Default for RequestLimits {
@@ -135,6 +137,7 @@ impl Default for RequestLimits {
             body_idle_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             body_min_rate: 8 * 1024,
+            send_timeout: Duration::from_secs(60),
         }
     }
 }

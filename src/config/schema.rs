@@ -267,6 +267,7 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<RequestLim
             "body_idle_timeout",
             "body_timeout",
             "body_min_rate",
+            "send_timeout",
         ],
         p,
     )?;
@@ -282,11 +283,13 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<RequestLim
         body_idle_timeout: f.or("body_idle_timeout", d.body_idle_timeout, p),
         body_timeout: f.or("body_timeout", d.body_timeout, p),
         body_min_rate: f.ranged("body_min_rate", 0..=u64::from(u32::MAX), d.body_min_rate, p),
+        send_timeout: f.or("send_timeout", d.send_timeout, p),
     };
     for (key, d) in [
         ("header_read_timeout", limits.header_read_timeout),
         ("body_idle_timeout", limits.body_idle_timeout),
         ("body_timeout", limits.body_timeout),
+        ("send_timeout", limits.send_timeout),
     ] {
         if d.is_zero() {
             p.add(f.pos_of(key), &f.path_of(key), "must be greater than 0");

@@ -93,6 +93,9 @@ impl Node {
 pub const MAX_NODES: usize = 1_000_000;
 /// The most nodes that alias expansion may add (shared snippets are small).
 pub const MAX_EXPANDED: usize = 100_000;
+/// The most text that alias expansion may add: one large anchored value repeated would
+/// otherwise expand a small file to gigabytes.
+pub const MAX_EXPANDED_BYTES: usize = 16 * 1024 * 1024;
 /// The deepest nesting of lists and mappings (the schema needs fewer than 10 levels).
 pub const MAX_DEPTH: usize = 64;
 
@@ -178,35 +181,50 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     }))
 }
 
-/// A container being built: its start position, anchor, the node count when it started,
-/// and its children so far.
+/// How much a node holds: nodes, and bytes of scalar text.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+/// A container being built: its start position, anchor, the document's size when it
+/// started, and its children so far.
 enum Open {
-    Seq(Pos, usize, usize, Vec<Node>),
-    Map(Pos, usize, usize, Vec<Node>),
+    Seq(Pos, usize, Size, Vec<Node>),
+    Map(Pos, usize, Size, Vec<Node>),
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    /// Anchored nodes with the number of nodes each holds.
-    anchors: HashMap<usize, (Node, usize)>,
+    /// Anchored nodes with what each holds.
+    anchors: HashMap<usize, (Node, Size)>,
     root: Option<Node>,
     error: Option<String>,
     error_pos: Pos,
-    /// Nodes so far, aliases expanded, and how many of them alias expansion added.
-    nodes: usize,
-    expanded: usize,
+    /// The document so far, aliases expanded, and how much of it alias expansion added.
+    size: Size,
+    expanded: Size,
 }
 
 impl Builder {
-    /// `size`: the nodes `node` holds (for an anchor's later aliases).
-    fn push_value(&mut self, node: Node, anchor: usize, size: usize) {
+    /// `size`: what `node` holds (for an anchor's later aliases).
+    fn push_value(&mut self, node: Node, anchor: usize, size: Size) {
         if anchor > 0 {
             self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             Some(Open::Seq(_, _, _, items)) | Some(Open::Map(_, _, _, items)) => items.push(node),
             None => self.root = Some(node),
+        }
+    }
+
+    /// What the document gained since `start` (a container's size, itself included).
+    fn since(&self, start: Size) -> Size {
+        Size {
+            nodes: self.size.nodes - start.nodes + 1,
+            bytes: self.size.bytes - start.bytes,
         }
     }
 
@@ -217,10 +235,11 @@ impl Builder {
         }
     }
 
-    /// Count `n` more nodes; `false` (and the error) once the document is too large.
-    fn count(&mut self, n: usize, pos: Pos) -> bool {
-        self.nodes = self.nodes.saturating_add(n);
-        if self.nodes > MAX_NODES {
+    /// Count `more`; `false` (and the error) once the document is too large.
+    fn count(&mut self, more: Size, pos: Pos) -> bool {
+        self.size.nodes = self.size.nodes.saturating_add(more.nodes);
+        self.size.bytes = self.size.bytes.saturating_add(more.bytes);
+        if self.size.nodes > MAX_NODES {
             self.fail(
                 pos,
                 format!("the document holds more than {MAX_NODES} values (aliases expanded); refusing it"),
@@ -240,7 +259,11 @@ impl MarkedEventReceiver for Builder {
         }
         match ev {
             Event::Scalar(value, style, anchor, _tag) => {
-                if !self.count(1, pos) {
+                let size = Size {
+                    nodes: 1,
+                    bytes: value.len(),
+                };
+                if !self.count(size, pos) {
                     return;
                 }
                 let plain = style == TScalarStyle::Plain;
@@ -249,7 +272,7 @@ impl MarkedEventReceiver for Builder {
                 } else {
                     Node::Scalar { value, pos }
                 };
-                self.push_value(node, anchor, 1);
+                self.push_value(node, anchor, size);
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if self.stack.len() >= MAX_DEPTH {
@@ -259,10 +282,10 @@ impl MarkedEventReceiver for Builder {
                     );
                     return;
                 }
-                if !self.count(1, pos) {
+                if !self.count(Size { nodes: 1, bytes: 0 }, pos) {
                     return;
                 }
-                let start = self.nodes;
+                let start = self.size;
                 self.stack.push(match ev {
                     Event::SequenceStart(..) => Open::Seq(pos, anchor, start, Vec::new()),
                     _ => Open::Map(pos, anchor, start, Vec::new()),
@@ -270,13 +293,13 @@ impl MarkedEventReceiver for Builder {
             }
             Event::SequenceEnd => {
                 if let Some(Open::Seq(pos, anchor, start, items)) = self.stack.pop() {
-                    let size = self.nodes - start + 1;
+                    let size = self.since(start);
                     self.push_value(Node::Seq { items, pos }, anchor, size);
                 }
             }
             Event::MappingEnd => {
                 if let Some(Open::Map(pos, anchor, start, flat)) = self.stack.pop() {
-                    let size = self.nodes - start + 1;
+                    let size = self.since(start);
                     let mut entries = Vec::with_capacity(flat.len() / 2);
                     let mut it = flat.into_iter();
                     while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -293,11 +316,22 @@ impl MarkedEventReceiver for Builder {
                     self.fail(pos, "YAML syntax error: alias names an unknown anchor".into());
                     return;
                 };
-                self.expanded = self.expanded.saturating_add(size);
-                if self.expanded > MAX_EXPANDED {
+                self.expanded.nodes = self.expanded.nodes.saturating_add(size.nodes);
+                self.expanded.bytes = self.expanded.bytes.saturating_add(size.bytes);
+                if self.expanded.nodes > MAX_EXPANDED {
                     self.fail(
                         pos,
                         format!("aliases expand to more than {MAX_EXPANDED} values; refusing the document"),
+                    );
+                    return;
+                }
+                if self.expanded.bytes > MAX_EXPANDED_BYTES {
+                    self.fail(
+                        pos,
+                        format!(
+                            "aliases expand to more than {} MiB of text; refusing the document",
+                            MAX_EXPANDED_BYTES >> 20
+                        ),
                     );
                     return;
                 }
@@ -362,6 +396,13 @@ mod tests {
         let deep = format!("a: {}1{}\n", "[".repeat(200), "]".repeat(200));
         let e = parse(&deep).unwrap_err();
         assert!(e.message.contains("nested more than"), "{e:?}");
+        let big = format!(
+            "a: &a \"{}\"\nb: [{}]\n",
+            "x".repeat(700_000),
+            vec!["*a"; 30].join(", ")
+        );
+        let e = parse(&big).unwrap_err();
+        assert!(e.message.contains("MiB of text"), "{e:?}");
         let shared = "x: &x {k: 1, j: [1, 2]}\na: *x\nb: *x\n";
         assert!(parse(shared).is_ok(), "ordinary aliases still work");
     }

@@ -9,7 +9,7 @@ pub fn read_pid(pid_file: &str) -> Result<i32, String> {
     let text = std::fs::read_to_string(pid_file).map_err(|e| {
         format!(
             "cannot read pid file {pid_file}: {e} (is the gateway running with this server.pid_file? \
-             A changed pid_file takes effect only after the next upgrade)"
+             The running gateway is found through it, so a changed pid_file needs a restart)"
         )
     })?;
     text.trim()
@@ -60,7 +60,7 @@ pub fn verify(pid: i32, pid_file: &str) -> Result<(), String> {
 }
 
 /// The effective user id of `pid`, from `/proc/PID/status` (`Uid: real effective ...`).
-fn effective_uid(pid: i32) -> Option<u32> {
+pub fn effective_uid(pid: i32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     line.split_whitespace().nth(2)?.parse().ok()

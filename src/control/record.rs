@@ -30,21 +30,53 @@ pub fn path_for(pid_file: &str) -> PathBuf {
 }
 
 impl ProcessRecord {
-    /// The record of process `pid`, if the file next to `pid_file` describes that process.
-    pub fn read_for(pid: i32, pid_file: &str) -> Option<ProcessRecord> {
-        let text = std::fs::read_to_string(path_for(pid_file)).ok()?;
+    /// The record of process `pid` (whose effective user is `owner`), if the file next to
+    /// `pid_file` describes that process and that user wrote it: a regular file, not a link,
+    /// owned by `owner` and writable by nobody else. (A record planted in a shared directory
+    /// would otherwise choose the socket `upgrade` removes and listens on.)
+    pub fn read_for(pid: i32, owner: u32, pid_file: &str) -> Option<ProcessRecord> {
+        use std::io::Read;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path_for(pid_file))
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.uid() != owner || meta.mode() & 0o022 != 0 {
+            return None;
+        }
+        let mut text = String::new();
+        file.take(64 * 1024).read_to_string(&mut text).ok()?;
         serde_json::from_str::<ProcessRecord>(&text)
             .ok()
             .filter(|r| r.pid == pid)
     }
 
-    /// Write atomically (a reader never sees half a record).
+    /// Write atomically (a reader never sees half a record), through a new file of our own
+    /// (never one someone prepared at a predictable name).
     fn write(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = path_for(&self.settings.pid_file);
-        let tmp = PathBuf::from(format!("{}.tmp{}", path.display(), self.pid));
+        let tmp = PathBuf::from(format!(
+            "{}.{}.{:x}",
+            path.display(),
+            self.pid,
+            rand::random::<u64>()
+        ));
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &path)
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        drop(file);
+        std::fs::rename(&tmp, &path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
     }
 }
 
@@ -80,5 +112,64 @@ impl BackgroundService for RecordKeeper {
                 path_for(&record.settings.pid_file).display()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    fn settings(pid_file: &str) -> ProcessSettings {
+        ProcessSettings {
+            listen: vec!["127.0.0.1:1".into()],
+            threads: 1,
+            admin: None,
+            admin_hosts: Vec::new(),
+            pid_file: pid_file.into(),
+            upgrade_sock: "/run/x.sock".into(),
+            error_log: None,
+            grace_period: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(1),
+            log_level: None,
+        }
+    }
+
+    #[test]
+    fn only_a_record_its_owner_alone_could_write_is_believed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("p.pid").display().to_string();
+        // SAFETY: geteuid(2) has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let record = ProcessRecord {
+            pid: 42,
+            config: "/etc/portcullis/portcullis.yaml".into(),
+            settings: settings(&pid_file),
+        };
+        record.write().expect("write");
+        assert_eq!(ProcessRecord::read_for(42, me, &pid_file), Some(record.clone()));
+        assert_eq!(ProcessRecord::read_for(43, me, &pid_file), None, "another pid");
+        assert_eq!(
+            ProcessRecord::read_for(42, me + 1, &pid_file),
+            None,
+            "another owner"
+        );
+        let path = path_for(&pid_file);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        assert_eq!(
+            ProcessRecord::read_for(42, me, &pid_file),
+            None,
+            "writable by others"
+        );
+        std::fs::remove_file(&path).expect("remove");
+        let elsewhere = dir.path().join("planted.json");
+        std::fs::write(&elsewhere, serde_json::to_string(&record).expect("json")).expect("plant");
+        std::os::unix::fs::symlink(&elsewhere, &path).expect("symlink");
+        assert_eq!(
+            ProcessRecord::read_for(42, me, &pid_file),
+            None,
+            "a link is not followed"
+        );
     }
 }

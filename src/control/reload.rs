@@ -90,7 +90,7 @@ fn reload_via_signal(path: &str, config: &Config) -> Result<Reloaded, String> {
     let pid_file = &config.server.process.pid_file;
     let pid = pid::read_pid(pid_file)?;
     pid::verify(pid, pid_file)?;
-    let record = ProcessRecord::read_for(pid, pid_file);
+    let record = pid::effective_uid(pid).and_then(|owner| ProcessRecord::read_for(pid, owner, pid_file));
     if let Some(record) = &record {
         if record.config != path {
             return Err(wrong_file(&record.config, path));

@@ -46,7 +46,17 @@ fn run_upgrade(path: &str, config: &Config) -> Result<String, String> {
     let server = &config.server.process;
     let old_pid = pid::read_pid(&server.pid_file)?;
     pid::verify(old_pid, &server.pid_file)?;
-    let running = ProcessRecord::read_for(old_pid, &server.pid_file).map(|r| r.settings);
+    let owner =
+        pid::effective_uid(old_pid).ok_or_else(|| format!("cannot read the owner of pid {old_pid}"))?;
+    let running = ProcessRecord::read_for(old_pid, owner, &server.pid_file).map(|r| r.settings);
+    if running.is_none() {
+        eprintln!(
+            "portcullis: warning: pid {old_pid} left no process record next to {}; assuming it hands \
+             its listeners over through {} as configured (if server.upgrade_sock changed, put the \
+             old value back for this upgrade)",
+            server.pid_file, server.upgrade_sock
+        );
+    }
     // The socket the running process sends its listeners to on SIGQUIT.
     let handover = running
         .as_ref()

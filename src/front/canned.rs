@@ -1,9 +1,10 @@
 //! Pingora answers some requests itself before any filter runs — a request head it cannot
 //! parse (400), `CONNECT` (405) — with a canned response that says `Server: Pingora`. That
 //! fingerprints the framework for every scanner, and differs from every other error the
-//! gateway sends. Pingora offers no hook for it, so the client stream is wrapped: a response
-//! head carrying Pingora's `Server` line is replaced by the gateway's own problem+json answer.
-//! Nothing else passes through any differently (one prefix test per write).
+//! gateway sends. Pingora offers no hook for it, so the client stream is wrapped: before the app
+//! has read a request head — so never while a request is proxied, and never an upstream's
+//! response or any body — a write that is exactly one of Pingora's canned heads is replaced by
+//! the gateway's own problem+json answer. Everything else passes as written.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,8 +17,11 @@ use pingora::protocols::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The line only Pingora's canned responses carry (the gateway never sends `Server`).
+use super::header_deadline;
+
+/// The lines of Pingora's canned error heads (`error_resp::gen_error_response`).
 const PINGORA_LINE: &[u8] = b"\r\nServer: Pingora\r\n";
+const EMPTY_BODY_LINE: &[u8] = b"\r\nContent-Length: 0\r\n";
 
 #[derive(Debug)]
 pub struct Canned {
@@ -33,14 +37,18 @@ impl Canned {
     }
 }
 
-/// The gateway's answer instead of a canned Pingora response head, if `buf` is one.
+/// The gateway's answer instead of a canned Pingora response head, if `buf` is exactly one
+/// (a whole head, nothing after it, with Pingora's `Server` line and an empty body).
 fn replacement(buf: &[u8]) -> Option<Vec<u8>> {
-    if !buf.starts_with(b"HTTP/1.1 ") || buf.len() > 512 {
+    if !buf.starts_with(b"HTTP/1.1 ") || buf.len() > 512 || !buf.ends_with(b"\r\n\r\n") {
         return None;
     }
     let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = &buf[..head_end + 2];
-    if !head.windows(PINGORA_LINE.len()).any(|w| w == PINGORA_LINE) {
+    if head_end + 4 != buf.len() {
+        return None;
+    }
+    let has = |line: &[u8]| buf.windows(line.len()).any(|w| w == line);
+    if !has(PINGORA_LINE) || !has(EMPTY_BODY_LINE) {
         return None;
     }
     let status: u16 = std::str::from_utf8(buf.get(9..12)?).ok()?.parse().ok()?;
@@ -66,8 +74,9 @@ impl AsyncWrite for Canned {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
+        // Only Pingora's own answers before any request head was read; never a proxied one.
         if this.pending.is_none() {
-            match replacement(buf) {
+            match replacement(buf).filter(|_| !header_deadline::headers_read()) {
                 Some(bytes) => this.pending = Some((bytes, 0, buf.len())),
                 None => return Pin::new(&mut this.inner).poll_write(cx, buf),
             }
@@ -206,6 +215,13 @@ mod tests {
         assert!(!ours.contains("Pingora"));
         let proxied = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 0\r\n\r\n";
         assert!(replacement(proxied).is_none());
+        let with_body = [&canned[..], b"x"].concat();
+        assert!(
+            replacement(&with_body).is_none(),
+            "a whole head and nothing after it"
+        );
+        let not_empty = b"HTTP/1.1 400 Bad Request\r\nServer: Pingora\r\nContent-Length: 5\r\n\r\n";
+        assert!(replacement(not_empty).is_none());
         assert!(replacement(b"{\"json\": true}").is_none());
     }
 }

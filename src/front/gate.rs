@@ -52,7 +52,8 @@ impl Gate {
         limits: &ConnectionLimits,
     ) -> Result<Slot<'_>, Refused> {
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
-        metrics::get().connections_open.set(open as i64);
+        // inc/dec, never `set`: two connections setting the count would race.
+        metrics::get().connections_open.inc();
         let mut slot = Slot {
             gate: self,
             client: None,
@@ -84,8 +85,8 @@ impl Gate {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let open = self.gate.open.fetch_sub(1, Ordering::AcqRel) - 1;
-        metrics::get().connections_open.set(open as i64);
+        self.gate.open.fetch_sub(1, Ordering::AcqRel);
+        metrics::get().connections_open.dec();
         if let Some(key) = self.client.take() {
             let mut counts = self.gate.shard(&key).lock().unwrap_or_else(|p| p.into_inner());
             if let Some(count) = counts.get_mut(&key) {

@@ -21,6 +21,13 @@ pub fn mark_headers_read() {
     let _ = HEADERS_READ.try_with(|flag| flag.store(true, Ordering::Relaxed));
 }
 
+/// Whether the app running now has read its request head (`true` outside a request).
+pub fn headers_read() -> bool {
+    HEADERS_READ
+        .try_with(|flag| flag.load(Ordering::Relaxed))
+        .unwrap_or(true)
+}
+
 /// Run `work` (one request) unless its head is not read by `deadline`: then `None`, which
 /// closes the connection without an answer.
 pub async fn within<T>(deadline: Instant, work: impl Future<Output = Option<T>>) -> Option<T> {

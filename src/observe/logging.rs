@@ -43,13 +43,19 @@ struct Relevel {
 
 /// The level a record should really have, when Pingora's is wrong.
 fn relevel(record: &Record<'_>) -> Option<Level> {
-    let benign_wait = record.level() == Level::Error
-        && record.target().starts_with("pingora_core::server::transfer_fd")
-        && record
-            .args()
-            .to_string()
-            .starts_with("No incoming socket transfer");
-    benign_wait.then_some(Level::Info)
+    if record.level() != Level::Error || !record.target().starts_with("pingora_") {
+        return None;
+    }
+    let text = record.args().to_string();
+    if record.target().starts_with("pingora_core::server::transfer_fd")
+        && text.starts_with("No incoming socket transfer")
+    {
+        return Some(Level::Info);
+    }
+    let client_left = record.target().starts_with("pingora_proxy")
+        && text.starts_with("Fail to proxy: Downstream")
+        && text.contains("while reading request headers");
+    client_left.then_some(Level::Debug)
 }
 
 impl Log for Relevel {
@@ -78,5 +84,43 @@ impl Log for Relevel {
 
     fn flush(&self) {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level_of(target: &str, text: &str) -> Option<Level> {
+        relevel(
+            &Record::builder()
+                .level(Level::Error)
+                .target(target)
+                .args(format_args!("{text}"))
+                .build(),
+        )
+    }
+
+    #[test]
+    fn benign_pingora_errors_are_releveled() {
+        assert_eq!(
+            level_of(
+                "pingora_core::server::transfer_fd",
+                "No incoming socket transfer, sleep 1s and try again"
+            ),
+            Some(Level::Info)
+        );
+        assert_eq!(
+            level_of(
+                "pingora_proxy",
+                "Fail to proxy: Downstream ConnectionClosed context: while reading request headers, bytes already read: 25"
+            ),
+            Some(Level::Debug)
+        );
+        assert_eq!(
+            level_of("pingora_proxy", "Fail to proxy: Upstream ConnectRefused"),
+            None
+        );
+        assert_eq!(level_of("portcullis", "No incoming socket transfer"), None);
     }
 }

@@ -137,6 +137,19 @@ pub fn resolve_version(
     Ok(Some(resolved))
 }
 
+/// The query parameter frameworks read as a method override.
+const METHOD_OVERRIDE_PARAM: &str = "_method";
+
+/// Whether a query could name `_method` in some spelling (the cheap test before the exact
+/// one, which allocates): it holds `method` in any case, or an escape.
+fn may_name_method_override(query: &str) -> bool {
+    query.contains('%')
+        || query
+            .as_bytes()
+            .windows(6)
+            .any(|w| w.eq_ignore_ascii_case(b"method"))
+}
+
 /// The path and query sent upstream: the version segment and `strip_prefix` removed from the
 /// canonical path, credential and version query parameters removed from the query.
 pub fn upstream_uri(
@@ -167,6 +180,12 @@ pub fn upstream_uri(
         }
         for param in strip_query {
             *q = sources::strip_query(q, param);
+        }
+        // `?_method=DELETE` is a method override to Rails, Laravel and Express: it goes with
+        // the header overrides (stripped unless the route lets them through).
+        let overrides_pass = route.pass_headers.iter().any(|h| h == "x-http-method-override");
+        if !overrides_pass && may_name_method_override(q) {
+            *q = crate::percent::strip_params(q, &[METHOD_OVERRIDE_PARAM]);
         }
     }
     let path_and_query = match query.filter(|q| !q.is_empty() || target.query.as_deref() == Some("")) {

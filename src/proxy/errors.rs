@@ -36,6 +36,8 @@ pub fn problem_for(e: &Error) -> Option<Problem> {
         t if *t == BODY_TIMEOUT => body_too_slow(),
         // The client stopped sending its body (the downstream read timeout).
         ErrorType::ReadTimedout if *e.esource() == ErrorSource::Downstream => body_too_slow(),
+        // The client stopped reading: nobody to answer.
+        ErrorType::WriteTimedout if *e.esource() == ErrorSource::Downstream => return None,
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             Problem::new(504, "the upstream did not answer in time")
         }

@@ -160,6 +160,18 @@ fn connection_nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {
     out
 }
 
+/// Whether the request may go upstream as a protocol upgrade: only a WebSocket handshake
+/// (`GET` with exactly `Upgrade: websocket`), and only on a route that enables it. Any other
+/// upgrade (`h2c`, …) would open a tunnel in which later requests bypass routing and auth.
+pub fn websocket_upgrade_allowed(req: &RequestHeader, route_allows: bool) -> bool {
+    let mut upgrades = req.headers.get_all(UPGRADE).iter();
+    let websocket = match (upgrades.next(), upgrades.next()) {
+        (Some(v), None) => v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"),
+        _ => false,
+    };
+    route_allows && websocket && req.method == http::Method::GET
+}
+
 /// Keep a client's request id if it is short and plain (it ends up in logs), else make one.
 pub fn request_id(req: &RequestHeader) -> String {
     if let Some(v) = req.headers.get(&X_REQUEST_ID) {
@@ -250,6 +262,20 @@ mod tests {
         strip_hop_by_hop_response(&mut ws);
         assert_eq!(ws.headers.get("upgrade").unwrap(), "websocket");
         assert_eq!(ws.headers.get("connection").unwrap(), "Upgrade");
+    }
+
+    #[test]
+    fn only_websocket_handshakes_upgrade() {
+        let ws = req(&[("upgrade", "websocket"), ("connection", "Upgrade")]);
+        assert!(websocket_upgrade_allowed(&ws, true));
+        assert!(!websocket_upgrade_allowed(&ws, false), "the route must enable it");
+        for other in ["h2c", "websocket, h2c", "TLS/1.2"] {
+            let r = req(&[("upgrade", other), ("connection", "Upgrade")]);
+            assert!(!websocket_upgrade_allowed(&r, true), "{other}");
+        }
+        let mut post = req(&[("upgrade", "websocket")]);
+        post.set_method(http::Method::POST);
+        assert!(!websocket_upgrade_allowed(&post, true));
     }
 
     #[test]

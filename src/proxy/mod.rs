@@ -196,9 +196,13 @@ impl ProxyHttp for Gateway {
             Ok(()) => {
                 // A client may pause this long between two pieces of its body (Pingora's own
                 // default is a minute per read, which a trickling client never reaches).
+                // And a client that stops reading the response is let go: Pingora sets no write
+                // timeout, so it would hold this connection and the upstream's forever.
                 if let Some(snapshot) = &ctx.snapshot {
-                    let idle = snapshot.settings.limits.body_idle_timeout;
-                    session.as_downstream_mut().set_read_timeout(Some(idle));
+                    let limits = &snapshot.settings.limits;
+                    let downstream = session.as_downstream_mut();
+                    downstream.set_read_timeout(Some(limits.body_idle_timeout));
+                    downstream.set_write_timeout(Some(limits.send_timeout));
                 }
                 Ok(false)
             }
@@ -308,8 +312,8 @@ impl ProxyHttp for Gateway {
                 req.remove_header(name);
             }
         }
-        // Last, so no header rule can turn a request into an upgrade on a route without it.
-        if !route.websocket {
+        // Last, so no header rule can turn a request into an upgrade it may not make.
+        if !forwarding::websocket_upgrade_allowed(req, route.websocket) {
             forwarding::remove(req, &http::header::UPGRADE);
             forwarding::remove(req, &http::header::CONNECTION);
         }

@@ -19,10 +19,20 @@ pub fn canonical_host(raw: &str) -> Option<String> {
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    let ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+    let ok = if host.starts_with('[') {
+        host.bytes()
+            .all(|b| b.is_ascii_hexdigit() || b"[]:.".contains(&b))
+    } else {
+        // Every label non-empty: `api.example.com..` or `a..b` would miss the exact-host
+        // routes and fall to routes for other hosts, while an upstream may read it as the host.
+        !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            })
+    };
     ok.then(|| host.to_ascii_lowercase())
 }
 
@@ -55,6 +65,20 @@ mod tests {
         assert_eq!(canonical_host(""), None);
         assert_eq!(canonical_host("x:abc"), None);
         assert_eq!(canonical_host("x/y"), None);
+        for empty_label in [
+            "api.example.com..",
+            ".api.example.com",
+            "api..example.com",
+            "..",
+            ".",
+        ] {
+            assert_eq!(canonical_host(empty_label), None, "{empty_label}");
+        }
+        assert_eq!(
+            canonical_host("[::ffff:1.2.3.4]").as_deref(),
+            Some("[::ffff:1.2.3.4]")
+        );
+        assert_eq!(canonical_host("[fe80::1%eth0]"), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! the enclosing routes never see them; an operator who meant the opposite should learn it
 //! from `check`, not from an incident.
 
+use super::normalize::has_segment_prefix;
 use super::table::{HostGroup, RouteTable, Slot};
 use super::Route;
 
@@ -28,6 +29,9 @@ pub fn auth_overlaps(table: &RouteTable, auth_of: impl Fn(&Route) -> String) -> 
             .collect();
         (routes.join("; "), auths)
     };
+    // The routes for every host, by path, to find those a host's own routes hide.
+    let mut any_host: Vec<(Slot<'_>, &[usize])> = table.any_host_group().slots().collect();
+    any_host.sort_by(|(a, _), (b, _)| a.path().cmp(b.path()));
     let mut lines = Vec::new();
     for (host, group) in table.all_groups() {
         for (slot, ids) in group.slots() {
@@ -59,6 +63,31 @@ pub fn auth_overlaps(table: &RouteTable, auth_of: impl Fn(&Route) -> String) -> 
                 slot.describe(),
                 outer_slot.describe()
             ));
+        }
+        // Hosts come first: a host's route takes its requests even under a longer path that
+        // routes for every host protect differently.
+        let Some(host) = host else { continue };
+        for (slot, ids) in group.slots() {
+            let Slot::Prefix(prefix) = slot else { continue };
+            let (outer, outer_auth) = describe(ids);
+            let start = any_host.partition_point(|(s, _)| s.path() < prefix);
+            for (hidden, hidden_ids) in any_host[start..]
+                .iter()
+                .take_while(|(s, _)| s.path().starts_with(prefix))
+            {
+                if *hidden == slot || !has_segment_prefix(hidden.path(), prefix) {
+                    continue;
+                }
+                let (inner, inner_auth) = describe(hidden_ids);
+                if inner_auth != outer_auth {
+                    lines.push(format!(
+                        "precedence: host {host}, {} ({outer}) decides every request under it for that \
+                         host, {} ({inner}) included: hosts come before paths",
+                        slot.describe(),
+                        hidden.describe()
+                    ));
+                }
+            }
         }
     }
     lines.sort();
@@ -105,6 +134,30 @@ mod tests {
             }
         });
         assert_eq!(lines.len(), 1, "{lines:?}");
+        let mut routes = vec![
+            route("host-orders", "/orders", &[], &[]),
+            route("orders-admin", "/orders/admin", &["GET"], &[0]),
+        ];
+        routes.push(route("orders-list", "/orders-list", &[], &[0]));
+        let hosts = vec![vec!["api.example.com".to_string()], vec![], vec![]];
+        let t2 = RouteTable::build(routes, &hosts);
+        let host_lines = auth_overlaps(&t2, |r| {
+            if r.auth.authenticators.is_empty() {
+                "public".into()
+            } else {
+                "auth".into()
+            }
+        });
+        assert!(
+            host_lines.iter().any(|l| l.contains("host api.example.com, path_prefix /orders (`host-orders`: public) decides every request under it for that host, path_prefix /orders/admin")),
+            "{host_lines:?}"
+        );
+        assert!(
+            !host_lines
+                .iter()
+                .any(|l| l.contains("/orders-list") && l.contains("host api")),
+            "not on a segment boundary: {host_lines:?}"
+        );
         assert!(
             lines[0].contains("path_prefix /orders/admin (`orders-admin` GET, HEAD, POST: auth)")
                 && lines[0].contains("other methods get 405")

@@ -11,9 +11,9 @@
 //!
 //! Methods and headers never hand a request to a shorter path. If routes of the deciding path
 //! match the headers but none allows the method, the answer is 405 with their methods in
-//! `Allow` (`HEAD` wherever `GET`). If none matches the headers, routes for the *same* path in
-//! less specific host groups are tried (a tenant route with a default for everyone else); if
-//! none of those matches either, the answer is 404.
+//! `Allow` (`HEAD` wherever `GET`). If none matches the headers, the less specific host groups
+//! decide as they would for any request (a tenant route with a default for everyone else), but
+//! only by a path at least as specific as the one that refused; otherwise the answer is 404.
 //!
 //! Why: with `/orders` public and `/orders/admin` limited to `GET, POST` behind `auth`, a
 //! `DELETE /orders/admin/users/1` used to fall through to the public route and reach its
@@ -168,6 +168,21 @@ pub(crate) enum Slot<'a> {
 }
 
 impl Slot<'_> {
+    pub(crate) fn path(&self) -> &str {
+        match self {
+            Slot::Exact(p) | Slot::Prefix(p) => p,
+        }
+    }
+
+    /// How specific the slot is for the paths it covers: longer is more specific, and an
+    /// exact path beats a prefix of the same text.
+    fn specificity(&self) -> (usize, bool) {
+        match self {
+            Slot::Exact(p) => (p.len(), true),
+            Slot::Prefix(p) => (p.len(), false),
+        }
+    }
+
     pub(crate) fn describe(&self) -> String {
         match self {
             Slot::Exact(p) => format!("path {p}"),
@@ -320,13 +335,18 @@ impl RouteTable {
         let Some(slot) = deciding else {
             return RouteMatch::NotFound;
         };
-        // No route of the deciding path matched the headers: the same path on less specific
-        // hosts may take it, never a shorter path.
+        // No route of the deciding path matched the headers. A less specific host group may
+        // take the request as it would decide any request — by its own most specific path —
+        // as long as that path is not shorter than the one that refused: a header mismatch
+        // never hands a request to a shorter path.
         for group in groups {
-            if let Some(m) = group
-                .slot(slot)
-                .and_then(|ids| self.compete(ids, headers, method))
-            {
+            let Some((own, ids)) = group.deciding(path) else {
+                continue;
+            };
+            if own.specificity() < slot.specificity() {
+                return RouteMatch::NotFound;
+            }
+            if let Some(m) = self.compete(ids, headers, method) {
                 return m;
             }
         }
@@ -506,6 +526,44 @@ mod tests {
             "the same path on a less specific host takes a header mismatch"
         );
         assert_eq!(t.find_any_method("", "/orders/admin/x", &h), Some(1));
+    }
+
+    /// The review's attack on the fallback: a tenant route for a host, a public `/orders` and
+    /// a protected `/orders/admin` for every host. A request without the tenant header falls
+    /// to the routes for every host, where `/orders/admin` decides.
+    #[test]
+    fn a_header_mismatch_falls_back_to_the_most_specific_path_only() {
+        let routes = vec![
+            route("tenant", prefix("/orders"), &[], &[("x-tenant", "acme")]),
+            route("orders", prefix("/orders"), &[], &[]),
+            route("orders-admin", prefix("/orders/admin"), &["GET", "POST"], &[]),
+            route(
+                "tenant-admin",
+                prefix("/billing/admin"),
+                &[],
+                &[("x-tenant", "acme")],
+            ),
+            route("billing", prefix("/billing"), &[], &[]),
+        ];
+        let api = vec!["api.example.com".to_string()];
+        let hosts = vec![api.clone(), vec![], vec![], api, vec![]];
+        let t = RouteTable::build(routes, &hosts);
+        let h = HeaderMap::new();
+        let host = "api.example.com";
+        assert_eq!(
+            t.find(host, "/orders/admin/users/1", &Method::DELETE, &h),
+            m_405(&["GET", "POST"]),
+            "not the public /orders"
+        );
+        assert_eq!(
+            name_of(&t, t.find(host, "/orders/7", &Method::DELETE, &h)),
+            "orders"
+        );
+        assert_eq!(
+            t.find(host, "/billing/admin/x", &Method::GET, &h),
+            RouteMatch::NotFound,
+            "a header mismatch never falls to the shorter /billing"
+        );
     }
 
     #[test]

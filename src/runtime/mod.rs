@@ -153,11 +153,7 @@ impl Snapshot {
                     .iter()
                     .flat_map(|a| a.credential_headers().cloned()),
             )
-            .chain(
-                routes
-                    .iter()
-                    .filter_map(|r| r.versions.as_ref().map(|v| v.header.clone())),
-            )
+            .chain(configured_header_names(config))
             .collect();
         let client_headers =
             ClientHeaderRules::compile(config.server.underscores_in_headers, configured.iter());
@@ -254,6 +250,33 @@ fn used_claims(config: &Config) -> Vec<String> {
     claims.sort();
     claims.dedup();
     claims
+}
+
+/// Header names routes and policies read or set: header-rule names, rate-limit key headers,
+/// version headers (the one the gateway sets, the ones versions are read from, overrides).
+fn configured_header_names(config: &Config) -> Vec<http::HeaderName> {
+    use crate::config::{KeyPart, VersionSource};
+    let mut names = Vec::new();
+    for r in &config.routes {
+        let rules = &r.request_headers;
+        names.extend(rules.set.iter().chain(&rules.add).map(|(n, _)| n.clone()));
+        names.extend(rules.remove.iter().cloned());
+        if let Some(v) = &r.versions {
+            names.push(v.header.clone());
+            names.extend(v.from.iter().filter_map(|s| match s {
+                VersionSource::Header(h) => Some(h.clone()),
+                _ => None,
+            }));
+            names.extend(v.versions.iter().filter_map(|v| v.override_header.clone()));
+        }
+    }
+    for policy in &config.rate_limits {
+        names.extend(policy.key.iter().filter_map(|k| match k {
+            KeyPart::Header(h) => Some(h.clone()),
+            _ => None,
+        }));
+    }
+    names
 }
 
 /// The current snapshot behind one atomic pointer.
