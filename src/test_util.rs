@@ -40,6 +40,7 @@ pub fn route(
         auth: Default::default(),
         limits: Vec::new(),
         pass_headers: Vec::new(),
+        pass_method_override: false,
         websocket: false,
     }
 }

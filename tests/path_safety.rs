@@ -294,3 +294,61 @@ fn requests_refused_while_parsing_do_not_name_the_framework() {
     }
     assert_eq!(up.count(), 0);
 }
+
+/// The review's attack on the canned-response rewrite: an upstream body that is exactly one
+/// of Pingora's canned heads must reach the client byte for byte (a rewrite of a proxied body
+/// would shift responses on a reused connection).
+#[test]
+fn a_proxied_body_that_looks_like_a_canned_head_is_never_rewritten() {
+    use std::io::{Read, Write};
+    let canned = "HTTP/1.1 400 Bad Request\r\nServer: Pingora\r\nDate: x\r\nContent-Length: 0\r\nCache-Control: private, no-store\r\nConnection: close\r\n\r\n";
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(4) {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = [0u8; 4096];
+            let _ = conn.read(&mut head);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{canned}",
+                canned.len()
+            );
+            let _ = conn.write_all(answer.as_bytes());
+        }
+    });
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  raw:\n    targets: [\"{addr}\"]\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: raw }}\n"
+    ));
+    let r = gw.get("/download");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), canned, "the body arrived as the upstream sent it");
+}
+
+/// At `log_level: trace` Pingora prints whole request heads; Portcullis keeps Pingora's crates
+/// at INFO unless RUST_LOG asks, so a credential never reaches the log that way.
+#[test]
+fn a_verbose_log_level_does_not_dump_credentials() {
+    let up = Upstream::start("app");
+    let gw = Gateway::start_env(
+        "log_level: trace",
+        &format!(
+            "upstreams:\n  app:\n    targets: [\"{}\"]\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: app }}\n",
+            up.addr()
+        ),
+        &[("RUST_LOG", "")],
+    );
+    let secret = "sk_live_trace_never_log_me";
+    let r = request(
+        gw.addr(),
+        "GET",
+        "localhost",
+        "/x",
+        &[("authorization", &format!("Bearer {secret}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    wait_for("the access log line", Duration::from_secs(10), || {
+        gw.log().contains("portcullis::access").then_some(())
+    });
+    assert!(!gw.log().contains(secret), "a credential reached the log");
+}

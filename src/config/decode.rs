@@ -234,10 +234,11 @@ pub fn named_items<T>(
     let mut items = Vec::new();
     let mut names: Vec<Spanned<String>> = Vec::new();
     let mut first_line: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut seen_item = false;
     for (i, (k, v)) in entries.iter().enumerate() {
         if stray(&entries[i]) {
             // Reported with the item above it; before any item, on its own.
-            if names.is_empty() && !entries[..i].iter().any(|e| !stray(e)) {
+            if !seen_item {
                 p.add(
                     k.pos(),
                     section,
@@ -246,6 +247,7 @@ pub fn named_items<T>(
             }
             continue;
         }
+        seen_item = true;
         let strays: Vec<&str> = entries[i + 1..]
             .iter()
             .take_while(|e| stray(e))

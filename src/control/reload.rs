@@ -47,6 +47,12 @@ pub fn reload(path: &str, config: &Config) -> ExitCode {
 
 /// `POST /reload` on the admin listener; it answers once the new snapshot is live.
 fn reload_via_admin(admin: &str, path: &str) -> Result<Reloaded, String> {
+    // The path travels in a request header.
+    if path.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(format!(
+            "the configuration path {path:?} holds control characters"
+        ));
+    }
     let mut addr: SocketAddr = admin
         .parse()
         .map_err(|e| format!("admin address `{admin}`: {e}"))?;

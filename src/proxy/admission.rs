@@ -183,8 +183,7 @@ pub fn upstream_uri(
         }
         // `?_method=DELETE` is a method override to Rails, Laravel and Express: it goes with
         // the header overrides (stripped unless the route lets them through).
-        let overrides_pass = route.pass_headers.iter().any(|h| h == "x-http-method-override");
-        if !overrides_pass && may_name_method_override(q) {
+        if !route.pass_method_override && may_name_method_override(q) {
             *q = crate::percent::strip_params(q, &[METHOD_OVERRIDE_PARAM]);
         }
     }

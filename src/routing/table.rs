@@ -51,6 +51,9 @@ pub struct Route {
     pub limits: Vec<usize>,
     /// Override and client-address headers this route lets through.
     pub pass_headers: Vec<HeaderName>,
+    /// Whether method overrides pass (`X-HTTP-Method-Override` listed): then the `_method`
+    /// query parameter passes too. Decided once, not per request.
+    pub pass_method_override: bool,
     /// Whether requests may upgrade the connection (WebSocket).
     pub websocket: bool,
 }
@@ -82,6 +85,7 @@ impl Route {
                 .filter_map(|name| policy_index.get(name.value.as_str()).copied())
                 .collect(),
             pass_headers: cfg.pass_headers.clone(),
+            pass_method_override: cfg.pass_headers.iter().any(|h| h == "x-http-method-override"),
             websocket: cfg.websocket,
         }
     }

@@ -63,7 +63,7 @@ impl Gateway {
 
     /// Like [`Gateway::start_with`] with extra environment variables for the
     /// child (tests must not mutate their own process env: they run in
-    /// parallel threads).
+    /// parallel threads). An empty value removes the variable.
     pub fn start_env(server_extra: &str, body: &str, env: &[(&str, &str)]) -> Gateway {
         launch(server_extra, body, env, WaitFor::Ready)
     }
@@ -250,8 +250,13 @@ fn try_launch(
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
+    // An empty value removes the variable (e.g. RUST_LOG, to test `server.log_level`).
     for (k, v) in env {
-        cmd.env(k, v);
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
     }
     let child = cmd
         .spawn()
