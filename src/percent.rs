@@ -53,8 +53,12 @@ pub fn names_param(raw_name: &str, param: &str) -> bool {
             c.to_ascii_lowercase()
         }
     };
-    decode_str(raw_name)
-        .is_some_and(|n| n.len() == param.len() && n.chars().map(php).eq(param.chars().map(php)))
+    let same = |name: &str| name.len() == param.len() && name.chars().map(php).eq(param.chars().map(php));
+    // Without an escape the raw name is the name: no decoding, no allocation.
+    if !raw_name.contains('%') {
+        return same(raw_name);
+    }
+    decode_str(raw_name).is_some_and(|n| same(&n))
 }
 
 /// `name=value` (a bare `name` has an empty value).
