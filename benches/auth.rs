@@ -35,6 +35,7 @@ fn verifier(alg: Algorithm, keys: JwtKeySource, cache_entries: usize) -> JwtVeri
             cache_entries,
         },
         &[],
+        None,
     )
     .expect("verifier")
 }

@@ -13,6 +13,7 @@ pub mod observe;
 pub mod percent;
 pub mod proxy;
 pub mod redact;
+pub mod route;
 pub mod routing;
 pub mod runtime;
 pub mod server;

@@ -17,8 +17,8 @@ pub fn route(
     path: crate::config::PathMatch,
     methods: &[&str],
     headers: &[(&str, &str)],
-) -> crate::routing::Route {
-    crate::routing::Route {
+) -> crate::route::Route {
+    crate::route::Route {
         name: name.into(),
         path,
         methods: crate::routing::methods::MethodSet::from_names(methods.iter().copied()),
@@ -31,8 +31,7 @@ pub fn route(
                 )
             })
             .collect(),
-        upstream: Some(0),
-        versions: None,
+        target: crate::route::Target::Upstream(0),
         strip_prefix: None,
         request_headers: Default::default(),
         response_headers: Default::default(),

@@ -50,7 +50,7 @@ fn verifier(keep_claims: &[&str]) -> JwtVerifier {
             .collect(),
         cache_entries: ENTRIES,
     };
-    JwtVerifier::compile(&cfg, &[]).expect("verifier")
+    JwtVerifier::compile(&cfg, &[], None).expect("verifier")
 }
 
 fn now() -> u64 {

@@ -339,3 +339,32 @@ fn a_yaml_alias_bomb_is_refused_and_the_gateway_keeps_serving() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("larger than 16 MiB"), "{stderr}");
 }
+
+/// A pool is kept by what makes it the same set of targets (names, addresses, weights,
+/// balancing, health check): editing `retries` or a timeout must not reset what the health
+/// checks learned, or a known-dead target would take traffic again after every such edit.
+#[test]
+fn editing_retries_or_timeouts_keeps_pool_health() {
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let checks = "    health_check: { type: tcp, interval: 1h, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1 }\n";
+    let one = format!(
+        "upstreams:\n  down:\n    targets: [\"{dead}\"]\n{checks}routes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: down }}\n"
+    );
+    let gw = Gateway::start_unready("", &one);
+    wait_for("dead target unhealthy", Duration::from_secs(10), || {
+        (gw.metric(
+            "portcullis_upstream_healthy",
+            &[("upstream", "down"), ("target", &dead.to_string())],
+        ) == 0.0)
+            .then_some(())
+    });
+    assert_eq!(gw.get("/x").status, 503);
+    let two = format!(
+        "upstreams:\n  down:\n    targets: [\"{dead}\"]\n    retries: 3\n    connect_timeout: 2s\n    read_timeout: 9s\n{checks}routes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: down }}\n"
+    );
+    rewrite(&gw, &one, &two);
+    assert!(reload_cli(&gw).status.success());
+    // The next check is an hour away: only kept state can know the target is down.
+    let r = gw.get("/x");
+    assert_eq!(r.status, 503, "{}", r.text());
+}

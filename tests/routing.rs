@@ -445,3 +445,37 @@ fn a_header_mismatch_never_reaches_a_shorter_path_on_another_host_group() {
     let r = request(gw.addr(), "DELETE", "api.example.com", "/orders/7", &[], b"");
     assert_eq!(served_by(&r), "a");
 }
+
+/// `access_log: false` holds for every request, including those refused before routing
+/// (a malformed path, a missing Host): the snapshot is taken when the request begins.
+#[test]
+fn access_log_off_also_for_requests_refused_before_routing() {
+    let (a, b) = two_upstreams();
+    let gw = Gateway::start_with(
+        "access_log: false\n",
+        &format!(
+            "{}routes:\n  - {{ name: users, match: {{ path_prefix: /users }}, upstream: a }}\n",
+            upstreams(&a, &b)
+        ),
+    );
+    let marker = "refusedbeforerouting";
+    let refused = [
+        format!("GET /users/%2e%2e/{marker} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        format!("GET /{marker} HTTP/1.1\r\n\r\n"),
+        format!("GET /nope/{marker} HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ];
+    for raw in &refused {
+        let r = gw.send(raw.as_bytes());
+        assert!((400..500).contains(&r.status), "{raw:?}: {}", r.status);
+    }
+    assert_eq!(gw.get("/users/1").status, 200);
+    // Metrics still count them; the log never names them.
+    gw.wait_metric(
+        "portcullis_requests_total",
+        &[("route", "users"), ("status", "200")],
+        1.0,
+    );
+    let log = gw.log();
+    assert!(!log.contains(marker), "{log}");
+    assert!(!log.contains("method=GET"), "{log}");
+}

@@ -66,13 +66,23 @@ pub struct JwtVerifier {
     /// The claims an identity keeps (what the configuration reads); the rest are dropped so
     /// a cached identity never costs more than the claims in use.
     kept_claims: Vec<String>,
-    cache: Option<TokenCache>,
+    /// Shared with the previous snapshot's verifier when nothing that decides a verification
+    /// changed (`fingerprint`), so a reload does not make every client pay a cold cache.
+    cache: Option<Arc<TokenCache>>,
+    /// A digest of everything that decides whether a token verifies and what identity it
+    /// yields: keys, algorithms, issuers, audiences, time rules, required and kept claims.
+    fingerprint: [u8; 32],
 }
 
 impl JwtVerifier {
     /// Build from a validated configuration (its keys were already parsed once by `check`).
     /// `used_claims`: the claims the rest of the configuration reads.
-    pub fn compile(cfg: &JwtConfig, used_claims: &[String]) -> Result<JwtVerifier, String> {
+    /// `previous`: the same-named authenticator's verifier in the snapshot being replaced.
+    pub fn compile(
+        cfg: &JwtConfig,
+        used_claims: &[String],
+        previous: Option<&JwtVerifier>,
+    ) -> Result<JwtVerifier, String> {
         let keys = match &cfg.keys {
             JwtKeySource::Secret(s) => Keys::Single(DecodingKey::from_secret(s), AlgorithmFamily::Hmac),
             JwtKeySource::PublicKeyPem(pem) => {
@@ -131,6 +141,27 @@ impl JwtVerifier {
             v.required_spec_claims = required.clone();
             validations.push((family, v));
         }
+        let kept_claims = {
+            let mut kept: Vec<String> = cfg
+                .forward_claims
+                .iter()
+                .map(|(claim, _)| claim.clone())
+                .chain(used_claims.iter().cloned())
+                .collect();
+            kept.sort();
+            kept.dedup();
+            kept
+        };
+        let fingerprint = fingerprint(cfg, &kept_claims);
+        let cache = match previous {
+            Some(p)
+                if p.fingerprint == fingerprint
+                    && p.cache.as_ref().map(|c| c.capacity()) == Some(cfg.cache_entries) =>
+            {
+                p.cache.clone()
+            }
+            _ => TokenCache::new(cfg.cache_entries).map(Arc::new),
+        };
         Ok(JwtVerifier {
             keys,
             algorithms: cfg.algorithms.clone(),
@@ -138,18 +169,9 @@ impl JwtVerifier {
             max_age_secs: cfg.max_age.map(|d| d.as_secs()),
             leeway_secs: cfg.leeway.as_secs(),
             required_claims: cfg.required_claims.clone(),
-            kept_claims: {
-                let mut kept: Vec<String> = cfg
-                    .forward_claims
-                    .iter()
-                    .map(|(claim, _)| claim.clone())
-                    .chain(used_claims.iter().cloned())
-                    .collect();
-                kept.sort();
-                kept.dedup();
-                kept
-            },
-            cache: TokenCache::new(cfg.cache_entries),
+            kept_claims,
+            cache,
+            fingerprint,
         })
     }
 
@@ -221,7 +243,7 @@ impl JwtVerifier {
     }
 
     /// The key-set generation entries are verified against: a fetched set changes it; static
-    /// keys never change within a snapshot (a reload builds a new verifier and cache).
+    /// keys never change under a cache (a reload that changes them gets a new cache).
     fn generation(&self) -> u64 {
         match &self.keys {
             Keys::Remote(remote) => remote.generation(),
@@ -334,4 +356,90 @@ fn identity(claims: &Map<String, Value>, kept: &[String]) -> Result<Identity, &'
             .filter_map(|k| claims.get(k).and_then(text).map(|t| (k.clone(), t)))
             .collect(),
     })
+}
+
+/// SHA-256 over every setting that decides a verification and the identity it yields, each
+/// length-prefixed so no two configurations share an encoding.
+fn fingerprint(cfg: &JwtConfig, kept_claims: &[String]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut field = |bytes: &[u8]| {
+        ctx.update(&(bytes.len() as u64).to_le_bytes());
+        ctx.update(bytes);
+    };
+    let keys: Vec<u8> = match &cfg.keys {
+        JwtKeySource::Secret(s) => [b"secret:".as_slice(), s].concat(),
+        JwtKeySource::PublicKeyPem(p) => [b"pem:".as_slice(), p].concat(),
+        JwtKeySource::JwksJson(j) => format!("jwks:{j}").into_bytes(),
+        JwtKeySource::JwksUrl { url, .. } => format!("url:{url}").into_bytes(),
+    };
+    field(&keys);
+    field(format!("{:?}", cfg.algorithms).as_bytes());
+    for list in [
+        &cfg.issuers,
+        &cfg.audiences,
+        &cfg.required_claims,
+        &kept_claims.to_vec(),
+    ] {
+        field(&(list.len() as u64).to_le_bytes());
+        for item in list {
+            field(item.as_bytes());
+        }
+    }
+    field(&cfg.leeway.as_nanos().to_le_bytes());
+    field(format!("{:?}", cfg.max_age).as_bytes());
+    let digest = ctx.finish();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CredentialSource;
+
+    fn config(issuer: &str) -> JwtConfig {
+        JwtConfig {
+            issuers: vec![issuer.into()],
+            audiences: vec![],
+            algorithms: vec![jsonwebtoken::Algorithm::HS256],
+            keys: JwtKeySource::Secret(b"0123456789abcdef0123456789abcdef".to_vec()),
+            leeway: std::time::Duration::from_secs(30),
+            max_age: None,
+            required_claims: vec![],
+            token_from: vec![CredentialSource::Header(http::header::AUTHORIZATION)],
+            forward_claims: vec![],
+            cache_entries: 100,
+        }
+    }
+
+    fn same_cache(a: &JwtVerifier, b: &JwtVerifier) -> bool {
+        match (&a.cache, &b.cache) {
+            (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+            _ => false,
+        }
+    }
+
+    /// A reload keeps verified tokens only while nothing that decides a verification changed.
+    #[test]
+    fn token_cache_survives_an_unchanged_reload_only() {
+        let first = JwtVerifier::compile(&config("https://a"), &[], None).unwrap();
+        let same = JwtVerifier::compile(&config("https://a"), &[], Some(&first)).unwrap();
+        assert!(same_cache(&first, &same));
+        let other_issuer = JwtVerifier::compile(&config("https://b"), &[], Some(&first)).unwrap();
+        assert!(!same_cache(&first, &other_issuer));
+        let mut rekeyed = config("https://a");
+        rekeyed.keys = JwtKeySource::Secret(b"another-secret-of-32-bytes-000000".to_vec());
+        let rekeyed = JwtVerifier::compile(&rekeyed, &[], Some(&first)).unwrap();
+        assert!(
+            !same_cache(&first, &rekeyed),
+            "new keys: cached verifications are void"
+        );
+        let more_claims =
+            JwtVerifier::compile(&config("https://a"), &["tenant".into()], Some(&first)).unwrap();
+        assert!(
+            !same_cache(&first, &more_claims),
+            "identities keep other claims now"
+        );
+    }
 }

@@ -121,8 +121,21 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// `used_claims`: the claims the configuration reads besides this authenticator's own
     /// `forward_claims` (`require.claims`, rate-limit keys); only those are kept.
-    pub fn compile(cfg: &AuthConfig, used_claims: &[String]) -> Result<Authenticator, String> {
+    /// `previous`: the authenticators of the snapshot being replaced; a same-named JWT
+    /// authenticator whose verification settings are unchanged hands over its token cache.
+    pub fn compile(
+        cfg: &AuthConfig,
+        used_claims: &[String],
+        previous: &[Authenticator],
+    ) -> Result<Authenticator, String> {
         let name = cfg.name.value.clone();
+        let previous_jwt = previous
+            .iter()
+            .find(|a| a.name == name)
+            .and_then(|a| match &a.verifier {
+                Verifier::Jwt(v) => Some(v.as_ref()),
+                Verifier::ApiKey(_) => None,
+            });
         Ok(match &cfg.kind {
             AuthKind::ApiKey(k) => Authenticator {
                 name,
@@ -132,7 +145,7 @@ impl Authenticator {
             },
             AuthKind::Jwt(j) => Authenticator {
                 verifier: Verifier::Jwt(Box::new(
-                    jwt::JwtVerifier::compile(j, used_claims)
+                    jwt::JwtVerifier::compile(j, used_claims, previous_jwt)
                         .map_err(|e| format!("authenticator `{name}`: {e}"))?,
                 )),
                 name,

@@ -31,6 +31,7 @@ struct Entry {
 pub struct TokenCache {
     shards: Vec<Mutex<HashMap<Box<str>, Entry>>>,
     per_shard: usize,
+    capacity: usize,
 }
 
 pub fn now_secs() -> f64 {
@@ -48,6 +49,7 @@ impl TokenCache {
             // A quarter of headroom: `capacity` tokens never spread evenly over the shards,
             // and a shard that overflows early would evict tokens the operator sized for.
             per_shard: (capacity.div_ceil(SHARDS) * 5).div_ceil(4),
+            capacity,
         })
     }
 
@@ -94,6 +96,11 @@ impl TokenCache {
                 generation,
             },
         );
+    }
+
+    /// The capacity it was sized for (at least this many entries fit).
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     #[cfg(test)]

@@ -215,28 +215,6 @@ pub struct UpstreamConfig {
     pub retries: usize,
 }
 
-impl UpstreamConfig {
-    /// Whether two definitions build the same pool (positions in the file do not matter).
-    /// A live reload keeps such a pool, with its health state and statistics.
-    pub fn same_pool_as(&self, other: &UpstreamConfig) -> bool {
-        let targets = |u: &UpstreamConfig| {
-            u.targets
-                .iter()
-                .map(|t| (t.addr.value.clone(), t.resolved, t.weight))
-                .collect::<Vec<_>>()
-        };
-        self.name.value == other.name.value
-            && targets(self) == targets(other)
-            && self.balance == other.balance
-            && self.hash_key == other.hash_key
-            && self.health_check == other.health_check
-            && self.connect_timeout == other.connect_timeout
-            && self.read_timeout == other.read_timeout
-            && self.write_timeout == other.write_timeout
-            && self.retries == other.retries
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PathMatch {
     Exact(String),

@@ -6,9 +6,10 @@ use pingora::http::RequestHeader;
 use super::ctx::RequestCtx;
 use super::problem::Problem;
 use crate::auth::{self, credentials, Denied};
+use crate::route::{Route, Target};
 use crate::routing::normalize::strip_segment_prefix;
-use crate::routing::normalize::NormalizedTarget as Target;
-use crate::routing::{Route, RouteMatch};
+use crate::routing::normalize::NormalizedTarget;
+use crate::routing::RouteMatch;
 use crate::runtime::Snapshot;
 use crate::versions::{sources, Refused, Resolved};
 
@@ -30,7 +31,7 @@ pub fn find_route(
             .routes
             .routes
             .get(id)
-            .and_then(|r| r.versions.as_ref())
+            .and_then(|r| r.target.versions())
             .is_some_and(|v| v.by_path())
     };
     let routes = &snapshot.routes;
@@ -85,10 +86,10 @@ pub fn authenticate(
                 .authenticators
                 .get(authenticator)
                 .ok_or_else(|| Problem::unauthenticated("unknown authenticator"))?;
-            ctx.identity_headers = authenticator
+            ctx.admission.identity_headers = authenticator
                 .forward_headers(&identity)
                 .map_err(Problem::unauthenticated)?;
-            ctx.identity = Some(identity);
+            ctx.admission.identity = Some(identity);
             Ok(())
         }
         Err(Denied::Unauthenticated(why)) => Err(Problem::unauthenticated(why)),
@@ -100,12 +101,15 @@ pub fn authenticate(
 pub fn resolve_version(
     route: &Route,
     req: &RequestHeader,
-    target: &Target,
+    target: &NormalizedTarget,
     ctx: &mut RequestCtx,
 ) -> Result<Option<Resolved>, Problem> {
-    let Some(versions) = &route.versions else {
-        ctx.pool = route.upstream;
-        return Ok(None);
+    let versions = match &route.target {
+        Target::Upstream(pool) => {
+            ctx.admission.pool = Some(*pool);
+            return Ok(None);
+        }
+        Target::Versions(versions) => versions,
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -113,10 +117,10 @@ pub fn resolve_version(
     let resolved = versions
         .resolve(
             &req.headers,
-            &ctx.path,
+            &ctx.admission.path,
             target.query.as_deref(),
-            ctx.identity.as_deref(),
-            ctx.client_ip,
+            ctx.admission.identity.as_deref(),
+            ctx.client.ip,
             now,
         )
         .map_err(|refused| match refused {
@@ -127,13 +131,13 @@ pub fn resolve_version(
             }
             Refused::Conflict => Problem::new(400, "the request names conflicting API versions"),
             Refused::Gone(version, headers) => {
-                ctx.version = Some(version);
+                ctx.admission.version = Some(version);
                 Problem::new(410, "this API version has been retired").with_headers(headers)
             }
         })?;
-    ctx.pool = Some(resolved.pool);
-    ctx.version = Some(resolved.version);
-    ctx.version_headers = resolved.response_headers.clone();
+    ctx.admission.pool = Some(resolved.pool);
+    ctx.admission.version = Some(resolved.version);
+    ctx.reply.version_headers = resolved.response_headers.clone();
     Ok(Some(resolved))
 }
 
@@ -155,14 +159,14 @@ fn may_name_method_override(query: &str) -> bool {
 pub fn upstream_uri(
     route: &Route,
     path: &str,
-    target: &Target,
+    target: &NormalizedTarget,
     version: Option<Resolved>,
 ) -> Result<http::Uri, Problem> {
     let (rest, segment) = match version {
         Some(v) => (v.rest, v.kept_segment),
         None => (None, None),
     };
-    let strip_query = route.versions.as_ref().map_or(&[][..], |v| &v.strip_query);
+    let strip_query = route.target.versions().map_or(&[][..], |v| &v.strip_query);
     let base = rest.unwrap_or_else(|| path.to_string());
     let stripped = match &route.strip_prefix {
         Some(prefix) => strip_segment_prefix(&base, prefix),

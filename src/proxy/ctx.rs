@@ -1,111 +1,122 @@
-//! Everything one request carries between pipeline steps.
+//! Everything one request carries between pipeline steps, grouped by the step that fills it:
+//! who the client is, what admission decided, the upstream attempts, and what the response
+//! will say about the gateway's decisions.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::{HeaderName, HeaderValue};
+
 use crate::auth::Identity;
-use crate::routing::Route;
+use crate::route::Route;
 use crate::runtime::Snapshot;
-use crate::upstream::pool::Selected;
-use crate::upstream::InflightGuard;
+use crate::upstream::attempt::Attempt;
 use crate::upstream::Pool;
+
+pub type Headers = Vec<(HeaderName, HeaderValue)>;
 
 pub struct RequestCtx {
     pub start: Instant,
-    /// The snapshot this request started with; kept to the end even if a reload swaps it.
-    pub snapshot: Option<Arc<Snapshot>>,
+    /// The snapshot this request started with (taken in `new_ctx`); kept to the end even if
+    /// a reload swaps it, so every step, logging included, follows one configuration.
+    pub snapshot: Arc<Snapshot>,
     pub request_id: String,
-    pub client_ip: Option<std::net::IpAddr>,
+    pub client: Client,
+    pub admission: Admission,
+    pub upstream: Attempts,
+    pub reply: Reply,
+}
+
+/// The client as the gateway sees it.
+#[derive(Default)]
+pub struct Client {
+    /// Canonical address (IPv4-mapped IPv6 unwrapped).
+    pub ip: Option<IpAddr>,
     /// Canonical host (no port, lower case), empty when absent.
     pub host: String,
+}
+
+/// What admission decided: route, identity, version and the upstream request target.
+#[derive(Default)]
+pub struct Admission {
     /// Canonical path; used for routing, policies and (after prefix stripping) upstream.
     pub path: String,
-    /// Path and query sent upstream.
-    pub upstream_uri: Option<http::Uri>,
     pub route: Option<usize>,
     /// The pool this request goes to: the route's, or its resolved version's (canary included).
     pub pool: Option<usize>,
     /// The resolved API version (index into the route's versions), on versioned routes.
     pub version: Option<usize>,
-    /// Version signals (`X-API-Version`, `Deprecation`, `Sunset`, `Link`) for the response.
-    pub version_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Who the request is from, on routes with `auth`.
+    pub identity: Option<Arc<Identity>>,
+    /// Identity headers to set upstream (computed and checked when authenticating).
+    pub identity_headers: Headers,
+    /// Path and query sent upstream.
+    pub upstream_uri: Option<http::Uri>,
     /// Route deadline (504 after it), from the route's `timeout`.
     pub deadline: Option<Instant>,
-    pub selected: Option<Selected>,
-    /// Targets already tried by this request, so a retry goes elsewhere.
-    pub tried: Vec<SocketAddr>,
-    pub inflight: Option<InflightGuard>,
-    pub upstream_sent: Option<Instant>,
     /// Request body bytes received so far.
     pub body_received: u64,
+}
+
+/// The upstream attempts of this request.
+#[derive(Default)]
+pub struct Attempts {
+    /// Targets already tried, so a retry goes elsewhere.
+    pub tried: Vec<SocketAddr>,
+    /// The attempt in flight (or the last one, until logging).
+    pub current: Option<Attempt>,
     /// Whether the request sent upstream asks for a protocol upgrade (only a 101 answers it).
     pub upgrade_requested: bool,
-    /// Set once this attempt's outcome has been counted in upstream metrics.
-    pub upstream_counted: bool,
-    /// The status of a response the gateway itself wrote (errors).
+}
+
+/// What the response says about the gateway's decisions, whoever writes it.
+#[derive(Default)]
+pub struct Reply {
+    /// Version signals (`X-API-Version`, `Deprecation`, `Sunset`, `Link`).
+    pub version_headers: Headers,
+    /// `RateLimit` headers.
+    pub ratelimit_headers: Headers,
+    /// The status of a response the gateway itself wrote (errors, transformed answers).
     pub gateway_status: Option<u16>,
-    /// Who the request is from, on routes with `auth`.
-    pub identity: Option<std::sync::Arc<Identity>>,
-    /// Identity headers to set upstream (computed and checked when authenticating).
-    pub identity_headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    /// `RateLimit` headers for the response.
-    pub ratelimit_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl RequestCtx {
-    pub fn new() -> RequestCtx {
+    pub fn new(snapshot: Arc<Snapshot>) -> RequestCtx {
         RequestCtx {
             start: Instant::now(),
-            snapshot: None,
+            snapshot,
             request_id: String::new(),
-            client_ip: None,
-            host: String::new(),
-            path: String::new(),
-            upstream_uri: None,
-            route: None,
-            pool: None,
-            version: None,
-            version_headers: Vec::new(),
-            deadline: None,
-            selected: None,
-            tried: Vec::new(),
-            inflight: None,
-            upstream_sent: None,
-            body_received: 0,
-            upgrade_requested: false,
-            upstream_counted: false,
-            gateway_status: None,
-            identity: None,
-            identity_headers: Vec::new(),
-            ratelimit_headers: Vec::new(),
+            client: Client::default(),
+            admission: Admission::default(),
+            upstream: Attempts::default(),
+            reply: Reply::default(),
         }
     }
 
     /// The matched route, from the snapshot this request started with.
     pub fn route(&self) -> Option<&Route> {
-        self.snapshot.as_ref()?.routes.routes.get(self.route?)
+        self.snapshot.routes.routes.get(self.admission.route?)
     }
 
-    /// The matched route's upstream pool.
+    /// The pool this request goes to.
     pub fn pool(&self) -> Option<&Arc<Pool>> {
-        self.snapshot.as_ref()?.pools.get(self.pool?)
+        self.snapshot.pools.get(self.admission.pool?)
     }
 
     /// The resolved version's name, empty on unversioned routes (the metric label).
     pub fn version_name(&self) -> &str {
         self.route()
-            .and_then(|r| r.versions.as_ref()?.versions.get(self.version?))
+            .and_then(|r| r.target.versions()?.versions.get(self.admission.version?))
             .map_or("", |v| v.name.as_str())
     }
 
     pub fn route_name(&self) -> &str {
         self.route().map_or("-", |r| r.name.as_str())
     }
-}
 
-impl Default for RequestCtx {
-    fn default() -> Self {
-        Self::new()
+    /// The target of the current (or last) attempt, `-` before any.
+    pub fn target_label(&self) -> &str {
+        self.upstream.current.as_ref().map_or("-", |a| a.target_label())
     }
 }

@@ -9,6 +9,8 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
+use super::ctx::RequestCtx;
+
 /// One gateway-generated error.
 #[derive(Debug, Clone)]
 pub struct Problem {
@@ -112,14 +114,16 @@ impl Problem {
         p
     }
 
-    /// Write the whole response to the client.
-    pub async fn send(&self, session: &mut Session, request_id: &str) -> Result<()> {
-        let body = Bytes::from(self.body(request_id));
+    /// Write the whole response to the client, decorated like every response (request id,
+    /// rate-limit and version headers, the route's response header rules).
+    pub async fn send(&self, session: &mut Session, ctx: &RequestCtx) -> Result<()> {
+        let body = Bytes::from(self.body(&ctx.request_id));
         let mut resp = ResponseHeader::build(self.status, Some(6))?;
+        super::edges::decorate(ctx, &mut resp)?;
+        // The gateway's own framing and caching, after the rules: no rule can change them.
         resp.insert_header("content-type", "application/problem+json")?;
         resp.insert_header("content-length", body.len().to_string())?;
         resp.insert_header("cache-control", "no-store")?;
-        resp.insert_header("x-request-id", request_id)?;
         for (name, value) in &self.headers {
             resp.append_header(name.clone(), value.clone())?;
         }

@@ -6,4 +6,5 @@ pub mod normalize;
 pub mod precedence;
 pub mod table;
 
-pub use table::{Route, RouteMatch, RouteTable};
+pub use crate::route::Route;
+pub use table::{RouteMatch, RouteTable};

@@ -20,86 +20,13 @@
 //! upstream without a credential. The most specific path an operator wrote decides.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, Method};
 
 use super::host::host_matches;
 use super::methods::MethodSet;
-use crate::auth::{Authenticator, RouteAuth};
-use crate::config::{PathMatch, RouteConfig};
-use crate::transform::headers::HeaderRules;
-use crate::versions::Versions;
-
-/// One route as the request path needs it.
-#[derive(Debug)]
-pub struct Route {
-    pub name: String,
-    pub path: PathMatch,
-    pub methods: MethodSet,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Index of the route's pool in the snapshot (unversioned routes).
-    pub upstream: Option<usize>,
-    /// Per-version upstreams (versioned routes).
-    pub versions: Option<Versions>,
-    pub strip_prefix: Option<String>,
-    pub request_headers: HeaderRules,
-    pub response_headers: HeaderRules,
-    pub timeout: Option<Duration>,
-    pub auth: RouteAuth,
-    /// Indexes of the route's rate-limit policies in the snapshot.
-    pub limits: Vec<usize>,
-    /// Override and client-address headers this route lets through.
-    pub pass_headers: Vec<HeaderName>,
-    /// Whether method overrides pass (`X-HTTP-Method-Override` listed): then the `_method`
-    /// query parameter passes too. Decided once, not per request.
-    pub pass_method_override: bool,
-    /// Whether requests may upgrade the connection (WebSocket).
-    pub websocket: bool,
-}
-
-impl Route {
-    pub fn compile(
-        cfg: &RouteConfig,
-        upstream: Option<usize>,
-        versions: Option<Versions>,
-        authenticators: &[Authenticator],
-        authenticator_index: &HashMap<&str, usize>,
-        policy_index: &HashMap<&str, usize>,
-    ) -> Route {
-        Route {
-            name: cfg.name.value.clone(),
-            path: cfg.matcher.path.clone(),
-            methods: MethodSet::from_names(cfg.matcher.methods.iter().map(String::as_str)),
-            headers: cfg.matcher.headers.clone(),
-            upstream,
-            versions,
-            strip_prefix: cfg.strip_prefix.as_ref().map(|s| s.value.clone()),
-            request_headers: HeaderRules::compile(&cfg.request_headers),
-            response_headers: HeaderRules::compile(&cfg.response_headers),
-            timeout: cfg.timeout,
-            auth: RouteAuth::compile(&cfg.auth, authenticators, authenticator_index),
-            limits: cfg
-                .rate_limit
-                .iter()
-                .filter_map(|name| policy_index.get(name.value.as_str()).copied())
-                .collect(),
-            pass_headers: cfg.pass_headers.clone(),
-            pass_method_override: cfg.pass_headers.iter().any(|h| h == "x-http-method-override"),
-            websocket: cfg.websocket,
-        }
-    }
-
-    fn conditions(&self) -> usize {
-        usize::from(!self.methods.is_any()) + self.headers.len()
-    }
-
-    fn headers_match(&self, headers: &HeaderMap) -> bool {
-        self.headers
-            .iter()
-            .all(|(name, value)| headers.get_all(name).iter().any(|v| v == value))
-    }
-}
+use crate::config::PathMatch;
+use crate::route::Route;
 
 /// Routes of one host slot, indexed by exact path and by prefix.
 #[derive(Debug, Default)]
@@ -380,6 +307,7 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     use crate::test_util::route;
 

@@ -13,7 +13,8 @@ use crate::config::cidr::Cidr;
 use crate::config::{Config, ConnectionLimits, RequestLimits};
 use crate::limits::redis::RedisStore;
 use crate::limits::Policy;
-use crate::routing::{Route, RouteTable};
+use crate::route::{Route, Target};
+use crate::routing::RouteTable;
 use crate::transform::client_headers::ClientHeaderRules;
 use crate::upstream::Pool;
 use crate::versions::Versions;
@@ -64,13 +65,8 @@ impl Snapshot {
             .upstreams
             .iter()
             .map(|u| {
-                match previous_pools
-                    .get(u.name.value.as_str())
-                    .filter(|p| p.config.same_pool_as(u))
-                {
-                    Some(kept) => Ok(Arc::clone(kept)),
-                    None => Pool::build(u).map(Arc::new),
-                }
+                let previous = previous_pools.get(u.name.value.as_str()).map(|p| p.as_ref());
+                Pool::build(u, previous).map(Arc::new)
             })
             .collect::<Result<_, _>>()?;
         let pool_index: HashMap<&str, usize> = config
@@ -83,7 +79,7 @@ impl Snapshot {
         let authenticators: Vec<Authenticator> = config
             .auth
             .iter()
-            .map(|a| Authenticator::compile(a, &used_claims))
+            .map(|a| Authenticator::compile(a, &used_claims, previous.map_or(&[], |p| &p.authenticators)))
             .collect::<Result<_, _>>()?;
         let mut identity_headers: Vec<http::HeaderName> = Vec::new();
         for h in authenticators.iter().flat_map(|a| a.forwarded_headers()) {
@@ -125,18 +121,14 @@ impl Snapshot {
                     .copied()
                     .ok_or_else(|| format!("route `{}` names undefined upstream `{name}`", r.name.value))
             };
-            let upstream = match &r.upstream {
-                Some(u) => Some(pool(&u.value)?),
-                None => None,
-            };
-            let versions = match &r.versions {
-                Some(v) => Some(Versions::compile(v, &r.name.value, pool)?),
-                None => None,
+            let target = match (&r.upstream, &r.versions) {
+                (_, Some(v)) => Target::Versions(Box::new(Versions::compile(v, &r.name.value, pool)?)),
+                (Some(u), None) => Target::Upstream(pool(&u.value)?),
+                (None, None) => return Err(format!("route `{}` has no upstream", r.name.value)),
             };
             routes.push(Route::compile(
                 r,
-                upstream,
-                versions,
+                target,
                 &authenticators,
                 &authenticator_index,
                 &policy_index,
@@ -217,7 +209,7 @@ impl Snapshot {
         let waiting: Vec<&str> = self
             .pools
             .iter()
-            .filter(|p| !p.health.ready())
+            .filter(|p| !p.health().ready())
             .map(|p| p.name.as_str())
             .collect();
         if waiting.is_empty() {

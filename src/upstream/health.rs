@@ -187,11 +187,11 @@ impl BackgroundService for HealthSupervisor {
             }
             let now = Instant::now();
             for pool in (self.pools)() {
-                if pool.health.claim(now) {
+                if pool.health().claim(now) {
                     tokio::spawn(async move {
                         pool.backends().run_health_check(true).await;
                         publish_health(&pool);
-                        pool.health.finish();
+                        pool.health().finish();
                     });
                 }
             }

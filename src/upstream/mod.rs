@@ -1,6 +1,8 @@
 //! Upstream pools: target selection over Pingora's `LoadBalancer`, health checks, and the
 //! per-target statistics that least-connections and least-time selection read.
 
+pub mod attempt;
+pub mod client;
 pub mod health;
 pub mod pool;
 pub mod selection;

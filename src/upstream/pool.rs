@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use pingora::upstreams::peer::HttpPeer;
 
 use futures::FutureExt;
 use pingora_load_balancing::discovery::Static;
@@ -13,7 +15,7 @@ use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 use super::health::{build_check, HealthState};
 use super::selection::{LeastConn, LeastTime};
 use super::stats::TargetStats;
-use crate::config::{Balance, HashKey, UpstreamConfig};
+use crate::config::{Balance, HashKey, HealthCheckConfig, UpstreamConfig};
 
 /// Pingora's `LoadBalancer` is generic over the selection method; this closes over the choice.
 enum Selector {
@@ -43,33 +45,96 @@ pub struct Selected {
     pub stats: Arc<TargetStats>,
 }
 
-pub struct Pool {
-    pub name: String,
+/// What makes two pool definitions the same set of targets: a live reload keeps the
+/// targets' health and statistics while this is unchanged, whatever else (timeouts, retries,
+/// the hash key) was edited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PoolIdentity {
+    name: String,
+    /// `(as written, resolved, weight)` in configuration order.
+    targets: Vec<(String, SocketAddr, usize)>,
+    balance: Balance,
+    health_check: Option<HealthCheckConfig>,
+}
+
+impl PoolIdentity {
+    fn of(cfg: &UpstreamConfig) -> PoolIdentity {
+        PoolIdentity {
+            name: cfg.name.value.clone(),
+            targets: cfg
+                .targets
+                .iter()
+                .map(|t| (t.addr.value.clone(), t.resolved, t.weight))
+                .collect(),
+            balance: cfg.balance,
+            health_check: cfg.health_check.clone(),
+        }
+    }
+}
+
+/// The long-lived part of a pool: its targets, their selection state, health and statistics.
+struct Members {
+    identity: PoolIdentity,
     selector: Selector,
     /// Targets in configuration order, each carrying its stats in `ext`.
-    members: Vec<Backend>,
+    backends: Vec<Backend>,
+    health: HealthState,
+}
+
+/// One upstream pool as a snapshot sees it: the long-lived targets plus this configuration's
+/// settings for talking to them.
+pub struct Pool {
+    pub name: String,
+    members: Arc<Members>,
     pub hash_key: HashKey,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub retries: usize,
-    pub health: HealthState,
-    /// The definition this pool was built from, to recognise it on a live reload.
-    pub config: UpstreamConfig,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("name", &self.name)
-            .field("targets", &self.members.len())
+            .field("targets", &self.members.backends.len())
             .finish()
     }
 }
 
 impl Pool {
-    pub fn build(cfg: &UpstreamConfig) -> Result<Pool, String> {
-        let members: Vec<Backend> = cfg
+    /// Build the pool for `cfg`, keeping `previous`'s targets (health, statistics) when it
+    /// names the same targets with the same balancing and health check.
+    pub fn build(cfg: &UpstreamConfig, previous: Option<&Pool>) -> Result<Pool, String> {
+        let identity = PoolIdentity::of(cfg);
+        let members = match previous.filter(|p| p.members.identity == identity) {
+            Some(kept) => Arc::clone(&kept.members),
+            None => Arc::new(Members::build(cfg, identity)?),
+        };
+        Ok(Pool {
+            name: cfg.name.value.clone(),
+            members,
+            hash_key: cfg.hash_key.clone(),
+            connect_timeout: cfg.connect_timeout,
+            read_timeout: cfg.read_timeout,
+            write_timeout: cfg.write_timeout,
+            retries: cfg.retries,
+        })
+    }
+
+    /// Whether this pool kept `other`'s targets and their state (a reload's bookkeeping).
+    pub fn shares_targets_with(&self, other: &Pool) -> bool {
+        Arc::ptr_eq(&self.members, &other.members)
+    }
+
+    pub fn health(&self) -> &HealthState {
+        &self.members.health
+    }
+}
+
+impl Members {
+    fn build(cfg: &UpstreamConfig, identity: PoolIdentity) -> Result<Members, String> {
+        let backends: Vec<Backend> = cfg
             .targets
             .iter()
             .map(|t| {
@@ -79,7 +144,7 @@ impl Pool {
                 Ok(b)
             })
             .collect::<Result<_, String>>()?;
-        let set: BTreeSet<Backend> = members.iter().cloned().collect();
+        let set: BTreeSet<Backend> = backends.iter().cloned().collect();
         let selector = match cfg.balance {
             Balance::RoundRobin => Selector::RoundRobin(load_balancer(cfg, set)?),
             Balance::Random => Selector::Random(load_balancer(cfg, set)?),
@@ -87,46 +152,61 @@ impl Pool {
             Balance::LeastConn => Selector::LeastConn(load_balancer(cfg, set)?),
             Balance::LeastTime => Selector::LeastTime(load_balancer(cfg, set)?),
         };
-        Ok(Pool {
-            name: cfg.name.value.clone(),
+        Ok(Members {
+            identity,
             selector,
-            members,
-            hash_key: cfg.hash_key.clone(),
-            connect_timeout: cfg.connect_timeout,
-            read_timeout: cfg.read_timeout,
-            write_timeout: cfg.write_timeout,
-            retries: cfg.retries,
+            backends,
             health: HealthState::new(cfg.health_check.as_ref()),
-            config: cfg.clone(),
         })
     }
+}
 
+impl Pool {
     /// Pick a healthy target for `key` (used by `hash`), skipping targets already tried by
     /// this request. `None` when no healthy untried target is left.
     pub fn select(&self, key: &[u8], exclude: &[SocketAddr]) -> Option<Selected> {
         // Ketama walks the ring point by point; allow enough steps to pass tried targets.
-        let max_iterations = 16 * self.members.len().max(1) + 64;
+        let max_iterations = 16 * self.members.backends.len().max(1) + 64;
         let accept =
             |b: &Backend, healthy: bool| healthy && b.addr.as_inet().is_none_or(|a| !exclude.contains(a));
-        let backend = each_selector!(&self.selector, lb => lb.select_with(key, max_iterations, accept))?;
+        let backend =
+            each_selector!(&self.members.selector, lb => lb.select_with(key, max_iterations, accept))?;
         let addr = *backend.addr.as_inet()?;
         let stats = backend.ext.get::<Arc<TargetStats>>()?.clone();
         Some(Selected { addr, stats })
     }
 
+    /// Connection settings for one attempt: the pool's timeouts, capped by what is left of
+    /// the route's deadline so a slow upstream turns into a 504 on time.
+    pub fn peer(&self, addr: SocketAddr, deadline: Option<Instant>) -> Box<HttpPeer> {
+        let remaining = deadline.map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        });
+        let cap = |d: Duration| remaining.map_or(d, |r| d.min(r));
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(cap(self.connect_timeout));
+        peer.options.total_connection_timeout = Some(cap(self.connect_timeout));
+        peer.options.read_timeout = Some(cap(self.read_timeout));
+        peer.options.write_timeout = Some(cap(self.write_timeout));
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Box::new(peer)
+    }
+
     /// Whether selection uses the request's hash key (`balance: hash`).
     pub fn hashes(&self) -> bool {
-        matches!(self.selector, Selector::Hash(_))
+        matches!(self.members.selector, Selector::Hash(_))
     }
 
     pub fn backends(&self) -> &Backends {
-        each_selector!(&self.selector, lb => lb.backends())
+        each_selector!(&self.members.selector, lb => lb.backends())
     }
 
     /// `(target label, healthy)` for every target, in configuration order.
     pub fn target_health(&self) -> Vec<(String, bool)> {
         let backends = self.backends();
         self.members
+            .backends
             .iter()
             .map(|b| {
                 let label = b
@@ -139,7 +219,7 @@ impl Pool {
     }
 
     pub fn target_count(&self) -> usize {
-        self.members.len()
+        self.members.backends.len()
     }
 }
 

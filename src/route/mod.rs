@@ -1,0 +1,101 @@
+//! One compiled route: how it matches (read by `routing`), what it requires (auth, limits),
+//! how it rewrites requests and responses, and where admitted requests go (`Target`).
+//!
+//! Matching lives in `routing`; this is the plan the pipeline follows once a route is chosen.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::auth::{Authenticator, RouteAuth};
+use crate::config::{PathMatch, RouteConfig};
+use crate::routing::methods::MethodSet;
+use crate::transform::headers::HeaderRules;
+use crate::versions::Versions;
+
+/// Where a route's admitted requests go: exactly one destination per route, so a new kind
+/// (aggregation, gRPC) is a new variant the compiler makes every step consider.
+#[derive(Debug)]
+pub enum Target {
+    /// One upstream pool (index in the snapshot).
+    Upstream(usize),
+    /// A pool per API version, chosen per request.
+    Versions(Box<Versions>),
+}
+
+impl Target {
+    /// The versions of a versioned route.
+    pub fn versions(&self) -> Option<&Versions> {
+        match self {
+            Target::Versions(v) => Some(v.as_ref()),
+            Target::Upstream(_) => None,
+        }
+    }
+}
+
+/// One route as the request path needs it.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub path: PathMatch,
+    pub methods: MethodSet,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Where admitted requests go.
+    pub target: Target,
+    pub strip_prefix: Option<String>,
+    pub request_headers: HeaderRules,
+    pub response_headers: HeaderRules,
+    pub timeout: Option<Duration>,
+    pub auth: RouteAuth,
+    /// Indexes of the route's rate-limit policies in the snapshot.
+    pub limits: Vec<usize>,
+    /// Override and client-address headers this route lets through.
+    pub pass_headers: Vec<HeaderName>,
+    /// Whether method overrides pass (`X-HTTP-Method-Override` listed): then the `_method`
+    /// query parameter passes too. Decided once, not per request.
+    pub pass_method_override: bool,
+    /// Whether requests may upgrade the connection (WebSocket).
+    pub websocket: bool,
+}
+
+impl Route {
+    pub fn compile(
+        cfg: &RouteConfig,
+        target: Target,
+        authenticators: &[Authenticator],
+        authenticator_index: &HashMap<&str, usize>,
+        policy_index: &HashMap<&str, usize>,
+    ) -> Route {
+        Route {
+            name: cfg.name.value.clone(),
+            path: cfg.matcher.path.clone(),
+            methods: MethodSet::from_names(cfg.matcher.methods.iter().map(String::as_str)),
+            headers: cfg.matcher.headers.clone(),
+            target,
+            strip_prefix: cfg.strip_prefix.as_ref().map(|s| s.value.clone()),
+            request_headers: HeaderRules::compile(&cfg.request_headers),
+            response_headers: HeaderRules::compile(&cfg.response_headers),
+            timeout: cfg.timeout,
+            auth: RouteAuth::compile(&cfg.auth, authenticators, authenticator_index),
+            limits: cfg
+                .rate_limit
+                .iter()
+                .filter_map(|name| policy_index.get(name.value.as_str()).copied())
+                .collect(),
+            pass_headers: cfg.pass_headers.clone(),
+            pass_method_override: cfg.pass_headers.iter().any(|h| h == "x-http-method-override"),
+            websocket: cfg.websocket,
+        }
+    }
+
+    pub(crate) fn conditions(&self) -> usize {
+        usize::from(!self.methods.is_any()) + self.headers.len()
+    }
+
+    pub(crate) fn headers_match(&self, headers: &HeaderMap) -> bool {
+        self.headers
+            .iter()
+            .all(|(name, value)| headers.get_all(name).iter().any(|v| v == value))
+    }
+}
