@@ -8,7 +8,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::auth_model::{CredentialSource, JwtConfig, JwtKeySource};
-use super::auth_schema::{forward_headers, sources};
+use super::credential_schema::{forward_headers, sources};
 use super::decode::{index, Fields, Spanned};
 use super::diag::Problems;
 use super::yaml::Node;

@@ -7,7 +7,7 @@ use http::HeaderName;
 use super::date::parse_date;
 use super::decode::{index, join, scalar, Fields, Spanned};
 use super::diag::Problems;
-use super::schema::header_name;
+use super::values::header_name;
 use super::versions_model::*;
 use super::yaml::Node;
 

@@ -1,0 +1,297 @@
+//! Decoding one entry of `routes:`: its `match`, paths, header rules, `pass_headers`, and the
+//! fields whose decoding lives elsewhere (`auth`/`require` in `auth_schema.rs`, `versions` in
+//! `versions_schema.rs`).
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use super::auth_schema::decode_route_auth;
+use super::decode::{check_name, index, Entries, Fields, Spanned};
+use super::diag::Problems;
+use super::model::*;
+use super::values::{header_name, header_pairs, header_value, host_pattern, one_of_message};
+use super::versions_schema::decode_versions;
+use super::yaml::Node;
+use crate::routing::normalize::normalize_target;
+
+const ROUTE_FIELDS: &[&str] = &[
+    "name",
+    "match",
+    "upstream",
+    "strip_prefix",
+    "request_headers",
+    "response_headers",
+    "timeout",
+    "auth",
+    "require",
+    "forward_credential",
+    "rate_limit",
+    "versions",
+    "pass_headers",
+    "websocket",
+];
+
+pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig> {
+    let f = Fields::new(node, path, ROUTE_FIELDS, p)?;
+    let auth = decode_route_auth(&f, p);
+    let pass_headers = decode_pass_headers(&f, p);
+    let name: Option<Spanned<String>> = f.req("name", p);
+    if let Some(n) = &name {
+        check_name(n, &f.path_of("name"), p);
+    }
+    let matcher = match f.node("match") {
+        Some(n) => decode_match(n, &f.path_of("match"), p),
+        None => {
+            p.add(
+                f.pos(),
+                &f.path_of("match"),
+                "missing required field `match` (at least `path` or `path_prefix`)",
+            );
+            None
+        }
+    };
+    let upstream: Option<Spanned<String>> = f.opt("upstream", p);
+    let versions = match (f.node("versions"), &name) {
+        (Some(n), Some(route)) => decode_versions(n, &f.path_of("versions"), &route.value, p).map(Some),
+        (Some(_), None) => None,
+        (None, _) => Some(None),
+    };
+    match (f.has("upstream"), f.has("versions")) {
+        (true, true) => p.add(
+            f.pos_of("versions"),
+            &f.path_of("versions"),
+            "a route has either `upstream` or `versions`, not both",
+        ),
+        // Written inside `match` by mistake: reported there, once.
+        (false, false) if f.misplaced("match", "upstream") || f.misplaced("match", "versions") => {}
+        (false, false) => p.add(
+            f.pos(),
+            &f.path_of("upstream"),
+            "missing required field `upstream` (or `versions` for a versioned API)",
+        ),
+        _ => {}
+    }
+    let strip_prefix: Option<Spanned<String>> = f.opt("strip_prefix", p);
+    if let Some(s) = &strip_prefix {
+        canonical_path(s, &f.path_of("strip_prefix"), p);
+    }
+    let request_headers = rules(&f, "request_headers", p);
+    let response_headers = rules(&f, "response_headers", p);
+    let timeout: Option<Duration> = f.opt("timeout", p);
+    if timeout.is_some_and(|t| t.is_zero()) {
+        p.add(f.pos(), &f.path_of("timeout"), "must be greater than 0");
+    }
+    Some(RouteConfig {
+        name: name?,
+        matcher: matcher?,
+        upstream,
+        versions: versions?,
+        strip_prefix,
+        request_headers: request_headers?,
+        response_headers: response_headers?,
+        timeout,
+        auth: auth?,
+        rate_limit: f.or("rate_limit", Vec::new(), p),
+        pass_headers: pass_headers?,
+        websocket: f.or("websocket", false, p),
+    })
+}
+
+/// `pass_headers`: only headers the gateway strips by default can be let through.
+fn decode_pass_headers(f: &Fields<'_>, p: &mut Problems) -> Option<Vec<HeaderName>> {
+    let names: Vec<Spanned<String>> = f.or("pass_headers", Vec::new(), p);
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, n) in names.iter().enumerate() {
+        let path = index(&f.path_of("pass_headers"), i);
+        match header_name(n, &path, p) {
+            Some(h) if super::client_header_names::strippable(h.as_str()) => out.push(h),
+            Some(h) => {
+                p.add(
+                    n.pos,
+                    &path,
+                    format!("`{h}` is not a header the gateway strips; it reaches the upstream anyway"),
+                );
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// A route path must already be in the canonical form request paths are normalized to,
+/// otherwise it could never match (or would match something else than it says).
+fn canonical_path(s: &Spanned<String>, path: &str, p: &mut Problems) -> bool {
+    if let Some(syntax) = pattern_syntax(&s.value) {
+        p.add(
+            s.pos,
+            path,
+            format!(
+                "path `{}` uses pattern syntax ({syntax}), but route paths are literal: path \
+                 templates and wildcards are not supported yet, so it would match only a request \
+                 for exactly these characters; write a literal `path`, or a `path_prefix`",
+                s.value
+            ),
+        );
+        return false;
+    }
+    if s.value.contains(';') {
+        p.add(s.pos, path, format!("path `{}` contains `;`; requests with `;` path parameters are refused, so it could never match", s.value));
+        return false;
+    }
+    match normalize_target(s.value.as_bytes(), 8192) {
+        Ok(n) if n.path == s.value && n.query.is_none() => true,
+        Ok(n) if n.query.is_none() => {
+            p.add(
+                s.pos,
+                path,
+                format!(
+                    "path `{}` is not canonical; requests are normalized, write `{}`",
+                    s.value, n.path
+                ),
+            );
+            false
+        }
+        Ok(_) => {
+            p.add(
+                s.pos,
+                path,
+                format!("path `{}` must not contain a query", s.value),
+            );
+            false
+        }
+        Err(e) => {
+            p.add(s.pos, path, format!("path `{}` is invalid: {e}", s.value));
+            false
+        }
+    }
+}
+
+/// Pattern syntax an operator may expect to work in a route path: `*` wildcards, `{id}`
+/// templates, `:id` segments, regular-expression classes and anchors.
+fn pattern_syntax(path: &str) -> Option<&'static str> {
+    if path.contains('*') {
+        Some("`*`")
+    } else if path.contains(['{', '}']) {
+        Some("`{…}`")
+    } else if path.split('/').any(|seg| seg.starts_with(':')) {
+        Some("a `:name` segment")
+    } else if path.contains(['[', ']', '^', '$', '|']) {
+        Some("regular-expression characters")
+    } else {
+        None
+    }
+}
+
+fn rules(f: &Fields<'_>, key: &str, p: &mut Problems) -> Option<HeaderRulesConfig> {
+    match f.node(key) {
+        None | Some(Node::Null { .. }) => Some(HeaderRulesConfig::default()),
+        Some(n) => decode_rules(n, &f.path_of(key), p),
+    }
+}
+
+fn decode_rules(node: &Node, path: &str, p: &mut Problems) -> Option<HeaderRulesConfig> {
+    let f = Fields::new(node, path, &["set", "add", "remove"], p)?;
+    let set = header_pairs(&f, "set", p);
+    let add = header_pairs(&f, "add", p);
+    let remove: Vec<Spanned<String>> = f.or("remove", Vec::new(), p);
+    let remove: Option<Vec<HeaderName>> = remove
+        .iter()
+        .enumerate()
+        .map(|(i, s)| header_name(s, &index(&f.path_of("remove"), i), p))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    Some(HeaderRulesConfig {
+        set: set?,
+        add: add?,
+        remove: remove?,
+    })
+}
+
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+];
+
+fn decode_match(node: &Node, path: &str, p: &mut Problems) -> Option<MatchConfig> {
+    let f = Fields::nested(
+        node,
+        path,
+        &["hosts", "path", "path_prefix", "methods", "headers"],
+        ROUTE_FIELDS,
+        p,
+    )?;
+    let exact: Option<Spanned<String>> = f.opt("path", p);
+    let prefix: Option<Spanned<String>> = f.opt("path_prefix", p);
+    let path_match = match (exact, prefix) {
+        (Some(e), None) => canonical_path(&e, &f.path_of("path"), p).then_some(PathMatch::Exact(e.value)),
+        (None, Some(pre)) => {
+            canonical_path(&pre, &f.path_of("path_prefix"), p).then_some(PathMatch::Prefix(pre.value))
+        }
+        (Some(_), Some(_)) => {
+            p.add(
+                f.pos(),
+                path,
+                "give either `path` (exact) or `path_prefix`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            p.add(
+                f.pos(),
+                path,
+                "needs `path` (exact) or `path_prefix` (use `path_prefix: /` to match everything)",
+            );
+            None
+        }
+    };
+    let hosts: Vec<Spanned<String>> = f.or("hosts", Vec::new(), p);
+    let hosts: Option<Vec<String>> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| host_pattern(h, &index(&f.path_of("hosts"), i), p))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    let methods: Vec<Spanned<String>> = f.or("methods", Vec::new(), p);
+    let methods: Option<Vec<String>> = methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let upper = m.value.to_ascii_uppercase();
+            if METHODS.contains(&upper.as_str()) {
+                Some(upper)
+            } else {
+                p.add(
+                    m.pos,
+                    &index(&f.path_of("methods"), i),
+                    one_of_message(&m.value, METHODS),
+                );
+                None
+            }
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    let headers: Entries<Spanned<String>> = f.or("headers", Entries::default(), p);
+    let headers: Option<Vec<(HeaderName, HeaderValue)>> = headers
+        .0
+        .iter()
+        .map(|(n, v)| {
+            let hp = format!("{}.{}", f.path_of("headers"), n.value);
+            let name = header_name(n, &hp, p);
+            let value = header_value(v, &hp, p);
+            Some((name?, value?))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    Some(MatchConfig {
+        hosts: hosts?,
+        path: path_match?,
+        methods: methods?,
+        headers: headers?,
+    })
+}

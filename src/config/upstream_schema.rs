@@ -1,0 +1,363 @@
+//! Decoding `upstreams:`: targets (resolved once at load), balancing and its hash key,
+//! timeouts, retries and the health check.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use super::decode::{index, named_items, Decode, Fields, Spanned};
+use super::diag::Problems;
+use super::model::*;
+use super::values::one_of_message;
+use super::yaml::Node;
+use crate::routing::normalize::normalize_target;
+
+/// Upstream names are kept even when the upstream itself is broken, so routes naming it are
+/// not reported a second time as "undefined".
+pub(super) fn decode_upstreams(node: &Node, p: &mut Problems) -> Vec<UpstreamConfig> {
+    named_items(node, "upstreams", "upstream", UPSTREAM_FIELDS, p, decode_upstream).0
+}
+
+const UPSTREAM_FIELDS: &[&str] = &[
+    "targets",
+    "balance",
+    "hash_key",
+    "health_check",
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+    "retries",
+];
+
+fn decode_upstream(
+    name: Spanned<String>,
+    node: &Node,
+    path: &str,
+    p: &mut Problems,
+) -> Option<UpstreamConfig> {
+    let f = Fields::new(node, path, UPSTREAM_FIELDS, p)?;
+    let targets = match f.node("targets") {
+        Some(Node::Seq { items, .. }) => {
+            if items.is_empty() {
+                p.add(
+                    f.node("targets").map_or(f.pos(), Node::pos),
+                    &f.path_of("targets"),
+                    "upstream has no targets",
+                );
+            }
+            let all: Vec<Option<TargetConfig>> = items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| decode_target(n, &index(&f.path_of("targets"), i), p))
+                .collect();
+            all.into_iter().collect::<Option<Vec<_>>>()
+        }
+        Some(other) => {
+            p.add(
+                other.pos(),
+                &f.path_of("targets"),
+                format!("expected a list of targets, found {}", other.kind()),
+            );
+            None
+        }
+        None => {
+            p.add(
+                f.pos(),
+                &f.path_of("targets"),
+                "upstream has no targets (missing required field `targets`)",
+            );
+            None
+        }
+    };
+    let balance = match f.opt::<Spanned<String>>("balance", p) {
+        None => Some(Balance::RoundRobin),
+        Some(b) => match b.value.as_str() {
+            "round_robin" => Some(Balance::RoundRobin),
+            "random" => Some(Balance::Random),
+            "hash" => Some(Balance::Hash),
+            "least_conn" => Some(Balance::LeastConn),
+            "least_time" => Some(Balance::LeastTime),
+            other => {
+                p.add(
+                    b.pos,
+                    &f.path_of("balance"),
+                    one_of_message(other, &Balance::NAMES),
+                );
+                None
+            }
+        },
+    };
+    let hash_key = match f.opt::<Spanned<String>>("hash_key", p) {
+        None => Some(HashKey::ClientIp),
+        Some(k) => {
+            if balance.is_some() && balance != Some(Balance::Hash) {
+                p.add(
+                    k.pos,
+                    &f.path_of("hash_key"),
+                    "hash_key only applies to `balance: hash`",
+                );
+            }
+            decode_hash_key(&k, &f.path_of("hash_key"), p)
+        }
+    };
+    let health_check = match f.node("health_check") {
+        None | Some(Node::Null { .. }) => Some(None),
+        Some(n) => decode_health_check(n, &f.path_of("health_check"), p).map(Some),
+    };
+    let connect_timeout: Duration = f.or("connect_timeout", Duration::from_secs(1), p);
+    let read_timeout: Duration = f.or("read_timeout", Duration::from_secs(30), p);
+    let write_timeout: Duration = f.or("write_timeout", Duration::from_secs(30), p);
+    for (key, d) in [
+        ("connect_timeout", connect_timeout),
+        ("read_timeout", read_timeout),
+        ("write_timeout", write_timeout),
+    ] {
+        if d.is_zero() {
+            p.add(
+                f.node(key).map_or(f.pos(), Node::pos),
+                &f.path_of(key),
+                "must be greater than 0",
+            );
+        }
+    }
+    // Pingora stops after 16 attempts per request whatever we ask for.
+    let retries = f.ranged("retries", 0..=15, 1usize, p);
+    Some(UpstreamConfig {
+        name,
+        targets: targets?,
+        balance: balance?,
+        hash_key: hash_key?,
+        health_check: health_check?,
+        connect_timeout,
+        read_timeout,
+        write_timeout,
+        retries,
+    })
+}
+
+fn decode_hash_key(k: &Spanned<String>, path: &str, p: &mut Problems) -> Option<HashKey> {
+    if k.value == "ip" {
+        return Some(HashKey::ClientIp);
+    }
+    if let Some(name) = k.value.strip_prefix("header:") {
+        return match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => Some(HashKey::Header(h)),
+            Err(_) => {
+                p.add(k.pos, path, format!("`{name}` is not a valid header name"));
+                None
+            }
+        };
+    }
+    if let Some(name) = k.value.strip_prefix("cookie:") {
+        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && !b"=;,".contains(&b)) {
+            return Some(HashKey::Cookie(name.to_string()));
+        }
+        p.add(k.pos, path, format!("`{name}` is not a valid cookie name"));
+        return None;
+    }
+    p.add(
+        k.pos,
+        path,
+        format!(
+            "unknown hash key `{}`; expected ip, header:NAME or cookie:NAME",
+            k.value
+        ),
+    );
+    None
+}
+
+fn decode_target(node: &Node, path: &str, p: &mut Problems) -> Option<TargetConfig> {
+    let (addr, weight) = match node {
+        Node::Scalar { .. } => (Spanned::<String>::decode(node, path, p)?, 1usize),
+        Node::Map { .. } => {
+            let f = Fields::new(node, path, &["addr", "weight"], p)?;
+            let addr = f.req::<Spanned<String>>("addr", p);
+            if matches!(f.node("weight"), Some(Node::Scalar { value, .. }) if value == "0") {
+                p.add(
+                    f.pos_of("weight"),
+                    &f.path_of("weight"),
+                    "weight must be at least 1 (remove the target to take it out)",
+                );
+                return None;
+            }
+            let weight = f.ranged("weight", 1..=10_000, 1usize, p);
+            (addr?, weight)
+        }
+        other => {
+            p.add(
+                other.pos(),
+                path,
+                format!("expected HOST:PORT or {{ addr, weight }}, found {}", other.kind()),
+            );
+            return None;
+        }
+    };
+    let resolved = resolve(&addr, path, p)?;
+    Some(TargetConfig {
+        addr,
+        resolved,
+        weight,
+    })
+}
+
+/// Targets are IP:PORT, or HOST:PORT resolved once when the configuration is loaded.
+fn resolve(addr: &Spanned<String>, path: &str, p: &mut Problems) -> Option<SocketAddr> {
+    if let Ok(a) = addr.value.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    if let Some((scheme, rest)) = addr.value.split_once("://") {
+        let host_port = rest.split('/').next().unwrap_or(rest);
+        p.add(
+            addr.pos,
+            path,
+            format!(
+                "`{}`: targets are HOST:PORT without a scheme or path, such as `{host_port}`{}",
+                addr.value,
+                if scheme.eq_ignore_ascii_case("https") {
+                    " (TLS to upstreams is not supported yet)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        return None;
+    }
+    if addr.value.contains('/') {
+        p.add(
+            addr.pos,
+            path,
+            format!("`{}`: a target has no path; write HOST:PORT only", addr.value),
+        );
+        return None;
+    }
+    let looks_like_host_port = addr
+        .value
+        .rsplit_once(':')
+        .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+    if looks_like_host_port {
+        if let Some(a) = addr.value.to_socket_addrs().ok().and_then(|mut it| it.next()) {
+            return Some(a);
+        }
+        p.add(
+            addr.pos,
+            path,
+            format!("bad address `{}`: host name does not resolve", addr.value),
+        );
+        return None;
+    }
+    p.add(
+        addr.pos,
+        path,
+        format!(
+            "bad address `{}`: expected HOST:PORT such as 127.0.0.1:9001",
+            addr.value
+        ),
+    );
+    None
+}
+
+fn decode_health_check(node: &Node, path: &str, p: &mut Problems) -> Option<HealthCheckConfig> {
+    const FIELDS: &[&str] = &[
+        "type",
+        "path",
+        "host",
+        "expect_status",
+        "interval",
+        "timeout",
+        "healthy_threshold",
+        "unhealthy_threshold",
+    ];
+    let f = Fields::nested(node, path, FIELDS, UPSTREAM_FIELDS, p)?;
+    let kind: Spanned<String> = f.opt("type", p).unwrap_or(Spanned {
+        value: "http".into(),
+        pos: f.pos(),
+    });
+    let probe = match kind.value.as_str() {
+        "http" => {
+            let hc_path: Spanned<String> = f.opt("path", p).unwrap_or(Spanned {
+                value: "/".into(),
+                pos: f.pos(),
+            });
+            if !hc_path.value.starts_with('/')
+                || normalize_target(hc_path.value.as_bytes(), 8192).is_err()
+                || http::Uri::try_from(hc_path.value.as_str()).is_err()
+            {
+                p.add(
+                    hc_path.pos,
+                    &f.path_of("path"),
+                    format!("`{}` is not a valid request path", hc_path.value),
+                );
+            }
+            let expect: Vec<Spanned<u16>> = f.opt("expect_status", p).unwrap_or_default();
+            for (i, s) in expect.iter().enumerate() {
+                if !(100..=599).contains(&s.value) {
+                    p.add(
+                        s.pos,
+                        &index(&f.path_of("expect_status"), i),
+                        "expected an HTTP status 100-599",
+                    );
+                }
+            }
+            let expect_status = if expect.is_empty() {
+                vec![200]
+            } else {
+                expect.into_iter().map(|s| s.value).collect()
+            };
+            let host: String = f.or("host", "localhost".to_string(), p);
+            if HeaderValue::from_str(&host).is_err() {
+                p.add(f.pos(), &f.path_of("host"), "not a valid Host header value");
+            }
+            Some(HealthProbe::Http {
+                path: hc_path.value,
+                host,
+                expect_status,
+            })
+        }
+        "tcp" => {
+            for key in ["path", "host", "expect_status"] {
+                if f.has(key) {
+                    p.add(
+                        f.pos(),
+                        &f.path_of(key),
+                        format!("`{key}` only applies to `type: http`"),
+                    );
+                }
+            }
+            Some(HealthProbe::Tcp)
+        }
+        other => {
+            p.add(
+                kind.pos,
+                &f.path_of("type"),
+                one_of_message(other, &["http", "tcp"]),
+            );
+            None
+        }
+    };
+    let interval: Duration = f.or("interval", Duration::from_secs(5), p);
+    let timeout: Duration = f.or("timeout", Duration::from_secs(1), p);
+    let healthy_threshold: usize = f.or("healthy_threshold", 2, p);
+    let unhealthy_threshold: usize = f.or("unhealthy_threshold", 3, p);
+    for (key, zero) in [
+        ("interval", interval.is_zero()),
+        ("timeout", timeout.is_zero()),
+        ("healthy_threshold", healthy_threshold == 0),
+        ("unhealthy_threshold", unhealthy_threshold == 0),
+    ] {
+        if zero {
+            p.add(
+                f.node(key).map_or(f.pos(), Node::pos),
+                &f.path_of(key),
+                "must be greater than 0",
+            );
+        }
+    }
+    Some(HealthCheckConfig {
+        probe: probe?,
+        interval,
+        timeout,
+        healthy_threshold,
+        unhealthy_threshold,
+    })
+}
