@@ -41,5 +41,6 @@ pub fn route(
         pass_headers: Vec::new(),
         pass_method_override: false,
         websocket: false,
+        transform: Default::default(),
     }
 }

@@ -21,6 +21,9 @@ mod redis_schema;
 mod route_schema;
 mod schema;
 mod server_schema;
+pub mod size;
+pub mod transform_model;
+mod transform_schema;
 mod upstream_schema;
 mod validate;
 mod values;
@@ -33,6 +36,7 @@ pub use diag::Problems;
 pub use limits_model::*;
 pub use model::*;
 pub use redis_model::*;
+pub use transform_model::*;
 pub use versions_model::*;
 
 /// The largest configuration file (or keys / key-set file) read: a 20,000-route file is

@@ -244,6 +244,8 @@ pub struct HeaderRulesConfig {
     pub set: Vec<(HeaderName, HeaderValue)>,
     pub add: Vec<(HeaderName, HeaderValue)>,
     pub remove: Vec<HeaderName>,
+    /// `from -> to`: every value of `from` moves to `to`.
+    pub rename: Vec<(HeaderName, HeaderName)>,
 }
 
 #[derive(Debug, Clone)]
@@ -264,4 +266,6 @@ pub struct RouteConfig {
     pub pass_headers: Vec<HeaderName>,
     /// Whether requests may upgrade the connection (WebSocket); otherwise `Upgrade` is removed.
     pub websocket: bool,
+    /// Body, query and method transformation.
+    pub transform: super::TransformConfig,
 }

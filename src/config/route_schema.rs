@@ -10,6 +10,8 @@ use super::auth_schema::decode_route_auth;
 use super::decode::{check_name, index, Entries, Fields, Spanned};
 use super::diag::Problems;
 use super::model::*;
+use super::transform_model::TransformConfig;
+use super::transform_schema::decode_transform;
 use super::values::{header_name, header_pairs, header_value, host_pattern, one_of_message};
 use super::versions_schema::decode_versions;
 use super::yaml::Node;
@@ -30,6 +32,7 @@ const ROUTE_FIELDS: &[&str] = &[
     "versions",
     "pass_headers",
     "websocket",
+    "transform",
 ];
 
 pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig> {
@@ -78,6 +81,17 @@ pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<
     }
     let request_headers = rules(&f, "request_headers", p);
     let response_headers = rules(&f, "response_headers", p);
+    let transform = match f.node("transform") {
+        Some(n) => decode_transform(n, &f.path_of("transform"), p),
+        None => Some(TransformConfig::default()),
+    };
+    if f.has("transform") && f.or("websocket", false, &mut Problems::default()) {
+        p.add(
+            f.pos_of("transform"),
+            &f.path_of("transform"),
+            "a route with `transform` cannot also pass WebSocket upgrades (the gateway reads whole bodies there)",
+        );
+    }
     let timeout: Option<Duration> = f.opt("timeout", p);
     if timeout.is_some_and(|t| t.is_zero()) {
         p.add(f.pos(), &f.path_of("timeout"), "must be greater than 0");
@@ -95,6 +109,7 @@ pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<
         rate_limit: f.or("rate_limit", Vec::new(), p),
         pass_headers: pass_headers?,
         websocket: f.or("websocket", false, p),
+        transform: transform?,
     })
 }
 
@@ -192,8 +207,21 @@ fn rules(f: &Fields<'_>, key: &str, p: &mut Problems) -> Option<HeaderRulesConfi
     }
 }
 
+/// Headers that frame the message or the connection: a rule that set, removed or renamed
+/// one would corrupt the exchange (a forged length is request smuggling), so none may.
+const FRAMING: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
 fn decode_rules(node: &Node, path: &str, p: &mut Problems) -> Option<HeaderRulesConfig> {
-    let f = Fields::new(node, path, &["set", "add", "remove"], p)?;
+    let f = Fields::new(node, path, &["set", "add", "remove", "rename"], p)?;
     let set = header_pairs(&f, "set", p);
     let add = header_pairs(&f, "add", p);
     let remove: Vec<Spanned<String>> = f.or("remove", Vec::new(), p);
@@ -204,10 +232,41 @@ fn decode_rules(node: &Node, path: &str, p: &mut Problems) -> Option<HeaderRules
         .collect::<Vec<_>>()
         .into_iter()
         .collect();
-    Some(HeaderRulesConfig {
-        set: set?,
-        add: add?,
-        remove: remove?,
+    let renames: Entries<Spanned<String>> = f.or("rename", Entries::default(), p);
+    let rename: Option<Vec<(HeaderName, HeaderName)>> = renames
+        .0
+        .iter()
+        .map(|(from, to)| {
+            let at = format!("{}.{}", f.path_of("rename"), from.value);
+            let pair = (header_name(from, &at, p), header_name(to, &at, p));
+            Some((pair.0?, pair.1?))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    let (set, add, remove, rename) = (set?, add?, remove?, rename?);
+    let named = set
+        .iter()
+        .chain(&add)
+        .map(|(n, _)| n)
+        .chain(&remove)
+        .chain(rename.iter().flat_map(|(a, b)| [a, b]));
+    let mut ok = true;
+    for name in named {
+        if FRAMING.contains(&name.as_str()) {
+            p.add(
+                f.pos(),
+                path,
+                format!("`{name}` frames the message or the connection; header rules cannot change it"),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(HeaderRulesConfig {
+        set,
+        add,
+        remove,
+        rename,
     })
 }
 

@@ -50,6 +50,8 @@ pub enum Node {
     Scalar {
         value: String,
         pos: Pos,
+        /// Written without quotes: `2` and `true` may be typed literals, `"2"` is a string.
+        plain: bool,
     },
     /// `~`, `null` or an empty value.
     Null {
@@ -270,7 +272,7 @@ impl MarkedEventReceiver for Builder {
                 let node = if plain && matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL") {
                     Node::Null { pos }
                 } else {
-                    Node::Scalar { value, pos }
+                    Node::Scalar { value, pos, plain }
                 };
                 self.push_value(node, anchor, size);
             }

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub ratelimit_store_breaker_open: IntGaugeVec,
     pub connections_open: prometheus::IntGauge,
     pub connections_refused: IntCounterVec,
+    pub transforms: IntCounterVec,
 }
 
 // The definitions are constants: creating them fails only on an invalid name, which the
@@ -62,6 +63,11 @@ impl Metrics {
             "portcullis_upstream_requests_total",
             "Attempts sent to upstream targets, by upstream, target and status (`error` when no response).",
             &["upstream", "target", "status"],
+        )?;
+        let transforms = counter(
+            "portcullis_transform_total",
+            "Response transformations by route and outcome (applied, passed: the original sent after a failure with on_error: pass, rejected: 502 after a failure).",
+            &["route", "outcome"],
         )?;
         let config_reloads = counter(
             "portcullis_config_reloads_total",
@@ -145,6 +151,7 @@ impl Metrics {
             ratelimit_store_breaker_open,
             connections_open,
             connections_refused,
+            transforms,
         })
     }
 

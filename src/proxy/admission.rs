@@ -191,6 +191,12 @@ pub fn upstream_uri(
             *q = crate::percent::strip_params(q, &[METHOD_OVERRIDE_PARAM]);
         }
     }
+    if let Some(rules) = route.transform.query_rules() {
+        query = Some(crate::transform::query::apply(
+            rules,
+            query.as_deref().unwrap_or(""),
+        ));
+    }
     let path_and_query = match query.filter(|q| !q.is_empty() || target.query.as_deref() == Some("")) {
         Some(q) => format!("{upstream_path}?{q}"),
         None => upstream_path,

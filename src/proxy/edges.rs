@@ -20,6 +20,9 @@ pub fn upstream_head(ctx: &RequestCtx, route: &Route, req: &mut RequestHeader) -
     if let Some(uri) = &ctx.admission.upstream_uri {
         req.set_uri(uri.clone());
     }
+    if let Some(method) = route.transform.request_method() {
+        req.set_method(method.clone());
+    }
     let trusted = forwarding::is_trusted(ctx.client.ip, &snapshot.settings.trusted_proxies);
     snapshot
         .settings

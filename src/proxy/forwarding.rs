@@ -123,19 +123,38 @@ pub fn remove(req: &mut RequestHeader, name: &HeaderName) {
 
 pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    for name in connection_nominated(&resp.headers) {
-        if !(switching && name == UPGRADE) && resp.headers.contains_key(&name) {
-            resp.remove_header(&name);
-        }
+    for name in hop_by_hop(&resp.headers, switching) {
+        resp.remove_header(&name);
     }
-    for name in &HOP_BY_HOP {
-        if !(switching && name == CONNECTION) && resp.headers.contains_key(name) {
-            resp.remove_header(name);
-        }
+}
+
+/// The same for a request head the gateway sends itself (Pingora does it on the proxied
+/// path): such requests never upgrade, so `Upgrade` goes too.
+pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
+    for name in hop_by_hop(&req.headers, false) {
+        req.remove_header(&name);
     }
-    if !switching && resp.headers.contains_key(UPGRADE) {
-        resp.remove_header(&UPGRADE);
+}
+
+/// The hop-by-hop headers present in `headers`: those `Connection` names, the standard ones,
+/// and `Upgrade` (kept with `Connection` when the protocol switches).
+fn hop_by_hop(headers: &http::HeaderMap, switching: bool) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = connection_nominated(headers)
+        .into_iter()
+        .filter(|name| !(switching && name == UPGRADE))
+        .collect();
+    names.extend(
+        HOP_BY_HOP
+            .iter()
+            .filter(|name| !(switching && *name == CONNECTION))
+            .cloned(),
+    );
+    if !switching {
+        names.push(UPGRADE);
     }
+    names.retain(|name| headers.contains_key(name));
+    names.dedup();
+    names
 }
 
 /// Header names listed in `Connection`, other than the options `close` and `keep-alive`

@@ -4,6 +4,8 @@
 //! new_ctx:        the snapshot this request keeps to the end
 //! request_filter: request id -> framing/Host/path checks -> route -> auth -> API version
 //!                 (and canary) -> rate limits (local, then one round trip to Redis when shared)
+//!                 transform routes: `exchange` (read the body, one upstream exchange,
+//!                 transform, answer) and stop here
 //! upstream_peer:  pool selection (skipping targets this request already tried); an attempt
 //!                 begins (`upstream::attempt`, which records every attempt's outcome)
 //! upstream_request_filter: `edges::upstream_head` (Pingora has already removed hop-by-hop
@@ -15,6 +17,7 @@ mod admission;
 pub mod ctx;
 mod edges;
 mod errors;
+mod exchange;
 mod forwarding;
 mod peer;
 pub mod problem;
@@ -35,16 +38,22 @@ use crate::observe::access_log::{self, AccessEntry};
 use crate::observe::metrics;
 use crate::runtime::Runtime;
 use crate::upstream::attempt::{Attempt, Outcome as AttemptOutcome};
+use crate::upstream::client::UpstreamClient;
 use ctx::RequestCtx;
 use problem::Problem;
 
 pub struct Gateway {
     runtime: Arc<Runtime>,
+    /// The gateway's own upstream exchanges (transform routes), one per process.
+    client: UpstreamClient,
 }
 
 impl Gateway {
     pub fn new(runtime: Arc<Runtime>) -> Gateway {
-        Gateway { runtime }
+        Gateway {
+            runtime,
+            client: UpstreamClient::new(),
+        }
     }
 
     /// Answer with a gateway-generated problem; the request goes no further.
@@ -198,7 +207,14 @@ impl ProxyHttp for Gateway {
                 let downstream = session.as_downstream_mut();
                 downstream.set_read_timeout(Some(limits.body_idle_timeout));
                 downstream.set_write_timeout(Some(limits.send_timeout));
-                Ok(false)
+                // Routes that hold whole bodies are served by the gateway's own exchange.
+                if !ctx.route().is_some_and(|r| r.transform.reads_bodies()) {
+                    return Ok(false);
+                }
+                match exchange::serve(&self.client, session, ctx).await? {
+                    exchange::Served::Answered => Ok(true),
+                    exchange::Served::Refused(problem) => self.reject(session, ctx, problem).await,
+                }
             }
             Err(problem) => self.reject(session, ctx, problem).await,
         }

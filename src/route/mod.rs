@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::{Authenticator, RouteAuth};
-use crate::config::{PathMatch, RouteConfig};
+use crate::config::{PathMatch, RouteConfig, TransformConfig};
 use crate::routing::methods::MethodSet;
 use crate::transform::headers::HeaderRules;
 use crate::versions::Versions;
@@ -57,6 +57,8 @@ pub struct Route {
     pub pass_method_override: bool,
     /// Whether requests may upgrade the connection (WebSocket).
     pub websocket: bool,
+    /// Body, query and method transformation.
+    pub transform: TransformConfig,
 }
 
 impl Route {
@@ -86,6 +88,7 @@ impl Route {
             pass_headers: cfg.pass_headers.clone(),
             pass_method_override: cfg.pass_headers.iter().any(|h| h == "x-http-method-override"),
             websocket: cfg.websocket,
+            transform: cfg.transform.clone(),
         }
     }
 

@@ -253,6 +253,7 @@ fn configured_header_names(config: &Config) -> Vec<http::HeaderName> {
         let rules = &r.request_headers;
         names.extend(rules.set.iter().chain(&rules.add).map(|(n, _)| n.clone()));
         names.extend(rules.remove.iter().cloned());
+        names.extend(rules.rename.iter().map(|(_, to)| to.clone()));
         if let Some(v) = &r.versions {
             names.push(v.header.clone());
             names.extend(v.from.iter().filter_map(|s| match s {

@@ -74,6 +74,8 @@ struct State {
     delay_us: AtomicU64,
     inflight: AtomicUsize,
     connections: AtomicUsize,
+    /// Raw responses by request path, written piece by piece (see [`Upstream::script`]).
+    scripts: Mutex<std::collections::HashMap<String, Vec<Vec<u8>>>>,
 }
 
 /// Tracks spawned tasks so `stop()` can abort them and know when they're gone.
@@ -169,6 +171,7 @@ impl Upstream {
             delay_us: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            scripts: Mutex::new(std::collections::HashMap::new()),
         });
         let tasks = Arc::new(Mutex::new(Tasks {
             stopped: false,
@@ -250,6 +253,13 @@ impl Upstream {
     /// Closes the listener and aborts every open connection, and returns only
     /// once their sockets are closed, so the port refuses connections right
     /// away. Idempotent.
+    /// Answer requests for exactly `path` (query ignored) with these raw bytes, written in
+    /// pieces with a short pause between them. The connection closes afterwards unless the
+    /// first piece declares a length or chunked framing.
+    pub fn script(&self, path: &str, pieces: Vec<Vec<u8>>) {
+        lock(&self.state.scripts).insert(path.to_string(), pieces);
+    }
+
     pub fn stop(&self) {
         {
             let mut tasks = lock(&self.tasks);
@@ -355,6 +365,31 @@ async fn serve_conn(mut stream: Tracked<TcpStream>, state: Arc<State>) {
                 return;
             }
         };
+        let path = req.seen.target.split('?').next().unwrap_or("").to_string();
+        let script = lock(&state.scripts).get(&path).cloned();
+        if let Some(pieces) = script {
+            // Recorded like any request, then the scripted bytes, a pause between pieces so
+            // the gateway reads them separately.
+            lock(&state.requests).push(req.seen.clone());
+            let framed = pieces.first().is_some_and(|head| {
+                let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+                head.contains("content-length:") || head.contains("transfer-encoding: chunked")
+            });
+            for (i, piece) in pieces.iter().enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(15)).await;
+                }
+                if stream.inner.write_all(piece).await.is_err() {
+                    return;
+                }
+                let _ = stream.inner.flush().await;
+            }
+            if !framed || !req.keep_alive {
+                let _ = stream.inner.shutdown().await;
+                return;
+            }
+            continue;
+        }
         let resp = respond(&state, req.seen, !req.keep_alive).await;
         if stream.inner.write_all(&resp).await.is_err() {
             return;

@@ -1,0 +1,499 @@
+//! JSON document rules: pure `Value -> Value`, no I/O, shared by response and request
+//! transformation (and by aggregation parts).
+//!
+//! Operations run in one fixed order: `target` → `allow`/`deny` → `rename` → `set` → `wrap`.
+//!
+//! Paths are dot-separated keys (`address.city`); `[]` after a key (`orders[].id`) steps into
+//! every element of that array. A key met by an array applies to every element as well, so
+//! `orders.card` and `orders[].card` mean the same and a deny list never misses an element
+//! because the path forgot its `[]`. A document whose root is an array is therefore
+//! transformed element by element. Keys compare after JSON decoding (escapes resolved, a
+//! repeated key is one key: the last value wins), exactly and case-sensitively.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// Most steps a path may have; deeper rules are a configuration mistake, not a document.
+pub const MAX_PATH_STEPS: usize = 32;
+
+/// One step of a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Key(String),
+    /// Every element of an array.
+    Each,
+}
+
+/// A parsed dot path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPath(Vec<Step>);
+
+impl JsonPath {
+    /// Parse `a.b[].c`. Keys are non-empty and hold no `.`, `[` or `]`; a path ends in a key.
+    pub fn parse(text: &str) -> Result<JsonPath, String> {
+        if text.is_empty() {
+            return Err("a path may not be empty".into());
+        }
+        let mut steps = Vec::new();
+        for segment in text.split('.') {
+            let (key, each) = match segment.strip_suffix("[]") {
+                Some(key) => (key, true),
+                None => (segment, false),
+            };
+            if key.is_empty() {
+                return Err(format!("`{text}` has an empty key (write `a.b`, `items[].id`)"));
+            }
+            if key.contains(['[', ']']) {
+                return Err(format!(
+                    "`{text}`: `[]` may only follow a key, as in `items[].id`"
+                ));
+            }
+            steps.push(Step::Key(key.to_string()));
+            if each {
+                steps.push(Step::Each);
+            }
+        }
+        if steps.last() == Some(&Step::Each) {
+            return Err(format!(
+                "`{text}` ends in `[]`: name the array itself, or a key of its elements"
+            ));
+        }
+        if steps.len() > MAX_PATH_STEPS {
+            return Err(format!("`{text}` has more than {MAX_PATH_STEPS} steps"));
+        }
+        Ok(JsonPath(steps))
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        &self.0
+    }
+
+    pub fn has_each(&self) -> bool {
+        self.0.contains(&Step::Each)
+    }
+
+    /// Whether `self` is `other` or lies inside it (`a.b.c` inside `a.b`), reading `[]` and
+    /// a plain key as the same step.
+    pub fn within(&self, other: &JsonPath) -> bool {
+        let keys = |p: &JsonPath| -> Vec<String> {
+            p.0.iter()
+                .filter_map(|s| match s {
+                    Step::Key(k) => Some(k.clone()),
+                    Step::Each => None,
+                })
+                .collect()
+        };
+        let (mine, theirs) = (keys(self), keys(other));
+        mine.len() >= theirs.len() && mine[..theirs.len()] == theirs[..]
+    }
+
+    /// The steps without the last key, and the last key.
+    fn split_last(&self) -> Option<(&[Step], &str)> {
+        match self.0.split_last() {
+            Some((Step::Key(k), parent)) => Some((parent, k)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for step in &self.0 {
+            match step {
+                Step::Key(k) => {
+                    if !first {
+                        f.write_str(".")?;
+                    }
+                    f.write_str(k)?;
+                }
+                Step::Each => f.write_str("[]")?,
+            }
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// The compiled rules of one `transform.response` or `transform.request` block.
+#[derive(Debug, Clone, Default)]
+pub struct JsonRules {
+    pub target: Option<JsonPath>,
+    pub allow: Vec<JsonPath>,
+    pub deny: Vec<JsonPath>,
+    pub rename: Vec<(JsonPath, JsonPath)>,
+    pub set: Vec<(JsonPath, Value)>,
+    pub wrap: Option<String>,
+}
+
+/// Why a document could not be transformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// `target` names a value the document does not have.
+    TargetMissing,
+}
+
+impl JsonRules {
+    /// Whether the rules remove data (a failure must then not pass the original on).
+    pub fn filters(&self) -> bool {
+        !self.allow.is_empty() || !self.deny.is_empty() || self.target.is_some()
+    }
+
+    pub fn apply(&self, mut doc: Value) -> Result<Value, Failure> {
+        if let Some(target) = &self.target {
+            doc = take(&mut doc, target.steps()).ok_or(Failure::TargetMissing)?;
+        }
+        if !self.allow.is_empty() {
+            let tree = AllowTree::build(&self.allow);
+            doc = tree.keep(doc).unwrap_or(Value::Null);
+        }
+        for path in &self.deny {
+            if let Some((parent, key)) = path.split_last() {
+                for_each_object(&mut doc, parent, &mut |obj| {
+                    obj.shift_remove(key);
+                });
+            }
+        }
+        for (from, to) in &self.rename {
+            rename(&mut doc, from, to);
+        }
+        for (path, value) in &self.set {
+            set(&mut doc, path.steps(), value);
+        }
+        if let Some(key) = &self.wrap {
+            let mut outer = Map::new();
+            outer.insert(key.clone(), doc);
+            doc = Value::Object(outer);
+        }
+        Ok(doc)
+    }
+}
+
+/// Move the value at `steps` (keys through objects only) out of `doc`.
+fn take(doc: &mut Value, steps: &[Step]) -> Option<Value> {
+    let (last, parent) = steps.split_last()?;
+    let mut here = doc;
+    for step in parent {
+        here = match (step, here) {
+            (Step::Key(k), Value::Object(map)) => map.get_mut(k)?,
+            _ => return None,
+        };
+    }
+    match (last, here) {
+        (Step::Key(k), Value::Object(map)) => map.shift_remove(k),
+        _ => None,
+    }
+}
+
+/// Call `f` on every object reached by `steps`: a key steps into an object, `[]` into every
+/// element of an array, and a key met by an array applies to each element.
+fn for_each_object(value: &mut Value, steps: &[Step], f: &mut dyn FnMut(&mut Map<String, Value>)) {
+    match (steps.first(), value) {
+        (None, Value::Object(map)) => f(map),
+        (None, Value::Array(items)) => {
+            for item in items {
+                for_each_object(item, steps, f);
+            }
+        }
+        (Some(Step::Each), Value::Array(items)) => {
+            for item in items {
+                for_each_object(item, &steps[1..], f);
+            }
+        }
+        (Some(Step::Key(_)), Value::Array(items)) => {
+            for item in items {
+                for_each_object(item, steps, f);
+            }
+        }
+        (Some(Step::Key(k)), Value::Object(map)) => {
+            if let Some(child) = map.get_mut(k) {
+                for_each_object(child, &steps[1..], f);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Rename within the deepest object both paths share: `a.b` → `a.c` renames inside every `a`
+/// (in place, keeping the key's position); `address.city` → `city` moves the value to the
+/// root. The destination is replaced if present.
+fn rename(doc: &mut Value, from: &JsonPath, to: &JsonPath) {
+    let (from, to) = (from.steps(), to.steps());
+    let shared = from
+        .iter()
+        .zip(to)
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(from.len() - 1)
+        .min(to.len() - 1);
+    let (rel_from, rel_to) = (&from[shared..], &to[shared..]);
+    for_each_object(doc, &from[..shared], &mut |obj| {
+        if let ([Step::Key(a)], [Step::Key(b)]) = (rel_from, rel_to) {
+            rename_in_place(obj, a, b);
+            return;
+        }
+        let mut holder = Value::Object(std::mem::take(obj));
+        if let Some(value) = take(&mut holder, rel_from) {
+            set(&mut holder, rel_to, &value);
+        }
+        if let Value::Object(map) = holder {
+            *obj = map;
+        }
+    });
+}
+
+fn rename_in_place(obj: &mut Map<String, Value>, from: &str, to: &str) {
+    if from == to || !obj.contains_key(from) {
+        return;
+    }
+    obj.shift_remove(to);
+    let entries = std::mem::take(obj);
+    *obj = entries
+        .into_iter()
+        .map(|(k, v)| if k == from { (to.to_string(), v) } else { (k, v) })
+        .collect();
+}
+
+/// Set `value` at `steps`, creating objects on the way (a scalar in the way is replaced).
+fn set(doc: &mut Value, steps: &[Step], value: &Value) {
+    match (steps.first(), &mut *doc) {
+        (None, _) => *doc = value.clone(),
+        (Some(Step::Each), Value::Array(items)) | (Some(Step::Key(_)), Value::Array(items)) => {
+            let rest = if steps[0] == Step::Each {
+                &steps[1..]
+            } else {
+                steps
+            };
+            for item in items {
+                set(item, rest, value);
+            }
+        }
+        (Some(Step::Each), _) => {}
+        (Some(Step::Key(k)), _) => {
+            if !doc.is_object() {
+                *doc = Value::Object(Map::new());
+            }
+            if let Value::Object(map) = doc {
+                let child = map.entry(k.clone()).or_insert(Value::Null);
+                if steps.len() > 1 && !child.is_object() && !child.is_array() {
+                    *child = Value::Object(Map::new());
+                }
+                set(child, &steps[1..], value);
+            }
+        }
+    }
+}
+
+/// The allow list as a tree: what to keep under each key.
+#[derive(Debug, Default)]
+struct AllowTree {
+    /// Keep this value whole.
+    whole: bool,
+    keys: Vec<(String, AllowTree)>,
+    each: Option<Box<AllowTree>>,
+}
+
+impl AllowTree {
+    fn build(paths: &[JsonPath]) -> AllowTree {
+        let mut root = AllowTree::default();
+        for path in paths {
+            let mut node = &mut root;
+            for step in path.steps() {
+                node = match step {
+                    Step::Key(k) => {
+                        let at = match node.keys.iter().position(|(name, _)| name == k) {
+                            Some(i) => i,
+                            None => {
+                                node.keys.push((k.clone(), AllowTree::default()));
+                                node.keys.len() - 1
+                            }
+                        };
+                        &mut node.keys[at].1
+                    }
+                    Step::Each => node.each.get_or_insert_with(Default::default),
+                };
+            }
+            node.whole = true;
+        }
+        root
+    }
+
+    /// What of `value` the tree keeps; `None` when nothing (the key is then omitted).
+    fn keep(&self, value: Value) -> Option<Value> {
+        if self.whole {
+            return Some(value);
+        }
+        match value {
+            Value::Object(map) => {
+                let kept: Map<String, Value> = map
+                    .into_iter()
+                    .filter_map(|(k, v)| {
+                        let sub = self.keys.iter().find(|(name, _)| *name == k)?;
+                        Some((k, sub.1.keep(v)?))
+                    })
+                    .collect();
+                Some(Value::Object(kept))
+            }
+            Value::Array(items) => {
+                let per_item = self.each.as_deref().unwrap_or(self);
+                Some(Value::Array(
+                    items.into_iter().filter_map(|item| per_item.keep(item)).collect(),
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paths(list: &[&str]) -> Vec<JsonPath> {
+        list.iter().map(|p| JsonPath::parse(p).unwrap()).collect()
+    }
+
+    fn doc() -> Value {
+        json!({
+            "id": 7, "name": "Ann", "password": "hunter2", "internal": {"x": 1},
+            "address": {"city": "Oslo", "zip": "0150"},
+            "orders": [{"id": 1, "card": "4111"}, {"id": 2, "card": "5500"}]
+        })
+    }
+
+    #[test]
+    fn paths_parse_and_print() {
+        for p in ["a", "a.b", "orders[].id", "a[].b[].c"] {
+            assert_eq!(JsonPath::parse(p).unwrap().to_string(), p);
+        }
+        for bad in ["", ".", "a.", ".a", "a..b", "a[]", "a[0].b", "[].a", "a[x]"] {
+            assert!(JsonPath::parse(bad).is_err(), "{bad}");
+        }
+        assert!(JsonPath::parse("a.b.c")
+            .unwrap()
+            .within(&JsonPath::parse("a.b").unwrap()));
+        assert!(JsonPath::parse("a[].b")
+            .unwrap()
+            .within(&JsonPath::parse("a").unwrap()));
+        assert!(!JsonPath::parse("ab")
+            .unwrap()
+            .within(&JsonPath::parse("a").unwrap()));
+    }
+
+    #[test]
+    fn deny_reaches_nested_keys_and_array_elements() {
+        let rules = JsonRules {
+            deny: paths(&["password", "internal", "orders[].card", "address.zip"]),
+            ..Default::default()
+        };
+        let out = rules.apply(doc()).unwrap();
+        assert_eq!(
+            out,
+            json!({"id": 7, "name": "Ann", "address": {"city": "Oslo"},
+                   "orders": [{"id": 1}, {"id": 2}]})
+        );
+        // Without `[]`, a key met by an array still applies to every element.
+        let rules = JsonRules {
+            deny: paths(&["orders.card"]),
+            ..Default::default()
+        };
+        assert!(!rules.apply(doc()).unwrap().to_string().contains("4111"));
+    }
+
+    #[test]
+    fn allow_keeps_only_listed_paths_in_document_order() {
+        let rules = JsonRules {
+            allow: paths(&["orders[].id", "id", "address.city"]),
+            ..Default::default()
+        };
+        let out = rules.apply(doc()).unwrap();
+        assert_eq!(
+            out.to_string(),
+            r#"{"id":7,"address":{"city":"Oslo"},"orders":[{"id":1},{"id":2}]}"#
+        );
+        // A scalar where the path expects an object is left out (allow fails closed).
+        let rules = JsonRules {
+            allow: paths(&["name.first"]),
+            ..Default::default()
+        };
+        assert_eq!(rules.apply(doc()).unwrap(), json!({}));
+    }
+
+    #[test]
+    fn rename_set_wrap_in_order() {
+        let rules = JsonRules {
+            target: None,
+            allow: vec![],
+            deny: paths(&["password", "internal", "orders"]),
+            rename: vec![
+                (
+                    JsonPath::parse("id").unwrap(),
+                    JsonPath::parse("user_id").unwrap(),
+                ),
+                (
+                    JsonPath::parse("address.city").unwrap(),
+                    JsonPath::parse("city").unwrap(),
+                ),
+            ],
+            set: vec![
+                (JsonPath::parse("meta.source").unwrap(), json!("users-api")),
+                (JsonPath::parse("meta.version").unwrap(), json!(2)),
+            ],
+            wrap: Some("user".into()),
+        };
+        let out = rules.apply(doc()).unwrap();
+        assert_eq!(
+            out.to_string(),
+            r#"{"user":{"user_id":7,"name":"Ann","address":{"zip":"0150"},"city":"Oslo","meta":{"source":"users-api","version":2}}}"#
+        );
+    }
+
+    #[test]
+    fn rename_inside_array_elements() {
+        let rules = JsonRules {
+            rename: vec![(
+                JsonPath::parse("orders[].id").unwrap(),
+                JsonPath::parse("orders[].order_id").unwrap(),
+            )],
+            ..Default::default()
+        };
+        let out = rules.apply(doc()).unwrap();
+        assert_eq!(
+            out["orders"],
+            json!([{"order_id": 1, "card": "4111"}, {"order_id": 2, "card": "5500"}])
+        );
+    }
+
+    #[test]
+    fn target_and_root_arrays() {
+        let rules = JsonRules {
+            target: Some(JsonPath::parse("data").unwrap()),
+            deny: paths(&["secret"]),
+            ..Default::default()
+        };
+        let out = rules
+            .apply(json!({"data": [{"a": 1, "secret": 2}, {"a": 3, "secret": 4}], "meta": {}}))
+            .unwrap();
+        assert_eq!(out, json!([{"a": 1}, {"a": 3}]));
+        assert_eq!(rules.apply(json!({"other": 1})), Err(Failure::TargetMissing));
+    }
+
+    #[test]
+    fn escaped_and_repeated_keys_are_one_key() {
+        let rules = JsonRules {
+            deny: paths(&["password"]),
+            ..Default::default()
+        };
+        for text in [
+            r#"{"pass\u0077ord": "s3cret", "ok": 1}"#,
+            r#"{"password": "s3cret", "password": "s3cret", "ok": 1}"#,
+            r#"{"password": 1, "ok": 1, "password": "s3cret"}"#,
+        ] {
+            let doc: Value = serde_json::from_str(text).unwrap();
+            let out = rules.apply(doc).unwrap().to_string();
+            assert_eq!(out, r#"{"ok":1}"#, "{text}");
+        }
+    }
+}

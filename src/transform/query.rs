@@ -1,0 +1,82 @@
+//! `transform.request.query`: remove, rename and set query parameters of the upstream request.
+//!
+//! Names compare the way frameworks read them (decoded, any case, PHP's `_` folding; see
+//! `percent::names_param`), so a client cannot keep a removed parameter, or plant a value
+//! beside one the gateway sets, by spelling its name differently. Rules run remove → rename →
+//! set; a rename and a set replace every client spelling of the name they write.
+
+use crate::config::QueryRules;
+use crate::percent::{hides_param, names_param, split_pair};
+
+pub fn apply(rules: &QueryRules, query: &str) -> String {
+    let mut pairs: Vec<String> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(str::to_string)
+        .collect();
+    let names = |pair: &str, param: &str| names_param(split_pair(pair).0, param) || hides_param(pair, param);
+    for param in &rules.remove {
+        pairs.retain(|pair| !names(pair, param));
+    }
+    for (from, to) in &rules.rename {
+        pairs.retain(|pair| !names(pair, to));
+        for pair in &mut pairs {
+            if names_param(split_pair(pair).0, from) {
+                let value = split_pair(pair).1;
+                *pair = if pair.contains('=') {
+                    format!("{}={value}", encode(to))
+                } else {
+                    encode(to)
+                };
+            }
+        }
+    }
+    for (name, value) in &rules.set {
+        pairs.retain(|pair| !names(pair, name));
+        pairs.push(format!("{}={}", encode(name), encode(value)));
+    }
+    pairs.join("&")
+}
+
+/// Percent-encode all but RFC 3986's unreserved characters.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> QueryRules {
+        QueryRules {
+            set: vec![("source".into(), "gate way".into())],
+            remove: vec!["debug".into()],
+            rename: vec![("q".into(), "query".into())],
+        }
+    }
+
+    #[test]
+    fn remove_rename_set() {
+        assert_eq!(
+            apply(&rules(), "q=shoes&debug=1&page=2"),
+            "query=shoes&page=2&source=gate%20way"
+        );
+    }
+
+    #[test]
+    fn client_spellings_cannot_survive_or_plant() {
+        let out = apply(
+            &rules(),
+            "DEBUG=1&de%62ug=1&x=1;debug=1&Source=evil&so%75rce=evil&query=planted&q=ok",
+        );
+        assert_eq!(out, "query=ok&source=gate%20way");
+    }
+}
