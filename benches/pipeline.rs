@@ -1,5 +1,6 @@
 //! Request-pipeline micro-benchmarks: route matching (10, 1,000 and 10,000 routes), path
-//! normalization, a rate-limit decision on the local store, and header rules.
+//! normalization, a rate-limit decision on the local store, header rules, and a JSON response
+//! transform (1 KiB and 64 KiB).
 //! Run with `cargo bench --bench pipeline`.
 
 use std::hint::black_box;
@@ -124,11 +125,57 @@ fn header_rules(c: &mut Criterion) {
     });
 }
 
+/// A user document of about `size` bytes: a few fields, a nested address, and as many
+/// orders (each with a card number the rules deny) as it takes.
+fn user_document(size: usize) -> Vec<u8> {
+    let mut orders = Vec::new();
+    let mut doc = String::new();
+    for i in 0.. {
+        orders.push(format!(
+            r#"{{"id":{i},"sku":"SKU-{i:06}","qty":{},"card":"4111-1111-1111-{i:04}","note":"gift wrap"}}"#,
+            i % 7 + 1
+        ));
+        doc = format!(
+            r#"{{"id":42,"name":"Ann Example","email":"ann@example.com","password":"hunter2","address":{{"street":"1 Main St","city":"Oslo","zip":"0150"}},"orders":[{}]}}"#,
+            orders.join(",")
+        );
+        if doc.len() >= size {
+            break;
+        }
+    }
+    doc.into_bytes()
+}
+
+/// The issue's typical response transform: deny + rename + set, parsed and serialized.
+fn json_transform(c: &mut Criterion) {
+    use portcullis::transform::json::{JsonPath, JsonRules};
+    let path = |p: &str| JsonPath::parse(p).expect("valid path");
+    let rules = JsonRules {
+        deny: vec![path("password"), path("orders[].card")],
+        rename: vec![
+            (path("id"), path("user_id")),
+            (path("address.city"), path("city")),
+        ],
+        set: vec![(path("meta.source"), serde_json::json!("users-api"))],
+        ..JsonRules::default()
+    };
+    let mut group = c.benchmark_group("transform");
+    for (label, size) in [("1KiB", 1024), ("64KiB", 64 * 1024)] {
+        let doc = user_document(size);
+        group.throughput(criterion::Throughput::Bytes(doc.len() as u64));
+        group.bench_with_input(BenchmarkId::new("deny_rename_set", label), &doc, |b, doc| {
+            b.iter(|| portcullis::transform::body::transform_json(&rules, black_box(doc)))
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     route_matching,
     normalization,
     rate_limit_decision,
-    header_rules
+    header_rules,
+    json_transform
 );
 criterion_main!(benches);

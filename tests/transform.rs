@@ -41,6 +41,16 @@ fn get_raw(gw: &Gateway, path: &str) -> Vec<u8> {
     )
 }
 
+/// The attack check: the secret appears nowhere in the raw bytes the client receives.
+fn assert_secret_never_sent(gw: &Gateway, path: &str) {
+    let raw = get_raw(gw, path);
+    assert!(
+        !contains(&raw, SECRET),
+        "{path}: {}",
+        String::from_utf8_lossy(&raw)
+    );
+}
+
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -124,8 +134,7 @@ fn deny_rename_set_wrap_on_a_fixed_length_body() {
         ),
     );
     let gw = gateway(&up, DENY);
-    let raw = get_raw(&gw, "/u");
-    assert!(!contains(&raw, SECRET), "{}", String::from_utf8_lossy(&raw));
+    assert_secret_never_sent(&gw, "/u");
     let r = gw.send(b"GET /u HTTP/1.1\r\nHost: api\r\nAccept-Encoding: gzip\r\n\r\n");
     assert_eq!(r.status, 200);
     // Key order of the upstream document is kept; renames keep their place.
@@ -181,12 +190,7 @@ fn chunked_gzip_and_br_bodies_are_decoded_and_filtered() {
     );
     let gw = gateway(&up, DENY);
     for path in ["/chunked", "/gzip", "/gzip-chunked", "/br"] {
-        let raw = get_raw(&gw, path);
-        assert!(
-            !contains(&raw, SECRET),
-            "{path}: {}",
-            String::from_utf8_lossy(&raw)
-        );
+        assert_secret_never_sent(&gw, path);
         let r = gw.get(path);
         assert_eq!(r.status, 200, "{path}");
         assert!(r.header("content-encoding").is_none(), "{path}");
@@ -222,12 +226,7 @@ fn escaped_duplicate_and_nested_keys_are_the_same_key() {
     );
     let gw = gateway(&up, "      response:\n        deny: [password]\n");
     for i in 0..docs.len() {
-        let raw = get_raw(&gw, &format!("/d{i}"));
-        assert!(
-            !contains(&raw, SECRET),
-            "doc {i}: {}",
-            String::from_utf8_lossy(&raw)
-        );
+        assert_secret_never_sent(&gw, &format!("/d{i}"));
         assert_eq!(gw.get(&format!("/d{i}")).text(), r#"{"ok":1}"#);
     }
     assert_eq!(gw.get("/list").text(), r#"[{"ok":1},{"ok":2}]"#);
@@ -248,8 +247,7 @@ fn allow_list_and_target() {
         &up,
         "      response:\n        target: data\n        allow: [id, name, \"address.city\", \"orders[].id\"]\n",
     );
-    let raw = get_raw(&gw, "/u");
-    assert!(!contains(&raw, SECRET));
+    assert_secret_never_sent(&gw, "/u");
     assert_eq!(
         gw.get("/u").text(),
         r#"{"id":7,"name":"Ann","address":{"city":"Oslo"},"orders":[{"id":1},{"id":2}]}"#
@@ -283,12 +281,7 @@ fn failures_are_a_complete_502_without_the_body() {
         "      response:\n        deny: [password]\n        max_body: 2KiB\n",
     );
     for path in ["/zstd", "/big", "/big-chunked", "/bomb", "/invalid"] {
-        let raw = get_raw(&gw, path);
-        assert!(
-            !contains(&raw, SECRET),
-            "{path}: {}",
-            String::from_utf8_lossy(&raw)
-        );
+        assert_secret_never_sent(&gw, path);
         let r = gw.get(path);
         assert_eq!(r.status, 502, "{path}");
         assert_eq!(r.header("content-type"), Some("application/problem+json"));
@@ -542,4 +535,31 @@ fn check_reports_every_transform_problem() {
         "server:\n  listen: [\"127.0.0.1:0\"]\nupstreams:\n  u:\n    targets: [\"127.0.0.1:9\"]\nroutes:\n  - name: r\n    match: { path_prefix: / }\n    upstream: u\n    transform:\n      response: { deny: [password], on_error: pass, allow_unfiltered: true }\n",
     );
     assert_eq!(allowed.code, 0, "{}", allowed.stderr);
+}
+
+/// A transform route's exchange goes through the pool like any route: a refused connect moves
+/// on to an untried target within `retries`, no healthy target is 503, the route deadline 504;
+/// the access log names the target that answered.
+#[test]
+fn exchange_uses_selection_retries_and_deadlines() {
+    let up = Upstream::start("u");
+    up.script("/ok", fixed(200, &[JSON], br#"{"a":1,"password":"x"}"#));
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  users:\n    targets: [\"{dead}\", \"{}\"]\n    retries: 1\n  gone:\n    targets: [\"{dead}\"]\n    health_check: {{ type: tcp, interval: 1h, timeout: 500ms, unhealthy_threshold: 1 }}\nroutes:\n  - name: users\n    match: {{ path_prefix: / }}\n    upstream: users\n    timeout: 1s\n    transform: {{ response: {{ deny: [password] }} }}\n  - name: gone\n    match: {{ path_prefix: /gone }}\n    upstream: gone\n    transform: {{ response: {{ deny: [password] }} }}\n",
+        up.addr()
+    ));
+    for _ in 0..4 {
+        let r = gw.get("/ok");
+        assert_eq!((r.status, r.text().as_str()), (200, r#"{"a":1}"#));
+    }
+    assert_eq!(gw.get("/gone/x").status, 503);
+    // The echo upstream (no script for this path) answers after the route deadline.
+    let slow = request(gw.addr(), "GET", "api", "/slow", &[("x-delay-ms", "3000")], b"");
+    assert_eq!(slow.status, 504, "{}", slow.text());
+    let id = gw.get("/ok").header("x-request-id").unwrap().to_string();
+    let line = wait_for("access log line", Duration::from_secs(10), || {
+        gw.log().lines().find(|l| l.contains(&id)).map(String::from)
+    });
+    assert!(line.contains(&format!("target={}", up.addr())), "{line}");
 }

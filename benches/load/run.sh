@@ -4,7 +4,11 @@
 # generators on the same machine in one run. See BENCHMARKS.md for what each scenario means.
 #
 # Knobs (environment): SCENARIOS, THREADS_LIST, PROXIES, REPS, DURATION, WARMUP, CONNS,
-# OPEN_LOOP, PERF, BASE_PORT, OUT. Example: SCENARIOS="A B" THREADS_LIST=1 REPS=3 benches/load/run.sh
+# OPEN_LOOP, PERF, CALLGRIND, BEFORE_BIN, BASE_PORT, OUT. Example: SCENARIOS="A B" THREADS_LIST=1 REPS=3 benches/load/run.sh
+# CALLGRIND=1 measures instructions per request instead of throughput: Portcullis runs under
+# `valgrind --tool=callgrind`, wrk warms it up, the counters are zeroed, wrk drives it for
+# DURATION seconds, and the dump's total is divided by the requests wrk reports. With
+# BEFORE_BIN=<path to an older portcullis binary> the same is measured for it ("before").
 # PROXIES narrows the proxies run (e.g. "portcullis minimal"; minimal then runs in every scenario
 # as the framework floor). PERF=1 adds one profiled wrk run per Rust proxy (perf record -g into
 # $OUT/perf-<proxy>-<scenario>-<threads>.data), outside the measured runs.
@@ -15,8 +19,9 @@ ROOT=$PWD
 source scripts/deps.sh
 require_cargo
 ensure_packages "${BUILD_PACKAGES[@]}" haproxy nginx wrk
+if [ "$CALLGRIND" = 1 ]; then ensure_packages valgrind; fi
 
-SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D"}
+SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D A1K T"}
 THREADS_LIST=${THREADS_LIST:-"1 2"}
 REPS=${REPS:-3}
 DURATION=${DURATION:-8}
@@ -25,6 +30,8 @@ CONNS=${CONNS:-50}
 OPEN_LOOP=${OPEN_LOOP:-1}
 PROXIES=${PROXIES:-}
 PERF=${PERF:-0}
+CALLGRIND=${CALLGRIND:-0}
+BEFORE_BIN=${BEFORE_BIN:-}
 BASE_PORT=${BASE_PORT:-18100}
 OUT=${OUT:-$ROOT/target/bench-load}
 SECRET=bench-only-hmac-secret-0123456789abcdef
@@ -54,7 +61,7 @@ cleanup() {
 trap cleanup EXIT
 
 wait_port() {
-    local deadline=$((SECONDS + 20))
+    local deadline=$((SECONDS + 60))
     until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
         if [ $SECONDS -ge $deadline ]; then
             echo "port $1 did not open" >&2
@@ -98,6 +105,16 @@ peak_rss_kb() {
     echo "$total"
 }
 
+# The 1 KiB JSON document of scenarios A1K and T: a user with a password and card numbers
+# (which T's transform denies), an address and a list of orders.
+doc_1k() {
+    local orders="" i
+    for ((i = 0; i < 9; i++)); do
+        orders+="{\"id\":$i,\"sku\":\"SKU-00000$i\",\"qty\":$((i % 7 + 1)),\"card\":\"4111-1111-1111-000$i\"},"
+    done
+    printf '{"id":42,"name":"Ann Example","email":"ann@example.com","password":"hunter2","address":{"street":"1 Main St","city":"Oslo","zip":"0150"},"orders":[%s]}' "${orders%,}"
+}
+
 # ---- upstreams: one nginx, two ports, fixed JSON, pinned to core 1 ----
 start_upstreams() {
     cat >"$OUT/upstream.conf" <<CONF
@@ -114,6 +131,7 @@ http {
         listen 127.0.0.1:$U2;
         default_type application/json;
         location / { return 200 '{"id":42,"name":"benchmark","items":[1,2,3],"ok":true}'; }
+        location /doc { return 200 '$(doc_1k)'; }
     }
 }
 CONF
@@ -128,6 +146,7 @@ make_requests() {
     local scenario=$1 file=$OUT/requests-$1.txt
     case $scenario in
         A) : >"$file" ;;
+        A1K | T) echo "/doc" >"$file" ;;
         B) "$BIN/examples/tokens" HS256 1 "$SECRET" "$OUT/tokens-B" ;;
         C-RS256-1) "$BIN/examples/tokens" RS256 1 "$FIXTURES/rsa_private.pem" "$OUT/tokens-$scenario" ;;
         C-RS256-10k) "$BIN/examples/tokens" RS256 10000 "$FIXTURES/rsa_private.pem" "$OUT/tokens-$scenario" ;;
@@ -173,8 +192,21 @@ upstreams:
     health_check: { type: tcp, interval: 1s }
 CONF
     case $scenario in
-        A)
+        A | A1K)
             printf 'routes:\n  - { name: bench, match: { path_prefix: / }, upstream: app }\n' ;;
+        T)
+            cat <<CONF
+routes:
+  - name: bench
+    match: { path_prefix: / }
+    upstream: app
+    transform:
+      response:
+        deny: [password, "orders[].card"]
+        rename: { id: user_id, "address.city": city }
+        set: { "meta.source": bench }
+CONF
+            ;;
         B | C-*)
             alg=$(alg_of "$scenario")
             key="public_key_file: $(public_key_of "$alg")"
@@ -300,9 +332,12 @@ start_proxy() {
     [ "$threads" = 2 ] && cpus=0,1
     wait_port_free "$PORT"
     case $kind in
-        portcullis)
+        portcullis | portcullis-before)
+            local bin=$BIN/portcullis wrap=()
+            [ "$kind" = portcullis-before ] && bin=$BEFORE_BIN
+            [ "$CALLGRIND" = 1 ] && wrap=(valgrind --tool=callgrind "--callgrind-out-file=$OUT/callgrind.$kind.$scenario")
             portcullis_conf "$scenario" "$threads" >"$OUT/portcullis.yaml"
-            BENCH_SECRET=$SECRET RUST_LOG=warn taskset -c "$cpus" "$BIN/portcullis" run -c "$OUT/portcullis.yaml" \
+            BENCH_SECRET=$SECRET RUST_LOG=warn taskset -c "$cpus" "${wrap[@]}" "$bin" run -c "$OUT/portcullis.yaml" \
                 >"$OUT/portcullis.log" 2>&1 &
             ;;
         haproxy)
@@ -396,6 +431,9 @@ proxies_for() {
     fi
     case $1 in
         A) echo "haproxy nginx portcullis minimal" ;;
+        # The transform's cost: the same 1 KiB document proxied untouched, then transformed.
+        A1K) echo "portcullis minimal" ;;
+        T) echo "portcullis" ;;
         *) echo "haproxy nginx portcullis" ;;
     esac
 }
@@ -408,7 +446,41 @@ label_for() {
     esac
 }
 
+# Instructions per request of the running Portcullis (CALLGRIND=1); appends to $INSTRUCTIONS.
+instructions_per_request() {
+    local scenario=$1 label=$2 requests total dump
+    wrk_run "$scenario" "$WARMUP" >/dev/null
+    callgrind_control -z "$PROXY_PID" >/dev/null
+    requests=$(wrk_run "$scenario" "$DURATION" | awk '{ print $8 }')
+    callgrind_control -d "$PROXY_PID" >/dev/null
+    sleep 1
+    dump=$(ls -t "$OUT/callgrind.$label.$scenario"* | head -1)
+    total=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
+    printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$label" "$requests" "$total" \
+        "$(awk -v t="$total" -v r="$requests" 'BEGIN { printf "%.0f", (r > 0) ? t / r : 0 }')" >>"$INSTRUCTIONS"
+    tail -1 "$INSTRUCTIONS"
+}
+
 start_upstreams
+if [ "$CALLGRIND" = 1 ]; then
+    INSTRUCTIONS=$OUT/instructions.tsv
+    : >"$INSTRUCTIONS"
+    rm -f "$OUT"/callgrind.*
+    for scenario in $SCENARIOS; do
+        make_requests "$scenario"
+        for kind in portcullis ${BEFORE_BIN:+portcullis-before}; do
+            echo "==> scenario $scenario, instructions per request, $kind"
+            start_proxy "$kind" "$scenario" 1
+            instructions_per_request "$scenario" "$kind"
+            stop_proxy
+        done
+    done
+    echo
+    echo "Instructions per request (callgrind, wrk -t1 -c$CONNS for ${DURATION}s after a ${WARMUP}s warm-up):"
+    awk -F'\t' 'BEGIN { print "| scenario | binary | requests | instructions | per request |"; print "|---|---|---|---|---|" }
+        { printf "| %s | %s | %d | %d | %d |\n", $1, $2, $3, $4, $5 }' "$INSTRUCTIONS"
+    exit 0
+fi
 for scenario in $SCENARIOS; do
     make_requests "$scenario"
     for threads in $THREADS_LIST; do

@@ -12,7 +12,7 @@ use super::diag::Problems;
 use super::model::*;
 use super::transform_model::TransformConfig;
 use super::transform_schema::decode_transform;
-use super::values::{header_name, header_pairs, header_value, host_pattern, one_of_message};
+use super::values::{header_name, header_pairs, header_value, host_pattern, one_of_message, FRAMING_HEADERS};
 use super::versions_schema::decode_versions;
 use super::yaml::Node;
 use crate::routing::normalize::normalize_target;
@@ -207,19 +207,6 @@ fn rules(f: &Fields<'_>, key: &str, p: &mut Problems) -> Option<HeaderRulesConfi
     }
 }
 
-/// Headers that frame the message or the connection: a rule that set, removed or renamed
-/// one would corrupt the exchange (a forged length is request smuggling), so none may.
-const FRAMING: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-];
-
 fn decode_rules(node: &Node, path: &str, p: &mut Problems) -> Option<HeaderRulesConfig> {
     let f = Fields::new(node, path, &["set", "add", "remove", "rename"], p)?;
     let set = header_pairs(&f, "set", p);
@@ -253,7 +240,9 @@ fn decode_rules(node: &Node, path: &str, p: &mut Problems) -> Option<HeaderRules
         .chain(rename.iter().flat_map(|(a, b)| [a, b]));
     let mut ok = true;
     for name in named {
-        if FRAMING.contains(&name.as_str()) {
+        // A rule that set, removed or renamed one would corrupt the exchange (a forged length
+        // is request smuggling).
+        if FRAMING_HEADERS.contains(&name.as_str()) {
             p.add(
                 f.pos(),
                 path,

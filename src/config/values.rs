@@ -6,6 +6,19 @@ use http::{HeaderName, HeaderValue};
 use super::decode::{Entries, Fields, Spanned};
 use super::diag::{did_you_mean, Problems};
 
+/// Headers that frame the message or the connection: configuration may not set, remove or
+/// rename them, in either direction.
+pub(super) const FRAMING_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
 pub(super) fn one_of_message(found: &str, allowed: &[&str]) -> String {
     match did_you_mean(found, allowed) {
         Some(s) => format!("unknown value `{found}`; did you mean `{s}`?"),

@@ -7,7 +7,7 @@ use http::HeaderName;
 use super::date::parse_date;
 use super::decode::{index, join, scalar, Fields, Spanned};
 use super::diag::Problems;
-use super::values::header_name;
+use super::values::{header_name, FRAMING_HEADERS};
 use super::versions_model::*;
 use super::yaml::Node;
 
@@ -116,17 +116,10 @@ pub fn decode_versions(node: &Node, path: &str, route: &str, p: &mut Problems) -
         p,
     );
     let header = header_name(&header, &f.path_of("header"), p).filter(|h| {
-        // Framing and hop-by-hop headers would corrupt the exchange in either direction.
+        // Framing and hop-by-hop headers would corrupt the exchange in either direction; the
+        // others already mean something else.
         const RESERVED: &[&str] = &[
             "host",
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "keep-alive",
-            "te",
-            "trailer",
-            "upgrade",
-            "proxy-connection",
             "content-type",
             "date",
             "vary",
@@ -134,7 +127,7 @@ pub fn decode_versions(node: &Node, path: &str, route: &str, p: &mut Problems) -
             "sunset",
             "deprecation",
         ];
-        let reserved = RESERVED.contains(&h.as_str());
+        let reserved = RESERVED.contains(&h.as_str()) || FRAMING_HEADERS.contains(&h.as_str());
         if reserved {
             p.add(
                 f.pos_of("header"),

@@ -229,7 +229,15 @@ async fn respond(
         .filter(|cfg| body::applies(cfg, &method, &head))
     else {
         edges::decorate(ctx, &mut head)?;
-        stream(session, &mut reply, head, Vec::new(), &method).await?;
+        stream(
+            session,
+            &mut reply,
+            head,
+            Vec::new(),
+            &method,
+            ctx.admission.deadline,
+        )
+        .await?;
         client.release(reply).await;
         return Ok(Served::Answered);
     };
@@ -267,7 +275,7 @@ async fn respond(
                 ctx.request_id
             );
             edges::decorate(ctx, &mut head)?;
-            stream(session, &mut reply, head, raw, &method).await?;
+            stream(session, &mut reply, head, raw, &method, ctx.admission.deadline).await?;
             client.release(reply).await;
             Ok(Served::Answered)
         }
@@ -339,6 +347,7 @@ async fn stream(
     mut head: ResponseHeader,
     already: Vec<Bytes>,
     method: &Method,
+    deadline: Option<std::time::Instant>,
 ) -> pingora::Result<()> {
     let status = head.status.as_u16();
     let bodiless = *method == Method::HEAD || matches!(status, 204 | 304);
@@ -355,6 +364,13 @@ async fn stream(
         session.write_response_body(Some(piece), false).await?;
     }
     while let Some(chunk) = reply.body_chunk().await? {
+        // The route's deadline covers the whole response, as on the proxied path.
+        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            return pingora::Error::e_explain(
+                super::errors::ROUTE_TIMEOUT,
+                "route deadline passed while streaming the response",
+            );
+        }
         session.write_response_body(Some(chunk), false).await?;
     }
     session.write_response_body(None, true).await
