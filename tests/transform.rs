@@ -563,3 +563,167 @@ fn exchange_uses_selection_retries_and_deadlines() {
     });
     assert!(line.contains(&format!("target={}", up.addr())), "{line}");
 }
+
+/// An upstream that forgets its `Content-Type` still sends the fields a filter must remove:
+/// on a filtering route such a body is transformed (or refused). An empty body has nothing
+/// to hide and passes as it is.
+#[test]
+fn a_missing_content_type_does_not_skip_the_filter() {
+    let up = Upstream::start("u");
+    up.script("/bare", fixed(200, &[], user_doc().as_bytes()));
+    up.script(
+        "/bare-text",
+        fixed(200, &[], format!("password={SECRET}").as_bytes()),
+    );
+    up.script("/empty", fixed(200, &[JSON], b""));
+    let gw = gateway(
+        &up,
+        "      response:\n        deny: [password, \"orders[].card\"]\n",
+    );
+    assert_secret_never_sent(&gw, "/bare");
+    assert_eq!(gw.get("/bare").json()["name"], "Ann");
+    assert_secret_never_sent(&gw, "/bare-text");
+    assert_eq!(gw.get("/bare-text").status, 502);
+    let empty = gw.get("/empty");
+    assert_eq!((empty.status, empty.body.len()), (200, 0));
+}
+
+/// What a client could send to get the original past a filter: a `Range` (a 206 passes
+/// untouched), an `Accept` for another syntax, a response `Connection` header naming
+/// `Content-Type`, two `Content-Type`s on a request body. None of them works.
+#[test]
+fn client_and_upstream_tricks_do_not_skip_the_filter() {
+    let up = Upstream::start("u");
+    up.script("/u", fixed(200, &[JSON], user_doc().as_bytes()));
+    up.script(
+        "/nominated",
+        fixed(
+            200,
+            &[JSON, ("Connection", "content-type")],
+            user_doc().as_bytes(),
+        ),
+    );
+    up.script(
+        "/two-types",
+        vec![[
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Type: application/json\r\n".as_slice(),
+            format!("Content-Length: {}\r\n\r\n{}", user_doc().len(), user_doc()).as_bytes(),
+        ]
+        .concat()],
+    );
+    let gw = gateway(
+        &up,
+        "      response:\n        deny: [password, \"orders[].card\"]\n      request:\n        deny: [role]\n",
+    );
+    let r = request(
+        gw.addr(),
+        "GET",
+        "api",
+        "/u",
+        &[
+            ("Range", "bytes=0-"),
+            ("If-Range", "\"v1\""),
+            ("Accept", "application/xml"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert!(!r.text().contains(SECRET));
+    let seen = up.requests().pop().unwrap();
+    assert!(
+        seen.header("range").is_none() && seen.header("if-range").is_none(),
+        "{:?}",
+        seen.headers
+    );
+    assert_eq!(seen.header("accept"), Some("application/json"));
+    assert_secret_never_sent(&gw, "/nominated");
+    assert_secret_never_sent(&gw, "/two-types");
+    assert_eq!(
+        gw.get("/two-types").header_all("content-type"),
+        ["application/json"]
+    );
+    up.reset();
+    let raw = format!(
+        "POST /u HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 38\r\n\r\n{}",
+        r#"{"name":"x","note":"&role=admin&x=1&"}"#
+    );
+    let r = gw.send(raw.as_bytes());
+    assert_eq!(r.status, 415);
+    assert_eq!(up.count(), 0);
+}
+
+/// A document that would cost far more memory once parsed than its size (an array of small
+/// numbers) is refused within `max_body`, on both sides.
+#[test]
+fn documents_that_explode_when_parsed_are_refused() {
+    let up = Upstream::start("u");
+    let zeros = format!("[{}0]", "0,".repeat(300_000));
+    up.script("/zeros", fixed(200, &[JSON], zeros.as_bytes()));
+    let gw = gateway(
+        &up,
+        "      response:\n        deny: [password]\n      request:\n        deny: [role]\n",
+    );
+    assert_eq!(gw.get("/zeros").status, 502);
+    let r = request(
+        gw.addr(),
+        "POST",
+        "api",
+        "/in",
+        &[("Content-Type", "application/json")],
+        zeros.as_bytes(),
+    );
+    assert_eq!(r.status, 400);
+    assert!(up.requests().iter().all(|s| s.target != "/in"));
+}
+
+/// On a route that transforms only responses, request bodies are relayed as they arrive, not
+/// held (and not capped); untransformed response bodies reach the client as they come.
+#[test]
+fn bodies_not_transformed_are_relayed() {
+    let up = Upstream::start("u");
+    let gw = gateway(&up, "      response:\n        deny: [password]\n");
+    let big = vec![b'x'; 3 * 1024 * 1024];
+    let r = request(
+        gw.addr(),
+        "POST",
+        "api",
+        "/upload",
+        &[("Content-Type", "application/octet-stream")],
+        &big,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.requests().pop().unwrap();
+    assert_eq!(seen.body.len(), big.len());
+    // Chunked too.
+    let chunked_req = b"POST /upload HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    assert_eq!(gw.send(chunked_req).status, 200);
+    assert_eq!(up.requests().pop().unwrap().body, b"hello world");
+    // A text stream: the first piece arrives long before the last.
+    let pieces = chunked(&[("Content-Type", "text/plain")], &[b"first ", b"second"]);
+    up.script_paced(
+        "/stream",
+        vec![
+            [pieces[0].clone(), pieces[1].clone()].concat(),
+            [pieces[2].clone(), pieces[3].clone()].concat(),
+        ],
+        Duration::from_secs(3),
+    );
+    let mut s = TcpStream::connect(gw.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /stream HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !contains(&got, "first") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the first piece");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "the first piece waited for the last ({:?})",
+        started.elapsed()
+    );
+    assert!(!contains(&got, "second"));
+}

@@ -370,7 +370,13 @@ fn fingerprint(cfg: &JwtConfig, kept_claims: &[String]) -> [u8; 32] {
         JwtKeySource::Secret(s) => [b"secret:".as_slice(), s].concat(),
         JwtKeySource::PublicKeyPem(p) => [b"pem:".as_slice(), p].concat(),
         JwtKeySource::JwksJson(j) => format!("jwks:{j}").into_bytes(),
-        JwtKeySource::JwksUrl { url, .. } => format!("url:{url}").into_bytes(),
+        // The schedule too: a changed schedule is a new key set whose generations restart.
+        JwtKeySource::JwksUrl {
+            url,
+            refresh,
+            cooldown,
+            timeout,
+        } => format!("url:{url} {refresh:?} {cooldown:?} {timeout:?}").into_bytes(),
     };
     field(&keys);
     field(format!("{:?}", cfg.algorithms).as_bytes());

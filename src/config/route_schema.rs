@@ -232,11 +232,11 @@ fn decode_rules(node: &Node, path: &str, p: &mut Problems) -> Option<HeaderRules
         .into_iter()
         .collect();
     let (set, add, remove, rename) = (set?, add?, remove?, rename?);
+    // Removing one forges nothing (and hop-by-hop ones are removed anyway).
     let named = set
         .iter()
         .chain(&add)
         .map(|(n, _)| n)
-        .chain(&remove)
         .chain(rename.iter().flat_map(|(a, b)| [a, b]));
     let mut ok = true;
     for name in named {

@@ -8,7 +8,7 @@ use crate::transform::json::JsonRules;
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// Largest `max_body` accepted: a transformed body is held in memory (several times its size
 /// once decoded), per request.
-pub const MAX_MAX_BODY: usize = 64 * 1024 * 1024;
+pub const MAX_MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// What a failed response transformation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,6 +65,9 @@ pub struct ResponseTransformConfig {
     pub content_types: Vec<MediaPattern>,
     pub max_body: usize,
     pub on_error: OnError,
+    /// A listed status in a media type outside `content_types`: `Pass` sends it as it is,
+    /// `Reject` answers 502.
+    pub other_content_types: OnError,
 }
 
 /// Query parameter rules for the upstream request.

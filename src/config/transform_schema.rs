@@ -24,6 +24,7 @@ const RESPONSE_ONLY: &[&str] = &[
     "max_body",
     "on_error",
     "allow_unfiltered",
+    "other_content_types",
 ];
 const REQUEST_ONLY: &[&str] = &["content_types", "max_body", "query", "method"];
 
@@ -69,6 +70,12 @@ fn decode_response(node: &Node, path: &str, p: &mut Problems) -> Option<Response
         OnError::Reject,
         p,
     );
+    let other_content_types = f.choice(
+        "other_content_types",
+        &[("pass", OnError::Pass), ("reject", OnError::Reject)],
+        OnError::Pass,
+        p,
+    );
     let allow_unfiltered: bool = f.or("allow_unfiltered", false, p);
     let rules = rules?;
     // A deny list that fails open leaks exactly what it was meant to hide.
@@ -80,13 +87,16 @@ fn decode_response(node: &Node, path: &str, p: &mut Problems) -> Option<Response
         );
         ok = false;
     }
-    (ok).then_some(())?;
+    if !ok {
+        return None;
+    }
     Some(ResponseTransformConfig {
         rules,
         statuses: statuses.into_iter().map(|s| s.value).collect(),
         content_types: content_types?,
         max_body: max_body?,
         on_error: on_error?,
+        other_content_types: other_content_types?,
     })
 }
 

@@ -10,23 +10,26 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, TRANSFER_ENCODING,
+    ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, IF_RANGE, RANGE,
+    TRANSFER_ENCODING,
 };
 use http::Method;
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::HttpTask;
 use pingora::proxy::Session;
 use pingora::{ErrorSource, ErrorType};
 
 use super::ctx::RequestCtx;
 use super::problem::Problem;
 use super::{edges, forwarding, peer};
-use crate::config::{OnError, RequestTransformConfig, ResponseTransformConfig, DEFAULT_MAX_BODY};
+use crate::config::{OnError, RequestTransformConfig, ResponseTransformConfig};
 use crate::observe::metrics;
 use crate::route::Route;
-use crate::transform::body::{self, BodyError, Coding};
-use crate::upstream::client::{Call, CallError, Reply, UpstreamClient};
+use crate::transform::body::{self, BodyError, Coding, Decision};
+use crate::upstream::client::{Body, BodySource, Call, CallError, Reply, UpstreamClient};
 
 /// How the exchange ended, for the caller.
 pub enum Served {
@@ -56,30 +59,56 @@ pub async fn serve(
         )));
     };
     let request_rules = route.transform.request.as_ref();
-    let body = match read_request_body(session, ctx, request_rules).await {
-        Ok(body) => body,
-        Err(problem) => return Ok(Served::Refused(problem)),
-    };
-    let body = match request_rules {
-        Some(rules) => match transform_request_body(rules, session.req_header(), body) {
-            Ok(body) => body,
-            Err(problem) => return Ok(Served::Refused(problem)),
-        },
-        None => body,
-    };
-    let head = upstream_head(session.req_header(), ctx, route, &body)?;
     let key = peer::hash_key(&pool, session.req_header(), ctx.client.ip);
-    let call = Call {
-        pool: &pool,
-        key: &key,
-        head,
-        body,
-        deadline: ctx.admission.deadline,
+    let deadline = ctx.admission.deadline;
+    // A body the rules rewrite is held whole; any other is relayed as it arrives.
+    let outcome = match request_rules.filter(|r| r.rules.is_some()) {
+        Some(rules) => {
+            let body = match read_request_body(session, ctx, rules.max_body).await {
+                Ok(body) => body,
+                Err(problem) => return Ok(Served::Refused(problem)),
+            };
+            let body = match transform_request_body(rules, session.req_header(), body) {
+                Ok(body) => body,
+                Err(problem) => return Ok(Served::Refused(problem)),
+            };
+            let head = upstream_head(session.req_header(), ctx, route, Framing::Length(body.len()))?;
+            let call = Call {
+                pool: &pool,
+                key: &key,
+                head,
+                body: Body::Full(body),
+                deadline,
+            };
+            client
+                .exchange(call, &mut ctx.upstream.tried, &mut ctx.upstream.current)
+                .await
+        }
+        None => {
+            let framing = relayed_framing(session)?;
+            let head = upstream_head(session.req_header(), ctx, route, framing)?;
+            if framing != Framing::None {
+                send_continue(session).await?;
+            }
+            let mut relayed = ClientBody {
+                session: &mut *session,
+                limits: ctx.snapshot.settings.limits,
+                start: ctx.start,
+                received: &mut ctx.admission.body_received,
+            };
+            let call = Call {
+                pool: &pool,
+                key: &key,
+                head,
+                body: Body::Relayed(&mut relayed),
+                deadline,
+            };
+            client
+                .exchange(call, &mut ctx.upstream.tried, &mut ctx.upstream.current)
+                .await
+        }
     };
-    let reply = match client
-        .exchange(call, &mut ctx.upstream.tried, &mut ctx.upstream.current)
-        .await
-    {
+    let reply = match outcome {
         Ok(reply) => reply,
         Err(e) => return Ok(Served::Refused(call_problem(&e))),
     };
@@ -90,9 +119,8 @@ pub async fn serve(
 async fn read_request_body(
     session: &mut Session,
     ctx: &mut RequestCtx,
-    rules: Option<&RequestTransformConfig>,
+    max: usize,
 ) -> Result<Bytes, Problem> {
-    let max = rules.map_or(DEFAULT_MAX_BODY, |r| r.max_body);
     let too_large = || Problem::new(413, "the request body is larger than this route accepts").closing();
     let declared = session
         .req_header()
@@ -105,17 +133,9 @@ async fn read_request_body(
     if session.is_body_empty() {
         return Ok(Bytes::new());
     }
-    let expects_continue = session
-        .req_header()
-        .headers
-        .get(EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
-        session
-            .write_continue_response()
-            .await
-            .map_err(|_| Problem::new(400, "the request could not be read").closing())?;
-    }
+    send_continue(session)
+        .await
+        .map_err(|_| Problem::new(400, "the request could not be read").closing())?;
     let mut buf = BytesMut::new();
     loop {
         let chunk = match session.read_request_body().await {
@@ -139,6 +159,65 @@ async fn read_request_body(
     Ok(buf.freeze())
 }
 
+/// Answer `Expect: 100-continue` before reading the body (the upstream never sees the
+/// expectation: the gateway sends the body itself).
+async fn send_continue(session: &mut Session) -> pingora::Result<()> {
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        session.write_continue_response().await?;
+    }
+    Ok(())
+}
+
+/// The client's body, relayed piece by piece within the body deadlines.
+struct ClientBody<'a> {
+    session: &'a mut Session,
+    limits: crate::config::RequestLimits,
+    start: std::time::Instant,
+    received: &'a mut u64,
+}
+
+#[async_trait]
+impl BodySource for ClientBody<'_> {
+    async fn next_piece(&mut self) -> pingora::Result<Option<Bytes>> {
+        let piece = self.session.read_request_body().await?;
+        if let Some(p) = &piece {
+            *self.received += p.len() as u64;
+            if self.limits.body_overdue(self.start.elapsed(), *self.received) {
+                return pingora::Error::e_explain(super::errors::BODY_TIMEOUT, "request body too slow");
+            }
+        }
+        Ok(piece)
+    }
+}
+
+/// How the body sent upstream is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body.
+    None,
+    Length(usize),
+    Chunked,
+}
+
+/// The framing of a body relayed as the client sends it: its length when declared, else
+/// chunked. The framing checks already refused ambiguous requests.
+fn relayed_framing(session: &mut Session) -> pingora::Result<Framing> {
+    if session.is_body_empty() {
+        return Ok(Framing::None);
+    }
+    let declared = session
+        .req_header()
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
+    Ok(declared.map_or(Framing::Chunked, Framing::Length))
+}
+
 fn body_too_slow() -> Problem {
     Problem::new(408, "the request body was not received in time").closing()
 }
@@ -158,10 +237,14 @@ fn transform_request_body(
         return Ok(body);
     }
     let unsupported = || Problem::new(415, "this route accepts only uncompressed JSON request bodies");
-    if req.headers.contains_key(CONTENT_ENCODING) {
+    // One `Content-Type`, one the rules read: with two, the upstream may believe the other.
+    let mut types = req.headers.get_all(CONTENT_TYPE).iter();
+    let (Some(content_type), None) = (types.next(), types.next()) else {
         return Err(unsupported());
-    }
-    if !body::media_matches(&rules.content_types, req.headers.get(CONTENT_TYPE)) {
+    };
+    if req.headers.contains_key(CONTENT_ENCODING)
+        || !body::media_matches(&rules.content_types, Some(content_type))
+    {
         return Err(unsupported());
     }
     match body::transform_json(json_rules, &body) {
@@ -177,27 +260,45 @@ fn upstream_head(
     client_head: &RequestHeader,
     ctx: &RequestCtx,
     route: &Route,
-    body: &Bytes,
+    framing: Framing,
 ) -> pingora::Result<RequestHeader> {
     let mut head = client_head.clone();
     forwarding::strip_hop_by_hop_request(&mut head);
     for name in [TRANSFER_ENCODING, CONTENT_LENGTH, EXPECT] {
         forwarding::remove(&mut head, &name);
     }
-    // The gateway decodes gzip and br, but identity is cheapest and always readable.
-    if route.transform.response.is_some() {
-        forwarding::remove(&mut head, &ACCEPT_ENCODING);
+    if let Some(response) = &route.transform.response {
+        // The gateway decodes gzip and br, but identity is cheapest and always readable; and
+        // it needs the whole representation, never a range of it.
+        for name in [ACCEPT_ENCODING, RANGE, IF_RANGE] {
+            forwarding::remove(&mut head, &name);
+        }
+        // A client must not steer a filtered route's upstream to a syntax the filter does
+        // not read (`Accept: application/xml`).
+        if response.rules.filters() {
+            forwarding::remove(&mut head, &ACCEPT);
+            if let Some(accept) = body::accept_value(&response.content_types) {
+                head.insert_header(ACCEPT, accept)?;
+            }
+        }
     }
     edges::upstream_head(ctx, route, &mut head)?;
-    let sends_body = !body.is_empty() || matches!(head.method, Method::POST | Method::PUT | Method::PATCH);
-    if sends_body {
-        head.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+    match framing {
+        Framing::Length(len) => head.insert_header(CONTENT_LENGTH, len.to_string())?,
+        Framing::Chunked => head.insert_header(TRANSFER_ENCODING, "chunked")?,
+        Framing::None if matches!(head.method, Method::POST | Method::PUT | Method::PATCH) => {
+            head.insert_header(CONTENT_LENGTH, "0")?
+        }
+        Framing::None => {}
     }
     Ok(head)
 }
 
 fn call_problem(e: &CallError) -> Problem {
     match e {
+        CallError::Downstream(e) => super::errors::problem_for(e)
+            .unwrap_or_else(|| Problem::new(400, "the request body could not be read"))
+            .closing(),
         CallError::NoTarget => Problem::new(503, "no healthy upstream target is available"),
         CallError::Timeout => Problem::new(504, "the upstream did not answer in time"),
         CallError::Connect(e) | CallError::Failed(e) => match e.etype() {
@@ -220,28 +321,35 @@ async fn respond(
     mut reply: Reply,
 ) -> pingora::Result<Served> {
     let method = session.req_header().method.clone();
-    let mut head = reply.head.clone();
-    forwarding::strip_hop_by_hop_response(&mut head);
-    let Some(cfg) = route
+    // Decided on the head as the upstream sent it: a `Connection: content-type` must not
+    // remove the header that decides whether the body is filtered.
+    let decision = route
         .transform
         .response
         .as_ref()
-        .filter(|cfg| body::applies(cfg, &method, &head))
-    else {
-        edges::decorate(ctx, &mut head)?;
-        stream(
-            session,
-            &mut reply,
-            head,
-            Vec::new(),
-            &method,
-            ctx.admission.deadline,
-        )
-        .await?;
-        client.release(reply).await;
-        return Ok(Served::Answered);
+        .map(|cfg| (cfg, body::decide(cfg, &method, &reply.head)));
+    let mut head = reply.head.clone();
+    forwarding::strip_hop_by_hop_response(&mut head);
+    let cfg = match decision {
+        Some((cfg, Decision::Transform)) => cfg,
+        Some((cfg, Decision::Refuse(why))) => return Ok(refuse(ctx, route, cfg, &why)),
+        Some((_, Decision::Pass)) | None => {
+            edges::decorate(ctx, &mut head)?;
+            stream(
+                session,
+                &mut reply,
+                head,
+                Vec::new(),
+                &method,
+                ctx.admission.deadline,
+            )
+            .await?;
+            client.release(reply).await;
+            return Ok(Served::Answered);
+        }
     };
-    let read = read_and_transform(&mut reply, cfg, &head);
+    let coding = body::coding(&reply.head);
+    let read = read_and_transform(&mut reply, cfg, &coding, &head);
     let (raw, outcome) = match ctx.admission.deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), read).await {
             Ok(done) => done,
@@ -259,11 +367,26 @@ async fn respond(
         Ok(transformed) => {
             count(route_name, "applied");
             body::describe_new_body(&mut head, transformed.len())?;
+            body::one_content_type(&mut head, &cfg.content_types)?;
             edges::decorate(ctx, &mut head)?;
             session.write_response_header(Box::new(head), false).await?;
             session
                 .write_response_body(Some(Bytes::from(transformed)), true)
                 .await?;
+            client.release(reply).await;
+            Ok(Served::Answered)
+        }
+        Err(BodyError::Empty) => {
+            edges::decorate(ctx, &mut head)?;
+            stream(
+                session,
+                &mut reply,
+                head,
+                Vec::new(),
+                &method,
+                ctx.admission.deadline,
+            )
+            .await?;
             client.release(reply).await;
             Ok(Served::Answered)
         }
@@ -279,19 +402,22 @@ async fn respond(
             client.release(reply).await;
             Ok(Served::Answered)
         }
-        Err(e) => {
-            count(route_name, "rejected");
-            log::warn!(
-                "route `{route_name}`: response not transformed ({}); answering 502, request id {}",
-                e.reason(),
-                ctx.request_id
-            );
-            Ok(Served::Refused(Problem::new(
-                502,
-                "the upstream response could not be transformed",
-            )))
-        }
+        Err(e) => Ok(refuse(ctx, route, cfg, &e.reason())),
     }
+}
+
+/// Count, log and answer 502 for a response that must not reach the client as it is.
+fn refuse(ctx: &RequestCtx, route: &Route, _cfg: &ResponseTransformConfig, why: &str) -> Served {
+    count(&route.name, "rejected");
+    log::warn!(
+        "route `{}`: response not transformed ({why}); answering 502, request id {}",
+        route.name,
+        ctx.request_id
+    );
+    Served::Refused(Problem::new(
+        502,
+        "the upstream response could not be transformed",
+    ))
 }
 
 fn count(route: &str, outcome: &str) {
@@ -307,11 +433,11 @@ fn count(route: &str, outcome: &str) {
 async fn read_and_transform(
     reply: &mut Reply,
     cfg: &ResponseTransformConfig,
+    coding: &Coding,
     head: &ResponseHeader,
 ) -> (Vec<Bytes>, Result<Vec<u8>, BodyError>) {
     let mut raw = BytesMut::new();
-    let coding = body::coding(head);
-    if let Coding::Other(name) = &coding {
+    if let Coding::Other(name) = coding {
         return (
             Vec::new(),
             Err(BodyError::Undecodable(format!("content coding `{name}`"))),
@@ -335,7 +461,10 @@ async fn read_and_transform(
             }
         }
     }
-    let outcome = body::decode(&coding, &raw, cfg.max_body)
+    if raw.is_empty() {
+        return (Vec::new(), Err(BodyError::Empty));
+    }
+    let outcome = body::decode(coding, &raw, cfg.max_body)
         .and_then(|decoded| body::transform_json(&cfg.rules, &decoded));
     (vec![raw.freeze()], outcome)
 }
@@ -361,17 +490,33 @@ async fn stream(
     }
     session.write_response_header(Box::new(head), false).await?;
     for piece in already.into_iter().filter(|p| !p.is_empty()) {
-        session.write_response_body(Some(piece), false).await?;
+        relay(session, piece).await?;
     }
-    while let Some(chunk) = reply.body_chunk().await? {
+    loop {
         // The route's deadline covers the whole response, as on the proxied path.
-        if deadline.is_some_and(|d| std::time::Instant::now() > d) {
-            return pingora::Error::e_explain(
-                super::errors::ROUTE_TIMEOUT,
-                "route deadline passed while streaming the response",
-            );
+        let next = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), reply.body_chunk())
+                .await
+                .or_else(|_| {
+                    pingora::Error::e_explain(
+                        super::errors::ROUTE_TIMEOUT,
+                        "route deadline passed while streaming the response",
+                    )
+                })??,
+            None => reply.body_chunk().await?,
+        };
+        match next {
+            Some(piece) => relay(session, piece).await?,
+            None => break,
         }
-        session.write_response_body(Some(chunk), false).await?;
     }
     session.write_response_body(None, true).await
+}
+
+/// Write one piece and flush it: a slow upstream's bytes reach the client as they come.
+async fn relay(session: &mut Session, piece: Bytes) -> pingora::Result<()> {
+    session
+        .write_response_tasks(vec![HttpTask::Body(Some(piece), false)])
+        .await
+        .map(|_| ())
 }

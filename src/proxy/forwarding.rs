@@ -123,38 +123,56 @@ pub fn remove(req: &mut RequestHeader, name: &HeaderName) {
 
 pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    for name in hop_by_hop(&resp.headers, switching) {
-        resp.remove_header(&name);
-    }
+    strip_hop_by_hop(resp, switching);
 }
 
 /// The same for a request head the gateway sends itself (Pingora does it on the proxied
 /// path): such requests never upgrade, so `Upgrade` goes too.
 pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
-    for name in hop_by_hop(&req.headers, false) {
-        req.remove_header(&name);
+    strip_hop_by_hop(req, false);
+}
+
+/// A request or response head, for [`strip_hop_by_hop`].
+trait Head {
+    fn map(&self) -> &http::HeaderMap;
+    fn drop_header(&mut self, name: &HeaderName);
+}
+
+impl Head for RequestHeader {
+    fn map(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+    fn drop_header(&mut self, name: &HeaderName) {
+        self.remove_header(name);
     }
 }
 
-/// The hop-by-hop headers present in `headers`: those `Connection` names, the standard ones,
-/// and `Upgrade` (kept with `Connection` when the protocol switches).
-fn hop_by_hop(headers: &http::HeaderMap, switching: bool) -> Vec<HeaderName> {
-    let mut names: Vec<HeaderName> = connection_nominated(headers)
-        .into_iter()
-        .filter(|name| !(switching && name == UPGRADE))
-        .collect();
-    names.extend(
-        HOP_BY_HOP
-            .iter()
-            .filter(|name| !(switching && *name == CONNECTION))
-            .cloned(),
-    );
-    if !switching {
-        names.push(UPGRADE);
+impl Head for ResponseHeader {
+    fn map(&self) -> &http::HeaderMap {
+        &self.headers
     }
-    names.retain(|name| headers.contains_key(name));
-    names.dedup();
-    names
+    fn drop_header(&mut self, name: &HeaderName) {
+        self.remove_header(name);
+    }
+}
+
+/// Remove the headers `Connection` names, the standard hop-by-hop ones, and `Upgrade` (kept
+/// with `Connection` when the protocol switches). Removal only where present: it rebuilds
+/// Pingora's case map, and most heads carry none of these.
+fn strip_hop_by_hop(head: &mut impl Head, switching: bool) {
+    for name in connection_nominated(head.map()) {
+        if !(switching && name == UPGRADE) && head.map().contains_key(&name) {
+            head.drop_header(&name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        if !(switching && name == CONNECTION) && head.map().contains_key(name) {
+            head.drop_header(name);
+        }
+    }
+    if !switching && head.map().contains_key(UPGRADE) {
+        head.drop_header(&UPGRADE);
+    }
 }
 
 /// Header names listed in `Connection`, other than the options `close` and `keep-alive`

@@ -8,10 +8,9 @@ use std::io::Read;
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, TRANSFER_ENCODING};
 use http::{HeaderName, Method};
 use pingora::http::ResponseHeader;
-use serde_json::Value;
 
 use super::json::{Failure, JsonRules};
-use crate::config::{MediaPattern, ResponseTransformConfig};
+use crate::config::{MediaPattern, OnError, ResponseTransformConfig};
 
 /// Headers that describe the original bytes, wrong for a transformed body.
 const ABOUT_ORIGINAL_BYTES: [HeaderName; 6] = [
@@ -26,6 +25,8 @@ const ABOUT_ORIGINAL_BYTES: [HeaderName; 6] = [
 /// Why a body was not transformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyError {
+    /// There is no body: nothing to transform, nothing to hide; it passes as it is.
+    Empty,
     TooLarge,
     /// A content coding the gateway cannot decode (or a broken stream of one it can).
     Undecodable(String),
@@ -37,6 +38,7 @@ impl BodyError {
     /// A short reason for logs (never the body itself).
     pub fn reason(&self) -> String {
         match self {
+            BodyError::Empty => "empty body".into(),
             BodyError::TooLarge => "body larger than max_body".into(),
             BodyError::Undecodable(e) => format!("cannot decode the body: {e}"),
             BodyError::InvalidJson(e) => format!("invalid JSON: {e}"),
@@ -45,19 +47,77 @@ impl BodyError {
     }
 }
 
-/// Whether `resp` (answering `method`) is one the rules apply to: not HEAD, a status the
-/// route lists (any 2xx by default) other than 204/206/304, and a matching media type.
-pub fn applies(cfg: &ResponseTransformConfig, method: &Method, resp: &ResponseHeader) -> bool {
+/// What to do with one upstream response on a transform route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Transform,
+    /// Not for these rules: sent as it is.
+    Pass,
+    /// Must not reach the client as it is, and cannot be transformed.
+    Refuse(String),
+}
+
+/// Decide from the head as the upstream sent it: HEAD, 204, 206 and 304 and statuses the
+/// route does not list (any 2xx by default) pass; so do other media types, unless
+/// `other_content_types: reject`. Every `Content-Type` counts (one that matches is enough to
+/// transform: a client may read any of them), and a missing one is transformed when the rules
+/// filter — an upstream that forgot the header still sends the fields the filter removes.
+pub fn decide(cfg: &ResponseTransformConfig, method: &Method, resp: &ResponseHeader) -> Decision {
     let status = resp.status.as_u16();
     if *method == Method::HEAD || matches!(status, 204 | 206 | 304) {
-        return false;
+        return Decision::Pass;
     }
     let listed = if cfg.statuses.is_empty() {
         (200..300).contains(&status)
     } else {
         cfg.statuses.contains(&status)
     };
-    listed && media_matches(&cfg.content_types, resp.headers.get(CONTENT_TYPE))
+    if !listed {
+        return Decision::Pass;
+    }
+    let mut types = resp.headers.get_all(CONTENT_TYPE).iter().peekable();
+    if types.peek().is_none() {
+        return if cfg.rules.filters() {
+            Decision::Transform
+        } else {
+            Decision::Pass
+        };
+    }
+    if types.any(|t| media_matches(&cfg.content_types, Some(t))) {
+        return Decision::Transform;
+    }
+    match cfg.other_content_types {
+        OnError::Pass => Decision::Pass,
+        OnError::Reject => Decision::Refuse("a media type the rules do not read".into()),
+    }
+}
+
+/// The `Accept` a filtered route's upstream request carries: its exact media types (a
+/// `type/*+suffix` pattern has no `Accept` spelling). `None` when there are none.
+pub fn accept_value(patterns: &[MediaPattern]) -> Option<String> {
+    let exact: Vec<&str> = patterns
+        .iter()
+        .filter_map(|p| match p {
+            MediaPattern::Exact(m) => Some(m.as_str()),
+            MediaPattern::Suffix { .. } => None,
+        })
+        .collect();
+    (!exact.is_empty()).then(|| exact.join(", "))
+}
+
+/// Leave one `Content-Type` on a transformed response: the first the rules read (or, for a
+/// response without one, `application/json`).
+pub fn one_content_type(resp: &mut ResponseHeader, patterns: &[MediaPattern]) -> pingora::Result<()> {
+    let chosen = resp
+        .headers
+        .get_all(CONTENT_TYPE)
+        .iter()
+        .find(|t| media_matches(patterns, Some(t)))
+        .cloned()
+        .unwrap_or(http::HeaderValue::from_static("application/json"));
+    resp.remove_header(&CONTENT_TYPE);
+    resp.insert_header(CONTENT_TYPE, chosen)?;
+    Ok(())
 }
 
 pub fn media_matches(patterns: &[MediaPattern], content_type: Option<&http::HeaderValue>) -> bool {
@@ -126,9 +186,10 @@ pub fn decode<'a>(coding: &Coding, raw: &'a [u8], max: usize) -> Result<Cow<'a, 
     Ok(Cow::Owned(out))
 }
 
-/// Parse, apply the rules, serialize.
+/// Parse (within a memory budget, see `bounded`), apply the rules, serialize.
 pub fn transform_json(rules: &JsonRules, body: &[u8]) -> Result<Vec<u8>, BodyError> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| BodyError::InvalidJson(e.to_string()))?;
+    let doc = super::bounded::parse(body, super::bounded::budget_for(body.len()))
+        .map_err(BodyError::InvalidJson)?;
     let out = rules
         .apply(doc)
         .map_err(|Failure::TargetMissing| BodyError::TargetMissing)?;

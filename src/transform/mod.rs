@@ -1,6 +1,7 @@
 //! Changes the gateway makes to requests and responses as they pass.
 
 pub mod body;
+pub mod bounded;
 pub mod client_headers;
 pub mod headers;
 pub mod json;

@@ -14,7 +14,10 @@ pub fn apply(rules: &QueryRules, query: &str) -> String {
         .filter(|pair| !pair.is_empty())
         .map(str::to_string)
         .collect();
-    let names = |pair: &str, param: &str| names_param(split_pair(pair).0, param) || hides_param(pair, param);
+    let names = |pair: &str, param: &str| {
+        let name = split_pair(pair).0;
+        names_param(name, param) || names_as_array(name, param) || hides_param(pair, param)
+    };
     for param in &rules.remove {
         pairs.retain(|pair| !names(pair, param));
     }
@@ -36,6 +39,14 @@ pub fn apply(rules: &QueryRules, query: &str) -> String {
         pairs.push(format!("{}={}", encode(name), encode(value)));
     }
     pairs.join("&")
+}
+
+/// `debug[]` and `debug[x]` are `debug` to PHP, Rails and Express (`qs`): an array of it.
+fn names_as_array(raw_name: &str, param: &str) -> bool {
+    let decoded = crate::percent::decode_str(raw_name);
+    let name = decoded.as_deref().unwrap_or(raw_name);
+    name.split_once('[')
+        .is_some_and(|(base, rest)| rest.contains(']') && names_param(base, param))
 }
 
 /// Percent-encode all but RFC 3986's unreserved characters.
@@ -75,7 +86,7 @@ mod tests {
     fn client_spellings_cannot_survive_or_plant() {
         let out = apply(
             &rules(),
-            "DEBUG=1&de%62ug=1&x=1;debug=1&Source=evil&so%75rce=evil&query=planted&q=ok",
+            "DEBUG=1&de%62ug=1&x=1;debug=1&debug[]=1&debug%5Bx%5D=1&Source=evil&so%75rce=evil&source[]=evil&query=planted&q=ok",
         );
         assert_eq!(out, "query=ok&source=gate%20way");
     }

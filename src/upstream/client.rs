@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::connectors::http::Connector;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -25,9 +26,25 @@ use super::Pool;
 /// How long an idle connection stays in the client's pool.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// Where the request body comes from: held whole (it can be sent again), or relayed from the
+/// client as it arrives (sent once).
+pub enum Body<'a> {
+    Full(Bytes),
+    Relayed(&'a mut (dyn BodySource + Send)),
+}
+
+/// A request body read piece by piece (the client's, with its deadlines).
+#[async_trait]
+pub trait BodySource {
+    /// The next piece; `None` at the end.
+    async fn next_piece(&mut self) -> pingora::Result<Option<Bytes>>;
+}
+
 /// Why an exchange produced no response.
 #[derive(Debug)]
 pub enum CallError {
+    /// Reading the client's body failed (too slow, broken off).
+    Downstream(Box<Error>),
     /// No healthy, untried target.
     NoTarget,
     /// The deadline passed.
@@ -44,7 +61,7 @@ pub struct Call<'a> {
     /// What `balance: hash` hashes.
     pub key: &'a [u8],
     pub head: RequestHeader,
-    pub body: Bytes,
+    pub body: Body<'a>,
     pub deadline: Option<Instant>,
 }
 
@@ -86,7 +103,7 @@ impl UpstreamClient {
     /// target tried is added to `tried`.
     pub async fn exchange(
         &self,
-        call: Call<'_>,
+        mut call: Call<'_>,
         tried: &mut Vec<SocketAddr>,
         current: &mut Option<Attempt>,
     ) -> Result<Reply, CallError> {
@@ -94,7 +111,7 @@ impl UpstreamClient {
             call.pool,
             call.key,
             &call.head,
-            &call.body,
+            &mut call.body,
             call.deadline,
             tried,
             current,
@@ -118,11 +135,14 @@ impl UpstreamClient {
         pool: &Arc<Pool>,
         key: &[u8],
         head: &RequestHeader,
-        body: &Bytes,
+        body: &mut Body<'_>,
         deadline: Option<Instant>,
         tried: &mut Vec<SocketAddr>,
         current: &mut Option<Attempt>,
     ) -> Result<Reply, CallError> {
+        // One more try when a pooled connection turns out closed before any answer: the
+        // upstream closed it while idle, so the request never reached it.
+        let mut stale_retry = true;
         loop {
             let Some(selected) = pool.select(key, tried) else {
                 return Err(CallError::NoTarget);
@@ -130,8 +150,8 @@ impl UpstreamClient {
             tried.push(selected.addr);
             let peer = pool.peer(selected.addr, deadline);
             let attempt = current.insert(Attempt::begin(Arc::clone(pool), selected));
-            let mut session = match self.connector.get_http_session(&*peer).await {
-                Ok((session, _reused)) => session,
+            let (mut session, reused) = match self.connector.get_http_session(&*peer).await {
+                Ok(connected) => connected,
                 Err(e) => {
                     attempt.record(Outcome::ConnectFailed);
                     // The first attempt plus `retries` more, while an untried target exists.
@@ -151,7 +171,23 @@ impl UpstreamClient {
                         peer: *peer,
                     });
                 }
-                Err(e) => {
+                Err(Sent::Downstream(e)) => {
+                    // The client's fault, not the target's: nothing to record against it.
+                    *current = None;
+                    return Err(CallError::Downstream(e));
+                }
+                Err(Sent::Upstream(e)) => {
+                    let closed_idle = reused
+                        && matches!(
+                            e.etype(),
+                            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+                        );
+                    if closed_idle && stale_retry && matches!(body, Body::Full(_)) {
+                        stale_retry = false;
+                        *current = None;
+                        tried.pop();
+                        continue;
+                    }
                     attempt.record(Outcome::Failed);
                     return Err(CallError::Failed(e));
                 }
@@ -168,16 +204,45 @@ impl UpstreamClient {
     }
 }
 
+/// Which side failed while the request was being sent.
+enum Sent {
+    Upstream(Box<Error>),
+    Downstream(Box<Error>),
+}
+
 async fn send_and_read_head(
     session: &mut HttpSession,
     head: &RequestHeader,
-    body: &Bytes,
-) -> pingora::Result<ResponseHeader> {
-    session.write_request_header(Box::new(head.clone())).await?;
-    if !body.is_empty() {
-        session.write_request_body(body.clone(), true).await?;
+    body: &mut Body<'_>,
+) -> Result<ResponseHeader, Sent> {
+    send(session, head, body).await?;
+    read_head(session).await.map_err(Sent::Upstream)
+}
+
+async fn send(session: &mut HttpSession, head: &RequestHeader, body: &mut Body<'_>) -> Result<(), Sent> {
+    session
+        .write_request_header(Box::new(head.clone()))
+        .await
+        .map_err(Sent::Upstream)?;
+    match body {
+        Body::Full(bytes) if !bytes.is_empty() => session
+            .write_request_body(bytes.clone(), true)
+            .await
+            .map_err(Sent::Upstream)?,
+        Body::Full(_) => {}
+        Body::Relayed(source) => {
+            while let Some(piece) = source.next_piece().await.map_err(Sent::Downstream)? {
+                session
+                    .write_request_body(piece, false)
+                    .await
+                    .map_err(Sent::Upstream)?;
+            }
+        }
     }
-    session.finish_request_body().await?;
+    session.finish_request_body().await.map_err(Sent::Upstream)
+}
+
+async fn read_head(session: &mut HttpSession) -> pingora::Result<ResponseHeader> {
     // Informational answers (100 Continue, 103 Early Hints) precede the real one.
     loop {
         session.read_response_header().await?;

@@ -64,6 +64,9 @@ fn runtime() -> &'static Runtime {
     })
 }
 
+/// A scripted answer: raw pieces and the pause between them.
+type Script = (Vec<Vec<u8>>, Duration);
+
 /// Behaviour knobs and recordings, shared with the connection tasks.
 struct State {
     name: String,
@@ -74,8 +77,9 @@ struct State {
     delay_us: AtomicU64,
     inflight: AtomicUsize,
     connections: AtomicUsize,
-    /// Raw responses by request path, written piece by piece (see [`Upstream::script`]).
-    scripts: Mutex<std::collections::HashMap<String, Vec<Vec<u8>>>>,
+    /// Raw responses by request path, written piece by piece with a pause between pieces
+    /// (see [`Upstream::script`]).
+    scripts: Mutex<std::collections::HashMap<String, Script>>,
 }
 
 /// Tracks spawned tasks so `stop()` can abort them and know when they're gone.
@@ -257,7 +261,12 @@ impl Upstream {
     /// pieces with a short pause between them. The connection closes afterwards unless the
     /// first piece declares a length or chunked framing.
     pub fn script(&self, path: &str, pieces: Vec<Vec<u8>>) {
-        lock(&self.state.scripts).insert(path.to_string(), pieces);
+        self.script_paced(path, pieces, Duration::from_millis(15));
+    }
+
+    /// [`Upstream::script`] with this pause between pieces.
+    pub fn script_paced(&self, path: &str, pieces: Vec<Vec<u8>>, pause: Duration) {
+        lock(&self.state.scripts).insert(path.to_string(), (pieces, pause));
     }
 
     pub fn stop(&self) {
@@ -367,7 +376,7 @@ async fn serve_conn(mut stream: Tracked<TcpStream>, state: Arc<State>) {
         };
         let path = req.seen.target.split('?').next().unwrap_or("").to_string();
         let script = lock(&state.scripts).get(&path).cloned();
-        if let Some(pieces) = script {
+        if let Some((pieces, pause)) = script {
             // Recorded like any request, then the scripted bytes, a pause between pieces so
             // the gateway reads them separately.
             lock(&state.requests).push(req.seen.clone());
@@ -377,7 +386,7 @@ async fn serve_conn(mut stream: Tracked<TcpStream>, state: Arc<State>) {
             });
             for (i, piece) in pieces.iter().enumerate() {
                 if i > 0 {
-                    tokio::time::sleep(Duration::from_millis(15)).await;
+                    tokio::time::sleep(pause).await;
                 }
                 if stream.inner.write_all(piece).await.is_err() {
                     return;
