@@ -447,5 +447,21 @@ mod tests {
             !same_cache(&first, &more_claims),
             "identities keep other claims now"
         );
+        // A changed JWKS schedule is a new key set whose generations restart: a new cache.
+        let remote = |refresh: u64| {
+            let mut c = config("https://a");
+            c.keys = JwtKeySource::JwksUrl {
+                url: "http://127.0.0.1:9/keys".into(),
+                refresh: std::time::Duration::from_secs(refresh),
+                cooldown: std::time::Duration::from_secs(1),
+                timeout: std::time::Duration::from_secs(1),
+            };
+            c
+        };
+        let hourly = JwtVerifier::compile(&remote(3600), &[], None).unwrap();
+        let again = JwtVerifier::compile(&remote(3600), &[], Some(&hourly)).unwrap();
+        assert!(same_cache(&hourly, &again));
+        let faster = JwtVerifier::compile(&remote(60), &[], Some(&hourly)).unwrap();
+        assert!(!same_cache(&hourly, &faster));
     }
 }
