@@ -211,7 +211,9 @@ impl ProxyHttp for Gateway {
                 if !ctx.route().is_some_and(|r| r.transform.reads_bodies()) {
                     return Ok(false);
                 }
-                match exchange::serve(&self.client, session, ctx).await? {
+                // Boxed: its state is large and would otherwise be part of (and copied with)
+                // every request's `request_filter` future, transform route or not.
+                match Box::pin(exchange::serve(&self.client, session, ctx)).await? {
                     exchange::Served::Answered => Ok(true),
                     exchange::Served::Refused(problem) => self.reject(session, ctx, problem).await,
                 }
