@@ -19,7 +19,6 @@ ROOT=$PWD
 source scripts/deps.sh
 require_cargo
 ensure_packages "${BUILD_PACKAGES[@]}" haproxy nginx wrk
-if [ "$CALLGRIND" = 1 ]; then ensure_packages valgrind; fi
 
 SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D A1K T"}
 THREADS_LIST=${THREADS_LIST:-"1 2"}
@@ -32,6 +31,7 @@ PROXIES=${PROXIES:-}
 PERF=${PERF:-0}
 CALLGRIND=${CALLGRIND:-0}
 BEFORE_BIN=${BEFORE_BIN:-}
+if [ "$CALLGRIND" = 1 ]; then ensure_packages valgrind; fi
 BASE_PORT=${BASE_PORT:-18100}
 OUT=${OUT:-$ROOT/target/bench-load}
 SECRET=bench-only-hmac-secret-0123456789abcdef
