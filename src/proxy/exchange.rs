@@ -332,20 +332,9 @@ async fn respond(
     forwarding::strip_hop_by_hop_response(&mut head);
     let cfg = match decision {
         Some((cfg, Decision::Transform)) => cfg,
-        Some((cfg, Decision::Refuse(why))) => return Ok(refuse(ctx, route, cfg, &why)),
+        Some((_, Decision::Refuse(why))) => return Ok(refuse(ctx, route, &why)),
         Some((_, Decision::Pass)) | None => {
-            edges::decorate(ctx, &mut head)?;
-            stream(
-                session,
-                &mut reply,
-                head,
-                Vec::new(),
-                &method,
-                ctx.admission.deadline,
-            )
-            .await?;
-            client.release(reply).await;
-            return Ok(Served::Answered);
+            return pass_through(client, session, ctx, reply, head, Vec::new()).await;
         }
     };
     let coding = body::coding(&reply.head);
@@ -376,20 +365,7 @@ async fn respond(
             client.release(reply).await;
             Ok(Served::Answered)
         }
-        Err(BodyError::Empty) => {
-            edges::decorate(ctx, &mut head)?;
-            stream(
-                session,
-                &mut reply,
-                head,
-                Vec::new(),
-                &method,
-                ctx.admission.deadline,
-            )
-            .await?;
-            client.release(reply).await;
-            Ok(Served::Answered)
-        }
+        Err(BodyError::Empty) => pass_through(client, session, ctx, reply, head, Vec::new()).await,
         Err(e) if cfg.on_error == OnError::Pass => {
             count(route_name, "passed");
             log::warn!(
@@ -397,17 +373,14 @@ async fn respond(
                 e.reason(),
                 ctx.request_id
             );
-            edges::decorate(ctx, &mut head)?;
-            stream(session, &mut reply, head, raw, &method, ctx.admission.deadline).await?;
-            client.release(reply).await;
-            Ok(Served::Answered)
+            pass_through(client, session, ctx, reply, head, raw).await
         }
-        Err(e) => Ok(refuse(ctx, route, cfg, &e.reason())),
+        Err(e) => Ok(refuse(ctx, route, &e.reason())),
     }
 }
 
 /// Count, log and answer 502 for a response that must not reach the client as it is.
-fn refuse(ctx: &RequestCtx, route: &Route, _cfg: &ResponseTransformConfig, why: &str) -> Served {
+fn refuse(ctx: &RequestCtx, route: &Route, why: &str) -> Served {
     count(&route.name, "rejected");
     log::warn!(
         "route `{}`: response not transformed ({why}); answering 502, request id {}",
@@ -418,6 +391,31 @@ fn refuse(ctx: &RequestCtx, route: &Route, _cfg: &ResponseTransformConfig, why: 
         502,
         "the upstream response could not be transformed",
     ))
+}
+
+/// Send the upstream's response as it is (decorated): the bytes already read, then the rest
+/// as it arrives.
+async fn pass_through(
+    client: &UpstreamClient,
+    session: &mut Session,
+    ctx: &RequestCtx,
+    mut reply: Reply,
+    mut head: ResponseHeader,
+    already: Vec<Bytes>,
+) -> pingora::Result<Served> {
+    edges::decorate(ctx, &mut head)?;
+    let method = session.req_header().method.clone();
+    stream(
+        session,
+        &mut reply,
+        head,
+        already,
+        &method,
+        ctx.admission.deadline,
+    )
+    .await?;
+    client.release(reply).await;
+    Ok(Served::Answered)
 }
 
 fn count(route: &str, outcome: &str) {
