@@ -2,6 +2,7 @@
 //! benchmarks. Data flows one way: YAML -> validated `config::Config` -> compiled
 //! `runtime::Snapshot` (behind one atomic pointer) -> the request pipeline in `proxy`.
 
+pub mod aggregate;
 pub mod auth;
 pub mod cli;
 pub mod config;

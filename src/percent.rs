@@ -61,6 +61,21 @@ pub fn names_param(raw_name: &str, param: &str) -> bool {
     decode_str(raw_name).is_some_and(|n| same(&n))
 }
 
+/// Append `value` percent-encoded, with only RFC 3986's unreserved characters left as they
+/// are: safe as one path segment, one query name or one query value.
+pub fn encode_component_into(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+}
+
 /// `name=value` (a bare `name` has an empty value).
 pub fn split_pair(pair: &str) -> (&str, &str) {
     pair.split_once('=').unwrap_or((pair, ""))

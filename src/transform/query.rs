@@ -49,16 +49,9 @@ fn names_as_array(raw_name: &str, param: &str) -> bool {
         .is_some_and(|(base, rest)| rest.contains(']') && names_param(base, param))
 }
 
-/// Percent-encode all but RFC 3986's unreserved characters.
 fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
+    crate::percent::encode_component_into(&mut out, text);
     out
 }
 
