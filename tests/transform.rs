@@ -706,7 +706,7 @@ fn bodies_not_transformed_are_relayed() {
             [pieces[0].clone(), pieces[1].clone()].concat(),
             [pieces[2].clone(), pieces[3].clone()].concat(),
         ],
-        Duration::from_secs(3),
+        Duration::from_secs(8),
     );
     let mut s = TcpStream::connect(gw.addr()).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -721,7 +721,7 @@ fn bodies_not_transformed_are_relayed() {
         got.extend_from_slice(&buf[..n]);
     }
     assert!(
-        started.elapsed() < Duration::from_millis(2500),
+        started.elapsed() < Duration::from_secs(5),
         "the first piece waited for the last ({:?})",
         started.elapsed()
     );
