@@ -37,10 +37,16 @@ impl MediaPattern {
         let media = content_type.split(';').next().unwrap_or("").trim();
         match self {
             MediaPattern::Exact(m) => media.eq_ignore_ascii_case(m),
+            // Compared in place: this runs for every response of a transform route.
             MediaPattern::Suffix { top, suffix } => media.split_once('/').is_some_and(|(t, sub)| {
+                let sub = sub.as_bytes();
+                let Some(plus) = sub.len().checked_sub(suffix.len() + 1) else {
+                    return false;
+                };
                 t.eq_ignore_ascii_case(top)
-                    && sub.len() > suffix.len() + 1
-                    && sub[sub.len() - suffix.len() - 1..].eq_ignore_ascii_case(&format!("+{suffix}"))
+                    && plus > 0
+                    && sub[plus] == b'+'
+                    && sub[plus + 1..].eq_ignore_ascii_case(suffix.as_bytes())
             }),
         }
     }
@@ -68,6 +74,8 @@ pub struct ResponseTransformConfig {
     /// A listed status in a media type outside `content_types`: `Pass` sends it as it is,
     /// `Reject` answers 502.
     pub other_content_types: OnError,
+    /// The `Accept` a filtering route sends upstream (its exact media types), built once.
+    pub accept: Option<http::HeaderValue>,
 }
 
 /// Query parameter rules for the upstream request.

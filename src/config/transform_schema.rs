@@ -90,13 +90,16 @@ fn decode_response(node: &Node, path: &str, p: &mut Problems) -> Option<Response
     if !ok {
         return None;
     }
+    let content_types = content_types?;
     Some(ResponseTransformConfig {
         rules,
         statuses: statuses.into_iter().map(|s| s.value).collect(),
-        content_types: content_types?,
         max_body: max_body?,
         on_error: on_error?,
         other_content_types: other_content_types?,
+        accept: crate::transform::body::accept_value(&content_types)
+            .and_then(|a| http::HeaderValue::try_from(a).ok()),
+        content_types,
     })
 }
 
@@ -236,6 +239,7 @@ fn decode_rules(f: &Fields<'_>, whole_document: bool, p: &mut Problems) -> Optio
         rename,
         set: set.into_iter().map(|(path, v, _)| (path, v)).collect(),
         wrap: wrap.map(|w| w.value),
+        allow_tree: Default::default(),
     })
 }
 

@@ -62,7 +62,8 @@ pub async fn serve(
     let key = peer::hash_key(&pool, session.req_header(), ctx.client.ip);
     let deadline = ctx.admission.deadline;
     // A body the rules rewrite is held whole; any other is relayed as it arrives.
-    let outcome = match request_rules.filter(|r| r.rules.is_some()) {
+    let mut relayed;
+    let (head, body) = match request_rules.filter(|r| r.rules.is_some()) {
         Some(rules) => {
             let body = match read_request_body(session, ctx, rules.max_body).await {
                 Ok(body) => body,
@@ -73,16 +74,7 @@ pub async fn serve(
                 Err(problem) => return Ok(Served::Refused(problem)),
             };
             let head = upstream_head(session.req_header(), ctx, route, Framing::Length(body.len()))?;
-            let call = Call {
-                pool: &pool,
-                key: &key,
-                head,
-                body: Body::Full(body),
-                deadline,
-            };
-            client
-                .exchange(call, &mut ctx.upstream.tried, &mut ctx.upstream.current)
-                .await
+            (head, Body::Full(body))
         }
         None => {
             let framing = relayed_framing(session)?;
@@ -90,24 +82,25 @@ pub async fn serve(
             if framing != Framing::None {
                 send_continue(session).await?;
             }
-            let mut relayed = ClientBody {
+            relayed = ClientBody {
                 session: &mut *session,
                 limits: ctx.snapshot.settings.limits,
                 start: ctx.start,
                 received: &mut ctx.admission.body_received,
             };
-            let call = Call {
-                pool: &pool,
-                key: &key,
-                head,
-                body: Body::Relayed(&mut relayed),
-                deadline,
-            };
-            client
-                .exchange(call, &mut ctx.upstream.tried, &mut ctx.upstream.current)
-                .await
+            (head, Body::Relayed(&mut relayed))
         }
     };
+    let call = Call {
+        pool: &pool,
+        key: &key,
+        head,
+        body,
+        deadline,
+    };
+    let outcome = client
+        .exchange(call, &mut ctx.upstream.tried, &mut ctx.upstream.current)
+        .await;
     let reply = match outcome {
         Ok(reply) => reply,
         Err(e) => return Ok(Served::Refused(call_problem(&e))),
@@ -277,8 +270,8 @@ fn upstream_head(
         // not read (`Accept: application/xml`).
         if response.rules.filters() {
             forwarding::remove(&mut head, &ACCEPT);
-            if let Some(accept) = body::accept_value(&response.content_types) {
-                head.insert_header(ACCEPT, accept)?;
+            if let Some(accept) = &response.accept {
+                head.insert_header(ACCEPT, accept.clone())?;
             }
         }
     }

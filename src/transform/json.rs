@@ -125,6 +125,9 @@ pub struct JsonRules {
     pub rename: Vec<(JsonPath, JsonPath)>,
     pub set: Vec<(JsonPath, Value)>,
     pub wrap: Option<String>,
+    /// `allow` as a tree, built on first use and then shared by every request (the rules
+    /// live in the immutable snapshot).
+    pub allow_tree: std::sync::OnceLock<AllowTree>,
 }
 
 /// Why a document could not be transformed.
@@ -145,7 +148,7 @@ impl JsonRules {
             doc = take(&mut doc, target.steps()).ok_or(Failure::TargetMissing)?;
         }
         if !self.allow.is_empty() {
-            let tree = AllowTree::build(&self.allow);
+            let tree = self.allow_tree.get_or_init(|| AllowTree::build(&self.allow));
             doc = tree.keep(doc).unwrap_or(Value::Null);
         }
         for path in &self.deny {
@@ -286,8 +289,8 @@ fn set(doc: &mut Value, steps: &[Step], value: &Value) {
 }
 
 /// The allow list as a tree: what to keep under each key.
-#[derive(Debug, Default)]
-struct AllowTree {
+#[derive(Debug, Default, Clone)]
+pub struct AllowTree {
     /// Keep this value whole.
     whole: bool,
     keys: Vec<(String, AllowTree)>,
@@ -442,6 +445,7 @@ mod tests {
                 (JsonPath::parse("meta.version").unwrap(), json!(2)),
             ],
             wrap: Some("user".into()),
+            ..Default::default()
         };
         let out = rules.apply(doc()).unwrap();
         assert_eq!(
