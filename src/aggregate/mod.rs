@@ -1,14 +1,23 @@
 //! Aggregation: one client request fanned out to several upstreams and merged into one
-//! answer (issue 14). Built in steps; so far the two pure pieces the fan-out will use:
+//! answer, deterministically.
 //!
-//! - [`template`]: a part's upstream path and query from the request (`{consumer}`,
-//!   `{claim.NAME}`, `{path.N}`, `{query.NAME}`, `{header.NAME}`, `{PART.PATH}`), every value
+//! - [`plan`]: the compiled `aggregate:` block (parts with their pools and `after` order);
+//! - [`template`]: a part's upstream path and header values from the request, every value
 //!   percent-encoded as one path segment or query value so it can never change the path;
-//! - [`merge`]: the parts' documents merged in declaration order (never arrival order), shallow
-//!   or deep, with a policy for conflicts and arrays.
+//! - [`inputs`]: where template values come from (consumer, claims, path, query, headers,
+//!   earlier parts' fields);
+//! - [`fanout`]: running the parts, concurrently where `after` allows;
+//! - [`part`]: one part's exchange through its pool, its answer read whole and bounded;
+//! - [`merge`]: the parts' documents merged in declaration order, never arrival order;
+//! - [`answer`]: status, `errors` member, `Cache-Control` and exposed headers.
 //!
-//! Not yet: the `aggregate:` configuration block, the fan-out through `upstream::client`, the
-//! merged response and its status and headers, metrics, and the load scenario G.
+//! The pipeline step that reads the client's request and writes the answer is
+//! `proxy::aggregated`.
 
+pub mod answer;
+pub mod fanout;
+pub mod inputs;
 pub mod merge;
+pub mod part;
+pub mod plan;
 pub mod template;

@@ -48,7 +48,7 @@ enum Piece {
     Var(Var),
 }
 
-/// A parsed target template.
+/// A parsed target template (the default is `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     path: Vec<Piece>,
@@ -65,6 +65,15 @@ pub enum Unfilled {
     Unsafe(String),
 }
 
+impl Default for Template {
+    fn default() -> Self {
+        Template {
+            path: vec![Piece::Text("/".into())],
+            query: None,
+        }
+    }
+}
+
 impl Template {
     /// Parse; `part_names` are the parts a `{PART.PATH}` may name (those in `after`).
     pub fn parse(text: &str, part_names: &[&str]) -> Result<Template, String> {
@@ -78,10 +87,35 @@ impl Template {
             Some((p, q)) => (p, Some(q)),
             None => (text, None),
         };
-        Ok(Template {
+        let template = Template {
             path: pieces(path, part_names)?,
             query: query.map(|q| pieces(q, part_names)).transpose()?,
-        })
+        };
+        if template.query_names().iter().any(|n| n.contains('\0')) {
+            return Err(format!(
+                "`{text}`: a variable may stand for a query value, not a parameter name"
+            ));
+        }
+        Ok(template)
+    }
+
+    /// The query parameter names the template sets (literal text), so the client's own query,
+    /// when forwarded, cannot repeat them.
+    pub fn query_names(&self) -> Vec<String> {
+        let Some(query) = &self.query else {
+            return Vec::new();
+        };
+        let text: String = query
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.as_str(),
+                Piece::Var(_) => "\0",
+            })
+            .collect();
+        text.split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| crate::percent::split_pair(pair).0.to_string())
+            .collect()
     }
 
     /// Every variable the template uses.
@@ -102,6 +136,46 @@ impl Template {
         if let Some(query) = &self.query {
             out.push('?');
             render_into(&mut out, query, &lookup, false)?;
+        }
+        Ok(out)
+    }
+}
+
+/// A header value as a template (`x-tenant: "{claim.tenant}"`): values go in as they are,
+/// but one holding a control character (CR, LF, NUL…) fails the part, so no value can end
+/// the header or add another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueTemplate(Vec<Piece>);
+
+impl ValueTemplate {
+    /// Parse; `part_names` as for [`Template::parse`].
+    pub fn parse(text: &str, part_names: &[&str]) -> Result<ValueTemplate, String> {
+        if text.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+            return Err(format!("`{text}` may not hold control characters"));
+        }
+        Ok(ValueTemplate(pieces(text, part_names)?))
+    }
+
+    pub fn vars(&self) -> impl Iterator<Item = &Var> {
+        self.0.iter().filter_map(|p| match p {
+            Piece::Var(v) => Some(v),
+            Piece::Text(_) => None,
+        })
+    }
+
+    pub fn render<'a>(&self, lookup: impl Fn(&Var) -> Option<Cow<'a, str>>) -> Result<String, Unfilled> {
+        let mut out = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Var(var) => {
+                    let value = lookup(var).ok_or_else(|| Unfilled::Missing(var.to_string()))?;
+                    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+                        return Err(Unfilled::Unsafe(var.to_string()));
+                    }
+                    out.push_str(&value);
+                }
+            }
         }
         Ok(out)
     }
@@ -179,10 +253,16 @@ fn var(name: &str, part_names: &[&str]) -> Result<Var, String> {
             Ok(n) if n >= 1 => Ok(Var::Path(n)),
             _ => Err(format!("`{{path.{rest}}}`: segments count from 1")),
         },
-        part if part_names.contains(&part) => Ok(Var::Part {
-            part: part.to_string(),
-            field: JsonPath::parse(rest)?,
-        }),
+        part if part_names.contains(&part) => {
+            let field = JsonPath::parse(rest)?;
+            if field.has_each() {
+                return Err(format!("`{{{name}}}` names one value; it cannot contain `[]`"));
+            }
+            Ok(Var::Part {
+                part: part.to_string(),
+                field,
+            })
+        }
         part => Err(format!(
             "`{{{name}}}`: `{part}` is not a variable scope or a part named in `after`"
         )),
@@ -236,6 +316,16 @@ mod tests {
     }
 
     #[test]
+    fn header_values_refuse_line_breaks() {
+        let t = ValueTemplate::parse("t-{claim.tenant}", &[]).unwrap();
+        assert_eq!(t.render(values).unwrap(), "t-../admin");
+        let t = ValueTemplate::parse("{header.x-evil}", &[]).unwrap();
+        assert_eq!(t.render(values), Err(Unfilled::Unsafe("{header.x-evil}".into())));
+        assert!(ValueTemplate::parse("a\r\nb", &[]).is_err());
+        assert!(Template::parse("/u/{user.items[].id}", &["user"]).is_err());
+    }
+
+    #[test]
     fn check_refuses_bad_templates() {
         for bad in [
             "users/{consumer}",
@@ -250,6 +340,9 @@ mod tests {
         ] {
             assert!(Template::parse(bad, &[]).is_err(), "{bad}");
         }
+        assert!(Template::parse("/u?{query.a}=1", &[]).is_err());
+        let t = Template::parse("/u?a={query.a}&b=2&c", &[]).unwrap();
+        assert_eq!(t.query_names(), ["a", "b", "c"]);
         let t = Template::parse("/u/{user.address.city}", &["user"]).unwrap();
         assert_eq!(t.vars().count(), 1);
     }

@@ -3,6 +3,8 @@
 //! Every problem is collected (not just the first) so `portcullis check` and a refused start
 //! print the same complete list.
 
+pub mod aggregate_model;
+mod aggregate_schema;
 pub mod auth_model;
 mod auth_schema;
 pub mod cidr;
@@ -31,6 +33,7 @@ pub mod versions_model;
 mod versions_schema;
 pub mod yaml;
 
+pub use aggregate_model::*;
 pub use auth_model::*;
 pub use diag::Problems;
 pub use limits_model::*;

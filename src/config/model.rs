@@ -268,4 +268,6 @@ pub struct RouteConfig {
     pub websocket: bool,
     /// Body, query and method transformation.
     pub transform: super::TransformConfig,
+    /// Fan-out to several upstreams, merged into one answer (instead of `upstream`).
+    pub aggregate: Option<super::AggregateConfig>,
 }

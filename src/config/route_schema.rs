@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use super::aggregate_schema::decode_aggregate;
 use super::auth_schema::decode_route_auth;
 use super::decode::{check_name, index, Entries, Fields, Spanned};
 use super::diag::Problems;
@@ -33,6 +34,7 @@ const ROUTE_FIELDS: &[&str] = &[
     "pass_headers",
     "websocket",
     "transform",
+    "aggregate",
 ];
 
 pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig> {
@@ -60,7 +62,13 @@ pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<
         (Some(_), None) => None,
         (None, _) => Some(None),
     };
+    let has_auth = auth.as_ref().is_some_and(|a| !a.authenticators.is_empty());
+    let aggregate = match f.node("aggregate") {
+        Some(n) => decode_aggregate(n, &f.path_of("aggregate"), has_auth, p).map(Some),
+        None => Some(None),
+    };
     match (f.has("upstream"), f.has("versions")) {
+        _ if f.has("aggregate") => {}
         (true, true) => p.add(
             f.pos_of("versions"),
             &f.path_of("versions"),
@@ -71,7 +79,7 @@ pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<
         (false, false) => p.add(
             f.pos(),
             &f.path_of("upstream"),
-            "missing required field `upstream` (or `versions` for a versioned API)",
+            "missing required field `upstream` (or `versions` for a versioned API, or `aggregate`)",
         ),
         _ => {}
     }
@@ -92,6 +100,10 @@ pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<
             "a route with `transform` cannot also pass WebSocket upgrades (the gateway reads whole bodies there)",
         );
     }
+    if f.has("aggregate") {
+        let aggregate = aggregate.as_ref().and_then(|a| a.as_ref());
+        check_aggregate_route(&f, aggregate, matcher.as_ref(), transform.as_ref(), p);
+    }
     let timeout: Option<Duration> = f.opt("timeout", p);
     if timeout.is_some_and(|t| t.is_zero()) {
         p.add(f.pos(), &f.path_of("timeout"), "must be greater than 0");
@@ -110,7 +122,53 @@ pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<
         pass_headers: pass_headers?,
         websocket: f.or("websocket", false, p),
         transform: transform?,
+        aggregate: aggregate?,
     })
+}
+
+/// What an aggregated route cannot also have: it has no single upstream to send a request,
+/// a WebSocket or a rewritten path to; and methods it never serves.
+fn check_aggregate_route(
+    f: &Fields<'_>,
+    aggregate: Option<&super::aggregate_model::AggregateConfig>,
+    matcher: Option<&MatchConfig>,
+    transform: Option<&TransformConfig>,
+    p: &mut Problems,
+) {
+    for (key, why) in [
+        ("upstream", "an aggregated route's parts name their upstreams"),
+        ("versions", "an aggregated route's parts name their upstreams"),
+        ("strip_prefix", "each part's `path` says what it requests"),
+        ("websocket", "an aggregated answer cannot be a WebSocket"),
+    ] {
+        if f.has(key) {
+            p.add(
+                f.pos_of(key),
+                &f.path_of(key),
+                format!("`{key}` cannot go with `aggregate`: {why}"),
+            );
+        }
+    }
+    if transform.is_some_and(|t| t.request.is_some()) {
+        p.add(
+            f.pos_of("transform"),
+            &f.path_of("transform.request"),
+            "`transform.request` cannot go with `aggregate`: parts build their own requests (`transform.response` applies to the merged answer)",
+        );
+    }
+    let (Some(aggregate), Some(matcher)) = (aggregate, matcher) else {
+        return;
+    };
+    for m in &matcher.methods {
+        let served = m == "GET" || m == "HEAD" || aggregate.allow_methods.iter().any(|a| a.as_str() == m);
+        if !served {
+            p.add(
+                f.pos_of("match"),
+                &f.path_of("match.methods"),
+                format!("`{m}` is matched but an aggregated route serves only GET, HEAD and `aggregate.allow_methods`"),
+            );
+        }
+    }
 }
 
 /// `pass_headers`: only headers the gateway strips by default can be let through.

@@ -152,6 +152,18 @@ fn decode_request(node: &Node, path: &str, p: &mut Problems) -> Option<RequestTr
     })
 }
 
+/// Document rules on their own (`allow`, `deny`, `rename`, `set`, `target`, `wrap`): an
+/// aggregation part's `transform`.
+pub(super) fn decode_document_rules(node: &Node, path: &str, p: &mut Problems) -> Option<JsonRules> {
+    let f = Fields::new(
+        node,
+        path,
+        &["allow", "deny", "rename", "set", "target", "wrap"],
+        p,
+    )?;
+    decode_rules(&f, true, p)
+}
+
 /// The document rules; `whole_document`: `target` and `wrap` are allowed (responses).
 fn decode_rules(f: &Fields<'_>, whole_document: bool, p: &mut Problems) -> Option<JsonRules> {
     let mut ok = true;
@@ -351,7 +363,7 @@ fn decode_sets(f: &Fields<'_>, p: &mut Problems) -> Option<Vec<SetEntry>> {
 
 /// A YAML value as the JSON literal it stands for: unquoted `true`/`false` and numbers are
 /// typed, `null` is null, quoted text is always a string.
-fn json_literal(node: &Node, path: &str, p: &mut Problems) -> Option<Value> {
+pub(super) fn json_literal(node: &Node, path: &str, p: &mut Problems) -> Option<Value> {
     match node {
         Node::Null { .. } => Some(Value::Null),
         Node::Scalar {
@@ -448,7 +460,7 @@ fn media_pattern(text: &str) -> Option<MediaPattern> {
     token(sub).then(|| MediaPattern::Exact(lower.clone()))
 }
 
-fn decode_max_body(f: &Fields<'_>, p: &mut Problems) -> Option<usize> {
+pub(super) fn decode_max_body(f: &Fields<'_>, p: &mut Problems) -> Option<usize> {
     let Some(size) = f.opt::<Spanned<ByteSize>>("max_body", p) else {
         return (!f.has("max_body")).then_some(DEFAULT_MAX_BODY);
     };

@@ -173,6 +173,10 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
                 &names,
             );
         }
+        for (k, part) in r.aggregate.iter().flat_map(|a| a.parts.iter().enumerate()) {
+            let at = format!("{path}.aggregate.parts[{k}].upstream");
+            check_reference(p, &part.upstream, &at, "upstream", "upstreams", &names);
+        }
         if let Some(versions) = r
             .versions
             .as_ref()

@@ -19,6 +19,8 @@ pub struct AccessEntry<'a> {
     pub status: u16,
     pub bytes: usize,
     pub duration: Duration,
+    /// Aggregated routes: `part:status:ms` per part (`part:reason:ms` when it failed).
+    pub parts: Option<&'a str>,
 }
 
 pub const TARGET: &str = "portcullis::access";
@@ -43,6 +45,9 @@ pub fn write(entry: &AccessEntry<'_>) {
         entry.bytes,
         entry.duration.as_secs_f64() * 1000.0
     );
+    if let Some(parts) = entry.parts {
+        let _ = write!(line, " parts={parts}");
+    }
     log::info!(target: TARGET, "{line}");
 }
 

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub connections_open: prometheus::IntGauge,
     pub connections_refused: IntCounterVec,
     pub transforms: IntCounterVec,
+    pub aggregate_parts: IntCounterVec,
+    pub aggregate_part_duration: HistogramVec,
 }
 
 // The definitions are constants: creating them fails only on an invalid name, which the
@@ -128,6 +130,19 @@ impl Metrics {
              (max_connections, max_connections_per_ip).",
             &["reason"],
         )?;
+        let aggregate_parts = counter(
+            "portcullis_aggregate_parts_total",
+            "Aggregation parts by route, part and outcome (ok, status: a non-2xx answer, timeout, \
+             no_target, connect_error, error, invalid, too_large, missing_value, dependency_failed).",
+            &["route", "part", "outcome"],
+        )?;
+        let aggregate_part_duration = histogram(
+            "portcullis_aggregate_part_duration_seconds",
+            "Time from a part's start to its document (or failure).",
+            0.0005,
+            16,
+            &["route", "part"],
+        )?;
         let build_info = gauge(
             "portcullis_build_info",
             "Build information; always 1.",
@@ -152,6 +167,8 @@ impl Metrics {
             connections_open,
             connections_refused,
             transforms,
+            aggregate_parts,
+            aggregate_part_duration,
         })
     }
 

@@ -109,6 +109,8 @@ pub fn resolve_version(
             ctx.admission.pool = Some(*pool);
             return Ok(None);
         }
+        // Each part has its own pool.
+        Target::Aggregate(_) => return Ok(None),
         Target::Versions(versions) => versions,
     };
     let now = std::time::SystemTime::now()

@@ -79,6 +79,8 @@ pub struct Reply {
     pub ratelimit_headers: Headers,
     /// The status of a response the gateway itself wrote (errors, transformed answers).
     pub gateway_status: Option<u16>,
+    /// Aggregated routes: how each part went, for the access log (`part:status:ms,...`).
+    pub parts_summary: Option<String>,
 }
 
 impl RequestCtx {

@@ -2,7 +2,8 @@
 //! the gateway's decoration of every response the client gets (proxied, gateway-generated
 //! problem, or assembled by the gateway).
 
-use http::header::{CONNECTION, UPGRADE};
+use http::header::{ACCEPT, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, UPGRADE};
+use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
 
@@ -28,19 +29,9 @@ pub fn upstream_head(ctx: &RequestCtx, route: &Route, req: &mut RequestHeader) -
         .settings
         .client_headers
         .apply(req, &route.pass_headers, trusted);
-    forwarding::set_forwarding(req, ctx.client.ip, &ctx.client.host, trusted)?;
-    req.insert_header(forwarding::X_REQUEST_ID_WIRE, ctx.request_id.as_str())?;
+    forwarding_and_id(ctx, req, trusted)?;
     route.request_headers.apply(req);
-    // Identity headers come only from authentication: client copies go on every route.
-    for name in &snapshot.identity_headers {
-        forwarding::remove(req, name);
-    }
-    for source in &route.auth.strip {
-        credentials::strip_from_headers(source, req)?;
-    }
-    for (name, value) in &ctx.admission.identity_headers {
-        req.insert_header(name.clone(), value.clone())?;
-    }
+    identity(ctx, route, req)?;
     // The resolved version replaces whatever the client sent under that name.
     if let Some(versions) = route.target.versions() {
         req.insert_header(versions.header.clone(), ctx.version_name())?;
@@ -52,6 +43,89 @@ pub fn upstream_head(ctx: &RequestCtx, route: &Route, req: &mut RequestHeader) -
     if !forwarding::websocket_upgrade_allowed(req, route.websocket) {
         forwarding::remove(req, &UPGRADE);
         forwarding::remove(req, &CONNECTION);
+    }
+    Ok(())
+}
+
+/// The head of an aggregation part's request, built from nothing rather than from the
+/// client's: the client's `Host`, the headers the part forwards (`forward_headers`), `Accept:
+/// application/json` unless forwarded, then the same gateway headers as every upstream
+/// request (forwarding, request id, the route's rules), the part's own rules (`set` values
+/// already rendered), and last the identity headers, which nothing can forge.
+pub fn part_head(
+    ctx: &RequestCtx,
+    route: &Route,
+    client: &RequestHeader,
+    part: &crate::config::PartConfig,
+    target: PartTarget,
+) -> Result<RequestHeader> {
+    let snapshot = &ctx.snapshot;
+    let trusted = forwarding::is_trusted(ctx.client.ip, &snapshot.settings.trusted_proxies);
+    let mut head = RequestHeader::build(target.method, b"/", None)?;
+    head.set_uri(target.uri);
+    let mut copied: Vec<&HeaderName> = vec![&HOST];
+    if trusted {
+        // Extended by `set_forwarding`, as on the proxied path.
+        copied.extend(forwarding::FORWARDING_HEADERS.iter());
+    }
+    if target.body.is_some() {
+        copied.push(&CONTENT_TYPE);
+    }
+    for name in copied.into_iter().chain(&part.forward_headers) {
+        for value in client.headers.get_all(name) {
+            head.append_header(name.clone(), value.clone())?;
+        }
+    }
+    snapshot
+        .settings
+        .client_headers
+        .apply(&mut head, &route.pass_headers, trusted);
+    if !head.headers.contains_key(ACCEPT) {
+        head.insert_header(ACCEPT, "application/json")?;
+    }
+    forwarding_and_id(ctx, &mut head, trusted)?;
+    route.request_headers.apply(&mut head);
+    for name in &part.remove_headers {
+        forwarding::remove(&mut head, name);
+    }
+    for (name, value) in target.headers {
+        head.insert_header(name, value)?;
+    }
+    identity(ctx, route, &mut head)?;
+    if let Some(len) = target.body {
+        head.insert_header(CONTENT_LENGTH, len.to_string())?;
+    }
+    Ok(head)
+}
+
+/// What a part's request head is built around.
+pub struct PartTarget {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    /// The part's `set` headers, rendered.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The length of the body sent, for the part that receives it.
+    pub body: Option<usize>,
+}
+
+/// Forwarding headers and the request id.
+fn forwarding_and_id(ctx: &RequestCtx, req: &mut RequestHeader, trusted: bool) -> Result<()> {
+    forwarding::set_forwarding(req, ctx.client.ip, &ctx.client.host, trusted)?;
+    req.insert_header(forwarding::X_REQUEST_ID_WIRE, ctx.request_id.as_str())
+}
+
+/// Identity headers come only from authentication: client copies (and copies set by any
+/// header rule) go on every route, credentials are stripped unless forwarded, then the
+/// verified identity's headers are set.
+fn identity(ctx: &RequestCtx, route: &Route, req: &mut RequestHeader) -> Result<()> {
+    for name in &ctx.snapshot.identity_headers {
+        forwarding::remove(req, name);
+    }
+    for source in &route.auth.strip {
+        credentials::strip_from_headers(source, req)?;
+    }
+    for (name, value) in &ctx.admission.identity_headers {
+        req.insert_header(name.clone(), value.clone())?;
     }
     Ok(())
 }

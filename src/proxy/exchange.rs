@@ -109,7 +109,7 @@ pub async fn serve(
 }
 
 /// Read the whole request body, at most `max_body` bytes, within the body deadlines.
-async fn read_request_body(
+pub(super) async fn read_request_body(
     session: &mut Session,
     ctx: &mut RequestCtx,
     max: usize,

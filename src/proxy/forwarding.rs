@@ -25,6 +25,10 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The forwarding headers a trusted proxy's request carries (and the gateway extends).
+pub static FORWARDING_HEADERS: [HeaderName; 4] =
+    [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, FORWARDED];
+
 /// Spellings for the headers the gateway sets on every request. Pingora keeps each header's
 /// wire spelling; given a `HeaderName` it copies and re-cases the name, given a static string
 /// it just points at it, which is measurably cheaper on the hot path.

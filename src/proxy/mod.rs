@@ -5,7 +5,8 @@
 //! request_filter: request id -> framing/Host/path checks -> route -> auth -> API version
 //!                 (and canary) -> rate limits (local, then one round trip to Redis when shared)
 //!                 transform routes: `exchange` (read the body, one upstream exchange,
-//!                 transform, answer) and stop here
+//!                 transform, answer) and stop here; aggregated routes: `aggregated` (fan
+//!                 the parts out, merge, answer) and stop here
 //! upstream_peer:  pool selection (skipping targets this request already tried); an attempt
 //!                 begins (`upstream::attempt`, which records every attempt's outcome)
 //! upstream_request_filter: `edges::upstream_head` (Pingora has already removed hop-by-hop
@@ -14,6 +15,7 @@
 //! logging: metrics and the access log
 
 mod admission;
+mod aggregated;
 pub mod ctx;
 mod edges;
 mod errors;
@@ -44,7 +46,8 @@ use problem::Problem;
 
 pub struct Gateway {
     runtime: Arc<Runtime>,
-    /// The gateway's own upstream exchanges (transform routes), one per process.
+    /// The gateway's own upstream exchanges (transform and aggregated routes), one per
+    /// process, so part connections are reused.
     client: UpstreamClient,
 }
 
@@ -207,13 +210,19 @@ impl ProxyHttp for Gateway {
                 let downstream = session.as_downstream_mut();
                 downstream.set_read_timeout(Some(limits.body_idle_timeout));
                 downstream.set_write_timeout(Some(limits.send_timeout));
-                // Routes that hold whole bodies are served by the gateway's own exchange.
-                if !ctx.route().is_some_and(|r| r.transform.reads_bodies()) {
-                    return Ok(false);
-                }
-                // Boxed: its state is large and would otherwise be part of (and copied with)
-                // every request's `request_filter` future, transform route or not.
-                match Box::pin(exchange::serve(&self.client, session, ctx)).await? {
+                // Routes that fan out, or hold whole bodies, are served by the gateway's own
+                // exchanges. Boxed: their state is large and would otherwise be part of (and
+                // copied with) every request's `request_filter` future.
+                let served = match ctx.route() {
+                    Some(r) if r.target.aggregate().is_some() => {
+                        Box::pin(aggregated::serve(&self.client, session, ctx)).await?
+                    }
+                    Some(r) if r.transform.reads_bodies() => {
+                        Box::pin(exchange::serve(&self.client, session, ctx)).await?
+                    }
+                    _ => return Ok(false),
+                };
+                match served {
                     exchange::Served::Answered => Ok(true),
                     exchange::Served::Refused(problem) => self.reject(session, ctx, problem).await,
                 }
@@ -416,6 +425,7 @@ impl ProxyHttp for Gateway {
                 status,
                 bytes: session.body_bytes_sent(),
                 duration: elapsed,
+                parts: ctx.reply.parts_summary.as_deref(),
             });
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::aggregate::plan::Aggregate;
 use crate::auth::{Authenticator, RouteAuth};
 use crate::config::{PathMatch, RouteConfig, TransformConfig};
 use crate::routing::methods::MethodSet;
@@ -22,6 +23,8 @@ pub enum Target {
     Upstream(usize),
     /// A pool per API version, chosen per request.
     Versions(Box<Versions>),
+    /// Several parts, fanned out and merged (`aggregate:`).
+    Aggregate(Box<Aggregate>),
 }
 
 impl Target {
@@ -29,7 +32,15 @@ impl Target {
     pub fn versions(&self) -> Option<&Versions> {
         match self {
             Target::Versions(v) => Some(v.as_ref()),
-            Target::Upstream(_) => None,
+            Target::Upstream(_) | Target::Aggregate(_) => None,
+        }
+    }
+
+    /// The parts of an aggregated route.
+    pub fn aggregate(&self) -> Option<&Aggregate> {
+        match self {
+            Target::Aggregate(a) => Some(a.as_ref()),
+            Target::Upstream(_) | Target::Versions(_) => None,
         }
     }
 }

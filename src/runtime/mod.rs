@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::aggregate::plan::Aggregate;
 use crate::auth::Authenticator;
 use crate::config::cidr::Cidr;
 use crate::config::{Config, ConnectionLimits, RequestLimits};
@@ -122,6 +123,12 @@ impl Snapshot {
                     .ok_or_else(|| format!("route `{}` names undefined upstream `{name}`", r.name.value))
             };
             let target = match (&r.upstream, &r.versions) {
+                _ if r.aggregate.is_some() => match &r.aggregate {
+                    Some(a) => {
+                        Target::Aggregate(Box::new(Aggregate::compile(a, &r.name.value, r.timeout, pool)?))
+                    }
+                    None => return Err(format!("route `{}` has no upstream", r.name.value)),
+                },
                 (_, Some(v)) => Target::Versions(Box::new(Versions::compile(v, &r.name.value, pool)?)),
                 (Some(u), None) => Target::Upstream(pool(&u.value)?),
                 (None, None) => return Err(format!("route `{}` has no upstream", r.name.value)),
@@ -238,7 +245,22 @@ fn used_claims(config: &Config) -> Vec<String> {
             _ => None,
         })
     });
-    let mut claims: Vec<String> = required.chain(keyed).collect();
+    // `{claim.NAME}` in aggregation templates (paths and header values).
+    let templated = config
+        .routes
+        .iter()
+        .flat_map(|r| r.aggregate.iter().flat_map(|a| &a.parts))
+        .flat_map(|part| {
+            part.path
+                .vars()
+                .chain(part.set_headers.iter().flat_map(|(_, t)| t.vars()))
+                .filter_map(|var| match var {
+                    crate::aggregate::template::Var::Claim(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        });
+    let mut claims: Vec<String> = required.chain(keyed).chain(templated).collect();
     claims.sort();
     claims.dedup();
     claims

@@ -1,0 +1,244 @@
+//! The client's answer from the parts' results: its status, the merged document (in
+//! declaration order), the `errors` member, `X-Aggregate-Complete`, the most restrictive
+//! `Cache-Control`, and the headers parts expose. Pure: the same results always give the
+//! same bytes, whatever order the parts answered in.
+
+use http::{HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+
+use super::fanout::Done;
+use super::merge::{self, MergeError, PartDoc, Placement};
+use super::part::Failure;
+use super::plan::Aggregate;
+use crate::config::PartOnError;
+use crate::transform::json::JsonRules;
+
+pub const X_AGGREGATE_COMPLETE: &str = "x-aggregate-complete";
+
+/// What the gateway answers.
+#[derive(Debug)]
+pub enum Answer {
+    /// 200 with this document.
+    Merged {
+        body: Vec<u8>,
+        complete: bool,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    },
+    /// 502 or 504, as a problem; `errors` is the member naming failed parts (`errors: body`).
+    Failed {
+        status: u16,
+        detail: &'static str,
+        errors: Option<Value>,
+        /// For the log: what went wrong, in words.
+        why: String,
+    },
+}
+
+/// Decide the answer. `rules`: the route's response rules, applied to the merged document.
+pub fn compose(plan: &Aggregate, done: &[Done], rules: Option<&JsonRules>) -> Answer {
+    let errors = plan.errors_body.then(|| errors_member(plan, done)).flatten();
+    let failed = |i: usize| done.get(i).and_then(|d| d.result.as_ref().err());
+    let succeeded = done.iter().filter(|d| d.result.is_ok()).count();
+    // The failure that decides the status: the first required part that failed, else (when
+    // nothing succeeded) the first part.
+    let decisive = plan
+        .parts
+        .iter()
+        .enumerate()
+        .find(|(i, p)| p.cfg.required && failed(*i).is_some())
+        .or_else(|| {
+            (succeeded == 0)
+                .then(|| plan.parts.iter().enumerate().next())
+                .flatten()
+        });
+    if let Some((i, part)) = decisive {
+        let timeout = failed(i) == Some(&Failure::Timeout);
+        let (status, detail) = match (timeout, part.cfg.required) {
+            (true, true) => (504, "a required part of this answer did not arrive in time"),
+            (false, true) => (502, "a required part of this answer failed"),
+            (true, false) => (504, "no part of this answer arrived in time"),
+            (false, false) => (502, "no part of this answer succeeded"),
+        };
+        let why = format!(
+            "part `{}` {}",
+            part.name(),
+            failed(i).map_or("failed", Failure::label)
+        );
+        return Answer::Failed {
+            status,
+            detail,
+            errors,
+            why,
+        };
+    }
+    let docs = plan
+        .parts
+        .iter()
+        .zip(done)
+        .filter_map(|(part, d)| {
+            let doc = match (&d.result, &part.cfg.on_error) {
+                (Ok(answer), _) => answer.doc.clone(),
+                (Err(_), PartOnError::Omit) => return None,
+                (Err(_), PartOnError::Null) => Value::Null,
+                (Err(_), PartOnError::Static(v)) => v.clone(),
+            };
+            // An empty answer has nothing to merge into the root.
+            if part.cfg.placement == Placement::Root && doc.is_null() {
+                return None;
+            }
+            Some(PartDoc {
+                name: part.name(),
+                placement: &part.cfg.placement,
+                doc,
+            })
+        })
+        .collect();
+    let merged = match merge::merge(docs, plan.policy) {
+        Ok(merged) => merged,
+        Err(e) => {
+            let why = match e {
+                MergeError::Conflict { path, first, second } => {
+                    format!("parts `{first}` and `{second}` both set `{path}`")
+                }
+                MergeError::NotAnObject { part } => {
+                    format!("part `{part}` is merged into the root but is not an object")
+                }
+            };
+            return Answer::Failed {
+                status: 502,
+                detail: "the parts of this answer could not be merged",
+                errors,
+                why,
+            };
+        }
+    };
+    let mut merged = match rules.map(|r| r.apply(merged.clone())) {
+        None => merged,
+        Some(Ok(out)) => out,
+        Some(Err(_)) => {
+            return Answer::Failed {
+                status: 502,
+                detail: "the upstream response could not be transformed",
+                errors,
+                why: "the route's response rules name a value the merged answer does not have".into(),
+            }
+        }
+    };
+    if let (Some(errors), Value::Object(root)) = (errors, &mut merged) {
+        root.insert("errors".into(), errors);
+    }
+    let complete = done.iter().all(|d| d.result.is_ok());
+    let mut headers = Vec::new();
+    let cache_control = if complete {
+        most_restrictive(
+            done.iter()
+                .filter_map(|d| d.result.as_ref().ok()?.cache_control.as_deref()),
+        )
+    } else {
+        // A partial answer must not be stored and served as if it were whole.
+        Some("no-store".to_string())
+    };
+    if let Some(value) = cache_control.and_then(|v| HeaderValue::try_from(v).ok()) {
+        headers.push((http::header::CACHE_CONTROL, value));
+    }
+    for answer in done.iter().filter_map(|d| d.result.as_ref().ok()) {
+        headers.extend(answer.exposed.iter().cloned());
+    }
+    Answer::Merged {
+        body: serde_json::to_vec(&merged).unwrap_or_else(|_| b"{}".to_vec()),
+        complete,
+        headers,
+    }
+}
+
+/// `{"orders": {"status": 503}, "prefs": {"reason": "timeout"}}`, in declaration order;
+/// `None` when every part succeeded.
+fn errors_member(plan: &Aggregate, done: &[Done]) -> Option<Value> {
+    let mut errors = Map::new();
+    for (part, d) in plan.parts.iter().zip(done) {
+        if let Err(failure) = &d.result {
+            errors.insert(part.name().to_string(), failure.describe());
+        }
+    }
+    (!errors.is_empty()).then_some(Value::Object(errors))
+}
+
+/// The most restrictive of the parts' `Cache-Control` values (parts that sent none do not
+/// loosen it): `no-store` if any says so; else `private` if any, `public` only if all;
+/// `no-cache` and `must-revalidate` if any; the smallest `max-age` and `s-maxage`.
+pub fn most_restrictive<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut seen = 0;
+    let (mut private, mut public, mut no_cache, mut revalidate) = (false, 0, false, false);
+    let (mut max_age, mut s_maxage): (Option<u64>, Option<u64>) = (None, None);
+    for value in values {
+        seen += 1;
+        for directive in value.split(',') {
+            let (name, arg) = match directive.split_once('=') {
+                Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                None => (directive.trim(), None),
+            };
+            let seconds = arg.and_then(|a| a.parse::<u64>().ok());
+            match name.to_ascii_lowercase().as_str() {
+                "no-store" => return Some("no-store".into()),
+                "private" => private = true,
+                "public" => public += 1,
+                "no-cache" => no_cache = true,
+                "must-revalidate" | "proxy-revalidate" => revalidate = true,
+                "max-age" => max_age = min(max_age, seconds.unwrap_or(0)),
+                "s-maxage" => s_maxage = min(s_maxage, seconds.unwrap_or(0)),
+                _ => {}
+            }
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    if private {
+        out.push("private".into());
+    } else if public == seen && seen > 0 {
+        out.push("public".into());
+    }
+    if no_cache {
+        out.push("no-cache".into());
+    }
+    if let Some(age) = max_age {
+        out.push(format!("max-age={age}"));
+    }
+    if let Some(age) = s_maxage.filter(|_| !private) {
+        out.push(format!("s-maxage={age}"));
+    }
+    if revalidate {
+        out.push("must-revalidate".into());
+    }
+    (!out.is_empty()).then(|| out.join(", "))
+}
+
+fn min(have: Option<u64>, new: u64) -> Option<u64> {
+    Some(have.map_or(new, |h| h.min(new)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_takes_the_most_restrictive() {
+        let cc = |v: &[&str]| most_restrictive(v.iter().copied());
+        assert_eq!(cc(&[]), None);
+        assert_eq!(
+            cc(&["max-age=60", "public, max-age=30"]).as_deref(),
+            Some("max-age=30")
+        );
+        assert_eq!(
+            cc(&["public, max-age=60, s-maxage=120", "public, max-age=300"]).as_deref(),
+            Some("public, max-age=60, s-maxage=120")
+        );
+        assert_eq!(
+            cc(&["public, max-age=60, s-maxage=120", "private, max-age=5"]).as_deref(),
+            Some("private, max-age=5")
+        );
+        assert_eq!(cc(&["max-age=60", "no-store"]).as_deref(), Some("no-store"));
+        assert_eq!(
+            cc(&["max-age=60", "no-cache", "must-revalidate, max-age=\"10\""]).as_deref(),
+            Some("no-cache, max-age=10, must-revalidate")
+        );
+    }
+}
