@@ -36,6 +36,8 @@ cat <<'TRY'
   curl -i localhost:8080/v1/catalog/3                      # API version 1: Deprecation, Sunset, Link
   curl -i -H 'x-canary: on' localhost:8080/catalog/3       # version 2 (default), forced onto the canary
   curl -i localhost:8080/v9/catalog/3                      # 404 listing the supported versions
+  curl -i 'localhost:8080/profile/42?limit=5'              # aggregation: three services in one answer
+  curl -i localhost:8080/profile/42                        # without ?limit the orders part fails: its fallback and "errors"
   curl -i -X DELETE localhost:8080/users/42                # 405 with Allow, problem+json
   curl -i localhost:8080/nothing-here                      # 404 problem+json
   curl -i --path-as-is 'localhost:8080/users/..%2fadmin'   # 400: encoded '/' refused

@@ -5,6 +5,12 @@
 //! `loadgen ADDR PATH RATE SECONDS CONNECTIONS [REQUESTS_FILE]`: prints one line of
 //! `key=value` results. A requests file (the format `wrk.lua` reads) has one request per
 //! line, `PATH|Header: value|…`, used round robin instead of `GET PATH`.
+//!
+//! `loadgen --sequence ADDR SECONDS CONNECTIONS REQUESTS_FILE`: closed loop, where one
+//! *sequence* is every request of the file sent one after the other on one connection (a
+//! client that needs three resources and asks for them in turn); prints sequences per second
+//! and the latency of whole sequences. Scenario G compares one aggregated request with three
+//! sequential direct requests this way.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +26,10 @@ struct Outcome {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--sequence") {
+        sequence_mode(&args[1..]);
+        return;
+    }
     let (addr, path, rate, seconds, conns, file) = match args.as_slice() {
         [a, p, r, s, c, rest @ ..] => (
             a.clone(),
@@ -102,6 +112,114 @@ fn main() {
         pct(0.99),
         pct(0.999),
         l.last().copied().unwrap_or(0)
+    );
+}
+
+/// Closed loop of sequences (see the module documentation).
+fn sequence_mode(args: &[String]) {
+    let [addr, seconds, conns, file] = args else {
+        eprintln!("usage: loadgen --sequence ADDR SECONDS CONNECTIONS REQUESTS_FILE");
+        std::process::exit(2);
+    };
+    let seconds = seconds.parse::<f64>().unwrap_or(1.0);
+    let conns = conns.parse::<usize>().unwrap_or(1).max(1);
+    let requests: Vec<Vec<u8>> = std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let mut parts = line.split('|');
+            let path = parts.next().unwrap_or("/");
+            let headers: String = parts.map(|h| format!("{h}\r\n")).collect();
+            format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n").into_bytes()
+        })
+        .collect();
+    if requests.is_empty() {
+        eprintln!("loadgen: {file} holds no request");
+        std::process::exit(2);
+    }
+    let requests = Arc::new(requests);
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        std::process::exit(1);
+    };
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let outcome = rt.block_on(async move {
+        let tasks: Vec<_> = (0..conns)
+            .map(|_| {
+                let (addr, requests) = (addr.clone(), Arc::clone(&requests));
+                tokio::spawn(async move {
+                    let mut out = Outcome {
+                        latencies_us: Vec::new(),
+                        errors: 0,
+                        non_2xx: 0,
+                    };
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut stream: Option<TcpStream> = None;
+                    while Instant::now() < end {
+                        let begun = Instant::now();
+                        let mut ok = true;
+                        for req in requests.iter() {
+                            if stream.is_none() {
+                                stream = TcpStream::connect(&addr).await.ok();
+                                if let Some(s) = &stream {
+                                    let _ = s.set_nodelay(true);
+                                }
+                            }
+                            match stream.as_mut() {
+                                Some(s) => match exchange(s, req, &mut buf).await {
+                                    Some(code) if (200..300).contains(&code) => {}
+                                    Some(_) => out.non_2xx += 1,
+                                    None => {
+                                        ok = false;
+                                        stream = None;
+                                    }
+                                },
+                                None => ok = false,
+                            }
+                            if !ok {
+                                break;
+                            }
+                        }
+                        if ok {
+                            out.latencies_us.push(begun.elapsed().as_micros() as u64);
+                        } else {
+                            out.errors += 1;
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut all = Outcome {
+            latencies_us: Vec::new(),
+            errors: 0,
+            non_2xx: 0,
+        };
+        for t in tasks {
+            if let Ok(o) = t.await {
+                all.latencies_us.extend(o.latencies_us);
+                all.errors += o.errors;
+                all.non_2xx += o.non_2xx;
+            }
+        }
+        all
+    });
+    let mut l = outcome.latencies_us;
+    l.sort_unstable();
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "sequences={} per_s={:.0} errors={} non2xx={} p50_us={} p99_us={}",
+        l.len(),
+        l.len() as f64 / seconds,
+        outcome.errors,
+        outcome.non_2xx,
+        pct(0.50),
+        pct(0.99)
     );
 }
 

@@ -20,7 +20,7 @@ source scripts/deps.sh
 require_cargo
 ensure_packages "${BUILD_PACKAGES[@]}" haproxy nginx wrk
 
-SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D A1K T"}
+SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D A1K T G"}
 THREADS_LIST=${THREADS_LIST:-"1 2"}
 REPS=${REPS:-3}
 DURATION=${DURATION:-8}
@@ -47,6 +47,7 @@ RESULTS=$OUT/results.tsv
 OPEN_RESULTS=$OUT/open-loop.tsv
 : >"$RESULTS"
 : >"$OPEN_RESULTS"
+: >"$OUT/sequences.tsv"
 
 echo "==> building (release)"
 cargo build --release --bin portcullis --example minimal_proxy --example loadgen --example tokens
@@ -147,6 +148,7 @@ make_requests() {
     case $scenario in
         A) : >"$file" ;;
         A1K | T) echo "/doc" >"$file" ;;
+        G) echo "/g/42" >"$file" ;;
         B) "$BIN/examples/tokens" HS256 1 "$SECRET" "$OUT/tokens-B" ;;
         C-RS256-1) "$BIN/examples/tokens" RS256 1 "$FIXTURES/rsa_private.pem" "$OUT/tokens-$scenario" ;;
         C-RS256-10k) "$BIN/examples/tokens" RS256 10000 "$FIXTURES/rsa_private.pem" "$OUT/tokens-$scenario" ;;
@@ -205,6 +207,19 @@ routes:
         deny: [password, "orders[].card"]
         rename: { id: user_id, "address.city": city }
         set: { "meta.source": bench }
+CONF
+            ;;
+        G)
+            # Three parts, each answered by the fixed nginx upstream.
+            cat <<CONF
+routes:
+  - name: bench
+    match: { path_prefix: /g }
+    aggregate:
+      parts:
+        - { name: user, upstream: app, path: "/users/{path.2}" }
+        - { name: orders, upstream: app, path: "/orders?customer={path.2}" }
+        - { name: prefs, upstream: app, path: "/prefs/{path.2}" }
 CONF
             ;;
         B | C-*)
@@ -433,7 +448,7 @@ proxies_for() {
         A) echo "haproxy nginx portcullis minimal" ;;
         # The transform's cost: the same 1 KiB document proxied untouched, then transformed.
         A1K) echo "portcullis minimal" ;;
-        T) echo "portcullis" ;;
+        T | G) echo "portcullis" ;;
         *) echo "haproxy nginx portcullis" ;;
     esac
 }
@@ -444,6 +459,34 @@ label_for() {
         minimal/*) echo "minimal-pingora" ;;
         *) echo "$1" ;;
     esac
+}
+
+# Scenario G as a client sees it: one aggregated request against the same three resources
+# fetched by three sequential direct requests to the upstream, and against scenario A's one
+# proxied request, each as closed-loop sequences (loadgen --sequence) on core 1 in this run.
+SEQUENCES=$OUT/sequences.tsv
+sequence_run() {
+    local label=$1 addr=$2 file=$3 line
+    taskset -c 1 "$BIN/examples/loadgen" --sequence "$addr" "$WARMUP" "$CONNS" "$file" >/dev/null
+    line=$(taskset -c 1 "$BIN/examples/loadgen" --sequence "$addr" "$DURATION" "$CONNS" "$file")
+    echo "$line" | awk -v l="$label" '{
+        for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        printf "%s\t%d\t%d\t%d\t%d\t%d\n", l, v["per_s"], v["p50_us"], v["p99_us"], v["errors"], v["non2xx"]
+    }' >>"$SEQUENCES"
+    tail -1 "$SEQUENCES"
+}
+aggregation_comparison() {
+    : >"$SEQUENCES"
+    printf '/users/42\n/orders?customer=42\n/prefs/42\n' >"$OUT/requests-G-direct.txt"
+    echo "/" >"$OUT/requests-A-sequence.txt"
+    echo "==> scenario G as sequences: aggregated, three sequential direct requests, scenario A"
+    start_proxy portcullis G 1
+    sequence_run "G: one aggregated request (3 parts)" "127.0.0.1:$PORT" "$OUT/requests-G.txt"
+    stop_proxy
+    sequence_run "three sequential direct requests" "127.0.0.1:$U1" "$OUT/requests-G-direct.txt"
+    start_proxy portcullis A 1
+    sequence_run "A: one proxied request" "127.0.0.1:$PORT" "$OUT/requests-A-sequence.txt"
+    stop_proxy
 }
 
 # Instructions per request of the running Portcullis (CALLGRIND=1); appends to $INSTRUCTIONS.
@@ -504,9 +547,19 @@ for scenario in $SCENARIOS; do
     done
 done
 
+case " $SCENARIOS " in
+    *" G "*) aggregation_comparison ;;
+esac
+
 echo
 echo "Closed loop (wrk -t1 -c$CONNS, median of $REPS x ${DURATION}s; latency in ms):"
 awk -F'\t' -f "$ROOT/benches/load/table.awk" "$RESULTS"
+if [ -s "$SEQUENCES" ]; then
+    echo
+    echo "Scenario G as sequences (loadgen --sequence, $CONNS connections, ${DURATION}s, 1 thread; latency of a whole sequence in ms):"
+    awk -F'\t' 'BEGIN { print "| sequence | per s | p50 | p99 | errors | non-2xx |"; print "|---|---|---|---|---|---|" }
+        { printf "| %s | %d | %.2f | %.2f | %d | %d |\n", $1, $2, $3 / 1000, $4 / 1000, $5, $6 }' "$SEQUENCES"
+fi
 if [ "$OPEN_LOOP" = 1 ]; then
     echo
     echo "Open loop (loadgen, 64 connections, fixed rate = % of HAProxy's max; latency from the scheduled send time, ms):"

@@ -34,8 +34,9 @@ pub enum Answer {
     },
 }
 
-/// Decide the answer. `rules`: the route's response rules, applied to the merged document.
-pub fn compose(plan: &Aggregate, done: &[Done], rules: Option<&JsonRules>) -> Answer {
+/// Decide the answer. `rules`: the route's response rules, applied to the merged document;
+/// `authenticated`: the route has `auth` (its answer is per consumer, whatever parts say).
+pub fn compose(plan: &Aggregate, done: &[Done], rules: Option<&JsonRules>, authenticated: bool) -> Answer {
     let errors = plan.errors_body.then(|| errors_member(plan, done)).flatten();
     let failed = |i: usize| done.get(i).and_then(|d| d.result.as_ref().err());
     let succeeded = done.iter().filter(|d| d.result.is_ok()).count();
@@ -130,10 +131,12 @@ pub fn compose(plan: &Aggregate, done: &[Done], rules: Option<&JsonRules>) -> An
     let complete = done.iter().all(|d| d.result.is_ok());
     let mut headers = Vec::new();
     let cache_control = if complete {
-        most_restrictive(
-            done.iter()
-                .filter_map(|d| d.result.as_ref().ok()?.cache_control.as_deref()),
-        )
+        let values: Vec<Option<&str>> = done
+            .iter()
+            .filter_map(|d| d.result.as_ref().ok())
+            .map(|a| a.cache_control.as_deref())
+            .collect();
+        most_restrictive(&values, authenticated)
     } else {
         // A partial answer must not be stored and served as if it were whole.
         Some("no-store".to_string())
@@ -163,15 +166,17 @@ fn errors_member(plan: &Aggregate, done: &[Done]) -> Option<Value> {
     (!errors.is_empty()).then_some(Value::Object(errors))
 }
 
-/// The most restrictive of the parts' `Cache-Control` values (parts that sent none do not
-/// loosen it): `no-store` if any says so; else `private` if any, `public` only if all;
-/// `no-cache` and `must-revalidate` if any; the smallest `max-age` and `s-maxage`.
-pub fn most_restrictive<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
-    let mut seen = 0;
-    let (mut private, mut public, mut no_cache, mut revalidate) = (false, 0, false, false);
+/// The most restrictive of the parts' `Cache-Control` values, one per part (`None`: it sent
+/// none): `no-store` if any says so; else `private` if any, `public` only if every part says
+/// so; `no-cache` and `must-revalidate` if any; the smallest `max-age` and `s-maxage`, and only
+/// when every part gave one (a part without one gave no freshness). On an authenticated route
+/// the answer is per consumer: never `public` or `s-maxage`, always `private`.
+pub fn most_restrictive(values: &[Option<&str>], authenticated: bool) -> Option<String> {
+    let parts = values.len();
+    let (mut private, mut public, mut no_cache, mut revalidate) = (authenticated, 0, false, false);
     let (mut max_age, mut s_maxage): (Option<u64>, Option<u64>) = (None, None);
-    for value in values {
-        seen += 1;
+    let (mut with_max_age, mut with_s_maxage) = (0, 0);
+    for value in values.iter().flatten() {
         for directive in value.split(',') {
             let (name, arg) = match directive.split_once('=') {
                 Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
@@ -184,31 +189,42 @@ pub fn most_restrictive<'a>(values: impl Iterator<Item = &'a str>) -> Option<Str
                 "public" => public += 1,
                 "no-cache" => no_cache = true,
                 "must-revalidate" | "proxy-revalidate" => revalidate = true,
-                "max-age" => max_age = min(max_age, seconds.unwrap_or(0)),
-                "s-maxage" => s_maxage = min(s_maxage, seconds.unwrap_or(0)),
+                "max-age" => {
+                    with_max_age += 1;
+                    max_age = min(max_age, seconds.unwrap_or(0));
+                }
+                "s-maxage" => {
+                    with_s_maxage += 1;
+                    s_maxage = min(s_maxage, seconds.unwrap_or(0));
+                }
                 _ => {}
             }
         }
     }
+    let max_age = max_age.filter(|_| with_max_age == parts);
+    let s_maxage = s_maxage.filter(|_| with_s_maxage == parts && !private);
     let mut out: Vec<String> = Vec::new();
-    if private {
-        out.push("private".into());
-    } else if public == seen && seen > 0 {
-        out.push("public".into());
-    }
     if no_cache {
         out.push("no-cache".into());
     }
     if let Some(age) = max_age {
         out.push(format!("max-age={age}"));
     }
-    if let Some(age) = s_maxage.filter(|_| !private) {
+    if let Some(age) = s_maxage {
         out.push(format!("s-maxage={age}"));
     }
     if revalidate {
         out.push("must-revalidate".into());
     }
-    (!out.is_empty()).then(|| out.join(", "))
+    if out.is_empty() && !(private && values.iter().any(Option::is_some)) {
+        return None;
+    }
+    if private {
+        out.insert(0, "private".into());
+    } else if public == parts && parts > 0 {
+        out.insert(0, "public".into());
+    }
+    Some(out.join(", "))
 }
 
 fn min(have: Option<u64>, new: u64) -> Option<u64> {
@@ -221,15 +237,32 @@ mod tests {
 
     #[test]
     fn cache_control_takes_the_most_restrictive() {
-        let cc = |v: &[&str]| most_restrictive(v.iter().copied());
+        let cc = |v: &[&str]| {
+            let values: Vec<Option<&str>> = v.iter().map(|s| Some(*s)).collect();
+            most_restrictive(&values, false)
+        };
         assert_eq!(cc(&[]), None);
+        // A part that said nothing gave no freshness and did not say `public`.
+        assert_eq!(
+            most_restrictive(&[Some("public, max-age=300"), None], false),
+            None
+        );
+        assert_eq!(
+            most_restrictive(
+                &[Some("public, max-age=300, s-maxage=60"), Some("max-age=30")],
+                true
+            )
+            .as_deref(),
+            Some("private, max-age=30"),
+            "an authenticated answer is never public"
+        );
         assert_eq!(
             cc(&["max-age=60", "public, max-age=30"]).as_deref(),
             Some("max-age=30")
         );
         assert_eq!(
             cc(&["public, max-age=60, s-maxage=120", "public, max-age=300"]).as_deref(),
-            Some("public, max-age=60, s-maxage=120")
+            Some("public, max-age=60")
         );
         assert_eq!(
             cc(&["public, max-age=60, s-maxage=120", "private, max-age=5"]).as_deref(),
@@ -238,7 +271,7 @@ mod tests {
         assert_eq!(cc(&["max-age=60", "no-store"]).as_deref(), Some("no-store"));
         assert_eq!(
             cc(&["max-age=60", "no-cache", "must-revalidate, max-age=\"10\""]).as_deref(),
-            Some("no-cache, max-age=10, must-revalidate")
+            Some("no-cache, must-revalidate")
         );
     }
 }

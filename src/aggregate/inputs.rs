@@ -24,6 +24,9 @@ pub struct Inputs<'a> {
     /// The query as it would go upstream (credentials already removed).
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
+    /// Headers no template may read: identity headers (a client's copy is a forgery) and
+    /// credentials (a template must not carry them to a part that would not get them).
+    pub refused_headers: &'a [http::HeaderName],
 }
 
 impl<'a> Inputs<'a> {
@@ -52,6 +55,7 @@ impl<'a> Inputs<'a> {
                     }
                 })
             }
+            Var::Header(name) if self.refused_headers.iter().any(|h| h == name.as_str()) => None,
             Var::Header(name) => {
                 let mut values = self.headers.get_all(name.as_str()).iter();
                 match (values.next(), values.next()) {
@@ -97,6 +101,7 @@ mod tests {
             path: "/profile/a%2Fb/x",
             query: Some("limit=5&lim%69t=6&x=%2e%2e"),
             headers: &headers,
+            refused_headers: &[http::header::AUTHORIZATION],
         };
         let none = |_: &str| None;
         let get = |var: Var| inputs.lookup(&var, none).map(|c| c.into_owned());
@@ -109,6 +114,11 @@ mod tests {
             get(Var::Header("x-two".into())),
             None,
             "a repeated header is ambiguous"
+        );
+        assert_eq!(
+            get(Var::Header("authorization".into())),
+            None,
+            "credentials are never read"
         );
         assert_eq!(get(Var::Consumer), None);
         let doc = json!({"id": 7, "addr": {"city": "Oslo"}, "tags": ["a"], "ok": true});

@@ -133,6 +133,15 @@ impl Template {
     pub fn render<'a>(&self, lookup: impl Fn(&Var) -> Option<Cow<'a, str>>) -> Result<String, Unfilled> {
         let mut out = String::new();
         render_into(&mut out, &self.path, &lookup, true)?;
+        // `.` is unreserved, so pieces side by side (`{a}{b}`, `.{a}`) could still make a
+        // dot segment: the path as rendered is checked whole.
+        if out.split('/').any(|segment| segment == "." || segment == "..") {
+            let var = self
+                .vars()
+                .next()
+                .map_or_else(|| "path".to_string(), Var::to_string);
+            return Err(Unfilled::Unsafe(var));
+        }
         if let Some(query) = &self.query {
             out.push('?');
             render_into(&mut out, query, &lookup, false)?;
@@ -307,6 +316,14 @@ mod tests {
         assert_eq!(t.render(values), Err(Unfilled::Missing("{claim.other}".into())));
         let t = Template::parse("/x/{query.dots}/y", &[]).unwrap();
         assert_eq!(t.render(values), Err(Unfilled::Unsafe("{query.dots}".into())));
+        let t = Template::parse("/x/{query.one}{query.one}/y", &[]).unwrap();
+        let dot = |var: &Var| matches!(var, Var::Query(q) if q == "one").then_some(Cow::Borrowed("."));
+        assert!(
+            matches!(t.render(dot), Err(Unfilled::Unsafe(_))),
+            "`.` + `.` is `..`"
+        );
+        let t = Template::parse("/x/.{query.one}", &[]).unwrap();
+        assert!(matches!(t.render(dot), Err(Unfilled::Unsafe(_))));
         let t = Template::parse("/x/v{query.dots}", &[]).unwrap();
         assert_eq!(
             t.render(values).unwrap(),

@@ -14,7 +14,7 @@ use http::{HeaderName, Method};
 use super::aggregate_model::*;
 use super::decode::{check_name, index, join, Entries, Fields, Spanned};
 use super::diag::Problems;
-use super::transform_model::DEFAULT_MAX_BODY;
+use super::transform_model::{DEFAULT_MAX_BODY, MAX_MAX_BODY};
 use super::transform_schema::{decode_document_rules, decode_max_body, json_literal};
 use super::values::{header_name, FRAMING_HEADERS};
 use super::yaml::Node;
@@ -149,6 +149,19 @@ pub(super) fn decode_aggregate(
         parts?,
     );
     let parts_path = f.path_of("parts");
+    let held: usize = parts.iter().map(|part| part.max_body).sum();
+    if held > MAX_MAX_BODY {
+        p.add(
+            f.pos_of("parts"),
+            &parts_path,
+            format!(
+                "the parts' `max_body` add up to {} MiB; an aggregated answer holds every part at once, at most {} MiB",
+                held / (1024 * 1024),
+                MAX_MAX_BODY / (1024 * 1024)
+            ),
+        );
+        ok = false;
+    }
     ok &= check_names_and_order(&parts, &parts_path, p);
     ok &= check_body_part(&parts, &allow_methods, &f, p);
     ok &= check_placements(&parts, merge, on_conflict, errors_body, &parts_path, p);
@@ -209,6 +222,19 @@ fn decode_part(node: &Node, path: &str, has_auth: bool, p: &mut Problems) -> Opt
     let template = template_path.map(|t| match Template::parse(&t.value, &after_names) {
         Ok(parsed) => {
             ok &= identity_vars(parsed.vars(), has_auth, t.pos, &f.path_of("path"), p);
+            // Characters a request target cannot hold would fail every request.
+            let sample = parsed.render(|_| Some(std::borrow::Cow::Borrowed("x")));
+            if !sample.is_ok_and(|s| http::Uri::try_from(s).is_ok()) {
+                p.add(
+                    t.pos,
+                    &f.path_of("path"),
+                    format!(
+                        "`{}` is not a valid request target (percent-encode what it holds)",
+                        t.value
+                    ),
+                );
+                ok = false;
+            }
             parsed
         }
         Err(e) => {
@@ -291,6 +317,16 @@ fn identity_vars<'a>(
     p: &mut Problems,
 ) -> bool {
     for var in vars {
+        if let Var::Header(h) = var {
+            if ["authorization", "proxy-authorization", "cookie"].contains(&h.as_str()) {
+                p.add(
+                    pos,
+                    path,
+                    format!("{var}: a template cannot read credentials (identity headers and credential headers read as missing too)"),
+                );
+                return false;
+            }
+        }
         if !has_auth && matches!(var, Var::Consumer | Var::Claim(_)) {
             p.add(
                 pos,

@@ -50,24 +50,28 @@ pub async fn serve(
     if !plan.serves(&method) {
         return Ok(Served::Refused(
             Problem::new(405, "this route does not accept this method")
-                .with_header(ALLOW, plan.allow_header()),
+                .with_header(ALLOW, plan.allow_header())
+                .with_header(COMPLETE, "false".into()),
         ));
     }
     // Read even when no part takes it (GET with a body), so the connection stays usable.
     let body = match exchange::read_request_body(session, ctx, plan.max_request_body).await {
         Ok(body) => body,
-        Err(problem) => return Ok(Served::Refused(problem)),
+        Err(problem) => return Ok(Served::Refused(problem.with_header(COMPLETE, "false".into()))),
     };
-    let overall = ctx.start + plan.timeout;
+    // A timeout too large to add is no deadline at all (the part timeouts still apply).
+    let overall = ctx.start.checked_add(plan.timeout).unwrap_or_else(far_future);
     ctx.admission.deadline = Some(overall);
     let done = {
         let ctx = &*ctx;
         let client_head = session.req_header();
+        let refused_headers = refused_headers(ctx);
         let inputs = Inputs {
             identity: ctx.admission.identity.as_deref(),
             path: &ctx.admission.path,
             query: ctx.admission.upstream_uri.as_ref().and_then(|u| u.query()),
             headers: &client_head.headers,
+            refused_headers: &refused_headers,
         };
         let request = Request {
             ctx,
@@ -82,7 +86,8 @@ pub async fn serve(
     };
     ctx.reply.parts_summary = Some(report(ctx, route, plan, &done));
     let rules = route.transform.response.as_ref().map(|r| &r.rules);
-    match answer::compose(plan, &done, rules) {
+    let authenticated = !route.auth.authenticators.is_empty();
+    match answer::compose(plan, &done, rules, authenticated) {
         Answer::Merged {
             body,
             complete,
@@ -141,7 +146,10 @@ impl Request<'_> {
             let value = HeaderValue::try_from(value).map_err(|_| Failure::Missing(name.to_string()))?;
             headers.push((name.clone(), value));
         }
-        let (method, body) = match part.cfg.body {
+        // The body part gets the client's method and body only for a method the route allows
+        // beyond GET and HEAD; on those, it is a plain GET like every part.
+        let takes_body = part.cfg.body && self.plan.allow_methods.contains(&self.client_head.method);
+        let (method, body) = match takes_body {
             true => (self.client_head.method.clone(), self.body.clone()),
             false => (Method::GET, Bytes::new()),
         };
@@ -149,7 +157,7 @@ impl Request<'_> {
             method,
             uri,
             headers,
-            body: part.cfg.body.then_some(body.len()),
+            body: takes_body.then_some(body.len()),
         };
         let head = edges::part_head(self.ctx, self.route, self.client_head, &part.cfg, target)
             .map_err(|_| Failure::Error)?;
@@ -161,10 +169,11 @@ impl Request<'_> {
             .cloned()
             .ok_or(Failure::NoTarget)?;
         let key = peer::hash_key(&pool, self.client_head, self.ctx.client.ip);
-        let deadline = part
-            .cfg
-            .timeout
-            .map_or(self.overall, |t| (Instant::now() + t).min(self.overall));
+        let deadline = part.cfg.timeout.map_or(self.overall, |t| {
+            Instant::now()
+                .checked_add(t)
+                .map_or(self.overall, |d| d.min(self.overall))
+        });
         Ok(PartRequest {
             pool,
             key,
@@ -173,6 +182,29 @@ impl Request<'_> {
             deadline,
         })
     }
+}
+
+/// Headers a template may not read: identity headers and every credential header.
+fn refused_headers(ctx: &RequestCtx) -> Vec<HeaderName> {
+    let snapshot = &ctx.snapshot;
+    let mut names = vec![
+        http::header::AUTHORIZATION,
+        http::header::PROXY_AUTHORIZATION,
+        http::header::COOKIE,
+    ];
+    names.extend(snapshot.identity_headers.iter().cloned());
+    names.extend(
+        snapshot
+            .authenticators
+            .iter()
+            .flat_map(|a| a.credential_headers().cloned()),
+    );
+    names
+}
+
+/// A deadline that never comes (about thirty years away).
+fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(86_400 * 365 * 30)
 }
 
 fn unfilled(e: Unfilled) -> Failure {
@@ -187,8 +219,7 @@ fn forward_query(target: &mut String, query: Option<&str>, set_by_part: &[String
     let Some(query) = query.filter(|q| !q.is_empty()) else {
         return;
     };
-    let names: Vec<&str> = set_by_part.iter().map(String::as_str).collect();
-    let kept = crate::percent::strip_params(query, &names);
+    let kept = crate::transform::query::without_params(query, set_by_part);
     if kept.is_empty() {
         return;
     }

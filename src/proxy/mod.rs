@@ -90,7 +90,7 @@ impl Gateway {
             &target,
             version,
         )?);
-        ctx.admission.deadline = route.timeout.map(|t| ctx.start + t);
+        ctx.admission.deadline = route.timeout.and_then(|t| ctx.start.checked_add(t));
         Ok(())
     }
 

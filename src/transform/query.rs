@@ -14,10 +14,7 @@ pub fn apply(rules: &QueryRules, query: &str) -> String {
         .filter(|pair| !pair.is_empty())
         .map(str::to_string)
         .collect();
-    let names = |pair: &str, param: &str| {
-        let name = split_pair(pair).0;
-        names_param(name, param) || names_as_array(name, param) || hides_param(pair, param)
-    };
+    let names = pair_names;
     for param in &rules.remove {
         pairs.retain(|pair| !names(pair, param));
     }
@@ -39,6 +36,23 @@ pub fn apply(rules: &QueryRules, query: &str) -> String {
         pairs.push(format!("{}={}", encode(name), encode(value)));
     }
     pairs.join("&")
+}
+
+/// Whether a `name=value` pair is `param` to some framework: any spelling of the name,
+/// an array of it (`param[]`), or a `;`-separated piece naming it.
+fn pair_names(pair: &str, param: &str) -> bool {
+    let name = split_pair(pair).0;
+    names_param(name, param) || names_as_array(name, param) || hides_param(pair, param)
+}
+
+/// `query` without every pair any framework would read as one of `params` (see
+/// [`pair_names`]): what a client adds cannot plant a value beside one the gateway sets.
+pub fn without_params(query: &str, params: &[String]) -> String {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !params.iter().any(|p| pair_names(pair, p)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// `debug[]` and `debug[x]` are `debug` to PHP, Rails and Express (`qs`): an array of it.

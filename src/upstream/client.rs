@@ -182,7 +182,9 @@ impl UpstreamClient {
                             e.etype(),
                             ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
                         );
-                    if closed_idle && stale_retry && matches!(body, Body::Full(_)) {
+                    // Never for a method that may not be repeated: the write may have arrived.
+                    let repeatable = head.method.is_idempotent();
+                    if closed_idle && stale_retry && repeatable && matches!(body, Body::Full(_)) {
                         stale_retry = false;
                         *current = None;
                         tried.pop();
