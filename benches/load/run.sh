@@ -465,11 +465,18 @@ label_for() {
 # fetched by three sequential direct requests to the upstream, and against scenario A's one
 # proxied request, each as closed-loop sequences (loadgen --sequence) on core 1 in this run.
 SEQUENCES=$OUT/sequences.tsv
+# One connection shows latency (the slowest part plus overhead against the sum of three);
+# $CONNS connections show capacity.
 sequence_run() {
-    local label=$1 addr=$2 file=$3 line
-    taskset -c 1 "$BIN/examples/loadgen" --sequence "$addr" "$WARMUP" "$CONNS" "$file" >/dev/null
-    line=$(taskset -c 1 "$BIN/examples/loadgen" --sequence "$addr" "$DURATION" "$CONNS" "$file")
-    echo "$line" | awk -v l="$label" '{
+    local label=$1 addr=$2 file=$3 conns line
+    for conns in 1 "$CONNS"; do
+        taskset -c 1 "$BIN/examples/loadgen" --sequence "$addr" "$WARMUP" "$conns" "$file" >/dev/null
+        line=$(taskset -c 1 "$BIN/examples/loadgen" --sequence "$addr" "$DURATION" "$conns" "$file")
+        sequence_line "$label, $conns conn." "$line"
+    done
+}
+sequence_line() {
+    echo "$2" | awk -v l="$1" '{
         for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
         printf "%s\t%d\t%d\t%d\t%d\t%d\n", l, v["per_s"], v["p50_us"], v["p99_us"], v["errors"], v["non2xx"]
     }' >>"$SEQUENCES"
@@ -556,7 +563,7 @@ echo "Closed loop (wrk -t1 -c$CONNS, median of $REPS x ${DURATION}s; latency in 
 awk -F'\t' -f "$ROOT/benches/load/table.awk" "$RESULTS"
 if [ -s "$SEQUENCES" ]; then
     echo
-    echo "Scenario G as sequences (loadgen --sequence, $CONNS connections, ${DURATION}s, 1 thread; latency of a whole sequence in ms):"
+    echo "Scenario G as sequences (loadgen --sequence, 1 and $CONNS connections, ${DURATION}s, 1 thread; latency of a whole sequence in ms):"
     awk -F'\t' 'BEGIN { print "| sequence | per s | p50 | p99 | errors | non-2xx |"; print "|---|---|---|---|---|---|" }
         { printf "| %s | %d | %.2f | %.2f | %d | %d |\n", $1, $2, $3 / 1000, $4 / 1000, $5, $6 }' "$SEQUENCES"
 fi
