@@ -235,9 +235,16 @@ fn failed_optional_parts_are_named_and_placed_by_on_error() {
 fn a_required_part_failing_or_timing_out_fails_the_answer() {
     let up = Upstream::start("svc");
     let gw = Gateway::start(&format!(
-        "{}routes:\n  - name: fails\n    match: {{ path: /fails }}\n    aggregate:\n      parts:\n        - {{ name: user, upstream: svc, path: /u, required: true, request_headers: {{ set: {{ x-status: \"500\" }} }} }}\n        - {{ name: extra, upstream: svc, path: /e }}\n  - name: slow\n    match: {{ path: /slow }}\n    aggregate:\n      parts:\n        - {{ name: user, upstream: svc, path: /u, required: true, timeout: 200ms, request_headers: {{ set: {{ x-delay-ms: \"3000\" }} }} }}\n        - {{ name: extra, upstream: svc, path: /e }}\n  - name: overall\n    match: {{ path: /overall }}\n    aggregate:\n      timeout: 300ms\n      parts:\n        - {{ name: user, upstream: svc, path: /u }}\n        - {{ name: extra, upstream: svc, path: /e, timeout: 5s, request_headers: {{ set: {{ x-delay-ms: \"3000\" }} }} }}\n",
+        "{}routes:\n  - name: fails\n    match: {{ path: /fails }}\n    aggregate:\n      parts:\n        - {{ name: user, upstream: svc, path: /u, required: true, request_headers: {{ set: {{ x-status: \"500\" }} }} }}\n        - {{ name: extra, upstream: svc, path: /e }}\n  - name: slow\n    match: {{ path: /slow }}\n    aggregate:\n      parts:\n        - {{ name: user, upstream: svc, path: /u, required: true, timeout: 200ms, request_headers: {{ set: {{ x-delay-ms: \"3000\" }} }} }}\n        - {{ name: extra, upstream: svc, path: /e }}\n  - name: overall\n    match: {{ path: /overall }}\n    aggregate:\n      timeout: 300ms\n      parts:\n        - {{ name: user, upstream: svc, path: /u }}\n        - {{ name: extra, upstream: svc, path: /e, timeout: 5s, request_headers: {{ set: {{ x-delay-ms: \"3000\" }} }} }}\n  - name: waits\n    match: {{ path: /waits }}\n    aggregate:\n      parts:\n        - {{ name: user, upstream: svc, path: /u, timeout: 200ms, request_headers: {{ set: {{ x-delay-ms: \"3000\" }} }} }}\n        - {{ name: orders, upstream: svc, path: /o, required: true, after: [user] }}\n",
         upstreams(&[("svc", &up)])
     ));
+    // A required part not sent because the part it waits for timed out: a deadline, 504.
+    let r = gw.get("/waits");
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(
+        body_json(&r)["errors"],
+        json!({"user": {"reason": "timeout"}, "orders": {"reason": "dependency_failed", "after": "user"}})
+    );
     let r = gw.get("/fails");
     assert_eq!(r.status, 502, "{}", r.text());
     assert_eq!(r.header("x-aggregate-complete"), Some("false"));
@@ -340,10 +347,11 @@ fn template_values_never_change_a_parts_path_or_headers() {
         assert!(!seen.target.contains('#'));
         assert_eq!(seen.header("x-tenant"), Some(tenant));
     }
-    // A value with a line break (here a signed claim: the client's own request target
-    // cannot even carry one) fails the part: never sent, never a split header.
+    // A value that would split a header (here a signed claim: the client's own request
+    // target cannot even carry one), or stand as a whole segment `..`, `.` or empty, fails the
+    // part: it is never sent.
     up.reset();
-    for tenant in ["a\r\nX-Injected: 1", "a\nb", "a\u{0}b"] {
+    for tenant in ["a\r\nX-Injected: 1", "a\nb", "a\u{0}b", "..", ".", ""] {
         let r = request(
             gw.addr(),
             "GET",
@@ -358,22 +366,6 @@ fn template_values_never_change_a_parts_path_or_headers() {
         assert_eq!(r.status, 502, "{tenant:?}: {}", r.text());
         assert_eq!(body_json(&r)["errors"]["p"]["reason"], "missing_value");
     }
-    assert_eq!(up.count(), 0);
-    // A whole segment `..`, `.` or an empty one is refused, not sent.
-    for tenant in ["..", ".", ""] {
-        let r = request(
-            gw.addr(),
-            "GET",
-            "api",
-            "/t/x?q=1",
-            &[
-                ("Authorization", &format!("Bearer {}", alice(tenant))),
-                ("X-Id", "1"),
-            ],
-            b"",
-        );
-        assert_eq!(r.status, 502, "{tenant:?}: {}", r.text());
-    }
     assert_eq!(up.count(), 0, "{:?}", up.requests());
 }
 
@@ -381,7 +373,7 @@ fn template_values_never_change_a_parts_path_or_headers() {
 fn identity_headers_reach_parts_only_from_authentication() {
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
     let gw = start_with_jwt(&format!(
-        "{}{JWT_AUTH}routes:\n  - name: me\n    match: {{ path: /me }}\n    auth: [employees]\n    aggregate:\n      parts:\n        - {{ name: a, upstream: a, path: \"/users/{{consumer}}\", forward_headers: [x-consumer-id, authorization, accept-language], request_headers: {{ set: {{ x-tenant: \"{{claim.tenant}}\" }} }} }}\n        - {{ name: b, upstream: b, path: /b, request_headers: {{ set: {{ x-consumer-id: \"{{header.x-evil}}\" }} }} }}\n",
+        "{}{JWT_AUTH}routes:\n  - name: me\n    match: {{ path: /me }}\n    auth: [employees]\n    aggregate:\n      parts:\n        - {{ name: a, upstream: a, path: \"/users/{{consumer}}\", forward_headers: [x-consumer-id, authorization, accept-language], request_headers: {{ set: {{ x-tenant: \"{{claim.tenant}}\" }} }} }}\n        - {{ name: b, upstream: b, path: /b, forward_headers: [x-evil] }}\n",
         upstreams(&[("a", &a), ("b", &b)])
     ));
     let r = request(
@@ -628,6 +620,17 @@ fn check_reports_every_aggregation_mistake_at_once() {
     ] {
         assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
     }
+    // A part's rule cannot set what authentication sets.
+    let out = check(&format!(
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nauth:\n  j:\n    type: jwt\n    issuers: [x]\n    algorithms: [RS256]\n    public_key_file: {}/tests/fixtures/jwt/rsa_public.pem\n    forward_claims: {{ sub: X-Consumer-Id }}\nroutes:\n  - name: r\n    match: {{ path: /r }}\n    auth: [j]\n    aggregate:\n      parts:\n        - {{ name: x, upstream: a, path: /x, request_headers: {{ set: {{ x-consumer-id: \"{{header.x-evil}}\" }} }} }}\n",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("routes[0].aggregate.parts[0].request_headers.set.x-consumer-id: `x-consumer-id` is set by authentication (auth.j forwards it)"),
+        "{}",
+        out.stderr
+    );
     // What can be checked once the block itself is sound.
     let out = check(
         "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nroutes:\n  - name: r\n    match: { path: /r, methods: [GET, DELETE] }\n    aggregate:\n      parts:\n        - { name: x, upstream: a, path: /x }\n        - { name: y, upstream: b, path: \"/y/{x.id}\", after: [x] }\n",
@@ -651,4 +654,54 @@ fn a_forwarded_query_cannot_repeat_a_parameter_the_part_sets() {
     let r = gw.get("/f/alice?customer=bob&limit=5&cust%6Fmer=eve&CUSTOMER=x&customer[]=y&customer%5B0%5D=z&a=1;customer=w");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(up.requests()[0].target, "/orders?customer=alice&limit=5");
+}
+
+#[test]
+fn a_part_retries_a_refused_connection_on_another_target() {
+    let up = Upstream::start("svc");
+    let closed = free_port();
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  svc:\n    targets: [\"127.0.0.1:{closed}\", \"{}\"]\n    retries: 1\nroutes:\n  - name: p\n    match: {{ path: /p }}\n    aggregate:\n      parts:\n        - {{ name: a, upstream: svc, path: /a, required: true }}\n",
+        up.addr()
+    ));
+    // Round robin starts on either target: every request must succeed, some after a retry.
+    for _ in 0..6 {
+        let r = gw.get("/p");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-aggregate-complete"), Some("true"));
+    }
+    assert_eq!(up.count(), 6);
+    assert!(
+        gw.metric(
+            "portcullis_upstream_requests_total",
+            &[("upstream", "svc"), ("status", "error")]
+        ) >= 1.0,
+        "the refused attempts are recorded like any other"
+    );
+}
+
+#[test]
+fn templates_read_identity_and_credential_headers_as_missing() {
+    let up = Upstream::start("svc");
+    let gw = start_with_jwt(&format!(
+        "{}{JWT_AUTH}routes:\n  - name: t\n    match: {{ path: /t }}\n    auth: [employees]\n    aggregate:\n      parts:\n        - {{ name: who, upstream: svc, path: \"/who/{{header.x-consumer-id}}\" }}\n        - {{ name: ok, upstream: svc, path: /ok }}\n",
+        upstreams(&[("svc", &up)])
+    ));
+    let r = request(
+        gw.addr(),
+        "GET",
+        "api",
+        "/t",
+        &[
+            ("Authorization", &format!("Bearer {}", alice("acme"))),
+            ("X-Consumer-Id", "mallory"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        body_json(&r)["errors"]["who"],
+        json!({"reason": "missing_value", "variable": "{header.x-consumer-id}"})
+    );
+    assert!(up.requests().iter().all(|s| !s.target.contains("mallory")));
 }

@@ -51,12 +51,7 @@ fn main() {
         .filter(|l| !l.is_empty())
         .map(String::from)
         .collect();
-    let request = |line: &str| {
-        let mut parts = line.split('|');
-        let path = parts.next().unwrap_or("/");
-        let headers: String = parts.map(|h| format!("{h}\r\n")).collect();
-        format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n").into_bytes()
-    };
+    let request = request_bytes;
     let requests: Vec<Vec<u8>> = if lines.is_empty() {
         vec![request(&path)]
     } else {
@@ -115,6 +110,14 @@ fn main() {
     );
 }
 
+/// One line of a requests file, `PATH|Header: value|…`, as the request sent.
+fn request_bytes(line: &str) -> Vec<u8> {
+    let mut parts = line.split('|');
+    let path = parts.next().unwrap_or("/");
+    let headers: String = parts.map(|h| format!("{h}\r\n")).collect();
+    format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n").into_bytes()
+}
+
 /// Closed loop of sequences (see the module documentation).
 fn sequence_mode(args: &[String]) {
     let [addr, seconds, conns, file] = args else {
@@ -127,12 +130,7 @@ fn sequence_mode(args: &[String]) {
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.is_empty())
-        .map(|line| {
-            let mut parts = line.split('|');
-            let path = parts.next().unwrap_or("/");
-            let headers: String = parts.map(|h| format!("{h}\r\n")).collect();
-            format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n").into_bytes()
-        })
+        .map(request_bytes)
         .collect();
     if requests.is_empty() {
         eprintln!("loadgen: {file} holds no request");

@@ -36,49 +36,21 @@ pub enum Answer {
 
 /// Decide the answer. `rules`: the route's response rules, applied to the merged document;
 /// `authenticated`: the route has `auth` (its answer is per consumer, whatever parts say).
-pub fn compose(plan: &Aggregate, done: &[Done], rules: Option<&JsonRules>, authenticated: bool) -> Answer {
-    let errors = plan.errors_body.then(|| errors_member(plan, done)).flatten();
-    let failed = |i: usize| done.get(i).and_then(|d| d.result.as_ref().err());
-    let succeeded = done.iter().filter(|d| d.result.is_ok()).count();
-    // The failure that decides the status: the first required part that failed, else (when
-    // nothing succeeded) the first part.
-    let decisive = plan
-        .parts
-        .iter()
-        .enumerate()
-        .find(|(i, p)| p.cfg.required && failed(*i).is_some())
-        .or_else(|| {
-            (succeeded == 0)
-                .then(|| plan.parts.iter().enumerate().next())
-                .flatten()
-        });
-    if let Some((i, part)) = decisive {
-        let timeout = failed(i) == Some(&Failure::Timeout);
-        let (status, detail) = match (timeout, part.cfg.required) {
-            (true, true) => (504, "a required part of this answer did not arrive in time"),
-            (false, true) => (502, "a required part of this answer failed"),
-            (true, false) => (504, "no part of this answer arrived in time"),
-            (false, false) => (502, "no part of this answer succeeded"),
-        };
-        let why = format!(
-            "part `{}` {}",
-            part.name(),
-            failed(i).map_or("failed", Failure::label)
-        );
-        return Answer::Failed {
-            status,
-            detail,
-            errors,
-            why,
-        };
+/// The parts' documents are moved into the answer, never copied.
+pub fn compose(plan: &Aggregate, done: Vec<Done>, rules: Option<&JsonRules>, authenticated: bool) -> Answer {
+    let errors = plan.errors_body.then(|| errors_member(plan, &done)).flatten();
+    if let Some(failed) = decisive_failure(plan, &done) {
+        return failed.with_errors(errors);
     }
+    let complete = done.iter().all(|d| d.result.is_ok());
+    let headers = answer_headers(&done, complete, authenticated);
     let docs = plan
         .parts
         .iter()
         .zip(done)
         .filter_map(|(part, d)| {
-            let doc = match (&d.result, &part.cfg.on_error) {
-                (Ok(answer), _) => answer.doc.clone(),
+            let doc = match (d.result, &part.cfg.on_error) {
+                (Ok(answer), _) => answer.doc,
                 (Err(_), PartOnError::Omit) => return None,
                 (Err(_), PartOnError::Null) => Value::Null,
                 (Err(_), PartOnError::Static(v)) => v.clone(),
@@ -113,10 +85,13 @@ pub fn compose(plan: &Aggregate, done: &[Done], rules: Option<&JsonRules>, authe
             };
         }
     };
-    let mut merged = match rules.map(|r| r.apply(merged.clone())) {
-        None => merged,
-        Some(Ok(out)) => out,
-        Some(Err(_)) => {
+    let applied = match rules {
+        Some(rules) => rules.apply(merged),
+        None => Ok(merged),
+    };
+    let mut merged = match applied {
+        Ok(out) => out,
+        Err(_) => {
             return Answer::Failed {
                 status: 502,
                 detail: "the upstream response could not be transformed",
@@ -125,10 +100,68 @@ pub fn compose(plan: &Aggregate, done: &[Done], rules: Option<&JsonRules>, authe
             }
         }
     };
+    // The gateway's `errors` member replaces a key of that name a part merged into the root.
     if let (Some(errors), Value::Object(root)) = (errors, &mut merged) {
         root.insert("errors".into(), errors);
     }
-    let complete = done.iter().all(|d| d.result.is_ok());
+    Answer::Merged {
+        body: serde_json::to_vec(&merged).unwrap_or_else(|_| b"{}".to_vec()),
+        complete,
+        headers,
+    }
+}
+
+/// 502 or 504 when a required part failed, or when no part succeeded: decided by the first
+/// required part that failed, else (nothing succeeded) the first part. A part that was not
+/// sent because the part it waited for timed out counts as timed out.
+fn decisive_failure(plan: &Aggregate, done: &[Done]) -> Option<Answer> {
+    let failed = |i: usize| done.get(i).and_then(|d| d.result.as_ref().err());
+    let succeeded = done.iter().any(|d| d.result.is_ok());
+    let (i, part) = plan
+        .parts
+        .iter()
+        .enumerate()
+        .find(|(i, p)| p.cfg.required && failed(*i).is_some())
+        .or_else(|| {
+            (!succeeded)
+                .then(|| plan.parts.iter().enumerate().next())
+                .flatten()
+        })?;
+    let failure = failed(i)?;
+    let timeout = root_cause(plan, done, failure) == &Failure::Timeout;
+    let (status, detail) = match (timeout, part.cfg.required) {
+        (true, true) => (504, "a required part of this answer did not arrive in time"),
+        (false, true) => (502, "a required part of this answer failed"),
+        (true, false) => (504, "no part of this answer arrived in time"),
+        (false, false) => (502, "no part of this answer succeeded"),
+    };
+    Some(Answer::Failed {
+        status,
+        detail,
+        errors: None,
+        why: format!("part `{}` {}", part.name(), failure.label()),
+    })
+}
+
+/// Follow `dependency_failed` back to the failure that started it (`after` has no cycles,
+/// and the walk is bounded by the number of parts anyway).
+fn root_cause<'a>(plan: &Aggregate, done: &'a [Done], mut failure: &'a Failure) -> &'a Failure {
+    for _ in 0..plan.parts.len() {
+        let Failure::Dependency(name) = failure else {
+            break;
+        };
+        let earlier = plan.parts.iter().position(|p| p.name() == name);
+        match earlier.and_then(|j| done.get(j)?.result.as_ref().err()) {
+            Some(cause) => failure = cause,
+            None => break,
+        }
+    }
+    failure
+}
+
+/// `Cache-Control` (the parts' most restrictive when complete, else `no-store`) and the
+/// headers the parts expose, in declaration order.
+fn answer_headers(done: &[Done], complete: bool, authenticated: bool) -> Vec<(HeaderName, HeaderValue)> {
     let mut headers = Vec::new();
     let cache_control = if complete {
         let values: Vec<Option<&str>> = done
@@ -147,10 +180,22 @@ pub fn compose(plan: &Aggregate, done: &[Done], rules: Option<&JsonRules>, authe
     for answer in done.iter().filter_map(|d| d.result.as_ref().ok()) {
         headers.extend(answer.exposed.iter().cloned());
     }
-    Answer::Merged {
-        body: serde_json::to_vec(&merged).unwrap_or_else(|_| b"{}".to_vec()),
-        complete,
-        headers,
+    headers
+}
+
+impl Answer {
+    fn with_errors(self, member: Option<Value>) -> Answer {
+        match self {
+            Answer::Failed {
+                status, detail, why, ..
+            } => Answer::Failed {
+                status,
+                detail,
+                errors: member,
+                why,
+            },
+            merged => merged,
+        }
     }
 }
 

@@ -7,7 +7,6 @@
 //! references (`validate`).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use http::{HeaderName, Method};
 
@@ -16,7 +15,7 @@ use super::decode::{check_name, index, join, Entries, Fields, Spanned};
 use super::diag::Problems;
 use super::transform_model::{DEFAULT_MAX_BODY, MAX_MAX_BODY};
 use super::transform_schema::{decode_document_rules, decode_max_body, json_literal};
-use super::values::{header_name, FRAMING_HEADERS};
+use super::values::{header_name, positive_duration, FRAMING_HEADERS};
 use super::yaml::Node;
 use crate::aggregate::merge::{Arrays, Mode, OnConflict, Placement};
 use crate::aggregate::template::{Template, ValueTemplate, Var};
@@ -53,6 +52,7 @@ const PART_FIELDS: &[&str] = &[
 /// them (its length or type is not the answer's).
 const OWN_RESPONSE_HEADERS: &[&str] = &[
     "content-type",
+    "content-range",
     "content-encoding",
     "x-aggregate-complete",
     "x-request-id",
@@ -67,16 +67,9 @@ pub(super) fn decode_aggregate(
     p: &mut Problems,
 ) -> Option<AggregateConfig> {
     let f = Fields::new(node, path, AGGREGATE_FIELDS, p)?;
-    let timeout: Option<Duration> = f.opt("timeout", p);
-    let mut ok = true;
-    if timeout.is_some_and(|t| t.is_zero()) {
-        p.add(
-            f.pos_of("timeout"),
-            &f.path_of("timeout"),
-            "must be greater than 0",
-        );
-        ok = false;
-    }
+    let timeout = positive_duration(&f, "timeout", p);
+    let mut ok = timeout.is_some();
+    let timeout = timeout.flatten();
     let merge = f.choice(
         "merge",
         &[("shallow", Mode::Shallow), ("deep", Mode::Deep)],
@@ -243,15 +236,9 @@ fn decode_part(node: &Node, path: &str, has_auth: bool, p: &mut Problems) -> Opt
             Template::default()
         }
     });
-    let timeout: Option<Duration> = f.opt("timeout", p);
-    if timeout.is_some_and(|t| t.is_zero()) {
-        p.add(
-            f.pos_of("timeout"),
-            &f.path_of("timeout"),
-            "must be greater than 0",
-        );
-        ok = false;
-    }
+    let timeout = positive_duration(&f, "timeout", p);
+    ok &= timeout.is_some();
+    let timeout = timeout.flatten();
     let required: bool = f.or("required", false, p);
     let on_error = decode_on_error(&f, p);
     if required && f.has("on_error") {

@@ -2,8 +2,6 @@
 //! fields whose decoding lives elsewhere (`auth`/`require` in `auth_schema.rs`, `versions` in
 //! `versions_schema.rs`).
 
-use std::time::Duration;
-
 use http::{HeaderName, HeaderValue};
 
 use super::aggregate_schema::decode_aggregate;
@@ -13,7 +11,9 @@ use super::diag::Problems;
 use super::model::*;
 use super::transform_model::TransformConfig;
 use super::transform_schema::decode_transform;
-use super::values::{header_name, header_pairs, header_value, host_pattern, one_of_message, FRAMING_HEADERS};
+use super::values::{
+    header_name, header_pairs, header_value, host_pattern, one_of_message, positive_duration, FRAMING_HEADERS,
+};
 use super::versions_schema::decode_versions;
 use super::yaml::Node;
 use crate::routing::normalize::normalize_target;
@@ -104,10 +104,7 @@ pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<
         let aggregate = aggregate.as_ref().and_then(|a| a.as_ref());
         check_aggregate_route(&f, aggregate, matcher.as_ref(), transform.as_ref(), p);
     }
-    let timeout: Option<Duration> = f.opt("timeout", p);
-    if timeout.is_some_and(|t| t.is_zero()) {
-        p.add(f.pos(), &f.path_of("timeout"), "must be greater than 0");
-    }
+    let timeout = positive_duration(&f, "timeout", p).flatten();
     Some(RouteConfig {
         name: name?,
         matcher: matcher?,

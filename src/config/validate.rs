@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::auth_model::{AuthConfig, AuthKind};
 use super::decode::Spanned;
 use super::diag::{did_you_mean, Problems};
 use super::limits_model::{KeyPart, MissingKey, RateLimitConfig};
@@ -22,6 +23,38 @@ pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
     check_route_limits(&parts.routes, &parts.limit_names, p);
     check_identity_keys(&parts.routes, &parts.rate_limits, p);
     check_path_version_collisions(&parts.routes, p);
+    check_part_identity_headers(&parts.routes, &parts.auth, p);
+}
+
+/// A part's header rule naming a header authentication sets (`forward`, `forward_claims`)
+/// would be silently replaced by the verified identity: say so instead.
+fn check_part_identity_headers(routes: &[Option<RouteConfig>], auth: &[AuthConfig], p: &mut Problems) {
+    let identity: Vec<(&http::HeaderName, &str)> = auth
+        .iter()
+        .flat_map(|a| {
+            let forwarded = match &a.kind {
+                AuthKind::Jwt(j) => &j.forward_claims,
+                AuthKind::ApiKey(k) => &k.forward,
+            };
+            forwarded.iter().map(move |(_, h)| (h, a.name.value.as_str()))
+        })
+        .collect();
+    for (i, r) in routes.iter().enumerate() {
+        let Some(aggregate) = r.as_ref().and_then(|r| r.aggregate.as_ref()) else {
+            continue;
+        };
+        for (k, part) in aggregate.parts.iter().enumerate() {
+            for (name, _) in &part.set_headers {
+                if let Some((_, by)) = identity.iter().find(|(h, _)| *h == name) {
+                    p.add(
+                        part.name.pos,
+                        &format!("routes[{i}].aggregate.parts[{k}].request_headers.set.{name}"),
+                        format!("`{name}` is set by authentication (auth.{by} forwards it); a header rule cannot set it"),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// A route whose path starts with `/v<version>` competes with the path versions of a route

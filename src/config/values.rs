@@ -96,3 +96,18 @@ pub(super) fn host_pattern(h: &Spanned<String>, path: &str, p: &mut Problems) ->
     }
     Some(host)
 }
+
+/// An optional duration that must be greater than zero when given; `None` when it is given
+/// and zero (reported).
+pub(super) fn positive_duration(
+    f: &Fields<'_>,
+    key: &str,
+    p: &mut Problems,
+) -> Option<Option<std::time::Duration>> {
+    let value: Option<std::time::Duration> = f.opt(key, p);
+    if value.is_some_and(|t| t.is_zero()) {
+        p.add(f.pos_of(key), &f.path_of(key), "must be greater than 0");
+        return None;
+    }
+    Some(value)
+}

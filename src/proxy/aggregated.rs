@@ -49,7 +49,7 @@ pub async fn serve(
     let method = session.req_header().method.clone();
     if !plan.serves(&method) {
         return Ok(Served::Refused(
-            Problem::new(405, "this route does not accept this method")
+            Problem::new(405, "the route does not accept this method")
                 .with_header(ALLOW, plan.allow_header())
                 .with_header(COMPLETE, "false".into()),
         ));
@@ -87,7 +87,7 @@ pub async fn serve(
     ctx.reply.parts_summary = Some(report(ctx, route, plan, &done));
     let rules = route.transform.response.as_ref().map(|r| &r.rules);
     let authenticated = !route.auth.authenticators.is_empty();
-    match answer::compose(plan, &done, rules, authenticated) {
+    match answer::compose(plan, done, rules, authenticated) {
         Answer::Merged {
             body,
             complete,
