@@ -91,6 +91,10 @@ fn three_slow_parts_run_in_parallel_and_merge_in_declaration_order() {
             ("Accept-Language", "nb"),
             ("X-Client-Secret", "s3cret"),
             ("Cookie", "sid=1"),
+            // An untrusted client's forwarding headers are replaced, never extended.
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("X-Real-IP", "6.6.6.6"),
+            ("Forwarded", "for=6.6.6.6"),
         ],
         b"",
     );
@@ -131,11 +135,22 @@ fn three_slow_parts_run_in_parallel_and_merge_in_declaration_order() {
         "/orders?customer=42",
         "the client's query is not forwarded"
     );
-    // HEAD: the same head, no body.
+    for up in [&users, &orders, &prefs] {
+        let seen = &up.requests()[0];
+        assert_eq!(seen.header("x-real-ip"), Some("127.0.0.1"));
+        assert_eq!(seen.header("forwarded"), None);
+    }
+    // The answer varies with the headers parts read.
+    assert_eq!(r.header("vary"), Some("accept-language"));
+    // HEAD: the same head as a GET (the parts get GET), no body.
+    let get = request(gw.addr(), "GET", "api", "/profile/42", &[], b"");
     let head = request(gw.addr(), "HEAD", "api", "/profile/42", &[], b"");
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
-    assert!(head.header("content-length").is_some_and(|l| l != "0"));
+    assert_eq!(
+        head.header("content-length"),
+        Some(get.body.len().to_string().as_str())
+    );
 }
 
 #[test]
@@ -235,7 +250,7 @@ fn failed_optional_parts_are_named_and_placed_by_on_error() {
 fn a_required_part_failing_or_timing_out_fails_the_answer() {
     let up = Upstream::start("svc");
     let gw = Gateway::start(&format!(
-        "{}routes:\n  - name: fails\n    match: {{ path: /fails }}\n    aggregate:\n      parts:\n        - {{ name: user, upstream: svc, path: /u, required: true, request_headers: {{ set: {{ x-status: \"500\" }} }} }}\n        - {{ name: extra, upstream: svc, path: /e }}\n  - name: slow\n    match: {{ path: /slow }}\n    aggregate:\n      parts:\n        - {{ name: user, upstream: svc, path: /u, required: true, timeout: 200ms, request_headers: {{ set: {{ x-delay-ms: \"3000\" }} }} }}\n        - {{ name: extra, upstream: svc, path: /e }}\n  - name: overall\n    match: {{ path: /overall }}\n    aggregate:\n      timeout: 300ms\n      parts:\n        - {{ name: user, upstream: svc, path: /u }}\n        - {{ name: extra, upstream: svc, path: /e, timeout: 5s, request_headers: {{ set: {{ x-delay-ms: \"3000\" }} }} }}\n  - name: waits\n    match: {{ path: /waits }}\n    aggregate:\n      parts:\n        - {{ name: user, upstream: svc, path: /u, timeout: 200ms, request_headers: {{ set: {{ x-delay-ms: \"3000\" }} }} }}\n        - {{ name: orders, upstream: svc, path: /o, required: true, after: [user] }}\n",
+        "{}routes:\n  - name: fails\n    match: {{ path: /fails }}\n    aggregate:\n      parts:\n        - {{ name: user, upstream: svc, path: /u, required: true, request_headers: {{ set: {{ x-status: \"500\" }} }} }}\n        - {{ name: extra, upstream: svc, path: /e, request_headers: {{ set: {{ x-delay-ms: \"3000\" }} }} }}\n  - name: slow\n    match: {{ path: /slow }}\n    aggregate:\n      parts:\n        - {{ name: user, upstream: svc, path: /u, required: true, timeout: 200ms, request_headers: {{ set: {{ x-delay-ms: \"3000\" }} }} }}\n        - {{ name: extra, upstream: svc, path: /e }}\n  - name: overall\n    match: {{ path: /overall }}\n    aggregate:\n      timeout: 300ms\n      parts:\n        - {{ name: user, upstream: svc, path: /u }}\n        - {{ name: extra, upstream: svc, path: /e, timeout: 5s, request_headers: {{ set: {{ x-delay-ms: \"3000\" }} }} }}\n  - name: waits\n    match: {{ path: /waits }}\n    aggregate:\n      parts:\n        - {{ name: user, upstream: svc, path: /u, timeout: 200ms, request_headers: {{ set: {{ x-delay-ms: \"3000\" }} }} }}\n        - {{ name: orders, upstream: svc, path: /o, required: true, after: [user] }}\n",
         upstreams(&[("svc", &up)])
     ));
     // A required part not sent because the part it waits for timed out: a deadline, 504.
@@ -245,10 +260,20 @@ fn a_required_part_failing_or_timing_out_fails_the_answer() {
         body_json(&r)["errors"],
         json!({"user": {"reason": "timeout"}, "orders": {"reason": "dependency_failed", "after": "user"}})
     );
+    // The required part fails at once: the slow optional one is stopped, not waited for.
+    let begun = Instant::now();
     let r = gw.get("/fails");
     assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        begun.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        begun.elapsed()
+    );
     assert_eq!(r.header("x-aggregate-complete"), Some("false"));
-    assert_eq!(body_json(&r)["errors"], json!({"user": {"status": 500}}));
+    assert_eq!(
+        body_json(&r)["errors"],
+        json!({"user": {"status": 500}, "extra": {"reason": "cancelled"}})
+    );
     let begun = Instant::now();
     let r = gw.get("/slow");
     assert_eq!(r.status, 504, "{}", r.text());
@@ -464,7 +489,7 @@ fn part_connections_are_reused() {
 fn a_request_body_goes_to_exactly_one_part() {
     let (orders, audit) = (Upstream::start("orders"), Upstream::start("audit"));
     let gw = Gateway::start(&format!(
-        "{}routes:\n  - name: checkout\n    match: {{ path: /checkout }}\n    aggregate:\n      allow_methods: [POST]\n      max_body: 1KiB\n      parts:\n        - {{ name: order, upstream: orders, path: /orders, body: true }}\n        - {{ name: audit, upstream: audit, path: /audit }}\n",
+        "{}routes:\n  - name: checkout\n    match: {{ path: /checkout }}\n    aggregate:\n      allow_methods: [POST]\n      max_body: 1KiB\n      parts:\n        - {{ name: order, upstream: orders, path: /orders, body: true, required: true }}\n        - {{ name: audit, upstream: audit, path: /audit }}\n",
         upstreams(&[("orders", &orders), ("audit", &audit)])
     ));
     let r = request(
@@ -503,8 +528,10 @@ fn a_request_body_goes_to_exactly_one_part() {
     let r = request(gw.addr(), "DELETE", "api", "/checkout", &[], b"");
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
+    assert_eq!(r.header("x-aggregate-complete"), Some("false"));
     let r = request(gw.addr(), "POST", "api", "/checkout", &[], &[b'x'; 2048]);
     assert_eq!(r.status, 413);
+    assert_eq!(r.header("x-aggregate-complete"), Some("false"));
     assert_eq!(orders.count(), 0, "no part saw the refused requests");
     assert_eq!(audit.count(), 0);
 }
@@ -599,7 +626,7 @@ fn metrics_and_access_log_summarize_each_part() {
 #[test]
 fn check_reports_every_aggregation_mistake_at_once() {
     let out = check(
-        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nroutes:\n  - name: r\n    match: { path: /r, methods: [GET, DELETE] }\n    upstream: a\n    aggregate:\n      arrays: concat\n      parts:\n        - { name: x, upstream: a, path: \"/x/{nope}\" }\n        - { name: y, upstream: b, path: \"/y/{x.id}\" }\n        - { name: y, upstream: a, path: \"/y/{consumer}\" }\n        - { name: c1, upstream: a, path: /c, after: [c2] }\n        - { name: c2, upstream: a, path: /c, after: [c1], into: c1 }\n        - { name: e, upstream: a, path: /e, body: true, into: errors }\n        - { name: s, upstream: a, path: /s, into: root, on_error: null }\n        - { name: h, upstream: a, path: /h, expose_headers: [content-length], request_headers: { set: { host: x } } }\n        - { name: z, upstream: a, path: \"/z/{header.authorization}\" }\n        - { name: w, upstream: a, path: \"/w/<{path.1}>\" }\n",
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nroutes:\n  - name: r\n    match: { path: /r, methods: [GET, DELETE] }\n    upstream: a\n    aggregate:\n      arrays: concat\n      parts:\n        - { name: x, upstream: a, path: \"/x/{nope}\" }\n        - { name: y, upstream: b, path: \"/y/{x.id}\" }\n        - { name: y, upstream: a, path: \"/y/{consumer}\" }\n        - { name: c1, upstream: a, path: /c, after: [c2] }\n        - { name: c2, upstream: a, path: /c, after: [c1], into: c1 }\n        - { name: e, upstream: a, path: /e, body: true, into: errors }\n        - { name: s, upstream: a, path: /s, into: root, on_error: null }\n        - { name: h, upstream: a, path: /h, expose_headers: [content-length], request_headers: { set: { host: x } } }\n        - { name: z, upstream: a, path: \"/z/{header.authorization}\" }\n        - { name: w, upstream: a, path: \"/w/<{path.1}>\" }\n        - { name: v, upstream: a, path: /v, request_headers: { set: { x-forwarded-for: \"{header.x-ip}\" } }, forward_headers: [expect] }\n",
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
     for want in [
@@ -616,6 +643,8 @@ fn check_reports_every_aggregation_mistake_at_once() {
         "routes[0].aggregate.parts[7].request_headers.set.host: `host` is the gateway's to set",
         "receives the request body, but GET and HEAD have none",
         "routes[0].aggregate.parts[8].path: {header.authorization}: a template cannot read credentials",
+        "routes[0].aggregate.parts[10].request_headers.set.x-forwarded-for: `x-forwarded-for` is the gateway's to set",
+        "routes[0].aggregate.parts[10].forward_headers[0]: `expect` cannot be listed here",
         "routes[0].aggregate.parts[9].path: `/w/<{path.1}>` is not a valid request target",
     ] {
         assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
@@ -628,6 +657,16 @@ fn check_reports_every_aggregation_mistake_at_once() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr.contains("routes[0].aggregate.parts[0].request_headers.set.x-consumer-id: `x-consumer-id` is set by authentication (auth.j forwards it)"),
+        "{}",
+        out.stderr
+    );
+    // A write's part must be required.
+    let out = check(
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nroutes:\n  - name: r\n    match: { path: /r }\n    aggregate:\n      allow_methods: [POST]\n      parts:\n        - { name: x, upstream: a, path: /x, body: true }\n",
+    );
+    assert!(
+        out.stderr
+            .contains("part `x` receives the request body: it must be `required: true`"),
         "{}",
         out.stderr
     );

@@ -43,7 +43,10 @@ pub fn compose(plan: &Aggregate, done: Vec<Done>, rules: Option<&JsonRules>, aut
         return failed.with_errors(errors);
     }
     let complete = done.iter().all(|d| d.result.is_ok());
-    let headers = answer_headers(&done, complete, authenticated);
+    let mut headers = answer_headers(&done, complete, authenticated);
+    if let Some(vary) = &plan.vary {
+        headers.push((http::header::VARY, vary.clone()));
+    }
     let docs = plan
         .parts
         .iter()
@@ -211,65 +214,89 @@ fn errors_member(plan: &Aggregate, done: &[Done]) -> Option<Value> {
     (!errors.is_empty()).then_some(Value::Object(errors))
 }
 
-/// The most restrictive of the parts' `Cache-Control` values, one per part (`None`: it sent
-/// none): `no-store` if any says so; else `private` if any, `public` only if every part says
-/// so; `no-cache` and `must-revalidate` if any; the smallest `max-age` and `s-maxage`, and only
-/// when every part gave one (a part without one gave no freshness). On an authenticated route
-/// the answer is per consumer: never `public` or `s-maxage`, always `private`.
-pub fn most_restrictive(values: &[Option<&str>], authenticated: bool) -> Option<String> {
-    let parts = values.len();
-    let (mut private, mut public, mut no_cache, mut revalidate) = (authenticated, 0, false, false);
-    let (mut max_age, mut s_maxage): (Option<u64>, Option<u64>) = (None, None);
-    let (mut with_max_age, mut with_s_maxage) = (0, 0);
-    for value in values.iter().flatten() {
+/// One part's `Cache-Control`, as the combination needs it.
+#[derive(Default)]
+struct Directives {
+    no_store: bool,
+    private: bool,
+    public: bool,
+    no_cache: bool,
+    revalidate: bool,
+    max_age: Option<u64>,
+    s_maxage: Option<u64>,
+}
+
+impl Directives {
+    fn parse(value: &str) -> Directives {
+        let mut d = Directives::default();
         for directive in value.split(',') {
             let (name, arg) = match directive.split_once('=') {
                 Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
                 None => (directive.trim(), None),
             };
-            let seconds = arg.and_then(|a| a.parse::<u64>().ok());
+            let seconds = arg.and_then(|a| a.parse::<u64>().ok()).unwrap_or(0);
             match name.to_ascii_lowercase().as_str() {
-                "no-store" => return Some("no-store".into()),
-                "private" => private = true,
-                "public" => public += 1,
-                "no-cache" => no_cache = true,
-                "must-revalidate" | "proxy-revalidate" => revalidate = true,
-                "max-age" => {
-                    with_max_age += 1;
-                    max_age = min(max_age, seconds.unwrap_or(0));
-                }
-                "s-maxage" => {
-                    with_s_maxage += 1;
-                    s_maxage = min(s_maxage, seconds.unwrap_or(0));
-                }
+                "no-store" => d.no_store = true,
+                "private" => d.private = true,
+                "public" => d.public = true,
+                "no-cache" => d.no_cache = true,
+                "must-revalidate" | "proxy-revalidate" => d.revalidate = true,
+                // Repeated: the smaller counts.
+                "max-age" => d.max_age = min(d.max_age, seconds),
+                "s-maxage" => d.s_maxage = min(d.s_maxage, seconds),
                 _ => {}
             }
         }
+        d
     }
-    let max_age = max_age.filter(|_| with_max_age == parts);
-    let s_maxage = s_maxage.filter(|_| with_s_maxage == parts && !private);
+}
+
+/// The most restrictive of the parts' `Cache-Control` values, one per part (`None`: it sent
+/// none), each part read on its own: `no-store` if any says so; else `private` if any, `public`
+/// only if every part says so; `no-cache` and `must-revalidate` if any; the smallest `max-age`
+/// and `s-maxage`, and only when every part gave one (a part without one gave no freshness). On
+/// an authenticated route the answer is per consumer: always `private`, never `public` or
+/// `s-maxage`.
+pub fn most_restrictive(values: &[Option<&str>], authenticated: bool) -> Option<String> {
+    let parts: Vec<Directives> = values
+        .iter()
+        .map(|v| v.map(Directives::parse).unwrap_or_default())
+        .collect();
+    if parts.iter().any(|d| d.no_store) {
+        return Some("no-store".into());
+    }
+    let every = |f: fn(&Directives) -> bool| !parts.is_empty() && parts.iter().all(f);
+    let any = |f: fn(&Directives) -> bool| parts.iter().any(f);
+    let smallest = |f: fn(&Directives) -> Option<u64>| -> Option<u64> {
+        parts
+            .iter()
+            .map(f)
+            .collect::<Option<Vec<u64>>>()?
+            .into_iter()
+            .min()
+    };
+    let private = authenticated || any(|d| d.private);
     let mut out: Vec<String> = Vec::new();
-    if no_cache {
+    if private {
+        out.push("private".into());
+    } else if every(|d| d.public) {
+        out.push("public".into());
+    }
+    if any(|d| d.no_cache) {
         out.push("no-cache".into());
     }
-    if let Some(age) = max_age {
+    if let Some(age) = smallest(|d| d.max_age) {
         out.push(format!("max-age={age}"));
     }
-    if let Some(age) = s_maxage {
+    if let Some(age) = smallest(|d| d.s_maxage).filter(|_| !private) {
         out.push(format!("s-maxage={age}"));
     }
-    if revalidate {
+    if any(|d| d.revalidate) {
         out.push("must-revalidate".into());
     }
-    if out.is_empty() && !(private && values.iter().any(Option::is_some)) {
-        return None;
-    }
-    if private {
-        out.insert(0, "private".into());
-    } else if public == parts && parts > 0 {
-        out.insert(0, "public".into());
-    }
-    Some(out.join(", "))
+    // `private` alone only where the route is per consumer or a part said so.
+    let said_something = out.len() > usize::from(private) || authenticated || any(|d| d.private);
+    said_something.then(|| out.join(", "))
 }
 
 fn min(have: Option<u64>, new: u64) -> Option<u64> {

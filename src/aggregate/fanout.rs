@@ -69,15 +69,25 @@ pub async fn run(
             }
         }
         match running.next().await {
-            Some((i, finished)) => done[i] = Some(finished),
+            Some((i, finished)) => {
+                let required_failed = finished.result.is_err() && plan.parts[i].cfg.required;
+                done[i] = Some(finished);
+                // The answer is a 502 or 504 now, whatever the others say: stop them (their
+                // connections close) rather than spend upstream capacity on them.
+                if required_failed {
+                    break;
+                }
+            }
             None => break,
         }
     }
-    // `check` refuses cycles, so every part has settled; a defensive failure otherwise.
+    drop(running);
+    // Parts stopped or never started (after a required failure) are `cancelled`; `check`
+    // refuses cycles, so nothing else is left unsettled.
     done.into_iter()
         .map(|d| {
             d.unwrap_or(Done {
-                result: Err(Failure::Error),
+                result: Err(Failure::Cancelled),
                 elapsed: Duration::ZERO,
             })
         })

@@ -65,6 +65,8 @@ pub enum Failure {
     Missing(String),
     /// A part named in `after` failed.
     Dependency(String),
+    /// Stopped, or never sent, because a required part had already failed.
+    Cancelled,
 }
 
 impl Failure {
@@ -80,6 +82,7 @@ impl Failure {
             Failure::TooLarge => "too_large",
             Failure::Missing(_) => "missing_value",
             Failure::Dependency(_) => "dependency_failed",
+            Failure::Cancelled => "cancelled",
         }
     }
 

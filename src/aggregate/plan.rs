@@ -19,6 +19,9 @@ pub struct Aggregate {
     pub max_request_body: usize,
     /// In declaration order.
     pub parts: Vec<Part>,
+    /// The client headers the parts read (`{header.NAME}`, `forward_headers`): the answer
+    /// varies with them, and says so.
+    pub vary: Option<http::HeaderValue>,
 }
 
 #[derive(Debug)]
@@ -73,7 +76,27 @@ impl Aggregate {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let mut read: Vec<&str> = Vec::new();
+        for p in &cfg.parts {
+            let vars = p
+                .path
+                .vars()
+                .chain(p.set_headers.iter().flat_map(|(_, t)| t.vars()));
+            let templated = vars.filter_map(|v| match v {
+                crate::aggregate::template::Var::Header(h) => Some(h.as_str()),
+                _ => None,
+            });
+            for name in templated.chain(p.forward_headers.iter().map(http::HeaderName::as_str)) {
+                if !read.contains(&name) {
+                    read.push(name);
+                }
+            }
+        }
+        let vary = (!read.is_empty())
+            .then(|| http::HeaderValue::try_from(read.join(", ")).ok())
+            .flatten();
         Ok(Aggregate {
+            vary,
             timeout: cfg.timeout.or(route_timeout).unwrap_or(DEFAULT_AGGREGATE_TIMEOUT),
             policy: Policy {
                 mode: cfg.merge,

@@ -59,6 +59,18 @@ const OWN_RESPONSE_HEADERS: &[&str] = &[
     "cache-control",
 ];
 
+/// Request headers the gateway sets on every part request: a part's `set` (whose value may
+/// come from the client) cannot forge them.
+const GATEWAY_REQUEST_HEADERS: &[&str] = &[
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
+    "x-request-id",
+];
+
 /// `has_auth`: the route authenticates, so `{consumer}` and `{claim.…}` have values.
 pub(super) fn decode_aggregate(
     node: &Node,
@@ -260,7 +272,8 @@ fn decode_part(node: &Node, path: &str, has_auth: bool, p: &mut Problems) -> Opt
     };
     let headers = decode_part_headers(&f, &after_names, has_auth, p);
     let expose_headers = header_list(&f, "expose_headers", OWN_RESPONSE_HEADERS, p);
-    let forward_headers = header_list(&f, "forward_headers", &["host"], p);
+    // `Expect` would make the part wait for a `100 Continue` the gateway never needs.
+    let forward_headers = header_list(&f, "forward_headers", &["host", "expect"], p);
     let rules = f
         .node("transform")
         .map(|n| decode_document_rules(n, &f.path_of("transform"), p));
@@ -371,7 +384,9 @@ fn decode_part_headers(
         let at = join(&g.path_of("set"), &name.value);
         let header = header_name(name, &at, p);
         match (header, ValueTemplate::parse(&value.value, after)) {
-            (Some(h), _) if FRAMING_HEADERS.contains(&h.as_str()) || h == http::header::HOST => {
+            (Some(h), _)
+                if FRAMING_HEADERS.contains(&h.as_str()) || GATEWAY_REQUEST_HEADERS.contains(&h.as_str()) =>
+            {
                 p.add(
                     name.pos,
                     &at,
@@ -512,7 +527,20 @@ fn find_cycle(parts: &[PartConfig], index_of: &HashMap<&str, usize>) -> Option<V
 fn check_body_part(parts: &[PartConfig], methods: &[Method], f: &Fields<'_>, p: &mut Problems) -> bool {
     let body_parts: Vec<&PartConfig> = parts.iter().filter(|part| part.body).collect();
     match (methods.is_empty(), body_parts.as_slice()) {
-        (true, []) | (false, [_]) => true,
+        (true, []) => true,
+        // A write that failed must not come back as a 200 built from the other parts.
+        (false, [part]) if !part.required => {
+            p.add(
+                part.name.pos,
+                &f.path_of("parts"),
+                format!(
+                    "part `{}` receives the request body: it must be `required: true`",
+                    part.name.value
+                ),
+            );
+            false
+        }
+        (false, [_]) => true,
         (true, [part, ..]) => {
             p.add(
                 part.name.pos,

@@ -64,7 +64,9 @@ pub async fn serve(
     ctx.admission.deadline = Some(overall);
     let done = {
         let ctx = &*ctx;
-        let client_head = session.req_header();
+        // What parts may see of the client's head (hop-by-hop, override and identity headers
+        // gone): templates read it, `forward_headers` copy from it.
+        let client_head = &edges::part_source(ctx, route, session.req_header());
         let refused_headers = refused_headers(ctx);
         let inputs = Inputs {
             identity: ctx.admission.identity.as_deref(),
@@ -287,6 +289,10 @@ async fn write_merged(
         }
     }
     edges::decorate(ctx, &mut head)?;
+    if !complete {
+        // After the route's rules: no rule may let a partial answer be stored as a whole one.
+        head.insert_header(CACHE_CONTROL, "no-store")?;
+    }
     head.insert_header(CONTENT_TYPE, "application/json")?;
     head.insert_header(CONTENT_LENGTH, body.len().to_string())?;
     head.insert_header(COMPLETE, if complete { "true" } else { "false" })?;

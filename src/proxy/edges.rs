@@ -48,7 +48,7 @@ pub fn upstream_head(ctx: &RequestCtx, route: &Route, req: &mut RequestHeader) -
 }
 
 /// The head of an aggregation part's request, built from nothing rather than from the
-/// client's: the client's `Host`, the headers the part forwards (`forward_headers`), `Accept:
+/// client's: from `client` (the head [`part_source`] cleaned), its `Host`, the headers the part forwards (`forward_headers`), `Accept:
 /// application/json` unless forwarded, then the same gateway headers as every upstream
 /// request (forwarding, request id, the route's rules), the part's own rules (`set` values
 /// already rendered), and last the identity headers, which nothing can forge.
@@ -76,10 +76,6 @@ pub fn part_head(
             head.append_header(name.clone(), value.clone())?;
         }
     }
-    snapshot
-        .settings
-        .client_headers
-        .apply(&mut head, &route.pass_headers, trusted);
     if !head.headers.contains_key(ACCEPT) {
         head.insert_header(ACCEPT, "application/json")?;
     }
@@ -96,6 +92,24 @@ pub fn part_head(
         head.insert_header(CONTENT_LENGTH, len.to_string())?;
     }
     Ok(head)
+}
+
+/// The client's request head as aggregation parts may see it: hop-by-hop headers removed,
+/// the client header rules applied (variant spellings, overrides, client-address headers), and
+/// identity headers removed (a client's copy is a forgery). Part templates read it and
+/// [`part_head`] copies from it.
+pub fn part_source(ctx: &RequestCtx, route: &Route, client: &RequestHeader) -> RequestHeader {
+    let mut head = client.clone();
+    forwarding::strip_hop_by_hop_request(&mut head);
+    let trusted = forwarding::is_trusted(ctx.client.ip, &ctx.snapshot.settings.trusted_proxies);
+    ctx.snapshot
+        .settings
+        .client_headers
+        .apply(&mut head, &route.pass_headers, trusted);
+    for name in &ctx.snapshot.identity_headers {
+        forwarding::remove(&mut head, name);
+    }
+    head
 }
 
 /// What a part's request head is built around.
