@@ -18,6 +18,7 @@ pub mod jwt_schema;
 pub mod limits_model;
 mod limits_schema;
 pub mod model;
+mod outlier_schema;
 pub mod redis_model;
 mod redis_schema;
 mod route_schema;

@@ -213,6 +213,46 @@ pub struct UpstreamConfig {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub retries: usize,
+    /// Passive health: when a failing target is taken out of rotation.
+    pub outlier: OutlierConfig,
+}
+
+/// Passive health (`outlier:`): a target whose answers fail is ejected from rotation for a
+/// while, counted from every attempt (see `upstream::outlier`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutlierConfig {
+    /// 5xx answers in a row that eject (0: never).
+    pub consecutive_5xx: u32,
+    /// Connection failures, resets and timeouts in a row that eject (0: never).
+    pub consecutive_gateway_errors: u32,
+    pub failure_ratio: Option<FailureRatio>,
+    /// Ejection n lasts `base_ejection × n`, at most `max_ejection`.
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    /// Never more of the pool ejected than this; at least one target always stays.
+    pub max_ejected_percent: u32,
+}
+
+/// Eject when more than `above` of a target's attempts in `window` failed, once it had at
+/// least `min_requests` there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FailureRatio {
+    pub min_requests: u32,
+    pub above: f64,
+    pub window: Duration,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        OutlierConfig {
+            consecutive_5xx: 5,
+            consecutive_gateway_errors: 3,
+            failure_ratio: None,
+            base_ejection: Duration::from_secs(30),
+            max_ejection: Duration::from_secs(300),
+            max_ejected_percent: 50,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

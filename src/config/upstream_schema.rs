@@ -28,6 +28,7 @@ const UPSTREAM_FIELDS: &[&str] = &[
     "read_timeout",
     "write_timeout",
     "retries",
+    "outlier",
 ];
 
 fn decode_upstream(
@@ -123,6 +124,10 @@ fn decode_upstream(
     }
     // Pingora stops after 16 attempts per request whatever we ask for.
     let retries = f.ranged("retries", 0..=15, 1usize, p);
+    let outlier = match f.node("outlier") {
+        None | Some(Node::Null { .. }) => Some(OutlierConfig::default()),
+        Some(n) => super::outlier_schema::decode_outlier(n, &f.path_of("outlier"), UPSTREAM_FIELDS, p),
+    };
     Some(UpstreamConfig {
         name,
         targets: targets?,
@@ -133,6 +138,7 @@ fn decode_upstream(
         read_timeout,
         write_timeout,
         retries,
+        outlier: outlier?,
     })
 }
 

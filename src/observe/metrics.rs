@@ -24,6 +24,8 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     pub transforms: IntCounterVec,
     pub aggregate_parts: IntCounterVec,
+    pub upstream_ejections: IntCounterVec,
+    pub upstream_ejected: IntGaugeVec,
     pub aggregate_part_duration: HistogramVec,
 }
 
@@ -63,7 +65,7 @@ impl Metrics {
         )?;
         let upstream_requests = counter(
             "portcullis_upstream_requests_total",
-            "Attempts sent to upstream targets, by upstream, target and status (`error` when no response).",
+            "Attempts sent to upstream targets, by upstream, target and status (`error` when no response, `aborted` when the client went away first).",
             &["upstream", "target", "status"],
         )?;
         let transforms = counter(
@@ -143,6 +145,17 @@ impl Metrics {
             16,
             &["route", "part"],
         )?;
+        let upstream_ejections = counter(
+            "portcullis_upstream_ejections_total",
+            "Targets ejected by passive health, by upstream, target and reason (consecutive_5xx, \
+             consecutive_gateway_errors, failure_ratio, probation).",
+            &["upstream", "target", "reason"],
+        )?;
+        let upstream_ejected = gauge(
+            "portcullis_upstream_ejected",
+            "1 while the target is ejected by passive health (noticed on the next selection once it ends).",
+            &["upstream", "target"],
+        )?;
         let build_info = gauge(
             "portcullis_build_info",
             "Build information; always 1.",
@@ -168,6 +181,8 @@ impl Metrics {
             connections_refused,
             transforms,
             aggregate_parts,
+            upstream_ejections,
+            upstream_ejected,
             aggregate_part_duration,
         })
     }

@@ -341,7 +341,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        record_attempt(ctx, AttemptOutcome::Failed);
+        // A client that went away is never its target's fault (passive health ignores it).
+        let outcome = match e.esource() {
+            pingora::ErrorSource::Downstream => AttemptOutcome::Aborted,
+            _ => AttemptOutcome::Failed,
+        };
+        record_attempt(ctx, outcome);
         let code = match errors::problem_for(e) {
             Some(p) if session.response_written().is_none() => {
                 let status = p.status;

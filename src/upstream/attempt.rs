@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::outlier::Kind;
 use super::pool::{Pool, Selected};
 use super::stats::InflightGuard;
 use crate::observe::metrics;
@@ -23,6 +24,8 @@ pub enum Outcome {
     Responded(http::StatusCode),
     /// Connected, but no usable answer (reset, timeout, invalid response).
     Failed,
+    /// The client went away or failed: never the target's fault, not counted against it.
+    Aborted,
 }
 
 /// A refused or timed-out connect counts as the slowest possible answer for `least_time`.
@@ -74,18 +77,27 @@ impl Attempt {
         }
         self.recorded = true;
         let stats = &self.selected.stats;
-        let status = match &outcome {
+        let (status, health) = match &outcome {
             Outcome::ConnectFailed => {
                 self.inflight = None;
                 stats.observe_latency(self.begun.elapsed().max(CONNECT_FAILURE_LATENCY));
-                "error"
+                ("error", Some(Kind::GatewayError))
             }
-            Outcome::Failed => "error",
+            Outcome::Failed => ("error", Some(Kind::GatewayError)),
+            Outcome::Aborted => ("aborted", None),
             Outcome::Responded(status) => {
                 stats.observe_latency(self.sent.unwrap_or(self.begun).elapsed());
-                status.as_str()
+                let kind = if status.is_server_error() {
+                    Kind::Status5xx
+                } else {
+                    Kind::Success
+                };
+                (status.as_str(), Some(kind))
             }
         };
+        if let Some(kind) = health {
+            self.pool.note_outcome(stats, kind);
+        }
         metrics::get()
             .upstream_requests
             .with_label_values(&[&self.pool.name, &stats.label, status])

@@ -4,6 +4,7 @@
 pub mod attempt;
 pub mod client;
 pub mod health;
+pub mod outlier;
 pub mod pool;
 pub mod selection;
 pub mod stats;

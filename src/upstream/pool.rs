@@ -13,9 +13,12 @@ use pingora_load_balancing::selection::{Consistent, Random, RoundRobin};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 
 use super::health::{build_check, HealthState};
+use super::outlier::Kind;
 use super::selection::{LeastConn, LeastTime};
+use super::stats::now_micros;
 use super::stats::TargetStats;
-use crate::config::{Balance, HashKey, HealthCheckConfig, UpstreamConfig};
+use crate::config::{Balance, HashKey, HealthCheckConfig, OutlierConfig, UpstreamConfig};
+use crate::observe::metrics;
 
 /// Pingora's `LoadBalancer` is generic over the selection method; this closes over the choice.
 enum Selector {
@@ -91,6 +94,8 @@ pub struct Pool {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub retries: usize,
+    /// Passive health (this configuration's; the targets' state lives in their stats).
+    pub outlier: OutlierConfig,
 }
 
 impl std::fmt::Debug for Pool {
@@ -119,6 +124,7 @@ impl Pool {
             read_timeout: cfg.read_timeout,
             write_timeout: cfg.write_timeout,
             retries: cfg.retries,
+            outlier: cfg.outlier.clone(),
         })
     }
 
@@ -167,13 +173,74 @@ impl Pool {
     pub fn select(&self, key: &[u8], exclude: &[SocketAddr]) -> Option<Selected> {
         // Ketama walks the ring point by point; allow enough steps to pass tried targets.
         let max_iterations = 16 * self.members.backends.len().max(1) + 64;
-        let accept =
-            |b: &Backend, healthy: bool| healthy && b.addr.as_inet().is_none_or(|a| !exclude.contains(a));
+        let now = now_micros();
+        let accept = |b: &Backend, healthy: bool| {
+            healthy
+                && b.addr.as_inet().is_none_or(|a| !exclude.contains(a))
+                && b.ext
+                    .get::<Arc<TargetStats>>()
+                    .is_none_or(|s| !self.still_ejected(s, now))
+        };
         let backend =
             each_selector!(&self.members.selector, lb => lb.select_with(key, max_iterations, accept))?;
         let addr = *backend.addr.as_inet()?;
         let stats = backend.ext.get::<Arc<TargetStats>>()?.clone();
         Some(Selected { addr, stats })
+    }
+
+    /// Whether `stats`' target is ejected at `now`; an ejection that just ended is noticed
+    /// here (logged once, gauge back to 0).
+    fn still_ejected(&self, stats: &TargetStats, now: u64) -> bool {
+        if stats.outlier.is_ejected(now) {
+            return true;
+        }
+        if stats.outlier.take_return(now) {
+            log::info!(
+                "upstream `{}` target {} returns to rotation after its ejection (on probation)",
+                self.name,
+                stats.label
+            );
+            metrics::get()
+                .upstream_ejected
+                .with_label_values(&[&self.name, &stats.label])
+                .set(0);
+        }
+        false
+    }
+
+    /// Count one attempt's outcome against its target, and eject the target when its
+    /// failures call for it and the pool can spare it: never more than `max_ejected_percent`
+    /// of the targets, and never the last one in rotation.
+    pub fn note_outcome(&self, stats: &TargetStats, kind: Kind) {
+        let now = now_micros();
+        let Some(reason) = stats.outlier.record(kind, &self.outlier, now) else {
+            return;
+        };
+        let all = &self.members.backends;
+        let ejected = all
+            .iter()
+            .filter_map(|b| b.ext.get::<Arc<TargetStats>>())
+            .filter(|s| s.outlier.is_ejected(now))
+            .count();
+        let cap = all.len() * self.outlier.max_ejected_percent as usize / 100;
+        if ejected + 1 > cap || ejected + 1 >= all.len() {
+            return;
+        }
+        let length = stats.outlier.eject(&self.outlier, now);
+        let m = metrics::get();
+        m.upstream_ejections
+            .with_label_values(&[&self.name, &stats.label, reason.label()])
+            .inc();
+        m.upstream_ejected
+            .with_label_values(&[&self.name, &stats.label])
+            .set(1);
+        log::warn!(
+            "upstream `{}` target {} ejected for {:?} ({})",
+            self.name,
+            stats.label,
+            length,
+            reason.label()
+        );
     }
 
     /// Connection settings for one attempt: the pool's timeouts, capped by what is left of

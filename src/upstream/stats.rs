@@ -12,7 +12,8 @@ static EPOCH: LazyLock<Instant> = LazyLock::new(|| {
     now.checked_sub(Duration::from_secs(3600)).unwrap_or(now)
 });
 
-fn now_micros() -> u64 {
+/// Microseconds on the statistics clock (monotonic).
+pub fn now_micros() -> u64 {
     u64::try_from(EPOCH.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -26,6 +27,8 @@ pub struct TargetStats {
     ewma_micros: AtomicU64,
     /// When `ewma_micros` last changed.
     updated_micros: AtomicU64,
+    /// Passive health: the run of failures and the ejection.
+    pub outlier: super::outlier::OutlierState,
 }
 
 /// How fast the latency estimate forgets a past peak: each new lower sample moves it this
@@ -44,6 +47,7 @@ impl TargetStats {
             inflight: AtomicUsize::new(0),
             ewma_micros: AtomicU64::new(0),
             updated_micros: AtomicU64::new(0),
+            outlier: Default::default(),
         })
     }
 
