@@ -67,6 +67,8 @@ pub enum Failure {
     Dependency(String),
     /// Stopped, or never sent, because a required part had already failed.
     Cancelled,
+    /// Its upstream had no free concurrency slot (`limits`): never sent.
+    Overloaded,
 }
 
 impl Failure {
@@ -83,6 +85,7 @@ impl Failure {
             Failure::Missing(_) => "missing_value",
             Failure::Dependency(_) => "dependency_failed",
             Failure::Cancelled => "cancelled",
+            Failure::Overloaded => "overloaded",
         }
     }
 
@@ -164,6 +167,7 @@ pub async fn call(
 fn call_failure(e: &CallError) -> Failure {
     match e {
         CallError::NoTarget => Failure::NoTarget,
+        CallError::Shed => Failure::Overloaded,
         CallError::Timeout => Failure::Timeout,
         CallError::Connect(e) if *e.etype() == ErrorType::ConnectTimedout => Failure::Timeout,
         CallError::Connect(_) => Failure::Connect,

@@ -215,6 +215,27 @@ pub struct UpstreamConfig {
     pub retries: usize,
     /// Passive health: when a failing target is taken out of rotation.
     pub outlier: OutlierConfig,
+    /// Concurrency cap (circuit breaking) and its short queue.
+    pub limits: UpstreamLimits,
+}
+
+/// `limits:`: at most `max_requests` requests in flight to the upstream (all targets); beyond
+/// it at most `max_pending` wait, each at most `pending_timeout`; the rest get 503 at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamLimits {
+    pub max_requests: usize,
+    pub max_pending: usize,
+    pub pending_timeout: Duration,
+}
+
+impl Default for UpstreamLimits {
+    fn default() -> Self {
+        UpstreamLimits {
+            max_requests: 1024,
+            max_pending: 64,
+            pending_timeout: Duration::from_millis(100),
+        }
+    }
 }
 
 /// Passive health (`outlier:`): a target whose answers fail is ejected from rotation for a

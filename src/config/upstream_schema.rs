@@ -29,6 +29,7 @@ const UPSTREAM_FIELDS: &[&str] = &[
     "write_timeout",
     "retries",
     "outlier",
+    "limits",
 ];
 
 fn decode_upstream(
@@ -128,6 +129,10 @@ fn decode_upstream(
         None | Some(Node::Null { .. }) => Some(OutlierConfig::default()),
         Some(n) => super::outlier_schema::decode_outlier(n, &f.path_of("outlier"), UPSTREAM_FIELDS, p),
     };
+    let limits = match f.node("limits") {
+        None | Some(Node::Null { .. }) => Some(UpstreamLimits::default()),
+        Some(n) => decode_limits(n, &f.path_of("limits"), p),
+    };
     Some(UpstreamConfig {
         name,
         targets: targets?,
@@ -139,7 +144,34 @@ fn decode_upstream(
         write_timeout,
         retries,
         outlier: outlier?,
+        limits: limits?,
     })
+}
+
+fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<UpstreamLimits> {
+    let f = Fields::nested(
+        node,
+        path,
+        &["max_requests", "max_pending", "pending_timeout"],
+        UPSTREAM_FIELDS,
+        p,
+    )?;
+    let d = UpstreamLimits::default();
+    let pending_timeout: Duration = f.or("pending_timeout", d.pending_timeout, p);
+    let limits = UpstreamLimits {
+        max_requests: f.ranged("max_requests", 1..=1_000_000, d.max_requests, p),
+        max_pending: f.ranged("max_pending", 0..=1_000_000, d.max_pending, p),
+        pending_timeout,
+    };
+    if pending_timeout.is_zero() || pending_timeout > Duration::from_secs(60) {
+        p.add(
+            f.pos_of("pending_timeout"),
+            &f.path_of("pending_timeout"),
+            "must be from 1ms to 60s (a request waits at most this long for a slot)",
+        );
+        return None;
+    }
+    Some(limits)
 }
 
 fn decode_hash_key(k: &Spanned<String>, path: &str, p: &mut Problems) -> Option<HashKey> {

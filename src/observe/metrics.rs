@@ -26,6 +26,9 @@ pub struct Metrics {
     pub aggregate_parts: IntCounterVec,
     pub upstream_ejections: IntCounterVec,
     pub upstream_ejected: IntGaugeVec,
+    pub upstream_inflight: IntGaugeVec,
+    pub upstream_queued: IntGaugeVec,
+    pub upstream_shed: IntCounterVec,
     pub aggregate_part_duration: HistogramVec,
 }
 
@@ -156,6 +159,21 @@ impl Metrics {
             "1 while the target is ejected by passive health (noticed on the next selection once it ends).",
             &["upstream", "target"],
         )?;
+        let upstream_inflight = gauge(
+            "portcullis_upstream_inflight",
+            "Requests holding one of the upstream's `limits.max_requests` slots.",
+            &["upstream"],
+        )?;
+        let upstream_queued = gauge(
+            "portcullis_upstream_queued",
+            "Requests waiting for a slot (at most `limits.max_pending`).",
+            &["upstream"],
+        )?;
+        let upstream_shed = counter(
+            "portcullis_upstream_shed_total",
+            "Requests refused with 503 because the upstream had no free slot within its queue's bounds.",
+            &["upstream"],
+        )?;
         let build_info = gauge(
             "portcullis_build_info",
             "Build information; always 1.",
@@ -183,6 +201,9 @@ impl Metrics {
             aggregate_parts,
             upstream_ejections,
             upstream_ejected,
+            upstream_inflight,
+            upstream_queued,
+            upstream_shed,
             aggregate_part_duration,
         })
     }

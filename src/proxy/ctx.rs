@@ -68,6 +68,8 @@ pub struct Attempts {
     pub current: Option<Attempt>,
     /// Whether the request sent upstream asks for a protocol upgrade (only a 101 answers it).
     pub upgrade_requested: bool,
+    /// The pool's concurrency slot, held until the request is done (proxied routes).
+    pub slot: Option<crate::upstream::concurrency::Slot>,
 }
 
 /// What the response says about the gateway's decisions, whoever writes it.

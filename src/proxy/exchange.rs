@@ -293,6 +293,7 @@ fn call_problem(e: &CallError) -> Problem {
             .unwrap_or_else(|| Problem::new(400, "the request body could not be read"))
             .closing(),
         CallError::NoTarget => Problem::new(503, "no healthy upstream target is available"),
+        CallError::Shed => super::overloaded(),
         CallError::Timeout => Problem::new(504, "the upstream did not answer in time"),
         CallError::Connect(e) | CallError::Failed(e) => match e.etype() {
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {

@@ -121,6 +121,12 @@ impl Gateway {
     }
 }
 
+/// 503 for an upstream at its concurrency limit: nothing was sent, so a retry soon is safe.
+fn overloaded() -> Problem {
+    Problem::new(503, "the upstream is at its concurrency limit; retry later")
+        .with_header(http::header::RETRY_AFTER, "1".into())
+}
+
 /// Record how the current attempt ended (once; later calls for the same attempt are no-ops).
 fn record_attempt(ctx: &mut RequestCtx, outcome: AttemptOutcome) {
     if let Some(attempt) = &mut ctx.upstream.current {
@@ -220,7 +226,17 @@ impl ProxyHttp for Gateway {
                     Some(r) if r.transform.reads_bodies() => {
                         Box::pin(exchange::serve(&self.client, session, ctx)).await?
                     }
-                    _ => return Ok(false),
+                    _ => {
+                        // A proxied request holds one of its upstream's slots to the end.
+                        let Some(pool) = ctx.pool().cloned() else {
+                            return Ok(false);
+                        };
+                        match pool.concurrency.acquire().await {
+                            Ok(slot) => ctx.upstream.slot = Some(slot),
+                            Err(_) => return self.reject(session, ctx, overloaded()).await,
+                        }
+                        return Ok(false);
+                    }
                 };
                 match served {
                     exchange::Served::Answered => Ok(true),

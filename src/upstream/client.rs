@@ -21,6 +21,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
 use super::attempt::{Attempt, Outcome};
+use super::concurrency::Slot;
 use super::Pool;
 
 /// How long an idle connection stays in the client's pool.
@@ -53,6 +54,8 @@ pub enum CallError {
     Connect(Box<Error>),
     /// The target failed after the request was sent (reset, timeout, invalid answer).
     Failed(Box<Error>),
+    /// The upstream had no free concurrency slot (`limits`): nothing was sent.
+    Shed,
 }
 
 /// One request for [`UpstreamClient::exchange`].
@@ -70,6 +73,8 @@ pub struct Reply {
     pub head: ResponseHeader,
     session: HttpSession,
     peer: HttpPeer,
+    /// The upstream's concurrency slot, held until the reply is released or dropped.
+    _slot: Slot,
 }
 
 impl Reply {
@@ -107,6 +112,12 @@ impl UpstreamClient {
         tried: &mut Vec<SocketAddr>,
         current: &mut Option<Attempt>,
     ) -> Result<Reply, CallError> {
+        let slot = call
+            .pool
+            .concurrency
+            .acquire()
+            .await
+            .map_err(|_| CallError::Shed)?;
         let work = self.exchange_untimed(
             call.pool,
             call.key,
@@ -115,6 +126,7 @@ impl UpstreamClient {
             call.deadline,
             tried,
             current,
+            slot,
         );
         let outcome = match call.deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline.into(), work).await {
@@ -139,6 +151,7 @@ impl UpstreamClient {
         deadline: Option<Instant>,
         tried: &mut Vec<SocketAddr>,
         current: &mut Option<Attempt>,
+        slot: Slot,
     ) -> Result<Reply, CallError> {
         // One more try when a pooled connection turns out closed before any answer: the
         // upstream closed it while idle, so the request never reached it.
@@ -169,6 +182,7 @@ impl UpstreamClient {
                         head,
                         session,
                         peer: *peer,
+                        _slot: slot,
                     });
                 }
                 Err(Sent::Downstream(e)) => {

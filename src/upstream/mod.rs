@@ -3,6 +3,7 @@
 
 pub mod attempt;
 pub mod client;
+pub mod concurrency;
 pub mod health;
 pub mod outlier;
 pub mod pool;

@@ -12,6 +12,7 @@ use pingora_load_balancing::discovery::Static;
 use pingora_load_balancing::selection::{Consistent, Random, RoundRobin};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 
+use super::concurrency::Concurrency;
 use super::health::{build_check, HealthState};
 use super::outlier::Kind;
 use super::selection::{LeastConn, LeastTime};
@@ -96,6 +97,8 @@ pub struct Pool {
     pub retries: usize,
     /// Passive health (this configuration's; the targets' state lives in their stats).
     pub outlier: OutlierConfig,
+    /// Concurrency slots and their queue.
+    pub concurrency: Arc<Concurrency>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -125,6 +128,14 @@ impl Pool {
             write_timeout: cfg.write_timeout,
             retries: cfg.retries,
             outlier: cfg.outlier.clone(),
+            // Kept across a reload while the limits are the same: requests in flight keep
+            // counting against the one cap.
+            concurrency: match previous
+                .filter(|p| p.name == cfg.name.value && p.concurrency.limits == cfg.limits)
+            {
+                Some(kept) => Arc::clone(&kept.concurrency),
+                None => Concurrency::new(&cfg.name.value, cfg.limits),
+            },
         })
     }
 
