@@ -89,11 +89,28 @@ impl Reloader {
         let current = self.runtime.load();
         let next = Snapshot::compile_reusing(&config, Some(&current))?;
         let gone = vanished_targets(&current, &next);
+        let gone_upstreams: Vec<String> = current
+            .pools
+            .iter()
+            .map(|p| p.name.clone())
+            .filter(|name| !next.pools.iter().any(|p| &p.name == name))
+            .collect();
         self.runtime.swap(next);
+        // Series of targets and upstreams the configuration no longer has.
+        let m = metrics::get();
         for (upstream, target) in gone {
-            let _ = metrics::get()
-                .upstream_healthy
-                .remove_label_values(&[&upstream, &target]);
+            let _ = m.upstream_healthy.remove_label_values(&[&upstream, &target]);
+            let _ = m.upstream_ejected.remove_label_values(&[&upstream, &target]);
+            for reason in crate::upstream::outlier::Reason::ALL {
+                let _ = m
+                    .upstream_ejections
+                    .remove_label_values(&[&upstream, &target, reason.label()]);
+            }
+        }
+        for upstream in gone_upstreams {
+            let _ = m.upstream_inflight.remove_label_values(&[&upstream]);
+            let _ = m.upstream_queued.remove_label_values(&[&upstream]);
+            let _ = m.upstream_shed.remove_label_values(&[&upstream]);
         }
         Ok(Reloaded {
             routes: config.routes.len(),

@@ -37,6 +37,13 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Reason; 4] = [
+        Reason::Consecutive5xx,
+        Reason::ConsecutiveGatewayErrors,
+        Reason::FailureRatio,
+        Reason::Probation,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Reason::Consecutive5xx => "consecutive_5xx",
