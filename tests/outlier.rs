@@ -185,3 +185,68 @@ fn check_reports_outlier_mistakes() {
         assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
     }
 }
+
+#[test]
+fn a_slow_upload_is_never_its_targets_fault() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    // One counted failure would eject; the upstream's read timeout fires while the client is
+    // still sending its body.
+    let gw = Gateway::start(&pool(
+        &[&a, &b],
+        "    read_timeout: 300ms\n    outlier: { consecutive_gateway_errors: 1, consecutive_5xx: 1 }\n",
+    ));
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(gw.addr()).expect("connect");
+        s.write_all(b"POST /x HTTP/1.1\r\nHost: api\r\nContent-Length: 10\r\n\r\nhello")
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(900));
+        let _ = s.write_all(b"world");
+        let mut answer = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut answer);
+    }
+    for t in [&a, &b] {
+        assert_eq!(ejected(&gw, t), 0.0, "{}", t.name());
+    }
+    let total: f64 = [&a, &b]
+        .iter()
+        .flat_map(|t| {
+            ["consecutive_gateway_errors", "consecutive_5xx", "probation"].map(|r| ejections(&gw, t, r))
+        })
+        .sum();
+    assert_eq!(total, 0.0);
+}
+
+#[test]
+fn an_answer_that_breaks_off_counts_against_its_target() {
+    let (good, bad) = (Upstream::start("good"), Upstream::start("bad"));
+    // The head promises 100 bytes, 10 arrive, then nothing: a read timeout mid-body.
+    bad.script(
+        "/x",
+        vec![b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789".to_vec()],
+    );
+    let gw = Gateway::start(&pool(
+        &[&good, &bad],
+        "    read_timeout: 300ms\n    outlier: { consecutive_gateway_errors: 2 }\n",
+    ));
+    // The client sees its answer cut short (the gateway cannot take back the head).
+    let get = || {
+        try_send_raw(
+            gw.addr(),
+            b"GET /x HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n",
+        )
+    };
+    for _ in 0..20 {
+        if bad.count() >= 2 {
+            break;
+        }
+        let _ = get();
+    }
+    assert_eq!(bad.count(), 2);
+    wait_for("the ejection", Duration::from_secs(5), || {
+        (ejections(&gw, &bad, "consecutive_gateway_errors") == 1.0).then_some(())
+    });
+    for _ in 0..6 {
+        assert_eq!(get().expect("a whole answer").status, 200);
+    }
+    assert_eq!(bad.count(), 2);
+}

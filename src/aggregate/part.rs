@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::config::PartConfig;
 use crate::transform::{body, bounded};
-use crate::upstream::attempt::Attempt;
+use crate::upstream::attempt::{Attempt, Outcome};
 use crate::upstream::client::{Body, Call, CallError, Reply, UpstreamClient};
 use crate::upstream::Pool;
 
@@ -136,6 +136,10 @@ pub async fn call(
     let status = reply.head.status.as_u16();
     let read = tokio::time::timeout_at(deadline.into(), read_whole(&mut reply, part.max_body)).await;
     if let Some(attempt) = &mut current {
+        // The answer began, then broke off or stalled: the target's failure too.
+        if matches!(read, Err(_) | Ok(Err(Failure::Error))) {
+            attempt.record(Outcome::Failed);
+        }
         attempt.finish();
     }
     if !(200..300).contains(&status) {

@@ -181,7 +181,9 @@ impl BodySource for ClientBody<'_> {
         if let Some(p) = &piece {
             *self.received += p.len() as u64;
             if self.limits.body_overdue(self.start.elapsed(), *self.received) {
-                return pingora::Error::e_explain(super::errors::BODY_TIMEOUT, "request body too slow");
+                return Err(
+                    pingora::Error::explain(super::errors::BODY_TIMEOUT, "request body too slow").into_down(),
+                );
             }
         }
         Ok(piece)

@@ -259,7 +259,8 @@ impl ProxyHttp for Gateway {
         ctx.admission.body_received += body.as_ref().map_or(0, |b| b.len() as u64);
         let limits = &ctx.snapshot.settings.limits;
         if limits.body_overdue(ctx.start.elapsed(), ctx.admission.body_received) {
-            return Error::e_explain(errors::BODY_TIMEOUT, "request body too slow");
+            // The client's doing: `into_down` keeps passive health from blaming the target.
+            return Err(Error::explain(errors::BODY_TIMEOUT, "request body too slow").into_down());
         }
         Ok(())
     }
@@ -326,7 +327,14 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         errors::check_upstream_status(resp.status.as_u16(), ctx.upstream.upgrade_requested)?;
-        record_attempt(ctx, AttemptOutcome::Responded(resp.status));
+        // 100 Continue and 103 Early Hints precede the answer: not the attempt's outcome.
+        if !resp.status.is_informational() || resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            record_attempt(ctx, AttemptOutcome::Responded(resp.status));
+        }
+        if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // A WebSocket lives as long as its connection: it does not hold a request slot.
+            ctx.upstream.slot = None;
+        }
         forwarding::strip_hop_by_hop_response(resp);
         Ok(())
     }
@@ -357,10 +365,12 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        // A client that went away is never its target's fault (passive health ignores it).
-        let outcome = match e.esource() {
-            pingora::ErrorSource::Downstream => AttemptOutcome::Aborted,
-            _ => AttemptOutcome::Failed,
+        // A client that went away, or had not finished sending its body (an upstream that
+        // timed out waiting for it), is never its target's fault: passive health ignores it.
+        let client_side = *e.esource() == pingora::ErrorSource::Downstream || !session.is_body_done();
+        let outcome = match client_side {
+            true => AttemptOutcome::Aborted,
+            false => AttemptOutcome::Failed,
         };
         record_attempt(ctx, outcome);
         let code = match errors::problem_for(e) {

@@ -40,6 +40,13 @@ pub struct Attempt {
     sent: Option<Instant>,
     inflight: Option<InflightGuard>,
     recorded: bool,
+    /// The whole request (head and body) was written.
+    request_done: bool,
+    /// A failure after the answer began was already counted.
+    late_failure: bool,
+    /// An answer below 500 arrived: a success for passive health once the answer is complete
+    /// (a body that then breaks off makes it a failure instead).
+    pending_success: bool,
 }
 
 impl Attempt {
@@ -52,6 +59,9 @@ impl Attempt {
             sent: None,
             inflight,
             recorded: false,
+            request_done: false,
+            late_failure: false,
+            pending_success: false,
         }
     }
 
@@ -69,10 +79,25 @@ impl Attempt {
         self.sent = Some(Instant::now());
     }
 
-    /// Record how the attempt ended. Only the first call counts: a later failure of the same
-    /// attempt (say, the response body breaking off) does not count it twice.
+    /// The request's body was written to its end.
+    pub fn mark_request_done(&mut self) {
+        self.request_done = true;
+    }
+
+    pub fn request_done(&self) -> bool {
+        self.request_done
+    }
+
+    /// Record how the attempt ended. The first call counts in the metrics; a later failure of
+    /// the same attempt (the answer began, then the body broke off or stalled) is still the
+    /// target's failure for passive health, counted once.
     pub fn record(&mut self, outcome: Outcome) {
         if self.recorded {
+            if outcome == Outcome::Failed && !self.late_failure {
+                self.late_failure = true;
+                self.pending_success = false;
+                self.pool.note_outcome(&self.selected.stats, Kind::GatewayError);
+            }
             return;
         }
         self.recorded = true;
@@ -95,8 +120,10 @@ impl Attempt {
                 (status.as_str(), Some(kind))
             }
         };
-        if let Some(kind) = health {
-            self.pool.note_outcome(stats, kind);
+        match health {
+            Some(Kind::Success) => self.pending_success = true,
+            Some(kind) => self.pool.note_outcome(stats, kind),
+            None => {}
         }
         metrics::get()
             .upstream_requests
@@ -104,8 +131,12 @@ impl Attempt {
             .inc();
     }
 
-    /// The target is no longer busy with this request (the response is complete).
+    /// The target is no longer busy with this request (the response is complete): an answer
+    /// below 500 that arrived whole counts as a success now.
     pub fn finish(&mut self) {
         self.inflight = None;
+        if std::mem::take(&mut self.pending_success) {
+            self.pool.note_outcome(&self.selected.stats, Kind::Success);
+        }
     }
 }

@@ -112,12 +112,16 @@ impl UpstreamClient {
         tried: &mut Vec<SocketAddr>,
         current: &mut Option<Attempt>,
     ) -> Result<Reply, CallError> {
-        let slot = call
-            .pool
-            .concurrency
-            .acquire()
-            .await
-            .map_err(|_| CallError::Shed)?;
+        // Waiting for a slot counts against the deadline like everything else.
+        let acquire = call.pool.concurrency.acquire();
+        let slot = match call.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), acquire)
+                .await
+                .map_err(|_| CallError::Timeout)?,
+            None => acquire.await,
+        }
+        .map_err(|_| CallError::Shed)?;
+        let relayed = matches!(call.body, Body::Relayed(_));
         let work = self.exchange_untimed(
             call.pool,
             call.key,
@@ -136,7 +140,13 @@ impl UpstreamClient {
             None => work.await,
         };
         if let (Err(CallError::Timeout), Some(attempt)) = (&outcome, current.as_mut()) {
-            attempt.record(Outcome::Failed);
+            // Still relaying a slow client's body: the client's doing, not the target's.
+            let client_side = relayed && !attempt.request_done();
+            attempt.record(if client_side {
+                Outcome::Aborted
+            } else {
+                Outcome::Failed
+            });
         }
         outcome
     }
@@ -175,7 +185,14 @@ impl UpstreamClient {
                 }
             };
             attempt.mark_sent();
-            match send_and_read_head(&mut session, head, body).await {
+            let sent = send(&mut session, head, body)
+                .await
+                .map(|()| attempt.mark_request_done());
+            let answered = match sent {
+                Ok(()) => read_head(&mut session).await.map_err(Sent::Upstream),
+                Err(e) => Err(e),
+            };
+            match answered {
                 Ok(head) => {
                     attempt.record(Outcome::Responded(head.status));
                     return Ok(Reply {
@@ -224,15 +241,6 @@ impl UpstreamClient {
 enum Sent {
     Upstream(Box<Error>),
     Downstream(Box<Error>),
-}
-
-async fn send_and_read_head(
-    session: &mut HttpSession,
-    head: &RequestHeader,
-    body: &mut Body<'_>,
-) -> Result<ResponseHeader, Sent> {
-    send(session, head, body).await?;
-    read_head(session).await.map_err(Sent::Upstream)
 }
 
 async fn send(session: &mut HttpSession, head: &RequestHeader, body: &mut Body<'_>) -> Result<(), Sent> {

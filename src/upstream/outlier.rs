@@ -81,6 +81,11 @@ impl OutlierState {
     /// Count one outcome at `now`; `Some(reason)` when it calls for an ejection (which the
     /// pool may still refuse, see [`OutlierState::eject`]).
     pub fn record(&self, kind: Kind, policy: &OutlierConfig, now: u64) -> Option<Reason> {
+        // Late answers of attempts begun before the ejection say nothing about the target
+        // as it will be when it returns: neither a failure nor the success ending probation.
+        if self.is_ejected(now) {
+            return None;
+        }
         let ratio = policy
             .failure_ratio
             .as_ref()
@@ -92,7 +97,6 @@ impl OutlierState {
                 self.probation.store(false, Ordering::Relaxed);
                 return None;
             }
-            _ if self.is_ejected(now) => return None,
             _ if self.probation.load(Ordering::Relaxed) => return Some(Reason::Probation),
             Kind::Status5xx => {
                 let n = self.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
@@ -130,8 +134,12 @@ impl OutlierState {
         )
     }
 
-    /// Eject from `now`; the ejection's length.
-    pub fn eject(&self, policy: &OutlierConfig, now: u64) -> Duration {
+    /// Eject from `now`; the ejection's length, or `None` when it already is ejected (another
+    /// attempt's failure got there first). The pool calls this under its ejection lock.
+    pub fn eject(&self, policy: &OutlierConfig, now: u64) -> Option<Duration> {
+        if self.is_ejected(now) {
+            return None;
+        }
         let max = u64::try_from(policy.max_ejection.as_micros()).unwrap_or(u64::MAX);
         let returned = self.returned_at.load(Ordering::Relaxed);
         // Healthy for a whole `max_ejection` since it last came back: start over.
@@ -149,7 +157,7 @@ impl OutlierState {
         if let Ok(mut w) = self.window.lock() {
             *w = Window::default();
         }
-        length
+        Some(length)
     }
 
     pub fn is_ejected(&self, now: u64) -> bool {
@@ -214,23 +222,25 @@ mod tests {
     fn ejections_grow_are_capped_and_probation_re_ejects() {
         let (o, p) = (OutlierState::default(), policy());
         let mut now = 100 * S;
-        assert_eq!(o.eject(&p, now), Duration::from_secs(10));
+        assert_eq!(o.eject(&p, now), Some(Duration::from_secs(10)));
+        assert_eq!(o.eject(&p, now), None, "ejected once, however many failures race");
         assert!(o.is_ejected(now + 9 * S));
         assert!(!o.take_return(now + 9 * S));
-        // While ejected, late failures of attempts already in flight do not eject again.
+        // While ejected, late answers of attempts already in flight count for nothing.
         assert_eq!(o.record(Kind::Status5xx, &p, now + S), None);
+        assert_eq!(o.record(Kind::Success, &p, now + S), None);
         now += 10 * S;
         assert!(o.take_return(now));
         assert!(!o.take_return(now), "the return is noticed once");
         // On probation: one failure is enough, and the next ejection is longer.
         assert_eq!(o.record(Kind::GatewayError, &p, now), Some(Reason::Probation));
-        assert_eq!(o.eject(&p, now), Duration::from_secs(20));
+        assert_eq!(o.eject(&p, now), Some(Duration::from_secs(20)));
         now += 20 * S;
         assert!(o.take_return(now));
         assert_eq!(o.record(Kind::Status5xx, &p, now), Some(Reason::Probation));
         assert_eq!(
             o.eject(&p, now),
-            Duration::from_secs(25),
+            Some(Duration::from_secs(25)),
             "capped by max_ejection"
         );
         now += 25 * S;
@@ -239,7 +249,7 @@ mod tests {
         assert_eq!(o.record(Kind::Success, &p, now), None);
         assert_eq!(o.record(Kind::Status5xx, &p, now), None);
         now += 30 * S;
-        assert_eq!(o.eject(&p, now), Duration::from_secs(10));
+        assert_eq!(o.eject(&p, now), Some(Duration::from_secs(10)));
     }
 
     #[test]

@@ -83,6 +83,9 @@ struct Members {
     /// Targets in configuration order, each carrying its stats in `ext`.
     backends: Vec<Backend>,
     health: HealthState,
+    /// Held while deciding and making an ejection, so concurrent failures cannot both pass
+    /// the cap.
+    eject_lock: std::sync::Mutex<()>,
 }
 
 /// One upstream pool as a snapshot sees it: the long-lived targets plus this configuration's
@@ -117,7 +120,13 @@ impl Pool {
         let identity = PoolIdentity::of(cfg);
         let members = match previous.filter(|p| p.members.identity == identity) {
             Some(kept) => Arc::clone(&kept.members),
-            None => Arc::new(Members::build(cfg, identity)?),
+            None => Arc::new(Members::build(
+                cfg,
+                identity,
+                previous
+                    .filter(|p| p.name == cfg.name.value)
+                    .map(|p| p.members.as_ref()),
+            )?),
         };
         Ok(Pool {
             name: cfg.name.value.clone(),
@@ -150,14 +159,30 @@ impl Pool {
 }
 
 impl Members {
-    fn build(cfg: &UpstreamConfig, identity: PoolIdentity) -> Result<Members, String> {
+    /// `previous`: the same upstream's members before an edit (targets added or removed, a
+    /// weight, the balance or the health check changed): a target it had keeps its statistics
+    /// and passive-health state (an ejection holds, its gauge stays true).
+    fn build(
+        cfg: &UpstreamConfig,
+        identity: PoolIdentity,
+        previous: Option<&Members>,
+    ) -> Result<Members, String> {
+        let kept = |label: &str| -> Option<Arc<TargetStats>> {
+            previous?
+                .backends
+                .iter()
+                .filter_map(|b| b.ext.get::<Arc<TargetStats>>())
+                .find(|s| s.label == label)
+                .cloned()
+        };
         let backends: Vec<Backend> = cfg
             .targets
             .iter()
             .map(|t| {
                 let mut b = Backend::new_with_weight(&t.resolved.to_string(), t.weight)
                     .map_err(|e| format!("upstream `{}`: target `{}`: {e}", cfg.name.value, t.addr.value))?;
-                b.ext.insert(TargetStats::new(t.addr.value.clone()));
+                b.ext
+                    .insert(kept(&t.addr.value).unwrap_or_else(|| TargetStats::new(t.addr.value.clone())));
                 Ok(b)
             })
             .collect::<Result<_, String>>()?;
@@ -174,6 +199,7 @@ impl Members {
             selector,
             backends,
             health: HealthState::new(cfg.health_check.as_ref()),
+            eject_lock: std::sync::Mutex::new(()),
         })
     }
 }
@@ -227,17 +253,33 @@ impl Pool {
         let Some(reason) = stats.outlier.record(kind, &self.outlier, now) else {
             return;
         };
+        let Ok(_decide) = self.members.eject_lock.lock() else {
+            return;
+        };
         let all = &self.members.backends;
+        let backends = self.backends();
         let ejected = all
             .iter()
             .filter_map(|b| b.ext.get::<Arc<TargetStats>>())
             .filter(|s| s.outlier.is_ejected(now))
             .count();
+        // What would still serve: healthy by the active check and not ejected.
+        let serving = all
+            .iter()
+            .filter(|b| backends.ready(b))
+            .filter(|b| {
+                b.ext
+                    .get::<Arc<TargetStats>>()
+                    .is_none_or(|s| !s.outlier.is_ejected(now))
+            })
+            .count();
         let cap = all.len() * self.outlier.max_ejected_percent as usize / 100;
-        if ejected + 1 > cap || ejected + 1 >= all.len() {
+        if ejected + 1 > cap || serving <= 1 {
             return;
         }
-        let length = stats.outlier.eject(&self.outlier, now);
+        let Some(length) = stats.outlier.eject(&self.outlier, now) else {
+            return;
+        };
         let m = metrics::get();
         m.upstream_ejections
             .with_label_values(&[&self.name, &stats.label, reason.label()])
