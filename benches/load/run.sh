@@ -37,6 +37,8 @@ OUT=${OUT:-$ROOT/target/bench-load}
 SECRET=bench-only-hmac-secret-0123456789abcdef
 U1=$((BASE_PORT + 1))
 U2=$((BASE_PORT + 2))
+# A third upstream port that answers 500 to everything (scenarios E and E-OFF).
+U3=$((BASE_PORT + 3))
 PORT=$((BASE_PORT + 10))
 ADMIN=$((BASE_PORT + 11))
 FIXTURES=$ROOT/tests/fixtures/jwt
@@ -134,6 +136,11 @@ http {
         location / { return 200 '{"id":42,"name":"benchmark","items":[1,2,3],"ok":true}'; }
         location /doc { return 200 '$(doc_1k)'; }
     }
+    server {
+        listen 127.0.0.1:$U3;
+        default_type application/json;
+        location / { return 500 '{"error":"down"}'; }
+    }
 }
 CONF
     nginx -c "$OUT/upstream.conf" -g 'daemon off;' &
@@ -146,7 +153,7 @@ CONF
 make_requests() {
     local scenario=$1 file=$OUT/requests-$1.txt
     case $scenario in
-        A) : >"$file" ;;
+        A | E | E-OFF) : >"$file" ;;
         A1K | T) echo "/doc" >"$file" ;;
         G) echo "/g/42" >"$file" ;;
         B) "$BIN/examples/tokens" HS256 1 "$SECRET" "$OUT/tokens-B" ;;
@@ -189,12 +196,16 @@ server:
   upgrade_sock: $OUT/portcullis.sock
   access_log: false
 upstreams:
-  app:
-    targets: ["127.0.0.1:$U1", "127.0.0.1:$U2"]
-    health_check: { type: tcp, interval: 1s }
 CONF
     case $scenario in
-        A | A1K)
+        # One of two targets answers 500 (its TCP health check passes): with passive health
+        # (the default outlier settings) and without it.
+        E) printf '  app:\n    targets: ["127.0.0.1:%s", "127.0.0.1:%s"]\n' "$U1" "$U3" ;;
+        E-OFF) printf '  app:\n    targets: ["127.0.0.1:%s", "127.0.0.1:%s"]\n    outlier: { consecutive_5xx: 0, consecutive_gateway_errors: 0 }\n' "$U1" "$U3" ;;
+        *) printf '  app:\n    targets: ["127.0.0.1:%s", "127.0.0.1:%s"]\n    health_check: { type: tcp, interval: 1s }\n' "$U1" "$U2" ;;
+    esac
+    case $scenario in
+        A | A1K | E | E-OFF)
             printf 'routes:\n  - { name: bench, match: { path_prefix: / }, upstream: app }\n' ;;
         T)
             cat <<CONF
@@ -448,7 +459,7 @@ proxies_for() {
         A) echo "haproxy nginx portcullis minimal" ;;
         # The transform's cost: the same 1 KiB document proxied untouched, then transformed.
         A1K) echo "portcullis minimal" ;;
-        T | G) echo "portcullis" ;;
+        T | G | E | E-OFF) echo "portcullis" ;;
         *) echo "haproxy nginx portcullis" ;;
     esac
 }
