@@ -67,13 +67,13 @@ pub async fn serve(
         // What parts may see of the client's head (hop-by-hop, override and identity headers
         // gone): templates read it, `forward_headers` copy from it.
         let client_head = &edges::part_source(ctx, route, session.req_header());
-        let refused_headers = refused_headers(ctx);
+
         let inputs = Inputs {
             identity: ctx.admission.identity.as_deref(),
             path: &ctx.admission.path,
             query: ctx.admission.upstream_uri.as_ref().and_then(|u| u.query()),
             headers: &client_head.headers,
-            refused_headers: &refused_headers,
+            refused_headers: &ctx.snapshot.template_refused_headers,
         };
         let request = Request {
             ctx,
@@ -184,24 +184,6 @@ impl Request<'_> {
             deadline,
         })
     }
-}
-
-/// Headers a template may not read: identity headers and every credential header.
-fn refused_headers(ctx: &RequestCtx) -> Vec<HeaderName> {
-    let snapshot = &ctx.snapshot;
-    let mut names = vec![
-        http::header::AUTHORIZATION,
-        http::header::PROXY_AUTHORIZATION,
-        http::header::COOKIE,
-    ];
-    names.extend(snapshot.identity_headers.iter().cloned());
-    names.extend(
-        snapshot
-            .authenticators
-            .iter()
-            .flat_map(|a| a.credential_headers().cloned()),
-    );
-    names
 }
 
 /// A deadline that never comes (about thirty years away).

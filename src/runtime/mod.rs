@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub authenticators: Vec<Authenticator>,
     /// Every header an authenticator forwards; client copies are removed on every route.
     pub identity_headers: Vec<http::HeaderName>,
+    /// Headers an aggregation template may not read: credentials and identity headers.
+    pub template_refused_headers: Vec<http::HeaderName>,
     pub policies: Vec<Policy>,
     /// The shared store of `store: redis` policies, when configured.
     pub redis: Option<Arc<RedisStore>>,
@@ -161,7 +163,19 @@ impl Snapshot {
             .iter()
             .map(|r| m.request_duration.with_label_values(&[&r.name]))
             .collect();
+        let mut template_refused_headers = vec![
+            http::header::AUTHORIZATION,
+            http::header::PROXY_AUTHORIZATION,
+            http::header::COOKIE,
+        ];
+        template_refused_headers.extend(identity_headers.iter().cloned());
+        template_refused_headers.extend(
+            authenticators
+                .iter()
+                .flat_map(|a| a.credential_headers().cloned()),
+        );
         Ok(Snapshot {
+            template_refused_headers,
             routes: RouteTable::build(routes, &hosts),
             pools,
             authenticators,
