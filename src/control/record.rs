@@ -24,6 +24,9 @@ pub struct ProcessRecord {
     pub settings: ProcessSettings,
 }
 
+/// How long a process that has just started may take to write its record.
+pub const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where the record of the process named by `pid_file` lives.
 pub fn path_for(pid_file: &str) -> PathBuf {
     PathBuf::from(format!("{pid_file}.json"))
@@ -51,6 +54,27 @@ impl ProcessRecord {
         serde_json::from_str::<ProcessRecord>(&text)
             .ok()
             .filter(|r| r.pid == pid)
+    }
+
+    /// [`ProcessRecord::read_for`], waiting up to `patience` for the record to appear. A
+    /// gateway writes its record as soon as its services start, a moment after its pid file
+    /// and its listeners: a command run right after a start (or an upgrade) would otherwise
+    /// find none and act on the edited file's settings — for `upgrade`, a hand-over through a
+    /// socket nobody listens on, which stops the service.
+    pub fn wait_for(
+        pid: i32,
+        owner: u32,
+        pid_file: &str,
+        patience: std::time::Duration,
+    ) -> Option<ProcessRecord> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let record = ProcessRecord::read_for(pid, owner, pid_file);
+            if record.is_some() || std::time::Instant::now() >= deadline {
+                return record;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Write atomically (a reader never sees half a record), through a new file of our own

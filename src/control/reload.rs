@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::pid;
-use super::record::ProcessRecord;
+use super::record::{ProcessRecord, RECORD_PATIENCE};
 use super::{not_applied_message, CONFIG_HEADER, EXIT_NOT_APPLIED, NOT_APPLIED_HEADER};
 use crate::config::Config;
 
@@ -96,7 +96,8 @@ fn reload_via_signal(path: &str, config: &Config) -> Result<Reloaded, String> {
     let pid_file = &config.server.process.pid_file;
     let pid = pid::read_pid(pid_file)?;
     pid::verify(pid, pid_file)?;
-    let record = pid::effective_uid(pid).and_then(|owner| ProcessRecord::read_for(pid, owner, pid_file));
+    let record = pid::effective_uid(pid)
+        .and_then(|owner| ProcessRecord::wait_for(pid, owner, pid_file, RECORD_PATIENCE));
     if let Some(record) = &record {
         if record.config != path {
             return Err(wrong_file(&record.config, path));

@@ -9,7 +9,8 @@
 //!    new process fail *after* the old one handed over;
 //! 3. start the new process with `--upgrade --daemon`, receiving the listeners through the
 //!    socket the *running* process sends to (from its process record: a changed
-//!    `upgrade_sock` applies from the next upgrade on);
+//!    `upgrade_sock` applies from the next upgrade on). Without a record (it is written a
+//!    moment after the process starts; the command waits for it) the upgrade is refused;
 //! 4. only once that socket exists as a socket (the new process got that far) send SIGQUIT to the old
 //!    process, which hands over its listeners and drains within its grace period;
 //! 5. the new process's foreground part exits with 0 once it holds the listeners and has
@@ -23,7 +24,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::pid;
-use super::record::ProcessRecord;
+use super::record::{ProcessRecord, RECORD_PATIENCE};
 use crate::config::{Config, ProcessSettings};
 
 pub fn upgrade(path: &str, config: &Config) -> ExitCode {
@@ -48,20 +49,22 @@ fn run_upgrade(path: &str, config: &Config) -> Result<String, String> {
     pid::verify(old_pid, &server.pid_file)?;
     let owner =
         pid::effective_uid(old_pid).ok_or_else(|| format!("cannot read the owner of pid {old_pid}"))?;
-    let running = ProcessRecord::read_for(old_pid, owner, &server.pid_file).map(|r| r.settings);
-    if running.is_none() {
-        eprintln!(
-            "portcullis: warning: pid {old_pid} left no process record next to {}; assuming it hands \
-             its listeners over through {} as configured (if server.upgrade_sock changed, put the \
-             old value back for this upgrade)",
-            server.pid_file, server.upgrade_sock
-        );
-    }
-    // The socket the running process sends its listeners to on SIGQUIT.
-    let handover = running
-        .as_ref()
-        .map_or(server.upgrade_sock.clone(), |r| r.upgrade_sock.clone());
-    preflight(server, running.as_ref(), &handover, old_pid)?;
+    // The socket the running process sends its listeners to on SIGQUIT is only known from its
+    // record: a guess that differs from it makes the old process give up handing over and
+    // exit, with nothing left listening.
+    let running = ProcessRecord::wait_for(old_pid, owner, &server.pid_file, RECORD_PATIENCE)
+        .map(|r| r.settings)
+        .ok_or_else(|| {
+            format!(
+                "pid {old_pid} has no process record at {} (a gateway writes it when it starts): \
+                 the socket it hands its listeners over through is unknown, and a wrong guess \
+                 would stop the service. Restart the gateway once so that it writes one; pid \
+                 {old_pid} was not signalled and keeps serving",
+                super::record::path_for(&server.pid_file).display()
+            )
+        })?;
+    let handover = running.upgrade_sock.clone();
+    preflight(server, &running, &handover, old_pid)?;
 
     let socket = Path::new(&handover);
     // A leftover socket file would look like the new process being ready.
@@ -138,10 +141,10 @@ fn run_upgrade(path: &str, config: &Config) -> Result<String, String> {
 }
 
 /// What would make the new process fail after the old one handed over, checked before
-/// anything is started. `running` is what the old process uses, when its record is known.
+/// anything is started. `running` is what the old process uses (its record).
 fn preflight(
     new: &ProcessSettings,
-    running: Option<&ProcessSettings>,
+    running: &ProcessSettings,
     handover: &str,
     old_pid: i32,
 ) -> Result<(), String> {
@@ -167,19 +170,15 @@ fn preflight(
         }
     }
     // Addresses the running process does not hold are bound by the new one: try them now.
-    // Without a record the running listeners are unknown (binding them would fail), so only
-    // the record makes this check possible.
-    if let Some(running) = running {
-        let new_admin = new.admin.iter().filter(|a| running.admin.as_ref() != Some(*a));
-        for addr in new
-            .listen
-            .iter()
-            .filter(|a| !running.listen.contains(a))
-            .chain(new_admin)
-        {
-            if let Err(e) = TcpListener::bind(addr.as_str()) {
-                return Err(format!("cannot listen on {addr}: {e}; {keeps_serving}"));
-            }
+    let new_admin = new.admin.iter().filter(|a| running.admin.as_ref() != Some(*a));
+    for addr in new
+        .listen
+        .iter()
+        .filter(|a| !running.listen.contains(a))
+        .chain(new_admin)
+    {
+        if let Err(e) = TcpListener::bind(addr.as_str()) {
+            return Err(format!("cannot listen on {addr}: {e}; {keeps_serving}"));
         }
     }
     Ok(())
