@@ -41,6 +41,8 @@ pub fn route(
         pass_headers: Vec::new(),
         pass_method_override: false,
         websocket: false,
+        retry_idempotency_key: false,
+        max_body: None,
         transform: Default::default(),
     }
 }

@@ -220,8 +220,16 @@ fn retries_beyond_the_last_target_report_the_connect_error() {
         r.status, 502,
         "both targets refused: a 502, not 'no healthy target'"
     );
+    // `retries: 5` is `attempts: 6`: once every target was tried, a retry goes back to one.
     let errors = gw.metric("portcullis_upstream_requests_total", &[("status", "error")]);
-    assert_eq!(errors, 2.0, "each target tried once");
+    assert_eq!(errors, 6.0, "six attempts");
+    for dead in [d1, d2] {
+        let tried = gw.metric(
+            "portcullis_upstream_requests_total",
+            &[("target", &dead.to_string()), ("status", "error")],
+        );
+        assert!(tried >= 1.0, "{dead} tried");
+    }
 }
 
 /// Idle connections cost 75–87 KiB each with no cap (8,000 held about 600 MB). The proxy now

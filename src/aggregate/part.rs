@@ -125,6 +125,7 @@ pub async fn call(
     let call = Call {
         pool: &req.pool,
         key: &req.key,
+        repeatable: req.head.method.is_idempotent(),
         head: req.head,
         body: Body::Full(req.body),
         deadline: Some(deadline),

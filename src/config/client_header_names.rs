@@ -15,6 +15,14 @@ pub const OVERRIDES: &[&str] = &[
     "x-original-method",
 ];
 
+/// The method overrides among `OVERRIDES`.
+pub const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+];
+
 /// Headers that claim where the client is or how it connected; the gateway says that itself.
 pub const CLIENT_CLAIMS: &[&str] = &[
     "forwarded-for",

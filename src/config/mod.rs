@@ -21,6 +21,7 @@ pub mod model;
 mod outlier_schema;
 pub mod redis_model;
 mod redis_schema;
+mod retry_schema;
 mod route_schema;
 mod schema;
 mod server_schema;

@@ -125,6 +125,8 @@ pub struct RequestLimits {
     pub body_min_rate: u64,
     /// The longest one write to the client may take (a client that stops reading).
     pub send_timeout: Duration,
+    /// The largest request body, in bytes (a route's `max_body` replaces it): 413 beyond.
+    pub max_body: u64,
 }
 
 impl Default for RequestLimits {
@@ -138,6 +140,7 @@ impl Default for RequestLimits {
             body_timeout: Duration::from_secs(30),
             body_min_rate: 8 * 1024,
             send_timeout: Duration::from_secs(60),
+            max_body: 10 * 1024 * 1024,
         }
     }
 }
@@ -212,11 +215,71 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
-    pub retries: usize,
+    /// Which failed attempts are tried again, how often and within what budget.
+    pub retry: RetryConfig,
     /// Passive health: when a failing target is taken out of rotation.
     pub outlier: OutlierConfig,
     /// Concurrency cap (circuit breaking) and its short queue.
     pub limits: UpstreamLimits,
+}
+
+/// `retry:` (or the older `retries: N`, the same as `attempts: N + 1`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryConfig {
+    /// Tries in all, the first included (1: never retry).
+    pub attempts: usize,
+    /// The failures a retry answers.
+    pub on: RetryOn,
+    /// One attempt's deadline, within the route's.
+    pub per_try_timeout: Option<Duration>,
+    /// Full-jitter backoff before retry n: a random wait in `[0, min(max, base × 2^(n-1))]`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Retries in any second at most `ratio` × that second's requests + `min_per_second`.
+    pub budget_ratio: f64,
+    pub budget_min_per_second: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts: 2,
+            on: RetryOn::default(),
+            per_try_timeout: None,
+            backoff_base: Duration::from_millis(25),
+            backoff_max: Duration::from_millis(250),
+            budget_ratio: 0.2,
+            budget_min_per_second: 5,
+        }
+    }
+}
+
+/// `retry.on`: the failures worth another attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryOn {
+    /// No connection (refused, unreachable, connect timeout): the request was never sent.
+    pub connect_failure: bool,
+    /// The connection broke before an answer arrived.
+    pub reset: bool,
+    /// No answer within the read timeout or `per_try_timeout`.
+    pub timeout: bool,
+    /// Answers with these statuses (500-599).
+    pub statuses: Vec<u16>,
+}
+
+impl RetryOn {
+    pub const NAMES: [&'static str; 3] = ["connect-failure", "reset", "timeout"];
+}
+
+impl Default for RetryOn {
+    fn default() -> Self {
+        RetryOn {
+            connect_failure: true,
+            reset: true,
+            timeout: false,
+            statuses: vec![502, 503, 504],
+        }
+    }
 }
 
 /// `limits:`: at most `max_requests` requests in flight to the upstream (all targets); beyond
@@ -331,4 +394,9 @@ pub struct RouteConfig {
     pub transform: super::TransformConfig,
     /// Fan-out to several upstreams, merged into one answer (instead of `upstream`).
     pub aggregate: Option<super::AggregateConfig>,
+    /// `retry: { idempotency_key: true }`: a non-idempotent request carrying
+    /// `Idempotency-Key` may be retried like an idempotent one.
+    pub retry_idempotency_key: bool,
+    /// The largest request body this route accepts (instead of `server.limits.max_body`).
+    pub max_body: Option<u64>,
 }

@@ -35,6 +35,8 @@ const ROUTE_FIELDS: &[&str] = &[
     "websocket",
     "transform",
     "aggregate",
+    "retry",
+    "max_body",
 ];
 
 pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig> {
@@ -105,6 +107,11 @@ pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<
         check_aggregate_route(&f, aggregate, matcher.as_ref(), transform.as_ref(), p);
     }
     let timeout = positive_duration(&f, "timeout", p).flatten();
+    let retry_idempotency_key = match f.node("retry") {
+        None | Some(Node::Null { .. }) => Some(false),
+        Some(n) => Fields::nested(n, &f.path_of("retry"), &["idempotency_key"], ROUTE_FIELDS, p)
+            .map(|r| r.or("idempotency_key", false, p)),
+    };
     Some(RouteConfig {
         name: name?,
         matcher: matcher?,
@@ -120,6 +127,8 @@ pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<
         websocket: f.or("websocket", false, p),
         transform: transform?,
         aggregate: aggregate?,
+        retry_idempotency_key: retry_idempotency_key?,
+        max_body: f.opt::<super::size::ByteSize>("max_body", p).map(|s| s.0 as u64),
     })
 }
 

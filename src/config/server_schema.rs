@@ -142,6 +142,7 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<RequestLim
             "body_timeout",
             "body_min_rate",
             "send_timeout",
+            "max_body",
         ],
         p,
     )?;
@@ -158,6 +159,9 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<RequestLim
         body_timeout: f.or("body_timeout", d.body_timeout, p),
         body_min_rate: f.ranged("body_min_rate", 0..=u64::from(u32::MAX), d.body_min_rate, p),
         send_timeout: f.or("send_timeout", d.send_timeout, p),
+        max_body: f
+            .opt::<super::size::ByteSize>("max_body", p)
+            .map_or(d.max_body, |s| s.0 as u64),
     };
     for (key, d) in [
         ("header_read_timeout", limits.header_read_timeout),

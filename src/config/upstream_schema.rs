@@ -1,5 +1,5 @@
 //! Decoding `upstreams:`: targets (resolved once at load), balancing and its hash key,
-//! timeouts, retries and the health check.
+//! timeouts, retries (`retry_schema`) and the health check.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -28,6 +28,7 @@ const UPSTREAM_FIELDS: &[&str] = &[
     "read_timeout",
     "write_timeout",
     "retries",
+    "retry",
     "outlier",
     "limits",
 ];
@@ -123,8 +124,7 @@ fn decode_upstream(
             );
         }
     }
-    // Pingora stops after 16 attempts per request whatever we ask for.
-    let retries = f.ranged("retries", 0..=15, 1usize, p);
+    let retry = super::retry_schema::decode_retry(&f, UPSTREAM_FIELDS, p);
     let outlier = match f.node("outlier") {
         None | Some(Node::Null { .. }) => Some(OutlierConfig::default()),
         Some(n) => super::outlier_schema::decode_outlier(n, &f.path_of("outlier"), UPSTREAM_FIELDS, p),
@@ -142,7 +142,7 @@ fn decode_upstream(
         connect_timeout,
         read_timeout,
         write_timeout,
-        retries,
+        retry: retry?,
         outlier: outlier?,
         limits: limits?,
     })

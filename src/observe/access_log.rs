@@ -19,6 +19,8 @@ pub struct AccessEntry<'a> {
     pub status: u16,
     pub bytes: usize,
     pub duration: Duration,
+    /// Attempts made again after a failed one (see `upstream::retry`).
+    pub retries: usize,
     /// Aggregated routes: `part:status:ms` per part (`part:reason:ms` when it failed).
     pub parts: Option<&'a str>,
 }
@@ -32,7 +34,7 @@ pub fn write(entry: &AccessEntry<'_>) {
     let mut line = String::with_capacity(160);
     let _ = write!(
         line,
-        "id={} client={} method={} path={} route={} version={} consumer={} target={} status={} bytes={} duration_ms={:.3}",
+        "id={} client={} method={} path={} route={} version={} consumer={} target={} status={} bytes={} duration_ms={:.3} retries={}",
         entry.request_id,
         entry.client,
         entry.method,
@@ -43,7 +45,8 @@ pub fn write(entry: &AccessEntry<'_>) {
         entry.target,
         entry.status,
         entry.bytes,
-        entry.duration.as_secs_f64() * 1000.0
+        entry.duration.as_secs_f64() * 1000.0,
+        entry.retries
     );
     if let Some(parts) = entry.parts {
         let _ = write!(line, " parts={parts}");

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub upstream_inflight: IntGaugeVec,
     pub upstream_queued: IntGaugeVec,
     pub upstream_shed: IntCounterVec,
+    pub upstream_retries: IntCounterVec,
+    pub upstream_retry_budget_exhausted: IntCounterVec,
     pub aggregate_part_duration: HistogramVec,
 }
 
@@ -174,6 +176,16 @@ impl Metrics {
             "Requests refused with 503 because the upstream had no free slot within its queue's bounds.",
             &["upstream"],
         )?;
+        let upstream_retries = counter(
+            "portcullis_upstream_retries_total",
+            "Attempts made again after a failed one, by what failed (connect-failure, reset, timeout, or the status).",
+            &["upstream", "reason"],
+        )?;
+        let upstream_retry_budget_exhausted = counter(
+            "portcullis_upstream_retry_budget_exhausted_total",
+            "Retries not made because the upstream's retry budget was spent.",
+            &["upstream"],
+        )?;
         let build_info = gauge(
             "portcullis_build_info",
             "Build information; always 1.",
@@ -204,6 +216,8 @@ impl Metrics {
             upstream_inflight,
             upstream_queued,
             upstream_shed,
+            upstream_retries,
+            upstream_retry_budget_exhausted,
             aggregate_part_duration,
         })
     }

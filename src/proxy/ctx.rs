@@ -70,6 +70,12 @@ pub struct Attempts {
     pub upgrade_requested: bool,
     /// The pool's concurrency slot, held until the request is done (proxied routes).
     pub slot: Option<crate::upstream::concurrency::Slot>,
+    /// The wait before the retry that was just granted (taken by `upstream_peer`).
+    pub backoff: Option<std::time::Duration>,
+    /// The current attempt's deadline: the route's, or sooner with `retry.per_try_timeout`.
+    pub attempt_deadline: Option<Instant>,
+    /// Attempts made again after a failed one (exchanges and parts included).
+    pub retries: usize,
 }
 
 /// What the response says about the gateway's decisions, whoever writes it.
@@ -101,6 +107,14 @@ impl RequestCtx {
     /// The matched route, from the snapshot this request started with.
     pub fn route(&self) -> Option<&Route> {
         self.snapshot.routes.routes.get(self.admission.route?)
+    }
+
+    /// The largest request body this request may have: its route's `max_body`, else the
+    /// server's.
+    pub fn max_body(&self) -> u64 {
+        self.route()
+            .and_then(|r| r.max_body)
+            .unwrap_or(self.snapshot.settings.limits.max_body)
     }
 
     /// The pool this request goes to.

@@ -12,6 +12,17 @@ pub const ROUTE_TIMEOUT: ErrorType = ErrorType::Custom("route timeout");
 /// Raised when a request body arrives too slowly (see `RequestLimits::body_overdue`).
 pub const BODY_TIMEOUT: ErrorType = ErrorType::Custom("request body too slow");
 
+/// Raised when a request body grows past the route's `max_body` (413).
+pub const BODY_TOO_LARGE: ErrorType = ErrorType::Custom("request body too large");
+
+/// The error that stops relaying a body past `max_body`: the client's doing.
+pub fn body_too_large() -> Box<Error> {
+    Error::explain(BODY_TOO_LARGE, "request body larger than max_body").into_down()
+}
+
+/// Raised for an upstream answer retried instead of relayed (`retry.on` lists its status).
+pub const RETRIED_ANSWER: ErrorType = ErrorType::Custom("upstream answer retried");
+
 /// Raised for an upstream answer the gateway will not relay.
 pub const BAD_UPSTREAM_RESPONSE: ErrorType = ErrorType::Custom("invalid upstream response");
 
@@ -33,7 +44,9 @@ pub fn problem_for(e: &Error) -> Option<Problem> {
         t if *t == NO_HEALTHY_TARGET => Problem::new(503, "no healthy upstream target is available"),
         t if *t == ROUTE_TIMEOUT => Problem::new(504, "the upstream did not answer in time"),
         t if *t == BAD_UPSTREAM_RESPONSE => Problem::new(502, "the upstream sent an invalid response"),
+        t if *t == RETRIED_ANSWER => Problem::new(502, "the upstream failed to answer"),
         t if *t == BODY_TIMEOUT => body_too_slow(),
+        t if *t == BODY_TOO_LARGE => Problem::body_too_large(),
         // The client stopped sending its body (the downstream read timeout).
         ErrorType::ReadTimedout if *e.esource() == ErrorSource::Downstream => body_too_slow(),
         // The client stopped reading: nobody to answer.

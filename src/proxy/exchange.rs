@@ -60,6 +60,7 @@ pub async fn serve(
     };
     let request_rules = route.transform.request.as_ref();
     let key = peer::hash_key(&pool, session.req_header(), ctx.client.ip);
+    let repeatable = route.repeatable(session.req_header());
     let deadline = ctx.admission.deadline;
     // A body the rules rewrite is held whole; any other is relayed as it arrives.
     let mut relayed;
@@ -79,16 +80,20 @@ pub async fn serve(
         None => {
             let framing = relayed_framing(session)?;
             let head = upstream_head(session.req_header(), ctx, route, framing)?;
-            if framing != Framing::None {
+            if framing == Framing::None {
+                // No body: nothing to relay, and the request can be sent again.
+                (head, Body::Full(Bytes::new()))
+            } else {
                 send_continue(session).await?;
+                relayed = ClientBody {
+                    session: &mut *session,
+                    limits: ctx.snapshot.settings.limits,
+                    max: ctx.max_body(),
+                    start: ctx.start,
+                    received: &mut ctx.admission.body_received,
+                };
+                (head, Body::Relayed(&mut relayed))
             }
-            relayed = ClientBody {
-                session: &mut *session,
-                limits: ctx.snapshot.settings.limits,
-                start: ctx.start,
-                received: &mut ctx.admission.body_received,
-            };
-            (head, Body::Relayed(&mut relayed))
         }
     };
     let call = Call {
@@ -97,10 +102,12 @@ pub async fn serve(
         head,
         body,
         deadline,
+        repeatable,
     };
     let outcome = client
         .exchange(call, &mut ctx.upstream.tried, &mut ctx.upstream.current)
         .await;
+    ctx.upstream.retries = ctx.upstream.tried.len().saturating_sub(1);
     let reply = match outcome {
         Ok(reply) => reply,
         Err(e) => return Ok(Served::Refused(call_problem(&e))),
@@ -114,15 +121,8 @@ pub(super) async fn read_request_body(
     ctx: &mut RequestCtx,
     max: usize,
 ) -> Result<Bytes, Problem> {
-    let too_large = || Problem::new(413, "the request body is larger than this route accepts").closing();
-    let declared = session
-        .req_header()
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
-    }
+    let max = max.min(usize::try_from(ctx.max_body()).unwrap_or(usize::MAX));
+    super::request_checks::check_declared_body(session.req_header(), max as u64)?;
     if session.is_body_empty() {
         return Ok(Bytes::new());
     }
@@ -141,7 +141,7 @@ pub(super) async fn read_request_body(
         };
         ctx.admission.body_received += chunk.len() as u64;
         if buf.len() + chunk.len() > max {
-            return Err(too_large());
+            return Err(Problem::body_too_large());
         }
         buf.extend_from_slice(&chunk);
         let limits = &ctx.snapshot.settings.limits;
@@ -170,6 +170,8 @@ async fn send_continue(session: &mut Session) -> pingora::Result<()> {
 struct ClientBody<'a> {
     session: &'a mut Session,
     limits: crate::config::RequestLimits,
+    /// The route's `max_body`: a piece beyond it is not relayed.
+    max: u64,
     start: std::time::Instant,
     received: &'a mut u64,
 }
@@ -180,6 +182,9 @@ impl BodySource for ClientBody<'_> {
         let piece = self.session.read_request_body().await?;
         if let Some(p) = &piece {
             *self.received += p.len() as u64;
+            if *self.received > self.max {
+                return Err(super::errors::body_too_large());
+            }
             if self.limits.body_overdue(self.start.elapsed(), *self.received) {
                 return Err(
                     pingora::Error::explain(super::errors::BODY_TIMEOUT, "request body too slow").into_down(),

@@ -24,6 +24,7 @@ mod forwarding;
 mod peer;
 pub mod problem;
 mod request_checks;
+mod retrying;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,6 +83,7 @@ impl Gateway {
         let Some(route) = snapshot.routes.routes.get(route_id) else {
             return Err(Problem::new(404, "no route matches this request"));
         };
+        request_checks::check_declared_body(req, ctx.max_body())?;
         admission::authenticate(&snapshot, route, req, ctx)?;
         let version = admission::resolve_version(route, req, &target, ctx)?;
         ctx.admission.upstream_uri = Some(admission::upstream_uri(
@@ -257,6 +259,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.admission.body_received += body.as_ref().map_or(0, |b| b.len() as u64);
+        // This piece is not forwarded: the upstream never sees more than `max_body`.
+        if ctx.admission.body_received > ctx.max_body() {
+            return Err(errors::body_too_large());
+        }
         let limits = &ctx.snapshot.settings.limits;
         if limits.body_overdue(ctx.start.elapsed(), ctx.admission.body_received) {
             // The client's doing: `into_down` keeps passive health from blaming the target.
@@ -269,38 +275,58 @@ impl ProxyHttp for Gateway {
         let Some(pool) = ctx.pool().cloned() else {
             return Error::e_explain(errors::NO_HEALTHY_TARGET, "request was not routed");
         };
+        let retry = !ctx.upstream.tried.is_empty();
+        if retry {
+            retrying::wait(ctx).await;
+        } else {
+            pool.retries.note_request();
+        }
         let deadline = ctx.admission.deadline;
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Error::e_explain(errors::ROUTE_TIMEOUT, "route deadline passed before connecting");
         }
         let key = peer::hash_key(&pool, session.req_header(), ctx.client.ip);
-        let Some(selected) = pool.select(&key, &ctx.upstream.tried) else {
+        let selected = match retry {
+            true => pool.select_retry(&key, &ctx.upstream.tried),
+            false => pool.select(&key, &[]),
+        };
+        let Some(selected) = selected else {
             return Error::e_explain(errors::NO_HEALTHY_TARGET, format!("upstream {}", pool.name));
         };
         ctx.upstream.tried.push(selected.addr);
-        let peer = pool.peer(selected.addr, deadline);
+        let attempt_deadline =
+            crate::upstream::retry::attempt_deadline(deadline, pool.retries.config.per_try_timeout);
+        ctx.upstream.attempt_deadline = attempt_deadline;
+        let peer = pool.peer(selected.addr, attempt_deadline);
         ctx.upstream.current = Some(Attempt::begin(pool, selected));
         Ok(peer)
     }
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
         record_attempt(ctx, AttemptOutcome::ConnectFailed);
-        // Retry only while the budget lasts and an untried healthy target exists; otherwise
-        // the client gets this connect error (502/504) rather than "no healthy target".
-        // `tried` holds every attempt so far, the first included.
-        if let Some(pool) = ctx.pool() {
-            let tried = &ctx.upstream.tried;
-            if tried.len() <= pool.retries && pool.select(b"", tried).is_some() {
-                e.set_retry(true);
-            }
-        }
+        // Nothing was sent: any request may be tried again, within `retry` (otherwise the
+        // client gets this connect error, 502/504, rather than "no healthy target").
+        let retry = retrying::grant(session, ctx, crate::upstream::retry::Failure::Connect);
+        e.set_retry(retry);
         e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let e = e.more_context(format!("Peer: {peer}"));
+        retrying::after_error(session, ctx, e, client_reused)
     }
 
     async fn upstream_request_filter(
@@ -322,7 +348,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -330,6 +356,9 @@ impl ProxyHttp for Gateway {
         // 100 Continue and 103 Early Hints precede the answer: not the attempt's outcome.
         if !resp.status.is_informational() || resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
             record_attempt(ctx, AttemptOutcome::Responded(resp.status));
+            if let Some(retry) = retrying::retry_answer(session, ctx, resp.status) {
+                return Err(retry);
+            }
         }
         if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
             // A WebSocket lives as long as its connection: it does not hold a request slot.
@@ -355,7 +384,8 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
-        if ctx.admission.deadline.is_some_and(|d| Instant::now() > d) {
+        // The attempt's deadline: the route's, or sooner with `retry.per_try_timeout`.
+        if ctx.upstream.attempt_deadline.is_some_and(|d| Instant::now() > d) {
             return Error::e_explain(
                 errors::ROUTE_TIMEOUT,
                 "route deadline passed while streaming the response",
@@ -367,7 +397,7 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         // A client that went away, or had not finished sending its body (an upstream that
         // timed out waiting for it), is never its target's fault: passive health ignores it.
-        let client_side = *e.esource() == pingora::ErrorSource::Downstream || !session.is_body_done();
+        let client_side = retrying::client_side(e, session);
         let outcome = match client_side {
             true => AttemptOutcome::Aborted,
             false => AttemptOutcome::Failed,
@@ -456,6 +486,7 @@ impl ProxyHttp for Gateway {
                 status,
                 bytes: session.body_bytes_sent(),
                 duration: elapsed,
+                retries: ctx.upstream.retries,
                 parts: ctx.reply.parts_summary.as_deref(),
             });
         }

@@ -106,6 +106,12 @@ impl Problem {
     }
 
     /// 429 for an exhausted rate limit (RFC 9457 registered type `quota-exceeded`).
+    /// 413 for a request body over `max_body`; the connection closes (the rest of the body
+    /// is not read).
+    pub fn body_too_large() -> Problem {
+        Problem::new(413, "the request body is larger than this route accepts").closing()
+    }
+
     pub fn quota_exceeded(retry_after: u64, violated_policies: String) -> Problem {
         let mut p = Problem::new(429, "rate limit exceeded")
             .with_header(http::header::RETRY_AFTER, retry_after.to_string());

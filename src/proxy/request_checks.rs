@@ -22,6 +22,19 @@ pub fn check_header_names(req: &RequestHeader, rules: &ClientHeaderRules) -> Res
     Ok(())
 }
 
+/// A body larger than the route accepts (`max_body`), refused by its declared length before
+/// any of it is read or forwarded.
+pub fn check_declared_body(req: &RequestHeader, max: u64) -> Result<(), Problem> {
+    let declared = req
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max => Err(Problem::body_too_large()),
+        _ => Ok(()),
+    }
+}
+
 /// Framing and header-size rules. Smuggling-shaped requests also close the connection.
 pub fn check_framing(req: &RequestHeader, limits: &RequestLimits) -> Result<(), Problem> {
     let headers = &req.headers;

@@ -111,6 +111,20 @@ impl Reloader {
             let _ = m.upstream_inflight.remove_label_values(&[&upstream]);
             let _ = m.upstream_queued.remove_label_values(&[&upstream]);
             let _ = m.upstream_shed.remove_label_values(&[&upstream]);
+            let _ = m
+                .upstream_retry_budget_exhausted
+                .remove_label_values(&[&upstream]);
+            let statuses = (500..=599u16).map(crate::upstream::retry::Failure::Status);
+            let failures = [
+                crate::upstream::retry::Failure::Connect,
+                crate::upstream::retry::Failure::Reset,
+                crate::upstream::retry::Failure::Timeout,
+            ];
+            for failure in failures.into_iter().chain(statuses) {
+                let _ = m
+                    .upstream_retries
+                    .remove_label_values(&[&upstream, &failure.label()]);
+            }
         }
         Ok(Reloaded {
             routes: config.routes.len(),

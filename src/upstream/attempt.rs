@@ -44,6 +44,8 @@ pub struct Attempt {
     request_done: bool,
     /// A failure after the answer began was already counted.
     late_failure: bool,
+    /// The target's answer (its head) arrived.
+    responded: bool,
     /// An answer below 500 arrived: a success for passive health once the answer is complete
     /// (a body that then breaks off makes it a failure instead).
     pending_success: bool,
@@ -61,6 +63,7 @@ impl Attempt {
             recorded: false,
             request_done: false,
             late_failure: false,
+            responded: false,
             pending_success: false,
         }
     }
@@ -88,12 +91,23 @@ impl Attempt {
         self.request_done
     }
 
+    /// Whether the attempt's outcome was recorded.
+    pub fn recorded(&self) -> bool {
+        self.recorded
+    }
+
+    /// Whether the target's answer began (a failure after it cannot be retried).
+    pub fn responded(&self) -> bool {
+        self.responded
+    }
+
     /// Record how the attempt ended. The first call counts in the metrics; a later failure of
     /// the same attempt (the answer began, then the body broke off or stalled) is still the
-    /// target's failure for passive health, counted once.
+    /// target's failure for passive health, counted once. A failure recorded twice (by the
+    /// retry decision, then by the final error handler) counts once.
     pub fn record(&mut self, outcome: Outcome) {
         if self.recorded {
-            if outcome == Outcome::Failed && !self.late_failure {
+            if outcome == Outcome::Failed && self.responded && !self.late_failure {
                 self.late_failure = true;
                 self.pending_success = false;
                 self.pool.note_outcome(&self.selected.stats, Kind::GatewayError);
@@ -111,6 +125,7 @@ impl Attempt {
             Outcome::Failed => ("error", Some(Kind::GatewayError)),
             Outcome::Aborted => ("aborted", None),
             Outcome::Responded(status) => {
+                self.responded = true;
                 stats.observe_latency(self.sent.unwrap_or(self.begun).elapsed());
                 let kind = if status.is_server_error() {
                     Kind::Status5xx

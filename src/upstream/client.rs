@@ -22,6 +22,7 @@ use pingora::{Error, ErrorType};
 
 use super::attempt::{Attempt, Outcome};
 use super::concurrency::Slot;
+use super::retry::{attempt_deadline, Failure, Replay, Verdict};
 use super::Pool;
 
 /// How long an idle connection stays in the client's pool.
@@ -66,6 +67,9 @@ pub struct Call<'a> {
     pub head: RequestHeader,
     pub body: Body<'a>,
     pub deadline: Option<Instant>,
+    /// Sending it twice is harmless (see `Route::repeatable`): it may be retried after it
+    /// may have reached the upstream.
+    pub repeatable: bool,
 }
 
 /// A response head, with the connection its body is read from.
@@ -122,24 +126,17 @@ impl UpstreamClient {
         }
         .map_err(|_| CallError::Shed)?;
         let relayed = matches!(call.body, Body::Relayed(_));
-        let work = self.exchange_untimed(
-            call.pool,
-            call.key,
-            &call.head,
-            &mut call.body,
-            call.deadline,
-            tried,
-            current,
-            slot,
-        );
-        let outcome = match call.deadline {
+        let deadline = call.deadline;
+        let work = self.exchange_untimed(&mut call, tried, current, slot);
+        let outcome = match deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline.into(), work).await {
                 Ok(result) => result,
                 Err(_) => Err(CallError::Timeout),
             },
             None => work.await,
         };
-        if let (Err(CallError::Timeout), Some(attempt)) = (&outcome, current.as_mut()) {
+        let unrecorded = current.as_mut().filter(|a| !a.recorded());
+        if let (Err(CallError::Timeout), Some(attempt)) = (&outcome, unrecorded) {
             // Still relaying a slow client's body: the client's doing, not the target's.
             let client_side = relayed && !attempt.request_done();
             attempt.record(if client_side {
@@ -151,50 +148,58 @@ impl UpstreamClient {
         outcome
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The attempts of one call: each within its own deadline (`retry.per_try_timeout`), a
+    /// failed one tried again when `upstream::retry` allows it.
     async fn exchange_untimed(
         &self,
-        pool: &Arc<Pool>,
-        key: &[u8],
-        head: &RequestHeader,
-        body: &mut Body<'_>,
-        deadline: Option<Instant>,
+        call: &mut Call<'_>,
         tried: &mut Vec<SocketAddr>,
         current: &mut Option<Attempt>,
         slot: Slot,
     ) -> Result<Reply, CallError> {
+        let pool = call.pool;
+        let retries = &pool.retries;
+        retries.note_request();
         // One more try when a pooled connection turns out closed before any answer: the
         // upstream closed it while idle, so the request never reached it.
         let mut stale_retry = true;
+        let mut first = true;
         loop {
-            let Some(selected) = pool.select(key, tried) else {
+            let selected = match first {
+                true => pool.select(call.key, tried),
+                false => pool.select_retry(call.key, tried),
+            };
+            first = false;
+            let Some(selected) = selected else {
                 return Err(CallError::NoTarget);
             };
             tried.push(selected.addr);
-            let peer = pool.peer(selected.addr, deadline);
+            let attempt_deadline = attempt_deadline(call.deadline, retries.config.per_try_timeout);
+            let peer = pool.peer(selected.addr, attempt_deadline);
             let attempt = current.insert(Attempt::begin(Arc::clone(pool), selected));
-            let (mut session, reused) = match self.connector.get_http_session(&*peer).await {
-                Ok(connected) => connected,
-                Err(e) => {
-                    attempt.record(Outcome::ConnectFailed);
-                    // The first attempt plus `retries` more, while an untried target exists.
-                    if tried.len() <= pool.retries && pool.select(b"", tried).is_some() {
-                        continue;
+            let ended = match attempt_deadline {
+                Some(d) => tokio::time::timeout_at(d.into(), self.attempt(&peer, call, attempt))
+                    .await
+                    .unwrap_or(Err(Ended::TimedOut)),
+                None => self.attempt(&peer, call, attempt).await,
+            };
+            let resendable = matches!(call.body, Body::Full(_));
+            let (failure, error) = match ended {
+                Ok((head, session)) => {
+                    let status = head.status;
+                    let replay = Replay {
+                        repeatable: call.repeatable,
+                        body_resendable: resendable,
+                        answer_started: false,
+                    };
+                    if status.is_server_error() {
+                        if let Ok(wait) = self.decide(call, Failure::Status(status.as_u16()), replay, tried) {
+                            // Its body is not read: the connection is closed, not reused.
+                            drop(session);
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
                     }
-                    return Err(CallError::Connect(e));
-                }
-            };
-            attempt.mark_sent();
-            let sent = send(&mut session, head, body)
-                .await
-                .map(|()| attempt.mark_request_done());
-            let answered = match sent {
-                Ok(()) => read_head(&mut session).await.map_err(Sent::Upstream),
-                Err(e) => Err(e),
-            };
-            match answered {
-                Ok(head) => {
-                    attempt.record(Outcome::Responded(head.status));
                     return Ok(Reply {
                         head,
                         session,
@@ -202,29 +207,82 @@ impl UpstreamClient {
                         _slot: slot,
                     });
                 }
-                Err(Sent::Downstream(e)) => {
+                Err(Ended::Downstream(e)) => {
                     // The client's fault, not the target's: nothing to record against it.
                     *current = None;
                     return Err(CallError::Downstream(e));
                 }
-                Err(Sent::Upstream(e)) => {
-                    let closed_idle = reused
-                        && matches!(
-                            e.etype(),
-                            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-                        );
-                    // Never for a method that may not be repeated: the write may have arrived.
-                    let repeatable = head.method.is_idempotent();
-                    if closed_idle && stale_retry && repeatable && matches!(body, Body::Full(_)) {
-                        stale_retry = false;
-                        *current = None;
-                        tried.pop();
-                        continue;
-                    }
-                    attempt.record(Outcome::Failed);
-                    return Err(CallError::Failed(e));
+                Err(Ended::Stale) if stale_retry && call.repeatable && resendable => {
+                    stale_retry = false;
+                    *current = None;
+                    tried.pop();
+                    continue;
                 }
+                Err(Ended::Stale) => (Failure::Reset, None),
+                Err(Ended::Connect(e)) => (Failure::Connect, Some(CallError::Connect(e))),
+                Err(Ended::Upstream(e)) => (
+                    Failure::of_error(&e).unwrap_or(Failure::Reset),
+                    Some(CallError::Failed(e)),
+                ),
+                Err(Ended::TimedOut) => (Failure::Timeout, None),
+            };
+            let request_done = current.as_ref().is_some_and(Attempt::request_done);
+            if let Some(attempt) = current.as_mut() {
+                // Still relaying a slow client's body: the client's doing, not the target's.
+                attempt.record(match failure {
+                    Failure::Connect => Outcome::ConnectFailed,
+                    _ if !resendable && !request_done => Outcome::Aborted,
+                    _ => Outcome::Failed,
+                });
             }
+            let replay = Replay {
+                repeatable: call.repeatable,
+                body_resendable: resendable,
+                answer_started: false,
+            };
+            if let Ok(wait) = self.decide(call, failure, replay, tried) {
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(error.unwrap_or(match failure {
+                Failure::Timeout => CallError::Timeout,
+                _ => CallError::Failed(Error::explain(ErrorType::ConnectionClosed, "connection closed")),
+            }));
+        }
+    }
+
+    fn decide(&self, call: &Call<'_>, failure: Failure, replay: Replay, tried: &[SocketAddr]) -> Verdict {
+        let pool = call.pool;
+        pool.retries
+            .decide(&pool.name, failure, replay, tried.len(), call.deadline, || {
+                pool.can_retry(tried)
+            })
+    }
+
+    /// One attempt: connect, send the request, read the answer's head.
+    async fn attempt(
+        &self,
+        peer: &HttpPeer,
+        call: &mut Call<'_>,
+        attempt: &mut Attempt,
+    ) -> Result<(ResponseHeader, HttpSession), Ended> {
+        let (mut session, reused) = self
+            .connector
+            .get_http_session(peer)
+            .await
+            .map_err(Ended::Connect)?;
+        attempt.mark_sent();
+        match send(&mut session, &call.head, &mut call.body).await {
+            Ok(()) => attempt.mark_request_done(),
+            Err(Sent::Downstream(e)) => return Err(Ended::Downstream(e)),
+            Err(Sent::Upstream(e)) => return Err(stale_or(e, reused)),
+        }
+        match read_head(&mut session).await {
+            Ok(head) => {
+                attempt.record(Outcome::Responded(head.status));
+                Ok((head, session))
+            }
+            Err(e) => Err(stale_or(e, reused)),
         }
     }
 
@@ -234,6 +292,30 @@ impl UpstreamClient {
         self.connector
             .release_http_session(reply.session, &reply.peer, Some(IDLE))
             .await;
+    }
+}
+
+/// How an attempt ended without an answer.
+enum Ended {
+    Connect(Box<Error>),
+    /// A pooled connection turned out closed before any answer.
+    Stale,
+    Upstream(Box<Error>),
+    Downstream(Box<Error>),
+    /// Its deadline (`per_try_timeout`, or the call's) passed.
+    TimedOut,
+}
+
+/// A reused connection that failed before any answer was closed by the upstream while idle.
+fn stale_or(e: Box<Error>, reused: bool) -> Ended {
+    let closed = matches!(
+        e.etype(),
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+    );
+    if reused && closed {
+        Ended::Stale
+    } else {
+        Ended::Upstream(e)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod concurrency;
 pub mod health;
 pub mod outlier;
 pub mod pool;
+pub mod retry;
 pub mod selection;
 pub mod stats;
 

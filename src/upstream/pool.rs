@@ -15,6 +15,7 @@ use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 use super::concurrency::Concurrency;
 use super::health::{build_check, HealthState};
 use super::outlier::Kind;
+use super::retry::Retries;
 use super::selection::{LeastConn, LeastTime};
 use super::stats::now_micros;
 use super::stats::TargetStats;
@@ -97,7 +98,8 @@ pub struct Pool {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
-    pub retries: usize,
+    /// Which failed attempts are tried again, and the budget they spend.
+    pub retries: Arc<Retries>,
     /// Passive health (this configuration's; the targets' state lives in their stats).
     pub outlier: OutlierConfig,
     /// Concurrency slots and their queue.
@@ -135,7 +137,11 @@ impl Pool {
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
             write_timeout: cfg.write_timeout,
-            retries: cfg.retries,
+            // Kept while unchanged: a reload does not refill the budget in an outage.
+            retries: match previous.filter(|p| p.name == cfg.name.value && p.retries.config == cfg.retry) {
+                Some(kept) => Arc::clone(&kept.retries),
+                None => Arc::new(Retries::new(cfg.retry.clone())),
+            },
             outlier: cfg.outlier.clone(),
             // Kept across a reload while the limits are the same: requests in flight keep
             // counting against the one cap.
@@ -205,6 +211,19 @@ impl Members {
 }
 
 impl Pool {
+    /// The target for a retry: an untried one when one exists, else any in rotation (the same
+    /// target again, after the backoff).
+    pub fn select_retry(&self, key: &[u8], tried: &[SocketAddr]) -> Option<Selected> {
+        self.select(key, tried).or_else(|| self.select(key, &[]))
+    }
+
+    /// Whether a retry would find a target (see [`Pool::select_retry`]).
+    pub fn can_retry(&self, tried: &[SocketAddr]) -> bool {
+        self.select(b"", tried)
+            .or_else(|| self.select(b"", &[]))
+            .is_some()
+    }
+
     /// Pick a healthy target for `key` (used by `hash`), skipping targets already tried by
     /// this request. `None` when no healthy untried target is left.
     pub fn select(&self, key: &[u8], exclude: &[SocketAddr]) -> Option<Selected> {
