@@ -1,4 +1,5 @@
-//! The local store: sliding-window estimates over `pingora-limits` count-min sketches.
+//! The local store: sliding-window estimates over `pingora-limits` count-min sketches (in
+//! `window_pair`, which replaces pingora-limits' `Rate`: that one can panic in a request).
 //!
 //! Each window length gets one `Rate` (two sketches: the current and the previous fixed
 //! window). A key's usage is estimated as `previous × (1 − elapsed fraction) + current`, which
@@ -9,12 +10,12 @@
 
 use std::time::Duration;
 
-use pingora_limits::rate::{Rate, RateComponents};
+use super::window_pair::WindowPair;
 
 const HASHES: usize = 4;
 
 pub struct LocalWindows {
-    windows: Vec<(Duration, Rate)>,
+    windows: Vec<(Duration, WindowPair)>,
     slots: usize,
     expected_keys: usize,
 }
@@ -40,7 +41,7 @@ impl LocalWindows {
         LocalWindows {
             windows: distinct
                 .into_iter()
-                .map(|w| (w, Rate::new_with_estimator_config(w, HASHES, slots)))
+                .map(|w| (w, WindowPair::new(w, HASHES, slots)))
                 .collect(),
             slots,
             expected_keys,
@@ -65,13 +66,12 @@ impl LocalWindows {
                 reset_secs: per.as_secs(),
             };
         };
-        rate.rate_with(&key, |c: RateComponents| {
-            let fraction = c.current_interval_fraction.clamp(0.0, 1.0);
-            Usage {
-                estimate: c.prev_samples.max(0) as f64 * (1.0 - fraction) + c.curr_samples.max(0) as f64,
-                reset_secs: ((1.0 - fraction) * c.interval.as_secs_f64()).ceil().max(1.0) as u64,
-            }
-        })
+        let c = rate.counts(&key);
+        let fraction = c.fraction.clamp(0.0, 1.0);
+        Usage {
+            estimate: c.previous.max(0) as f64 * (1.0 - fraction) + c.current.max(0) as f64,
+            reset_secs: ((1.0 - fraction) * per.as_secs_f64()).ceil().max(1.0) as u64,
+        }
     }
 
     /// Count `delta` requests for `key` in every window (−1 takes back a reservation).

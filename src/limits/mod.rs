@@ -7,6 +7,7 @@
 pub mod headers;
 pub mod local;
 pub mod redis;
+mod window_pair;
 
 use std::net::IpAddr;
 use std::sync::Arc;
