@@ -11,6 +11,10 @@
 //! client that needs three resources and asks for them in turn); prints sequences per second
 //! and the latency of whole sequences. Scenario G compares one aggregated request with three
 //! sequential direct requests this way.
+//!
+//! `loadgen --serial-upstream ADDR SERVICE_US`: an upstream that serves one request at a time,
+//! each taking SERVICE_US (a service on one core: capacity 1/SERVICE_US), answering `200 ok`;
+//! the overload scenario (`overload.sh`) offers twice that through the gateway.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,14 +24,49 @@ use tokio::net::TcpStream;
 
 struct Outcome {
     latencies_us: Vec<u64>,
+    /// Latencies of the 2xx answers alone, and of the others (refusals).
+    ok_us: Vec<u64>,
+    refused_us: Vec<u64>,
     errors: u64,
     non_2xx: u64,
+}
+
+impl Outcome {
+    fn new() -> Outcome {
+        Outcome {
+            latencies_us: Vec::new(),
+            ok_us: Vec::new(),
+            refused_us: Vec::new(),
+            errors: 0,
+            non_2xx: 0,
+        }
+    }
+
+    fn add(&mut self, other: Outcome) {
+        self.latencies_us.extend(other.latencies_us);
+        self.ok_us.extend(other.ok_us);
+        self.refused_us.extend(other.refused_us);
+        self.errors += other.errors;
+        self.non_2xx += other.non_2xx;
+    }
+}
+
+/// The `p` quantile of `sorted` (0 when empty).
+fn quantile(sorted: &[u64], p: f64) -> u64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0)
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--sequence") {
         sequence_mode(&args[1..]);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("--serial-upstream") {
+        serial_upstream(&args[1..]);
         return;
     }
     let (addr, path, rate, seconds, conns, file) = match args.as_slice() {
@@ -77,37 +116,88 @@ fn main() {
                 )
             })
             .collect();
-        let mut all = Outcome {
-            latencies_us: Vec::with_capacity(total as usize),
-            errors: 0,
-            non_2xx: 0,
-        };
+        let mut all = Outcome::new();
         for t in tasks {
             if let Ok(o) = t.await {
-                all.latencies_us.extend(o.latencies_us);
-                all.errors += o.errors;
-                all.non_2xx += o.non_2xx;
+                all.add(o);
             }
         }
         all
     });
-    let mut l = outcome.latencies_us;
-    l.sort_unstable();
-    let pct = |p: f64| {
-        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let Outcome {
+        latencies_us: mut l,
+        mut ok_us,
+        mut refused_us,
+        errors,
+        non_2xx,
+    } = outcome;
+    for v in [&mut l, &mut ok_us, &mut refused_us] {
+        v.sort_unstable();
+    }
     println!(
-        "requests={} errors={} non2xx={} p50_us={} p99_us={} p999_us={} max_us={}",
+        "requests={} errors={errors} non2xx={non_2xx} p50_us={} p99_us={} p999_us={} max_us={} ok={} ok_p50_us={} ok_p99_us={} refused_p99_us={}",
         l.len(),
-        outcome.errors,
-        outcome.non_2xx,
-        pct(0.50),
-        pct(0.99),
-        pct(0.999),
-        l.last().copied().unwrap_or(0)
+        quantile(&l, 0.50),
+        quantile(&l, 0.99),
+        quantile(&l, 0.999),
+        l.last().copied().unwrap_or(0),
+        ok_us.len(),
+        quantile(&ok_us, 0.50),
+        quantile(&ok_us, 0.99),
+        quantile(&refused_us, 0.99),
     );
+}
+
+/// See the module documentation: one request at a time, each taking `SERVICE_US`.
+fn serial_upstream(args: &[String]) {
+    let [addr, service_us] = args else {
+        eprintln!("usage: loadgen --serial-upstream ADDR SERVICE_US");
+        std::process::exit(2);
+    };
+    let service = Duration::from_micros(service_us.parse().unwrap_or(2500));
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        std::process::exit(1);
+    };
+    rt.block_on(async move {
+        let Ok(listener) = tokio::net::TcpListener::bind(addr.as_str()).await else {
+            eprintln!("loadgen: cannot listen on {addr}");
+            std::process::exit(1);
+        };
+        let one_at_a_time = Arc::new(tokio::sync::Semaphore::new(1));
+        while let Ok((mut s, _)) = listener.accept().await {
+            let one_at_a_time = Arc::clone(&one_at_a_time);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut filled = 0;
+                loop {
+                    let Some(end) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut buf[filled..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => filled += n,
+                        }
+                        if filled == buf.len() {
+                            return;
+                        }
+                        continue;
+                    };
+                    buf.copy_within(end + 4..filled, 0);
+                    filled -= end + 4;
+                    {
+                        // One request at a time, as on a single busy core: the next waits.
+                        let Ok(_turn) = one_at_a_time.acquire().await else {
+                            return;
+                        };
+                        tokio::time::sleep(service).await;
+                    }
+                    let answer =
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// One line of a requests file, `PATH|Header: value|…`, as the request sent.
@@ -146,11 +236,7 @@ fn sequence_mode(args: &[String]) {
             .map(|_| {
                 let (addr, requests) = (addr.clone(), Arc::clone(&requests));
                 tokio::spawn(async move {
-                    let mut out = Outcome {
-                        latencies_us: Vec::new(),
-                        errors: 0,
-                        non_2xx: 0,
-                    };
+                    let mut out = Outcome::new();
                     let mut buf = vec![0u8; 64 * 1024];
                     let mut stream: Option<TcpStream> = None;
                     while Instant::now() < end {
@@ -189,35 +275,24 @@ fn sequence_mode(args: &[String]) {
                 })
             })
             .collect();
-        let mut all = Outcome {
-            latencies_us: Vec::new(),
-            errors: 0,
-            non_2xx: 0,
-        };
+        let mut all = Outcome::new();
         for t in tasks {
             if let Ok(o) = t.await {
-                all.latencies_us.extend(o.latencies_us);
-                all.errors += o.errors;
-                all.non_2xx += o.non_2xx;
+                all.add(o);
             }
         }
         all
     });
     let mut l = outcome.latencies_us;
     l.sort_unstable();
-    let pct = |p: f64| {
-        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
     println!(
         "sequences={} per_s={:.0} errors={} non2xx={} p50_us={} p99_us={}",
         l.len(),
         l.len() as f64 / seconds,
         outcome.errors,
         outcome.non_2xx,
-        pct(0.50),
-        pct(0.99)
+        quantile(&l, 0.50),
+        quantile(&l, 0.99)
     );
 }
 
@@ -231,11 +306,7 @@ async fn connection(
     start: Instant,
     interval: Duration,
 ) -> Outcome {
-    let mut out = Outcome {
-        latencies_us: Vec::new(),
-        errors: 0,
-        non_2xx: 0,
-    };
+    let mut out = Outcome::new();
     let mut stream: Option<TcpStream> = None;
     let mut buf = vec![0u8; 64 * 1024];
     let mut n = c as u64;
@@ -256,10 +327,14 @@ async fn connection(
         };
         match status {
             Some(code) => {
-                if !(200..300).contains(&code) {
+                let latency = due.elapsed().as_micros() as u64;
+                if (200..300).contains(&code) {
+                    out.ok_us.push(latency);
+                } else {
                     out.non_2xx += 1;
+                    out.refused_us.push(latency);
                 }
-                out.latencies_us.push(due.elapsed().as_micros() as u64);
+                out.latencies_us.push(latency);
             }
             None => {
                 out.errors += 1;
