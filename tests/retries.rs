@@ -270,3 +270,19 @@ fn check_reports_retry_mistakes() {
         assert!(out.stderr.contains(want), "missing `{want}` in:\n{}", out.stderr);
     }
 }
+
+/// A retried body is replayed from Pingora's buffer: it counts once against `max_body`, and
+/// arrives whole at the second target.
+#[test]
+fn a_retried_body_counts_once_against_max_body() {
+    let (bad, good) = (Upstream::start("bad"), Upstream::start("good"));
+    bad.set_status(503);
+    let gw = Gateway::start(&config(&[&bad, &good], "", "    max_body: 60KiB\n"));
+    let body = vec![b'~'; 40 * 1024];
+    for _ in 0..4 {
+        let r = request(gw.addr(), "PUT", "localhost", "/doc", &[], &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert!(bad.count() >= 1, "some first attempts went to the failing target");
+    assert!(good.requests().iter().all(|r| r.body.len() == body.len()));
+}

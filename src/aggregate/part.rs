@@ -125,7 +125,7 @@ pub async fn call(
     let call = Call {
         pool: &req.pool,
         key: &req.key,
-        repeatable: req.head.method.is_idempotent(),
+        repeatable: crate::upstream::retry::repeatable(&req.head, false),
         head: req.head,
         body: Body::Full(req.body),
         deadline: Some(deadline),

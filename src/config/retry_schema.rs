@@ -45,11 +45,11 @@ pub(super) fn decode_retry(f: &Fields<'_>, siblings: &[&str], p: &mut Problems) 
         Some(n) => decode_on(n, &r.path_of("on"), p),
     };
     let per_try_timeout: Option<Duration> = r.opt("per_try_timeout", p);
-    if per_try_timeout.is_some_and(|t| t.is_zero()) {
+    if per_try_timeout.is_some_and(|t| t.is_zero() || t > Duration::from_secs(86_400)) {
         p.add(
             r.pos_of("per_try_timeout"),
             &r.path_of("per_try_timeout"),
-            "must be greater than 0",
+            "must be from 1ms to 24h",
         );
         ok = false;
     }

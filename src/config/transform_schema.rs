@@ -229,6 +229,14 @@ fn decode_rules(f: &Fields<'_>, whole_document: bool, p: &mut Problems) -> Optio
             p.add(w.pos, &f.path_of("wrap"), "`wrap` needs a key name");
             ok = false;
         }
+        if crate::transform::bounded::reserved_key(&w.value) {
+            p.add(
+                w.pos,
+                &f.path_of("wrap"),
+                "keys starting with `$serde_json::` are reserved",
+            );
+            ok = false;
+        }
     }
     let rename = decode_renames(f, p);
     let set = decode_sets(f, p);

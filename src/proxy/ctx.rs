@@ -76,6 +76,11 @@ pub struct Attempts {
     pub attempt_deadline: Option<Instant>,
     /// Attempts made again after a failed one (exchanges and parts included).
     pub retries: usize,
+    /// Whether sending the request as it went upstream twice is harmless (decided from the
+    /// final upstream head; see `upstream::retry::repeatable`).
+    pub repeatable: bool,
+    /// The one retry on a fresh connection after a pooled one turned out closed was made.
+    pub stale_retried: bool,
 }
 
 /// What the response says about the gateway's decisions, whoever writes it.

@@ -60,7 +60,6 @@ pub async fn serve(
     };
     let request_rules = route.transform.request.as_ref();
     let key = peer::hash_key(&pool, session.req_header(), ctx.client.ip);
-    let repeatable = route.repeatable(session.req_header());
     let deadline = ctx.admission.deadline;
     // A body the rules rewrite is held whole; any other is relayed as it arrives.
     let mut relayed;
@@ -96,6 +95,7 @@ pub async fn serve(
             }
         }
     };
+    let repeatable = crate::upstream::retry::repeatable(&head, route.retry_idempotency_key);
     let call = Call {
         pool: &pool,
         key: &key,

@@ -253,11 +253,15 @@ impl ProxyHttp for Gateway {
     /// seconds keeps each read alive but not the request.
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // After a WebSocket upgrade these are frames, not a request body.
+        if session.was_upgraded() {
+            return Ok(());
+        }
         ctx.admission.body_received += body.as_ref().map_or(0, |b| b.len() as u64);
         // This piece is not forwarded: the upstream never sees more than `max_body`.
         if ctx.admission.body_received > ctx.max_body() {
@@ -277,7 +281,7 @@ impl ProxyHttp for Gateway {
         };
         let retry = !ctx.upstream.tried.is_empty();
         if retry {
-            retrying::wait(ctx).await;
+            retrying::prepare(ctx).await;
         } else {
             pool.retries.note_request();
         }
@@ -339,6 +343,8 @@ impl ProxyHttp for Gateway {
             return Ok(());
         };
         edges::upstream_head(ctx, route, req)?;
+        let repeatable = crate::upstream::retry::repeatable(req, route.retry_idempotency_key);
+        ctx.upstream.repeatable = repeatable;
         ctx.upstream.upgrade_requested = req.headers.contains_key(http::header::UPGRADE);
         if let Some(attempt) = &mut ctx.upstream.current {
             attempt.mark_sent();
@@ -359,6 +365,8 @@ impl ProxyHttp for Gateway {
             if let Some(retry) = retrying::retry_answer(session, ctx, resp.status) {
                 return Err(retry);
             }
+            // Not retried from here on: `per_try_timeout` no longer cuts the body short.
+            ctx.upstream.attempt_deadline = ctx.admission.deadline;
         }
         if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
             // A WebSocket lives as long as its connection: it does not hold a request slot.

@@ -18,13 +18,13 @@ use crate::upstream::retry::{Failure, Replay};
 /// Whether the attempt that just failed with `failure` is tried again; when it is, the
 /// backoff waits in `ctx.upstream.backoff` for the next `upstream_peer`.
 pub fn grant(session: &Session, ctx: &mut RequestCtx, failure: Failure) -> bool {
-    let (Some(route), Some(pool)) = (ctx.route(), ctx.pool()) else {
+    let Some(pool) = ctx.pool() else {
         return false;
     };
     let replay = Replay {
-        repeatable: route.repeatable(session.req_header()),
+        repeatable: ctx.upstream.repeatable,
         body_resendable: !session.as_ref().retry_buffer_truncated(),
-        answer_started: session.response_written().is_some(),
+        answer_started: answer_started(session),
     };
     let tried = &ctx.upstream.tried;
     let verdict = pool.retries.decide(
@@ -68,15 +68,17 @@ pub fn after_error(
         return e;
     }
     let answered = ctx.upstream.current.as_ref().is_some_and(|a| a.responded());
-    // A pooled connection the upstream had closed while idle: the request never reached it.
-    // Tried again on a new connection (as Pingora does by default), without counting against
-    // the target, the attempts or the budget.
+    // A pooled connection the upstream had closed while idle: the request most likely never
+    // reached it. Tried again once on a new connection (as Pingora does by default), without
+    // counting against the target, the attempts or the budget.
     let stale = matches!(e.retry, RetryType::ReusedOnly) && client_reused && !answered;
     if stale
-        && session.response_written().is_none()
+        && !ctx.upstream.stale_retried
+        && !answer_started(session)
         && !session.as_ref().retry_buffer_truncated()
-        && ctx.route().is_some_and(|r| r.repeatable(session.req_header()))
+        && ctx.upstream.repeatable
     {
+        ctx.upstream.stale_retried = true;
         ctx.upstream.current = None;
         e.set_retry(true);
         return e;
@@ -97,14 +99,25 @@ pub fn after_error(
     e
 }
 
+/// Whether some of the answer went to the client (a forwarded `100 Continue` is not an answer).
+fn answer_started(session: &Session) -> bool {
+    session
+        .response_written()
+        .is_some_and(|r| !r.status.is_informational())
+}
+
 /// A client that went away, or had not finished sending its body (an upstream that timed
 /// out waiting for it), is never its target's fault.
 pub fn client_side(e: &Error, session: &mut Session) -> bool {
     *e.esource() == ErrorSource::Downstream || !session.is_body_done()
 }
 
-/// The wait `upstream_peer` makes before a retry: the backoff, cut short by the deadline.
-pub async fn wait(ctx: &mut RequestCtx) {
+/// Before a retry's `upstream_peer`: the failed attempt is over (it no longer counts as in
+/// flight, and nothing later records against it), the body is counted again as Pingora replays
+/// it, and the backoff is waited, cut short by the deadline.
+pub async fn prepare(ctx: &mut RequestCtx) {
+    ctx.upstream.current = None;
+    ctx.admission.body_received = 0;
     let Some(wait) = ctx.upstream.backoff.take() else {
         return;
     };

@@ -109,30 +109,6 @@ impl Route {
         }
     }
 
-    /// Whether sending this request to the upstream twice is harmless (what a retry after
-    /// the request may have arrived needs): the method the upstream acts on is idempotent —
-    /// the route's rewrite if any, and no method override the route lets through (a GET
-    /// carrying `X-HTTP-Method-Override: POST` is a POST to the framework behind) — or the
-    /// request carries `Idempotency-Key` on a route that honours it.
-    pub fn repeatable(&self, req: &pingora::http::RequestHeader) -> bool {
-        if self.retry_idempotency_key && req.headers.get("idempotency-key").is_some_and(|v| !v.is_empty()) {
-            return true;
-        }
-        let method = self.transform.request_method().unwrap_or(&req.method);
-        if !method.is_idempotent() {
-            return false;
-        }
-        let header_override = crate::config::client_header_names::METHOD_OVERRIDES
-            .iter()
-            .any(|h| self.pass_headers.iter().any(|p| p == h) && req.headers.contains_key(*h));
-        let query_override = self.pass_method_override
-            && req
-                .uri
-                .query()
-                .is_some_and(|q| q.contains('%') || q.to_ascii_lowercase().contains("method"));
-        !(header_override || query_override)
-    }
-
     pub(crate) fn conditions(&self) -> usize {
         usize::from(!self.methods.is_any()) + self.headers.len()
     }

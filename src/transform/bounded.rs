@@ -16,6 +16,13 @@ use serde_json::{Map, Number, Value};
 /// serde_json's private name for a number's digits (`arbitrary_precision`).
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
+/// Whether the gateway may not write `key`: serde_json (`arbitrary_precision`) reads an object
+/// whose first key is its private number token as a number, so a document holding it would not
+/// read back as written (found by fuzzing).
+pub fn reserved_key(key: &str) -> bool {
+    key.starts_with("$serde_json::")
+}
+
 /// Bytes of tree charged per value (the `Value` itself).
 const VALUE_COST: usize = std::mem::size_of::<Value>();
 /// Bytes charged per object entry besides its key text and value: the key `String` and the
@@ -143,6 +150,11 @@ impl<'de> Visitor<'de> for Seed<'_> {
                     .map_err(A::Error::custom);
             }
             first = false;
+            // Written back, such a key would make the document read as a number (or not at
+            // all) by the next serde_json: refused, like the rules that would name it.
+            if reserved_key(&key) {
+                return Err(A::Error::custom(format!("the key `{key}` is reserved")));
+            }
             self.charge::<A::Error>(ENTRY_COST + key.len())?;
             let value = map.next_value_seed(self)?;
             out.insert(key, value);

@@ -49,6 +49,11 @@ impl JsonPath {
                     "`{text}`: `[]` may only follow a key, as in `items[].id`"
                 ));
             }
+            if super::bounded::reserved_key(key) {
+                return Err(format!(
+                    "`{text}`: keys starting with `$serde_json::` are reserved"
+                ));
+            }
             steps.push(Step::Key(key.to_string()));
             if each {
                 steps.push(Step::Each);

@@ -67,7 +67,7 @@ pub struct Call<'a> {
     pub head: RequestHeader,
     pub body: Body<'a>,
     pub deadline: Option<Instant>,
-    /// Sending it twice is harmless (see `Route::repeatable`): it may be retried after it
+    /// Sending it twice is harmless (see `retry::repeatable`): it may be retried after it
     /// may have reached the upstream.
     pub repeatable: bool,
 }
@@ -231,7 +231,7 @@ impl UpstreamClient {
                 // Still relaying a slow client's body: the client's doing, not the target's.
                 attempt.record(match failure {
                     Failure::Connect => Outcome::ConnectFailed,
-                    _ if !resendable && !request_done => Outcome::Aborted,
+                    Failure::Timeout if !resendable && !request_done => Outcome::Aborted,
                     _ => Outcome::Failed,
                 });
             }

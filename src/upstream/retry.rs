@@ -18,6 +18,37 @@ use std::time::{Duration, Instant};
 use crate::config::RetryConfig;
 use crate::observe::metrics;
 
+/// Whether sending `head` (the request as it goes upstream, after every rewrite) twice is
+/// harmless: the method the upstream acts on is idempotent — and no method override says
+/// otherwise (a GET carrying `X-HTTP-Method-Override: POST`, or `?_method=POST`, is a POST to
+/// the framework behind; any override present counts, the gateway strips those a route does not
+/// let through) — or it carries `Idempotency-Key` where the route honours it.
+pub fn repeatable(head: &pingora::http::RequestHeader, honour_idempotency_key: bool) -> bool {
+    if honour_idempotency_key && head.headers.get("idempotency-key").is_some_and(|v| !v.is_empty()) {
+        return true;
+    }
+    if !head.method.is_idempotent() {
+        return false;
+    }
+    let header_override = crate::config::client_header_names::METHOD_OVERRIDES
+        .iter()
+        .any(|h| head.headers.contains_key(*h));
+    let query_override = head.uri.query().is_some_and(names_method_override);
+    !(header_override || query_override)
+}
+
+/// Whether a query has a `_method` parameter in any spelling frameworks accept (letter case,
+/// percent-encoding, `&` or `;` separators); one that does not decode counts as one.
+fn names_method_override(query: &str) -> bool {
+    query.split(['&', ';']).any(|pair| {
+        let name = pair.split('=').next().unwrap_or(pair);
+        match crate::percent::decode(name, crate::percent::Mode::Form) {
+            Some(bytes) => bytes.trim_ascii().eq_ignore_ascii_case(b"_method"),
+            None => true,
+        }
+    })
+}
+
 /// How an attempt failed, as `retry.on` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -38,15 +69,17 @@ impl Failure {
         }
     }
 
-    /// What a Pingora error after connecting means for `retry.on` (`None`: not retryable,
-    /// such as an invalid answer).
+    /// What a Pingora error *after connecting* means for `retry.on` (`None`: not retryable,
+    /// such as an invalid answer). Never `Connect`: once connected, the request may have been
+    /// sent, whatever the error's type says (only a failed connect proves nothing was).
     pub fn of_error(e: &pingora::Error) -> Option<Failure> {
         use pingora::ErrorType::*;
         match e.etype() {
-            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure
-            | TLSHandshakeTimedout | SocketError | BindError => Some(Failure::Connect),
             ReadTimedout | WriteTimedout => Some(Failure::Timeout),
-            ConnectionClosed | ReadError | WriteError | H2Error => Some(Failure::Reset),
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure
+            | TLSHandshakeTimedout | SocketError | ConnectionClosed | ReadError | WriteError | H2Error => {
+                Some(Failure::Reset)
+            }
             _ => None,
         }
     }
@@ -132,7 +165,7 @@ impl Retries {
             return Err(Stop::NoTarget);
         }
         let wait = backoff(c.backoff_base, c.backoff_max, tried);
-        if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+        if deadline.is_some_and(|d| Instant::now().checked_add(wait).is_none_or(|at| at >= d)) {
             return Err(Stop::Deadline);
         }
         let m = metrics::get();
@@ -154,7 +187,7 @@ impl Retries {
 
 /// The next attempt's deadline: the route's, or sooner with `retry.per_try_timeout`.
 pub fn attempt_deadline(route_deadline: Option<Instant>, per_try: Option<Duration>) -> Option<Instant> {
-    let per_try = per_try.map(|t| Instant::now() + t);
+    let per_try = per_try.and_then(|t| Instant::now().checked_add(t));
     match (route_deadline, per_try) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -203,13 +236,17 @@ impl Budget {
         }
     }
 
-    /// This second's counts (zero when the word holds an earlier second).
-    fn counts(word: u64, second: u64) -> (u64, u64) {
+    /// The second to count in and its counts so far: ours, fresh, when the word holds an
+    /// earlier second; the word's own when it holds a later one (a thread that read the clock
+    /// just before another moved the word on must not move it back and reset its counts).
+    fn counts(word: u64, second: u64) -> (u64, u64, u64) {
         let (s, requests, retries) = unpack(word);
-        if s == second & SECOND_MASK {
-            (requests, retries)
+        let ours = second & SECOND_MASK;
+        let ahead = s.wrapping_sub(ours) & SECOND_MASK;
+        if s == ours || (ahead != 0 && ahead < SECOND_MASK / 2) {
+            (s, requests, retries)
         } else {
-            (0, 0)
+            (ours, 0, 0)
         }
     }
 
@@ -217,17 +254,17 @@ impl Budget {
         let _ = self
             .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                let (requests, retries) = Budget::counts(word, second);
-                Some(pack(second, requests + 1, retries))
+                let (s, requests, retries) = Budget::counts(word, second);
+                Some(pack(s, requests + 1, retries))
             });
     }
 
     fn try_spend(&self, second: u64, ratio: f64, floor: u32) -> bool {
         self.state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                let (requests, retries) = Budget::counts(word, second);
+                let (s, requests, retries) = Budget::counts(word, second);
                 let allowed = (requests as f64 * ratio).floor() as u64 + u64::from(floor);
-                (retries < allowed).then(|| pack(second, requests, retries + 1))
+                (retries < allowed).then(|| pack(s, requests, retries + 1))
             })
             .is_ok()
     }
@@ -272,6 +309,11 @@ mod tests {
         // A new second starts from nothing but the floor.
         assert!(b.try_spend(8, 0.2, 1));
         assert!(!b.try_spend(8, 0.2, 1));
+        // A thread whose clock still says second 7 counts in second 8: it neither moves the
+        // word back nor resets what second 8 spent.
+        assert!(!b.try_spend(7, 0.2, 1));
+        b.note_request(7);
+        assert_eq!(unpack(b.state.load(Ordering::Acquire)), (8, 1, 1));
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub fn media_type(headers: &HeaderMap, prefix: &str) -> Found {
                 let v = v.trim().trim_matches('"');
                 match k.trim().to_ascii_lowercase().as_str() {
                     "version" => version = Some(strip_v(v).to_string()),
-                    "q" => q = v.parse().unwrap_or(1.0),
+                    "q" => q = qvalue(v).unwrap_or(0.0),
                     _ => {}
                 }
             }
@@ -136,6 +136,19 @@ pub fn query(query: Option<&str>, param: &str) -> Found {
 /// The query without parameter `param` (decoded, any case).
 pub fn strip_query(query: &str, param: &str) -> String {
     percent::strip_params(query, &[param])
+}
+
+/// An RFC 9110 qvalue (`0`, `0.5`, `1`, `1.000`…); anything else (`NaN`, `inf`, `1e9`, `2`)
+/// is malformed and makes its range unacceptable, so negotiation never depends on how a
+/// float parser reads junk, nor on the order of the ranges (found by fuzzing).
+fn qvalue(v: &str) -> Option<f32> {
+    let (whole, fraction) = v.split_once('.').unwrap_or((v, ""));
+    let valid = match whole {
+        "0" => fraction.len() <= 3 && fraction.bytes().all(|b| b.is_ascii_digit()),
+        "1" => fraction.len() <= 3 && fraction.bytes().all(|b| b == b'0'),
+        _ => false,
+    };
+    valid.then(|| v.parse().ok()).flatten()
 }
 
 #[cfg(test)]
@@ -210,6 +223,18 @@ mod tests {
             accept("application/vnd.users.v2+json, application/vnd.users.v1+json;q=0"),
             Found::One("2".into()),
             "q=0 refuses"
+        );
+        for junk in ["NaN", "inf", "1e9", "2", "-1", "0.5000", ""] {
+            let h = format!("application/vnd.users.v2+json, application/vnd.users.v1+json;q={junk}");
+            assert_eq!(
+                accept(&h),
+                Found::One("2".into()),
+                "q={junk} is malformed: that range is refused"
+            );
+        }
+        assert_eq!(
+            accept("application/vnd.users.v1+json;q=1.000, application/vnd.users.v2+json;q=0.999"),
+            Found::One("1".into())
         );
         assert_eq!(
             accept("application/vnd.users.v2+json, application/json;version=1"),

@@ -14,7 +14,7 @@
 
 mod breaker;
 mod conn;
-mod resp;
+pub mod resp;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
