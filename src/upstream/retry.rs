@@ -299,7 +299,9 @@ mod tests {
 
     #[test]
     fn the_budget_grants_ratio_times_requests_plus_the_floor_per_second() {
-        let b = Budget::new();
+        let b = Budget {
+            state: AtomicU64::new(pack(6, 0, 0)),
+        };
         for _ in 0..10 {
             b.note_request(7);
         }
