@@ -43,6 +43,7 @@ pub fn route(
         websocket: false,
         retry_idempotency_key: false,
         max_body: None,
+        ip: Default::default(),
         transform: Default::default(),
     }
 }

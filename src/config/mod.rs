@@ -14,6 +14,7 @@ pub mod date;
 pub mod decode;
 pub mod diag;
 pub mod duration;
+mod ip_schema;
 pub mod jwt_schema;
 pub mod limits_model;
 mod limits_schema;

@@ -32,8 +32,37 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<Cidr>,
     pub limits: RequestLimits,
     pub connections: ConnectionLimits,
+    /// Client addresses every route accepts or refuses.
+    pub ip: IpRules,
     /// What happens to request header names containing `_`.
     pub underscores_in_headers: Underscores,
+}
+
+/// `ip:`: client addresses refused (`deny`) or, when `allow` is not empty, the only ones
+/// accepted. The client address is the one `trusted_proxies` determine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpRules {
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
+}
+
+impl IpRules {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
+    /// Whether `client` may pass: not in `deny`, and in `allow` when it lists any. An
+    /// unknown address passes only where there are no rules.
+    pub fn admits(&self, client: Option<std::net::IpAddr>) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        let Some(ip) = client else {
+            return false;
+        };
+        !self.deny.iter().any(|c| c.contains(ip))
+            && (self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip)))
+    }
 }
 
 /// Request header names with `_`: frameworks read `X_Foo` and `X-Foo` as one variable.
@@ -397,6 +426,8 @@ pub struct RouteConfig {
     /// `retry: { idempotency_key: true }`: a non-idempotent request carrying
     /// `Idempotency-Key` may be retried like an idempotent one.
     pub retry_idempotency_key: bool,
+    /// Client addresses this route accepts or refuses (after the server's).
+    pub ip: IpRules,
     /// The largest request body this route accepts (instead of `server.limits.max_body`).
     pub max_body: Option<u64>,
 }

@@ -37,6 +37,7 @@ const ROUTE_FIELDS: &[&str] = &[
     "aggregate",
     "retry",
     "max_body",
+    "ip",
 ];
 
 pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig> {
@@ -128,6 +129,7 @@ pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<
         transform: transform?,
         aggregate: aggregate?,
         retry_idempotency_key: retry_idempotency_key?,
+        ip: super::ip_schema::decode_ip_rules(&f, ROUTE_FIELDS, p)?,
         max_body: f.opt::<super::size::ByteSize>("max_body", p).map(|s| s.0 as u64),
     })
 }

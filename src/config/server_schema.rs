@@ -29,8 +29,10 @@ pub(super) fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option
         "underscores_in_headers",
         "max_connections",
         "max_connections_per_ip",
+        "ip",
     ];
     let f = Fields::new(node, path, FIELDS, p)?;
+    let ip = super::ip_schema::decode_ip_rules(&f, FIELDS, p);
     let listen: Option<Vec<Spanned<String>>> = f.req("listen", p);
     let listen = listen.and_then(|l| {
         if l.is_empty() {
@@ -105,6 +107,7 @@ pub(super) fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option
         },
         access_log: f.or("access_log", true, p),
         trusted_proxies,
+        ip: ip?,
         limits: limits?,
         connections: ConnectionLimits {
             max_connections: f.ranged("max_connections", 1..=1_000_000, 10_000usize, p),

@@ -73,6 +73,28 @@ fn unknown_version(supported: String) -> Problem {
 }
 
 /// Authenticate and authorize for the route; the identity and its headers go into `ctx`.
+/// `ip` rules (the server's, then the route's), on the client address `trusted_proxies`
+/// determine; before authentication, so a refused address learns nothing about credentials.
+pub fn check_ip(
+    rules: &crate::config::IpRules,
+    req: &RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<(), Problem> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let client =
+        super::forwarding::client_address(req, ctx.client.ip, &ctx.snapshot.settings.trusted_proxies);
+    if rules.admits(client) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            403,
+            "requests from this address are not accepted here",
+        ))
+    }
+}
+
 pub fn authenticate(
     snapshot: &Snapshot,
     route: &Route,

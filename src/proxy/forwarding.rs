@@ -53,6 +53,33 @@ pub fn is_trusted(client: Option<IpAddr>, trusted: &[Cidr]) -> bool {
     crate::config::cidr::any_contains(trusted, client)
 }
 
+/// The client's address as `trusted_proxies` determine it: the TCP peer, unless the peer is a
+/// trusted proxy; then the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy
+/// (each trusted hop appended the address it saw; entries left of the first untrusted one are
+/// the client's own claims). `None` when that entry is not an address.
+pub fn client_address(req: &RequestHeader, peer: Option<IpAddr>, trusted: &[Cidr]) -> Option<IpAddr> {
+    if !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let mut client = peer;
+    for value in req.headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        let text = value.to_str().ok()?;
+        for entry in text.rsplit(',') {
+            let entry = entry.trim();
+            let ip = entry
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))?
+                .to_canonical();
+            if !is_trusted(Some(ip), trusted) {
+                return Some(ip);
+            }
+            client = Some(ip);
+        }
+    }
+    client
+}
+
 /// Set the forwarding headers on the upstream request.
 pub fn set_forwarding(
     req: &mut RequestHeader,

@@ -77,12 +77,14 @@ impl Gateway {
         ctx.client.host = request_checks::check_host(req)?;
         let target = request_checks::check_path(req, limits)?;
         ctx.admission.path = target.path.clone();
+        admission::check_ip(&snapshot.settings.ip, req, ctx)?;
         let route_id = admission::find_route(&snapshot, &ctx.client.host, &ctx.admission.path, req)?;
         // Known from here on, so refusals below are counted and logged under the route.
         ctx.admission.route = Some(route_id);
         let Some(route) = snapshot.routes.routes.get(route_id) else {
             return Err(Problem::new(404, "no route matches this request"));
         };
+        admission::check_ip(&route.ip, req, ctx)?;
         request_checks::check_declared_body(req, ctx.max_body())?;
         admission::authenticate(&snapshot, route, req, ctx)?;
         let version = admission::resolve_version(route, req, &target, ctx)?;

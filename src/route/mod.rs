@@ -70,6 +70,8 @@ pub struct Route {
     pub websocket: bool,
     /// Whether `Idempotency-Key` makes a non-idempotent request retryable.
     pub retry_idempotency_key: bool,
+    /// Client addresses this route accepts or refuses (after the server's).
+    pub ip: crate::config::IpRules,
     /// The largest request body (bytes) this route accepts, instead of `server.limits.max_body`.
     pub max_body: Option<u64>,
     /// Body, query and method transformation.
@@ -105,6 +107,7 @@ impl Route {
             websocket: cfg.websocket,
             retry_idempotency_key: cfg.retry_idempotency_key,
             max_body: cfg.max_body,
+            ip: cfg.ip.clone(),
             transform: cfg.transform.clone(),
         }
     }

@@ -28,6 +28,8 @@ pub struct RequestSettings {
     pub limits: RequestLimits,
     pub connections: ConnectionLimits,
     pub trusted_proxies: Vec<Cidr>,
+    /// `server.ip`: client addresses every route accepts or refuses.
+    pub ip: crate::config::IpRules,
     pub access_log: bool,
     /// What clients may not send upstream as written (header spellings, overrides).
     pub client_headers: ClientHeaderRules,
@@ -186,6 +188,7 @@ impl Snapshot {
                 limits: config.server.limits,
                 connections: config.server.connections,
                 trusted_proxies: config.server.trusted_proxies.clone(),
+                ip: config.server.ip.clone(),
                 access_log: config.server.access_log,
                 client_headers,
             },
