@@ -65,7 +65,7 @@ fn behind_a_trusted_proxy_the_forwarded_client_address_decides() {
             "{junk:?}"
         );
     }
-    // Without a forwarded address the trusted peer itself is the client.
+    // A trusted proxy that names no client does not stand for every client behind it.
     assert_eq!(gw.get("/office").status, 403);
     assert_eq!(gw.get("/denied").status, 403);
     assert_eq!(up.count(), 3);
@@ -78,6 +78,19 @@ fn server_rules_apply_to_every_route() {
     for path in ["/open", "/office", "/nowhere"] {
         assert_eq!(gw.get(path).status, 403, "{path}");
     }
+    assert_eq!(up.count(), 0);
+}
+
+/// Found in review: an IPv4-mapped entry kept its IPv6 prefix and matched every IPv4 address.
+#[test]
+fn an_ipv4_mapped_network_is_the_ipv4_network_it_maps() {
+    let up = Upstream::start("app");
+    let body = format!(
+        "upstreams:\n  app:\n    targets: [\"{}\"]\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: app, ip: {{ allow: [\"::ffff:10.0.0.0/104\"] }} }}\n",
+        up.addr()
+    );
+    let gw = Gateway::start(&body);
+    assert_eq!(gw.get("/x").status, 403, "127.0.0.1 is not in 10.0.0.0/8");
     assert_eq!(up.count(), 0);
 }
 

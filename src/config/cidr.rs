@@ -53,13 +53,28 @@ impl FromStr for Cidr {
         let prefix = match prefix {
             None => max,
             Some(p) => p
-                .parse::<u8>()
-                .ok()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| p.parse::<u8>().ok())
+                .flatten()
                 .filter(|p| *p <= max)
                 .ok_or_else(|| format!("`{s}`: prefix length must be 0..={max}"))?,
         };
+        let canonical_network = canonical(network);
+        // An IPv4-mapped network (`::ffff:10.0.0.0/104`) is the IPv4 network it maps: its
+        // prefix counts the 96 mapping bits too. (Kept at 104 it would be compared as an IPv4
+        // prefix, and match every IPv4 address.)
+        let prefix = match (network, canonical_network) {
+            (IpAddr::V6(_), IpAddr::V4(_)) if prefix < 96 => {
+                return Err(format!(
+                    "`{s}` spans more than the IPv4-mapped range; write the IPv4 network (10.0.0.0/8)"
+                ))
+            }
+            (IpAddr::V6(_), IpAddr::V4(_)) => prefix - 96,
+            _ => prefix,
+        };
         Ok(Cidr {
-            network: canonical(network),
+            network: canonical_network,
             prefix,
         })
     }
@@ -68,6 +83,24 @@ impl FromStr for Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found in review: `::ffff:10.1.2.3` kept its IPv6 prefix (128) against IPv4 addresses,
+    /// and a wrapped mask of 0 matched every IPv4 address.
+    #[test]
+    fn ipv4_mapped_networks_are_the_ipv4_networks_they_map() {
+        let one: Cidr = "::ffff:10.1.2.3".parse().unwrap();
+        assert!(one.contains("10.1.2.3".parse().unwrap()));
+        assert!(!one.contains("192.0.2.7".parse().unwrap()));
+        let net: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert!(net.contains("10.200.0.1".parse().unwrap()));
+        assert!(!net.contains("203.0.113.9".parse().unwrap()));
+        assert!("::ffff:0:0/96"
+            .parse::<Cidr>()
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!("::ffff:0:0/95".parse::<Cidr>().is_err());
+        assert!("10.0.0.0/+8".parse::<Cidr>().is_err());
+    }
 
     #[test]
     fn matches_networks() {

@@ -56,12 +56,13 @@ pub fn is_trusted(client: Option<IpAddr>, trusted: &[Cidr]) -> bool {
 /// The client's address as `trusted_proxies` determine it: the TCP peer, unless the peer is a
 /// trusted proxy; then the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy
 /// (each trusted hop appended the address it saw; entries left of the first untrusted one are
-/// the client's own claims). `None` when that entry is not an address.
+/// the client's own claims). `None` when that entry is not an address, and when a trusted
+/// proxy named no client at all (it would otherwise stand for every client behind it).
 pub fn client_address(req: &RequestHeader, peer: Option<IpAddr>, trusted: &[Cidr]) -> Option<IpAddr> {
     if !is_trusted(peer, trusted) {
         return peer;
     }
-    let mut client = peer;
+    let mut client = None;
     for value in req.headers.get_all(&X_FORWARDED_FOR).iter().rev() {
         let text = value.to_str().ok()?;
         for entry in text.rsplit(',') {
