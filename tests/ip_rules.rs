@@ -7,7 +7,7 @@ use support::*;
 
 fn routes(up: &Upstream) -> String {
     format!(
-        "upstreams:\n  app:\n    targets: [\"{}\"]\nauth:\n  keys:\n    type: api_key\n    from: [\"header:x-api-key\"]\n    keys_file: {}/conf/keys.yaml\nroutes:\n  - {{ name: denied, match: {{ path_prefix: /denied }}, upstream: app, ip: {{ deny: [127.0.0.0/8] }} }}\n  - {{ name: office, match: {{ path_prefix: /office }}, upstream: app, ip: {{ allow: [10.0.0.0/8, \"2001:db8::/32\"] }} }}\n  - {{ name: private, match: {{ path_prefix: /private }}, upstream: app, auth: [keys], ip: {{ allow: [10.0.0.0/8] }} }}\n  - {{ name: open, match: {{ path_prefix: / }}, upstream: app }}\n",
+        "upstreams:\n  app:\n    targets: [\"{}\"]\nauth:\n  keys:\n    type: api_key\n    from: [\"header:x-api-key\"]\n    keys_file: {}/conf/keys.yaml\nroutes:\n  - {{ name: denied, match: {{ path_prefix: /denied }}, upstream: app, ip: {{ deny: [127.0.0.0/8] }} }}\n  - {{ name: office, match: {{ path_prefix: /office, methods: [GET, POST] }}, upstream: app, ip: {{ allow: [10.0.0.0/8, \"2001:db8::/32\"] }} }}\n  - {{ name: private, match: {{ path_prefix: /private }}, upstream: app, auth: [keys], ip: {{ allow: [10.0.0.0/8] }} }}\n  - {{ name: open, match: {{ path_prefix: / }}, upstream: app }}\n",
         up.addr(),
         env!("CARGO_MANIFEST_DIR")
     )
@@ -29,6 +29,9 @@ fn route_rules_refuse_before_anything_else_and_the_upstream_never_sees_it() {
         let headers: Vec<(&str, &str)> = xff.map(|v| ("x-forwarded-for", v)).into_iter().collect();
         assert_eq!(get_with(&gw, "/office", &headers).status, 403, "{xff:?}");
     }
+    // Nor a 405 with `Allow` telling it the path exists.
+    let r = request(gw.addr(), "DELETE", "localhost", "/office", &[], b"");
+    assert_eq!(r.status, 403, "{}", r.text());
     // Refused before authentication: no 401 telling the client a credential would help.
     assert_eq!(gw.get("/private").status, 403);
     assert_eq!(up.count(), 0, "the upstream saw none of them");

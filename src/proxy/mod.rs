@@ -78,7 +78,21 @@ impl Gateway {
         let target = request_checks::check_path(req, limits)?;
         ctx.admission.path = target.path.clone();
         admission::check_ip(&snapshot.settings.ip, req, ctx)?;
-        let route_id = admission::find_route(&snapshot, &ctx.client.host, &ctx.admission.path, req)?;
+        let route_id = match admission::find_route(&snapshot, &ctx.client.host, &ctx.admission.path, req) {
+            Ok(id) => id,
+            Err(problem) => {
+                // A 405 (with `Allow`) tells that the path exists: a refused address gets the
+                // path's IP refusal instead.
+                let path_route = snapshot
+                    .routes
+                    .find_any_method(&ctx.client.host, &ctx.admission.path, &req.headers)
+                    .and_then(|id| snapshot.routes.routes.get(id));
+                if let (405, Some(r)) = (problem.status, path_route) {
+                    admission::check_ip(&r.ip, req, ctx)?;
+                }
+                return Err(problem);
+            }
+        };
         // Known from here on, so refusals below are counted and logged under the route.
         ctx.admission.route = Some(route_id);
         let Some(route) = snapshot.routes.routes.get(route_id) else {
