@@ -18,6 +18,7 @@ pub mod route;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod transform;
 pub mod upstream;
 pub mod versions;

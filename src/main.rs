@@ -120,10 +120,22 @@ fn check(path: &str) -> ExitCode {
                 config.upstreams.len(),
                 targets
             );
+            print_certificates(&config);
             print_precedence(&snapshot);
             ExitCode::SUCCESS
         }
         Err(code) => code,
+    }
+}
+
+/// Each TLS listener's certificates: names (SNI), chain, expiry, and a warning for one that
+/// expires within 14 days (an expired one is an error, reported by the load).
+fn print_certificates(config: &config::Config) {
+    for listener in &config.server.certificates {
+        for (i, c) in listener.set.certificates().iter().enumerate() {
+            let default = if i == 0 { " (default)" } else { "" };
+            println!("tls {}{default}: {}", listener.addr, c.describe());
+        }
     }
 }
 
@@ -152,7 +164,18 @@ fn run(path: &str, opts: server::RunOptions) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         config.routes.len(),
         config.upstreams.len(),
-        config.server.process.listen.join(", ")
+        config
+            .server
+            .process
+            .listen
+            .iter()
+            .map(|l| match (&l.tls, l.h2c) {
+                (Some(_), _) => format!("{} (TLS)", l.addr),
+                (None, true) => format!("{} (h2c)", l.addr),
+                (None, false) => l.addr.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     match server::run(path, config, snapshot, opts) {
         Ok(()) => ExitCode::SUCCESS,

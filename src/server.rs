@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -13,11 +16,13 @@ use crate::auth::jwks::JwksRefresher;
 use crate::config::Config;
 use crate::control;
 use crate::control::record::RecordKeeper;
+use crate::front::gate::Gate;
 use crate::front::Front;
 use crate::observe::admin::{AdminApp, ReloadOutcome};
 use crate::proxy::Gateway;
 use crate::runtime::reload::{HangupListener, Reloader};
 use crate::runtime::{Runtime, Snapshot};
+use crate::tls;
 use crate::upstream::health::HealthSupervisor;
 
 pub struct RunOptions {
@@ -73,16 +78,46 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
         Arc::clone(&server.configuration),
     );
     proxy.handle_init_modules();
-    let mut proxy_service = Service::new(
-        "portcullis proxy".to_string(),
-        Front::proxy(proxy, Arc::clone(&runtime)),
-    );
-    for addr in &config.server.process.listen {
-        proxy_service.add_listener(pingora::listeners::ListenerConfig::tcp(addr.as_str()).l4_buffer(
-            pingora::protocols::l4::stream::L4BufferSettings::new(READ_BUFFER, 1460),
-        ));
+    if config.server.process.listen.iter().any(|l| l.h2c) {
+        // Pingora's HTTP/2 server takes plain connections only when this is set; each
+        // listener's `Front` decides whether its connections get there.
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        proxy.server_options = Some(options);
     }
-    server.add_service(proxy_service);
+    let proxy = Arc::new(proxy);
+    // One gate: the connection caps count every proxy listener together.
+    let gate = Arc::new(Gate::default());
+    for listener in &config.server.process.listen {
+        let mut endpoint =
+            ListenerConfig::tcp(&listener.addr).l4_buffer(L4BufferSettings::new(READ_BUFFER, 1460));
+        if let Some(tls) = &listener.tls {
+            let startup = config
+                .server
+                .certificates
+                .iter()
+                .find(|c| c.addr == listener.addr)
+                .map(|c| Arc::clone(&c.set))
+                .ok_or_else(|| format!("listener {}: no certificates", listener.addr))?;
+            endpoint = endpoint.tls(tls::acceptor::settings(
+                &listener.addr,
+                tls,
+                Arc::clone(&runtime),
+                startup,
+            )?);
+        }
+        let mut service = Service::new(
+            format!("portcullis proxy {}", listener.addr),
+            Front::proxy(
+                Arc::clone(&proxy),
+                Arc::clone(&runtime),
+                Arc::clone(&gate),
+                listener.h2c,
+            ),
+        );
+        service.add_listener(endpoint);
+        server.add_service(service);
+    }
 
     if let Some(admin_addr) = &config.server.process.admin {
         let ready_runtime = Arc::clone(&runtime);

@@ -6,6 +6,7 @@ pub mod api_key;
 pub mod credentials;
 pub mod jwks;
 pub mod jwt;
+pub mod mtls;
 pub mod require;
 pub mod token_cache;
 
@@ -18,6 +19,8 @@ use crate::config::{is_scope_token, AuthConfig, AuthKind, CredentialSource, Rout
 use api_key::ApiKeys;
 use credentials::Found;
 use require::Requirement;
+
+use crate::tls::identity::ClientIdentity;
 
 /// Who the request is from, for authorization, forwarding and later steps (limits, logs).
 ///
@@ -101,6 +104,7 @@ impl Identity {
 enum Verifier {
     ApiKey(ApiKeys),
     Jwt(Box<jwt::JwtVerifier>),
+    Mtls(mtls::Subjects),
 }
 
 /// One compiled authenticator.
@@ -134,7 +138,7 @@ impl Authenticator {
             .find(|a| a.name == name)
             .and_then(|a| match &a.verifier {
                 Verifier::Jwt(v) => Some(v.as_ref()),
-                Verifier::ApiKey(_) => None,
+                Verifier::ApiKey(_) | Verifier::Mtls(_) => None,
             });
         Ok(match &cfg.kind {
             AuthKind::ApiKey(k) => Authenticator {
@@ -152,6 +156,12 @@ impl Authenticator {
                 sources: j.token_from.clone(),
                 forward: j.forward_claims.clone(),
             },
+            AuthKind::Mtls(m) => Authenticator {
+                name,
+                sources: Vec::new(),
+                verifier: Verifier::Mtls(mtls::Subjects::new(&m.subjects)),
+                forward: m.forward.clone(),
+            },
         })
     }
 
@@ -159,7 +169,7 @@ impl Authenticator {
     pub fn remote_jwks(&self) -> Option<std::sync::Arc<jwks::RemoteJwks>> {
         match &self.verifier {
             Verifier::Jwt(v) => v.remote().cloned(),
-            Verifier::ApiKey(_) => None,
+            Verifier::ApiKey(_) | Verifier::Mtls(_) => None,
         }
     }
 
@@ -180,6 +190,8 @@ impl Authenticator {
         match &self.verifier {
             Verifier::Jwt(verifier) => verifier.verify(credential),
             Verifier::ApiKey(keys) => keys.lookup(credential).ok_or("unknown API key"),
+            // Never reached: an mtls authenticator has no credential sources.
+            Verifier::Mtls(_) => Err("a client certificate is not a credential string"),
         }
     }
 
@@ -249,30 +261,38 @@ pub enum Denied {
 
 /// The identity admitted by the route's authenticators (any of them), checked against
 /// `require`. `Ok(None)` for public routes.
+///
+/// `certificate`: the verified client certificate of the connection, for `mtls`
+/// authenticators (never anything the request itself carries).
 pub fn authenticate(
     route: &RouteAuth,
     all: &[Authenticator],
     req: &RequestHeader,
+    certificate: Option<&ClientIdentity>,
 ) -> Result<Option<(Arc<Identity>, usize)>, Denied> {
     if route.authenticators.is_empty() {
         return Ok(None);
     }
+    let admit = |id: Arc<Identity>, i: usize| match &route.require {
+        Some(req) if !req.allows(&id) => Err(Denied::Forbidden(req.scope_list())),
+        _ => Ok(Some((id, i))),
+    };
     let mut reason = "missing credentials";
     for &i in &route.authenticators {
         let Some(auth) = all.get(i) else { continue };
+        if let Verifier::Mtls(subjects) = &auth.verifier {
+            match subjects.identify(certificate) {
+                Ok(id) => return admit(id, i),
+                Err(why) => reason = why,
+            }
+            continue;
+        }
         for source in &auth.sources {
             match credentials::read(source, req) {
                 Found::Absent => {}
                 Found::Unusable(why) => return Err(Denied::Unauthenticated(why)),
                 Found::One(credential) => match auth.verify(&credential) {
-                    Ok(id) => {
-                        if let Some(req) = &route.require {
-                            if !req.allows(&id) {
-                                return Err(Denied::Forbidden(req.scope_list()));
-                            }
-                        }
-                        return Ok(Some((id, i)));
-                    }
+                    Ok(id) => return admit(id, i),
                     Err(why) => reason = why,
                 },
             }

@@ -32,6 +32,28 @@ pub struct AuthConfig {
 pub enum AuthKind {
     ApiKey(ApiKeyConfig),
     Jwt(JwtConfig),
+    Mtls(MtlsConfig),
+}
+
+/// `type: mtls`: a verified client certificate whose common name or alternative name is one
+/// of `subjects` is that subject's consumer.
+#[derive(Debug, Clone)]
+pub struct MtlsConfig {
+    pub subjects: Vec<MtlsSubject>,
+    /// Identity field (`consumer`, `plan`) -> upstream header.
+    pub forward: Vec<(String, HeaderName)>,
+}
+
+/// One accepted certificate name and the identity it stands for.
+#[derive(Debug, Clone)]
+pub struct MtlsSubject {
+    /// Matched exactly against the certificate's common name and alternative names (DNS,
+    /// URI, e-mail).
+    pub name: String,
+    pub consumer: String,
+    pub plan: Option<String>,
+    pub scopes: Vec<String>,
+    pub roles: Vec<String>,
 }
 
 /// Verification keys, loaded when the configuration is loaded (and re-read on reload).

@@ -18,6 +18,7 @@ pub fn decode_auth(node: &Node, base_dir: &Path, p: &mut Problems) -> (Vec<AuthC
     let fields: Vec<&str> = API_KEY_FIELDS
         .iter()
         .chain(super::jwt_schema::FIELDS)
+        .chain(MTLS_FIELDS)
         .copied()
         .collect();
     named_items(
@@ -45,11 +46,12 @@ fn decode_authenticator(node: &Node, path: &str, base_dir: &Path, p: &mut Proble
     match kind.as_deref() {
         Some("api_key") => decode_api_key(node, path, base_dir, p).map(AuthKind::ApiKey),
         Some("jwt") => super::jwt_schema::decode_jwt(node, path, base_dir, p).map(AuthKind::Jwt),
+        Some("mtls") => decode_mtls(node, path, p).map(AuthKind::Mtls),
         Some(other) => {
             p.add(
                 node.pos(),
                 &format!("{path}.type"),
-                format!("unknown authenticator type `{other}`; expected jwt or api_key"),
+                format!("unknown authenticator type `{other}`; expected jwt, api_key or mtls"),
             );
             None
         }
@@ -57,7 +59,7 @@ fn decode_authenticator(node: &Node, path: &str, base_dir: &Path, p: &mut Proble
             p.add(
                 node.pos(),
                 &format!("{path}.type"),
-                "missing required field `type` (jwt or api_key)",
+                "missing required field `type` (jwt, api_key or mtls)",
             );
             None
         }
@@ -65,6 +67,91 @@ fn decode_authenticator(node: &Node, path: &str, base_dir: &Path, p: &mut Proble
 }
 
 const API_KEY_FIELDS: &[&str] = &["type", "from", "keys_file", "forward"];
+const MTLS_FIELDS: &[&str] = &["type", "subjects", "forward"];
+
+/// `subjects`: names (`partner-a.example.com`: the consumer is the name), or
+/// `{ name, consumer, plan, scopes, roles }`.
+fn decode_mtls(node: &Node, path: &str, p: &mut Problems) -> Option<MtlsConfig> {
+    let f = Fields::new(node, path, MTLS_FIELDS, p)?;
+    let forward = forward_headers(&f, "forward", &["consumer", "plan"], p);
+    let subjects_path = f.path_of("subjects");
+    let items = match f.node("subjects") {
+        Some(Node::Seq { items, .. }) if !items.is_empty() => items,
+        Some(other) => {
+            p.add(
+                other.pos(),
+                &subjects_path,
+                "expected a list of certificate names (at least one)",
+            );
+            return None;
+        }
+        None => {
+            p.add(
+                f.pos(),
+                &subjects_path,
+                "missing required field `subjects`: the certificate names (common name or \
+                 subject alternative name) this authenticator accepts",
+            );
+            return None;
+        }
+    };
+    let mut subjects = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let item_path = super::decode::index(&subjects_path, i);
+        let subject = match item {
+            Node::Scalar { value, .. } => Some(MtlsSubject {
+                name: value.clone(),
+                consumer: value.clone(),
+                plan: None,
+                scopes: Vec::new(),
+                roles: Vec::new(),
+            }),
+            _ => Fields::new(
+                item,
+                &item_path,
+                &["name", "consumer", "plan", "scopes", "roles"],
+                p,
+            )
+            .and_then(|s| {
+                let name: Option<String> = s.req("name", p);
+                let consumer: Option<String> = s.opt("consumer", p);
+                let plan: Option<String> = s.opt("plan", p);
+                let scopes: Vec<String> = s.or("scopes", Vec::new(), p);
+                let roles: Vec<String> = s.or("roles", Vec::new(), p);
+                let name = name?;
+                Some(MtlsSubject {
+                    consumer: consumer.unwrap_or_else(|| name.clone()),
+                    name,
+                    plan,
+                    scopes,
+                    roles,
+                })
+            }),
+        };
+        match subject {
+            Some(s) if s.name.is_empty() || s.consumer.is_empty() => {
+                p.add(
+                    item.pos(),
+                    &item_path,
+                    "a subject needs a name and a consumer that are not empty",
+                );
+                ok = false;
+            }
+            Some(s) if subjects.iter().any(|o: &MtlsSubject| o.name == s.name) => {
+                p.add(item.pos(), &item_path, format!("`{}` is listed twice", s.name));
+                ok = false;
+            }
+            Some(s) => subjects.push(s),
+            None => ok = false,
+        }
+    }
+    (ok).then_some(())?;
+    Some(MtlsConfig {
+        subjects,
+        forward: forward?,
+    })
+}
 
 fn decode_api_key(node: &Node, path: &str, base_dir: &Path, p: &mut Problems) -> Option<ApiKeyConfig> {
     let f = Fields::new(node, path, API_KEY_FIELDS, p)?;

@@ -18,6 +18,7 @@ mod ip_schema;
 pub mod jwt_schema;
 pub mod limits_model;
 mod limits_schema;
+mod listener_schema;
 pub mod model;
 mod outlier_schema;
 pub mod redis_model;

@@ -36,6 +36,32 @@ pub struct ServerConfig {
     pub ip: IpRules,
     /// What happens to request header names containing `_`.
     pub underscores_in_headers: Underscores,
+    /// Per TLS listener, its certificates (a live reload reads them again).
+    pub certificates: Vec<ListenerCertificates>,
+    /// `Strict-Transport-Security` on responses to requests that came over TLS.
+    pub hsts: Option<Hsts>,
+}
+
+/// `server.hsts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hsts {
+    pub max_age: Duration,
+    pub include_subdomains: bool,
+    pub preload: bool,
+}
+
+impl Hsts {
+    /// The header value.
+    pub fn value(&self) -> String {
+        let mut v = format!("max-age={}", self.max_age.as_secs());
+        if self.include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if self.preload {
+            v.push_str("; preload");
+        }
+        v
+    }
 }
 
 /// `ip:`: client addresses refused (`deny`) or, when `allow` is not empty, the only ones
@@ -82,9 +108,10 @@ pub enum Underscores {
 /// (see `control::record`), so the operator commands compare against what really runs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessSettings {
-    /// Listener addresses exactly as written (Pingora hands a listener over on upgrade only
-    /// when the address string is identical in both configs).
-    pub listen: Vec<String>,
+    /// The proxy listeners (Pingora hands a listener over on upgrade only when the address
+    /// string is identical in both configs). Their certificates are not here: a live reload
+    /// re-reads those (see `ServerConfig::certificates`).
+    pub listen: Vec<Listener>,
     pub threads: usize,
     pub admin: Option<String>,
     /// `Host` names the admin listener accepts besides loopback and its own address.
@@ -119,6 +146,92 @@ impl ProcessSettings {
             .map(|(name, _)| name)
             .collect()
     }
+}
+
+/// One proxy listener: `"0.0.0.0:8080"`, or `{ addr, h2c, tls }`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "ListenerRecord")]
+pub struct Listener {
+    /// As written (it names the listener on upgrade hand-over and in the certificate index).
+    pub addr: String,
+    /// HTTP/2 with prior knowledge on a plain listener (HTTP/1.1 still works beside it).
+    pub h2c: bool,
+    pub tls: Option<ListenerTls>,
+}
+
+impl Listener {
+    pub fn plain(addr: &str) -> Listener {
+        Listener {
+            addr: addr.to_string(),
+            h2c: false,
+            tls: None,
+        }
+    }
+}
+
+/// A process record written before listeners had settings lists bare addresses.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ListenerRecord {
+    Addr(String),
+    Full {
+        addr: String,
+        h2c: bool,
+        tls: Option<ListenerTls>,
+    },
+}
+
+impl From<ListenerRecord> for Listener {
+    fn from(r: ListenerRecord) -> Listener {
+        match r {
+            ListenerRecord::Addr(addr) => Listener::plain(&addr),
+            ListenerRecord::Full { addr, h2c, tls } => Listener { addr, h2c, tls },
+        }
+    }
+}
+
+/// The TLS settings of a listener a running process cannot change (its acceptor is built at
+/// start); its certificates are re-read by a live reload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListenerTls {
+    pub min_version: TlsVersion,
+    pub alpn: Alpn,
+    /// PEM file of the CAs client certificates must chain to.
+    pub client_ca: Option<String>,
+    pub client_auth: ClientAuth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// Protocols offered by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Alpn {
+    /// `[h2, http/1.1]` (the default): HTTP/2 preferred.
+    H2Http1,
+    Http1,
+    H2,
+}
+
+/// Whether clients present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ClientAuth {
+    /// None is asked for.
+    None,
+    /// Asked for; a client without one connects, a client with an invalid one does not.
+    Optional,
+    /// A handshake without a valid client certificate fails.
+    Required,
+}
+
+/// The certificates of one TLS listener, read and checked while the configuration loads.
+#[derive(Debug, Clone)]
+pub struct ListenerCertificates {
+    pub addr: String,
+    pub set: std::sync::Arc<crate::tls::certificates::CertificateSet>,
 }
 
 /// How many client connections the proxy listeners hold.

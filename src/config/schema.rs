@@ -80,7 +80,7 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
         return Parts::empty();
     };
     let server = match f.node("server") {
-        Some(node) => decode_server(node, "server", p),
+        Some(node) => decode_server(node, "server", base_dir, p),
         None => {
             p.add(
                 f.pos(),

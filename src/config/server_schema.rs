@@ -2,6 +2,7 @@
 //! limits.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use super::cidr::Cidr;
@@ -11,7 +12,12 @@ use super::model::*;
 use super::values::host_pattern;
 use super::yaml::Node;
 
-pub(super) fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option<ServerConfig> {
+pub(super) fn decode_server(
+    node: &Node,
+    path: &str,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Option<ServerConfig> {
     const FIELDS: &[&str] = &[
         "listen",
         "threads",
@@ -30,24 +36,12 @@ pub(super) fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option
         "max_connections",
         "max_connections_per_ip",
         "ip",
+        "hsts",
     ];
     let f = Fields::new(node, path, FIELDS, p)?;
     let ip = super::ip_schema::decode_ip_rules(&f, FIELDS, p);
-    let listen: Option<Vec<Spanned<String>>> = f.req("listen", p);
-    let listen = listen.and_then(|l| {
-        if l.is_empty() {
-            p.add(
-                f.pos(),
-                &f.path_of("listen"),
-                "needs at least one address such as 0.0.0.0:8080",
-            );
-        }
-        let ok = l
-            .iter()
-            .enumerate()
-            .all(|(i, a)| socket_addr(a, &index(&f.path_of("listen"), i), p).is_some());
-        ok.then(|| l.into_iter().map(|a| a.value).collect::<Vec<_>>())
-    });
+    let listen = super::listener_schema::decode_listen(&f, base_dir, p);
+    let hsts = decode_hsts(&f, p);
     let admin: Option<Spanned<String>> = f.opt("admin", p);
     let admin_ok = admin
         .as_ref()
@@ -92,9 +86,12 @@ pub(super) fn decode_server(node: &Node, path: &str, p: &mut Problems) -> Option
         Some(n) => decode_limits(n, &f.path_of("limits"), p),
         None => Some(RequestLimits::default()),
     };
+    let (listen, certificates) = listen?;
     Some(ServerConfig {
+        certificates,
+        hsts: hsts?,
         process: ProcessSettings {
-            listen: listen?,
+            listen,
             threads,
             admin: if admin_ok { admin.map(|a| a.value) } else { None },
             admin_hosts,
@@ -179,7 +176,36 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<RequestLim
     Some(limits)
 }
 
-fn socket_addr(s: &Spanned<String>, path: &str, p: &mut Problems) -> Option<SocketAddr> {
+/// `hsts: { max_age, include_subdomains, preload }` (absent: no header).
+fn decode_hsts(f: &Fields<'_>, p: &mut Problems) -> Option<Option<Hsts>> {
+    let Some(node) = f.node("hsts").filter(|n| !matches!(n, Node::Null { .. })) else {
+        return Some(None);
+    };
+    let h = Fields::nested(
+        node,
+        &f.path_of("hsts"),
+        &["max_age", "include_subdomains", "preload"],
+        &[],
+        p,
+    )?;
+    let hsts = Hsts {
+        max_age: h.or("max_age", Duration::from_secs(365 * 86_400), p),
+        include_subdomains: h.or("include_subdomains", false, p),
+        preload: h.or("preload", false, p),
+    };
+    // Browsers' preload lists take a site only with a year or more and every subdomain.
+    if hsts.preload && (hsts.max_age < Duration::from_secs(365 * 86_400) || !hsts.include_subdomains) {
+        p.add(
+            h.pos(),
+            &f.path_of("hsts.preload"),
+            "preload needs max_age of at least 8760h and include_subdomains: true",
+        );
+        return None;
+    }
+    Some(Some(hsts))
+}
+
+pub(super) fn socket_addr(s: &Spanned<String>, path: &str, p: &mut Problems) -> Option<SocketAddr> {
     match s.value.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {

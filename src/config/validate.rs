@@ -16,6 +16,7 @@ use crate::routing::table::segment_prefixes;
 pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
     if let Some(server) = &parts.server {
         check_listeners(server, p);
+        check_mtls_listeners(server, &parts.auth, p);
     }
     check_targets(&parts.upstreams, p);
     check_routes(&parts.routes, upstream_names, p);
@@ -35,6 +36,7 @@ fn check_part_identity_headers(routes: &[Option<RouteConfig>], auth: &[AuthConfi
             let forwarded = match &a.kind {
                 AuthKind::Jwt(j) => &j.forward_claims,
                 AuthKind::ApiKey(k) => &k.forward,
+                AuthKind::Mtls(m) => &m.forward,
             };
             forwarded.iter().map(move |(_, h)| (h, a.name.value.as_str()))
         })
@@ -143,9 +145,28 @@ fn check_identity_keys(routes: &[Option<RouteConfig>], policies: &[RateLimitConf
     }
 }
 
+/// An `mtls` authenticator can only ever see a certificate a listener asked for.
+fn check_mtls_listeners(server: &ServerConfig, auth: &[AuthConfig], p: &mut Problems) {
+    let asks = server
+        .process
+        .listen
+        .iter()
+        .any(|l| l.tls.as_ref().is_some_and(|t| t.client_ca.is_some()));
+    for a in auth.iter().filter(|a| matches!(a.kind, AuthKind::Mtls(_))) {
+        if !asks {
+            p.add(
+                a.name.pos,
+                &format!("auth.{}", a.name.value),
+                "an mtls authenticator needs a TLS listener that asks for client certificates \
+                 (`tls: { client_ca: ..., client_auth: optional }` under server.listen)",
+            );
+        }
+    }
+}
+
 fn check_listeners(server: &ServerConfig, p: &mut Problems) {
     let mut seen = HashSet::new();
-    for (i, l) in server.process.listen.iter().enumerate() {
+    for (i, l) in server.process.listen.iter().map(|l| &l.addr).enumerate() {
         if !seen.insert(l.as_str()) {
             p.add_unpositioned(&format!("server.listen[{i}]"), format!("`{l}` is listed twice"));
         }

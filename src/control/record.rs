@@ -147,7 +147,7 @@ mod tests {
 
     fn settings(pid_file: &str) -> ProcessSettings {
         ProcessSettings {
-            listen: vec!["127.0.0.1:1".into()],
+            listen: vec![crate::config::Listener::plain("127.0.0.1:1")],
             threads: 1,
             admin: None,
             admin_hosts: Vec::new(),

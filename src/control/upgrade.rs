@@ -171,10 +171,12 @@ fn preflight(
     }
     // Addresses the running process does not hold are bound by the new one: try them now.
     let new_admin = new.admin.iter().filter(|a| running.admin.as_ref() != Some(*a));
+    let held = |addr: &String| running.listen.iter().any(|l| &l.addr == addr);
     for addr in new
         .listen
         .iter()
-        .filter(|a| !running.listen.contains(a))
+        .map(|l| &l.addr)
+        .filter(|a| !held(a))
         .chain(new_admin)
     {
         if let Err(e) = TcpListener::bind(addr.as_str()) {

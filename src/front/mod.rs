@@ -20,6 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::tls::ALPN;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
@@ -37,17 +38,21 @@ pub struct Front<A> {
     app: Arc<A>,
     /// Limits come from the current snapshot, so a live reload can change them.
     runtime: Arc<Runtime>,
-    /// Connection caps apply (the proxy listeners), or not (the admin listener).
-    gate: Option<Gate>,
+    /// Connection caps apply (the proxy listeners, which share one), or not (the admin
+    /// listener).
+    gate: Option<Arc<Gate>>,
+    /// This listener serves HTTP/2 with prior knowledge (h2c) beside HTTP/1.1.
+    h2c: bool,
 }
 
 impl<A> Front<A> {
-    /// The front of the proxy listeners: connection caps, first-byte wait, head deadline.
-    pub fn proxy(app: A, runtime: Arc<Runtime>) -> Front<A> {
+    /// The front of one proxy listener: connection caps, first-byte wait, head deadline.
+    pub fn proxy(app: Arc<A>, runtime: Arc<Runtime>, gate: Arc<Gate>, h2c: bool) -> Front<A> {
         Front {
-            app: Arc::new(app),
+            app,
             runtime,
-            gate: Some(Gate::default()),
+            gate: Some(gate),
+            h2c,
         }
     }
 
@@ -57,9 +62,14 @@ impl<A> Front<A> {
             app: Arc::new(app),
             runtime,
             gate: None,
+            h2c: false,
         }
     }
 }
+
+/// What an HTTP/2 connection starts with (`PRI * HTTP/2.0`); no HTTP/1 method is `PRI`, so
+/// four bytes tell the protocols apart without waiting for a whole preface.
+const H2_PREFACE_START: &[u8; 4] = b"PRI ";
 
 #[async_trait]
 impl<A> ServerApp for Front<A>
@@ -77,6 +87,13 @@ where
             },
             None => None,
         };
+        let limit = self.runtime.load().settings.limits.header_read_timeout;
+        let mut stream = stream;
+        if self.speaks_h2(&mut stream, Instant::now() + limit).await? {
+            // Pingora's own HTTP/2 server: every stream of the connection goes through the
+            // same proxy pipeline as an HTTP/1.1 request.
+            return ServerApp::process_new(&self.app, stream, shutdown).await;
+        }
         let mut stream = canned::Canned::wrap(stream);
         let mut carried: Option<HttpPersistentSettings> = None;
         loop {
@@ -90,8 +107,6 @@ where
                 // Closed, reset, or silent until the deadline.
                 _ => return None,
             }
-            // HTTP/1.1: the listeners offer nothing else yet. HTTP/2 (ALPN `h2`, or h2c) must
-            // branch here as Pingora's `ServerApp` for `HttpServerApp` does.
             let mut session = ServerSession::new_http1(stream);
             match carried.take() {
                 Some(settings) => settings.apply_to_session(&mut session),
@@ -120,7 +135,26 @@ where
     }
 }
 
-impl<A> Front<A> {
+impl<A> Front<A>
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    /// HTTP/2: negotiated by ALPN on TLS, or, on an h2c listener, a plain connection that
+    /// opens with the HTTP/2 preface. `None`: the client sent nothing before the deadline.
+    async fn speaks_h2(&self, stream: &mut Stream, deadline: Instant) -> Option<bool> {
+        if stream.get_ssl_digest().is_some() {
+            return Some(matches!(stream.selected_alpn_proto(), Some(ALPN::H2)));
+        }
+        if !self.h2c {
+            return Some(false);
+        }
+        let mut start = [0u8; 4];
+        match tokio::time::timeout_at(deadline, stream.try_peek(&mut start)).await {
+            Ok(Ok(peeked)) => Some(peeked && &start == H2_PREFACE_START),
+            _ => None,
+        }
+    }
+
     fn admit<'g>(&self, gate: &'g Gate, stream: &Stream) -> Result<gate::Slot<'g>, Refused> {
         let client = stream.get_socket_digest().and_then(|d| {
             d.peer_addr()

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub upstream_retries: IntCounterVec,
     pub upstream_retry_budget_exhausted: IntCounterVec,
     pub aggregate_part_duration: HistogramVec,
+    pub tls_handshakes: IntCounterVec,
+    pub tls_certificate_expiry: IntGaugeVec,
 }
 
 // The definitions are constants: creating them fails only on an invalid name, which the
@@ -137,6 +139,19 @@ impl Metrics {
              (max_connections, max_connections_per_ip).",
             &["reason"],
         )?;
+        let tls_handshakes = counter(
+            "portcullis_tls_handshakes_total",
+            "TLS handshakes on the proxy listeners by result (ok, failed) and version (the \
+             negotiated one when ok; when failed, the one the client hello asked for: TLSv1, \
+             TLSv1.1, or TLSv1.2+).",
+            &["result", "version"],
+        )?;
+        let tls_certificate_expiry = gauge(
+            "portcullis_tls_certificate_expiry_seconds",
+            "When each served certificate expires, as a Unix time (alert on \
+             portcullis_tls_certificate_expiry_seconds - time() < 14 * 86400).",
+            &["name"],
+        )?;
         let aggregate_parts = counter(
             "portcullis_aggregate_parts_total",
             "Aggregation parts by route, part and outcome (ok, status: a non-2xx answer, timeout, \
@@ -209,6 +224,8 @@ impl Metrics {
             ratelimit_store_breaker_open,
             connections_open,
             connections_refused,
+            tls_handshakes,
+            tls_certificate_expiry,
             transforms,
             aggregate_parts,
             upstream_ejections,

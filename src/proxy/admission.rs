@@ -101,7 +101,12 @@ pub fn authenticate(
     req: &RequestHeader,
     ctx: &mut RequestCtx,
 ) -> Result<(), Problem> {
-    match auth::authenticate(&route.auth, &snapshot.authenticators, req) {
+    match auth::authenticate(
+        &route.auth,
+        &snapshot.authenticators,
+        req,
+        ctx.client.certificate.as_ref(),
+    ) {
         Ok(None) => Ok(()),
         Ok(Some((identity, authenticator))) => {
             let authenticator = snapshot

@@ -35,6 +35,10 @@ pub struct Client {
     pub ip: Option<IpAddr>,
     /// Canonical host (no port, lower case), empty when absent.
     pub host: String,
+    /// The request came over TLS.
+    pub tls: bool,
+    /// The verified client certificate's names, on a listener that asks for one.
+    pub certificate: Option<crate::tls::identity::ClientIdentity>,
 }
 
 /// What admission decided: route, identity, version and the upstream request target.

@@ -124,7 +124,7 @@ pub struct PartTarget {
 
 /// Forwarding headers and the request id.
 fn forwarding_and_id(ctx: &RequestCtx, req: &mut RequestHeader, trusted: bool) -> Result<()> {
-    forwarding::set_forwarding(req, ctx.client.ip, &ctx.client.host, trusted)?;
+    forwarding::set_forwarding(req, ctx.client.ip, &ctx.client.host, trusted, ctx.client.tls)?;
     req.insert_header(forwarding::X_REQUEST_ID_WIRE, ctx.request_id.as_str())
 }
 

@@ -87,6 +87,7 @@ pub fn set_forwarding(
     client: Option<IpAddr>,
     host: &str,
     trusted: bool,
+    https: bool,
 ) -> Result<()> {
     let client = client.map_or(HeaderValue::from_static("unknown"), ip_value);
     let prior: Vec<&[u8]> = if trusted {
@@ -108,7 +109,8 @@ pub fn set_forwarding(
     };
     req.insert_header(X_FORWARDED_FOR_WIRE, chain)?;
     if !trusted || !req.headers.contains_key(&X_FORWARDED_PROTO) {
-        req.insert_header(X_FORWARDED_PROTO_WIRE, HeaderValue::from_static("http"))?;
+        let proto = if https { "https" } else { "http" };
+        req.insert_header(X_FORWARDED_PROTO_WIRE, HeaderValue::from_static(proto))?;
     }
     if !trusted || !req.headers.contains_key(&X_FORWARDED_HOST) {
         req.insert_header(X_FORWARDED_HOST_WIRE, host)?;
@@ -285,8 +287,10 @@ mod tests {
             Some("10.0.0.9".parse().unwrap()),
             "api.example.com",
             false,
+            true,
         )
         .unwrap();
+        assert_eq!(r.headers.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(r.headers.get("x-forwarded-for").unwrap(), "10.0.0.9");
         assert_eq!(r.headers.get("x-real-ip").unwrap(), "10.0.0.9");
         assert!(r.headers.get("forwarded").is_none());
@@ -296,7 +300,7 @@ mod tests {
     #[test]
     fn trusted_proxy_chain_is_extended() {
         let mut r = req(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")]);
-        set_forwarding(&mut r, Some("10.0.0.9".parse().unwrap()), "h", true).unwrap();
+        set_forwarding(&mut r, Some("10.0.0.9".parse().unwrap()), "h", true, false).unwrap();
         assert_eq!(r.headers.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.9");
         assert_eq!(r.headers.get("x-forwarded-proto").unwrap(), "https");
     }

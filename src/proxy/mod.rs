@@ -40,6 +40,7 @@ use crate::limits::{self, headers as limit_headers, Missing, Outcome};
 use crate::observe::access_log::{self, AccessEntry};
 use crate::observe::metrics;
 use crate::runtime::Runtime;
+use crate::tls::identity::ClientIdentity;
 use crate::upstream::attempt::{Attempt, Outcome as AttemptOutcome};
 use crate::upstream::client::UpstreamClient;
 use ctx::RequestCtx;
@@ -214,11 +215,16 @@ impl ProxyHttp for Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_canonical());
+        if let Some(tls) = session.digest().and_then(|d| d.ssl_digest.as_ref()) {
+            ctx.client.tls = true;
+            ctx.client.certificate = tls.extension.get::<ClientIdentity>().cloned();
+        }
         let has_te = session
             .req_header()
             .headers
             .contains_key(http::header::TRANSFER_ENCODING);
         let admitted = request_checks::check_raw_head(session.as_downstream(), has_te)
+            .and_then(|()| request_checks::adopt_h2_authority(session.req_header_mut()))
             .and_then(|()| self.admit(session.req_header(), ctx));
         let admitted = match admitted {
             Ok(()) => self.rate_limit(session.req_header(), ctx).await,

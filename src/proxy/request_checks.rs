@@ -91,6 +91,21 @@ pub fn check_raw_head(session: &ServerSession, has_transfer_encoding: bool) -> R
     Ok(())
 }
 
+/// HTTP/2 names the host in `:authority` (RFC 9113 §8.3.1) and usually sends no `Host`: give
+/// the request the `Host` its authority names, so one rule ([`check_host`]: exactly one
+/// `Host`, agreeing with the target's authority) holds for both versions and HTTP/1.1
+/// upstreams get the host. A `host` field that disagrees with `:authority` is refused there.
+pub fn adopt_h2_authority(req: &mut RequestHeader) -> Result<(), Problem> {
+    if req.version != http::Version::HTTP_2 || req.headers.contains_key(HOST) {
+        return Ok(());
+    }
+    let Some(authority) = req.uri.authority().map(|a| a.as_str().to_string()) else {
+        return Ok(());
+    };
+    req.insert_header(HOST, authority)
+        .map_err(|_| Problem::new(400, "invalid :authority"))
+}
+
 /// The canonical host: exactly one `Host` header, and an absolute-form target must agree with it.
 pub fn check_host(req: &RequestHeader) -> Result<String, Problem> {
     let mut hosts = req.headers.get_all(HOST).iter();

@@ -50,6 +50,8 @@ pub struct Snapshot {
     pub settings: RequestSettings,
     /// Per route (same index as `routes.routes`), the pre-resolved duration histogram.
     pub route_durations: Vec<prometheus::Histogram>,
+    /// Per TLS listener address, the certificates its handshakes choose from.
+    pub certificates: HashMap<String, Arc<crate::tls::certificates::CertificateSet>>,
 }
 
 impl Snapshot {
@@ -193,6 +195,12 @@ impl Snapshot {
                 client_headers,
             },
             route_durations,
+            certificates: config
+                .server
+                .certificates
+                .iter()
+                .map(|c| (c.addr.clone(), Arc::clone(&c.set)))
+                .collect(),
         })
     }
 
@@ -321,6 +329,7 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(snapshot: Snapshot) -> Runtime {
+        crate::tls::certificates::publish_expiry(snapshot.certificates.values());
         Runtime {
             current: ArcSwap::from_pointee(snapshot),
             ready: AtomicBool::new(false),
@@ -334,6 +343,7 @@ impl Runtime {
 
     /// Replace the snapshot atomically; in-flight requests keep the one they loaded.
     pub fn swap(&self, next: Snapshot) {
+        crate::tls::certificates::publish_expiry(next.certificates.values());
         self.current.store(Arc::new(next));
     }
 

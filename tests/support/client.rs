@@ -207,7 +207,7 @@ fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
 
 /// Reads more bytes into `buf`; `Ok(false)` at EOF. Timeouts become
 /// `TimedOut` errors with a readable message.
-fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<bool> {
+fn fill(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
     let mut tmp = [0u8; 16 * 1024];
     loop {
         match stream.read(&mut tmp) {
@@ -327,8 +327,8 @@ pub(crate) fn is_chunked<'a>(mut values: impl Iterator<Item = &'a str>) -> bool 
 /// Reads one response from `stream`, using and leaving leftovers in `buf`.
 /// Skips interim 1xx responses (except 101, which is final). Returns the
 /// response and whether the connection can carry another request.
-fn read_response(
-    stream: &mut TcpStream,
+pub fn read_response(
+    stream: &mut impl Read,
     buf: &mut Vec<u8>,
     head_request: bool,
 ) -> io::Result<(Response, bool)> {

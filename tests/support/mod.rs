@@ -23,10 +23,12 @@ pub mod gateway;
 mod headers;
 pub mod load;
 pub mod redis;
+pub mod tls;
 pub mod upstream;
 
 pub use client::*;
 pub use gateway::*;
 pub use load::*;
 pub use redis::*;
+pub use tls::*;
 pub use upstream::*;
