@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod cors;
 pub mod demo;
 pub mod front;
 pub mod limits;

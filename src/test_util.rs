@@ -45,5 +45,7 @@ pub fn route(
         max_body: None,
         ip: Default::default(),
         transform: Default::default(),
+        cors: None,
+        https_redirect: false,
     }
 }

@@ -9,6 +9,7 @@ pub mod auth_model;
 mod auth_schema;
 pub mod cidr;
 pub mod client_header_names;
+mod cors_schema;
 mod credential_schema;
 pub mod date;
 pub mod decode;

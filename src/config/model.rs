@@ -42,6 +42,19 @@ pub struct ServerConfig {
     pub hsts: Option<Hsts>,
 }
 
+/// A route's CORS policy (`cors:`), validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    pub allow_origins: Vec<crate::cors::OriginPattern>,
+    /// Default GET, HEAD, POST.
+    pub allow_methods: Vec<http::Method>,
+    /// Lower-case header names, or `*` (any header a preflight asks for).
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<HeaderName>,
+    pub allow_credentials: bool,
+    pub max_age: Option<Duration>,
+}
+
 /// `server.hsts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hsts {
@@ -543,4 +556,8 @@ pub struct RouteConfig {
     pub ip: IpRules,
     /// The largest request body this route accepts (instead of `server.limits.max_body`).
     pub max_body: Option<u64>,
+    /// Browsers' cross-origin requests this route answers (`cors:`).
+    pub cors: Option<CorsConfig>,
+    /// A request over plain HTTP is answered 308 with the same URL over https.
+    pub https_redirect: bool,
 }

@@ -38,10 +38,18 @@ const ROUTE_FIELDS: &[&str] = &[
     "retry",
     "max_body",
     "ip",
+    "cors",
+    "https_redirect",
 ];
 
-pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<RouteConfig> {
+pub(super) fn decode_route(
+    node: &Node,
+    path: &str,
+    cors_policies: &[(String, CorsConfig)],
+    p: &mut Problems,
+) -> Option<RouteConfig> {
     let f = Fields::new(node, path, ROUTE_FIELDS, p)?;
+    let cors = super::cors_schema::decode_route_cors(&f, cors_policies, p);
     let auth = decode_route_auth(&f, p);
     let pass_headers = decode_pass_headers(&f, p);
     let name: Option<Spanned<String>> = f.req("name", p);
@@ -131,6 +139,8 @@ pub(super) fn decode_route(node: &Node, path: &str, p: &mut Problems) -> Option<
         retry_idempotency_key: retry_idempotency_key?,
         ip: super::ip_schema::decode_ip_rules(&f, ROUTE_FIELDS, p)?,
         max_body: f.opt::<super::size::ByteSize>("max_body", p).map(|s| s.0 as u64),
+        cors: cors?,
+        https_redirect: f.or("https_redirect", false, p),
     })
 }
 

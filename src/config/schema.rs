@@ -17,7 +17,15 @@ use super::upstream_schema::decode_upstreams;
 
 use super::yaml::Node;
 
-const TOP: &[&str] = &["server", "upstreams", "auth", "rate_limits", "redis", "routes"];
+const TOP: &[&str] = &[
+    "server",
+    "upstreams",
+    "auth",
+    "rate_limits",
+    "redis",
+    "cors",
+    "routes",
+];
 
 /// The sections of a document, each decoded as far as it could be, so cross-item checks can
 /// run even when some item is broken.
@@ -103,11 +111,15 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
         Some(node) => decode_rate_limits(node, f.has("redis"), p),
         None => (Vec::new(), Vec::new()),
     };
+    let cors_policies = match f.node("cors") {
+        Some(node) => super::cors_schema::decode_cors_policies(node, p),
+        None => Vec::new(),
+    };
     let routes: Vec<Option<RouteConfig>> = match f.node("routes") {
         Some(Node::Seq { items, .. }) => items
             .iter()
             .enumerate()
-            .map(|(i, n)| decode_route(n, &index("routes", i), p))
+            .map(|(i, n)| decode_route(n, &index("routes", i), &cors_policies, p))
             .collect(),
         Some(other) => {
             p.add(

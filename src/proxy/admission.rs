@@ -20,10 +20,12 @@ use crate::versions::{sources, Refused, Resolved};
 /// gets its 404 with the supported list). Otherwise the full path is routed, and a route
 /// versioned by path may not take it: the rest belongs to another route (or none), so reading
 /// the segment as a version would send that route's path past its own rules.
+/// `method`: the request's, or for a CORS preflight the one it asks about.
 pub fn find_route(
     snapshot: &Snapshot,
     host: &str,
     path: &str,
+    method: &http::Method,
     req: &RequestHeader,
 ) -> Result<usize, Problem> {
     let by_path = |id: usize| {
@@ -40,7 +42,7 @@ pub fn find_route(
             .find_any_method(host, rest, &req.headers)
             .is_some_and(by_path)
         {
-            return match routes.find(host, rest, &req.method, &req.headers) {
+            return match routes.find(host, rest, method, &req.headers) {
                 RouteMatch::Found(id) if !by_path(id) => {
                     Err(Problem::new(404, "no route matches this request"))
                 }
@@ -54,7 +56,55 @@ pub fn find_route(
             return Err(Problem::new(404, "no route matches this request"));
         }
     }
-    found(routes.find(host, path, &req.method, &req.headers))
+    found(routes.find(host, path, method, &req.headers))
+}
+
+/// `https_redirect`: a plain-HTTP request is sent to the same host and path over https (308
+/// keeps the method and body). A request a trusted proxy received over TLS
+/// (`X-Forwarded-Proto: https`) is not redirected.
+pub fn check_https(route: &Route, req: &RequestHeader, ctx: &RequestCtx) -> Result<(), Problem> {
+    if !route.https_redirect || ctx.client.tls {
+        return Ok(());
+    }
+    let settings = &ctx.snapshot.settings;
+    let proxied_tls = super::forwarding::is_trusted(ctx.client.ip, &settings.trusted_proxies)
+        && req
+            .headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    if proxied_tls {
+        return Ok(());
+    }
+    let host = &ctx.client.host;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let port = match settings.https_port {
+        443 => String::new(),
+        p => format!(":{p}"),
+    };
+    let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let location = format!("https://{host}{port}{}{query}", ctx.admission.path);
+    Err(Problem::answer(308, "use https").with_header(http::header::LOCATION, location))
+}
+
+/// A CORS preflight on a route with a policy is answered here (before authentication; it
+/// never reaches the upstream). Other requests on such a route get the policy's response
+/// headers in `ctx`.
+pub fn check_cors(route: &Route, req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), Problem> {
+    let Some(policy) = &route.cors else {
+        return Ok(());
+    };
+    if crate::cors::is_preflight(req) {
+        return match policy.preflight(req) {
+            Ok(headers) => Err(Problem::answer(204, "CORS preflight").with_headers(headers)),
+            Err(why) => Err(Problem::new(403, why)),
+        };
+    }
+    ctx.reply.cors = Some(policy.actual(req));
+    Ok(())
 }
 
 fn found(m: RouteMatch) -> Result<usize, Problem> {

@@ -98,6 +98,8 @@ pub struct Reply {
     pub gateway_status: Option<u16>,
     /// Aggregated routes: how each part went, for the access log (`part:status:ms,...`).
     pub parts_summary: Option<String>,
+    /// On a route with a CORS policy, the headers every response to this request gets.
+    pub cors: Option<Headers>,
 }
 
 impl RequestCtx {

@@ -150,6 +150,14 @@ pub fn decorate(ctx: &RequestCtx, resp: &mut ResponseHeader) -> Result<()> {
     if let Some(route) = ctx.route() {
         route.response_headers.apply(resp);
     }
+    if let Some(cors) = &ctx.reply.cors {
+        crate::cors::apply(resp, cors);
+    }
+    if ctx.client.tls {
+        if let Some(hsts) = &ctx.snapshot.settings.hsts {
+            resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
+    }
     resp.insert_header(forwarding::X_REQUEST_ID_WIRE, ctx.request_id.as_str())?;
     for (name, value) in &ctx.reply.ratelimit_headers {
         resp.insert_header(name.clone(), value.clone())?;

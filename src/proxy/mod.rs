@@ -79,7 +79,19 @@ impl Gateway {
         let target = request_checks::check_path(req, limits)?;
         ctx.admission.path = target.path.clone();
         admission::check_ip(&snapshot.settings.ip, req, ctx)?;
-        let route_id = match admission::find_route(&snapshot, &ctx.client.host, &ctx.admission.path, req) {
+        // A CORS preflight is routed by the method it asks about, to the route that would
+        // serve the actual request; one to a route without a policy is an ordinary OPTIONS.
+        let preflight = crate::cors::requested_method(req).filter(|_| crate::cors::is_preflight(req));
+        let by_asked = preflight.and_then(|m| {
+            admission::find_route(&snapshot, &ctx.client.host, &ctx.admission.path, &m, req)
+                .ok()
+                .filter(|id| snapshot.routes.routes.get(*id).is_some_and(|r| r.cors.is_some()))
+        });
+        let found = match by_asked {
+            Some(id) => Ok(id),
+            None => admission::find_route(&snapshot, &ctx.client.host, &ctx.admission.path, &req.method, req),
+        };
+        let route_id = match found {
             Ok(id) => id,
             Err(problem) => {
                 // A 405 (with `Allow`) tells that the path exists: a refused address gets the
@@ -100,6 +112,8 @@ impl Gateway {
             return Err(Problem::new(404, "no route matches this request"));
         };
         admission::check_ip(&route.ip, req, ctx)?;
+        admission::check_https(route, req, ctx)?;
+        admission::check_cors(route, req, ctx)?;
         request_checks::check_declared_body(req, ctx.max_body())?;
         admission::authenticate(&snapshot, route, req, ctx)?;
         let version = admission::resolve_version(route, req, &target, ctx)?;

@@ -24,6 +24,9 @@ pub struct Problem {
     pub type_uri: &'static str,
     /// Extension members, as a JSON fragment (`"name":value,...`).
     pub extension: Option<String>,
+    /// An answer that is not an error and has no body (a CORS preflight's 204, an HTTPS
+    /// redirect's 308): the same path to the client, without the problem document.
+    pub bodyless: bool,
 }
 
 impl Problem {
@@ -35,6 +38,15 @@ impl Problem {
             close: false,
             type_uri: "about:blank",
             extension: None,
+            bodyless: false,
+        }
+    }
+
+    /// A bodyless answer with `status` (see [`Problem::bodyless`]).
+    pub fn answer(status: u16, detail: &'static str) -> Problem {
+        Problem {
+            bodyless: true,
+            ..Problem::new(status, detail)
         }
     }
 
@@ -123,13 +135,19 @@ impl Problem {
     /// Write the whole response to the client, decorated like every response (request id,
     /// rate-limit and version headers, the route's response header rules).
     pub async fn send(&self, session: &mut Session, ctx: &RequestCtx) -> Result<()> {
-        let body = Bytes::from(self.body(&ctx.request_id));
+        let body = if self.bodyless {
+            Bytes::new()
+        } else {
+            Bytes::from(self.body(&ctx.request_id))
+        };
         let mut resp = ResponseHeader::build(self.status, Some(6))?;
         super::edges::decorate(ctx, &mut resp)?;
         // The gateway's own framing and caching, after the rules: no rule can change them.
-        resp.insert_header("content-type", "application/problem+json")?;
+        if !self.bodyless {
+            resp.insert_header("content-type", "application/problem+json")?;
+            resp.insert_header("cache-control", "no-store")?;
+        }
         resp.insert_header("content-length", body.len().to_string())?;
-        resp.insert_header("cache-control", "no-store")?;
         for (name, value) in &self.headers {
             resp.append_header(name.clone(), value.clone())?;
         }
@@ -139,7 +157,7 @@ impl Problem {
         }
         let head_only = session.req_header().method == http::Method::HEAD;
         session.write_response_header(Box::new(resp), head_only).await?;
-        if !head_only {
+        if !head_only && !body.is_empty() {
             session.write_response_body(Some(body), true).await?;
         }
         Ok(())

@@ -76,6 +76,8 @@ pub struct Route {
     pub max_body: Option<u64>,
     /// Body, query and method transformation.
     pub transform: TransformConfig,
+    pub cors: Option<crate::cors::CorsPolicy>,
+    pub https_redirect: bool,
 }
 
 impl Route {
@@ -109,6 +111,8 @@ impl Route {
             max_body: cfg.max_body,
             ip: cfg.ip.clone(),
             transform: cfg.transform.clone(),
+            cors: cfg.cors.as_ref().map(crate::cors::CorsPolicy::compile),
+            https_redirect: cfg.https_redirect,
         }
     }
 

@@ -33,6 +33,11 @@ pub struct RequestSettings {
     pub access_log: bool,
     /// What clients may not send upstream as written (header spellings, overrides).
     pub client_headers: ClientHeaderRules,
+    /// `Strict-Transport-Security` for responses to requests over TLS.
+    pub hsts: Option<http::HeaderValue>,
+    /// Where `https_redirect` sends clients: the first TLS listener's port, else 443 (TLS
+    /// terminated in front of the gateway).
+    pub https_port: u16,
 }
 
 #[derive(Debug)]
@@ -193,6 +198,19 @@ impl Snapshot {
                 ip: config.server.ip.clone(),
                 access_log: config.server.access_log,
                 client_headers,
+                hsts: config
+                    .server
+                    .hsts
+                    .as_ref()
+                    .and_then(|h| http::HeaderValue::from_str(&h.value()).ok()),
+                https_port: config
+                    .server
+                    .process
+                    .listen
+                    .iter()
+                    .filter(|l| l.tls.is_some())
+                    .find_map(|l| l.addr.parse::<std::net::SocketAddr>().ok())
+                    .map_or(443, |a| a.port()),
             },
             route_durations,
             certificates: config
