@@ -7,8 +7,17 @@ cd "$(dirname "$0")/.."
 source scripts/deps.sh
 
 require_cargo
-# redis-server is used by the rate-limit suites; installed here so one command sets up everything.
-ensure_packages "${BUILD_PACKAGES[@]}" redis-server
+# redis-server is used by the rate-limit suites, curl (HTTP/2, TLS) and openssl by the edge
+# suites, Python by the gRPC suite; installed here so one command sets up everything.
+ensure_packages "${BUILD_PACKAGES[@]}" redis-server curl openssl python3 python3-venv
+
+# A real gRPC server and client (grpcio from PyPI) in a virtualenv under target/, which the
+# tests find (tests/support/mod.rs: python()).
+if ! target/test-venv/bin/python3 -c "import grpc" >/dev/null 2>&1; then
+    echo "==> installing grpcio into target/test-venv"
+    /usr/bin/python3 -m venv target/test-venv 2>/dev/null || python3 -m venv target/test-venv
+    target/test-venv/bin/python3 -m pip install -q --disable-pip-version-check "grpcio>=1.60,<2"
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -121,6 +121,7 @@ fn check(path: &str) -> ExitCode {
                 targets
             );
             print_certificates(&config);
+            print_insecure_upstreams(&config);
             print_precedence(&snapshot);
             ExitCode::SUCCESS
         }
@@ -135,6 +136,19 @@ fn print_certificates(config: &config::Config) {
         for (i, c) in listener.set.certificates().iter().enumerate() {
             let default = if i == 0 { " (default)" } else { "" };
             println!("tls {}{default}: {}", listener.addr, c.describe());
+        }
+    }
+}
+
+/// Upstreams whose TLS certificates are not verified (`verify: false, insecure: true`).
+fn print_insecure_upstreams(config: &config::Config) {
+    for u in &config.upstreams {
+        if u.tls.as_ref().is_some_and(|t| !t.verify) {
+            println!(
+                "WARNING: upstream `{}`: TLS certificates are not verified (insecure: true); \
+                 anyone on the path can read and change its traffic",
+                u.name.value
+            );
         }
     }
 }

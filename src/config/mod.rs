@@ -32,6 +32,7 @@ pub mod size;
 pub mod transform_model;
 mod transform_schema;
 mod upstream_schema;
+mod upstream_tls_schema;
 mod validate;
 mod values;
 pub mod versions_model;

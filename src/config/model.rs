@@ -376,6 +376,33 @@ pub struct UpstreamConfig {
     pub outlier: OutlierConfig,
     /// Concurrency cap (circuit breaking) and its short queue.
     pub limits: UpstreamLimits,
+    /// The HTTP version spoken to the targets.
+    pub protocol: UpstreamProtocol,
+    /// TLS to the targets (`None`: plain TCP).
+    pub tls: Option<UpstreamTls>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS (ALPN), multiplexed.
+    H2,
+    /// HTTP/2 with prior knowledge, no TLS (gRPC services on a private network).
+    H2c,
+}
+
+/// `tls:` of an upstream; the files were read and checked when the configuration loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Server name sent and verified.
+    pub sni: String,
+    /// PEM file of the CAs the targets' certificates chain to (`None`: the system's).
+    pub ca: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    /// Certificate and host name verified (`false` only with `insecure: true`).
+    pub verify: bool,
 }
 
 /// `retry:` (or the older `retries: N`, the same as `attempts: N + 1`).

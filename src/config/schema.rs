@@ -99,7 +99,7 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
         }
     };
     let upstreams: Vec<UpstreamConfig> = match f.node("upstreams") {
-        Some(node) => decode_upstreams(node, p),
+        Some(node) => decode_upstreams(node, base_dir, p),
         None => Vec::new(),
     };
     let (auth, auth_names) = match f.node("auth") {

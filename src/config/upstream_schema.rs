@@ -15,8 +15,20 @@ use crate::routing::normalize::normalize_target;
 
 /// Upstream names are kept even when the upstream itself is broken, so routes naming it are
 /// not reported a second time as "undefined".
-pub(super) fn decode_upstreams(node: &Node, p: &mut Problems) -> Vec<UpstreamConfig> {
-    named_items(node, "upstreams", "upstream", UPSTREAM_FIELDS, p, decode_upstream).0
+pub(super) fn decode_upstreams(
+    node: &Node,
+    base_dir: &std::path::Path,
+    p: &mut Problems,
+) -> Vec<UpstreamConfig> {
+    named_items(
+        node,
+        "upstreams",
+        "upstream",
+        UPSTREAM_FIELDS,
+        p,
+        |name, node, path, p| decode_upstream(name, node, path, base_dir, p),
+    )
+    .0
 }
 
 const UPSTREAM_FIELDS: &[&str] = &[
@@ -31,12 +43,15 @@ const UPSTREAM_FIELDS: &[&str] = &[
     "retry",
     "outlier",
     "limits",
+    "protocol",
+    "tls",
 ];
 
 fn decode_upstream(
     name: Spanned<String>,
     node: &Node,
     path: &str,
+    base_dir: &std::path::Path,
     p: &mut Problems,
 ) -> Option<UpstreamConfig> {
     let f = Fields::new(node, path, UPSTREAM_FIELDS, p)?;
@@ -133,6 +148,8 @@ fn decode_upstream(
         None | Some(Node::Null { .. }) => Some(UpstreamLimits::default()),
         Some(n) => decode_limits(n, &f.path_of("limits"), p),
     };
+    let protocol = super::upstream_tls_schema::decode_protocol(&f, p);
+    let tls = super::upstream_tls_schema::decode_upstream_tls(&f, targets.as_deref(), protocol, base_dir, p);
     Some(UpstreamConfig {
         name,
         targets: targets?,
@@ -145,6 +162,8 @@ fn decode_upstream(
         retry: retry?,
         outlier: outlier?,
         limits: limits?,
+        protocol: protocol?,
+        tls: tls?,
     })
 }
 

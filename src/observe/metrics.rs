@@ -67,8 +67,9 @@ impl Metrics {
         };
         let requests = counter(
             "portcullis_requests_total",
-            "Requests answered, by route, API version (empty on unversioned routes), method and status.",
-            &["route", "version", "method", "status"],
+            "Requests answered, by route, API version (empty on unversioned routes), method, status \
+             and, for gRPC calls, grpc_status (empty otherwise).",
+            &["route", "version", "method", "status", "grpc_status"],
         )?;
         let upstream_requests = counter(
             "portcullis_upstream_requests_total",

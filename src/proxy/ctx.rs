@@ -100,6 +100,8 @@ pub struct Reply {
     pub parts_summary: Option<String>,
     /// On a route with a CORS policy, the headers every response to this request gets.
     pub cors: Option<Headers>,
+    /// How a gRPC call ended (upstream headers or trailers, or the gateway's refusal).
+    pub grpc_status: Option<u8>,
 }
 
 impl RequestCtx {

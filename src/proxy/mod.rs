@@ -21,6 +21,7 @@ mod edges;
 mod errors;
 mod exchange;
 mod forwarding;
+mod grpc;
 mod peer;
 pub mod problem;
 mod request_checks;
@@ -337,7 +338,11 @@ impl ProxyHttp for Gateway {
         let attempt_deadline =
             crate::upstream::retry::attempt_deadline(deadline, pool.retries.config.per_try_timeout);
         ctx.upstream.attempt_deadline = attempt_deadline;
-        let peer = pool.peer(selected.addr, attempt_deadline);
+        let mut peer = pool.peer(selected.addr, attempt_deadline);
+        if session.is_upgrade_req() {
+            // A WebSocket handshake is HTTP/1.1 (Pingora has no RFC 8441 over HTTP/2).
+            peer.options.set_http_version(1, 1);
+        }
         ctx.upstream.current = Some(Attempt::begin(pool, selected));
         Ok(peer)
     }
@@ -409,6 +414,20 @@ impl ProxyHttp for Gateway {
             ctx.upstream.slot = None;
         }
         forwarding::strip_hop_by_hop_response(resp);
+        // A Trailers-Only answer (an error without a body) carries it in the head.
+        ctx.reply.grpc_status = grpc::status_in(&resp.headers);
+        Ok(())
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(status) = grpc::status_in(trailers) {
+            ctx.reply.grpc_status = Some(status);
+        }
         Ok(())
     }
 
@@ -493,8 +512,15 @@ impl ProxyHttp for Gateway {
         let m = metrics::get();
         let status_code = http::StatusCode::from_u16(status).ok();
         let status_label = status_code.as_ref().map_or("0", |s| s.as_str());
+        let grpc = if grpc::is_grpc(session.req_header()) {
+            ctx.reply
+                .grpc_status
+                .or_else(|| ctx.reply.gateway_status.map(grpc::status_for))
+        } else {
+            None
+        };
         m.requests
-            .with_label_values(&[route, ctx.version_name(), method, status_label])
+            .with_label_values(&[route, ctx.version_name(), method, status_label, grpc::label(grpc)])
             .inc();
         match ctx
             .admission

@@ -135,6 +135,9 @@ impl Problem {
     /// Write the whole response to the client, decorated like every response (request id,
     /// rate-limit and version headers, the route's response header rules).
     pub async fn send(&self, session: &mut Session, ctx: &RequestCtx) -> Result<()> {
+        if !self.bodyless && super::grpc::is_grpc(session.req_header()) {
+            return self.send_grpc(session, ctx).await;
+        }
         let body = if self.bodyless {
             Bytes::new()
         } else {
@@ -161,6 +164,34 @@ impl Problem {
             session.write_response_body(Some(body), true).await?;
         }
         Ok(())
+    }
+}
+
+impl Problem {
+    /// A refusal in gRPC's terms: HTTP 200, no body, `grpc-status` and `grpc-message` in the
+    /// headers (a "Trailers-Only" response), the gateway's headers kept.
+    async fn send_grpc(&self, session: &mut Session, ctx: &RequestCtx) -> Result<()> {
+        let mut resp = ResponseHeader::build(200, Some(6))?;
+        super::edges::decorate(ctx, &mut resp)?;
+        resp.insert_header("content-type", "application/grpc")?;
+        resp.insert_header("grpc-status", super::grpc::status_for(self.status).to_string())?;
+        // Percent-encoded, as the gRPC protocol wants `grpc-message`.
+        let mut message = String::new();
+        crate::percent::encode_component_into(&mut message, self.detail);
+        resp.insert_header("grpc-message", message)?;
+        for (name, value) in &self.headers {
+            resp.append_header(name.clone(), value.clone())?;
+        }
+        if self.close {
+            session.set_keepalive(None);
+        }
+        // HTTP/2 (every real gRPC client): one HEADERS frame that ends the stream. Pingora's
+        // proxy session would end it with an empty DATA frame instead, which gRPC clients
+        // read as a broken stream rather than the status.
+        match session.as_downstream_mut() {
+            pingora::protocols::http::ServerSession::H2(h2) => h2.write_response_header(Box::new(resp), true),
+            _ => session.write_response_header(Box::new(resp), true).await,
+        }
     }
 }
 

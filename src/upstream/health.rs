@@ -15,15 +15,20 @@ use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHeal
 use pingora_load_balancing::Backend;
 
 use super::stats::TargetStats;
+use super::transport::Transport;
 use super::Pool;
 use crate::config::{HealthCheckConfig, HealthProbe};
 use crate::observe::metrics;
 
 /// Build Pingora's check for one pool's configuration; `pool` names it in log lines.
-pub fn build_check(pool: &str, cfg: &HealthCheckConfig) -> Box<dyn HealthCheck + Send + Sync + 'static> {
+pub fn build_check(
+    pool: &str,
+    cfg: &HealthCheckConfig,
+    transport: &Transport,
+) -> Box<dyn HealthCheck + Send + Sync + 'static> {
     Box::new(NamedCheck {
         pool: pool.to_string(),
-        inner: probe(cfg),
+        inner: probe(cfg, transport),
     })
 }
 
@@ -57,10 +62,15 @@ impl HealthCheck for NamedCheck {
     }
 }
 
-fn probe(cfg: &HealthCheckConfig) -> Box<dyn HealthCheck + Send + Sync + 'static> {
+fn probe(cfg: &HealthCheckConfig, transport: &Transport) -> Box<dyn HealthCheck + Send + Sync + 'static> {
     match &cfg.probe {
         HealthProbe::Tcp => {
-            let mut check = TcpHealthCheck::new();
+            // With TLS, a probe completes a handshake (and verifies the certificate).
+            let mut check = match transport.is_tls() {
+                true => TcpHealthCheck::new_tls(transport.sni()),
+                false => TcpHealthCheck::new(),
+            };
+            transport.apply_options(&mut check.peer_template.options);
             check.consecutive_success = cfg.healthy_threshold;
             check.consecutive_failure = cfg.unhealthy_threshold;
             check.peer_template.options.connection_timeout = Some(cfg.timeout);
@@ -72,7 +82,9 @@ fn probe(cfg: &HealthCheckConfig) -> Box<dyn HealthCheck + Send + Sync + 'static
             host,
             expect_status,
         } => {
-            let mut check = HttpHealthCheck::new(host, false);
+            let mut check = HttpHealthCheck::new(host, transport.is_tls());
+            check.peer_template.sni = transport.sni().to_string();
+            transport.apply(&mut check.peer_template);
             check.consecutive_success = cfg.healthy_threshold;
             check.consecutive_failure = cfg.unhealthy_threshold;
             check.peer_template.options.connection_timeout = Some(cfg.timeout);

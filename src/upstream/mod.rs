@@ -10,6 +10,7 @@ pub mod pool;
 pub mod retry;
 pub mod selection;
 pub mod stats;
+pub mod transport;
 
 pub use pool::Pool;
 pub use stats::InflightGuard;

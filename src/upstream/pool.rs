@@ -19,6 +19,7 @@ use super::retry::Retries;
 use super::selection::{LeastConn, LeastTime};
 use super::stats::now_micros;
 use super::stats::TargetStats;
+use super::transport::Transport;
 use crate::config::{Balance, HashKey, HealthCheckConfig, OutlierConfig, UpstreamConfig};
 use crate::observe::metrics;
 
@@ -60,6 +61,9 @@ struct PoolIdentity {
     targets: Vec<(String, SocketAddr, usize)>,
     balance: Balance,
     health_check: Option<HealthCheckConfig>,
+    /// Health checks speak the targets' protocol and TLS.
+    protocol: crate::config::UpstreamProtocol,
+    tls: Option<crate::config::UpstreamTls>,
 }
 
 impl PoolIdentity {
@@ -73,6 +77,8 @@ impl PoolIdentity {
                 .collect(),
             balance: cfg.balance,
             health_check: cfg.health_check.clone(),
+            protocol: cfg.protocol,
+            tls: cfg.tls.clone(),
         }
     }
 }
@@ -104,6 +110,8 @@ pub struct Pool {
     pub outlier: OutlierConfig,
     /// Concurrency slots and their queue.
     pub concurrency: Arc<Concurrency>,
+    /// TLS and HTTP version to the targets.
+    pub transport: Transport,
 }
 
 impl std::fmt::Debug for Pool {
@@ -120,10 +128,12 @@ impl Pool {
     /// names the same targets with the same balancing and health check.
     pub fn build(cfg: &UpstreamConfig, previous: Option<&Pool>) -> Result<Pool, String> {
         let identity = PoolIdentity::of(cfg);
+        let transport = Transport::build(cfg)?;
         let members = match previous.filter(|p| p.members.identity == identity) {
             Some(kept) => Arc::clone(&kept.members),
             None => Arc::new(Members::build(
                 cfg,
+                &transport,
                 identity,
                 previous
                     .filter(|p| p.name == cfg.name.value)
@@ -133,6 +143,7 @@ impl Pool {
         Ok(Pool {
             name: cfg.name.value.clone(),
             members,
+            transport,
             hash_key: cfg.hash_key.clone(),
             connect_timeout: cfg.connect_timeout,
             read_timeout: cfg.read_timeout,
@@ -170,6 +181,7 @@ impl Members {
     /// and passive-health state (an ejection holds, its gauge stays true).
     fn build(
         cfg: &UpstreamConfig,
+        transport: &Transport,
         identity: PoolIdentity,
         previous: Option<&Members>,
     ) -> Result<Members, String> {
@@ -194,11 +206,11 @@ impl Members {
             .collect::<Result<_, String>>()?;
         let set: BTreeSet<Backend> = backends.iter().cloned().collect();
         let selector = match cfg.balance {
-            Balance::RoundRobin => Selector::RoundRobin(load_balancer(cfg, set)?),
-            Balance::Random => Selector::Random(load_balancer(cfg, set)?),
-            Balance::Hash => Selector::Hash(load_balancer(cfg, set)?),
-            Balance::LeastConn => Selector::LeastConn(load_balancer(cfg, set)?),
-            Balance::LeastTime => Selector::LeastTime(load_balancer(cfg, set)?),
+            Balance::RoundRobin => Selector::RoundRobin(load_balancer(cfg, transport, set)?),
+            Balance::Random => Selector::Random(load_balancer(cfg, transport, set)?),
+            Balance::Hash => Selector::Hash(load_balancer(cfg, transport, set)?),
+            Balance::LeastConn => Selector::LeastConn(load_balancer(cfg, transport, set)?),
+            Balance::LeastTime => Selector::LeastTime(load_balancer(cfg, transport, set)?),
         };
         Ok(Members {
             identity,
@@ -323,7 +335,7 @@ impl Pool {
                 .max(Duration::from_millis(1))
         });
         let cap = |d: Duration| remaining.map_or(d, |r| d.min(r));
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let mut peer = self.transport.peer(addr);
         peer.options.connection_timeout = Some(cap(self.connect_timeout));
         peer.options.total_connection_timeout = Some(cap(self.connect_timeout));
         peer.options.read_timeout = Some(cap(self.read_timeout));
@@ -362,14 +374,18 @@ impl Pool {
     }
 }
 
-fn load_balancer<S>(cfg: &UpstreamConfig, set: BTreeSet<Backend>) -> Result<LoadBalancer<S>, String>
+fn load_balancer<S>(
+    cfg: &UpstreamConfig,
+    transport: &Transport,
+    set: BTreeSet<Backend>,
+) -> Result<LoadBalancer<S>, String>
 where
     S: pingora_load_balancing::selection::BackendSelection + 'static,
     S::Iter: pingora_load_balancing::selection::BackendIter,
 {
     let mut backends = Backends::new(Static::new(set));
     if let Some(hc) = &cfg.health_check {
-        backends.set_health_check(build_check(&cfg.name.value, hc));
+        backends.set_health_check(build_check(&cfg.name.value, hc, transport));
     }
     let lb = LoadBalancer::from_backends(backends);
     // Static discovery completes immediately; it never touches the network.

@@ -32,3 +32,14 @@ pub use load::*;
 pub use redis::*;
 pub use tls::*;
 pub use upstream::*;
+
+/// The Python with the test tools (grpcio): the virtualenv `scripts/test.sh` makes, else
+/// `python3` from the path.
+pub fn python() -> String {
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-venv/bin/python3");
+    if std::path::Path::new(venv).exists() {
+        venv.to_string()
+    } else {
+        "python3".to_string()
+    }
+}
