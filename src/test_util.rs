@@ -41,6 +41,8 @@ pub fn route(
         pass_headers: Vec::new(),
         pass_method_override: false,
         websocket: false,
+        websocket_idle_timeout: std::time::Duration::from_secs(60),
+        websocket_max_lifetime: None,
         retry_idempotency_key: false,
         max_body: None,
         ip: Default::default(),

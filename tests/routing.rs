@@ -360,14 +360,29 @@ fn upgrades_only_where_enabled_and_only_when_requested() {
         "{}routes:\n  - {{ name: api, match: {{ path_prefix: /api }}, upstream: a }}\n  - {{ name: ws, match: {{ path_prefix: /ws }}, upstream: b, websocket: true }}\n",
         upstreams(&a, &b)
     ));
-    let upgrade = [("connection", "Upgrade"), ("upgrade", "websocket")];
+    let upgrade = [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+    ];
+    // A WebSocket handshake on a plain route is refused, not quietly turned into a request.
     let r = request(gw.addr(), "GET", "localhost", "/api/x", &upgrade, b"");
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(
-        a.requests()[0].header("upgrade"),
-        None,
-        "no upgrade on a plain route"
+        a.count(),
+        0,
+        "no upgrade attempt reaches a plain route's upstream"
     );
+    // Where enabled, only version 13: anything else is told which one (426).
+    let old = [
+        ("connection", "Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "8"),
+    ];
+    let r = request(gw.addr(), "GET", "localhost", "/ws/x", &old, b"");
+    assert_eq!(r.status, 426, "{}", r.text());
+    assert_eq!(r.header("sec-websocket-version"), Some("13"));
+    assert_eq!(b.count(), 0);
     for status in ["101", "600", "999"] {
         let r = request(
             gw.addr(),
@@ -385,11 +400,7 @@ fn upgrades_only_where_enabled_and_only_when_requested() {
         "GET",
         "localhost",
         "/api/x",
-        &[
-            ("connection", "Upgrade"),
-            ("upgrade", "websocket"),
-            ("x-status", "101"),
-        ],
+        &[("connection", "Upgrade"), ("upgrade", "h2c"), ("x-status", "101")],
         b"",
     );
     assert_eq!(

@@ -570,8 +570,13 @@ pub struct RouteConfig {
     pub rate_limit: Vec<Spanned<String>>,
     /// Override and client-address headers this route lets through (stripped by default).
     pub pass_headers: Vec<HeaderName>,
-    /// Whether requests may upgrade the connection (WebSocket); otherwise `Upgrade` is removed.
+    /// Whether requests may upgrade the connection (WebSocket); otherwise a WebSocket handshake
+    /// is refused (400) and any other `Upgrade` is removed.
     pub websocket: bool,
+    /// After the upgrade: how long the connection may be quiet (default 60 s).
+    pub websocket_idle_timeout: Duration,
+    /// After the upgrade: how long it may live at most.
+    pub websocket_max_lifetime: Option<Duration>,
     /// Body, query and method transformation.
     pub transform: super::TransformConfig,
     /// Fan-out to several upstreams, merged into one answer (instead of `upstream`).

@@ -104,7 +104,8 @@ pub(super) fn decode_route(
         Some(n) => decode_transform(n, &f.path_of("transform"), p),
         None => Some(TransformConfig::default()),
     };
-    if f.has("transform") && f.or("websocket", false, &mut Problems::default()) {
+    let websocket = decode_websocket(&f, p);
+    if f.has("transform") && websocket.as_ref().is_some_and(|w| w.0) {
         p.add(
             f.pos_of("transform"),
             &f.path_of("transform"),
@@ -133,7 +134,9 @@ pub(super) fn decode_route(
         auth: auth?,
         rate_limit: f.or("rate_limit", Vec::new(), p),
         pass_headers: pass_headers?,
-        websocket: f.or("websocket", false, p),
+        websocket: websocket.as_ref().is_some_and(|w| w.0),
+        websocket_idle_timeout: websocket.as_ref().map_or(DEFAULT_WEBSOCKET_IDLE, |w| w.1),
+        websocket_max_lifetime: websocket.and_then(|w| w.2),
         transform: transform?,
         aggregate: aggregate?,
         retry_idempotency_key: retry_idempotency_key?,
@@ -142,6 +145,35 @@ pub(super) fn decode_route(
         cors: cors?,
         https_redirect: f.or("https_redirect", false, p),
     })
+}
+
+/// How long an upgraded connection may be quiet unless the route says otherwise.
+const DEFAULT_WEBSOCKET_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `websocket: true`, or `{ idle_timeout, max_lifetime }` (enabled): (enabled, idle timeout,
+/// maximum lifetime).
+fn decode_websocket(
+    f: &Fields<'_>,
+    p: &mut Problems,
+) -> Option<(bool, std::time::Duration, Option<std::time::Duration>)> {
+    match f.node("websocket") {
+        None | Some(Node::Null { .. }) => Some((false, DEFAULT_WEBSOCKET_IDLE, None)),
+        Some(Node::Map { .. }) => {
+            let w = Fields::nested(
+                f.node("websocket")?,
+                &f.path_of("websocket"),
+                &["idle_timeout", "max_lifetime"],
+                ROUTE_FIELDS,
+                p,
+            )?;
+            let idle = positive_duration(&w, "idle_timeout", p)?.unwrap_or(DEFAULT_WEBSOCKET_IDLE);
+            let lifetime = positive_duration(&w, "max_lifetime", p)?;
+            Some((true, idle, lifetime))
+        }
+        Some(_) => f
+            .opt::<bool>("websocket", p)
+            .map(|on| (on, DEFAULT_WEBSOCKET_IDLE, None)),
+    }
 }
 
 /// What an aggregated route cannot also have: it has no single upstream to send a request,

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub upstream_retry_budget_exhausted: IntCounterVec,
     pub aggregate_part_duration: HistogramVec,
     pub tls_handshakes: IntCounterVec,
+    pub websocket_connections: prometheus::IntGauge,
     pub tls_certificate_expiry: IntGaugeVec,
 }
 
@@ -140,6 +141,13 @@ impl Metrics {
              (max_connections, max_connections_per_ip).",
             &["reason"],
         )?;
+        let websocket_connections = register(
+            &registry,
+            prometheus::IntGauge::new(
+                "portcullis_websocket_connections",
+                "Upgraded (WebSocket) connections open through the gateway.",
+            )?,
+        )?;
         let tls_handshakes = counter(
             "portcullis_tls_handshakes_total",
             "TLS handshakes on the proxy listeners by result (ok, failed) and version (the \
@@ -227,6 +235,7 @@ impl Metrics {
             connections_refused,
             tls_handshakes,
             tls_certificate_expiry,
+            websocket_connections,
             transforms,
             aggregate_parts,
             upstream_ejections,

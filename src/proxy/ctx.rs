@@ -85,6 +85,8 @@ pub struct Attempts {
     pub repeatable: bool,
     /// The one retry on a fresh connection after a pooled one turned out closed was made.
     pub stale_retried: bool,
+    /// After a 101: the upgraded connection (gauge, lifetime).
+    pub websocket: Option<super::websocket::Open>,
 }
 
 /// What the response says about the gateway's decisions, whoever writes it.

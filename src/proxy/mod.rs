@@ -26,6 +26,7 @@ mod peer;
 pub mod problem;
 mod request_checks;
 mod retrying;
+mod websocket;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -115,6 +116,7 @@ impl Gateway {
         admission::check_ip(&route.ip, req, ctx)?;
         admission::check_https(route, req, ctx)?;
         admission::check_cors(route, req, ctx)?;
+        websocket::check_handshake(route, req)?;
         request_checks::check_declared_body(req, ctx.max_body())?;
         admission::authenticate(&snapshot, route, req, ctx)?;
         let version = admission::resolve_version(route, req, &target, ctx)?;
@@ -252,8 +254,15 @@ impl ProxyHttp for Gateway {
                 // And a client that stops reading the response is let go: Pingora sets no write
                 // timeout, so it would hold this connection and the upstream's forever.
                 let limits = &ctx.snapshot.settings.limits;
+                // A WebSocket may be quiet for its route's idle timeout once upgraded.
+                let idle = match ctx.route() {
+                    Some(r) if r.websocket && websocket::is_handshake(session.req_header()) => {
+                        r.websocket_idle_timeout
+                    }
+                    _ => limits.body_idle_timeout,
+                };
                 let downstream = session.as_downstream_mut();
-                downstream.set_read_timeout(Some(limits.body_idle_timeout));
+                downstream.set_read_timeout(Some(idle));
                 downstream.set_write_timeout(Some(limits.send_timeout));
                 // Routes that fan out, or hold whole bodies, are served by the gateway's own
                 // exchanges. Boxed: their state is large and would otherwise be part of (and
@@ -297,7 +306,7 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         // After a WebSocket upgrade these are frames, not a request body.
         if session.was_upgraded() {
-            return Ok(());
+            return websocket_alive(ctx);
         }
         ctx.admission.body_received += body.as_ref().map_or(0, |b| b.len() as u64);
         // This piece is not forwarded: the upstream never sees more than `max_body`.
@@ -340,8 +349,12 @@ impl ProxyHttp for Gateway {
         ctx.upstream.attempt_deadline = attempt_deadline;
         let mut peer = pool.peer(selected.addr, attempt_deadline);
         if session.is_upgrade_req() {
-            // A WebSocket handshake is HTTP/1.1 (Pingora has no RFC 8441 over HTTP/2).
+            // A WebSocket handshake is HTTP/1.1 (Pingora has no RFC 8441 over HTTP/2), and
+            // once upgraded it may be quiet for its idle timeout, not the route's deadline.
             peer.options.set_http_version(1, 1);
+            if let Some(route) = ctx.route().filter(|r| r.websocket) {
+                peer.options.read_timeout = Some(route.websocket_idle_timeout);
+            }
         }
         ctx.upstream.current = Some(Attempt::begin(pool, selected));
         Ok(peer)
@@ -412,6 +425,8 @@ impl ProxyHttp for Gateway {
         if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
             // A WebSocket lives as long as its connection: it does not hold a request slot.
             ctx.upstream.slot = None;
+            let lifetime = ctx.route().and_then(|r| r.websocket_max_lifetime);
+            ctx.upstream.websocket = Some(websocket::Open::begin(lifetime));
         }
         forwarding::strip_hop_by_hop_response(resp);
         // A Trailers-Only answer (an error without a body) carries it in the head.
@@ -447,6 +462,10 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        // Upgraded: frames, on the WebSocket's own clock.
+        if ctx.upstream.websocket.is_some() {
+            return websocket_alive(ctx).map(|()| None);
+        }
         // The attempt's deadline: the route's, or sooner with `retry.per_try_timeout`.
         if ctx.upstream.attempt_deadline.is_some_and(|d| Instant::now() > d) {
             return Error::e_explain(
@@ -570,5 +589,15 @@ fn logged_path(req: &RequestHeader, ctx: &RequestCtx) -> String {
         crate::redact::target(req.raw_path())
     } else {
         ctx.admission.path.clone()
+    }
+}
+
+/// An upgraded connection past its `max_lifetime` ends at its next frame.
+fn websocket_alive(ctx: &RequestCtx) -> Result<()> {
+    match &ctx.upstream.websocket {
+        Some(open) if open.expired() => {
+            Error::e_explain(errors::ROUTE_TIMEOUT, "the WebSocket reached its max_lifetime")
+        }
+        _ => Ok(()),
     }
 }

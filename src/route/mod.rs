@@ -68,6 +68,8 @@ pub struct Route {
     pub pass_method_override: bool,
     /// Whether requests may upgrade the connection (WebSocket).
     pub websocket: bool,
+    pub websocket_idle_timeout: Duration,
+    pub websocket_max_lifetime: Option<Duration>,
     /// Whether `Idempotency-Key` makes a non-idempotent request retryable.
     pub retry_idempotency_key: bool,
     /// Client addresses this route accepts or refuses (after the server's).
@@ -107,6 +109,8 @@ impl Route {
             pass_headers: cfg.pass_headers.clone(),
             pass_method_override: cfg.pass_headers.iter().any(|h| h == "x-http-method-override"),
             websocket: cfg.websocket,
+            websocket_idle_timeout: cfg.websocket_idle_timeout,
+            websocket_max_lifetime: cfg.websocket_max_lifetime,
             retry_idempotency_key: cfg.retry_idempotency_key,
             max_body: cfg.max_body,
             ip: cfg.ip.clone(),
