@@ -24,34 +24,7 @@ fn raw_get(gw: &Gateway, target: &str) -> Response {
 #[test]
 fn bypass_spellings_never_reach_the_upstream() {
     let (up, gw) = setup();
-    let attacks: &[(&str, u16)] = &[
-        ("/public/../admin", 404),
-        ("/public/%2e%2e/admin", 404),
-        ("/public/%2E%2E/admin", 404),
-        ("/public/.%2e/admin", 404),
-        ("/public/%2e./admin", 404),
-        ("//admin", 404),
-        ("///admin//", 404),
-        ("/public/./../admin", 404),
-        ("/ADMIN", 404),
-        ("/publicx", 404),
-        ("/public/..%2fadmin", 400),
-        ("/public/..%2Fadmin", 400),
-        ("/public%2f..%2fadmin", 400),
-        ("/public/%2e%2e%2fadmin", 400),
-        ("/public/..%5cadmin", 400),
-        ("/public/..%5Cadmin", 400),
-        ("/public/..;/admin", 400),
-        ("/public;x/admin", 400),
-        ("/public/x;jsessionid=1", 400),
-        ("/public/%00/admin", 400),
-        ("/public/%0d%0aX-Injected:1", 400),
-        ("/public/%zz", 400),
-        ("/public/%4", 400),
-        ("/../admin", 400),
-        ("/public/../../admin", 400),
-        ("/%2e%2e/admin", 400),
-    ];
+    let attacks = PATH_ATTACKS;
     for (target, want) in attacks {
         let r = raw_get(&gw, target);
         assert_eq!(r.status, *want, "{target}: {}", r.text());

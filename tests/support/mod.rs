@@ -18,6 +18,7 @@
 //! clear message instead of hanging.
 #![allow(dead_code, unused_imports)]
 
+pub mod attacks;
 pub mod client;
 pub mod gateway;
 mod headers;
@@ -26,6 +27,7 @@ pub mod redis;
 pub mod tls;
 pub mod upstream;
 
+pub use attacks::*;
 pub use client::*;
 pub use gateway::*;
 pub use load::*;
