@@ -14,6 +14,9 @@ echo "==> cargo build --release"
 cargo build --release
 bin=./target/release/portcullis
 
+echo "==> portcullis demo-cert conf/tls (the HTTPS listener's certificate)"
+"$bin" demo-cert conf/tls
+
 echo "==> portcullis check -c conf/portcullis.yaml"
 "$bin" check -c conf/portcullis.yaml
 
@@ -26,6 +29,8 @@ cat <<'TRY'
 
 ==> try it (in another terminal):
   curl -i localhost:8080/users/42                          # round robin over 9001 and 9002 (weight 3)
+  curl -i --cacert conf/tls/demo-ca.pem https://localhost:8443/users/42
+                                                           # the same over HTTPS and HTTP/2 (ALPN)
   curl -i localhost:8080/api/orders/7                      # 401: the orders route needs an API key
   curl -i -H 'x-api-key: demo-key-not-secret' -H 'x-user-id: alice' localhost:8080/api/orders/7
                                                            # authenticated, rate limited (RateLimit headers),

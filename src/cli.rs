@@ -13,6 +13,8 @@ usage:
   portcullis demo-upstreams [PORT...]   small demo services for the example configuration
                                  (default ports 9001-9004)
   portcullis hash-key             read an API key on stdin, print the sha256 for keys_file
+  portcullis demo-cert DIR        a local CA and a certificate for localhost in DIR (demo-ca.pem,
+                                 demo.pem, demo.key), for trying HTTPS; kept if still valid
   portcullis --version | --help
 
   -c, --config FILE   the Portcullis YAML (default /etc/portcullis/portcullis.yaml)
@@ -48,6 +50,9 @@ pub enum Command {
         ports: Vec<u16>,
     },
     HashKey,
+    DemoCert {
+        dir: String,
+    },
     Version,
     Help,
 }
@@ -57,6 +62,12 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         return match args.len() {
             1 => Ok(Command::HashKey),
             _ => Err("hash-key reads the key on stdin and takes no arguments".into()),
+        };
+    }
+    if args.first().map(String::as_str) == Some("demo-cert") {
+        return match args {
+            [_, dir] => Ok(Command::DemoCert { dir: dir.clone() }),
+            _ => Err("demo-cert takes one directory".into()),
         };
     }
     if args.first().map(String::as_str) == Some("demo-upstreams") {

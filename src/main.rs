@@ -57,6 +57,16 @@ fn main() -> ExitCode {
         Ok(Command::DemoUpstreams { ports }) if ports.is_empty() => demo::run(&demo::DEFAULT_PORTS),
         Ok(Command::DemoUpstreams { ports }) => demo::run(&ports),
         Ok(Command::HashKey) => hash_key(),
+        Ok(Command::DemoCert { dir }) => match portcullis::tls::mint::demo(std::path::Path::new(&dir)) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portcullis: demo-cert: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
             eprintln!("portcullis: {e}\n{}", cli::USAGE);
             ExitCode::from(2)

@@ -36,6 +36,12 @@ fn valid_config_prints_a_summary() {
 
 #[test]
 fn the_example_config_is_valid() {
+    // Its HTTPS listener's certificate, as scripts/run.sh makes it (kept when it exists).
+    let cert = Command::new(BIN)
+        .args(["demo-cert", concat!(env!("CARGO_MANIFEST_DIR"), "/conf/tls")])
+        .output()
+        .expect("run demo-cert");
+    assert!(cert.status.success(), "{}", String::from_utf8_lossy(&cert.stderr));
     // Checked in place: its keys file is relative to it.
     let out = Command::new(BIN)
         .args([

@@ -164,3 +164,33 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     f.write_all(bytes)
 }
+
+/// `portcullis demo-cert DIR`: a local CA (`demo-ca.pem`) and a certificate for `localhost`,
+/// `127.0.0.1` and `::1` signed by it (`demo.pem`, `demo.key`), so the example configuration
+/// serves HTTPS that `curl --cacert DIR/demo-ca.pem` verifies. One still valid for 14 days or
+/// more is kept (restarting the demo does not change what clients trust).
+pub fn demo(dir: &Path) -> Result<String, String> {
+    let cert = dir.join("demo.pem");
+    let key = dir.join("demo.key");
+    if let Ok(existing) = crate::tls::certificates::Certificate::load(&cert, &key) {
+        if existing.days_left() >= crate::tls::certificates::EXPIRY_WARNING_DAYS {
+            return Ok(format!("kept {} ({})", cert.display(), existing.describe()));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let ca = Authority::new("Portcullis demo CA").map_err(|e| e.to_string())?;
+    let leaf = ca
+        .issue(&["localhost", "127.0.0.1", "::1"], 90, Usage::Server)
+        .map_err(|e| e.to_string())?;
+    leaf.write(dir, "demo", &[])
+        .map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
+    let ca_file = dir.join("demo-ca.pem");
+    let ca_pem = ca.issued.cert.to_pem().map_err(|e| e.to_string())?;
+    std::fs::write(&ca_file, ca_pem).map_err(|e| format!("cannot write {}: {e}", ca_file.display()))?;
+    Ok(format!(
+        "wrote {} and {} (trust {} to verify it)",
+        cert.display(),
+        key.display(),
+        ca_file.display()
+    ))
+}
