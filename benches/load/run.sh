@@ -18,9 +18,9 @@ ROOT=$PWD
 # shellcheck source=scripts/deps.sh
 source scripts/deps.sh
 require_cargo
-ensure_packages "${BUILD_PACKAGES[@]}" haproxy nginx wrk
+ensure_packages "${BUILD_PACKAGES[@]}" haproxy nginx wrk nghttp2-client
 
-SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D A1K T G"}
+SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D A1K T G S S-NEW H2"}
 THREADS_LIST=${THREADS_LIST:-"1 2"}
 REPS=${REPS:-3}
 DURATION=${DURATION:-8}
@@ -53,6 +53,33 @@ OPEN_RESULTS=$OUT/open-loop.tsv
 
 echo "==> building (release)"
 cargo build --release --bin portcullis --example minimal_proxy --example loadgen --example tokens
+
+# Scenarios S and S-NEW: one certificate (ECDSA P-256) for both proxies; HAProxy wants the
+# certificate and key in one file.
+"$BIN/portcullis" demo-cert "$OUT/tls" >/dev/null
+cat "$OUT/tls/demo.pem" "$OUT/tls/demo.key" >"$OUT/tls/haproxy.pem"
+
+# The listener of each scenario: TLS (S: keep-alive, S-NEW: a new connection and handshake
+# per request), HTTP/2 without TLS (H2), else plain HTTP/1.1.
+portcullis_listen() {
+    case $1 in
+        S | S-NEW) echo "[ { addr: \"127.0.0.1:$PORT\", tls: { certificates: [ { cert: $OUT/tls/demo.pem, key: $OUT/tls/demo.key } ], alpn: [http/1.1] } } ]" ;;
+        H2) echo "[ { addr: \"127.0.0.1:$PORT\", h2c: true } ]" ;;
+        *) echo "[\"127.0.0.1:$PORT\"]" ;;
+    esac
+}
+haproxy_bind() {
+    case $1 in
+        S | S-NEW) echo " ssl crt $OUT/tls/haproxy.pem alpn http/1.1" ;;
+        H2) echo " proto h2" ;;
+    esac
+}
+scheme_of() {
+    case $1 in
+        S | S-NEW) echo https ;;
+        *) echo http ;;
+    esac
+}
 
 UPSTREAM_PID=""
 PROXY_PID=""
@@ -153,7 +180,8 @@ CONF
 make_requests() {
     local scenario=$1 file=$OUT/requests-$1.txt
     case $scenario in
-        A | E | E-OFF) : >"$file" ;;
+        A | E | E-OFF | S | H2) : >"$file" ;;
+        S-NEW) echo "/|Connection: close" >"$file" ;;
         A1K | T) echo "/doc" >"$file" ;;
         G) echo "/g/42" >"$file" ;;
         B) "$BIN/examples/tokens" HS256 1 "$SECRET" "$OUT/tokens-B" ;;
@@ -189,7 +217,7 @@ portcullis_conf() {
     local scenario=$1 threads=$2 alg key i
     cat <<CONF
 server:
-  listen: ["127.0.0.1:$PORT"]
+  listen: $(portcullis_listen "$scenario")
   admin: "127.0.0.1:$ADMIN"
   threads: $threads
   pid_file: $OUT/portcullis.pid
@@ -205,7 +233,7 @@ CONF
         *) printf '  app:\n    targets: ["127.0.0.1:%s", "127.0.0.1:%s"]\n    health_check: { type: tcp, interval: 1s }\n' "$U1" "$U2" ;;
     esac
     case $scenario in
-        A | A1K | E | E-OFF)
+        A | A1K | E | E-OFF | S | S-NEW | H2)
             printf 'routes:\n  - { name: bench, match: { path_prefix: / }, upstream: app }\n' ;;
         T)
             cat <<CONF
@@ -283,10 +311,10 @@ backend app
     server s1 127.0.0.1:$U1 check inter 1s
     server s2 127.0.0.1:$U2 check inter 1s
 frontend fe
-    bind 127.0.0.1:$PORT
+    bind 127.0.0.1:$PORT$(haproxy_bind "$scenario")
 CONF
     case $scenario in
-        A) ;;
+        A | S | S-NEW | H2) ;;
         B | C-*)
             alg=$(alg_of "$scenario")
             key="\"$(public_key_of "$alg")\""
@@ -397,14 +425,34 @@ stop_proxy() {
 # One closed-loop wrk run on core 1; prints "reqs_per_s errors non2xx p50 p99 p999 cpu_ticks".
 wrk_run() {
     local scenario=$1 seconds=$2 before after line
+    if [ "$scenario" = H2 ]; then
+        h2_run "$seconds"
+        return
+    fi
     before=$(cpu_ticks "$PROXY_PID")
     line=$(REQUESTS="$OUT/requests-$scenario.txt" taskset -c 1 wrk -t1 -c"$CONNS" -d"${seconds}s" \
-        -s "$ROOT/benches/load/wrk.lua" "http://127.0.0.1:$PORT/" | grep '^RESULT')
+        -s "$ROOT/benches/load/wrk.lua" "$(scheme_of "$scenario")://127.0.0.1:$PORT/" | grep '^RESULT')
     after=$(cpu_ticks "$PROXY_PID")
     echo "$line" | awk -v ticks=$((after - before)) '{
         for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
         printf "%.0f %d %d %d %d %d %d %d\n", v["requests"] / (v["duration_us"] / 1e6), v["errors"], v["non2xx"],
             v["p50_us"], v["p99_us"], v["p999_us"], ticks, v["requests"] }'
+}
+
+# Scenario H2: h2load (HTTP/2 prior knowledge), $CONNS connections with 10 streams each, on
+# core 1. h2load reports the mean request time, not percentiles: the p50 column holds the
+# mean and p99/p99.9 are 0.
+h2_run() {
+    local seconds=$1 before after out
+    before=$(cpu_ticks "$PROXY_PID")
+    out=$(taskset -c 1 h2load -c"$CONNS" -m10 -t1 -D"$seconds" "http://127.0.0.1:$PORT/" 2>&1)
+    after=$(cpu_ticks "$PROXY_PID")
+    echo "$out" | awk -v ticks=$((after - before)) -v secs="$seconds" '
+        /^requests:/ { done = $6; failed = $10; errored = $12 }
+        /^status codes:/ { ok = $3 }
+        /^time for request:/ { mean = $6; unit = mean; sub(/[0-9.]+/, "", unit); sub(/[a-z]+$/, "", mean);
+            us = (unit == "ms") ? mean * 1000 : (unit == "s") ? mean * 1e6 : mean }
+        END { printf "%.0f %d %d %d 0 0 %d %d\n", done / secs, failed + errored, done - ok, us, ticks, done }'
 }
 
 # The median (by req/s) of REPS runs, with CPU seconds per 100k requests and peak RSS.
@@ -457,6 +505,8 @@ proxies_for() {
     fi
     case $1 in
         A) echo "haproxy nginx portcullis minimal" ;;
+        # The edge scenarios, each against HAProxy doing the same.
+        S | S-NEW | H2) echo "haproxy portcullis" ;;
         # The transform's cost: the same 1 KiB document proxied untouched, then transformed.
         A1K) echo "portcullis minimal" ;;
         T | G | E | E-OFF) echo "portcullis" ;;
