@@ -5,45 +5,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use support::*;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/echo.py");
-
-struct GrpcServer {
-    child: Child,
-    port: u16,
-}
-
-impl GrpcServer {
-    fn start() -> GrpcServer {
-        let mut child = Command::new(python())
-            .args([SCRIPT, "serve"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the gRPC server (python3 with grpcio, see scripts/test.sh)");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the port");
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("gRPC server said {line:?}"));
-        GrpcServer { child, port }
-    }
-}
-
-impl Drop for GrpcServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Run `calls` (see tests/grpc/echo.py) against `addr`; one JSON value per call.
 fn calls(
@@ -68,7 +34,7 @@ fn calls(
         .collect()
 }
 
-fn routes(server: &GrpcServer) -> String {
+fn routes(server: &PythonServer) -> String {
     format!(
         "upstreams:\n  echo: {{ targets: [\"127.0.0.1:{}\"], protocol: h2c }}\nauth:\n  keys:\n    type: api_key\n    from: [\"header:x-api-key\"]\n    keys_file: {}/conf/keys.yaml\nrate_limits:\n  tiny: {{ key: consumer, limits: [ {{ requests: 1, per: 1h }} ] }}\nroutes:\n  - {{ name: echo, match: {{ path_prefix: /test.Echo/ }}, upstream: echo }}\n  - {{ name: private, match: {{ path_prefix: /private.Echo/ }}, upstream: echo, auth: [keys], rate_limit: [tiny] }}\n",
         server.port,
@@ -78,7 +44,7 @@ fn routes(server: &GrpcServer) -> String {
 
 #[test]
 fn unary_and_streaming_calls_pass_with_their_trailers() {
-    let server = GrpcServer::start();
+    let server = PythonServer::start(SCRIPT);
     let (h2c_port, _) = two_free_ports();
     let gw = Gateway::start_with(
         &format!("listen: [\"127.0.0.1:{{port}}\", {{ addr: \"127.0.0.1:{h2c_port}\", h2c: true }}]"),
@@ -118,7 +84,7 @@ fn unary_and_streaming_calls_pass_with_their_trailers() {
 
 #[test]
 fn the_gateway_refuses_grpc_calls_in_grpc_terms_and_they_never_reach_the_service() {
-    let server = GrpcServer::start();
+    let server = PythonServer::start(SCRIPT);
     let pki = Pki::new("grpc ca");
     let (cert, key) = pki.server("g", &["grpc.test"], 90);
     let gw = Gateway::start_with(

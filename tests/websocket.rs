@@ -5,46 +5,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use support::*;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ws/ws.py");
-
-struct EchoServer {
-    child: Child,
-    port: u16,
-}
-
-impl EchoServer {
-    fn start() -> EchoServer {
-        let mut child = Command::new(python())
-            .args([SCRIPT, "serve"])
-            .stdout(Stdio::piped())
-            // Connections the gateway cuts (idle, lifetime) are logged there as errors.
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the WebSocket server (python3 with websockets, see scripts/test.sh)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the port");
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("server said {line:?}"));
-        EchoServer { child, port }
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A client running `steps` over one connection (see tests/ws/ws.py), started now.
 fn client(url: &str, headers: &str, steps: &[&str]) -> Child {
@@ -65,7 +31,7 @@ fn results(child: Child) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn gateway(server: &EchoServer) -> Gateway {
+fn gateway(server: &PythonServer) -> Gateway {
     Gateway::start_with(
         "limits: { body_idle_timeout: 1s }",
         &format!(
@@ -80,7 +46,7 @@ const KEY: &str = r#"{"x-api-key": "demo-key-not-secret"}"#;
 
 #[test]
 fn an_authenticated_websocket_outlives_the_route_deadline_and_a_reload() {
-    let server = EchoServer::start();
+    let server = PythonServer::start(SCRIPT);
     let gw = gateway(&server);
     let url = format!("ws://{}/chat", gw.addr());
     // Without a key the handshake is refused (and the echo server never sees it).
@@ -120,7 +86,7 @@ fn an_authenticated_websocket_outlives_the_route_deadline_and_a_reload() {
 
 #[test]
 fn idle_timeout_and_max_lifetime_end_an_upgraded_connection() {
-    let server = EchoServer::start();
+    let server = PythonServer::start(SCRIPT);
     let gw = gateway(&server);
     // Quiet for longer than its 1 s idle timeout: the gateway closes it.
     let idle = results(client(

@@ -35,6 +35,44 @@ pub use redis::*;
 pub use tls::*;
 pub use upstream::*;
 
+/// A server written in Python (tests/grpc/echo.py, tests/ws/ws.py) that prints the port it
+/// listens on as its first line; killed when dropped.
+pub struct PythonServer {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl PythonServer {
+    /// Run `script serve`; its stderr is dropped (servers log the connections tests cut).
+    pub fn start(script: &str) -> PythonServer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(python())
+            .args([script, "serve"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("start {script} (python3 with the test tools, see scripts/test.sh): {e}")
+            });
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        let Ok(port) = line.trim().parse() else {
+            let _ = child.kill();
+            panic!("{script} did not print its port (it said {line:?}); is its Python package installed?");
+        };
+        PythonServer { child, port }
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The Python with the test tools (grpcio): the virtualenv `scripts/test.sh` makes, else
 /// `python3` from the path.
 pub fn python() -> String {
