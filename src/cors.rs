@@ -117,13 +117,15 @@ impl<'a> Origin<'a> {
 }
 
 /// A compiled policy; header values are built once.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct CorsPolicy {
     origins: Vec<OriginPattern>,
     methods: Vec<Method>,
     methods_value: HeaderValue,
-    /// `None`: any header a preflight asks for (`allow_headers: ["*"]`).
+    /// `None`: any header a preflight asks for (`allow_headers: ["*"]`), except
+    /// `Authorization` unless listed too (as the Fetch standard's `*` never covers it).
     headers: Option<Vec<HeaderName>>,
+    authorization_listed: bool,
     headers_value: Option<HeaderValue>,
     expose_value: Option<HeaderValue>,
     credentials: bool,
@@ -154,6 +156,7 @@ impl CorsPolicy {
                 .unwrap_or(HeaderValue::from_static("GET, HEAD, POST")),
             methods: cfg.allow_methods.clone(),
             headers_value: joined(headers.iter().map(HeaderName::as_str)),
+            authorization_listed: headers.contains(&http::header::AUTHORIZATION),
             headers: (!any_header).then_some(headers),
             expose_value: joined(cfg.expose_headers.iter().map(HeaderName::as_str)),
             credentials: cfg.allow_credentials,
@@ -212,6 +215,9 @@ impl CorsPolicy {
             // Any header: name the requested ones (a literal `*` means nothing to a browser
             // sending credentials).
             None => {
+                if !self.authorization_listed && requested.iter().any(|h| h == "authorization") {
+                    return Err("CORS preflight: header not allowed");
+                }
                 if let Some(v) = joined(requested.iter().map(String::as_str)) {
                     out.push((ACCESS_CONTROL_ALLOW_HEADERS, v));
                 }
@@ -334,6 +340,30 @@ mod tests {
             p.allow_origin(&req("https://A.example.com")),
             Some(HeaderValue::from_static("https://a.example.com"))
         );
+    }
+
+    #[test]
+    fn any_header_never_covers_authorization_unless_listed() {
+        let any = |headers: &[&str]| {
+            CorsPolicy::compile(&CorsConfig {
+                allow_origins: vec![OriginPattern::Any],
+                allow_methods: vec![Method::GET],
+                allow_headers: headers.iter().map(|h| h.to_string()).collect(),
+                expose_headers: vec![],
+                allow_credentials: false,
+                max_age: None,
+            })
+        };
+        let mut r = req("https://a.example.com");
+        r.insert_header("access-control-request-method", "GET")
+            .expect("method");
+        r.insert_header("access-control-request-headers", "x-one, Authorization")
+            .expect("headers");
+        assert!(any(&["*"]).preflight(&r).is_err());
+        let allowed = any(&["*", "authorization"]).preflight(&r).expect("listed");
+        assert!(allowed
+            .iter()
+            .any(|(n, v)| n == ACCESS_CONTROL_ALLOW_HEADERS && v == "x-one, authorization"));
     }
 
     #[test]

@@ -78,13 +78,14 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
         Arc::clone(&server.configuration),
     );
     proxy.handle_init_modules();
-    if config.server.process.listen.iter().any(|l| l.h2c) {
-        // Pingora's HTTP/2 server takes plain connections only when this is set; each
-        // listener's `Front` decides whether its connections get there.
-        let mut options = HttpServerOptions::default();
-        options.h2c = true;
-        proxy.server_options = Some(options);
-    }
+    let mut options = HttpServerOptions::default();
+    // Pingora's HTTP/2 server takes plain connections only when this is set; each listener's
+    // `Front` decides whether its connections get there.
+    options.h2c = config.server.process.listen.iter().any(|l| l.h2c);
+    // An HTTP/2 connection with no stream open is closed after the time an HTTP/1.1 one gets
+    // to send its next request head (as configured at start: Pingora takes it once).
+    options.h2_idle_timeout = Some(config.server.limits.header_read_timeout);
+    proxy.server_options = Some(options);
     let proxy = Arc::new(proxy);
     // One gate: the connection caps count every proxy listener together.
     let gate = Arc::new(Gate::default());

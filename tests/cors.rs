@@ -50,6 +50,7 @@ fn a_preflight_is_answered_before_authentication_and_never_reaches_the_upstream(
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
     assert_eq!(r.header("access-control-max-age"), Some("600"));
     assert!(r.body.is_empty());
+    assert_eq!(r.header("content-length"), None, "a 204 has no length");
     // A subdomain by the wildcard; the OPTIONS method itself is not one the route lists.
     let r = preflight(
         &gw,
@@ -197,6 +198,12 @@ fn plain_http_is_redirected_to_https_and_hsts_is_sent_over_tls_only() {
         None,
         "never over plain HTTP"
     );
+    let v6_host = format!("[::1]:{}", gw.addr().port());
+    let r = request(gw.addr(), "GET", &v6_host, "/secure/v6", &[], b"");
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://[::1]:{tls_port}/secure/v6").as_str())
+    );
     assert_eq!(up.count(), 0);
     assert_eq!(gw.get("/open").status, 200);
     let tls_addr = std::net::SocketAddr::from(([127, 0, 0, 1], tls_port));
@@ -207,4 +214,36 @@ fn plain_http_is_redirected_to_https_and_hsts_is_sent_over_tls_only() {
         r.header("strict-transport-security"),
         Some("max-age=31536000; includeSubDomains")
     );
+}
+
+#[test]
+fn a_preflight_is_answered_only_when_every_route_the_request_could_reach_shares_the_policy() {
+    let up = Upstream::start("app");
+    let internal = Upstream::start("internal");
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  app:\n    targets: [\"{}\"]\n  internal:\n    targets: [\"{}\"]\ncors:\n  partner: {{ allow_origins: [\"https://partner.example.net\"], allow_methods: [DELETE], allow_headers: [\"*\"], allow_credentials: true }}\nroutes:\n  - {{ name: internal-json, match: {{ path_prefix: /api, methods: [DELETE], headers: {{ content-type: application/json }} }}, upstream: internal }}\n  - {{ name: partner, match: {{ path_prefix: /api, methods: [DELETE] }}, upstream: app, cors: partner }}\n  - {{ name: both-a, match: {{ path_prefix: /shared, methods: [DELETE], headers: {{ x-kind: a }} }}, upstream: app, cors: partner }}\n  - {{ name: both-b, match: {{ path_prefix: /shared, methods: [DELETE] }}, upstream: app, cors: partner }}\n",
+        up.addr(),
+        internal.addr()
+    ));
+    // The actual DELETE with a JSON body would reach `internal-json`, which has no policy: the
+    // partner's policy must not approve it.
+    let r = preflight(
+        &gw,
+        "/api/orders/1",
+        "https://partner.example.net",
+        "DELETE",
+        "content-type",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    // Both candidates share the policy: answered.
+    let r = preflight(
+        &gw,
+        "/shared/1",
+        "https://partner.example.net",
+        "DELETE",
+        "x-kind",
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(up.count() + internal.count(), 0);
 }

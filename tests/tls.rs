@@ -324,3 +324,80 @@ fn client_auth_required_refuses_a_handshake_without_a_certificate() {
     assert_eq!(c.get("a.test", "/orders").expect("orders").status, 200);
     assert_eq!(up.count(), 1);
 }
+
+/// Closed by the gateway within `within`: a read sees the end (or a reset).
+fn closed_within(stream: &mut impl std::io::Read, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn http2_connections_that_say_nothing_are_closed_like_http1_ones() {
+    let pki = Pki::new("idle ca");
+    let (a, ak) = pki.server("a", &["a.test"], 90);
+    let up = Upstream::start("app");
+    let (h2c_port, _) = two_free_ports();
+    let gw = Gateway::start_with(
+        &format!(
+            "listen: [ {{ addr: \"127.0.0.1:{{port}}\", tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ] }} }}, {{ addr: \"127.0.0.1:{h2c_port}\", h2c: true }} ]\nlimits: {{ header_read_timeout: 1s }}",
+            a.display(),
+            ak.display()
+        ),
+        &app(&up),
+    );
+    let h2c = std::net::SocketAddr::from(([127, 0, 0, 1], h2c_port));
+    let open = |bytes: &[u8]| {
+        let mut s = std::net::TcpStream::connect(h2c).expect("connect");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        std::io::Write::write_all(&mut s, bytes).expect("write");
+        s
+    };
+    // `PRI ` that never becomes the preface, a preface and SETTINGS then silence, and a TLS
+    // connection that chose h2 and then sent nothing.
+    let mut partial = open(b"PRI /x HTTP/1.1\r\nHost: a\r\n");
+    let mut quiet = open(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00");
+    let options = TlsOptions {
+        alpn: Some(b"\x02h2"),
+        ..TlsOptions::default()
+    };
+    let mut tls = tls_connect(gw.addr(), "a.test", &pki.ca.issued.cert, &options).expect("tls");
+    assert_eq!(tls.alpn().as_deref(), Some(&b"h2"[..]));
+    tls.stream
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    for (what, closed) in [
+        (
+            "a partial preface",
+            closed_within(&mut partial, Duration::from_secs(10)),
+        ),
+        (
+            "an idle HTTP/2 connection",
+            closed_within(&mut quiet, Duration::from_secs(10)),
+        ),
+        (
+            "a TLS h2 connection without a preface",
+            closed_within(&mut tls, Duration::from_secs(10)),
+        ),
+    ] {
+        assert!(closed, "{what} was kept open");
+    }
+    assert_eq!(up.count(), 0);
+}

@@ -136,14 +136,15 @@ fn check_refuses_unverified_tls_unless_insecure_and_flags_it() {
     let pki = Pki::new("check ca");
     let d = |p: &Path| p.display().to_string();
     let out = check(&format!(
-        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\n    tls: {{ verify: false }}\n  b:\n    targets: [\"127.0.0.1:3\"]\n    tls: {{ ca: \"{}\" }}\n  c:\n    targets: [\"127.0.0.1:4\"]\n    protocol: h2\n  d:\n    targets: [\"127.0.0.1:5\"]\n    tls: {{ sni: d.internal, ca: \"{}/missing.pem\" }}\n",
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\n    tls: {{ verify: false }}\n  b:\n    targets: [\"127.0.0.1:3\"]\n    tls: {{ ca: \"{}\" }}\n  c:\n    targets: [\"127.0.0.1:4\"]\n    protocol: h2\n  d:\n    targets: [\"127.0.0.1:5\"]\n    tls: {{ sni: d.internal, ca: \"{}/missing.pem\" }}\n  e:\n    targets: [\"127.0.0.1:6\"]\n    tls: {{ sni: \"\" }}\n",
         d(&pki.ca_file),
         d(pki.path())
     ));
     assert_eq!(out.code, 1);
     for want in [
         "upstreams.a.tls.verify: verify: false sends requests to whoever answers",
-        "upstreams.b.tls.sni: the targets are IP addresses",
+        "upstreams.b.tls.sni: name the host the targets' certificate is for",
+        "upstreams.e.tls.sni: name the host the targets' certificate is for",
         "upstreams.c.protocol: h2 is HTTP/2 over TLS",
         "upstreams.d.tls.ca: cannot read",
     ] {

@@ -58,7 +58,8 @@ pub(super) fn decode_upstream_tls(
         );
         return None;
     }
-    let sni: Option<String> = t.opt("sni", p);
+    // An empty name is no name: Pingora verifies nothing at all without one.
+    let sni: Option<String> = t.opt::<String>("sni", p).filter(|s| !s.is_empty());
     let verify: bool = t.or("verify", true, p);
     let insecure: bool = t.or("insecure", false, p);
     let mut ok = true;
@@ -83,9 +84,10 @@ pub(super) fn decode_upstream_tls(
     let sni = sni.or_else(|| targets.and_then(|ts| ts.first()).and_then(host_of));
     if sni.is_none() && verify && targets.is_some() {
         p.add(
-            t.pos(),
+            t.pos_of("sni"),
             &t.path_of("sni"),
-            "the targets are IP addresses: name the host their certificate is for",
+            "name the host the targets' certificate is for (the targets are IP addresses, or \
+             `sni` is empty)",
         );
         ok = false;
     }

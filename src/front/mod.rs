@@ -12,8 +12,10 @@
 //! connection, about 16 KiB with a request head in progress; see docs/config.md.
 
 mod canned;
+mod delegate;
 pub mod gate;
 pub mod header_deadline;
+mod preface_deadline;
 
 use std::sync::Arc;
 
@@ -89,9 +91,11 @@ where
         };
         let limit = self.runtime.load().settings.limits.header_read_timeout;
         let mut stream = stream;
-        if self.speaks_h2(&mut stream, Instant::now() + limit).await? {
+        let deadline = Instant::now() + limit;
+        if self.speaks_h2(&mut stream, deadline).await? {
             // Pingora's own HTTP/2 server: every stream of the connection goes through the
             // same proxy pipeline as an HTTP/1.1 request.
+            let stream = preface_deadline::PrefaceDeadline::wrap(stream, deadline);
             return ServerApp::process_new(&self.app, stream, shutdown).await;
         }
         let mut stream = canned::Canned::wrap(stream);
@@ -140,7 +144,8 @@ where
     A: HttpServerApp + Send + Sync + 'static,
 {
     /// HTTP/2: negotiated by ALPN on TLS, or, on an h2c listener, a plain connection that
-    /// opens with the HTTP/2 preface. `None`: the client sent nothing before the deadline.
+    /// opens with the whole HTTP/2 preface before the deadline. `None`: close the connection
+    /// (nothing before the deadline, or `PRI ` that is not the preface).
     async fn speaks_h2(&self, stream: &mut Stream, deadline: Instant) -> Option<bool> {
         if stream.get_ssl_digest().is_some() {
             return Some(matches!(stream.selected_alpn_proto(), Some(ALPN::H2)));
@@ -150,7 +155,13 @@ where
         }
         let mut start = [0u8; 4];
         match tokio::time::timeout_at(deadline, stream.try_peek(&mut start)).await {
-            Ok(Ok(peeked)) => Some(peeked && &start == H2_PREFACE_START),
+            Ok(Ok(true)) if &start == H2_PREFACE_START => {}
+            Ok(Ok(_)) => return Some(false),
+            _ => return None,
+        }
+        let mut preface = [0u8; 24];
+        match tokio::time::timeout_at(deadline, stream.try_peek(&mut preface)).await {
+            Ok(Ok(true)) if &preface == preface_deadline::PREFACE => Some(true),
             _ => None,
         }
     }

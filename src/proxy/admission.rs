@@ -75,12 +75,8 @@ pub fn check_https(route: &Route, req: &RequestHeader, ctx: &RequestCtx) -> Resu
     if proxied_tls {
         return Ok(());
     }
+    // Canonical: lower case, IPv6 addresses already in brackets.
     let host = &ctx.client.host;
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.clone()
-    };
     let port = match settings.https_port {
         443 => String::new(),
         p => format!(":{p}"),
@@ -90,14 +86,49 @@ pub fn check_https(route: &Route, req: &RequestHeader, ctx: &RequestCtx) -> Resu
     Err(Problem::answer(308, "use https").with_header(http::header::LOCATION, location))
 }
 
-/// A CORS preflight on a route with a policy is answered here (before authentication; it
-/// never reaches the upstream). Other requests on such a route get the policy's response
+/// For a CORS preflight, the route whose policy answers it: the route the actual request
+/// (the method it asks about) would reach — only if it has a policy, and every route that
+/// request could reach with other headers has the same one (a preflight carries none of the
+/// actual request's headers, so it cannot tell those routes apart). `Ok(None)`: not a
+/// preflight, or one for a route without a policy, which is then an ordinary OPTIONS request.
+pub fn preflight_route(
+    snapshot: &Snapshot,
+    host: &str,
+    path: &str,
+    req: &RequestHeader,
+) -> Result<Option<usize>, Problem> {
+    let Some(asked) = crate::cors::requested_method(req).filter(|_| crate::cors::is_preflight(req)) else {
+        return Ok(None);
+    };
+    let Ok(id) = find_route(snapshot, host, path, &asked, req) else {
+        return Ok(None);
+    };
+    let routes = &snapshot.routes.routes;
+    let Some(policy) = routes.get(id).and_then(|r| r.cors.as_ref()) else {
+        return Ok(None);
+    };
+    let same = snapshot
+        .routes
+        .candidates(host, path, &asked)
+        .iter()
+        .all(|&other| routes.get(other).is_some_and(|r| r.cors.as_ref() == Some(policy)));
+    if !same {
+        return Err(Problem::new(
+            403,
+            "CORS preflight: the routes this request could reach have different CORS policies",
+        ));
+    }
+    Ok(Some(id))
+}
+
+/// A CORS preflight routed by [`preflight_route`] is answered here (before authentication;
+/// it never reaches the upstream). Other requests on a route with a policy get its response
 /// headers in `ctx`.
 pub fn check_cors(route: &Route, req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), Problem> {
     let Some(policy) = &route.cors else {
         return Ok(());
     };
-    if crate::cors::is_preflight(req) {
+    if ctx.admission.preflight {
         return match policy.preflight(req) {
             Ok(headers) => Err(Problem::answer(204, "CORS preflight").with_headers(headers)),
             Err(why) => Err(Problem::new(403, why)),

@@ -46,6 +46,8 @@ pub struct Client {
 pub struct Admission {
     /// Canonical path; used for routing, policies and (after prefix stripping) upstream.
     pub path: String,
+    /// A CORS preflight, routed by the method it asks about, that its route's policy answers.
+    pub preflight: bool,
     pub route: Option<usize>,
     /// The pool this request goes to: the route's, or its resolved version's (canary included).
     pub pool: Option<usize>,

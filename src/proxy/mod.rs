@@ -81,16 +81,13 @@ impl Gateway {
         let target = request_checks::check_path(req, limits)?;
         ctx.admission.path = target.path.clone();
         admission::check_ip(&snapshot.settings.ip, req, ctx)?;
-        // A CORS preflight is routed by the method it asks about, to the route that would
-        // serve the actual request; one to a route without a policy is an ordinary OPTIONS.
-        let preflight = crate::cors::requested_method(req).filter(|_| crate::cors::is_preflight(req));
-        let by_asked = preflight.and_then(|m| {
-            admission::find_route(&snapshot, &ctx.client.host, &ctx.admission.path, &m, req)
-                .ok()
-                .filter(|id| snapshot.routes.routes.get(*id).is_some_and(|r| r.cors.is_some()))
-        });
-        let found = match by_asked {
-            Some(id) => Ok(id),
+        // A CORS preflight is answered for the routes that would serve the actual request
+        // (see `admission::preflight_route`); otherwise it is an ordinary OPTIONS request.
+        let found = match admission::preflight_route(&snapshot, &ctx.client.host, &ctx.admission.path, req)? {
+            Some(id) => {
+                ctx.admission.preflight = true;
+                Ok(id)
+            }
             None => admission::find_route(&snapshot, &ctx.client.host, &ctx.admission.path, &req.method, req),
         };
         let route_id = match found {
@@ -256,7 +253,7 @@ impl ProxyHttp for Gateway {
                 let limits = &ctx.snapshot.settings.limits;
                 // A WebSocket may be quiet for its route's idle timeout once upgraded.
                 let idle = match ctx.route() {
-                    Some(r) if r.websocket && websocket::is_handshake(session.req_header()) => {
+                    Some(r) if forwarding::websocket_upgrade_allowed(session.req_header(), r.websocket) => {
                         r.websocket_idle_timeout
                     }
                     _ => limits.body_idle_timeout,
@@ -348,13 +345,15 @@ impl ProxyHttp for Gateway {
             crate::upstream::retry::attempt_deadline(deadline, pool.retries.config.per_try_timeout);
         ctx.upstream.attempt_deadline = attempt_deadline;
         let mut peer = pool.peer(selected.addr, attempt_deadline);
-        if session.is_upgrade_req() {
-            // A WebSocket handshake is HTTP/1.1 (Pingora has no RFC 8441 over HTTP/2), and
-            // once upgraded it may be quiet for its idle timeout, not the route's deadline.
+        // A WebSocket handshake (only one the route passes on) is HTTP/1.1 (Pingora has no
+        // RFC 8441 over HTTP/2), and once upgraded it may be quiet for its idle timeout, not
+        // the route's deadline. Any other `Upgrade` header is removed before the request goes.
+        if let Some(route) = ctx
+            .route()
+            .filter(|r| forwarding::websocket_upgrade_allowed(session.req_header(), r.websocket))
+        {
             peer.options.set_http_version(1, 1);
-            if let Some(route) = ctx.route().filter(|r| r.websocket) {
-                peer.options.read_timeout = Some(route.websocket_idle_timeout);
-            }
+            peer.options.read_timeout = Some(route.websocket_idle_timeout);
         }
         ctx.upstream.current = Some(Attempt::begin(pool, selected));
         Ok(peer)

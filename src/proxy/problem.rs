@@ -150,7 +150,10 @@ impl Problem {
             resp.insert_header("content-type", "application/problem+json")?;
             resp.insert_header("cache-control", "no-store")?;
         }
-        resp.insert_header("content-length", body.len().to_string())?;
+        // A 204 has no body and no length (RFC 9110 §8.6).
+        if self.status != 204 {
+            resp.insert_header("content-length", body.len().to_string())?;
+        }
         for (name, value) in &self.headers {
             resp.append_header(name.clone(), value.clone())?;
         }
@@ -173,7 +176,12 @@ impl Problem {
     async fn send_grpc(&self, session: &mut Session, ctx: &RequestCtx) -> Result<()> {
         let mut resp = ResponseHeader::build(200, Some(6))?;
         super::edges::decorate(ctx, &mut resp)?;
-        resp.insert_header("content-type", "application/grpc")?;
+        // gRPC-Web clients read the answer in their own content type.
+        let content_type = match session.req_header().headers.get(http::header::CONTENT_TYPE) {
+            Some(v) if v.as_bytes().starts_with(b"application/grpc-web") => v.clone(),
+            _ => http::HeaderValue::from_static("application/grpc"),
+        };
+        resp.insert_header("content-type", content_type)?;
         resp.insert_header("grpc-status", super::grpc::status_for(self.status).to_string())?;
         // Percent-encoded, as the gRPC protocol wants `grpc-message`.
         let mut message = String::new();

@@ -284,6 +284,30 @@ impl RouteTable {
         RouteMatch::NotFound
     }
 
+    /// Every route a request for `host`, `path` and `method` could reach whatever its headers
+    /// (header conditions are ignored): what a CORS preflight, which carries none of the
+    /// actual request's headers, must speak for.
+    pub fn candidates(&self, host: &str, path: &str, method: &Method) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut first: Option<(usize, bool)> = None;
+        for group in self.groups(host) {
+            let Some((slot, ids)) = group.deciding(path) else {
+                continue;
+            };
+            match first {
+                None => first = Some(slot.specificity()),
+                Some(f) if slot.specificity() < f => break,
+                Some(_) => {}
+            }
+            out.extend(
+                ids.iter()
+                    .copied()
+                    .filter(|&id| self.routes[id].methods.allows(method)),
+            );
+        }
+        out
+    }
+
     /// Among the routes of one path (precedence order): the first matching headers and method;
     /// 405 when some match the headers but none the method; `None` when none match the headers.
     fn compete(&self, ids: &[usize], headers: &HeaderMap, method: Option<&Method>) -> Option<RouteMatch> {

@@ -227,10 +227,17 @@ impl CertificateSet {
 
 /// Set `portcullis_tls_certificate_expiry_seconds` to exactly the certificates being served.
 pub fn publish_expiry<'a>(sets: impl Iterator<Item = &'a std::sync::Arc<CertificateSet>>) {
+    // Two certificates may share a name (RSA and ECDSA, two listeners): the one that expires
+    // first is the one to alert on.
+    let mut soonest: HashMap<&str, i64> = HashMap::new();
+    for c in sets.flat_map(|s| s.certificates()) {
+        let at = soonest.entry(c.name.as_str()).or_insert(c.not_after);
+        *at = (*at).min(c.not_after);
+    }
     let gauge = &crate::observe::metrics::get().tls_certificate_expiry;
     gauge.reset();
-    for c in sets.flat_map(|s| s.certificates()) {
-        gauge.with_label_values(&[&c.name]).set(c.not_after);
+    for (name, at) in soonest {
+        gauge.with_label_values(&[name]).set(at);
     }
 }
 

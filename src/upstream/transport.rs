@@ -47,6 +47,10 @@ impl Transport {
         let tls = match &cfg.tls {
             None => None,
             Some(t) => {
+                // Pingora turns all verification off for a peer without a server name.
+                if t.verify && t.sni.is_empty() {
+                    return Err(context("tls.sni is empty: nothing could be verified".into()));
+                }
                 let ca = match &t.ca {
                     Some(path) => Some(Arc::new(
                         read_ca_file(std::path::Path::new(path))
