@@ -401,3 +401,58 @@ fn http2_connections_that_say_nothing_are_closed_like_http1_ones() {
     }
     assert_eq!(up.count(), 0);
 }
+
+#[test]
+fn mtls_subjects_are_typed_and_tied_to_the_listeners_that_verified_them() {
+    let internal = Pki::new("internal clients");
+    let partners = Pki::new("partner clients");
+    let (a, ak) = internal.server("a", &["a.test"], 90);
+    let up = Upstream::start("app");
+    let (internal_port, partner_port) = two_free_ports();
+    let listener = |port: u16, ca: &Pki| {
+        format!(
+            "{{ addr: \"127.0.0.1:{port}\", tls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ], client_ca: \"{}\", client_auth: optional }} }}",
+            a.display(),
+            ak.display(),
+            ca.ca_file.display()
+        )
+    };
+    let _gw = Gateway::start_with(
+        &format!(
+            "listen: [ \"127.0.0.1:{{port}}\", {}, {} ]",
+            listener(internal_port, &internal),
+            listener(partner_port, &partners)
+        ),
+        &format!(
+            "upstreams:\n  app:\n    targets: [\"{}\"]\nauth:\n  internal:\n    type: mtls\n    listeners: [\"127.0.0.1:{internal_port}\"]\n    subjects: [\"cn:billing\", \"dns:reports.internal\"]\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: app, auth: [internal] }}\n",
+            up.addr()
+        ),
+    );
+    let status = |port: u16, client: &portcullis::tls::mint::Issued| {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let options = TlsOptions {
+            client: Some(client),
+            ..TlsOptions::default()
+        };
+        let mut c = tls_connect(addr, "a.test", &internal.ca.issued.cert, &options).expect("connect");
+        c.get("a.test", "/x").expect("response").status
+    };
+    // Typed: `cn:billing` is the common name, `dns:reports.internal` a DNS name.
+    assert_eq!(status(internal_port, &internal.client(&["billing"])), 200);
+    assert_eq!(
+        status(
+            internal_port,
+            &internal.client(&["x.internal", "reports.internal"])
+        ),
+        200
+    );
+    // A DNS name `billing` (the common name is something else) is not `cn:billing`.
+    assert_eq!(
+        status(internal_port, &internal.client(&["other", "billing"])),
+        401
+    );
+    // The same name from the partner CA, on the listener that trusts it: not this
+    // authenticator's (it counts certificates verified by the internal listener only).
+    assert_eq!(status(partner_port, &partners.client(&["billing"])), 401);
+    assert_eq!(up.count(), 2);
+}

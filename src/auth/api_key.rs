@@ -51,7 +51,12 @@ impl ApiKeys {
 
 /// Lower-case hex SHA-256, as `keys_file` stores it (used by tests and documentation tools).
 pub fn sha256_hex(key: &str) -> String {
-    digest(&SHA256, key.as_bytes())
+    sha256_hex_bytes(key.as_bytes())
+}
+
+/// Lower-case hex SHA-256 of `bytes` (file contents compared across reloads).
+pub fn sha256_hex_bytes(bytes: &[u8]) -> String {
+    digest(&SHA256, bytes)
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -159,7 +159,7 @@ impl Authenticator {
             AuthKind::Mtls(m) => Authenticator {
                 name,
                 sources: Vec::new(),
-                verifier: Verifier::Mtls(mtls::Subjects::new(&m.subjects)),
+                verifier: Verifier::Mtls(mtls::Subjects::new(m)),
                 forward: m.forward.clone(),
             },
         })

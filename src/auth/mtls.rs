@@ -1,23 +1,26 @@
-//! `type: mtls`: the client certificate the listener verified (against its `client_ca`) names
+//! `type: mtls`: the client certificate a listener verified (against its `client_ca`) names
 //! the consumer. The certificate comes from the TLS handshake of the connection, so no header
 //! or other request content can claim one.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Identity, Words};
-use crate::config::MtlsSubject;
-use crate::tls::identity::ClientIdentity;
+use crate::config::MtlsConfig;
+use crate::tls::identity::{ClientIdentity, NameKind};
 
 /// The accepted certificate names and the identity each stands for, built once per snapshot.
 #[derive(Debug)]
 pub struct Subjects {
-    by_name: HashMap<String, Arc<Identity>>,
+    /// In configuration order: the first that the certificate names wins.
+    subjects: Vec<(NameKind, String, Arc<Identity>)>,
+    /// The listeners whose verified certificates count (empty: every listener's).
+    listeners: Vec<String>,
 }
 
 impl Subjects {
-    pub fn new(subjects: &[MtlsSubject]) -> Subjects {
-        let by_name = subjects
+    pub fn new(cfg: &MtlsConfig) -> Subjects {
+        let subjects = cfg
+            .subjects
             .iter()
             .map(|s| {
                 let identity = Identity {
@@ -27,20 +30,26 @@ impl Subjects {
                     roles: Words::new(s.roles.iter().map(String::as_str)),
                     claims: Vec::new(),
                 };
-                (s.name.clone(), Arc::new(identity))
+                let (kind, name) = NameKind::split(&s.name);
+                (kind, name.to_string(), Arc::new(identity))
             })
             .collect();
-        Subjects { by_name }
+        Subjects {
+            subjects,
+            listeners: cfg.listeners.clone(),
+        }
     }
 
-    /// The identity of the first of the certificate's names (common name, then alternative
-    /// names in order) that is listed.
+    /// The identity of the first listed subject the certificate names.
     pub fn identify(&self, certificate: Option<&ClientIdentity>) -> Result<Arc<Identity>, &'static str> {
         let certificate = certificate.ok_or("missing client certificate")?;
-        certificate
-            .names()
-            .find_map(|n| self.by_name.get(n))
-            .cloned()
+        if !self.listeners.is_empty() && !self.listeners.contains(&certificate.listener) {
+            return Err("client certificate not accepted");
+        }
+        self.subjects
+            .iter()
+            .find(|(kind, name, _)| certificate.names(*kind).any(|n| n == name))
+            .map(|(_, _, id)| Arc::clone(id))
             .ok_or("client certificate not accepted")
     }
 }

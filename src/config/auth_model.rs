@@ -40,6 +40,9 @@ pub enum AuthKind {
 #[derive(Debug, Clone)]
 pub struct MtlsConfig {
     pub subjects: Vec<MtlsSubject>,
+    /// Listener addresses whose verified certificates count (empty: any listener that asks
+    /// for client certificates), which ties the subjects to those listeners' `client_ca`.
+    pub listeners: Vec<String>,
     /// Identity field (`consumer`, `plan`) -> upstream header.
     pub forward: Vec<(String, HeaderName)>,
 }
@@ -47,8 +50,8 @@ pub struct MtlsConfig {
 /// One accepted certificate name and the identity it stands for.
 #[derive(Debug, Clone)]
 pub struct MtlsSubject {
-    /// Matched exactly against the certificate's common name and alternative names (DNS,
-    /// URI, e-mail).
+    /// Matched exactly against the certificate's names: `cn:`, `dns:`, `uri:` or `email:`
+    /// names one kind; without a prefix, any of them.
     pub name: String,
     pub consumer: String,
     pub plan: Option<String>,

@@ -67,7 +67,7 @@ fn decode_authenticator(node: &Node, path: &str, base_dir: &Path, p: &mut Proble
 }
 
 const API_KEY_FIELDS: &[&str] = &["type", "from", "keys_file", "forward"];
-const MTLS_FIELDS: &[&str] = &["type", "subjects", "forward"];
+const MTLS_FIELDS: &[&str] = &["type", "subjects", "forward", "listeners"];
 
 /// `subjects`: names (`partner-a.example.com`: the consumer is the name), or
 /// `{ name, consumer, plan, scopes, roles }`.
@@ -149,6 +149,7 @@ fn decode_mtls(node: &Node, path: &str, p: &mut Problems) -> Option<MtlsConfig> 
     (ok).then_some(())?;
     Some(MtlsConfig {
         subjects,
+        listeners: f.or("listeners", Vec::new(), p),
         forward: forward?,
     })
 }

@@ -177,7 +177,12 @@ fn decode_tls(
         (Some(ca), _) => {
             let full = base_dir.join(&ca.value);
             match crate::tls::certificates::read_ca_file(&full) {
-                Ok(_) => Some(full.display().to_string()),
+                Ok(_) => Some((
+                    full.display().to_string(),
+                    crate::config::read_bounded_bytes(&full)
+                        .ok()
+                        .map(|b| crate::auth::api_key::sha256_hex_bytes(&b)),
+                )),
                 Err(e) => {
                     p.add(ca.pos, &f.path_of("client_ca"), e);
                     return None;
@@ -189,7 +194,8 @@ fn decode_tls(
         ListenerTls {
             min_version: min_version?,
             alpn: alpn?,
-            client_ca,
+            client_ca_sha256: client_ca.as_ref().and_then(|(_, d)| d.clone()),
+            client_ca: client_ca.map(|(path, _)| path),
             client_auth,
         },
         set?,

@@ -211,6 +211,10 @@ pub struct ListenerTls {
     pub alpn: Alpn,
     /// PEM file of the CAs client certificates must chain to.
     pub client_ca: Option<String>,
+    /// SHA-256 of that file when the configuration was loaded: its trust store is built at
+    /// start, so new contents need an upgrade, and a reload says so.
+    #[serde(default)]
+    pub client_ca_sha256: Option<String>,
     pub client_auth: ClientAuth,
 }
 

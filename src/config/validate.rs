@@ -147,13 +147,23 @@ fn check_identity_keys(routes: &[Option<RouteConfig>], policies: &[RateLimitConf
 
 /// An `mtls` authenticator can only ever see a certificate a listener asked for.
 fn check_mtls_listeners(server: &ServerConfig, auth: &[AuthConfig], p: &mut Problems) {
-    let asks = server
+    let asking: Vec<&str> = server
         .process
         .listen
         .iter()
-        .any(|l| l.tls.as_ref().is_some_and(|t| t.client_ca.is_some()));
-    for a in auth.iter().filter(|a| matches!(a.kind, AuthKind::Mtls(_))) {
-        if !asks {
+        .filter(|l| l.tls.as_ref().is_some_and(|t| t.client_ca.is_some()))
+        .map(|l| l.addr.as_str())
+        .collect();
+    for a in auth {
+        let AuthKind::Mtls(m) = &a.kind else { continue };
+        for l in m.listeners.iter().filter(|l| !asking.contains(&l.as_str())) {
+            p.add(
+                a.name.pos,
+                &format!("auth.{}.listeners", a.name.value),
+                format!("`{l}` is not a listener that asks for client certificates"),
+            );
+        }
+        if asking.is_empty() {
             p.add(
                 a.name.pos,
                 &format!("auth.{}", a.name.value),

@@ -105,7 +105,7 @@ impl TlsAccept for Callbacks {
             .tls_handshakes
             .with_label_values(&["ok", ssl.version_str()])
             .inc();
-        ClientIdentity::from_handshake(ssl).map(|id| Arc::new(id) as Arc<dyn Any + Send + Sync>)
+        ClientIdentity::from_handshake(ssl, &self.addr).map(|id| Arc::new(id) as Arc<dyn Any + Send + Sync>)
     }
 }
 

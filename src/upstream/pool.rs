@@ -61,13 +61,14 @@ struct PoolIdentity {
     targets: Vec<(String, SocketAddr, usize)>,
     balance: Balance,
     health_check: Option<HealthCheckConfig>,
-    /// Health checks speak the targets' protocol and TLS.
+    /// Health checks speak the targets' protocol and TLS, with the files' contents as read.
     protocol: crate::config::UpstreamProtocol,
     tls: Option<crate::config::UpstreamTls>,
+    tls_files: String,
 }
 
 impl PoolIdentity {
-    fn of(cfg: &UpstreamConfig) -> PoolIdentity {
+    fn of(cfg: &UpstreamConfig, transport: &Transport) -> PoolIdentity {
         PoolIdentity {
             name: cfg.name.value.clone(),
             targets: cfg
@@ -79,6 +80,7 @@ impl PoolIdentity {
             health_check: cfg.health_check.clone(),
             protocol: cfg.protocol,
             tls: cfg.tls.clone(),
+            tls_files: transport.files_sha256.clone(),
         }
     }
 }
@@ -127,8 +129,8 @@ impl Pool {
     /// Build the pool for `cfg`, keeping `previous`'s targets (health, statistics) when it
     /// names the same targets with the same balancing and health check.
     pub fn build(cfg: &UpstreamConfig, previous: Option<&Pool>) -> Result<Pool, String> {
-        let identity = PoolIdentity::of(cfg);
         let transport = Transport::build(cfg)?;
+        let identity = PoolIdentity::of(cfg, &transport);
         let members = match previous.filter(|p| p.members.identity == identity) {
             Some(kept) => Arc::clone(&kept.members),
             None => Arc::new(Members::build(

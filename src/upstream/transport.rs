@@ -20,6 +20,9 @@ const H2_STREAMS: usize = 100;
 pub struct Transport {
     pub protocol: UpstreamProtocol,
     tls: Option<TlsClient>,
+    /// SHA-256 of the CA, certificate and key files as read: health checks built from an
+    /// older read are rebuilt when it changes (see `pool::PoolIdentity`).
+    pub files_sha256: String,
 }
 
 #[derive(Clone)]
@@ -44,6 +47,14 @@ impl Transport {
     /// file changed since fails the build, and a reload keeps the old snapshot).
     pub fn build(cfg: &UpstreamConfig) -> Result<Transport, String> {
         let context = |e: String| format!("upstream `{}`: {e}", cfg.name.value);
+        let mut files = Vec::new();
+        if let Some(t) = &cfg.tls {
+            for path in [&t.ca, &t.client_cert, &t.client_key].into_iter().flatten() {
+                files.extend(
+                    crate::config::read_bounded_bytes(std::path::Path::new(path)).unwrap_or_default(),
+                );
+            }
+        }
         let tls = match &cfg.tls {
             None => None,
             Some(t) => {
@@ -80,6 +91,7 @@ impl Transport {
         Ok(Transport {
             protocol: cfg.protocol,
             tls,
+            files_sha256: crate::auth::api_key::sha256_hex_bytes(&files),
         })
     }
 
