@@ -14,7 +14,7 @@ ensure_packages "${BUILD_PACKAGES[@]}" redis-server curl openssl python3 python3
 # Real gRPC and WebSocket servers and clients (grpcio and websockets from PyPI) in a
 # virtualenv under target/, which the tests find (tests/support/mod.rs: python()).
 if ! target/test-venv/bin/python3 -c "import grpc, websockets, h2" >/dev/null 2>&1; then
-    echo "==> installing grpcio and websockets into target/test-venv"
+    echo "==> installing grpcio, websockets and h2 into target/test-venv"
     /usr/bin/python3 -m venv target/test-venv 2>/dev/null || python3 -m venv target/test-venv
     target/test-venv/bin/python3 -m pip install -q --disable-pip-version-check "grpcio>=1.60,<2" "websockets>=12,<16" "h2>=4,<5"
 fi
