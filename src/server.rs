@@ -8,7 +8,7 @@ use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
@@ -157,5 +157,9 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
     let jwks = Arc::new(move || jwks_runtime.load().remote_jwks());
     server.add_service(background_service("jwks refresh", JwksRefresher::new(jwks)));
 
-    server.run_forever()
+    let signals = control::drain::DrainingSignals::new(Arc::clone(&runtime));
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
+    Ok(())
 }

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub certificates: Vec<ListenerCertificates>,
     /// `Strict-Transport-Security` on responses to requests that came over TLS.
     pub hsts: Option<Hsts>,
+    /// After SIGTERM: unready but serving for this long, then the graceful stop.
+    pub drain_delay: Duration,
 }
 
 /// A route's CORS policy (`cors:`), validated.

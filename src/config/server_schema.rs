@@ -37,6 +37,7 @@ pub(super) fn decode_server(
         "max_connections_per_ip",
         "ip",
         "hsts",
+        "drain_delay",
     ];
     let f = Fields::new(node, path, FIELDS, p)?;
     let ip = super::ip_schema::decode_ip_rules(&f, FIELDS, p);
@@ -90,6 +91,7 @@ pub(super) fn decode_server(
     Some(ServerConfig {
         certificates,
         hsts: hsts?,
+        drain_delay: f.or("drain_delay", Duration::ZERO, p),
         process: ProcessSettings {
             listen,
             threads,

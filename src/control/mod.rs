@@ -2,6 +2,7 @@
 //! process takes over the listeners). They find the running process through the pid file of
 //! the configuration they are given, and learn what it really uses from its process record.
 
+pub mod drain;
 mod pid;
 pub mod record;
 mod reload;

@@ -223,6 +223,10 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.start = Instant::now();
         ctx.request_id = forwarding::request_id(session.req_header());
+        if self.runtime.is_draining() {
+            // Shutting down: this connection's client should open its next one elsewhere.
+            session.set_keepalive(None);
+        }
         // IPv4 clients of a dual-stack listener arrive as `::ffff:a.b.c.d`: one client, one
         // address, everywhere (forwarding headers, rate-limit keys, logs).
         ctx.client.ip = session

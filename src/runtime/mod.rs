@@ -35,6 +35,8 @@ pub struct RequestSettings {
     pub client_headers: ClientHeaderRules,
     /// `Strict-Transport-Security` for responses to requests over TLS.
     pub hsts: Option<http::HeaderValue>,
+    /// After SIGTERM, how long the gateway keeps serving (unready) before it stops accepting.
+    pub drain_delay: std::time::Duration,
     /// Where `https_redirect` sends clients: the first TLS listener's port, else 443 (TLS
     /// terminated in front of the gateway).
     pub https_port: u16,
@@ -198,6 +200,7 @@ impl Snapshot {
                 ip: config.server.ip.clone(),
                 access_log: config.server.access_log,
                 client_headers,
+                drain_delay: config.server.drain_delay,
                 hsts: config
                     .server
                     .hsts
@@ -343,6 +346,8 @@ pub struct Runtime {
     /// Set once the first snapshot became ready; a reload never makes the process unready
     /// (pools added by a reload are health-checked, but do not pull the instance out).
     ready: AtomicBool,
+    /// Set at SIGTERM: unready, and keep-alive connections are closed after their request.
+    draining: AtomicBool,
 }
 
 impl Runtime {
@@ -351,12 +356,22 @@ impl Runtime {
         Runtime {
             current: ArcSwap::from_pointee(snapshot),
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }
     }
 
     /// The snapshot a request keeps for its whole life.
     pub fn load(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// From now on `/readyz` fails and connections are not kept alive (SIGTERM's drain).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Replace the snapshot atomically; in-flight requests keep the one they loaded.
@@ -367,6 +382,9 @@ impl Runtime {
 
     /// `Err(reason)` until the first snapshot's pools finished their first health round.
     pub fn readiness(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err("draining: shutting down".into());
+        }
         if self.ready.load(Ordering::Acquire) {
             return Ok(());
         }
