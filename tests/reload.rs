@@ -358,7 +358,13 @@ fn editing_retries_or_timeouts_keeps_pool_health() {
         ) == 0.0)
             .then_some(())
     });
-    assert_eq!(gw.get("/x").status, 503);
+    // Selection reads the health state a moment after the gauge (both follow the check):
+    // wait until a request is refused for it.
+    wait_for(
+        "requests refused for the unhealthy target",
+        Duration::from_secs(10),
+        || (gw.get("/x").status == 503).then_some(()),
+    );
     let two = format!(
         "upstreams:\n  down:\n    targets: [\"{dead}\"]\n    retries: 3\n    connect_timeout: 2s\n    read_timeout: 9s\n{checks}routes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: down }}\n"
     );
