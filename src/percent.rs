@@ -44,7 +44,9 @@ pub fn decode_str(s: &str) -> Option<String> {
 /// upstream still understands.
 ///
 /// PHP also reads `.`, ` `, `+` and `[` in a name as `_` (`api.key` is `$_GET['api_key']`), so
-/// those compare equal to `_` too.
+/// those compare equal to `_` too. A name with a bracketed suffix (`api_key[]`, `api_key[x]`,
+/// `api_key%5B%5D`) is an array or map under `api_key` to PHP, Rails and Node's `qs`: it names
+/// `api_key` as well.
 pub fn names_param(raw_name: &str, param: &str) -> bool {
     let php = |c: char| {
         if matches!(c, '.' | ' ' | '+' | '[') {
@@ -53,7 +55,18 @@ pub fn names_param(raw_name: &str, param: &str) -> bool {
             c.to_ascii_lowercase()
         }
     };
-    let same = |name: &str| name.len() == param.len() && name.chars().map(php).eq(param.chars().map(php));
+    // Both sides the same way, so a configured name with brackets still names itself.
+    let base = |name: &str| -> usize {
+        match name.split_once('[') {
+            Some((base, rest)) if rest.contains(']') => base.len(),
+            _ => name.len(),
+        }
+    };
+    let param = &param[..base(param)];
+    let same = |name: &str| {
+        let name = &name[..base(name)];
+        name.len() == param.len() && name.chars().map(php).eq(param.chars().map(php))
+    };
     // Without an escape the raw name is the name: no decoding, no allocation.
     if !raw_name.contains('%') {
         return same(raw_name);
@@ -115,8 +128,21 @@ mod tests {
 
     #[test]
     fn parameter_names_compare_decoded_without_case() {
-        for spelling in ["api_key", "API_KEY", "api%5Fkey", "Api%5fKey", "%61pi_key"] {
+        for spelling in [
+            "api_key",
+            "API_KEY",
+            "api%5Fkey",
+            "Api%5fKey",
+            "%61pi_key",
+            "api_key[]",
+            "api_key%5B%5D",
+            "api_key[x]",
+            "API.KEY[0]",
+        ] {
             assert!(names_param(spelling, "api_key"), "{spelling}");
+        }
+        for other in ["api_keys", "api_key]", "api[key]x", "xapi_key[]"] {
+            assert!(!names_param(other, "api_key"), "{other}");
         }
         assert!(!names_param("api-key", "api_key"));
         for php in ["api.key", "api+key", "api%20key", "api[key"] {

@@ -85,6 +85,9 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
     // An HTTP/2 connection with no stream open is closed after the time an HTTP/1.1 one gets
     // to send its next request head (as configured at start: Pingora takes it once).
     options.h2_idle_timeout = Some(config.server.limits.header_read_timeout);
+    // `CONNECT` reaches the pipeline, which refuses every one of them with the gateway's own
+    // 405 (`request_checks::refuse_connect`); Pingora's refusal names the framework.
+    options.allow_connect_method_proxying = true;
     proxy.server_options = Some(options);
     let proxy = Arc::new(proxy);
     // One gate: the connection caps count every proxy listener together.

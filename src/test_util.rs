@@ -33,6 +33,7 @@ pub fn route(
             .collect(),
         target: crate::route::Target::Upstream(0),
         strip_prefix: None,
+        rewrite: None,
         request_headers: Default::default(),
         response_headers: Default::default(),
         timeout: None,

@@ -391,7 +391,53 @@ fn template_values_never_change_a_parts_path_or_headers() {
         assert_eq!(r.status, 502, "{tenant:?}: {}", r.text());
         assert_eq!(body_json(&r)["errors"]["p"]["reason"], "missing_value");
     }
+    // The same from the client's own query: an escape decoding to CR, LF or NUL is refused
+    // (400) before any part is built.
+    for q in ["a%0D%0AX-Injected:%201", "%0A", "a%00b"] {
+        let r = request(
+            gw.addr(),
+            "GET",
+            "api",
+            &format!("/t/x?q={q}"),
+            &[
+                ("Authorization", &format!("Bearer {}", alice("t"))),
+                ("X-Id", "1"),
+            ],
+            b"",
+        );
+        assert_eq!(r.status, 400, "{q}: {}", r.text());
+    }
     assert_eq!(up.count(), 0, "{:?}", up.requests());
+}
+
+/// Authorization and rate limiting run once, before the fan-out: a refused request sends no
+/// part, and one admitted request counts once against the limit however many parts it has.
+#[test]
+fn authorization_and_rate_limits_run_once_before_the_fan_out() {
+    let up = Upstream::start("svc");
+    let gw = start_with_jwt(&format!(
+        "{}{JWT_AUTH}rate_limits:\n  per-consumer:\n    key: consumer\n    limits: [{{ requests: 2, per: 1m }}]\nroutes:\n  - name: t\n    match: {{ path: /t }}\n    auth: [employees]\n    require: {{ claims: {{ tenant: acme }} }}\n    rate_limit: [per-consumer]\n    aggregate:\n      parts:\n        - {{ name: a, upstream: svc, path: /a }}\n        - {{ name: b, upstream: svc, path: /b }}\n",
+        upstreams(&[("svc", &up)])
+    ));
+    let get = |tenant: &str| {
+        request(
+            gw.addr(),
+            "GET",
+            "api",
+            "/t",
+            &[("Authorization", &format!("Bearer {}", alice(tenant)))],
+            b"",
+        )
+    };
+    assert_eq!(get("other").status, 403);
+    assert_eq!(up.count(), 0, "a refused request sends no part");
+    assert_eq!(get("acme").status, 200);
+    assert_eq!(get("acme").status, 200);
+    assert_eq!(up.count(), 4, "two parts per request");
+    let r = get("acme");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(up.count(), 4, "a limited request sends no part");
 }
 
 #[test]
@@ -672,7 +718,7 @@ fn check_reports_every_aggregation_mistake_at_once() {
     );
     // What can be checked once the block itself is sound.
     let out = check(
-        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nroutes:\n  - name: r\n    match: { path: /r, methods: [GET, DELETE] }\n    aggregate:\n      parts:\n        - { name: x, upstream: a, path: /x }\n        - { name: y, upstream: b, path: \"/y/{x.id}\", after: [x] }\n",
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nroutes:\n  - name: r\n    match: { path: /r, methods: [GET, DELETE] }\n    aggregate:\n      parts:\n        - { name: x, upstream: a, path: /x }\n        - { name: y, upstream: b, path: \"/y/{x.id}\", after: x }\n",
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
     for want in [
@@ -681,6 +727,15 @@ fn check_reports_every_aggregation_mistake_at_once() {
     ] {
         assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
     }
+    // A key collision it can prove: both parts nested under `x`.
+    let out = check(
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nroutes:\n  - name: r\n    match: { path: /r }\n    aggregate:\n      parts:\n        - { name: x, upstream: a, path: /x }\n        - { name: z, upstream: a, path: /z, into: x }\n",
+    );
+    assert!(
+        out.stderr.contains("routes[0].aggregate.parts[1]: parts `x` and `z` are both nested under `x`: with `merge: shallow` and `on_conflict: error` every answer where both succeed would be a 502"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

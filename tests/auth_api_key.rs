@@ -347,7 +347,17 @@ fn other_spellings_of_managed_headers_never_reach_the_upstream() {
 #[test]
 fn query_keys_in_other_spellings_are_read_and_stripped() {
     let s = setup();
-    for spelling in ["API_KEY", "api%5Fkey", "Api_Key", "api.key", "api+key"] {
+    let spellings = [
+        "API_KEY",
+        "api%5Fkey",
+        "Api_Key",
+        "api.key",
+        "api+key",
+        "api_key[]",
+        "api_key%5B%5D",
+        "api_key[0]",
+    ];
+    for spelling in spellings {
         let r = request(
             s.gw.addr(),
             "GET",
@@ -365,5 +375,7 @@ fn query_keys_in_other_spellings_are_read_and_stripped() {
     assert_401(&s.gw.get(&twice), "two spellings of the key");
     let hidden = format!("/private/x?a=1;api_key={GOOD}");
     assert_401(&s.gw.get(&hidden), "a key behind a `;` separator");
-    assert_eq!(s.up.count(), 5);
+    let array = format!("/private/x?api_key={GOOD}&api_key[]=stolen");
+    assert_401(&s.gw.get(&array), "an array spelling beside the key");
+    assert_eq!(s.up.count(), spellings.len());
 }

@@ -173,6 +173,19 @@ fn malformed_http2_requests_are_refused_before_the_upstream() {
     for (case, r) in cases.iter().zip(&results) {
         assert!(refused(r), "{case}: {r}");
     }
+    // CONNECT asks for a tunnel: the gateway's own 405, never Pingora's (`Server: Pingora`).
+    let connect = json!({"headers": [[":method", "CONNECT"], [":authority", "localhost:443"]]});
+    let r = &send(&s.h2c, &[connect])[0];
+    assert_eq!(r["status"], 405, "{r}");
+    assert!(r["headers"].get("server").is_none(), "{r}");
+    assert_eq!(r["headers"]["content-type"], "application/problem+json", "{r}");
+    assert!(
+        r["body"]
+            .as_str()
+            .unwrap_or("")
+            .contains("CONNECT method is not supported"),
+        "{r}"
+    );
     // A mismatched body may have been started upstream before it ended, but never whole.
     for seen in s.public.requests() {
         assert!(

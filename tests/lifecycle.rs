@@ -352,6 +352,101 @@ fn a_pid_file_naming_another_program_is_never_signalled() {
     let _ = sleeper.wait();
 }
 
+/// `reload` without an admin listener signals the process (SIGHUP) after checking, from its
+/// process record, that it runs on the named file and which settings it cannot apply; without
+/// a record it refuses rather than reload a file it cannot name; it never signals a gateway
+/// of another user.
+#[test]
+fn reload_by_signal_checks_the_file_the_settings_and_the_owner() {
+    let up = Upstream::start("app");
+    let gw = Daemon::start(&body(&up, 0));
+    let admin_line = format!("  admin: \"{}\"\n", gw.admin);
+    let reload = |config: &std::path::Path| {
+        Command::new(BIN)
+            .args(["reload", "-c"])
+            .arg(config)
+            .output()
+            .expect("run reload")
+    };
+    // Without `admin` in the file, the CLI reloads by signal.
+    let without_admin = |generation: u32, listen: Option<u16>| {
+        let mut server = gw.server.replace(&admin_line, "");
+        if let Some(port) = listen {
+            server = server.replace(
+                &format!("127.0.0.1:{}", gw.addr.port()),
+                &format!("127.0.0.1:{port}"),
+            );
+        }
+        format!("{server}{}", body(&up, generation))
+    };
+    let other = gw.dir.path().join("other.yaml");
+    std::fs::write(&other, without_admin(1, None)).expect("write other");
+    let out = reload(&other);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not ") && stderr.contains("other.yaml"),
+        "{stderr}"
+    );
+    assert_eq!(get(gw.addr, "localhost", "/x").header("x-generation"), Some("0"));
+
+    std::fs::write(gw.config(), without_admin(2, Some(free_port()))).expect("write config");
+    let out = reload(&gw.config());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a listen change cannot be applied live: {stderr}"
+    );
+    assert!(
+        stderr.contains("listen") && stderr.contains("portcullis upgrade"),
+        "{stderr}"
+    );
+    wait_for("the signal reloaded the rest", Duration::from_secs(10), || {
+        (get(gw.addr, "localhost", "/x").header("x-generation") == Some("2")).then_some(())
+    });
+
+    // Another user may not signal this gateway, even through a file it may read.
+    let shared = tempfile::tempdir().expect("tempdir");
+    let readable = shared.path().join("portcullis.yaml");
+    std::fs::write(&readable, std::fs::read_to_string(gw.config()).expect("read")).expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(gw.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let pid_file = gw.dir.path().join("portcullis.pid");
+    std::fs::set_permissions(&pid_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    if let Ok(setpriv) = which("setpriv") {
+        let out = Command::new(setpriv)
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                BIN,
+                "reload",
+                "-c",
+            ])
+            .arg(&readable)
+            .output()
+            .expect("run setpriv");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("belongs to user id 0, not to you"), "{stderr}");
+    }
+
+    let record = gw.dir.path().join("portcullis.pid.json");
+    std::fs::remove_file(&record).expect("remove the record");
+    std::fs::write(gw.config(), without_admin(3, None)).expect("write config");
+    let out = reload(&gw.config());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no process record") && stderr.contains("was not signalled"),
+        "{stderr}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get(gw.addr, "localhost", "/x").header("x-generation"), Some("2"));
+}
+
 /// A daemon started with a relative `-c` runs in `/`, where that path means nothing: it could
 /// not reload. The path is made absolute at start.
 #[test]

@@ -54,6 +54,15 @@ fn a_stalled_upstream_sheds_the_request_beyond_its_slots() {
         gw.metric("portcullis_upstream_inflight", &[("upstream", "app")]),
         8.0
     );
+    // The breaker's state: every slot taken.
+    assert_eq!(
+        gw.metric("portcullis_upstream_max_requests", &[("upstream", "app")]),
+        8.0
+    );
+    assert_eq!(
+        gw.metric("portcullis_upstream_circuit_open", &[("upstream", "app")]),
+        1.0
+    );
     for h in holders {
         assert_eq!(h.join().expect("holder"), 200);
     }
@@ -64,6 +73,10 @@ fn a_stalled_upstream_sheds_the_request_beyond_its_slots() {
     wait_for("every slot released", Duration::from_secs(10), || {
         (gw.metric("portcullis_upstream_inflight", &[("upstream", "app")]) == 0.0).then_some(())
     });
+    assert_eq!(
+        gw.metric("portcullis_upstream_circuit_open", &[("upstream", "app")]),
+        0.0
+    );
 }
 
 #[test]

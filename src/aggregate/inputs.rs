@@ -21,6 +21,8 @@ pub struct Inputs<'a> {
     pub identity: Option<&'a Identity>,
     /// The canonical request path.
     pub path: &'a str,
+    /// The route's path template, whose captures `{path.NAME}` reads.
+    pub template: Option<&'a crate::routing::template::PathTemplate>,
     /// The query as it would go upstream (credentials already removed).
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
@@ -42,6 +44,10 @@ impl<'a> Inputs<'a> {
                 .map(|(_, value)| Cow::Borrowed(value.as_str())),
             Var::Path(n) => {
                 let segment = self.path.split('/').filter(|s| !s.is_empty()).nth(n - 1)?;
+                percent::decode_str(segment).map(Cow::Owned)
+            }
+            Var::Capture(name) => {
+                let segment = self.template?.capture(self.path, name)?;
                 percent::decode_str(segment).map(Cow::Owned)
             }
             Var::Query(name) => {
@@ -99,6 +105,7 @@ mod tests {
         let inputs = Inputs {
             identity: None,
             path: "/profile/a%2Fb/x",
+            template: None,
             query: Some("limit=5&lim%69t=6&x=%2e%2e"),
             headers: &headers,
             refused_headers: &[http::header::AUTHORIZATION],

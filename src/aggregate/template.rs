@@ -21,6 +21,8 @@ pub enum Var {
     Claim(String),
     /// The N-th segment of the normalized request path (1-based).
     Path(usize),
+    /// A value the route's path template captured (`{path.id}` for `/users/{id}`).
+    Capture(String),
     /// A query parameter of the request (decoded).
     Query(String),
     /// A request header (lower case).
@@ -35,6 +37,7 @@ impl fmt::Display for Var {
             Var::Consumer => write!(f, "{{consumer}}"),
             Var::Claim(c) => write!(f, "{{claim.{c}}}"),
             Var::Path(n) => write!(f, "{{path.{n}}}"),
+            Var::Capture(name) => write!(f, "{{path.{name}}}"),
             Var::Query(q) => write!(f, "{{query.{q}}}"),
             Var::Header(h) => write!(f, "{{header.{h}}}"),
             Var::Part { part, field } => write!(f, "{{{part}.{field}}}"),
@@ -260,7 +263,13 @@ fn var(name: &str, part_names: &[&str]) -> Result<Var, String> {
         }
         "path" => match rest.parse::<usize>() {
             Ok(n) if n >= 1 => Ok(Var::Path(n)),
-            _ => Err(format!("`{{path.{rest}}}`: segments count from 1")),
+            Ok(_) => Err(format!("`{{path.{rest}}}`: segments count from 1")),
+            Err(_) if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') => {
+                Ok(Var::Capture(rest.to_string()))
+            }
+            Err(_) => Err(format!(
+                "`{{path.{rest}}}`: a segment number (from 1) or a capture of the route's path"
+            )),
         },
         part if part_names.contains(&part) => {
             let field = JsonPath::parse(rest)?;

@@ -220,7 +220,11 @@ fn decode_part(node: &Node, path: &str, has_auth: bool, p: &mut Problems) -> Opt
         check_name(n, &f.path_of("name"), p);
     }
     let upstream: Option<Spanned<String>> = f.req("upstream", p);
-    let after: Vec<Spanned<String>> = f.or("after", Vec::new(), p);
+    // `after: user` or `after: [user, orders]`.
+    let after: Vec<Spanned<String>> = match f.node("after") {
+        Some(Node::Scalar { .. }) => f.opt::<Spanned<String>>("after", p).into_iter().collect(),
+        _ => f.or("after", Vec::new(), p),
+    };
     let after_names: Vec<&str> = after.iter().map(|a| a.value.as_str()).collect();
     let mut ok = true;
     let template_path: Option<Spanned<String>> = f.req("path", p);

@@ -527,16 +527,58 @@ impl Default for OutlierConfig {
     }
 }
 
+/// `(template, prefix, text or shape)`: see [`PathMatch::slot_key`].
+pub type SlotKey<'a> = (bool, bool, &'a str);
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PathMatch {
     Exact(String),
     Prefix(String),
+    /// A `path` or `path_prefix` with captures or wildcards (`/users/{id}`, `/files/*/raw`).
+    Template(std::sync::Arc<crate::routing::template::PathTemplate>),
 }
 
 impl PathMatch {
     pub fn text(&self) -> &str {
         match self {
             PathMatch::Exact(p) | PathMatch::Prefix(p) => p,
+            PathMatch::Template(t) => t.text(),
+        }
+    }
+
+    /// The template, on a route whose path has captures or wildcards.
+    pub fn template(&self) -> Option<&crate::routing::template::PathTemplate> {
+        match self {
+            PathMatch::Template(t) => Some(t),
+            PathMatch::Exact(_) | PathMatch::Prefix(_) => None,
+        }
+    }
+
+    /// Whether the path also covers the paths below it (`path_prefix`).
+    pub fn is_prefix(&self) -> bool {
+        match self {
+            PathMatch::Exact(_) => false,
+            PathMatch::Prefix(_) => true,
+            PathMatch::Template(t) => t.is_prefix(),
+        }
+    }
+
+    /// What makes two paths one (a template by its shape: `/users/{id}` is `/users/{uid}`),
+    /// as a map key without the template's compiled constraints.
+    pub fn slot_key(&self) -> SlotKey<'_> {
+        match self {
+            PathMatch::Exact(p) => (false, false, p),
+            PathMatch::Prefix(p) => (false, true, p),
+            PathMatch::Template(t) => (true, t.is_prefix(), t.shape()),
+        }
+    }
+
+    /// The YAML field the path came from, for messages.
+    pub fn field(&self) -> &'static str {
+        if self.is_prefix() {
+            "path_prefix"
+        } else {
+            "path"
         }
     }
 }
@@ -568,6 +610,8 @@ pub struct RouteConfig {
     pub upstream: Option<Spanned<String>>,
     pub versions: Option<VersionsConfig>,
     pub strip_prefix: Option<Spanned<String>>,
+    /// The upstream path as a template of the route path's captures (`rewrite:`).
+    pub rewrite: Option<crate::routing::template::Rewrite>,
     pub request_headers: HeaderRulesConfig,
     pub response_headers: HeaderRulesConfig,
     pub timeout: Option<Duration>,

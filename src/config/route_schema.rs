@@ -17,6 +17,7 @@ use super::values::{
 use super::versions_schema::decode_versions;
 use super::yaml::Node;
 use crate::routing::normalize::normalize_target;
+use crate::routing::template::{is_template, PathTemplate, Rewrite};
 
 const ROUTE_FIELDS: &[&str] = &[
     "name",
@@ -40,6 +41,7 @@ const ROUTE_FIELDS: &[&str] = &[
     "ip",
     "cors",
     "https_redirect",
+    "rewrite",
 ];
 
 pub(super) fn decode_route(
@@ -94,10 +96,10 @@ pub(super) fn decode_route(
         ),
         _ => {}
     }
-    let strip_prefix: Option<Spanned<String>> = f.opt("strip_prefix", p);
-    if let Some(s) = &strip_prefix {
-        canonical_path(s, &f.path_of("strip_prefix"), p);
-    }
+    let strip_prefix: Option<Spanned<String>> = f
+        .opt("strip_prefix", p)
+        .filter(|s| canonical_path(s, &f.path_of("strip_prefix"), p));
+    let rewrite = decode_rewrite(&f, matcher.as_ref(), p);
     let request_headers = rules(&f, "request_headers", p);
     let response_headers = rules(&f, "response_headers", p);
     let transform = match f.node("transform") {
@@ -128,6 +130,7 @@ pub(super) fn decode_route(
         upstream,
         versions: versions?,
         strip_prefix,
+        rewrite,
         request_headers: request_headers?,
         response_headers: response_headers?,
         timeout,
@@ -189,6 +192,7 @@ fn check_aggregate_route(
         ("upstream", "an aggregated route's parts name their upstreams"),
         ("versions", "an aggregated route's parts name their upstreams"),
         ("strip_prefix", "each part's `path` says what it requests"),
+        ("rewrite", "each part's `path` says what it requests"),
         ("websocket", "an aggregated answer cannot be a WebSocket"),
     ] {
         if f.has(key) {
@@ -209,6 +213,31 @@ fn check_aggregate_route(
     let (Some(aggregate), Some(matcher)) = (aggregate, matcher) else {
         return;
     };
+    let captured: Vec<&str> = matcher
+        .path
+        .template()
+        .map(|t| t.names().collect())
+        .unwrap_or_default();
+    for (i, part) in aggregate.parts.iter().enumerate() {
+        for var in part.path.vars() {
+            if let crate::aggregate::template::Var::Capture(name) = var {
+                if !captured.contains(&name.as_str()) {
+                    p.add(
+                        part.name.pos,
+                        &f.path_of(&format!("aggregate.parts[{i}].path")),
+                        format!(
+                            "`{{path.{name}}}`: the route's path captures {}",
+                            if captured.is_empty() {
+                                "nothing (write `{name}` in `match.path` or `match.path_prefix`)".to_string()
+                            } else {
+                                captured.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+    }
     for m in &matcher.methods {
         let served = m == "GET" || m == "HEAD" || aggregate.allow_methods.iter().any(|a| a.as_str() == m);
         if !served {
@@ -246,15 +275,107 @@ fn decode_pass_headers(f: &Fields<'_>, p: &mut Problems) -> Option<Vec<HeaderNam
 
 /// A route path must already be in the canonical form request paths are normalized to,
 /// otherwise it could never match (or would match something else than it says).
+/// A route's `path` or `path_prefix`: literal (canonical), or a template whose literal segments
+/// are canonical.
+fn route_path(s: Spanned<String>, path: &str, prefix: bool, p: &mut Problems) -> Option<PathMatch> {
+    if !is_template(&s.value) {
+        let ok = canonical_path(&s, path, p);
+        return ok.then(|| {
+            if prefix {
+                PathMatch::Prefix(s.value)
+            } else {
+                PathMatch::Exact(s.value)
+            }
+        });
+    }
+    let template = match PathTemplate::parse(&s.value, prefix) {
+        Ok(t) => t,
+        Err(e) => {
+            p.add(s.pos, path, format!("path template `{}`: {e}", s.value));
+            return None;
+        }
+    };
+    let mut ok = true;
+    let count = template.literals().count();
+    for (i, (last, seg)) in template.literals().enumerate() {
+        let problem = if seg.is_empty() && !(last && i + 1 == count) {
+            Some("an empty segment (requests are normalized: `//` becomes `/`)".to_string())
+        } else if seg == "." || seg == ".." {
+            Some(format!(
+                "segment `{seg}` (requests are normalized: dot segments are resolved)"
+            ))
+        } else if let Some(syntax) = pattern_syntax(seg) {
+            Some(format!("segment `{seg}` uses {syntax}; captures are `{{name}}` or `{{name:regex}}`, a wildcard is `*`"))
+        } else if seg.contains(';') {
+            Some(format!("segment `{seg}` contains `;` (refused in requests)"))
+        } else {
+            let one = format!("/{seg}");
+            match normalize_target(one.as_bytes(), 8192) {
+                Ok(n) if n.path == one && n.query.is_none() => None,
+                Ok(n) if n.query.is_none() => Some(format!(
+                    "segment `{seg}` is not canonical; write `{}`",
+                    &n.path[1..]
+                )),
+                Ok(_) => Some("a query".to_string()),
+                Err(e) => Some(format!("segment `{seg}` is invalid: {e}")),
+            }
+        };
+        if let Some(problem) = problem {
+            p.add(
+                s.pos,
+                path,
+                format!("path template `{}` can never match: {problem}", s.value),
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| PathMatch::Template(std::sync::Arc::new(template)))
+}
+
+/// `rewrite`: the upstream path, as a template of the route path's captures.
+fn decode_rewrite(f: &Fields<'_>, matcher: Option<&MatchConfig>, p: &mut Problems) -> Option<Rewrite> {
+    let rewrite: Spanned<String> = f.opt("rewrite", p)?;
+    let at = f.path_of("rewrite");
+    if f.has("strip_prefix") {
+        p.add(
+            rewrite.pos,
+            &at,
+            "give either `rewrite` or `strip_prefix`, not both (a rewrite replaces the matched path)",
+        );
+        return None;
+    }
+    let matcher = matcher?;
+    match Rewrite::parse(&rewrite.value, matcher.path.template()) {
+        Err(e) => p.add(rewrite.pos, &at, format!("rewrite `{}`: {e}", rewrite.value)),
+        Ok(rw) => {
+            let sample = rw.sample();
+            let canonical = matches!(normalize_target(sample.as_bytes(), 8192), Ok(n) if n.path == sample && n.query.is_none());
+            if !canonical || sample.contains(';') {
+                p.add(
+                    rewrite.pos,
+                    &at,
+                    format!(
+                        "rewrite `{}` must be a canonical path without a query, `;`, empty or dot segments",
+                        rewrite.value
+                    ),
+                );
+            } else {
+                return Some(rw);
+            }
+        }
+    }
+    None
+}
+
 fn canonical_path(s: &Spanned<String>, path: &str, p: &mut Problems) -> bool {
     if let Some(syntax) = pattern_syntax(&s.value) {
         p.add(
             s.pos,
             path,
             format!(
-                "path `{}` uses pattern syntax ({syntax}), but route paths are literal: path \
-                 templates and wildcards are not supported yet, so it would match only a request \
-                 for exactly these characters; write a literal `path`, or a `path_prefix`",
+                "path `{}` uses pattern syntax ({syntax}) that would be taken literally: in a \
+                 route path write a capture as `{{name}}` or `{{name:regex}}` (a whole segment) \
+                 and any one segment as `*`; `strip_prefix` takes a literal path",
                 s.value
             ),
         );
@@ -382,10 +503,8 @@ fn decode_match(node: &Node, path: &str, p: &mut Problems) -> Option<MatchConfig
     let exact: Option<Spanned<String>> = f.opt("path", p);
     let prefix: Option<Spanned<String>> = f.opt("path_prefix", p);
     let path_match = match (exact, prefix) {
-        (Some(e), None) => canonical_path(&e, &f.path_of("path"), p).then_some(PathMatch::Exact(e.value)),
-        (None, Some(pre)) => {
-            canonical_path(&pre, &f.path_of("path_prefix"), p).then_some(PathMatch::Prefix(pre.value))
-        }
+        (Some(e), None) => route_path(e, &f.path_of("path"), false, p),
+        (None, Some(pre)) => route_path(pre, &f.path_of("path_prefix"), true, p),
         (Some(_), Some(_)) => {
             p.add(
                 f.pos(),

@@ -223,3 +223,16 @@ pub(super) fn socket_addr(s: &Spanned<String>, path: &str, p: &mut Problems) -> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The pid file and upgrade socket live under `/run/portcullis` (created by systemd's
+    /// `RuntimeDirectory`, writable only by the service), not in a world-writable `/tmp`.
+    #[test]
+    fn the_pid_file_and_upgrade_socket_default_to_run_portcullis() {
+        let config = crate::config::load_str("server:\n  listen: [\"127.0.0.1:8080\"]\n", "t.yaml")
+            .unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(config.server.process.pid_file, "/run/portcullis/portcullis.pid");
+        assert_eq!(config.server.process.upgrade_sock, "/run/portcullis/upgrade.sock");
+    }
+}

@@ -65,6 +65,7 @@ fn check_part_identity_headers(routes: &[Option<RouteConfig>], auth: &[AuthConfi
 fn check_path_version_collisions(routes: &[Option<RouteConfig>], p: &mut Problems) {
     let mut exact: HashMap<&str, &RouteConfig> = HashMap::new();
     let mut prefix: HashMap<&str, &RouteConfig> = HashMap::new();
+    let mut templates: Vec<(&crate::routing::template::PathTemplate, &RouteConfig)> = Vec::new();
     for r in routes.iter().flatten().filter(|r| {
         r.versions
             .as_ref()
@@ -73,6 +74,10 @@ fn check_path_version_collisions(routes: &[Option<RouteConfig>], p: &mut Problem
         let map = match &r.matcher.path {
             PathMatch::Exact(_) => &mut exact,
             PathMatch::Prefix(_) => &mut prefix,
+            PathMatch::Template(t) => {
+                templates.push((t, r));
+                continue;
+            }
         };
         map.entry(r.matcher.path.text()).or_insert(r);
     }
@@ -84,7 +89,8 @@ fn check_path_version_collisions(routes: &[Option<RouteConfig>], p: &mut Problem
         };
         let collides = exact
             .get(rest)
-            .or_else(|| segment_prefixes(rest).find_map(|pre| prefix.get(pre)));
+            .or_else(|| segment_prefixes(rest).find_map(|pre| prefix.get(pre)))
+            .or_else(|| templates.iter().find(|(t, _)| t.matches(rest)).map(|(_, r)| r));
         if let Some(v) = collides {
             p.add(
                 r.name.pos,
@@ -208,9 +214,12 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
     // Route names seen so far, and the routes of each host-and-path slot so far (only routes
     // in the same slot can shadow each other): one pass, not one per pair of routes.
     let mut first_named: HashMap<&str, &RouteConfig> = HashMap::new();
-    // Keyed by path and one host ("" for routes without hosts): a route that shadows another
-    // has the same path and covers its hosts, so it sits in the slot of the other's first host.
-    let mut slots: HashMap<(&PathMatch, &str), Vec<(usize, &RouteConfig)>> = HashMap::new();
+    // Keyed by path, one host ("" for routes without hosts) and header conditions: a route that
+    // shadows another has the same path and covers its hosts, so it sits in the slot of the
+    // other's first host; and it has the same header conditions (a subset, with at least as
+    // many conditions in all and methods covering, can only be the same set). Thousands of
+    // routes on `/` that differ by a header are then never compared with each other.
+    let mut slots: HashMap<SlotOf<'_>, Vec<(usize, &RouteConfig)>> = HashMap::new();
     for (i, r) in routes.iter().enumerate() {
         let Some(r) = r else { continue };
         let path = format!("routes[{i}]");
@@ -285,8 +294,9 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
             [] => vec![""],
             hosts => hosts.iter().map(String::as_str).collect(),
         };
+        let header_set = header_set(&r.matcher);
         let candidates = slots
-            .get(&(&r.matcher.path, hosts[0]))
+            .get(&(r.matcher.path.slot_key(), hosts[0], header_set.clone()))
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         if let Some((j, earlier)) = candidates.iter().find(|(_, a)| shadows(&a.matcher, &r.matcher)) {
@@ -300,7 +310,76 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
             );
         }
         for host in hosts {
-            slots.entry((&r.matcher.path, host)).or_default().push((i, r));
+            slots
+                .entry((r.matcher.path.slot_key(), host, header_set.clone()))
+                .or_default()
+                .push((i, r));
+        }
+    }
+    check_template_coverage(routes, p);
+}
+
+/// A route's slot for the shadowing check: path, one host, header conditions.
+type SlotOf<'a> = (super::model::SlotKey<'a>, &'a str, Vec<(&'a str, &'a [u8])>);
+
+/// A route's header conditions as a set (sorted, without repeats).
+fn header_set(m: &MatchConfig) -> Vec<(&str, &[u8])> {
+    let mut set: Vec<(&str, &[u8])> = m
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .collect();
+    set.sort_unstable();
+    set.dedup();
+    set
+}
+
+/// Templates that match exactly the same paths (`/files/*/raw` and `/files/{id}/raw`) but rank
+/// differently: the better one decides every such request, so the other can never match.
+fn check_template_coverage(routes: &[Option<RouteConfig>], p: &mut Problems) {
+    type Entry<'a> = (usize, &'a RouteConfig, &'a crate::routing::template::PathTemplate);
+    let mut groups: HashMap<(String, bool, &str), Vec<Entry<'_>>> = HashMap::new();
+    for (i, r) in routes.iter().enumerate() {
+        let Some(r) = r else { continue };
+        let Some(t) = r.matcher.path.template() else {
+            continue;
+        };
+        let hosts: Vec<&str> = match r.matcher.hosts.as_slice() {
+            [] => vec![""],
+            hosts => hosts.iter().map(String::as_str).collect(),
+        };
+        for host in hosts {
+            groups
+                .entry((t.coverage(), t.is_prefix(), host))
+                .or_default()
+                .push((i, r, t));
+        }
+    }
+    let mut reported = std::collections::HashSet::new();
+    for entries in groups.values() {
+        let Some(&(j, best, best_t)) = entries
+            .iter()
+            .max_by(|a, b| a.2.ranks().cmp(b.2.ranks()).then(b.0.cmp(&a.0)))
+        else {
+            continue;
+        };
+        for &(i, r, t) in entries {
+            if t.ranks() < best_t.ranks() && reported.insert(i) {
+                p.add(
+                    r.name.pos,
+                    &format!("routes[{i}].match"),
+                    format!(
+                        "route `{}` can never match: {} `{}` matches the same paths as {} `{}` of routes[{j}] `{}` (line {}), which takes precedence (a capture beats `*`)",
+                        r.name.value,
+                        r.matcher.path.field(),
+                        t.text(),
+                        best.matcher.path.field(),
+                        best_t.text(),
+                        best.name.value,
+                        best.name.pos.line
+                    ),
+                );
+            }
         }
     }
 }
@@ -414,10 +493,8 @@ pub fn condition_count(m: &MatchConfig) -> usize {
 /// same host and path slot, `a` accepts everything `b` accepts, and `a` has at least as many
 /// conditions (otherwise `b`, being more specific, is tried first).
 fn shadows(a: &MatchConfig, b: &MatchConfig) -> bool {
-    let same_path = match (&a.path, &b.path) {
-        (PathMatch::Exact(x), PathMatch::Exact(y)) | (PathMatch::Prefix(x), PathMatch::Prefix(y)) => x == y,
-        _ => false,
-    };
+    // Templates are equal by shape: `/users/{id}` and `/users/{uid}` are one path.
+    let same_path = a.path == b.path;
     let hosts_cover = if a.hosts.is_empty() || b.hosts.is_empty() {
         a.hosts.is_empty() && b.hosts.is_empty()
     } else {

@@ -96,17 +96,26 @@ fn reload_via_signal(path: &str, config: &Config) -> Result<Reloaded, String> {
     let pid_file = &config.server.process.pid_file;
     let pid = pid::read_pid(pid_file)?;
     pid::verify(pid, pid_file)?;
+    // Which file a SIGHUP reloads is only known from the process record: without one, a reload
+    // of another file would report success and reload the start-up file instead.
     let record = pid::effective_uid(pid)
-        .and_then(|owner| ProcessRecord::wait_for(pid, owner, pid_file, RECORD_PATIENCE));
-    if let Some(record) = &record {
-        if record.config != path {
-            return Err(wrong_file(&record.config, path));
-        }
+        .and_then(|owner| ProcessRecord::wait_for(pid, owner, pid_file, RECORD_PATIENCE))
+        .ok_or_else(|| {
+            format!(
+                "pid {pid} has no process record at {} (a gateway writes it when it starts), so \
+                 which file it reloads is unknown; pid {pid} was not signalled. Send it SIGHUP \
+                 yourself to reload the file it started with, or set `server.admin` and reload \
+                 through it",
+                super::record::path_for(pid_file).display()
+            )
+        })?;
+    if record.config != path {
+        return Err(wrong_file(&record.config, path));
     }
     pid::signal(pid, pid_file, libc::SIGHUP)?;
     let not_applied = record
-        .map(|r| r.settings.changes(&config.server.process))
-        .unwrap_or_default()
+        .settings
+        .changes(&config.server.process)
         .into_iter()
         .map(String::from)
         .collect();

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub upstream_inflight: IntGaugeVec,
     pub upstream_queued: IntGaugeVec,
     pub upstream_shed: IntCounterVec,
+    pub upstream_max_requests: IntGaugeVec,
+    pub upstream_circuit_open: IntGaugeVec,
     pub upstream_retries: IntCounterVec,
     pub upstream_retry_budget_exhausted: IntCounterVec,
     pub aggregate_part_duration: HistogramVec,
@@ -200,6 +202,16 @@ impl Metrics {
             "Requests refused with 503 because the upstream had no free slot within its queue's bounds.",
             &["upstream"],
         )?;
+        let upstream_max_requests = gauge(
+            "portcullis_upstream_max_requests",
+            "The upstream's `limits.max_requests` (in-flight / this is how close the breaker is).",
+            &["upstream"],
+        )?;
+        let upstream_circuit_open = gauge(
+            "portcullis_upstream_circuit_open",
+            "1 while every `limits.max_requests` slot is taken (requests queue, then are shed), as of the last slot taken or freed.",
+            &["upstream"],
+        )?;
         let upstream_retries = counter(
             "portcullis_upstream_retries_total",
             "Attempts made again after a failed one, by what failed (connect-failure, reset, timeout, or the status).",
@@ -243,6 +255,8 @@ impl Metrics {
             upstream_inflight,
             upstream_queued,
             upstream_shed,
+            upstream_max_requests,
+            upstream_circuit_open,
             upstream_retries,
             upstream_retry_budget_exhausted,
             aggregate_part_duration,

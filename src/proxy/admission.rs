@@ -278,9 +278,18 @@ pub fn upstream_uri(
     };
     let strip_query = route.target.versions().map_or(&[][..], |v| &v.strip_query);
     let base = rest.unwrap_or_else(|| path.to_string());
-    let stripped = match &route.strip_prefix {
-        Some(prefix) => strip_segment_prefix(&base, prefix),
-        None => base,
+    let stripped = match (&route.rewrite, &route.strip_prefix) {
+        (Some(rewrite), _) => {
+            let literal_prefix = match &route.path {
+                crate::config::PathMatch::Prefix(p) => Some(p.as_str()),
+                _ => None,
+            };
+            rewrite
+                .apply(&base, route.path.template(), literal_prefix)
+                .ok_or_else(|| Problem::new(500, "the route's rewrite does not fit the path it matched"))?
+        }
+        (None, Some(prefix)) => strip_segment_prefix(&base, prefix),
+        (None, None) => base,
     };
     let upstream_path = match segment {
         Some(segment) if stripped == "/" => segment,

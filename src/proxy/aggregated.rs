@@ -71,6 +71,7 @@ pub async fn serve(
         let inputs = Inputs {
             identity: ctx.admission.identity.as_deref(),
             path: &ctx.admission.path,
+            template: route.path.template(),
             query: ctx.admission.upstream_uri.as_ref().and_then(|u| u.query()),
             headers: &client_head.headers,
             refused_headers: &ctx.snapshot.template_refused_headers,

@@ -241,7 +241,8 @@ impl ProxyHttp for Gateway {
             .req_header()
             .headers
             .contains_key(http::header::TRANSFER_ENCODING);
-        let admitted = request_checks::check_raw_head(session.as_downstream(), has_te)
+        let admitted = request_checks::refuse_connect(session.req_header())
+            .and_then(|()| request_checks::check_raw_head(session.as_downstream(), has_te))
             .and_then(|()| request_checks::adopt_h2_authority(session.req_header_mut()))
             .and_then(|()| self.admit(session.req_header(), ctx));
         let admitted = match admitted {

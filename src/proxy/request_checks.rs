@@ -72,6 +72,17 @@ pub fn check_framing(req: &RequestHeader, limits: &RequestLimits) -> Result<(), 
 /// Checks on the request head as received, for what Pingora normalizes away before any filter
 /// runs: it drops `Content-Length` when `Transfer-Encoding` is also present (RFC 9112 lets a
 /// proxy do that; the gateway refuses instead) and strips a `#fragment` from the target.
+/// `CONNECT` asks the gateway to open a tunnel, which it never does: 405, and the connection
+/// closes (a client would send tunnel bytes next). Pingora refuses it itself unless told not
+/// to, but with `Server: Pingora` and, over HTTP/2, without the gateway's body: the server
+/// lets it through (`allow_connect_method_proxying`) so that this check answers, for both.
+pub fn refuse_connect(req: &RequestHeader) -> Result<(), Problem> {
+    if req.method == http::Method::CONNECT {
+        return Err(Problem::new(405, "the CONNECT method is not supported").closing());
+    }
+    Ok(())
+}
+
 pub fn check_raw_head(session: &ServerSession, has_transfer_encoding: bool) -> Result<(), Problem> {
     let ServerSession::H1(h1) = session else {
         return Ok(());

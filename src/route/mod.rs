@@ -55,6 +55,8 @@ pub struct Route {
     /// Where admitted requests go.
     pub target: Target,
     pub strip_prefix: Option<String>,
+    /// The upstream path built from the route path's captures (`rewrite:`).
+    pub rewrite: Option<crate::routing::template::Rewrite>,
     pub request_headers: HeaderRules,
     pub response_headers: HeaderRules,
     pub timeout: Option<Duration>,
@@ -97,6 +99,7 @@ impl Route {
             headers: cfg.matcher.headers.clone(),
             target,
             strip_prefix: cfg.strip_prefix.as_ref().map(|s| s.value.clone()),
+            rewrite: cfg.rewrite.clone(),
             request_headers: HeaderRules::compile(&cfg.request_headers),
             response_headers: HeaderRules::compile(&cfg.response_headers),
             timeout: cfg.timeout,

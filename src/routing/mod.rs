@@ -5,6 +5,7 @@ pub mod methods;
 pub mod normalize;
 pub mod precedence;
 pub mod table;
+pub mod template;
 
 pub use crate::route::Route;
 pub use table::{RouteMatch, RouteTable};

@@ -5,46 +5,99 @@
 //! the enclosing routes never see them; an operator who meant the opposite should learn it
 //! from `check`, not from an incident.
 
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use super::normalize::has_segment_prefix;
 use super::table::{HostGroup, RouteTable, Slot};
 use super::Route;
 
-/// One line per overlap, sorted; `auth_of` describes a route's authentication.
-pub fn auth_overlaps(table: &RouteTable, auth_of: impl Fn(&Route) -> String) -> Vec<String> {
-    let describe = |ids: &[usize]| -> (String, Vec<String>) {
-        let mut auths: Vec<String> = ids.iter().map(|&id| auth_of(&table.routes[id])).collect();
+/// What one slot's routes say, computed once per slot however many slots it encloses (a
+/// `/` with thousands of routes enclosing thousands of prefixes stays linear).
+struct Described {
+    /// The distinct authentications of the slot's routes, sorted.
+    auths: Vec<String>,
+    /// `` `name` METHODS: auth `` for each route, joined (for the report line).
+    routes: String,
+}
+
+struct Descriptions<'t, F> {
+    table: &'t RouteTable,
+    auth_of: F,
+    /// By host group (address) and slot.
+    memo: HashMap<(usize, Slot<'t>), Rc<Described>>,
+}
+
+impl<'t, F: Fn(&Route) -> String> Descriptions<'t, F> {
+    fn get(&mut self, group: &'t HostGroup, slot: Slot<'t>, ids: &[usize]) -> Rc<Described> {
+        let key = (std::ptr::from_ref(group) as usize, slot);
+        if let Some(d) = self.memo.get(&key) {
+            return Rc::clone(d);
+        }
+        let table = self.table;
+        let auth_of = &self.auth_of;
+        let per_route: Vec<(usize, String)> =
+            ids.iter().map(|&id| (id, auth_of(&table.routes[id]))).collect();
+        let mut auths: Vec<String> = per_route.iter().map(|(_, a)| a.clone()).collect();
         auths.sort();
         auths.dedup();
-        let routes: Vec<String> = ids
+        let routes = per_route
             .iter()
-            .map(|&id| {
-                let r = &table.routes[id];
+            .map(|(id, auth)| {
+                let r = &table.routes[*id];
                 let methods = if r.methods.is_any() {
                     String::new()
                 } else {
                     format!(" {}", r.methods.allow_header())
                 };
-                format!("`{}`{methods}: {}", r.name, auth_of(r))
+                format!("`{}`{methods}: {auth}", r.name)
             })
-            .collect();
-        (routes.join("; "), auths)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let d = Rc::new(Described { auths, routes });
+        self.memo.insert(key, Rc::clone(&d));
+        d
+    }
+}
+
+/// One line per overlap, sorted; `auth_of` describes a route's authentication.
+pub fn auth_overlaps(table: &RouteTable, auth_of: impl Fn(&Route) -> String) -> Vec<String> {
+    let mut described = Descriptions {
+        table,
+        auth_of,
+        memo: HashMap::new(),
     };
-    // The routes for every host, by path, to find those a host's own routes hide.
-    let mut any_host: Vec<(Slot<'_>, &[usize])> = table.any_host_group().slots().collect();
+    let any_group = table.any_host_group();
+    // The routes for every host, by path, to find those a host's own routes hide; with, for
+    // each, where the next run of a different authentication starts (to skip a run at once).
+    let mut any_host: Vec<(Slot<'_>, &[usize])> = any_group.slots().collect();
     any_host.sort_by(|(a, _), (b, _)| a.path().cmp(b.path()));
+    let any_auths: Vec<Rc<Described>> = any_host
+        .iter()
+        .map(|&(slot, ids)| described.get(any_group, slot, ids))
+        .collect();
+    let mut next_other = vec![any_host.len(); any_host.len()];
+    for i in (0..any_host.len().saturating_sub(1)).rev() {
+        next_other[i] = if any_auths[i].auths == any_auths[i + 1].auths {
+            next_other[i + 1]
+        } else {
+            i + 1
+        };
+    }
     let mut lines = Vec::new();
     for (host, group) in table.all_groups() {
         for (slot, ids) in group.slots() {
-            let enclosing = group.enclosing(slot).or_else(|| {
+            let enclosing = group.enclosing(slot).map(|(s, ids)| (group, s, ids)).or_else(|| {
                 // A host's routes also take its requests from the routes for every host.
-                host.and(covering(table.any_host_group(), slot))
+                host.and(covering(any_group, slot))
+                    .map(|(s, ids)| (any_group, s, ids))
             });
-            let Some((outer_slot, outer_ids)) = enclosing else {
+            let Some((outer_group, outer_slot, outer_ids)) = enclosing else {
                 continue;
             };
-            let (inner, inner_auth) = describe(ids);
-            let (outer, outer_auth) = describe(outer_ids);
-            if inner_auth == outer_auth {
+            let inner = described.get(group, slot, ids);
+            let outer = described.get(outer_group, outer_slot, outer_ids);
+            if inner.auths == outer.auths {
                 continue;
             }
             let on = host.map(|h| format!("host {h}, ")).unwrap_or_default();
@@ -54,14 +107,17 @@ pub fn auth_overlaps(table: &RouteTable, auth_of: impl Fn(&Route) -> String) -> 
             } else {
                 ""
             };
-            let scope = match slot {
-                Slot::Exact(_) => "every request for it",
-                Slot::Prefix(_) => "every request under it",
+            let scope = if slot.is_prefix() {
+                "every request under it"
+            } else {
+                "every request for it"
             };
             lines.push(format!(
-                "precedence: {on}{} ({inner}) decides {scope}{methods}; {} ({outer}) never sees them",
+                "precedence: {on}{} ({}) decides {scope}{methods}; {} ({}) never sees them",
                 slot.describe(),
-                outer_slot.describe()
+                inner.routes,
+                outer_slot.describe(),
+                outer.routes
             ));
         }
         // Hosts come first: a host's route takes its requests even under a longer path that
@@ -69,24 +125,25 @@ pub fn auth_overlaps(table: &RouteTable, auth_of: impl Fn(&Route) -> String) -> 
         let Some(host) = host else { continue };
         for (slot, ids) in group.slots() {
             let Slot::Prefix(prefix) = slot else { continue };
-            let (outer, outer_auth) = describe(ids);
-            let start = any_host.partition_point(|(s, _)| s.path() < prefix);
-            for (hidden, hidden_ids) in any_host[start..]
-                .iter()
-                .take_while(|(s, _)| s.path().starts_with(prefix))
-            {
-                if *hidden == slot || !has_segment_prefix(hidden.path(), prefix) {
+            let outer = described.get(group, slot, ids);
+            let mut at = any_host.partition_point(|(s, _)| s.path() < prefix);
+            while let Some((hidden, _)) = any_host.get(at).filter(|(s, _)| s.path().starts_with(prefix)) {
+                let inner = &any_auths[at];
+                if inner.auths == outer.auths {
+                    at = next_other[at];
                     continue;
                 }
-                let (inner, inner_auth) = describe(hidden_ids);
-                if inner_auth != outer_auth {
+                if *hidden != slot && has_segment_prefix(hidden.path(), prefix) {
                     lines.push(format!(
-                        "precedence: host {host}, {} ({outer}) decides every request under it for that \
-                         host, {} ({inner}) included: hosts come before paths",
+                        "precedence: host {host}, {} ({}) decides every request under it for that \
+                         host, {} ({}) included: hosts come before paths",
                         slot.describe(),
-                        hidden.describe()
+                        outer.routes,
+                        hidden.describe(),
+                        inner.routes
                     ));
                 }
+                at += 1;
             }
         }
     }

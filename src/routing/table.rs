@@ -4,8 +4,12 @@
 //! 1. host: an exact host, then wildcard hosts (longest domain first), then routes without
 //!    hosts; a less specific host group is consulted only when the more specific one has no
 //!    route for the path at all;
-//! 2. path: within that group, the exact `path`, then `path_prefix` from the longest prefix to
-//!    `/`: the first path with any route is the *deciding path*;
+//! 2. path: within that group, the path that matches the request's segments most specifically
+//!    is the *deciding path*: segment by segment from the left, a literal beats a constrained
+//!    capture beats a capture beats `*` beats nothing (a shorter prefix); then an exact `path`
+//!    beats a `path_prefix`, a longer literal prefix a shorter one, and the first declared
+//!    template an equal one (see `template.rs`). For literal paths this is simply the exact
+//!    path, then the longest prefix;
 //! 3. the routes of the deciding path compete: more conditions first (a method list counts one,
 //!    each header one), then file order; the first whose headers and method match takes it.
 //!
@@ -25,14 +29,81 @@ use http::{HeaderMap, Method};
 
 use super::host::host_matches;
 use super::methods::MethodSet;
+use super::template::{PathTemplate, LITERAL};
 use crate::config::PathMatch;
 use crate::route::Route;
 
-/// Routes of one host slot, indexed by exact path and by prefix.
+/// Routes of one host slot, indexed by exact path and by prefix; templates apart.
 #[derive(Debug, Default)]
 pub(crate) struct HostGroup {
     exact: HashMap<String, Vec<usize>>,
     prefix: HashMap<String, Vec<usize>>,
+    templates: Templates,
+}
+
+/// The template paths of a host group, in precedence order (best first), indexed by their
+/// first literal segment so a request only tries the templates that could match it.
+#[derive(Debug, Default)]
+struct Templates {
+    slots: Vec<(std::sync::Arc<PathTemplate>, Vec<usize>)>,
+    /// First literal segment -> positions in `slots`, ascending.
+    by_first: HashMap<String, Vec<usize>>,
+    /// Positions of templates that start with a capture or wildcard, ascending.
+    open: Vec<usize>,
+    /// Template -> position in `slots`.
+    positions: HashMap<std::sync::Arc<PathTemplate>, usize>,
+}
+
+impl Templates {
+    fn insert(&mut self, id: usize, template: &std::sync::Arc<PathTemplate>) {
+        match self.positions.get(template) {
+            Some(&at) => self.slots[at].1.push(id),
+            None => {
+                self.positions.insert(template.clone(), self.slots.len());
+                self.slots.push((template.clone(), vec![id]));
+            }
+        }
+    }
+
+    fn get(&self, template: &PathTemplate) -> Option<&[usize]> {
+        let at = *self.positions.get(template)?;
+        self.slots.get(at).map(|(_, ids)| ids.as_slice())
+    }
+
+    /// Order the slots by precedence and build the index (after every insert).
+    fn finish(&mut self) {
+        self.slots.sort_by(|(a, a_ids), (b, b_ids)| {
+            b.ranks()
+                .cmp(a.ranks())
+                .then(a.is_prefix().cmp(&b.is_prefix()))
+                .then(a_ids.iter().min().cmp(&b_ids.iter().min()))
+        });
+        self.positions.clear();
+        for (at, (t, _)) in self.slots.iter().enumerate() {
+            self.positions.insert(t.clone(), at);
+            match t.first_literal() {
+                Some(first) => self.by_first.entry(first.to_string()).or_default().push(at),
+                None => self.open.push(at),
+            }
+        }
+    }
+
+    /// The best template slot matching `path`.
+    fn best(&self, path: &str) -> Option<&(std::sync::Arc<PathTemplate>, Vec<usize>)> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        let indexed = self.by_first.get(first).map(Vec::as_slice).unwrap_or(&[]);
+        let matching = |at: &&usize| self.slots[**at].0.matches(path);
+        let a = indexed.iter().find(matching);
+        let b = self.open.iter().find(matching);
+        let at = match (a, b) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        self.slots.get(*at)
+    }
 }
 
 impl HostGroup {
@@ -40,32 +111,49 @@ impl HostGroup {
         let slot = match path {
             PathMatch::Exact(p) => self.exact.entry(p.clone()).or_default(),
             PathMatch::Prefix(p) => self.prefix.entry(p.clone()).or_default(),
+            PathMatch::Template(t) => return self.templates.insert(id, t),
         };
         slot.push(id);
     }
 
     fn sort(&mut self, routes: &[Route]) {
-        for ids in self.exact.values_mut().chain(self.prefix.values_mut()) {
+        let templates = self.templates.slots.iter_mut().map(|(_, ids)| ids);
+        for ids in self
+            .exact
+            .values_mut()
+            .chain(self.prefix.values_mut())
+            .chain(templates)
+        {
             ids.sort_by_key(|&id| (std::cmp::Reverse(routes[id].conditions()), id));
         }
+        self.templates.finish();
     }
 
-    /// The deciding path of this group for `path`: the exact path, else the longest prefix
-    /// that has routes, with those routes in precedence order.
+    /// The deciding path of this group for `path` (see the module docs), with its routes in
+    /// precedence order.
     fn deciding<'a>(&'a self, path: &'a str) -> Option<(Slot<'a>, &'a [usize])> {
         if let Some(ids) = self.exact.get(path) {
             return Some((Slot::Exact(path), ids));
         }
-        segment_prefixes(path).find_map(|p| self.prefix.get(p).map(|ids| (Slot::Prefix(p), ids.as_slice())))
+        let literal = segment_prefixes(path)
+            .find_map(|p| self.prefix.get(p).map(|ids| (Slot::Prefix(p), ids.as_slice())));
+        let Some((template, ids)) = self.templates.best(path) else {
+            return literal;
+        };
+        let template = (Slot::Template(template), ids.as_slice());
+        match literal {
+            Some(l) if l.0.more_specific_than(&template.0) => Some(l),
+            _ => Some(template),
+        }
     }
 
     /// The routes of exactly `slot` in this group.
     pub(crate) fn slot(&self, slot: Slot<'_>) -> Option<&[usize]> {
         match slot {
-            Slot::Exact(p) => self.exact.get(p),
-            Slot::Prefix(p) => self.prefix.get(p),
+            Slot::Exact(p) => self.exact.get(p).map(Vec::as_slice),
+            Slot::Prefix(p) => self.prefix.get(p).map(Vec::as_slice),
+            Slot::Template(t) => self.templates.get(t),
         }
-        .map(Vec::as_slice)
     }
 
     /// Every slot with its routes (for reports).
@@ -75,15 +163,29 @@ impl HostGroup {
             .prefix
             .iter()
             .map(|(p, ids)| (Slot::Prefix(p), ids.as_slice()));
-        exact.chain(prefix)
+        let templates = self
+            .templates
+            .slots
+            .iter()
+            .map(|(t, ids)| (Slot::Template(t), ids.as_slice()));
+        exact.chain(prefix).chain(templates)
     }
 
-    /// The nearest slot strictly less specific than `slot` that covers it, if any.
+    /// The nearest slot strictly less specific than `slot` that covers it, if any: for a
+    /// template, the longest literal prefix of its literal head.
     pub(crate) fn enclosing<'a>(&'a self, slot: Slot<'a>) -> Option<(Slot<'a>, &'a [usize])> {
         let (path, skip) = match slot {
             // An exact path is covered by a prefix of the same text.
             Slot::Exact(p) => (p, 0),
             Slot::Prefix(p) => (p, 1),
+            Slot::Template(t) => {
+                let head = t.literal_head();
+                return segment_prefixes(&head).find_map(|p| {
+                    self.prefix
+                        .get_key_value(p)
+                        .map(|(k, ids)| (Slot::Prefix(k.as_str()), ids.as_slice()))
+                });
+            }
         };
         segment_prefixes(path)
             .skip(skip)
@@ -91,34 +193,60 @@ impl HostGroup {
     }
 }
 
-/// One path entry of a host group: an exact path or a prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One path entry of a host group: an exact path, a prefix or a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Slot<'a> {
     Exact(&'a str),
     Prefix(&'a str),
+    Template(&'a PathTemplate),
 }
 
 impl Slot<'_> {
     pub(crate) fn path(&self) -> &str {
         match self {
             Slot::Exact(p) | Slot::Prefix(p) => p,
+            Slot::Template(t) => t.text(),
         }
     }
 
-    /// How specific the slot is for the paths it covers: longer is more specific, and an
-    /// exact path beats a prefix of the same text.
-    fn specificity(&self) -> (usize, bool) {
+    /// Whether the slot is a prefix (covers the paths below it).
+    pub(crate) fn is_prefix(&self) -> bool {
         match self {
-            Slot::Exact(p) => (p.len(), true),
-            Slot::Prefix(p) => (p.len(), false),
+            Slot::Exact(_) => false,
+            Slot::Prefix(_) => true,
+            Slot::Template(t) => t.is_prefix(),
         }
+    }
+
+    /// The precedence key (see `template.rs`): a literal path ranks every segment it names
+    /// as a literal.
+    fn ranks(&self) -> impl Iterator<Item = u8> + '_ {
+        let (literal, template) = match self {
+            Slot::Exact(p) | Slot::Prefix(p) => (p.split('/').filter(|s| !s.is_empty()).count(), &[][..]),
+            Slot::Template(t) => (0, t.ranks()),
+        };
+        std::iter::repeat_n(LITERAL, literal).chain(template.iter().copied())
+    }
+
+    /// Whether this slot decides over `other` for a path both match: the precedence key, then
+    /// exact over prefix, then the longer literal text (`/a/` over `/a`).
+    pub(crate) fn more_specific_than(&self, other: &Slot<'_>) -> bool {
+        self.specificity_cmp(other) == std::cmp::Ordering::Greater
+    }
+
+    fn specificity_cmp(&self, other: &Slot<'_>) -> std::cmp::Ordering {
+        self.ranks()
+            .cmp(other.ranks())
+            .then(other.is_prefix().cmp(&self.is_prefix()))
+            .then(self.path().len().cmp(&other.path().len()))
     }
 
     pub(crate) fn describe(&self) -> String {
-        match self {
-            Slot::Exact(p) => format!("path {p}"),
-            Slot::Prefix(p) => format!("path_prefix {p}"),
-        }
+        format!(
+            "{} {}",
+            if self.is_prefix() { "path_prefix" } else { "path" },
+            self.path()
+        )
     }
 }
 
@@ -274,7 +402,7 @@ impl RouteTable {
             let Some((own, ids)) = group.deciding(path) else {
                 continue;
             };
-            if own.specificity() < slot.specificity() {
+            if slot.more_specific_than(&own) {
                 return RouteMatch::NotFound;
             }
             if let Some(m) = self.compete(ids, headers, method) {
@@ -289,14 +417,14 @@ impl RouteTable {
     /// actual request's headers, must speak for.
     pub fn candidates(&self, host: &str, path: &str, method: &Method) -> Vec<usize> {
         let mut out = Vec::new();
-        let mut first: Option<(usize, bool)> = None;
+        let mut first: Option<Slot<'_>> = None;
         for group in self.groups(host) {
             let Some((slot, ids)) = group.deciding(path) else {
                 continue;
             };
             match first {
-                None => first = Some(slot.specificity()),
-                Some(f) if slot.specificity() < f => break,
+                None => first = Some(slot),
+                Some(f) if f.more_specific_than(&slot) => break,
                 Some(_) => {}
             }
             out.extend(
@@ -519,6 +647,44 @@ mod tests {
             t.find(host, "/billing/admin/x", &Method::GET, &h),
             RouteMatch::NotFound,
             "a header mismatch never falls to the shorter /billing"
+        );
+    }
+
+    fn template(text: &str, prefix: bool) -> PathMatch {
+        PathMatch::Template(std::sync::Arc::new(
+            crate::routing::template::PathTemplate::parse(text, prefix).unwrap(),
+        ))
+    }
+
+    /// A literal segment beats a constrained capture beats a capture beats `*` beats a shorter
+    /// prefix, whatever the declaration order; the deciding template's methods give the 405.
+    #[test]
+    fn templates_rank_by_segment_then_declaration() {
+        let routes = vec![
+            route("wild", template("/users/*", true), &[], &[]),
+            route("prefix", prefix("/users"), &[], &[]),
+            route("name", template("/users/{name}", false), &["GET"], &[]),
+            route("id", template("/users/{id:[0-9]+}", false), &[], &[]),
+            route("me", PathMatch::Exact("/users/me".into()), &[], &[]),
+            route("left", template("/{a}/x", false), &[], &[]),
+            route("right", template("/x/{b}", false), &[], &[]),
+            route("deep-literal", prefix("/users/ann/orders"), &[], &[]),
+        ];
+        let t = RouteTable::build(routes, &vec![vec![]; 8]);
+        let h = HeaderMap::new();
+        let get = |p: &str| name_of(&t, t.find("", p, &Method::GET, &h));
+        assert_eq!(get("/users/me"), "me");
+        assert_eq!(get("/users/42"), "id");
+        assert_eq!(get("/users/ann"), "name");
+        assert_eq!(get("/users/ann/x"), "wild");
+        assert_eq!(get("/users/ann/orders/1"), "deep-literal");
+        assert_eq!(get("/users"), "prefix");
+        assert_eq!(get("/x/x"), "right", "the leftmost difference decides");
+        assert_eq!(get("/y/x"), "left");
+        assert_eq!(
+            t.find("", "/users/ann", &Method::DELETE, &h),
+            m_405(&["GET"]),
+            "never the less specific `/users/*`"
         );
     }
 

@@ -111,6 +111,8 @@ impl Reloader {
             let _ = m.upstream_inflight.remove_label_values(&[&upstream]);
             let _ = m.upstream_queued.remove_label_values(&[&upstream]);
             let _ = m.upstream_shed.remove_label_values(&[&upstream]);
+            let _ = m.upstream_max_requests.remove_label_values(&[&upstream]);
+            let _ = m.upstream_circuit_open.remove_label_values(&[&upstream]);
             let _ = m
                 .upstream_retry_budget_exhausted
                 .remove_label_values(&[&upstream]);

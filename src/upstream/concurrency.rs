@@ -21,6 +21,8 @@ pub struct Concurrency {
     pending: AtomicUsize,
     inflight_gauge: IntGauge,
     queued_gauge: IntGauge,
+    /// 1 while no slot is free (Envoy's `rq_open`).
+    open_gauge: IntGauge,
     shed: IntCounter,
 }
 
@@ -29,11 +31,14 @@ pub struct Concurrency {
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
     gauge: IntGauge,
+    open: IntGauge,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.gauge.dec();
+        // The permit returns right after this: a slot is free.
+        self.open.set(0);
     }
 }
 
@@ -54,12 +59,18 @@ impl Drop for Queued<'_> {
 impl Concurrency {
     pub fn new(upstream: &str, limits: UpstreamLimits) -> Arc<Concurrency> {
         let m = metrics::get();
+        m.upstream_max_requests
+            .with_label_values(&[upstream])
+            .set(i64::try_from(limits.max_requests).unwrap_or(i64::MAX));
+        let open_gauge = m.upstream_circuit_open.with_label_values(&[upstream]);
+        open_gauge.set(0);
         Arc::new(Concurrency {
             limits,
             slots: Arc::new(Semaphore::new(limits.max_requests)),
             pending: AtomicUsize::new(0),
             inflight_gauge: m.upstream_inflight.with_label_values(&[upstream]),
             queued_gauge: m.upstream_queued.with_label_values(&[upstream]),
+            open_gauge,
             shed: m.upstream_shed.with_label_values(&[upstream]),
         })
     }
@@ -88,9 +99,13 @@ impl Concurrency {
 
     fn slot(&self, permit: OwnedSemaphorePermit) -> Slot {
         self.inflight_gauge.inc();
+        if self.slots.available_permits() == 0 {
+            self.open_gauge.set(1);
+        }
         Slot {
             _permit: permit,
             gauge: self.inflight_gauge.clone(),
+            open: self.open_gauge.clone(),
         }
     }
 }

@@ -37,7 +37,7 @@ def one(addr, request):
     if body:
         conn.send_data(stream, body, end_stream=True)
     sock.sendall(conn.data_to_send())
-    out = {"status": None, "reset": None, "goaway": None, "body": ""}
+    out = {"status": None, "reset": None, "goaway": None, "body": "", "headers": {}}
     data = b""
     done = False
     while not done:
@@ -50,7 +50,9 @@ def one(addr, request):
             break
         for event in conn.receive_data(chunk):
             if isinstance(event, h2.events.ResponseReceived) and event.stream_id == stream:
-                out["status"] = int(dict(event.headers)[b":status"])
+                fields = dict(event.headers)
+                out["status"] = int(fields[b":status"])
+                out["headers"] = {k.decode(): v.decode() for k, v in fields.items()}
             elif isinstance(event, h2.events.DataReceived) and event.stream_id == stream:
                 data += event.data
                 conn.acknowledge_received_data(event.flow_controlled_length, stream)
