@@ -626,6 +626,35 @@ mod path_target {
                     let renorm = normalize_target(stripped.as_bytes(), usize::MAX).expect("stripped refused");
                     assert_eq!(renorm.path, stripped, "stripping {prefix:?} from {path:?}");
                 }
+                // Path templates: what a template route captures from a canonical path is one
+                // whole canonical segment, and its rewrite is a canonical path again.
+                for (template, prefix) in [("/{a}/{b}", true), ("/*/{a}", false), ("/{a}", true)] {
+                    let t = portcullis::routing::template::PathTemplate::parse(template, prefix)
+                        .expect("template");
+                    if !t.matches(&path) {
+                        continue;
+                    }
+                    note("template matched");
+                    for name in t.names() {
+                        let v = t.capture(&path, name).expect("a matching template captures");
+                        assert!(
+                            !v.is_empty() && v != "." && v != "..",
+                            "{name}={v:?} from {path:?}"
+                        );
+                        assert!(
+                            !v.contains('/')
+                                && !has_ci(v.as_bytes(), b"%2f")
+                                && !has_ci(v.as_bytes(), b"%5c")
+                        );
+                    }
+                    let rewrite =
+                        portcullis::routing::template::Rewrite::parse("/r/{a}.x", Some(&t)).expect("rewrite");
+                    let out = rewrite
+                        .apply(&path, Some(&t), None)
+                        .expect("a matching template rewrites");
+                    let renorm = normalize_target(out.as_bytes(), usize::MAX).expect("rewrite refused");
+                    assert_eq!(renorm.path, out, "rewrite of {path:?} by {template}");
+                }
             }
         }
     }
