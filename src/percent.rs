@@ -56,15 +56,9 @@ pub fn names_param(raw_name: &str, param: &str) -> bool {
         }
     };
     // Both sides the same way, so a configured name with brackets still names itself.
-    let base = |name: &str| -> usize {
-        match name.split_once('[') {
-            Some((base, rest)) if rest.contains(']') => base.len(),
-            _ => name.len(),
-        }
-    };
-    let param = &param[..base(param)];
+    let param = base_name(param);
     let same = |name: &str| {
-        let name = &name[..base(name)];
+        let name = base_name(name);
         name.len() == param.len() && name.chars().map(php).eq(param.chars().map(php))
     };
     // Without an escape the raw name is the name: no decoding, no allocation.
@@ -72,6 +66,21 @@ pub fn names_param(raw_name: &str, param: &str) -> bool {
         return same(raw_name);
     }
     decode_str(raw_name).is_some_and(|n| same(&n))
+}
+
+/// The name a framework files a parameter under: PHP drops leading spaces (`+` in a query),
+/// Rack reads `[name]` as `name`, and `name[…]` is an array or map under `name` (see
+/// [`names_param`]).
+fn base_name(name: &str) -> &str {
+    let name = name.trim_start_matches([' ', '+']);
+    let name = match name.strip_prefix('[').and_then(|rest| rest.split_once(']')) {
+        Some((inner, _)) if !inner.is_empty() => inner,
+        _ => name,
+    };
+    match name.split_once('[') {
+        Some((base, rest)) if rest.contains(']') => base,
+        _ => name,
+    }
 }
 
 /// Append `value` percent-encoded, with only RFC 3986's unreserved characters left as they
@@ -138,6 +147,10 @@ mod tests {
             "api_key%5B%5D",
             "api_key[x]",
             "API.KEY[0]",
+            "+api_key",
+            "%20api_key",
+            "++api_key[]",
+            "[api_key]",
         ] {
             assert!(names_param(spelling, "api_key"), "{spelling}");
         }

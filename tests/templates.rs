@@ -160,7 +160,11 @@ fn check_reports_templates_that_cannot_match_or_shadow() {
     let cases: &[(&str, &str)] = &[
         (
             "  - { name: a, match: { path_prefix: \"/files/{id}/raw\" }, upstream: app }\n  - { name: b, match: { path_prefix: \"/files/*/raw\" }, upstream: app }\n",
-            "route `b` can never match: path_prefix `/files/*/raw` matches the same paths as path_prefix `/files/{id}/raw` of routes[0] `a`",
+            "route `b` can never match: every path path_prefix `/files/*/raw` matches is matched by path_prefix `/files/{id}/raw` of routes[0] `a`",
+        ),
+        (
+            "  - { name: org, match: { path_prefix: \"/orgs/{org}\" }, upstream: app }\n  - { name: billing, match: { path_prefix: \"/orgs/*/billing\" }, upstream: app }\n",
+            "route `billing` can never match: every path path_prefix `/orgs/*/billing` matches is matched by path_prefix `/orgs/{org}` of routes[0] `org`",
         ),
         (
             "  - { name: a, match: { path: \"/users/{id}\" }, upstream: app }\n  - { name: b, match: { path: \"/users/{uid}\" }, upstream: app }\n",
@@ -195,6 +199,18 @@ fn check_reports_templates_that_cannot_match_or_shadow() {
             "must be a canonical path",
         ),
         (
+            "  - { name: v1-users, match: { path_prefix: /v1/users }, upstream: app }\n  - { name: users, match: { path: \"/users/{id}\" }, upstream: app, versions: { from: [path], default: \"1\", \"1\": { upstream: app } } }\n",
+            "routes[0].match: path `/v1/users` collides with the path versions of route `users` (/v<version>/users/{id})",
+        ),
+        (
+            "  - { name: any-version, match: { path: \"/{ver:v[0-9]+}/users/{id}\" }, upstream: app }\n  - { name: users, match: { path: \"/users/{id}\" }, upstream: app, versions: { from: [path], default: \"1\", \"1\": { upstream: app } } }\n",
+            "routes[0].match: path `/{ver:v[0-9]+}/users/{id}` collides with the path versions of route `users`",
+        ),
+        (
+            "  - { name: a, match: { path_prefix: /a, headers: { X-A: \"1\", x-a: \"1\" } }, upstream: app }\n",
+            "header `x-a` is listed twice",
+        ),
+        (
             "  - name: a\n    match: { path: \"/p/{id}\" }\n    aggregate:\n      parts:\n        - { name: x, upstream: app, path: \"/x/{path.nope}\" }\n",
             "`{path.nope}`: the route's path captures id",
         ),
@@ -212,4 +228,25 @@ fn check_reports_templates_that_cannot_match_or_shadow() {
         "{up}routes:\n  - {{ name: a, match: {{ path: \"/users/{{id:[0-9]+}}\" }}, upstream: app, rewrite: \"/v2/users/{{id}}.json\" }}\n  - {{ name: b, match: {{ path: \"/users/{{name}}\" }}, upstream: app }}\n  - {{ name: c, match: {{ path_prefix: \"/users/*\" }}, upstream: app }}\n"
     ));
     assert_eq!(ok.code, 0, "{}", ok.stderr);
+}
+
+/// Where a template and another path share requests and authenticate differently, the
+/// summary says which one takes them, within a host group and across hosts.
+#[test]
+fn the_summary_explains_template_overlaps_with_different_auth() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let file = keys.path().join("keys.yaml");
+    std::fs::write(&file, "keys: []\n").expect("write keys");
+    let out = check(&format!(
+        "server:\n  listen: [\"127.0.0.1:8080\"]\nupstreams:\n  app:\n    targets: [\"127.0.0.1:9\"]\nauth:\n  k:\n    type: api_key\n    from: [\"header:x-api-key\"]\n    keys_file: {}\nroutes:\n  - {{ name: me, match: {{ path: /users/me }}, upstream: app }}\n  - {{ name: user, match: {{ path: \"/users/{{id}}\" }}, upstream: app, auth: [k] }}\n  - {{ name: v1, match: {{ path_prefix: /v1 }}, upstream: app }}\n  - {{ name: admin, match: {{ path_prefix: \"/{{version:v[0-9]+}}/admin\" }}, upstream: app, auth: [k] }}\n  - {{ name: tenant, match: {{ hosts: [a.example.com], path_prefix: \"/{{tenant}}\" }}, upstream: app }}\n  - {{ name: secret, match: {{ path_prefix: /secret }}, upstream: app, auth: [k] }}\n",
+        file.display()
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for want in [
+        "precedence: path /users/me (`me`: public) decides the requests it shares with path /users/{id} (`user`: auth k), which never sees them",
+        "precedence: path_prefix /v1 (`v1`: public) decides the requests it shares with path_prefix /{version:v[0-9]+}/admin (`admin`: auth k), which never sees them",
+        "precedence: host a.example.com, path_prefix /{tenant} (`tenant`: public) decides the requests it shares with path_prefix /secret (`secret`: auth k) for that host: hosts come before paths",
+    ] {
+        assert!(out.stdout.contains(want), "missing {want:?} in:\n{}", out.stdout);
+    }
 }

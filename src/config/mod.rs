@@ -106,7 +106,10 @@ pub fn load_str(text: &str, file: &str) -> Result<Config, Problems> {
         .sort_by_key(|i| i.pos.map(|pos| (pos.line, pos.col)).unwrap_or((usize::MAX, 0)));
     p.items.dedup();
     match parts.into_config() {
-        Some(c) if p.is_empty() => Ok(c),
+        Some(mut c) if p.is_empty() => {
+            c.source_sha256 = crate::auth::api_key::sha256_hex_bytes(text.as_bytes());
+            Ok(c)
+        }
         _ => Err(p),
     }
 }

@@ -21,6 +21,8 @@ pub struct Config {
     /// The shared store of `store: redis` policies.
     pub redis: Option<RedisConfig>,
     pub routes: Vec<RouteConfig>,
+    /// SHA-256 of the file's text (hex): which configuration a fleet runs.
+    pub source_sha256: String,
 }
 
 #[derive(Debug, Clone)]
@@ -570,6 +572,16 @@ impl PathMatch {
             PathMatch::Exact(p) => (false, false, p),
             PathMatch::Prefix(p) => (false, true, p),
             PathMatch::Template(t) => (true, t.is_prefix(), t.shape()),
+        }
+    }
+
+    /// The path as segment matchers (for `check`'s overlap reports).
+    pub fn pattern(&self) -> crate::routing::overlap::Pattern<'_> {
+        use crate::routing::overlap::Pattern;
+        match self {
+            PathMatch::Exact(p) => Pattern::literal(p, false),
+            PathMatch::Prefix(p) => Pattern::literal(p, true),
+            PathMatch::Template(t) => t.pattern(),
         }
     }
 

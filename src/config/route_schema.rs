@@ -551,14 +551,26 @@ fn decode_match(node: &Node, path: &str, p: &mut Problems) -> Option<MatchConfig
         .into_iter()
         .collect();
     let headers: Entries<Spanned<String>> = f.or("headers", Entries::default(), p);
+    let mut seen: Vec<HeaderName> = Vec::new();
     let headers: Option<Vec<(HeaderName, HeaderValue)>> = headers
         .0
         .iter()
         .map(|(n, v)| {
             let hp = format!("{}.{}", f.path_of("headers"), n.value);
-            let name = header_name(n, &hp, p);
-            let value = header_value(v, &hp, p);
-            Some((name?, value?))
+            let name = header_name(n, &hp, p)?;
+            let value = header_value(v, &hp, p)?;
+            // Names are case-insensitive: `X-A` and `x-a` are one condition, which would
+            // count twice in precedence.
+            if seen.contains(&name) {
+                p.add(
+                    n.pos,
+                    &hp,
+                    format!("header `{name}` is listed twice (names are case-insensitive)"),
+                );
+                return None;
+            }
+            seen.push(name.clone());
+            Some((name, value))
         })
         .collect::<Vec<_>>()
         .into_iter()

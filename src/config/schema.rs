@@ -69,6 +69,7 @@ impl Parts {
             rate_limits: self.rate_limits,
             redis: self.redis,
             routes: self.routes.into_iter().collect::<Option<_>>()?,
+            source_sha256: String::new(),
         })
     }
 }

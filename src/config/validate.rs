@@ -7,11 +7,10 @@ use super::auth_model::{AuthConfig, AuthKind};
 use super::decode::Spanned;
 use super::diag::{did_you_mean, Problems};
 use super::limits_model::{KeyPart, MissingKey, RateLimitConfig};
-use super::model::{MatchConfig, PathMatch, RouteConfig, ServerConfig, UpstreamConfig};
+use super::model::{MatchConfig, RouteConfig, ServerConfig, UpstreamConfig};
 use super::schema::Parts;
 use super::versions_model::{split_path_version, Sticky, VersionSource};
 use crate::routing::normalize::has_segment_prefix;
-use crate::routing::table::segment_prefixes;
 
 pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
     if let Some(server) = &parts.server {
@@ -61,42 +60,50 @@ fn check_part_identity_headers(routes: &[Option<RouteConfig>], auth: &[AuthConfi
 
 /// A route whose path starts with `/v<version>` competes with the path versions of a route
 /// versioned by path (`/v2/users` against `/users` with `from: [path]`): the versioned reading
-/// would win, so the literal route could never see its requests. Refuse the ambiguity.
+/// would win, so the other route would lose those requests. Refuse the ambiguity, for literal
+/// paths and templates alike (`/{ver}/users/{id}`, or `/v1/users` against `/users/{id}`).
 fn check_path_version_collisions(routes: &[Option<RouteConfig>], p: &mut Problems) {
-    let mut exact: HashMap<&str, &RouteConfig> = HashMap::new();
-    let mut prefix: HashMap<&str, &RouteConfig> = HashMap::new();
-    let mut templates: Vec<(&crate::routing::template::PathTemplate, &RouteConfig)> = Vec::new();
-    for r in routes.iter().flatten().filter(|r| {
-        r.versions
-            .as_ref()
-            .is_some_and(|v| v.from.contains(&VersionSource::Path))
-    }) {
-        let map = match &r.matcher.path {
-            PathMatch::Exact(_) => &mut exact,
-            PathMatch::Prefix(_) => &mut prefix,
-            PathMatch::Template(t) => {
-                templates.push((t, r));
-                continue;
-            }
-        };
-        map.entry(r.matcher.path.text()).or_insert(r);
+    use crate::routing::overlap::{intersects, SegMatch};
+    let versioned: Vec<(crate::routing::overlap::Pattern<'_>, &RouteConfig)> = routes
+        .iter()
+        .flatten()
+        .filter(|r| {
+            r.versions
+                .as_ref()
+                .is_some_and(|v| v.from.contains(&VersionSource::Path))
+        })
+        .map(|r| (r.matcher.path.pattern(), r))
+        .collect();
+    if versioned.is_empty() {
+        return;
     }
     for (i, r) in routes.iter().enumerate() {
         let Some(r) = r else { continue };
-        let route_path = r.matcher.path.text();
-        let Some((_, rest)) = split_path_version(route_path) else {
+        let pattern = r.matcher.path.pattern();
+        let Some(&first) = pattern.segs.first() else {
             continue;
         };
-        let collides = exact
-            .get(rest)
-            .or_else(|| segment_prefixes(rest).find_map(|pre| prefix.get(pre)))
-            .or_else(|| templates.iter().find(|(t, _)| t.matches(rest)).map(|(_, r)| r));
-        if let Some(v) = collides {
+        let rest = pattern.without_first();
+        let collides = versioned.iter().find(|(v_pattern, v)| {
+            // Could the first segment be read as one of this route's versions?
+            let version_segment = match first {
+                SegMatch::Literal(l) => split_path_version(&format!("/{l}")).is_some(),
+                SegMatch::Any(None) => true,
+                SegMatch::Any(Some(re)) => v
+                    .versions
+                    .iter()
+                    .flat_map(|vs| &vs.versions)
+                    .any(|ver| re.is_match(&format!("v{}", ver.name.value))),
+            };
+            !std::ptr::eq(*v, r) && version_segment && intersects(&rest, v_pattern)
+        });
+        if let Some((_, v)) = collides {
             p.add(
                 r.name.pos,
                 &format!("routes[{i}].match"),
                 format!(
-                    "path `{route_path}` collides with the path versions of route `{}` (/v<version>{}); requests would go to that route",
+                    "path `{}` collides with the path versions of route `{}` (/v<version>{}); requests would go to that route",
+                    r.matcher.path.text(),
                     v.name.value,
                     v.matcher.path.text()
                 ),
@@ -334,51 +341,65 @@ fn header_set(m: &MatchConfig) -> Vec<(&str, &[u8])> {
     set
 }
 
-/// Templates that match exactly the same paths (`/files/*/raw` and `/files/{id}/raw`) but rank
-/// differently: the better one decides every such request, so the other can never match.
+/// A template every path of which a higher-ranked template of the same host also matches
+/// (`path_prefix: /orgs/*/billing` under `path_prefix: /orgs/{org}`: a capture beats `*`, so
+/// the first decides every such request): it can never match.
 fn check_template_coverage(routes: &[Option<RouteConfig>], p: &mut Problems) {
     type Entry<'a> = (usize, &'a RouteConfig, &'a crate::routing::template::PathTemplate);
-    let mut groups: HashMap<(String, bool, &str), Vec<Entry<'_>>> = HashMap::new();
+    // By host; within it by first literal segment (`None`: starts with a capture or `*`),
+    // since only those can cover each other.
+    let mut hosts: HashMap<&str, HashMap<Option<&str>, Vec<Entry<'_>>>> = HashMap::new();
     for (i, r) in routes.iter().enumerate() {
         let Some(r) = r else { continue };
         let Some(t) = r.matcher.path.template() else {
             continue;
         };
-        let hosts: Vec<&str> = match r.matcher.hosts.as_slice() {
+        let names: Vec<&str> = match r.matcher.hosts.as_slice() {
             [] => vec![""],
-            hosts => hosts.iter().map(String::as_str).collect(),
+            hs => hs.iter().map(String::as_str).collect(),
         };
-        for host in hosts {
-            groups
-                .entry((t.coverage(), t.is_prefix(), host))
+        for host in names {
+            hosts
+                .entry(host)
+                .or_default()
+                .entry(t.first_literal())
                 .or_default()
                 .push((i, r, t));
         }
     }
     let mut reported = std::collections::HashSet::new();
-    for entries in groups.values() {
-        let Some(&(j, best, best_t)) = entries
-            .iter()
-            .max_by(|a, b| a.2.ranks().cmp(b.2.ranks()).then(b.0.cmp(&a.0)))
-        else {
-            continue;
-        };
-        for &(i, r, t) in entries {
-            if t.ranks() < best_t.ranks() && reported.insert(i) {
-                p.add(
-                    r.name.pos,
-                    &format!("routes[{i}].match"),
-                    format!(
-                        "route `{}` can never match: {} `{}` matches the same paths as {} `{}` of routes[{j}] `{}` (line {}), which takes precedence (a capture beats `*`)",
-                        r.name.value,
-                        r.matcher.path.field(),
-                        t.text(),
-                        best.matcher.path.field(),
-                        best_t.text(),
-                        best.name.value,
-                        best.name.pos.line
-                    ),
-                );
+    for by_first in hosts.values() {
+        let open = by_first.get(&None).map(Vec::as_slice).unwrap_or(&[]);
+        for (first, entries) in by_first {
+            let mut candidates: Vec<&Entry<'_>> = open.iter().collect();
+            if first.is_some() {
+                candidates.extend(entries.iter());
+            }
+            for &(i, r, t) in entries {
+                let covering = candidates.iter().find(|(j, _, a)| {
+                    *j != i
+                        && a.ranks() > t.ranks()
+                        && crate::routing::overlap::covers(&a.pattern(), &t.pattern())
+                });
+                let Some(&&(j, best, best_t)) = covering else {
+                    continue;
+                };
+                if reported.insert(i) {
+                    p.add(
+                        r.name.pos,
+                        &format!("routes[{i}].match"),
+                        format!(
+                            "route `{}` can never match: every path {} `{}` matches is matched by {} `{}` of routes[{j}] `{}` (line {}), which takes precedence (segment by segment from the left, a literal beats a constrained capture beats a capture beats `*`)",
+                            r.name.value,
+                            r.matcher.path.field(),
+                            t.text(),
+                            best.matcher.path.field(),
+                            best_t.text(),
+                            best.name.value,
+                            best.name.pos.line
+                        ),
+                    );
+                }
             }
         }
     }

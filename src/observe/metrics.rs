@@ -30,6 +30,10 @@ pub struct Metrics {
     pub upstream_queued: IntGaugeVec,
     pub upstream_shed: IntCounterVec,
     pub upstream_max_requests: IntGaugeVec,
+    pub upstream_response_seconds: HistogramVec,
+    pub upstream_bytes: IntCounterVec,
+    pub config_info: IntGaugeVec,
+    pub config_loaded: IntGaugeVec,
     pub upstream_circuit_open: IntGaugeVec,
     pub upstream_retries: IntCounterVec,
     pub upstream_retry_budget_exhausted: IntCounterVec,
@@ -222,6 +226,33 @@ impl Metrics {
             "Retries not made because the upstream's retry budget was spent.",
             &["upstream"],
         )?;
+        let upstream_response_seconds = histogram(
+            "portcullis_upstream_response_seconds",
+            "Time from sending a request to a target to its response head, per upstream.",
+            0.0005,
+            16,
+            &["upstream"],
+        )?;
+        let upstream_bytes = counter(
+            "portcullis_upstream_bytes_total",
+            "Body bytes sent to (`direction=\"sent\"`) and received from (`received`) an upstream's targets.",
+            &["upstream", "direction"],
+        )?;
+        let config_info = gauge(
+            "portcullis_config_info",
+            "The configuration in effect: its file's SHA-256 (first 16 hex digits) as `hash`; always 1.",
+            &["hash"],
+        )?;
+        let config_loaded = gauge(
+            "portcullis_config_loaded_timestamp_seconds",
+            "When the configuration in effect was loaded (Unix time).",
+            &[],
+        )?;
+        // CPU, resident memory, open file descriptors and start time of this process.
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         let build_info = gauge(
             "portcullis_build_info",
             "Build information; always 1.",
@@ -256,6 +287,10 @@ impl Metrics {
             upstream_queued,
             upstream_shed,
             upstream_max_requests,
+            upstream_response_seconds,
+            upstream_bytes,
+            config_info,
+            config_loaded,
             upstream_circuit_open,
             upstream_retries,
             upstream_retry_budget_exhausted,

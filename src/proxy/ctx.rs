@@ -49,6 +49,8 @@ pub struct Admission {
     /// A CORS preflight, routed by the method it asks about, that its route's policy answers.
     pub preflight: bool,
     pub route: Option<usize>,
+    /// The route of the path that refused the request's method (405): labels only.
+    pub refused_by: Option<usize>,
     /// The pool this request goes to: the route's, or its resolved version's (canary included).
     pub pool: Option<usize>,
     /// The resolved API version (index into the route's versions), on versioned routes.
@@ -146,8 +148,12 @@ impl RequestCtx {
             .map_or("", |v| v.name.as_str())
     }
 
+    /// The route in metrics and logs: the matched one, or the one whose path refused the
+    /// method.
     pub fn route_name(&self) -> &str {
-        self.route().map_or("-", |r| r.name.as_str())
+        self.route()
+            .or_else(|| self.snapshot.routes.routes.get(self.admission.refused_by?))
+            .map_or("-", |r| r.name.as_str())
     }
 
     /// The target of the current (or last) attempt, `-` before any.

@@ -93,14 +93,18 @@ impl Gateway {
         let route_id = match found {
             Ok(id) => id,
             Err(problem) => {
-                // A 405 (with `Allow`) tells that the path exists: a refused address gets the
-                // path's IP refusal instead.
-                let path_route = snapshot
-                    .routes
-                    .find_any_method(&ctx.client.host, &ctx.admission.path, &req.headers)
-                    .and_then(|id| snapshot.routes.routes.get(id));
-                if let (405, Some(r)) = (problem.status, path_route) {
-                    admission::check_ip(&r.ip, req, ctx)?;
+                if problem.status == 405 {
+                    // Counted and logged under the route of the path that refused the method.
+                    let path_route =
+                        snapshot
+                            .routes
+                            .find_any_method(&ctx.client.host, &ctx.admission.path, &req.headers);
+                    ctx.admission.refused_by = path_route;
+                    // A 405 (with `Allow`) tells that the path exists: a refused address gets
+                    // the path's IP refusal instead.
+                    if let Some(r) = path_route.and_then(|id| snapshot.routes.routes.get(id)) {
+                        admission::check_ip(&r.ip, req, ctx)?;
+                    }
                 }
                 return Err(problem);
             }
@@ -310,7 +314,11 @@ impl ProxyHttp for Gateway {
         if session.was_upgraded() {
             return websocket_alive(ctx);
         }
-        ctx.admission.body_received += body.as_ref().map_or(0, |b| b.len() as u64);
+        let piece = body.as_ref().map_or(0, |b| b.len());
+        ctx.admission.body_received += piece as u64;
+        if let Some(attempt) = &ctx.upstream.current {
+            attempt.count_sent(piece);
+        }
         // This piece is not forwarded: the upstream never sees more than `max_body`.
         if ctx.admission.body_received > ctx.max_body() {
             return Err(errors::body_too_large());
@@ -462,10 +470,13 @@ impl ProxyHttp for Gateway {
     fn response_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<Bytes>,
+        body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        if let Some(attempt) = &ctx.upstream.current {
+            attempt.count_received(body.as_ref().map_or(0, |b| b.len()));
+        }
         // Upgraded: frames, on the WebSocket's own clock.
         if ctx.upstream.websocket.is_some() {
             return websocket_alive(ctx).map(|()| None);

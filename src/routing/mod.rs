@@ -3,6 +3,7 @@
 pub mod host;
 pub mod methods;
 pub mod normalize;
+pub mod overlap;
 pub mod precedence;
 pub mod table;
 pub mod template;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::normalize::has_segment_prefix;
+use super::overlap::{intersects, Pattern};
 use super::table::{HostGroup, RouteTable, Slot};
 use super::Route;
 
@@ -70,7 +71,11 @@ pub fn auth_overlaps(table: &RouteTable, auth_of: impl Fn(&Route) -> String) -> 
     let any_group = table.any_host_group();
     // The routes for every host, by path, to find those a host's own routes hide; with, for
     // each, where the next run of a different authentication starts (to skip a run at once).
-    let mut any_host: Vec<(Slot<'_>, &[usize])> = any_group.slots().collect();
+    // (Templates are compared in `template_overlaps`.)
+    let mut any_host: Vec<(Slot<'_>, &[usize])> = any_group
+        .slots()
+        .filter(|(s, _)| !matches!(s, Slot::Template(_)))
+        .collect();
     any_host.sort_by(|(a, _), (b, _)| a.path().cmp(b.path()));
     let any_auths: Vec<Rc<Described>> = any_host
         .iter()
@@ -86,7 +91,7 @@ pub fn auth_overlaps(table: &RouteTable, auth_of: impl Fn(&Route) -> String) -> 
     }
     let mut lines = Vec::new();
     for (host, group) in table.all_groups() {
-        for (slot, ids) in group.slots() {
+        for (slot, ids) in group.slots().filter(|(s, _)| !matches!(s, Slot::Template(_))) {
             let enclosing = group.enclosing(slot).map(|(s, ids)| (group, s, ids)).or_else(|| {
                 // A host's routes also take its requests from the routes for every host.
                 host.and(covering(any_group, slot))
@@ -147,8 +152,131 @@ pub fn auth_overlaps(table: &RouteTable, auth_of: impl Fn(&Route) -> String) -> 
             }
         }
     }
+    template_overlaps(table, &mut described, &mut lines);
     lines.sort();
+    lines.dedup();
     lines
+}
+
+/// The slot as segment matchers.
+fn pattern<'a>(slot: Slot<'a>) -> Pattern<'a> {
+    match slot {
+        Slot::Exact(p) => Pattern::literal(p, false),
+        Slot::Prefix(p) => Pattern::literal(p, true),
+        Slot::Template(t) => t.pattern(),
+    }
+}
+
+/// A slot's first segment when it is literal (`None`: a capture, `*`, or `/` itself, which
+/// may meet any path).
+fn first_literal(slot: Slot<'_>) -> Option<&str> {
+    match slot {
+        Slot::Template(t) => t.first_literal(),
+        Slot::Exact(p) | Slot::Prefix(p) => p
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .filter(|s| !s.is_empty()),
+    }
+}
+
+/// Overlaps where a template is involved: a template and another path of the same host group
+/// that both match some request, authenticating differently (the more specific one takes those
+/// requests: `/users/me` public inside `/users/{id}` protected, or `/v1` public taking
+/// `/v1/admin` from `/{v:v[0-9]+}/admin`); and a host's path that takes requests a template
+/// for every host would match, or the reverse. Literal-only overlaps are reported above.
+fn template_overlaps<'t, F: Fn(&Route) -> String>(
+    table: &'t RouteTable,
+    described: &mut Descriptions<'t, F>,
+    lines: &mut Vec<String>,
+) {
+    let any_group = table.any_host_group();
+    let any_slots: Vec<(Slot<'_>, &[usize])> = any_group.slots().collect();
+    let any_templates: Vec<(Slot<'_>, &[usize])> = any_slots
+        .iter()
+        .copied()
+        .filter(|(s, _)| matches!(s, Slot::Template(_)))
+        .collect();
+    for (host, group) in table.all_groups() {
+        let slots: Vec<(Slot<'_>, &[usize])> = group.slots().collect();
+        // By first literal segment; `None` holds what may meet any path.
+        let mut by_first: HashMap<Option<&str>, Vec<usize>> = HashMap::new();
+        for (i, (s, _)) in slots.iter().enumerate() {
+            by_first.entry(first_literal(*s)).or_default().push(i);
+        }
+        let open = by_first.get(&None).cloned().unwrap_or_default();
+        for (i, &(slot, ids)) in slots.iter().enumerate() {
+            let Slot::Template(t) = slot else { continue };
+            let candidates: Vec<usize> = match t.first_literal() {
+                Some(f) => open
+                    .iter()
+                    .chain(by_first.get(&Some(f)).into_iter().flatten())
+                    .copied()
+                    .collect(),
+                None => (0..slots.len()).collect(),
+            };
+            let mine = pattern(slot);
+            for j in candidates {
+                let (other, other_ids) = slots[j];
+                // A pair of templates once; a template and a literal path from the template.
+                if j == i || (matches!(other, Slot::Template(_)) && j < i) {
+                    continue;
+                }
+                if !intersects(&mine, &pattern(other)) {
+                    continue;
+                }
+                let a = described.get(group, slot, ids);
+                let b = described.get(group, other, other_ids);
+                if a.auths == b.auths {
+                    continue;
+                }
+                let ((win, w), (lose, l)) = if slot.more_specific_than(&other) {
+                    ((slot, a), (other, b))
+                } else {
+                    ((other, b), (slot, a))
+                };
+                let on = host.map(|h| format!("host {h}, ")).unwrap_or_default();
+                lines.push(format!(
+                    "precedence: {on}{} ({}) decides the requests it shares with {} ({}), which never sees them",
+                    win.describe(),
+                    w.routes,
+                    lose.describe(),
+                    l.routes
+                ));
+            }
+        }
+        // Hosts come first: a host's path takes its requests from every route for every host
+        // that also matches them.
+        let Some(host) = host else { continue };
+        let pairs = slots.iter().flat_map(|&(slot, ids)| {
+            // Every host path against the templates for every host; a host template against
+            // the literal paths for every host too.
+            let others: &[(Slot<'_>, &[usize])] = if matches!(slot, Slot::Template(_)) {
+                &any_slots
+            } else {
+                &any_templates
+            };
+            others.iter().map(move |&other| ((slot, ids), other))
+        });
+        for ((slot, ids), (other, other_ids)) in pairs {
+            {
+                if !intersects(&pattern(slot), &pattern(other)) {
+                    continue;
+                }
+                let a = described.get(group, slot, ids);
+                let b = described.get(any_group, other, other_ids);
+                if a.auths != b.auths {
+                    lines.push(format!(
+                        "precedence: host {host}, {} ({}) decides the requests it shares with {} ({}) for that host: hosts come before paths",
+                        slot.describe(),
+                        a.routes,
+                        other.describe(),
+                        b.routes
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// The slot of `group` that would take requests for `slot`'s path (the same path, or the

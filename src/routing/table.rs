@@ -235,10 +235,15 @@ impl Slot<'_> {
     }
 
     fn specificity_cmp(&self, other: &Slot<'_>) -> std::cmp::Ordering {
-        self.ranks()
+        let by_rank = self
+            .ranks()
             .cmp(other.ranks())
-            .then(other.is_prefix().cmp(&self.is_prefix()))
-            .then(self.path().len().cmp(&other.path().len()))
+            .then(other.is_prefix().cmp(&self.is_prefix()));
+        match (self, other) {
+            // `/a/` over `/a`; a template's text length (its capture names) means nothing.
+            (Slot::Template(_), _) | (_, Slot::Template(_)) => by_rank,
+            _ => by_rank.then(self.path().len().cmp(&other.path().len())),
+        }
     }
 
     pub(crate) fn describe(&self) -> String {

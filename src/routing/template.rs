@@ -219,6 +219,23 @@ impl PathTemplate {
         format!("/{}", head.join("/"))
     }
 
+    /// The template as segment matchers (see `overlap`).
+    pub fn pattern(&self) -> super::overlap::Pattern<'_> {
+        use super::overlap::SegMatch;
+        super::overlap::Pattern {
+            segs: self
+                .segs
+                .iter()
+                .map(|s| match s {
+                    Seg::Literal(l) => SegMatch::Literal(l),
+                    Seg::Capture { constraint, .. } => SegMatch::Any(constraint.as_ref()),
+                    Seg::Wildcard => SegMatch::Any(None),
+                })
+                .collect(),
+            prefix: self.prefix,
+        }
+    }
+
     /// The literal segments, each with whether it is the last segment.
     pub fn literals(&self) -> impl Iterator<Item = (bool, &str)> {
         let last = self.segs.len().saturating_sub(1);
@@ -244,9 +261,20 @@ impl PathTemplate {
         })
     }
 
-    /// Whether the canonical `path` matches.
+    /// Whether the canonical `path` matches (without collecting captures: routing calls this
+    /// for every candidate template).
     pub fn matches(&self, path: &str) -> bool {
-        self.split(path).is_some()
+        let Some(rest) = path.strip_prefix('/') else {
+            return false;
+        };
+        let mut segments = rest.split('/');
+        for seg in &self.segs {
+            match segments.next() {
+                Some(s) if seg.matches(s) => {}
+                _ => return false,
+            }
+        }
+        self.prefix || segments.next().is_none()
     }
 
     /// The captured segments of `path` (by capture order) and the byte offset where the part
@@ -298,6 +326,9 @@ fn constraint(re: &str) -> Result<Regex, String> {
             "constraint `{re}` mentions `/`, but a captured segment never contains one"
         ));
     }
+    // Alone first: a constraint that is not a whole expression (`[0-9]+)|(?:.*`) could
+    // otherwise close the anchoring group and match any segment.
+    Regex::new(re).map_err(|e| format!("constraint `{re}` is not a regular expression: {e}"))?;
     Regex::new(&format!("^(?:{re})$"))
         .map_err(|e| format!("constraint `{re}` is not a regular expression: {e}"))
 }
@@ -415,6 +446,8 @@ impl Rewrite {
 fn literal_tail_at(path: &str, prefix: Option<&str>) -> usize {
     match prefix {
         Some(p) if p != "/" && path.starts_with(p) => p.trim_end_matches('/').len(),
+        // `/` itself has nothing below the prefix (as `/old` has under `/old`).
+        Some(_) if path == "/" => path.len(),
         Some(_) => 0,
         None => path.len(),
     }
@@ -462,6 +495,7 @@ mod tests {
             ("/users/{id:a/b}", false),
             ("/users/{id:(}", false),
             ("/users/{id}/", true),
+            ("/users/{id:[0-9]+)|(?:.*}", false),
         ] {
             assert!(PathTemplate::parse(bad, prefix).is_err(), "{bad}");
         }

@@ -59,6 +59,9 @@ pub struct Snapshot {
     pub route_durations: Vec<prometheus::Histogram>,
     /// Per TLS listener address, the certificates its handshakes choose from.
     pub certificates: HashMap<String, Arc<crate::tls::certificates::CertificateSet>>,
+    /// The configuration file's SHA-256 (hex) and when it was loaded.
+    pub config_sha256: String,
+    pub loaded_at: std::time::SystemTime,
 }
 
 impl Snapshot {
@@ -216,6 +219,8 @@ impl Snapshot {
                     .map_or(443, |a| a.port()),
             },
             route_durations,
+            config_sha256: config.source_sha256.clone(),
+            loaded_at: std::time::SystemTime::now(),
             certificates: config
                 .server
                 .certificates
@@ -353,6 +358,7 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(snapshot: Snapshot) -> Runtime {
         crate::tls::certificates::publish_expiry(snapshot.certificates.values());
+        publish_config_info(None, &snapshot);
         Runtime {
             current: ArcSwap::from_pointee(snapshot),
             ready: AtomicBool::new(false),
@@ -377,6 +383,7 @@ impl Runtime {
     /// Replace the snapshot atomically; in-flight requests keep the one they loaded.
     pub fn swap(&self, next: Snapshot) {
         crate::tls::certificates::publish_expiry(next.certificates.values());
+        publish_config_info(Some(&self.current.load()), &next);
         self.current.store(Arc::new(next));
     }
 
@@ -391,5 +398,27 @@ impl Runtime {
         self.load().readiness()?;
         self.ready.store(true, Ordering::Release);
         Ok(())
+    }
+}
+
+/// `portcullis_config_info{hash}` and the load time: a fleet converged when every instance
+/// shows the same hash. The hash is the first 16 hex digits of the file's SHA-256.
+fn publish_config_info(previous: Option<&Snapshot>, next: &Snapshot) {
+    let m = crate::observe::metrics::get();
+    if let Some(previous) = previous {
+        let _ = m.config_info.remove_label_values(&[previous.config_hash()]);
+    }
+    m.config_info.with_label_values(&[next.config_hash()]).set(1);
+    let loaded = next
+        .loaded_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    m.config_loaded.with_label_values::<&str>(&[]).set(loaded);
+}
+
+impl Snapshot {
+    /// The short form of the configuration's hash shown in metrics and `/config`.
+    pub fn config_hash(&self) -> &str {
+        self.config_sha256.get(..16).unwrap_or(&self.config_sha256)
     }
 }

@@ -113,6 +113,10 @@ impl Reloader {
             let _ = m.upstream_shed.remove_label_values(&[&upstream]);
             let _ = m.upstream_max_requests.remove_label_values(&[&upstream]);
             let _ = m.upstream_circuit_open.remove_label_values(&[&upstream]);
+            let _ = m.upstream_response_seconds.remove_label_values(&[&upstream]);
+            for direction in ["sent", "received"] {
+                let _ = m.upstream_bytes.remove_label_values(&[&upstream, direction]);
+            }
             let _ = m
                 .upstream_retry_budget_exhausted
                 .remove_label_values(&[&upstream]);

@@ -21,12 +21,15 @@ pub fn apply(rules: &QueryRules, query: &str) -> String {
     for (from, to) in &rules.rename {
         pairs.retain(|pair| !names(pair, to));
         for pair in &mut pairs {
-            if names_param(split_pair(pair).0, from) {
+            let name = split_pair(pair).0;
+            if names_param(name, from) {
+                // `from[]` and `from[x]` become `to[]` and `to[x]`: still an array.
+                let renamed = format!("{}{}", encode(to), array_suffix(name));
                 let value = split_pair(pair).1;
                 *pair = if pair.contains('=') {
-                    format!("{}={value}", encode(to))
+                    format!("{renamed}={value}")
                 } else {
-                    encode(to)
+                    renamed
                 };
             }
         }
@@ -61,6 +64,26 @@ fn names_as_array(raw_name: &str, param: &str) -> bool {
     let name = decoded.as_deref().unwrap_or(raw_name);
     name.split_once('[')
         .is_some_and(|(base, rest)| rest.contains(']') && names_param(base, param))
+}
+
+/// The bracketed suffix of a raw parameter name (`[]`, `%5Bx%5D`), as written; empty if none.
+fn array_suffix(raw_name: &str) -> &str {
+    let bracket = raw_name.find('[');
+    let escaped = raw_name.to_ascii_lowercase().find("%5b");
+    let at = match (bracket, escaped) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => match a.or(b) {
+            Some(at) => at,
+            None => return "",
+        },
+    };
+    let suffix = &raw_name[at..];
+    let decoded = crate::percent::decode_str(suffix);
+    if decoded.is_some_and(|d| d.contains(']')) {
+        suffix
+    } else {
+        ""
+    }
 }
 
 fn encode(text: &str) -> String {

@@ -49,6 +49,9 @@ pub struct Attempt {
     /// An answer below 500 arrived: a success for passive health once the answer is complete
     /// (a body that then breaks off makes it a failure instead).
     pending_success: bool,
+    /// The target's status and how long its head took (for the access log).
+    status: Option<u16>,
+    latency: Option<Duration>,
 }
 
 impl Attempt {
@@ -65,7 +68,34 @@ impl Attempt {
             late_failure: false,
             responded: false,
             pending_success: false,
+            status: None,
+            latency: None,
         }
+    }
+
+    /// The upstream's name.
+    pub fn upstream(&self) -> &str {
+        &self.pool.name
+    }
+
+    /// The target's status, once its answer's head arrived.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// From sending the request to the answer's head.
+    pub fn latency(&self) -> Option<Duration> {
+        self.latency
+    }
+
+    /// Body bytes sent to the target.
+    pub fn count_sent(&self, bytes: usize) {
+        self.pool.bytes_sent.inc_by(bytes as u64);
+    }
+
+    /// Body bytes received from the target.
+    pub fn count_received(&self, bytes: usize) {
+        self.pool.bytes_received.inc_by(bytes as u64);
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -126,7 +156,11 @@ impl Attempt {
             Outcome::Aborted => ("aborted", None),
             Outcome::Responded(status) => {
                 self.responded = true;
-                stats.observe_latency(self.sent.unwrap_or(self.begun).elapsed());
+                let latency = self.sent.unwrap_or(self.begun).elapsed();
+                stats.observe_latency(latency);
+                self.pool.response_seconds.observe(latency.as_secs_f64());
+                self.latency = Some(latency);
+                self.status = Some(status.as_u16());
                 let kind = if status.is_server_error() {
                     Kind::Status5xx
                 } else {

@@ -79,12 +79,18 @@ pub struct Reply {
     peer: HttpPeer,
     /// The upstream's concurrency slot, held until the reply is released or dropped.
     _slot: Slot,
+    /// The upstream's received-bytes counter.
+    received: prometheus::IntCounter,
 }
 
 impl Reply {
     /// The next piece of the body; `None` at its end.
     pub async fn body_chunk(&mut self) -> pingora::Result<Option<Bytes>> {
-        self.session.read_response_body().await
+        let piece = self.session.read_response_body().await?;
+        if let Some(p) = &piece {
+            self.received.inc_by(p.len() as u64);
+        }
+        Ok(piece)
     }
 }
 
@@ -205,6 +211,7 @@ impl UpstreamClient {
                         session,
                         peer: *peer,
                         _slot: slot,
+                        received: pool.bytes_received.clone(),
                     });
                 }
                 Err(Ended::Downstream(e)) => {
@@ -272,7 +279,7 @@ impl UpstreamClient {
             .await
             .map_err(Ended::Connect)?;
         attempt.mark_sent();
-        match send(&mut session, &call.head, &mut call.body).await {
+        match send(&mut session, &call.head, &mut call.body, attempt).await {
             Ok(()) => attempt.mark_request_done(),
             Err(Sent::Downstream(e)) => return Err(Ended::Downstream(e)),
             Err(Sent::Upstream(e)) => return Err(stale_or(e, reused)),
@@ -325,19 +332,28 @@ enum Sent {
     Downstream(Box<Error>),
 }
 
-async fn send(session: &mut HttpSession, head: &RequestHeader, body: &mut Body<'_>) -> Result<(), Sent> {
+async fn send(
+    session: &mut HttpSession,
+    head: &RequestHeader,
+    body: &mut Body<'_>,
+    attempt: &Attempt,
+) -> Result<(), Sent> {
     session
         .write_request_header(Box::new(head.clone()))
         .await
         .map_err(Sent::Upstream)?;
     match body {
-        Body::Full(bytes) if !bytes.is_empty() => session
-            .write_request_body(bytes.clone(), true)
-            .await
-            .map_err(Sent::Upstream)?,
+        Body::Full(bytes) if !bytes.is_empty() => {
+            attempt.count_sent(bytes.len());
+            session
+                .write_request_body(bytes.clone(), true)
+                .await
+                .map_err(Sent::Upstream)?
+        }
         Body::Full(_) => {}
         Body::Relayed(source) => {
             while let Some(piece) = source.next_piece().await.map_err(Sent::Downstream)? {
+                attempt.count_sent(piece.len());
                 session
                     .write_request_body(piece, false)
                     .await

@@ -114,6 +114,11 @@ pub struct Pool {
     pub concurrency: Arc<Concurrency>,
     /// TLS and HTTP version to the targets.
     pub transport: Transport,
+    /// `portcullis_upstream_response_seconds` and `portcullis_upstream_bytes_total` for this
+    /// upstream, resolved once (not per attempt).
+    pub response_seconds: prometheus::Histogram,
+    pub bytes_sent: prometheus::IntCounter,
+    pub bytes_received: prometheus::IntCounter,
 }
 
 impl std::fmt::Debug for Pool {
@@ -142,7 +147,12 @@ impl Pool {
                     .map(|p| p.members.as_ref()),
             )?),
         };
+        let m = crate::observe::metrics::get();
+        let name = cfg.name.value.as_str();
         Ok(Pool {
+            response_seconds: m.upstream_response_seconds.with_label_values(&[name]),
+            bytes_sent: m.upstream_bytes.with_label_values(&[name, "sent"]),
+            bytes_received: m.upstream_bytes.with_label_values(&[name, "received"]),
             name: cfg.name.value.clone(),
             members,
             transport,
