@@ -18,7 +18,8 @@ use crate::control;
 use crate::control::record::RecordKeeper;
 use crate::front::gate::Gate;
 use crate::front::Front;
-use crate::observe::admin::{AdminApp, ReloadOutcome};
+use crate::observe::admin::{AdminApp, ReloadOutcome, View};
+use crate::observe::admin_views;
 use crate::proxy::Gateway;
 use crate::runtime::reload::{HangupListener, Reloader};
 use crate::runtime::{Runtime, Snapshot};
@@ -139,7 +140,33 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
                 Err(problems) => ReloadOutcome::Invalid(problems),
             }
         });
-        let app = AdminApp::new(readiness, reload, config.server.process.admin_hosts.clone());
+        let views_runtime = Arc::clone(&runtime);
+        let views_reloader = Arc::clone(&reloader);
+        let views = Arc::new(move |view: View| {
+            let snapshot = views_runtime.load();
+            let value = match view {
+                View::Routes => admin_views::routes(&snapshot),
+                View::Upstreams => admin_views::upstreams(&snapshot),
+                View::Config => admin_views::config(&snapshot, &views_reloader),
+            };
+            let mut body = serde_json::to_string_pretty(&value).unwrap_or_default();
+            body.push('\n');
+            body
+        });
+        // Read once at start (`check` made sure it is set): a changed token needs an upgrade.
+        let token = config
+            .server
+            .process
+            .admin_token_env
+            .as_ref()
+            .and_then(|name| std::env::var(name).ok());
+        let app = AdminApp::new(
+            readiness,
+            reload,
+            views,
+            config.server.process.admin_hosts.clone(),
+            token,
+        );
         let mut admin = Service::new(
             "portcullis admin".to_string(),
             Front::admin(app, Arc::clone(&runtime)),

@@ -82,6 +82,21 @@ pub fn parse_date(text: &str) -> Result<i64, String> {
     Ok(days_from_civil(y, m, d) * 86_400 + seconds)
 }
 
+/// `2026-12-02T03:04:05.678Z` (RFC 3339, UTC, milliseconds): admin views and JSON logs.
+pub fn rfc3339_millis(at: std::time::SystemTime) -> String {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let unix = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+    let secs = unix.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+        since.subsec_millis()
+    )
+}
+
 /// `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub fn http_date(unix: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
@@ -126,6 +141,13 @@ mod tests {
         ] {
             assert!(parse_date(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn formats_rfc3339_with_milliseconds() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_709_209_805_123);
+        assert_eq!(rfc3339_millis(at), "2024-02-29T12:30:05.123Z");
+        assert_eq!(rfc3339_millis(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -131,6 +131,10 @@ pub struct ProcessSettings {
     pub listen: Vec<Listener>,
     pub threads: usize,
     pub admin: Option<String>,
+    /// The environment variable holding the admin token (`server.admin.token_env`): every
+    /// admin endpoint but `/healthz` and `/readyz` then needs `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub admin_token_env: Option<String>,
     /// `Host` names the admin listener accepts besides loopback and its own address.
     pub admin_hosts: Vec<String>,
     pub pid_file: String,
@@ -150,6 +154,7 @@ impl ProcessSettings {
             ("threads", self.threads != new.threads),
             ("admin", self.admin != new.admin),
             ("admin_hosts", self.admin_hosts != new.admin_hosts),
+            ("admin.token_env", self.admin_token_env != new.admin_token_env),
             ("pid_file", self.pid_file != new.pid_file),
             ("upgrade_sock", self.upgrade_sock != new.upgrade_sock),
             ("error_log", self.error_log != new.error_log),

@@ -43,7 +43,7 @@ pub(super) fn decode_server(
     let ip = super::ip_schema::decode_ip_rules(&f, FIELDS, p);
     let listen = super::listener_schema::decode_listen(&f, base_dir, p);
     let hsts = decode_hsts(&f, p);
-    let admin: Option<Spanned<String>> = f.opt("admin", p);
+    let (admin, admin_token_env) = decode_admin(&f, p);
     let admin_ok = admin
         .as_ref()
         .is_none_or(|a| socket_addr(a, &f.path_of("admin"), p).is_some());
@@ -96,6 +96,7 @@ pub(super) fn decode_server(
             listen,
             threads,
             admin: if admin_ok { admin.map(|a| a.value) } else { None },
+            admin_token_env,
             admin_hosts,
             pid_file: f.or("pid_file", DEFAULT_PID_FILE.to_string(), p),
             upgrade_sock: f.or("upgrade_sock", DEFAULT_UPGRADE_SOCK.to_string(), p),
@@ -127,6 +128,49 @@ pub(super) fn decode_server(
 
 /// Defaults in the runtime directory systemd creates (`RuntimeDirectory=portcullis`), not in
 /// `/tmp`, where any local user could plant a pid file naming another process.
+/// `admin: "127.0.0.1:9090"` or `admin: { addr, token_env }`.
+fn decode_admin(f: &Fields<'_>, p: &mut Problems) -> (Option<Spanned<String>>, Option<String>) {
+    let path = f.path_of("admin");
+    match f.node("admin") {
+        Some(node @ Node::Map { .. }) => {
+            let Some(m) = Fields::new(node, &path, &["addr", "token_env"], p) else {
+                return (None, None);
+            };
+            let addr: Option<Spanned<String>> = m.req("addr", p);
+            let token_env: Option<Spanned<String>> = m.opt("token_env", p);
+            let token_env = token_env.filter(|name| {
+                let problem = if !valid_env_name(&name.value) {
+                    Some(format!("`{}` is not an environment variable name", name.value))
+                } else {
+                    match std::env::var(&name.value) {
+                        Ok(v) if v.len() >= MIN_ADMIN_TOKEN_BYTES => None,
+                        Ok(_) => Some(format!(
+                            "the token in ${} is shorter than {MIN_ADMIN_TOKEN_BYTES} bytes",
+                            name.value
+                        )),
+                        Err(_) => Some(format!("environment variable {} is not set", name.value)),
+                    }
+                };
+                if let Some(problem) = &problem {
+                    p.add(name.pos, &m.path_of("token_env"), problem.clone());
+                }
+                problem.is_none()
+            });
+            (addr, token_env.map(|t| t.value))
+        }
+        _ => (f.opt("admin", p), None),
+    }
+}
+
+/// An admin token shorter than this is refused (it would be guessable).
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+
+fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 pub const DEFAULT_PID_FILE: &str = "/run/portcullis/portcullis.pid";
 pub const DEFAULT_UPGRADE_SOCK: &str = "/run/portcullis/upgrade.sock";
 

@@ -150,6 +150,7 @@ mod tests {
             listen: vec![crate::config::Listener::plain("127.0.0.1:1")],
             threads: 1,
             admin: None,
+            admin_token_env: None,
             admin_hosts: Vec::new(),
             pid_file: pid_file.into(),
             upgrade_sock: "/run/x.sock".into(),

@@ -24,7 +24,16 @@ struct Reloaded {
 /// `path` is the absolute path of the validated `config`.
 pub fn reload(path: &str, config: &Config) -> ExitCode {
     let outcome = match &config.server.process.admin {
-        Some(admin) => reload_via_admin(admin, path),
+        Some(admin) => {
+            // The same variable the gateway read its token from (`check` made sure it is set).
+            let token = config
+                .server
+                .process
+                .admin_token_env
+                .as_ref()
+                .and_then(|name| std::env::var(name).ok());
+            reload_via_admin(admin, path, token.as_deref())
+        }
         None => reload_via_signal(path, config),
     };
     match outcome {
@@ -46,7 +55,7 @@ pub fn reload(path: &str, config: &Config) -> ExitCode {
 }
 
 /// `POST /reload` on the admin listener; it answers once the new snapshot is live.
-fn reload_via_admin(admin: &str, path: &str) -> Result<Reloaded, String> {
+fn reload_via_admin(admin: &str, path: &str, token: Option<&str>) -> Result<Reloaded, String> {
     // The path travels in a request header.
     if path.bytes().any(|b| b < 0x20 || b == 0x7f) {
         return Err(format!(
@@ -66,8 +75,12 @@ fn reload_via_admin(admin: &str, path: &str) -> Result<Reloaded, String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("cannot reach the admin listener at {addr}: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let authorization = token
+        .filter(|t| t.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "POST /reload HTTP/1.1\r\nHost: {addr}\r\n{CONFIG_HEADER}: {path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "POST /reload HTTP/1.1\r\nHost: {addr}\r\n{CONFIG_HEADER}: {path}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut response = String::new();

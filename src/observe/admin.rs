@@ -42,20 +42,62 @@ pub enum ReloadOutcome {
 /// Reloads the configuration; given the file the caller means, if it said. Blocking.
 pub type ReloadHook = Arc<dyn Fn(Option<String>) -> ReloadOutcome + Send + Sync>;
 
+/// The read-only views of the running configuration (see `admin_views`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Routes,
+    Upstreams,
+    Config,
+}
+
+/// Renders a view as JSON.
+pub type Views = Arc<dyn Fn(View) -> String + Send + Sync>;
+
 pub struct AdminApp {
     readiness: ReadinessProbe,
     reload: ReloadHook,
+    views: Views,
     /// Extra `Host` names accepted besides loopback and the listener's own address.
     hosts: Vec<String>,
+    /// `server.admin.token_env`'s value: every endpoint but `/healthz` and `/readyz` then
+    /// needs `Authorization: Bearer <token>`.
+    token: Option<String>,
 }
 
 impl AdminApp {
-    pub fn new(readiness: ReadinessProbe, reload: ReloadHook, hosts: Vec<String>) -> AdminApp {
+    pub fn new(
+        readiness: ReadinessProbe,
+        reload: ReloadHook,
+        views: Views,
+        hosts: Vec<String>,
+        token: Option<String>,
+    ) -> AdminApp {
         AdminApp {
             readiness,
             reload,
+            views,
             hosts,
+            token,
         }
+    }
+
+    /// Whether the request carries the admin token (always, when none is configured). The
+    /// comparison takes the same time wherever the first difference is.
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let presented = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        presented.is_some_and(|p| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(p.as_bytes(), token.as_bytes()).is_ok()
+        })
     }
 
     /// `POST /reload`: answers after the new snapshot is in place (or with every problem).
@@ -168,7 +210,28 @@ impl ServeHttp for AdminApp {
             return refused;
         }
         let path = session.req_header().uri.path().to_string();
+        let public = matches!(path.as_str(), "/healthz" | "/readyz");
+        if !public && !self.authorized(session) {
+            let mut r = reply(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "this endpoint needs Authorization: Bearer <the token in server.admin.token_env>\n".into(),
+            );
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"portcullis-admin\""),
+            );
+            return r;
+        }
+        let view = |v: View| reply(StatusCode::OK, "application/json", (self.views)(v));
+        let get = matches!(
+            session.req_header().method,
+            http::Method::GET | http::Method::HEAD
+        );
         match path.as_str() {
+            "/routes" if get => view(View::Routes),
+            "/upstreams" if get => view(View::Upstreams),
+            "/config" if get => view(View::Config),
             "/metrics" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -187,7 +250,8 @@ impl ServeHttp for AdminApp {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                "not found; try /metrics, /healthz, /readyz, POST /reload\n".into(),
+                "not found; try /metrics, /healthz, /readyz, /routes, /upstreams, /config, POST /reload\n"
+                    .into(),
             ),
         }
     }
@@ -202,7 +266,9 @@ mod tests {
         let app = AdminApp::new(
             Arc::new(|| Ok(())),
             Arc::new(|_| ReloadOutcome::Invalid(String::new())),
+            Arc::new(|_| String::new()),
             vec!["gw-1.mgmt.internal".into()],
+            None,
         );
         let local: Option<IpAddr> = Some("10.0.0.5".parse().unwrap());
         for ok in [

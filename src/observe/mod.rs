@@ -2,5 +2,6 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod admin_views;
 pub mod logging;
 pub mod metrics;

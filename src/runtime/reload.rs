@@ -24,6 +24,17 @@ pub struct Reloader {
     started_with: ProcessSettings,
     /// One reload at a time.
     busy: Mutex<()>,
+    /// How the last reload went (for `GET /config`).
+    last: Mutex<Option<LastReload>>,
+}
+
+/// When the last reload ran and how it ended.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    pub at: std::time::SystemTime,
+    pub ok: bool,
+    /// The summary, or every problem (one per line).
+    pub message: String,
 }
 
 /// What a successful reload loaded.
@@ -42,7 +53,16 @@ impl Reloader {
             runtime,
             started_with,
             busy: Mutex::new(()),
+            last: Mutex::new(None),
         }
+    }
+
+    /// How the last reload went, if one ran.
+    pub fn last(&self) -> Option<LastReload> {
+        self.last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The configuration file this process runs on (an absolute path).
@@ -55,6 +75,15 @@ impl Reloader {
         let _one_at_a_time = self.busy.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let outcome = self.load_and_swap();
         let result = if outcome.is_ok() { "success" } else { "failure" };
+        let last = LastReload {
+            at: std::time::SystemTime::now(),
+            ok: outcome.is_ok(),
+            message: match &outcome {
+                Ok(r) => format!("reloaded: {} routes, {} upstreams", r.routes, r.upstreams),
+                Err(problems) => problems.clone(),
+            },
+        };
+        *self.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(last);
         metrics::get().config_reloads.with_label_values(&[result]).inc();
         match &outcome {
             Ok(r) => {

@@ -75,6 +75,18 @@ impl Concurrency {
         })
     }
 
+    /// Requests holding a slot now.
+    pub fn inflight(&self) -> usize {
+        self.limits
+            .max_requests
+            .saturating_sub(self.slots.available_permits())
+    }
+
+    /// Requests waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
+    }
+
     /// A slot now, or after a short wait in the queue, or `Shed`.
     pub async fn acquire(&self) -> Result<Slot, Shed> {
         if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {

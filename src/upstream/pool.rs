@@ -97,6 +97,18 @@ struct Members {
     eject_lock: std::sync::Mutex<()>,
 }
 
+/// One target as `GET /upstreams` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct TargetView {
+    /// As configured.
+    pub target: String,
+    /// As resolved.
+    pub address: String,
+    pub healthy: bool,
+    pub ejected: bool,
+    pub inflight: usize,
+}
+
 /// One upstream pool as a snapshot sees it: the long-lived targets plus this configuration's
 /// settings for talking to them.
 pub struct Pool {
@@ -377,6 +389,26 @@ impl Pool {
                     .get::<Arc<TargetStats>>()
                     .map_or_else(|| b.addr.to_string(), |s| s.label.clone());
                 (label, backends.ready(b))
+            })
+            .collect()
+    }
+
+    /// Every target in configuration order, as the admin API shows it.
+    pub fn targets(&self) -> Vec<TargetView> {
+        let backends = self.backends();
+        let now = super::stats::now_micros();
+        self.members
+            .backends
+            .iter()
+            .map(|b| {
+                let stats = b.ext.get::<Arc<TargetStats>>();
+                TargetView {
+                    target: stats.map_or_else(|| b.addr.to_string(), |s| s.label.clone()),
+                    address: b.addr.to_string(),
+                    healthy: backends.ready(b),
+                    ejected: stats.is_some_and(|s| s.outlier.is_ejected(now)),
+                    inflight: stats.map_or(0, |s| s.inflight()),
+                }
             })
             .collect()
     }

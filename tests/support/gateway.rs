@@ -230,7 +230,9 @@ fn try_launch(
     let (port, admin_port) = two_free_ports();
     // `{port}` in the extra server fields stands for the proxy port the harness picked (to
     // add listeners next to it).
-    let server_extra = server_extra.replace("{port}", &port.to_string());
+    let server_extra = server_extra
+        .replace("{port}", &port.to_string())
+        .replace("{admin_port}", &admin_port.to_string());
     let config = format!(
         "{}\n{body}",
         server_section(dir.path(), port, admin_port, &server_extra)
