@@ -569,3 +569,21 @@ fn which(tool: &str) -> Result<PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+/// A gateway in the foreground (a container's or supervisor's process) writes no pid file:
+/// `portcullis upgrade` refuses rather than start a daemon the supervisor would not know,
+/// and the gateway keeps serving (the README says which deployment gets which mechanism).
+#[test]
+fn an_upgrade_of_a_foreground_gateway_is_refused_and_it_keeps_serving() {
+    let up = Upstream::start("app");
+    let gw = Gateway::start(&body(&up, 0));
+    let out = Command::new(BIN)
+        .args(["upgrade", "-c"])
+        .arg(gw.config_path())
+        .output()
+        .expect("run upgrade");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot read pid file"), "{stderr}");
+    assert_eq!(gw.get("/x").header("x-generation"), Some("0"));
+}
