@@ -153,13 +153,8 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
             body.push('\n');
             body
         });
-        // Read once at start (`check` made sure it is set): a changed token needs an upgrade.
-        let token = config
-            .server
-            .process
-            .admin_token_env
-            .as_ref()
-            .and_then(|name| std::env::var(name).ok());
+        // Read once at start: a changed token needs an upgrade.
+        let token = config.server.process.admin_token();
         let app = AdminApp::new(
             readiness,
             reload,

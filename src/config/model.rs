@@ -148,6 +148,14 @@ pub struct ProcessSettings {
 
 impl ProcessSettings {
     /// The names of the settings that differ in `new`.
+    /// The admin token, from the variable `server.admin.token_env` names (`check` made sure it
+    /// is set): the gateway reads it at start, `portcullis reload` to send it.
+    pub fn admin_token(&self) -> Option<String> {
+        self.admin_token_env
+            .as_ref()
+            .and_then(|name| std::env::var(name).ok())
+    }
+
     pub fn changes(&self, new: &ProcessSettings) -> Vec<&'static str> {
         let checks = [
             ("listen", self.listen != new.listen),

@@ -24,16 +24,7 @@ struct Reloaded {
 /// `path` is the absolute path of the validated `config`.
 pub fn reload(path: &str, config: &Config) -> ExitCode {
     let outcome = match &config.server.process.admin {
-        Some(admin) => {
-            // The same variable the gateway read its token from (`check` made sure it is set).
-            let token = config
-                .server
-                .process
-                .admin_token_env
-                .as_ref()
-                .and_then(|name| std::env::var(name).ok());
-            reload_via_admin(admin, path, token.as_deref())
-        }
+        Some(admin) => reload_via_admin(admin, path, config.server.process.admin_token().as_deref()),
         None => reload_via_signal(path, config),
     };
     match outcome {
