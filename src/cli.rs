@@ -12,6 +12,11 @@ usage:
                                  and only then let the old process hand over and drain
   portcullis demo-upstreams [PORT...]   small demo services for the example configuration
                                  (default ports 9001-9004)
+  portcullis route [-c FILE] 'METHOD URL' [-H 'Name: value']...
+                                 what the gateway would do with that request (route, auth,
+                                 limits, version, upstream and its path), sending nothing
+  portcullis route [-c FILE] --test FILE
+                                 check a file of expected routings; exit 1 if one differs
   portcullis hash-key             read an API key on stdin, print the sha256 for keys_file
   portcullis demo-cert DIR        a local CA and a certificate for localhost in DIR (demo-ca.pem,
                                  demo.pem, demo.key), for trying HTTPS; kept if still valid
@@ -53,6 +58,13 @@ pub enum Command {
     DemoCert {
         dir: String,
     },
+    /// `route -c FILE 'GET https://host/path' [-H 'Name: value']...` or `route --test FILE`.
+    Route {
+        config: String,
+        request: Option<String>,
+        headers: Vec<String>,
+        tests: Option<String>,
+    },
     Version,
     Help,
 }
@@ -79,6 +91,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Command::DemoUpstreams { ports });
+    }
+    if args.first().map(String::as_str) == Some("route") {
+        return parse_route(&args[1..]);
     }
     let mut it = args.iter().peekable();
     let sub = match it.peek().map(|s| s.as_str()) {
@@ -126,6 +141,33 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             daemon,
             upgrade,
             upgrade_sock,
+        }),
+    }
+}
+
+fn parse_route(args: &[String]) -> Result<Command, String> {
+    let mut config = DEFAULT_CONFIG.to_string();
+    let (mut request, mut tests, mut headers) = (None, None, Vec::new());
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "-c" | "--config" => config = value()?,
+            "-H" | "--header" => headers.push(value()?),
+            "--test" => tests = Some(value()?),
+            other if other.starts_with('-') => return Err(format!("unknown argument `{other}`")),
+            other if request.is_none() => request = Some(other.to_string()),
+            other => return Err(format!("one request at a time (`{other}` is a second one)")),
+        }
+    }
+    match (&request, &tests) {
+        (None, None) => Err("route needs a request ('GET https://host/path') or --test FILE".into()),
+        (Some(_), Some(_)) => Err("give a request or --test FILE, not both".into()),
+        _ => Ok(Command::Route {
+            config,
+            request,
+            headers,
+            tests,
         }),
     }
 }

@@ -57,6 +57,19 @@ fn main() -> ExitCode {
         Ok(Command::DemoUpstreams { ports }) if ports.is_empty() => demo::run(&demo::DEFAULT_PORTS),
         Ok(Command::DemoUpstreams { ports }) => demo::run(&ports),
         Ok(Command::HashKey) => hash_key(),
+        Ok(Command::Route {
+            config,
+            request,
+            headers,
+            tests,
+        }) => match load(&config) {
+            Ok((_, snapshot)) => match (request, tests) {
+                (Some(line), _) => portcullis::control::route::explain_one(snapshot, &line, &headers),
+                (None, Some(file)) => portcullis::control::route::run_tests(snapshot, &file),
+                (None, None) => ExitCode::from(2),
+            },
+            Err(code) => code,
+        },
         Ok(Command::DemoCert { dir }) => match portcullis::tls::mint::demo(std::path::Path::new(&dir)) {
             Ok(line) => {
                 println!("{line}");

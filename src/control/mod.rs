@@ -6,6 +6,7 @@ pub mod drain;
 mod pid;
 pub mod record;
 mod reload;
+pub mod route;
 mod upgrade;
 
 pub use pid::{is_running, read_pid};

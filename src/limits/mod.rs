@@ -52,6 +52,23 @@ pub struct Policy {
     store: PolicyStore,
 }
 
+impl Policy {
+    /// What the policy counts by, as written in the configuration (`consumer`, `ip`,
+    /// `header:x-tenant`, `claim:org`, joined by `+`).
+    pub fn key_description(&self) -> String {
+        self.key
+            .iter()
+            .map(|k| match k {
+                KeyPart::Consumer => "consumer".to_string(),
+                KeyPart::Ip => "ip".to_string(),
+                KeyPart::Header(h) => format!("header:{h}"),
+                KeyPart::Claim(c) => format!("claim:{c}"),
+            })
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+}
+
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Policy").field("name", &self.name).finish()

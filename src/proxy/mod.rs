@@ -20,6 +20,7 @@ pub mod ctx;
 mod edges;
 mod errors;
 mod exchange;
+pub mod explain;
 mod forwarding;
 mod grpc;
 mod peer;

@@ -417,6 +417,38 @@ impl RouteTable {
         RouteMatch::NotFound
     }
 
+    /// Every route of a host group consulted for `host` whose path matches `path`, with its
+    /// slot and its host group's rank (0: the most specific group): groups most specific first, in each the slots most specific first, on each slot
+    /// the routes in the order they compete. What `portcullis route` explains.
+    pub(crate) fn matching_routes<'a>(
+        &'a self,
+        host: &'a str,
+        path: &'a str,
+    ) -> Vec<(usize, Slot<'a>, usize)> {
+        let mut out = Vec::new();
+        for (rank, group) in self.groups(host).enumerate() {
+            let mut slots: Vec<(Slot<'a>, &'a [usize])> = Vec::new();
+            if let Some(ids) = group.exact.get(path) {
+                slots.push((Slot::Exact(path), ids));
+            }
+            for p in segment_prefixes(path) {
+                if let Some((k, ids)) = group.prefix.get_key_value(p) {
+                    slots.push((Slot::Prefix(k.as_str()), ids));
+                }
+            }
+            for (t, ids) in &group.templates.slots {
+                if t.matches(path) {
+                    slots.push((Slot::Template(t), ids));
+                }
+            }
+            slots.sort_by(|(a, _), (b, _)| b.specificity_cmp(a));
+            for (slot, ids) in slots {
+                out.extend(ids.iter().map(|&id| (id, slot, rank)));
+            }
+        }
+        out
+    }
+
     /// Every route a request for `host`, `path` and `method` could reach whatever its headers
     /// (header conditions are ignored): what a CORS preflight, which carries none of the
     /// actual request's headers, must speak for.
