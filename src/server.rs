@@ -175,6 +175,10 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
     server.add_service(background_service("health checks", HealthSupervisor::new(pools)));
     server.add_service(background_service("config reload", HangupListener::new(reloader)));
     server.add_service(background_service(
+        "access log reopen",
+        crate::observe::access_sink::ReopenOnSignal,
+    ));
+    server.add_service(background_service(
         "process record",
         RecordKeeper::new(config_path, settings),
     ));

@@ -87,3 +87,111 @@ fn upstream_process_and_configuration_metrics() {
         "the old hash is gone"
     );
 }
+
+fn read_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// `access_log: { format: json, path }`: one JSON object per request with what an operator
+/// needs (credential query values redacted, the refusal's reason, the consumer a 403 refused,
+/// the trace id, the upstream's status and latency), appended to a file that SIGUSR1 reopens.
+#[test]
+fn json_access_log_to_a_file_reopened_on_sigusr1() {
+    let up = Upstream::start("app");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let file = logs.path().join("access.log");
+    let keys = logs.path().join("keys.yaml");
+    std::fs::write(
+        &keys,
+        format!(
+            "keys:\n  - {{ sha256: \"{}\", consumer: alice }}\n",
+            hash_key("alice-key-0123456789")
+        ),
+    )
+    .expect("write keys");
+    let gw = Gateway::start_with(
+        &format!("access_log: {{ format: json, path: \"{}\" }}", file.display()),
+        &format!(
+            "upstreams:\n  app:\n    targets: [\"{}\"]\nauth:\n  k:\n    type: api_key\n    from: [\"query:api_key\", \"header:x-api-key\"]\n    keys_file: {}\nroutes:\n  - {{ name: open, match: {{ path_prefix: /open }}, upstream: app }}\n  - {{ name: keyed, match: {{ path_prefix: /keyed }}, upstream: app, auth: [k] }}\n  - {{ name: admins, match: {{ path_prefix: /admins }}, upstream: app, auth: [k], require: {{ roles: [admin] }} }}\n",
+            up.addr(),
+            keys.display()
+        ),
+    );
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = request(
+        gw.addr(),
+        "POST",
+        "api.example.com",
+        "/open/x?y=1",
+        &[("traceparent", traceparent)],
+        b"12345",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(gw.get("/keyed/x?api_key=wrong-secret&x=1").status, 401);
+    let r = request(
+        gw.addr(),
+        "GET",
+        "localhost",
+        "/admins/x",
+        &[("x-api-key", "alice-key-0123456789")],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    let lines = wait_for("three JSON lines", std::time::Duration::from_secs(10), || {
+        let lines = read_lines(&file);
+        (lines.len() >= 3).then_some(lines)
+    });
+    let ok = &lines[0];
+    assert_eq!(ok["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{ok}");
+    assert_eq!(ok["host"], "api.example.com");
+    assert_eq!(ok["method"], "POST");
+    assert_eq!(ok["route"], "open");
+    assert_eq!(ok["upstream"], "app");
+    assert_eq!(ok["upstream_status"], 200);
+    assert!(ok["upstream_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{ok}");
+    assert_eq!(ok["attempts"], 1);
+    assert_eq!(ok["bytes_in"], 5);
+    assert_eq!(ok["status"], 200);
+    assert_eq!(ok["reason"], serde_json::Value::Null);
+    assert!(
+        ok["time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.len() == 24),
+        "{ok}"
+    );
+    let refused = &lines[1];
+    assert_eq!(refused["status"], 401, "{refused}");
+    assert_eq!(refused["query"], "api_key=REDACTED&x=1");
+    assert!(!std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .contains("wrong-secret"));
+    assert!(
+        refused["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{refused}"
+    );
+    let forbidden = &lines[2];
+    assert_eq!(forbidden["status"], 403, "{forbidden}");
+    assert_eq!(
+        forbidden["consumer"], "alice",
+        "a 403 names the consumer it refused"
+    );
+
+    // logrotate: move the file, SIGUSR1, and the next line goes to a new file.
+    std::fs::rename(&file, logs.path().join("access.log.1")).expect("rotate");
+    gw.signal(libc::SIGUSR1);
+    wait_for("the file reopened", std::time::Duration::from_secs(10), || {
+        assert_eq!(gw.get("/open/after").status, 200);
+        read_lines(&file)
+            .iter()
+            .any(|l| l["path"] == "/open/after")
+            .then_some(())
+    });
+    assert!(
+        read_lines(&logs.path().join("access.log.1")).len() >= 3,
+        "the rotated file keeps its lines"
+    );
+}

@@ -123,6 +123,14 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
+    /// Query parameters this authenticator reads a credential from (redacted in logs).
+    pub fn query_params(&self) -> impl Iterator<Item = &str> {
+        self.sources.iter().filter_map(|s| match s {
+            CredentialSource::Query(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
     /// `used_claims`: the claims the configuration reads besides this authenticator's own
     /// `forward_claims` (`require.claims`, rate-limit keys); only those are kept.
     /// `previous`: the authenticators of the snapshot being replaced; a same-named JWT
@@ -255,8 +263,9 @@ impl RouteAuth {
 pub enum Denied {
     /// 401: no usable credential, or none that verified.
     Unauthenticated(&'static str),
-    /// 403: authenticated, but `require` is not met; the scopes to name in the challenge.
-    Forbidden(String),
+    /// 403: authenticated, but `require` is not met; the scopes to name in the challenge, and
+    /// the consumer refused (for the access log).
+    Forbidden { scopes: String, consumer: String },
 }
 
 /// The identity admitted by the route's authenticators (any of them), checked against
@@ -274,7 +283,10 @@ pub fn authenticate(
         return Ok(None);
     }
     let admit = |id: Arc<Identity>, i: usize| match &route.require {
-        Some(req) if !req.allows(&id) => Err(Denied::Forbidden(req.scope_list())),
+        Some(req) if !req.allows(&id) => Err(Denied::Forbidden {
+            scopes: req.scope_list(),
+            consumer: id.consumer.clone(),
+        }),
         _ => Ok(Some((id, i))),
     };
     let mut reason = "missing credentials";

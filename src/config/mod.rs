@@ -3,6 +3,7 @@
 //! Every problem is collected (not just the first) so `portcullis check` and a refused start
 //! print the same complete list.
 
+pub mod access_log_schema;
 pub mod aggregate_model;
 mod aggregate_schema;
 pub mod auth_model;

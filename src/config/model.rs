@@ -29,7 +29,7 @@ pub struct Config {
 pub struct ServerConfig {
     /// What belongs to the process (a live reload cannot change it).
     pub process: ProcessSettings,
-    pub access_log: bool,
+    pub access_log: super::access_log_schema::AccessLogConfig,
     /// Peers whose `X-Forwarded-*` headers are believed and extended rather than replaced.
     pub trusted_proxies: Vec<Cidr>,
     pub limits: RequestLimits,

@@ -105,7 +105,7 @@ pub(super) fn decode_server(
             shutdown_timeout: f.or("shutdown_timeout", Duration::from_secs(5), p),
             log_level: log_level.map(|l| l.value),
         },
-        access_log: f.or("access_log", true, p),
+        access_log: super::access_log_schema::decode_access_log(&f, p)?,
         trusted_proxies,
         ip: ip?,
         limits: limits?,

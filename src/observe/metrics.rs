@@ -33,6 +33,7 @@ pub struct Metrics {
     pub upstream_response_seconds: HistogramVec,
     pub upstream_bytes: IntCounterVec,
     pub config_info: IntGaugeVec,
+    pub access_log_dropped: prometheus::IntCounter,
     pub config_loaded: IntGaugeVec,
     pub upstream_circuit_open: IntGaugeVec,
     pub upstream_retries: IntCounterVec,
@@ -238,6 +239,13 @@ impl Metrics {
             "Body bytes sent to (`direction=\"sent\"`) and received from (`received`) an upstream's targets.",
             &["upstream", "direction"],
         )?;
+        let access_log_dropped = register(
+            &registry,
+            prometheus::IntCounter::new(
+                "portcullis_access_log_dropped_total",
+                "Access-log lines dropped because the writer's queue was full or a write failed.",
+            )?,
+        )?;
         let config_info = gauge(
             "portcullis_config_info",
             "The configuration in effect: its file's SHA-256 (first 16 hex digits) as `hash`; always 1.",
@@ -290,6 +298,7 @@ impl Metrics {
             upstream_response_seconds,
             upstream_bytes,
             config_info,
+            access_log_dropped,
             config_loaded,
             upstream_circuit_open,
             upstream_retries,

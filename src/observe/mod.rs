@@ -1,6 +1,7 @@
 //! Observability: Prometheus metrics, the access log, and the admin listener.
 
 pub mod access_log;
+pub mod access_sink;
 pub mod admin;
 pub mod admin_views;
 pub mod logging;

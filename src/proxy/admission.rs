@@ -201,7 +201,10 @@ pub fn authenticate(
             Ok(())
         }
         Err(Denied::Unauthenticated(why)) => Err(Problem::unauthenticated(why)),
-        Err(Denied::Forbidden(scopes)) => Err(Problem::forbidden(&scopes)),
+        Err(Denied::Forbidden { scopes, consumer }) => {
+            ctx.admission.refused_consumer = Some(consumer);
+            Err(Problem::forbidden(&scopes))
+        }
     }
 }
 

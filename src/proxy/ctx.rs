@@ -55,6 +55,8 @@ pub struct Admission {
     pub pool: Option<usize>,
     /// The resolved API version (index into the route's versions), on versioned routes.
     pub version: Option<usize>,
+    /// The consumer a 403 refused (authenticated, `require` not met), for the access log.
+    pub refused_consumer: Option<String>,
     /// Who the request is from, on routes with `auth`.
     pub identity: Option<Arc<Identity>>,
     /// Identity headers to set upstream (computed and checked when authenticating).
@@ -102,6 +104,8 @@ pub struct Reply {
     pub ratelimit_headers: Headers,
     /// The status of a response the gateway itself wrote (errors, transformed answers).
     pub gateway_status: Option<u16>,
+    /// Why the gateway answered itself (its problem's detail), for the access log.
+    pub gateway_reason: Option<&'static str>,
     /// Aggregated routes: how each part went, for the access log (`part:status:ms,...`).
     pub parts_summary: Option<String>,
     /// On a route with a CORS policy, the headers every response to this request gets.

@@ -67,6 +67,7 @@ impl Gateway {
     /// Answer with a gateway-generated problem; the request goes no further.
     async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, problem: Problem) -> Result<bool> {
         ctx.reply.gateway_status = Some(problem.status);
+        ctx.reply.gateway_reason = Some(problem.detail);
         problem.send(session, ctx).await?;
         Ok(true)
     }
@@ -505,6 +506,7 @@ impl ProxyHttp for Gateway {
             Some(p) if session.response_written().is_none() => {
                 let status = p.status;
                 ctx.reply.gateway_status = Some(status);
+                ctx.reply.gateway_reason = Some(p.detail);
                 if let Err(write_err) = p.send(session, ctx).await {
                     log::debug!("could not send error response: {write_err}");
                 }
@@ -568,32 +570,69 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&["-"])
                 .observe(elapsed.as_secs_f64()),
         }
-        if ctx.snapshot.settings.access_log {
+        let log_config = &ctx.snapshot.settings.access_log;
+        if log_config.enabled {
             let client = ctx
                 .client
                 .ip
                 .map(|ip| ip.to_string())
                 .unwrap_or_else(|| "-".into());
             let path = logged_path(session.req_header(), ctx);
-            access_log::write(&AccessEntry {
-                request_id: &ctx.request_id,
-                client: &client,
-                method,
-                path: &path,
-                route,
-                version: ctx.version_name(),
-                consumer: ctx
-                    .admission
-                    .identity
-                    .as_ref()
-                    .map_or("-", |id| id.consumer.as_str()),
-                target: ctx.target_label(),
-                status,
-                bytes: session.body_bytes_sent(),
-                duration: elapsed,
-                retries: ctx.upstream.retries,
-                parts: ctx.reply.parts_summary.as_deref(),
-            });
+            let req = session.req_header();
+            let trace_id = req
+                .headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::redact::trace_id)
+                .unwrap_or("-");
+            // Only once normalized (a refused target's query is not logged at all).
+            let query = req
+                .uri
+                .query()
+                .filter(|_| !ctx.admission.path.is_empty())
+                .map(|q| {
+                    let secret: Vec<&str> = ctx
+                        .snapshot
+                        .authenticators
+                        .iter()
+                        .flat_map(|a| a.query_params())
+                        .collect();
+                    crate::redact::query(q, &secret)
+                });
+            let attempt = ctx.upstream.current.as_ref();
+            access_log::write(
+                &AccessEntry {
+                    request_id: &ctx.request_id,
+                    client: &client,
+                    method,
+                    path: &path,
+                    route,
+                    version: ctx.version_name(),
+                    consumer: ctx
+                        .admission
+                        .identity
+                        .as_ref()
+                        .map(|id| id.consumer.as_str())
+                        .or(ctx.admission.refused_consumer.as_deref())
+                        .unwrap_or("-"),
+                    target: ctx.target_label(),
+                    status,
+                    bytes: session.body_bytes_sent(),
+                    duration: elapsed,
+                    retries: ctx.upstream.retries,
+                    parts: ctx.reply.parts_summary.as_deref(),
+                    time: std::time::SystemTime::now(),
+                    trace_id,
+                    host: &ctx.client.host,
+                    query: query.as_deref(),
+                    upstream: attempt.map_or("-", |a| a.upstream()),
+                    upstream_status: attempt.and_then(|a| a.status()),
+                    upstream_latency: attempt.and_then(|a| a.latency()),
+                    bytes_in: ctx.admission.body_received,
+                    reason: ctx.reply.gateway_reason,
+                },
+                log_config,
+            );
         }
     }
 }

@@ -30,7 +30,7 @@ pub struct RequestSettings {
     pub trusted_proxies: Vec<Cidr>,
     /// `server.ip`: client addresses every route accepts or refuses.
     pub ip: crate::config::IpRules,
-    pub access_log: bool,
+    pub access_log: crate::config::access_log_schema::AccessLogConfig,
     /// What clients may not send upstream as written (header spellings, overrides).
     pub client_headers: ClientHeaderRules,
     /// `Strict-Transport-Security` for responses to requests over TLS.
@@ -201,7 +201,7 @@ impl Snapshot {
                 connections: config.server.connections,
                 trusted_proxies: config.server.trusted_proxies.clone(),
                 ip: config.server.ip.clone(),
-                access_log: config.server.access_log,
+                access_log: config.server.access_log.clone(),
                 client_headers,
                 drain_delay: config.server.drain_delay,
                 hsts: config
@@ -359,6 +359,7 @@ impl Runtime {
     pub fn new(snapshot: Snapshot) -> Runtime {
         crate::tls::certificates::publish_expiry(snapshot.certificates.values());
         publish_config_info(None, &snapshot);
+        crate::observe::access_sink::configure(&snapshot.settings.access_log.path);
         Runtime {
             current: ArcSwap::from_pointee(snapshot),
             ready: AtomicBool::new(false),
@@ -384,6 +385,7 @@ impl Runtime {
     pub fn swap(&self, next: Snapshot) {
         crate::tls::certificates::publish_expiry(next.certificates.values());
         publish_config_info(Some(&self.current.load()), &next);
+        crate::observe::access_sink::configure(&next.settings.access_log.path);
         self.current.store(Arc::new(next));
     }
 
