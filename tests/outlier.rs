@@ -250,3 +250,35 @@ fn an_answer_that_breaks_off_counts_against_its_target() {
     }
     assert_eq!(bad.count(), 2);
 }
+
+/// Aggregation parts count toward ejection like proxied requests (one place records every
+/// attempt), and a target that passes its active health checks stays ejected until its
+/// ejection ends.
+#[test]
+fn part_failures_eject_and_passing_health_checks_do_not_return_the_target_early() {
+    let (good, bad) = (Upstream::start("good"), Upstream::start("bad"));
+    bad.set_status(500);
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  app:\n    targets: [\"{}\", \"{}\"]\n    retries: 0\n    health_check: {{ path: /health, interval: 100ms, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1 }}\n    outlier: {{ consecutive_5xx: 3, base_ejection: 30s }}\nroutes:\n  - name: agg\n    match: {{ path: /agg }}\n    aggregate:\n      parts:\n        - {{ name: p, upstream: app, path: /p }}\n",
+        good.addr(),
+        bad.addr()
+    ));
+    for _ in 0..40 {
+        if bad.count() >= 3 {
+            break;
+        }
+        gw.get("/agg");
+    }
+    assert_eq!(bad.count(), 3, "three part requests reached the failing target");
+    assert_eq!(ejections(&gw, &bad, "consecutive_5xx"), 1.0);
+    assert_eq!(ejected(&gw, &bad), 1.0);
+    let checks = bad.health_checks();
+    wait_for("health checks pass meanwhile", Duration::from_secs(10), || {
+        (bad.health_checks() >= checks + 3).then_some(())
+    });
+    for _ in 0..10 {
+        assert_eq!(gw.get("/agg").status, 200);
+    }
+    assert_eq!(bad.count(), 3, "still ejected although its health checks pass");
+    assert_eq!(ejected(&gw, &bad), 1.0);
+}
