@@ -587,3 +587,52 @@ fn an_upgrade_of_a_foreground_gateway_is_refused_and_it_keeps_serving() {
     assert!(stderr.contains("cannot read pid file"), "{stderr}");
     assert_eq!(gw.get("/x").header("x-generation"), Some("0"));
 }
+
+/// `run -d` forks after loading the configuration: the access-log writer must start in the
+/// daemon, not in the process that exits.
+#[test]
+fn a_daemon_writes_its_json_access_log() {
+    let up = Upstream::start("app");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let port = free_port();
+    let config = dir.path().join("portcullis.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: [\"127.0.0.1:{port}\"]\n  pid_file: {d}/portcullis.pid\n  upgrade_sock: {d}/upgrade.sock\n  error_log: {d}/error.log\n  grace_period: 1s\n  shutdown_timeout: 1s\n  access_log: {{ format: json, path: {d}/access.log }}\n{}",
+            body(&up, 0)
+        ),
+    )
+    .expect("write config");
+    let out = Command::new(BIN)
+        .args(["run", "-d", "-c"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("start daemon");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pid_file = dir.path().join("portcullis.pid");
+    let pid: i32 = wait_for("pid file", Duration::from_secs(20), || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let line = wait_for(
+        "an access-log line from the daemon",
+        Duration::from_secs(20),
+        || {
+            let _ = try_send_raw(
+                addr,
+                b"GET /logged HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            );
+            std::fs::read_to_string(dir.path().join("access.log"))
+                .ok()?
+                .lines()
+                .find(|l| l.contains("\"path\":\"/logged\""))
+                .map(String::from)
+        },
+    );
+    assert!(line.contains("\"status\":200"), "{line}");
+    // SAFETY: kill(2) on the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+}

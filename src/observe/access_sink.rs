@@ -22,12 +22,22 @@ const QUEUE: usize = 16_384;
 
 static SINK: OnceLock<SyncSender<Message>> = OnceLock::new();
 
+/// Where lines go, as the configuration in effect says.
+static DESTINATION: std::sync::Mutex<AccessPath> = std::sync::Mutex::new(AccessPath::ProcessLog);
+
+/// The writer is started by the first line, not by the configuration: `run -d` forks after
+/// the configuration is loaded, and a thread started before the fork would not exist in the
+/// daemon.
 fn sender() -> &'static SyncSender<Message> {
     SINK.get_or_init(|| {
         let (tx, rx) = sync_channel(QUEUE);
+        let first = DESTINATION
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let spawned = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || writer(rx));
+            .spawn(move || writer(rx, first));
         if let Err(e) = spawned {
             log::error!("cannot start the access-log writer: {e}");
         }
@@ -35,10 +45,13 @@ fn sender() -> &'static SyncSender<Message> {
     })
 }
 
-/// Send lines to `path` from now on (a no-op for the process log).
+/// Send lines to `path` from now on.
 pub fn configure(path: &AccessPath) {
-    if *path != AccessPath::ProcessLog {
-        let _ = sender().send(Message::Use(path.clone()));
+    *DESTINATION
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = path.clone();
+    if let Some(tx) = SINK.get() {
+        let _ = tx.send(Message::Use(path.clone()));
     }
 }
 
@@ -78,9 +91,9 @@ fn open(path: &AccessPath) -> Out {
     }
 }
 
-fn writer(rx: Receiver<Message>) {
-    let mut current = AccessPath::ProcessLog;
-    let mut out = Out::None;
+fn writer(rx: Receiver<Message>, first: AccessPath) {
+    let mut out = open(&first);
+    let mut current = first;
     loop {
         // Block for the next message, then take whatever else is queued before flushing.
         let Ok(mut message) = rx.recv() else { return };
