@@ -112,6 +112,16 @@ pub struct AccessLogConfig {
     pub fields: Vec<AccessField>,
 }
 
+impl AccessLogConfig {
+    /// Whether lines carry the query (JSON by default, or when `fields` lists `query`).
+    pub fn shows_query(&self) -> bool {
+        match self.format {
+            AccessFormat::Json => self.fields.is_empty() || self.fields.contains(&AccessField::Query),
+            AccessFormat::Text => self.fields.contains(&AccessField::Query),
+        }
+    }
+}
+
 impl Default for AccessLogConfig {
     fn default() -> Self {
         AccessLogConfig {

@@ -585,20 +585,13 @@ impl ProxyHttp for Gateway {
                 .and_then(|v| v.to_str().ok())
                 .and_then(crate::redact::trace_id)
                 .unwrap_or("-");
-            // Only once normalized (a refused target's query is not logged at all).
+            // Only once normalized (a refused target's query is not logged at all), and only
+            // when the line shows it (the classic line never does).
             let query = req
                 .uri
                 .query()
-                .filter(|_| !ctx.admission.path.is_empty())
-                .map(|q| {
-                    let secret: Vec<&str> = ctx
-                        .snapshot
-                        .authenticators
-                        .iter()
-                        .flat_map(|a| a.query_params())
-                        .collect();
-                    crate::redact::query(q, &secret)
-                });
+                .filter(|_| !ctx.admission.path.is_empty() && log_config.shows_query())
+                .map(|q| crate::redact::query(q, &ctx.snapshot.credential_query_params));
             let attempt = ctx.upstream.current.as_ref();
             access_log::write(
                 &AccessEntry {

@@ -59,6 +59,9 @@ pub struct Snapshot {
     pub route_durations: Vec<prometheus::Histogram>,
     /// Per TLS listener address, the certificates its handshakes choose from.
     pub certificates: HashMap<String, Arc<crate::tls::certificates::CertificateSet>>,
+    /// Query parameters an authenticator reads a credential from (redacted in access logs),
+    /// gathered once here rather than per logged request.
+    pub credential_query_params: Vec<String>,
     /// The configuration file's SHA-256 (hex) and when it was loaded.
     pub config_sha256: String,
     pub loaded_at: std::time::SystemTime,
@@ -188,6 +191,11 @@ impl Snapshot {
                 .iter()
                 .flat_map(|a| a.credential_headers().cloned()),
         );
+        let credential_query_params = authenticators
+            .iter()
+            .flat_map(|a| a.query_params())
+            .map(String::from)
+            .collect();
         Ok(Snapshot {
             template_refused_headers,
             routes: RouteTable::build(routes, &hosts),
@@ -219,6 +227,7 @@ impl Snapshot {
                     .map_or(443, |a| a.port()),
             },
             route_durations,
+            credential_query_params,
             config_sha256: config.source_sha256.clone(),
             loaded_at: std::time::SystemTime::now(),
             certificates: config
