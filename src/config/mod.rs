@@ -15,6 +15,7 @@ mod credential_schema;
 pub mod date;
 pub mod decode;
 pub mod diag;
+mod dns_schema;
 pub mod duration;
 mod ip_schema;
 pub mod jwt_schema;

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub hsts: Option<Hsts>,
     /// After SIGTERM: unready but serving for this long, then the graceful stop.
     pub drain_delay: Duration,
+    /// Resolving host-name targets.
+    pub dns: DnsConfig,
 }
 
 /// A route's CORS policy (`cors:`), validated.
@@ -358,8 +360,51 @@ pub enum HashKey {
 pub struct TargetConfig {
     /// As written, for messages and metric labels.
     pub addr: Spanned<String>,
-    pub resolved: SocketAddr,
+    /// An IP literal, or a host name re-resolved every `server.dns.refresh`.
+    pub host: TargetHost,
+    /// The addresses at load (a host name's every address; an IP literal's one).
+    pub resolved: Vec<SocketAddr>,
     pub weight: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TargetHost {
+    Ip(SocketAddr),
+    Name { host: String, port: u16 },
+}
+
+/// `server.dns`: how host-name targets are resolved, at load and again every `refresh`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DnsConfig {
+    /// Name servers to ask (`IP:PORT`); empty: the system's (`/etc/resolv.conf`, `/etc/hosts`).
+    pub nameservers: Vec<SocketAddr>,
+    /// How often every host-name target is resolved again; zero: never (only at load).
+    pub refresh: Duration,
+    /// The longest one resolution may take.
+    pub timeout: Duration,
+    pub family: AddressFamily,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            nameservers: Vec::new(),
+            refresh: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            family: AddressFamily::Ipv4Preferred,
+        }
+    }
+}
+
+/// Which addresses of a name become targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressFamily {
+    /// The IPv4 addresses when the name has any, else the IPv6 ones (Envoy's `V4_PREFERRED`).
+    Ipv4Preferred,
+    /// Every IPv4 and IPv6 address.
+    All,
+    Ipv4,
+    Ipv6,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

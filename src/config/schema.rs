@@ -99,10 +99,12 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
             None
         }
     };
-    let upstreams: Vec<UpstreamConfig> = match f.node("upstreams") {
+    let mut upstreams: Vec<UpstreamConfig> = match f.node("upstreams") {
         Some(node) => decode_upstreams(node, base_dir, p),
         None => Vec::new(),
     };
+    let dns = server.as_ref().map(|s| s.dns.clone()).unwrap_or_default();
+    super::upstream_schema::resolve_targets(&mut upstreams, &dns, p);
     let (auth, auth_names) = match f.node("auth") {
         Some(node) => decode_auth(node, base_dir, p),
         None => (Vec::new(), Vec::new()),

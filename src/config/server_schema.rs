@@ -38,6 +38,7 @@ pub(super) fn decode_server(
         "ip",
         "hsts",
         "drain_delay",
+        "dns",
     ];
     let f = Fields::new(node, path, FIELDS, p)?;
     let ip = super::ip_schema::decode_ip_rules(&f, FIELDS, p);
@@ -92,6 +93,7 @@ pub(super) fn decode_server(
         certificates,
         hsts: hsts?,
         drain_delay: f.or("drain_delay", Duration::ZERO, p),
+        dns: super::dns_schema::decode_dns(&f, p)?,
         process: ProcessSettings {
             listen,
             threads,

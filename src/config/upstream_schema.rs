@@ -1,7 +1,7 @@
-//! Decoding `upstreams:`: targets (resolved once at load), balancing and its hash key,
+//! Decoding `upstreams:`: targets (host names resolved at load), balancing and its hash key,
 //! timeouts, retries (`retry_schema`) and the health check.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -250,18 +250,52 @@ fn decode_target(node: &Node, path: &str, p: &mut Problems) -> Option<TargetConf
             return None;
         }
     };
-    let resolved = resolve(&addr, path, p)?;
+    let host = target_host(&addr, path, p)?;
     Some(TargetConfig {
+        resolved: match &host {
+            TargetHost::Ip(a) => vec![*a],
+            TargetHost::Name { .. } => Vec::new(),
+        },
+        host,
         addr,
-        resolved,
         weight,
     })
 }
 
-/// Targets are IP:PORT, or HOST:PORT resolved once when the configuration is loaded.
-fn resolve(addr: &Spanned<String>, path: &str, p: &mut Problems) -> Option<SocketAddr> {
+/// Resolve every host-name target (all at once, each within `dns.timeout`); a name that
+/// does not resolve is a problem at its position.
+pub(super) fn resolve_targets(upstreams: &mut [UpstreamConfig], dns: &DnsConfig, p: &mut Problems) {
+    let names: Vec<(String, u16)> = upstreams
+        .iter()
+        .flat_map(|u| &u.targets)
+        .filter_map(|t| match &t.host {
+            TargetHost::Name { host, port } => Some((host.clone(), *port)),
+            TargetHost::Ip(_) => None,
+        })
+        .collect();
+    let mut results = crate::upstream::dns::resolve_blocking(dns, &names).into_iter();
+    for u in upstreams.iter_mut() {
+        for (i, t) in u.targets.iter_mut().enumerate() {
+            if !matches!(t.host, TargetHost::Name { .. }) {
+                continue;
+            }
+            match results.next() {
+                Some(Ok(addrs)) => t.resolved = addrs,
+                Some(Err(e)) => p.add(
+                    t.addr.pos,
+                    &index(&format!("upstreams.{}.targets", u.name.value), i),
+                    format!("bad address `{}`: host name does not resolve ({e})", t.addr.value),
+                ),
+                None => {}
+            }
+        }
+    }
+}
+
+/// Targets are IP:PORT, or HOST:PORT resolved at load and again every `server.dns.refresh`.
+fn target_host(addr: &Spanned<String>, path: &str, p: &mut Problems) -> Option<TargetHost> {
     if let Ok(a) = addr.value.parse::<SocketAddr>() {
-        return Some(a);
+        return Some(TargetHost::Ip(a));
     }
     if let Some((scheme, rest)) = addr.value.split_once("://") {
         let host_port = rest.split('/').next().unwrap_or(rest);
@@ -288,20 +322,16 @@ fn resolve(addr: &Spanned<String>, path: &str, p: &mut Problems) -> Option<Socke
         );
         return None;
     }
-    let looks_like_host_port = addr
+    let host_port = addr
         .value
         .rsplit_once(':')
-        .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
-    if looks_like_host_port {
-        if let Some(a) = addr.value.to_socket_addrs().ok().and_then(|mut it| it.next()) {
-            return Some(a);
-        }
-        p.add(
-            addr.pos,
-            path,
-            format!("bad address `{}`: host name does not resolve", addr.value),
-        );
-        return None;
+        .and_then(|(h, port)| Some((h, port.parse::<u16>().ok()?)))
+        .filter(|(h, _)| is_host_name(h));
+    if let Some((host, port)) = host_port {
+        return Some(TargetHost::Name {
+            host: host.to_ascii_lowercase(),
+            port,
+        });
     }
     p.add(
         addr.pos,
@@ -417,4 +447,19 @@ fn decode_health_check(node: &Node, path: &str, p: &mut Problems) -> Option<Heal
         healthy_threshold,
         unhealthy_threshold,
     })
+}
+
+/// A DNS name: dot-separated labels of letters, digits, `-` and `_` (SRV-style service names),
+/// none empty or longer than 63, at most 253 in all.
+fn is_host_name(h: &str) -> bool {
+    let h = h.strip_suffix('.').unwrap_or(h);
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }

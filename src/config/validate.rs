@@ -7,7 +7,7 @@ use super::auth_model::{AuthConfig, AuthKind};
 use super::decode::Spanned;
 use super::diag::{did_you_mean, Problems};
 use super::limits_model::{KeyPart, MissingKey, RateLimitConfig};
-use super::model::{MatchConfig, RouteConfig, ServerConfig, UpstreamConfig};
+use super::model::{MatchConfig, RouteConfig, ServerConfig, TargetHost, UpstreamConfig};
 use super::schema::Parts;
 use super::versions_model::{split_path_version, Sticky, VersionSource};
 use crate::routing::normalize::has_segment_prefix;
@@ -205,7 +205,11 @@ fn check_targets(upstreams: &[UpstreamConfig], p: &mut Problems) {
     for u in upstreams {
         let mut seen = HashSet::new();
         for (i, t) in u.targets.iter().enumerate() {
-            if !seen.insert(t.resolved) {
+            let identity = match &t.host {
+                TargetHost::Ip(a) => a.to_string(),
+                TargetHost::Name { host, port } => format!("{host}:{port}"),
+            };
+            if !seen.insert(identity) {
                 p.add(
                     t.addr.pos,
                     &format!("upstreams.{}.targets[{i}]", u.name.value),

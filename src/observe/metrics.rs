@@ -25,6 +25,7 @@ pub struct Metrics {
     pub transforms: IntCounterVec,
     pub aggregate_parts: IntCounterVec,
     pub upstream_ejections: IntCounterVec,
+    pub upstream_dns_failures: IntCounterVec,
     pub upstream_ejected: IntGaugeVec,
     pub upstream_inflight: IntGaugeVec,
     pub upstream_queued: IntGaugeVec,
@@ -181,6 +182,11 @@ impl Metrics {
             16,
             &["route", "part"],
         )?;
+        let upstream_dns_failures = counter(
+            "portcullis_upstream_dns_failures_total",
+            "Failed re-resolutions of a host-name target (its last good addresses are kept).",
+            &["upstream", "target"],
+        )?;
         let upstream_ejections = counter(
             "portcullis_upstream_ejections_total",
             "Targets ejected by passive health, by upstream, target and reason (consecutive_5xx, \
@@ -290,6 +296,7 @@ impl Metrics {
             transforms,
             aggregate_parts,
             upstream_ejections,
+            upstream_dns_failures,
             upstream_ejected,
             upstream_inflight,
             upstream_queued,
@@ -312,6 +319,27 @@ impl Metrics {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
+    }
+}
+
+/// Remove the per-target series of a target that left its pool (a reload or a DNS change), so
+/// an operator never sees a departed target's last health.
+pub fn forget_target(upstream: &str, target: &str) {
+    let m = get();
+    let _ = m.upstream_healthy.remove_label_values(&[upstream, target]);
+    let _ = m.upstream_ejected.remove_label_values(&[upstream, target]);
+    for reason in crate::upstream::outlier::Reason::ALL {
+        let _ = m
+            .upstream_ejections
+            .remove_label_values(&[upstream, target, reason.label()]);
+    }
+    // Per-status request counters too: with DNS-named pools whose addresses churn (pods
+    // coming and going), keeping them would grow the registry without bound.
+    let statuses = (100..=999u16).map(|s| s.to_string());
+    for status in statuses.chain(["error".to_string(), "aborted".to_string()]) {
+        let _ = m
+            .upstream_requests
+            .remove_label_values(&[upstream, target, &status]);
     }
 }
 

@@ -86,7 +86,7 @@ impl Snapshot {
             .iter()
             .map(|u| {
                 let previous = previous_pools.get(u.name.value.as_str()).map(|p| p.as_ref());
-                Pool::build(u, previous).map(Arc::new)
+                Pool::build(u, &config.server.dns, previous).map(Arc::new)
             })
             .collect::<Result<_, _>>()?;
         let pool_index: HashMap<&str, usize> = config

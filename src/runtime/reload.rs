@@ -128,13 +128,7 @@ impl Reloader {
         // Series of targets and upstreams the configuration no longer has.
         let m = metrics::get();
         for (upstream, target) in gone {
-            let _ = m.upstream_healthy.remove_label_values(&[&upstream, &target]);
-            let _ = m.upstream_ejected.remove_label_values(&[&upstream, &target]);
-            for reason in crate::upstream::outlier::Reason::ALL {
-                let _ = m
-                    .upstream_ejections
-                    .remove_label_values(&[&upstream, &target, reason.label()]);
-            }
+            metrics::forget_target(&upstream, &target);
         }
         for upstream in gone_upstreams {
             let _ = m.upstream_inflight.remove_label_values(&[&upstream]);

@@ -1,4 +1,4 @@
-//! Active health checks.
+//! Active health checks, and the periodic re-resolution of host-name targets.
 //!
 //! One background task (the [`HealthSupervisor`]) runs the checks of every pool in the
 //! *current* snapshot at each pool's interval. Pools are not Pingora background services of
@@ -199,6 +199,10 @@ impl BackgroundService for HealthSupervisor {
             }
             let now = Instant::now();
             for pool in (self.pools)() {
+                if pool.claim_refresh(now) {
+                    let pool = Arc::clone(&pool);
+                    tokio::spawn(async move { pool.refresh_targets().await });
+                }
                 if pool.health().claim(now) {
                     tokio::spawn(async move {
                         pool.backends().run_health_check(true).await;

@@ -4,6 +4,8 @@
 pub mod attempt;
 pub mod client;
 pub mod concurrency;
+pub mod discovery;
+pub mod dns;
 pub mod health;
 pub mod outlier;
 pub mod pool;

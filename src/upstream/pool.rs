@@ -1,6 +1,5 @@
 //! One upstream pool: its targets, selection method, timeouts and health state.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,11 +7,11 @@ use std::time::{Duration, Instant};
 use pingora::upstreams::peer::HttpPeer;
 
 use futures::FutureExt;
-use pingora_load_balancing::discovery::Static;
 use pingora_load_balancing::selection::{Consistent, Random, RoundRobin};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 
 use super::concurrency::Concurrency;
+use super::discovery::{Published, Targets};
 use super::health::{build_check, HealthState};
 use super::outlier::Kind;
 use super::retry::Retries;
@@ -20,7 +19,7 @@ use super::selection::{LeastConn, LeastTime};
 use super::stats::now_micros;
 use super::stats::TargetStats;
 use super::transport::Transport;
-use crate::config::{Balance, HashKey, HealthCheckConfig, OutlierConfig, UpstreamConfig};
+use crate::config::{Balance, DnsConfig, HashKey, HealthCheckConfig, OutlierConfig, UpstreamConfig};
 use crate::observe::metrics;
 
 /// Pingora's `LoadBalancer` is generic over the selection method; this closes over the choice.
@@ -57,8 +56,11 @@ pub struct Selected {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PoolIdentity {
     name: String,
-    /// `(as written, resolved, weight)` in configuration order.
-    targets: Vec<(String, SocketAddr, usize)>,
+    /// `(as written, weight)` in configuration order (a host name's addresses are the
+    /// members' business: they follow DNS, not the file).
+    targets: Vec<(String, usize)>,
+    /// How host names are resolved, for pools that have one.
+    dns: Option<crate::config::DnsConfig>,
     balance: Balance,
     health_check: Option<HealthCheckConfig>,
     /// Health checks speak the targets' protocol and TLS, with the files' contents as read.
@@ -68,14 +70,19 @@ struct PoolIdentity {
 }
 
 impl PoolIdentity {
-    fn of(cfg: &UpstreamConfig, transport: &Transport) -> PoolIdentity {
+    fn of(cfg: &UpstreamConfig, dns: &DnsConfig, transport: &Transport) -> PoolIdentity {
         PoolIdentity {
             name: cfg.name.value.clone(),
             targets: cfg
                 .targets
                 .iter()
-                .map(|t| (t.addr.value.clone(), t.resolved, t.weight))
+                .map(|t| (t.addr.value.clone(), t.weight))
                 .collect(),
+            dns: cfg
+                .targets
+                .iter()
+                .any(|t| matches!(t.host, crate::config::TargetHost::Name { .. }))
+                .then(|| dns.clone()),
             balance: cfg.balance,
             health_check: cfg.health_check.clone(),
             protocol: cfg.protocol,
@@ -89,8 +96,8 @@ impl PoolIdentity {
 struct Members {
     identity: PoolIdentity,
     selector: Selector,
-    /// Targets in configuration order, each carrying its stats in `ext`.
-    backends: Vec<Backend>,
+    /// The targets (following DNS for host names), each carrying its stats in `ext`.
+    targets: Arc<Targets>,
     health: HealthState,
     /// Held while deciding and making an ejection, so concurrent failures cannot both pass
     /// the cap.
@@ -137,7 +144,7 @@ impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("name", &self.name)
-            .field("targets", &self.members.backends.len())
+            .field("targets", &self.target_count())
             .finish()
     }
 }
@@ -145,13 +152,14 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// Build the pool for `cfg`, keeping `previous`'s targets (health, statistics) when it
     /// names the same targets with the same balancing and health check.
-    pub fn build(cfg: &UpstreamConfig, previous: Option<&Pool>) -> Result<Pool, String> {
+    pub fn build(cfg: &UpstreamConfig, dns: &DnsConfig, previous: Option<&Pool>) -> Result<Pool, String> {
         let transport = Transport::build(cfg)?;
-        let identity = PoolIdentity::of(cfg, &transport);
+        let identity = PoolIdentity::of(cfg, dns, &transport);
         let members = match previous.filter(|p| p.members.identity == identity) {
             Some(kept) => Arc::clone(&kept.members),
             None => Arc::new(Members::build(
                 cfg,
+                dns,
                 &transport,
                 identity,
                 previous
@@ -205,41 +213,32 @@ impl Members {
     /// and passive-health state (an ejection holds, its gauge stays true).
     fn build(
         cfg: &UpstreamConfig,
+        dns: &DnsConfig,
         transport: &Transport,
         identity: PoolIdentity,
         previous: Option<&Members>,
     ) -> Result<Members, String> {
+        let earlier = previous.map(|m| m.targets.current());
         let kept = |label: &str| -> Option<Arc<TargetStats>> {
-            previous?
-                .backends
+            earlier
+                .as_ref()?
                 .iter()
                 .filter_map(|b| b.ext.get::<Arc<TargetStats>>())
                 .find(|s| s.label == label)
                 .cloned()
         };
-        let backends: Vec<Backend> = cfg
-            .targets
-            .iter()
-            .map(|t| {
-                let mut b = Backend::new_with_weight(&t.resolved.to_string(), t.weight)
-                    .map_err(|e| format!("upstream `{}`: target `{}`: {e}", cfg.name.value, t.addr.value))?;
-                b.ext
-                    .insert(kept(&t.addr.value).unwrap_or_else(|| TargetStats::new(t.addr.value.clone())));
-                Ok(b)
-            })
-            .collect::<Result<_, String>>()?;
-        let set: BTreeSet<Backend> = backends.iter().cloned().collect();
+        let targets = Arc::new(Targets::new(cfg, dns, kept)?);
         let selector = match cfg.balance {
-            Balance::RoundRobin => Selector::RoundRobin(load_balancer(cfg, transport, set)?),
-            Balance::Random => Selector::Random(load_balancer(cfg, transport, set)?),
-            Balance::Hash => Selector::Hash(load_balancer(cfg, transport, set)?),
-            Balance::LeastConn => Selector::LeastConn(load_balancer(cfg, transport, set)?),
-            Balance::LeastTime => Selector::LeastTime(load_balancer(cfg, transport, set)?),
+            Balance::RoundRobin => Selector::RoundRobin(load_balancer(cfg, transport, &targets)?),
+            Balance::Random => Selector::Random(load_balancer(cfg, transport, &targets)?),
+            Balance::Hash => Selector::Hash(load_balancer(cfg, transport, &targets)?),
+            Balance::LeastConn => Selector::LeastConn(load_balancer(cfg, transport, &targets)?),
+            Balance::LeastTime => Selector::LeastTime(load_balancer(cfg, transport, &targets)?),
         };
         Ok(Members {
             identity,
             selector,
-            backends,
+            targets,
             health: HealthState::new(cfg.health_check.as_ref()),
             eject_lock: std::sync::Mutex::new(()),
         })
@@ -264,7 +263,7 @@ impl Pool {
     /// this request. `None` when no healthy untried target is left.
     pub fn select(&self, key: &[u8], exclude: &[SocketAddr]) -> Option<Selected> {
         // Ketama walks the ring point by point; allow enough steps to pass tried targets.
-        let max_iterations = 16 * self.members.backends.len().max(1) + 64;
+        let max_iterations = 16 * self.target_count().max(1) + 64;
         let now = now_micros();
         let accept = |b: &Backend, healthy: bool| {
             healthy
@@ -311,7 +310,7 @@ impl Pool {
         let Ok(_decide) = self.members.eject_lock.lock() else {
             return;
         };
-        let all = &self.members.backends;
+        let all = self.members.targets.current();
         let backends = self.backends();
         let ejected = all
             .iter()
@@ -381,7 +380,8 @@ impl Pool {
     pub fn target_health(&self) -> Vec<(String, bool)> {
         let backends = self.backends();
         self.members
-            .backends
+            .targets
+            .current()
             .iter()
             .map(|b| {
                 let label = b
@@ -398,7 +398,8 @@ impl Pool {
         let backends = self.backends();
         let now = super::stats::now_micros();
         self.members
-            .backends
+            .targets
+            .current()
             .iter()
             .map(|b| {
                 let stats = b.ext.get::<Arc<TargetStats>>();
@@ -414,25 +415,45 @@ impl Pool {
     }
 
     pub fn target_count(&self) -> usize {
-        self.members.backends.len()
+        self.members.targets.current().len()
+    }
+
+    /// Claim a due re-resolution of the pool's host names (see [`Targets::claim_refresh`]).
+    pub fn claim_refresh(&self, now: Instant) -> bool {
+        self.members.targets.claim_refresh(now)
+    }
+
+    /// Resolve the pool's host names again; when the set changed, the load balancer takes
+    /// the new one (targets that stay keep their health) and departed targets' series go.
+    pub async fn refresh_targets(&self) {
+        let Some(gone) = self.members.targets.refresh().await else {
+            return;
+        };
+        if let Err(e) = each_selector!(&self.members.selector, lb => lb.update().await) {
+            log::warn!("upstream `{}`: taking the new targets failed: {e}", self.name);
+        }
+        for label in gone {
+            metrics::forget_target(&self.name, &label);
+        }
+        super::health::publish_health(self);
     }
 }
 
 fn load_balancer<S>(
     cfg: &UpstreamConfig,
     transport: &Transport,
-    set: BTreeSet<Backend>,
+    targets: &Arc<Targets>,
 ) -> Result<LoadBalancer<S>, String>
 where
     S: pingora_load_balancing::selection::BackendSelection + 'static,
     S::Iter: pingora_load_balancing::selection::BackendIter,
 {
-    let mut backends = Backends::new(Static::new(set));
+    let mut backends = Backends::new(Box::new(Published(Arc::clone(targets))));
     if let Some(hc) = &cfg.health_check {
         backends.set_health_check(build_check(&cfg.name.value, hc, transport));
     }
     let lb = LoadBalancer::from_backends(backends);
-    // Static discovery completes immediately; it never touches the network.
+    // Discovery publishes the resolved set; it never touches the network.
     match lb.update().now_or_never() {
         Some(Ok(())) => Ok(lb),
         Some(Err(e)) => Err(format!("upstream `{}`: {e}", cfg.name.value)),
