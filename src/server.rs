@@ -173,6 +173,10 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
     let pools_runtime = Arc::clone(&runtime);
     let pools = Arc::new(move || pools_runtime.load().pools.clone());
     server.add_service(background_service("health checks", HealthSupervisor::new(pools)));
+    server.add_service(background_service(
+        "trace export",
+        crate::observe::trace_export::TraceExporter::new(Arc::clone(&runtime)),
+    ));
     server.add_service(background_service("config reload", HangupListener::new(reloader)));
     server.add_service(background_service(
         "access log reopen",

@@ -29,6 +29,8 @@ pub struct PartRequest {
     pub body: Bytes,
     /// `min(part timeout, what is left of the overall deadline)`.
     pub deadline: Instant,
+    /// The request's trace: the part's attempts are its CLIENT spans.
+    pub trace: Option<crate::observe::trace::TraceContext>,
 }
 
 /// A part that answered 2xx with a readable document.
@@ -129,6 +131,7 @@ pub async fn call(
         head: req.head,
         body: Body::Full(req.body),
         deadline: Some(deadline),
+        trace: req.trace.as_ref(),
     };
     let mut reply = client
         .exchange(call, &mut tried, &mut current)

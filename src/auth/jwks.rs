@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use jsonwebtoken::{AlgorithmFamily, DecodingKey};
-use pingora::http::RequestHeader;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::jwt_schema::jwk_family;
 use crate::observe::metrics;
@@ -179,67 +177,21 @@ impl RemoteJwks {
 /// The largest JWK set accepted.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
-/// GET `url` (http or https) through Pingora's connector; the body of a 200 answer.
+/// GET `url` (http or https); the body of a 200 answer.
 async fn fetch(url: &str, timeout: Duration) -> Result<String, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    let tls = uri.scheme_str() == Some("https");
-    // `[::1]` in a URL is the address `::1`.
-    let host = uri
-        .host()
-        .ok_or("URL has no host")?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    // The `Host` header names the port when the URL does (RFC 9110 §7.2).
-    let host_header = uri
-        .authority()
-        .map(|a| a.as_str().rsplit('@').next().unwrap_or(a.as_str()).to_string())
-        .ok_or("URL has no host")?;
-    let addr = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host} has no address"))?;
-    let mut peer = HttpPeer::new(addr, tls, host.clone());
-    peer.options.connection_timeout = Some(timeout);
-    peer.options.total_connection_timeout = Some(timeout);
-    peer.options.read_timeout = Some(timeout);
-    peer.options.write_timeout = Some(timeout);
-    let work = async {
-        let connector = pingora::connectors::http::Connector::new(None);
-        let (mut session, _) = connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|e| e.to_string())?;
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(|e| e.to_string())?;
-        req.insert_header("host", host_header.as_str())
-            .map_err(|e| e.to_string())?;
-        req.insert_header("accept", "application/json")
-            .map_err(|e| e.to_string())?;
-        session
-            .write_request_header(Box::new(req))
-            .await
-            .map_err(|e| e.to_string())?;
-        session.finish_request_body().await.map_err(|e| e.to_string())?;
-        session.read_response_header().await.map_err(|e| e.to_string())?;
-        let status = session.response_header().map(|r| r.status.as_u16()).unwrap_or(0);
-        if status != 200 {
-            return Err(format!("HTTP status {status}"));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = session.read_response_body().await.map_err(|e| e.to_string())? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err("JWK set larger than 1 MiB".into());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        String::from_utf8(body).map_err(|_| "JWK set is not UTF-8".to_string())
-    };
-    tokio::time::timeout(timeout * 2, work)
-        .await
-        .map_err(|_| "timed out".to_string())?
+    let (status, body) = crate::upstream::url_call::call(crate::upstream::url_call::UrlRequest {
+        method: "GET",
+        url,
+        headers: &[("accept", "application/json")],
+        body: None,
+        timeout,
+        max_body: MAX_JWKS_BYTES,
+    })
+    .await?;
+    if status != 200 {
+        return Err(format!("HTTP status {status}"));
+    }
+    String::from_utf8(body).map_err(|_| "JWK set is not UTF-8".to_string())
 }
 
 /// Source of the remote key sets to keep fresh: those of the current snapshot.

@@ -31,6 +31,7 @@ mod route_schema;
 mod schema;
 mod server_schema;
 pub mod size;
+pub mod tracing_schema;
 pub mod transform_model;
 mod transform_schema;
 mod upstream_schema;

@@ -21,6 +21,7 @@ pub struct Config {
     /// The shared store of `store: redis` policies.
     pub redis: Option<RedisConfig>,
     pub routes: Vec<RouteConfig>,
+    pub tracing: super::tracing_schema::TracingConfig,
     /// SHA-256 of the file's text (hex): which configuration a fleet runs.
     pub source_sha256: String,
 }

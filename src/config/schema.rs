@@ -25,6 +25,7 @@ const TOP: &[&str] = &[
     "redis",
     "cors",
     "routes",
+    "tracing",
 ];
 
 /// The sections of a document, each decoded as far as it could be, so cross-item checks can
@@ -40,6 +41,7 @@ pub struct Parts {
     pub redis: Option<RedisConfig>,
     /// Per route in file order; `None` where the route itself is unusable.
     pub routes: Vec<Option<RouteConfig>>,
+    pub tracing: Option<super::tracing_schema::TracingConfig>,
     pub complete: bool,
 }
 
@@ -54,6 +56,7 @@ impl Parts {
             limit_names: Vec::new(),
             redis: None,
             routes: Vec::new(),
+            tracing: None,
             complete: false,
         }
     }
@@ -69,6 +72,7 @@ impl Parts {
             rate_limits: self.rate_limits,
             redis: self.redis,
             routes: self.routes.into_iter().collect::<Option<_>>()?,
+            tracing: self.tracing?,
             source_sha256: String::new(),
         })
     }
@@ -134,6 +138,7 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
         }
         None => Vec::new(),
     };
+    let tracing = super::tracing_schema::decode_tracing(f.node("tracing"), p);
     let complete = p.len() == before;
     Parts {
         server,
@@ -144,6 +149,7 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
         limit_names,
         redis,
         routes,
+        tracing,
         complete,
     }
 }

@@ -26,6 +26,7 @@ pub struct Metrics {
     pub aggregate_parts: IntCounterVec,
     pub upstream_ejections: IntCounterVec,
     pub upstream_dns_failures: IntCounterVec,
+    pub trace_spans: IntCounterVec,
     pub upstream_ejected: IntGaugeVec,
     pub upstream_inflight: IntGaugeVec,
     pub upstream_queued: IntGaugeVec,
@@ -182,6 +183,13 @@ impl Metrics {
             16,
             &["route", "part"],
         )?;
+        let trace_spans = counter(
+            "portcullis_trace_spans_total",
+            "Spans by what became of them: exported, export_failed (the collector refused or \
+             was unreachable), queue_full (dropped before export: the collector is slower \
+             than the traffic).",
+            &["result"],
+        )?;
         let upstream_dns_failures = counter(
             "portcullis_upstream_dns_failures_total",
             "Failed re-resolutions of a host-name target (its last good addresses are kept).",
@@ -297,6 +305,7 @@ impl Metrics {
             aggregate_parts,
             upstream_ejections,
             upstream_dns_failures,
+            trace_spans,
             upstream_ejected,
             upstream_inflight,
             upstream_queued,
@@ -316,6 +325,10 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        // Spans the queue refused are counted where they are refused without a lock; the
+        // counter catches up here.
+        let queue_full = self.trace_spans.with_label_values(&["queue_full"]);
+        queue_full.inc_by(super::trace::dropped().saturating_sub(queue_full.get()));
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()

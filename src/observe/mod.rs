@@ -6,3 +6,5 @@ pub mod admin;
 pub mod admin_views;
 pub mod logging;
 pub mod metrics;
+pub mod trace;
+pub mod trace_export;

@@ -183,6 +183,7 @@ impl Request<'_> {
             head,
             body,
             deadline,
+            trace: self.ctx.trace.clone(),
         })
     }
 }

@@ -26,6 +26,9 @@ pub struct RequestCtx {
     pub admission: Admission,
     pub upstream: Attempts,
     pub reply: Reply,
+    /// The W3C trace this request continues or started (set first thing in
+    /// `request_filter`).
+    pub trace: Option<crate::observe::trace::TraceContext>,
 }
 
 /// The client as the gateway sees it.
@@ -124,6 +127,7 @@ impl RequestCtx {
             admission: Admission::default(),
             upstream: Attempts::default(),
             reply: Reply::default(),
+            trace: None,
         }
     }
 
@@ -158,10 +162,5 @@ impl RequestCtx {
         self.route()
             .or_else(|| self.snapshot.routes.routes.get(self.admission.refused_by?))
             .map_or("-", |r| r.name.as_str())
-    }
-
-    /// The target of the current (or last) attempt, `-` before any.
-    pub fn target_label(&self) -> &str {
-        self.upstream.current.as_ref().map_or("-", |a| a.target_label())
     }
 }

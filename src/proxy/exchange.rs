@@ -103,6 +103,7 @@ pub async fn serve(
         body,
         deadline,
         repeatable,
+        trace: ctx.trace.as_ref(),
     };
     let outcome = client
         .exchange(call, &mut ctx.upstream.tried, &mut ctx.upstream.current)

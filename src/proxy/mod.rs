@@ -12,7 +12,7 @@
 //! upstream_request_filter: `edges::upstream_head` (Pingora has already removed hop-by-hop
 //!                 headers)
 //! response filters: hop-by-hop, `edges::decorate`, route deadline
-//! logging: metrics and the access log
+//! logging: metrics, the access log and the request's SERVER span (`spans`)
 
 mod admission;
 mod aggregated;
@@ -27,6 +27,7 @@ mod peer;
 pub mod problem;
 mod request_checks;
 mod retrying;
+mod spans;
 mod websocket;
 
 use std::sync::Arc;
@@ -229,6 +230,7 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.start = Instant::now();
         ctx.request_id = forwarding::request_id(session.req_header());
+        ctx.trace = Some(spans::begin(session.req_header(), &ctx.snapshot.trace_sampling));
         if self.runtime.is_draining() {
             // Shutting down: this connection's client should open its next one elsewhere.
             session.set_keepalive(None);
@@ -370,7 +372,7 @@ impl ProxyHttp for Gateway {
             peer.options.set_http_version(1, 1);
             peer.options.read_timeout = Some(route.websocket_idle_timeout);
         }
-        ctx.upstream.current = Some(Attempt::begin(pool, selected));
+        ctx.upstream.current = Some(Attempt::begin(pool, selected, ctx.trace.as_ref()));
         Ok(peer)
     }
 
@@ -415,6 +417,7 @@ impl ProxyHttp for Gateway {
         ctx.upstream.repeatable = repeatable;
         ctx.upstream.upgrade_requested = req.headers.contains_key(http::header::UPGRADE);
         if let Some(attempt) = &mut ctx.upstream.current {
+            attempt.propagate(req);
             attempt.mark_sent();
         }
         Ok(())
@@ -542,6 +545,8 @@ impl ProxyHttp for Gateway {
             .map(|r| r.status.as_u16())
             .or(ctx.reply.gateway_status)
             .unwrap_or(0);
+        // The last attempt ends here (its CLIENT span, before the request's own).
+        let last_attempt = ctx.upstream.current.take();
         let ctx = &*ctx;
         let route = ctx.route_name();
         let method = metrics::method_label(&session.req_header().method);
@@ -579,12 +584,7 @@ impl ProxyHttp for Gateway {
                 .unwrap_or_else(|| "-".into());
             let path = logged_path(session.req_header(), ctx);
             let req = session.req_header();
-            let trace_id = req
-                .headers
-                .get("traceparent")
-                .and_then(|v| v.to_str().ok())
-                .and_then(crate::redact::trace_id)
-                .unwrap_or("-");
+            let trace_id = ctx.trace.as_ref().map_or("-", |t| t.trace_id_hex());
             // Only once normalized (a refused target's query is not logged at all), and only
             // when the line shows it (the classic line never does).
             let query = req
@@ -592,7 +592,7 @@ impl ProxyHttp for Gateway {
                 .query()
                 .filter(|_| !ctx.admission.path.is_empty() && log_config.shows_query())
                 .map(|q| crate::redact::query(q, &ctx.snapshot.credential_query_params));
-            let attempt = ctx.upstream.current.as_ref();
+            let attempt = last_attempt.as_ref();
             access_log::write(
                 &AccessEntry {
                     request_id: &ctx.request_id,
@@ -608,7 +608,7 @@ impl ProxyHttp for Gateway {
                         .map(|id| id.consumer.as_str())
                         .or(ctx.admission.refused_consumer.as_deref())
                         .unwrap_or("-"),
-                    target: ctx.target_label(),
+                    target: attempt.map_or("-", |a| a.target_label()),
                     status,
                     bytes: session.body_bytes_sent(),
                     duration: elapsed,
@@ -627,6 +627,8 @@ impl ProxyHttp for Gateway {
                 log_config,
             );
         }
+        drop(last_attempt);
+        spans::finish(session, ctx, status);
     }
 }
 

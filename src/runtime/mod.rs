@@ -62,6 +62,9 @@ pub struct Snapshot {
     /// Query parameters an authenticator reads a credential from (redacted in access logs),
     /// gathered once here rather than per logged request.
     pub credential_query_params: Vec<String>,
+    /// `tracing:`, and what every request's trace needs of it.
+    pub tracing: crate::config::tracing_schema::TracingConfig,
+    pub trace_sampling: crate::observe::trace::Sampling,
     /// The configuration file's SHA-256 (hex) and when it was loaded.
     pub config_sha256: String,
     pub loaded_at: std::time::SystemTime,
@@ -228,6 +231,12 @@ impl Snapshot {
             },
             route_durations,
             credential_query_params,
+            tracing: config.tracing.clone(),
+            trace_sampling: crate::observe::trace::Sampling {
+                ratio: config.tracing.sample_ratio,
+                export: config.tracing.otlp_endpoint.is_some(),
+                max_queued: config.tracing.max_queued_spans,
+            },
             config_sha256: config.source_sha256.clone(),
             loaded_at: std::time::SystemTime::now(),
             certificates: config

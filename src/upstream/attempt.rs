@@ -8,12 +8,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use pingora::http::RequestHeader;
 
 use super::outlier::Kind;
 use super::pool::{Pool, Selected};
 use super::stats::InflightGuard;
 use crate::observe::metrics;
+use crate::observe::trace::{self, Span, TraceContext, Value};
+
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +58,30 @@ pub struct Attempt {
     /// The target's status and how long its head took (for the access log).
     status: Option<u16>,
     latency: Option<Duration>,
+    /// How it failed, when it did (the CLIENT span's `error.type`).
+    failure: Option<&'static str>,
+    /// This attempt's place in the request's trace.
+    span: Option<ClientSpan>,
+}
+
+/// The CLIENT span of one attempt: its id is the parent the upstream sees in `traceparent`.
+#[derive(Debug)]
+struct ClientSpan {
+    trace: TraceContext,
+    span_id: [u8; 8],
+    started: SystemTime,
+    method: &'static str,
 }
 
 impl Attempt {
-    pub fn begin(pool: Arc<Pool>, selected: Selected) -> Attempt {
+    pub fn begin(pool: Arc<Pool>, selected: Selected, trace: Option<&TraceContext>) -> Attempt {
         let inflight = Some(selected.stats.begin());
+        let span = trace.map(|t| ClientSpan {
+            trace: t.clone(),
+            span_id: TraceContext::child_id(),
+            started: SystemTime::now(),
+            method: "",
+        });
         Attempt {
             pool,
             selected,
@@ -70,6 +95,26 @@ impl Attempt {
             pending_success: false,
             status: None,
             latency: None,
+            failure: None,
+            span,
+        }
+    }
+
+    /// Put this attempt's `traceparent` (and the client's `tracestate`) on the head sent to
+    /// the target, replacing whatever the client sent.
+    pub fn propagate(&mut self, head: &mut RequestHeader) {
+        let Some(span) = &mut self.span else {
+            return;
+        };
+        span.method = metrics::method_label(&head.method);
+        let _ = head.insert_header(TRACEPARENT, span.trace.traceparent(&span.span_id));
+        match &span.trace.tracestate {
+            Some(state) => {
+                let _ = head.insert_header(TRACESTATE, state.clone());
+            }
+            None => {
+                head.remove_header(&TRACESTATE);
+            }
         }
     }
 
@@ -139,12 +184,19 @@ impl Attempt {
         if self.recorded {
             if outcome == Outcome::Failed && self.responded && !self.late_failure {
                 self.late_failure = true;
+                self.failure = Some("failed");
                 self.pending_success = false;
                 self.pool.note_outcome(&self.selected.stats, Kind::GatewayError);
             }
             return;
         }
         self.recorded = true;
+        self.failure = match outcome {
+            Outcome::ConnectFailed => Some("connect_failed"),
+            Outcome::Failed => Some("failed"),
+            Outcome::Aborted => Some("aborted"),
+            Outcome::Responded(_) => None,
+        };
         let stats = &self.selected.stats;
         let (status, health) = match &outcome {
             Outcome::ConnectFailed => {
@@ -187,5 +239,54 @@ impl Attempt {
         if std::mem::take(&mut self.pending_success) {
             self.pool.note_outcome(&self.selected.stats, Kind::Success);
         }
+    }
+}
+
+/// An attempt ends when it is dropped (replaced by a retry, or with its request): a recorded
+/// trace gets its CLIENT span then.
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        let Some(span) = self.span.take().filter(|s| s.trace.recording) else {
+            return;
+        };
+        let addr = self.selected.addr;
+        let mut attributes = vec![
+            ("server.address", Value::Str(addr.ip().to_string())),
+            ("server.port", Value::Int(i64::from(addr.port()))),
+            ("portcullis.upstream", Value::Str(self.pool.name.clone())),
+            ("portcullis.target", Value::Str(self.selected.stats.label.clone())),
+        ];
+        if !span.method.is_empty() {
+            attributes.push(("http.request.method", Value::Str(span.method.to_string())));
+        }
+        if let Some(status) = self.status {
+            attributes.push(("http.response.status_code", Value::Int(i64::from(status))));
+        }
+        let error = match (self.failure, self.status) {
+            (Some(kind), _) => Some(kind.to_string()),
+            (None, Some(status)) if status >= 500 => Some(status.to_string()),
+            _ => None,
+        };
+        if let Some(kind) = &error {
+            attributes.push(("error.type", Value::Str(kind.clone())));
+        }
+        trace::submit(
+            Span {
+                trace_id: span.trace.trace_id,
+                span_id: span.span_id,
+                parent_span_id: Some(span.trace.span_id),
+                tracestate: span.trace.tracestate.clone(),
+                name: match span.method {
+                    "" => format!("upstream {}", self.pool.name),
+                    m => m.to_string(),
+                },
+                kind: trace::Kind::Client,
+                start_unix_nanos: trace::unix_nanos(span.started),
+                end_unix_nanos: trace::unix_nanos(SystemTime::now()),
+                attributes,
+                error,
+            },
+            span.trace.max_queued,
+        );
     }
 }

@@ -70,6 +70,8 @@ pub struct Call<'a> {
     /// Sending it twice is harmless (see `retry::repeatable`): it may be retried after it
     /// may have reached the upstream.
     pub repeatable: bool,
+    /// The request's trace: each attempt is a CLIENT span of it, and its `traceparent`.
+    pub trace: Option<&'a crate::observe::trace::TraceContext>,
 }
 
 /// A response head, with the connection its body is read from.
@@ -182,7 +184,7 @@ impl UpstreamClient {
             tried.push(selected.addr);
             let attempt_deadline = attempt_deadline(call.deadline, retries.config.per_try_timeout);
             let peer = pool.peer(selected.addr, attempt_deadline);
-            let attempt = current.insert(Attempt::begin(Arc::clone(pool), selected));
+            let attempt = current.insert(Attempt::begin(Arc::clone(pool), selected, call.trace));
             let ended = match attempt_deadline {
                 Some(d) => tokio::time::timeout_at(d.into(), self.attempt(&peer, call, attempt))
                     .await
@@ -336,12 +338,11 @@ async fn send(
     session: &mut HttpSession,
     head: &RequestHeader,
     body: &mut Body<'_>,
-    attempt: &Attempt,
+    attempt: &mut Attempt,
 ) -> Result<(), Sent> {
-    session
-        .write_request_header(Box::new(head.clone()))
-        .await
-        .map_err(Sent::Upstream)?;
+    let mut head = Box::new(head.clone());
+    attempt.propagate(&mut head);
+    session.write_request_header(head).await.map_err(Sent::Upstream)?;
     match body {
         Body::Full(bytes) if !bytes.is_empty() => {
             attempt.count_sent(bytes.len());

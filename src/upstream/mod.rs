@@ -13,6 +13,7 @@ pub mod retry;
 pub mod selection;
 pub mod stats;
 pub mod transport;
+pub mod url_call;
 
 pub use pool::Pool;
 pub use stats::InflightGuard;
