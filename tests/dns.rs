@@ -15,6 +15,9 @@ enum Answer {
     Addresses(Vec<Ipv4Addr>),
     ServFail,
     Silence,
+    /// `A` fails (SERVFAIL) while `AAAA` answers `::1`: a transient failure must not swap a
+    /// dual-stack name's IPv4 targets for IPv6 ones.
+    OnlyAaaa,
 }
 
 /// A minimal authoritative DNS server over UDP: A queries get `answer` (TTL 1 s), other
@@ -70,13 +73,16 @@ fn reply(query: &[u8], answer: &Answer) -> Option<Vec<u8>> {
     }
     end += 5;
     let qtype = u16::from_be_bytes([*query.get(end - 4)?, *query.get(end - 3)?]);
-    let ips = match answer {
+    let ips: Vec<Vec<u8>> = match answer {
         Answer::Silence => return None,
         Answer::ServFail => Vec::new(),
-        Answer::Addresses(ips) if qtype == 1 => ips.clone(),
+        Answer::Addresses(ips) if qtype == 1 => ips.iter().map(|ip| ip.octets().to_vec()).collect(),
         Answer::Addresses(_) => Vec::new(),
+        Answer::OnlyAaaa if qtype == 28 => vec![std::net::Ipv6Addr::LOCALHOST.octets().to_vec()],
+        Answer::OnlyAaaa => Vec::new(),
     };
-    let rcode = if matches!(answer, Answer::ServFail) { 2 } else { 0 };
+    let failed = matches!(answer, Answer::ServFail) || (matches!(answer, Answer::OnlyAaaa) && qtype == 1);
+    let rcode = if failed { 2 } else { 0 };
     let mut out = Vec::new();
     out.extend_from_slice(&query[..2]);
     out.extend_from_slice(&[0x85, 0x80 | rcode]);
@@ -85,8 +91,8 @@ fn reply(query: &[u8], answer: &Answer) -> Option<Vec<u8>> {
     out.extend_from_slice(&[0, 0, 0, 0]);
     out.extend_from_slice(&query[12..end]);
     for ip in ips {
-        out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4]);
-        out.extend_from_slice(&ip.octets());
+        out.extend_from_slice(&[0xc0, 0x0c, 0, qtype as u8, 0, 1, 0, 0, 0, 1, 0, ip.len() as u8]);
+        out.extend_from_slice(&ip);
     }
     Some(out)
 }
@@ -159,7 +165,7 @@ fn host_name_targets_follow_dns_and_keep_the_last_good_set_when_resolution_fails
     );
 
     // Resolution fails (SERVFAIL, then no answer at all): the last good set stays.
-    for failure in [Answer::ServFail, Answer::Silence] {
+    for failure in [Answer::ServFail, Answer::OnlyAaaa, Answer::Silence] {
         let before = sum_metric(
             &gw.metrics(),
             "portcullis_upstream_dns_failures_total",
@@ -248,7 +254,7 @@ fn check_reports_a_host_name_that_does_not_resolve_through_the_configured_server
     assert_ne!(out.code, 0);
     for expected in [
         "server.dns.nameservers[0]",
-        "refresh must be at least 100ms",
+        "refresh must be from 100ms to 24h",
         "server.dns.family",
     ] {
         assert!(out.stderr.contains(expected), "{expected}: {}", out.stderr);

@@ -354,6 +354,20 @@ fn propagation_works_without_a_collector_and_new_traces_are_sampled_at_the_ratio
         0.0
     );
 
+    // `client_sampling: never`: the trace continues, but the ratio (0) decides, not the flag.
+    let gw = Gateway::start(&format!(
+        "tracing: {{ sample_ratio: 0, client_sampling: never }}\n{}routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: app }}\n",
+        upstream_yaml("app", &[app.addr()])
+    ));
+    app.reset();
+    let tp = traceparent("01");
+    assert_eq!(
+        request(gw.addr(), "GET", "x", "/", &[("traceparent", &tp)], b"").status,
+        200
+    );
+    let (trace, _, flags) = parent_of(&app.requests()[0]);
+    assert_eq!((trace.as_str(), flags.as_str()), (TRACE, "00"));
+
     // The configuration is checked.
     let out = check(
         "server:\n  listen: [\"127.0.0.1:8080\"]\ntracing: { otlp_endpoint: \"grpc://collector:4317\", sample_ratio: 2 }\n",

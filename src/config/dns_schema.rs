@@ -25,19 +25,20 @@ pub(super) fn decode_dns(f: &Fields<'_>, p: &mut Problems) -> Option<DnsConfig> 
         .map(|(i, s)| nameserver(s, &index(&d.path_of("nameservers"), i), p))
         .collect();
     let refresh = d.or("refresh", defaults.refresh, p);
-    if !refresh.is_zero() && refresh < Duration::from_millis(100) {
+    let allowed = Duration::from_millis(100)..=Duration::from_secs(86_400);
+    if !refresh.is_zero() && !allowed.contains(&refresh) {
         p.add(
             d.pos_of("refresh"),
             &d.path_of("refresh"),
-            "refresh must be at least 100ms, or 0 to resolve only at load",
+            "refresh must be from 100ms to 24h, or 0 to resolve only at load",
         );
     }
     let timeout = d.or("timeout", defaults.timeout, p);
-    if timeout.is_zero() {
+    if timeout.is_zero() || timeout > Duration::from_secs(60) {
         p.add(
             d.pos_of("timeout"),
             &d.path_of("timeout"),
-            "timeout must be greater than 0",
+            "timeout must be greater than 0 and at most 60s",
         );
     }
     let family = d.choice(

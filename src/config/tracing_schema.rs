@@ -3,6 +3,7 @@
 use super::decode::{Fields, Spanned};
 use super::diag::Problems;
 use super::yaml::Node;
+use crate::observe::trace::ClientSampling;
 
 /// `tracing:`. Propagation (`traceparent` continued or started, passed to every upstream
 /// request) happens with or without it; spans are exported only with `otlp_endpoint`.
@@ -16,6 +17,8 @@ pub struct TracingConfig {
     pub service_name: String,
     /// Finished spans waiting for the exporter; more are dropped (counted).
     pub max_queued_spans: usize,
+    /// Whose `traceparent` sampled flag is followed.
+    pub client_sampling: ClientSampling,
 }
 
 impl Default for TracingConfig {
@@ -25,6 +28,7 @@ impl Default for TracingConfig {
             sample_ratio: 1.0,
             service_name: "portcullis".into(),
             max_queued_spans: 8192,
+            client_sampling: ClientSampling::Always,
         }
     }
 }
@@ -34,6 +38,7 @@ const FIELDS: &[&str] = &[
     "sample_ratio",
     "service_name",
     "max_queued_spans",
+    "client_sampling",
 ];
 
 pub(super) fn decode_tracing(node: Option<&Node>, p: &mut Problems) -> Option<TracingConfig> {
@@ -79,12 +84,23 @@ pub(super) fn decode_tracing(node: Option<&Node>, p: &mut Problems) -> Option<Tr
             "must be 1 to 255 characters",
         );
     }
+    let client_sampling = f.choice(
+        "client_sampling",
+        &[
+            ("always", ClientSampling::Always),
+            ("trusted_proxies", ClientSampling::TrustedProxies),
+            ("never", ClientSampling::Never),
+        ],
+        d.client_sampling,
+        p,
+    );
     (endpoint_ok && name_ok).then_some(())?;
     Some(TracingConfig {
         otlp_endpoint: endpoint.map(|e| e.value),
         sample_ratio: ratio?,
         service_name: service_name.value,
         max_queued_spans: f.ranged("max_queued_spans", 1..=1_000_000, d.max_queued_spans, p),
+        client_sampling: client_sampling?,
     })
 }
 

@@ -327,8 +327,13 @@ impl Metrics {
     pub fn render(&self) -> String {
         // Spans the queue refused are counted where they are refused without a lock; the
         // counter catches up here.
-        let queue_full = self.trace_spans.with_label_values(&["queue_full"]);
-        queue_full.inc_by(super::trace::dropped().saturating_sub(queue_full.get()));
+        {
+            // One scrape at a time catches up, so two cannot both add the same drops.
+            static CATCH_UP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _one = CATCH_UP.lock();
+            let queue_full = self.trace_spans.with_label_values(&["queue_full"]);
+            queue_full.inc_by(super::trace::dropped().saturating_sub(queue_full.get()));
+        }
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()

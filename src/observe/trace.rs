@@ -17,6 +17,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::HeaderValue;
 use rand::Rng;
 
+/// The longest `tracestate` passed on (W3C: at least 512 characters must be propagated); a
+/// longer one is dropped whole rather than cut at an arbitrary member.
+pub const MAX_TRACESTATE: usize = 512;
+
 /// The part of a request's trace every span and every upstream request needs.
 #[derive(Debug, Clone)]
 pub struct TraceContext {
@@ -46,30 +50,48 @@ pub struct Sampling {
     /// How many finished spans may wait for the exporter; beyond that they are dropped (and
     /// counted), so a slow or absent collector never holds memory or the request path.
     pub max_queued: usize,
+    /// Whose sampled flag a continued trace follows.
+    pub client_sampling: ClientSampling,
+}
+
+/// `tracing.client_sampling`: whether a client's `traceparent` sampled flag decides. When it
+/// does not, the trace is still continued (same trace id, the client's span as parent) but
+/// sampled at `sample_ratio`, so a client can neither force recording (filling the queue,
+/// writing spans into any trace id it names) nor opt out of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSampling {
+    Always,
+    TrustedProxies,
+    Never,
 }
 
 impl TraceContext {
     /// Continue the client's trace when its `traceparent` is valid (its sampled flag decides,
     /// as OpenTelemetry's parent-based sampler does), else start one (sampled at `ratio`).
+    /// `trust_flag`: the parent's sampled flag decides (else `ratio` does, as for a new trace).
     pub fn begin(
         traceparent: Option<&HeaderValue>,
         tracestate: Option<&HeaderValue>,
         sampling: &Sampling,
+        trust_flag: bool,
     ) -> TraceContext {
         let mut rng = rand::thread_rng();
         let span_id = nonzero_id(&mut rng);
+        let mut by_ratio = || sampling.ratio >= 1.0 || rng.gen::<f64>() < sampling.ratio;
         let (trace_id, parent_span_id, sampled, tracestate) =
             match traceparent.and_then(|v| parse_traceparent(v.as_bytes())) {
                 Some(parent) => (
                     parent.trace_id,
                     Some(parent.span_id),
-                    parent.flags & 1 == 1,
-                    tracestate.filter(|v| v.len() <= 512).cloned(),
+                    match trust_flag {
+                        true => parent.flags & 1 == 1,
+                        false => by_ratio(),
+                    },
+                    tracestate.filter(|v| v.len() <= MAX_TRACESTATE).cloned(),
                 ),
                 None => {
-                    let trace_id: [u8; 16] = nonzero_id(&mut rng);
-                    let sampled = sampling.ratio >= 1.0 || rng.gen::<f64>() < sampling.ratio;
-                    (trace_id, None, sampled, None)
+                    let sampled = by_ratio();
+                    (nonzero_id(&mut rand::thread_rng()), None, sampled, None)
                 }
             };
         let mut trace_hex = [0u8; 32];
@@ -295,10 +317,11 @@ mod tests {
             ratio: 0.0,
             export: true,
             max_queued: 8,
+            client_sampling: ClientSampling::Always,
         };
         let parent = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         let state = HeaderValue::from_static("vendor=x");
-        let t = TraceContext::begin(Some(&parent), Some(&state), &all);
+        let t = TraceContext::begin(Some(&parent), Some(&state), &all, true);
         assert_eq!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(
             t.parent_span_id.map(|s| hex(&s)).as_deref(),
@@ -314,12 +337,17 @@ mod tests {
         );
 
         let bad = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01");
-        let t = TraceContext::begin(Some(&bad), Some(&state), &all);
+        let t = TraceContext::begin(Some(&bad), Some(&state), &all, true);
         assert_ne!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(
             (t.parent_span_id, t.tracestate.is_none(), t.sampled),
             (None, true, false)
         );
         assert!(t.traceparent(&child).to_str().is_ok_and(|s| s.ends_with("-00")));
+
+        // Not trusted: the trace continues, sampled at the ratio (0 here), whatever the flag.
+        let t = TraceContext::begin(Some(&parent), Some(&state), &all, false);
+        assert_eq!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(!t.sampled && !t.recording);
     }
 }

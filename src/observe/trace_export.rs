@@ -6,6 +6,7 @@
 //! It never touches the request path: a slow or absent collector makes the queue fill and
 //! spans drop (counted), nothing else. One batch is in flight at a time.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +27,16 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct TraceExporter {
     runtime: Arc<Runtime>,
+    /// The last export failed.
+    failing: AtomicBool,
 }
 
 impl TraceExporter {
     pub fn new(runtime: Arc<Runtime>) -> TraceExporter {
-        TraceExporter { runtime }
+        TraceExporter {
+            runtime,
+            failing: AtomicBool::new(false),
+        }
     }
 }
 
@@ -50,22 +56,30 @@ impl BackgroundService for TraceExporter {
 }
 
 impl TraceExporter {
-    /// Send every waiting span, in batches of at most [`BATCH_SPANS`], one at a time.
+    /// Send every waiting span, in batches of at most [`BATCH_SPANS`], one at a time. After a
+    /// failed batch the rest are counted as failed rather than sent: a collector that is down
+    /// is not asked again until the next round.
     async fn export_waiting(&self) {
         let mut waiting = super::trace::drain();
         while !waiting.is_empty() {
             let rest = waiting.split_off(waiting.len().min(BATCH_SPANS));
-            self.export(&mut waiting).await;
+            if !self.export(&mut waiting).await {
+                metrics::get()
+                    .trace_spans
+                    .with_label_values(&["export_failed"])
+                    .inc_by(rest.len() as u64);
+                return;
+            }
             waiting = rest;
         }
     }
 }
 
 impl TraceExporter {
-    /// Send `batch` (emptied either way) to the configured collector.
-    async fn export(&self, batch: &mut Vec<Span>) {
+    /// Send `batch` (emptied either way) to the configured collector; whether it took it.
+    async fn export(&self, batch: &mut Vec<Span>) -> bool {
         if batch.is_empty() {
-            return;
+            return true;
         }
         let spans = std::mem::take(batch);
         let snapshot = self.runtime.load();
@@ -76,7 +90,7 @@ impl TraceExporter {
             m.trace_spans
                 .with_label_values(&["export_failed"])
                 .inc_by(spans.len() as u64);
-            return;
+            return false;
         };
         let body = serde_json::to_vec(&payload(&spans, &tracing.service_name)).unwrap_or_default();
         let sent = crate::upstream::url_call::call(crate::upstream::url_call::UrlRequest {
@@ -95,17 +109,29 @@ impl TraceExporter {
         m.trace_spans
             .with_label_values(&[result])
             .inc_by(spans.len() as u64);
-        if result != "exported" {
-            let why = match sent {
-                Ok((status, _)) => format!("HTTP status {status}"),
-                Err(e) => e,
-            };
-            log::warn!(
-                "tracing: exporting {} spans to {} failed: {why}",
-                spans.len(),
+        let exported = result == "exported";
+        // A run of failures is logged once, and its end.
+        let was_failing = self.failing.swap(!exported, Ordering::Relaxed);
+        match (exported, was_failing) {
+            (false, false) => {
+                let why = match sent {
+                    Ok((status, _)) => format!("HTTP status {status}"),
+                    Err(e) => e,
+                };
+                log::warn!(
+                    "tracing: exporting {} spans to {} failed: {why} (further failures are \
+                     counted in portcullis_trace_spans_total{{result=\"export_failed\"}})",
+                    spans.len(),
+                    crate::redact::url(endpoint)
+                );
+            }
+            (true, true) => log::info!(
+                "tracing: exporting to {} works again",
                 crate::redact::url(endpoint)
-            );
+            ),
+            _ => {}
         }
+        exported
     }
 }
 

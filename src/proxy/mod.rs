@@ -230,7 +230,6 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.start = Instant::now();
         ctx.request_id = forwarding::request_id(session.req_header());
-        ctx.trace = Some(spans::begin(session.req_header(), &ctx.snapshot.trace_sampling));
         if self.runtime.is_draining() {
             // Shutting down: this connection's client should open its next one elsewhere.
             session.set_keepalive(None);
@@ -241,6 +240,7 @@ impl ProxyHttp for Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip().to_canonical());
+        ctx.trace = Some(spans::begin(session.req_header(), ctx));
         if let Some(tls) = session.digest().and_then(|d| d.ssl_digest.as_ref()) {
             ctx.client.tls = true;
             ctx.client.certificate = tls.extension.get::<ClientIdentity>().cloned();

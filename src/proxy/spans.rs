@@ -10,18 +10,37 @@ use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
 use crate::observe::metrics;
-use crate::observe::trace::{self, Kind, Sampling, Span, TraceContext, Value};
+use crate::observe::trace::{self, ClientSampling, Kind, Span, TraceContext, Value};
 
 /// Continue the client's trace when its `traceparent` is valid (exactly one), else start one.
-pub fn begin(req: &RequestHeader, sampling: &Sampling) -> TraceContext {
-    let one = |name: &str| {
-        let mut all = req.headers.get_all(name).iter();
-        match (all.next(), all.next()) {
-            (Some(v), None) => Some(v),
-            _ => None,
+/// Whether the client's sampled flag is followed is `tracing.client_sampling`'s call.
+pub fn begin(req: &RequestHeader, ctx: &RequestCtx) -> TraceContext {
+    let sampling = &ctx.snapshot.trace_sampling;
+    let mut parents = req.headers.get_all("traceparent").iter();
+    let traceparent = match (parents.next(), parents.next()) {
+        (Some(v), None) => Some(v),
+        _ => None,
+    };
+    // Repeated `tracestate` headers are one list (W3C Trace Context §3.3.1.1).
+    let states: Vec<&[u8]> = req
+        .headers
+        .get_all("tracestate")
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    let tracestate = match states.as_slice() {
+        [] => None,
+        [one] => http::HeaderValue::from_bytes(one).ok(),
+        many => http::HeaderValue::from_bytes(&many.join(&b","[..])).ok(),
+    };
+    let trusted = match sampling.client_sampling {
+        ClientSampling::Always => true,
+        ClientSampling::Never => false,
+        ClientSampling::TrustedProxies => {
+            super::forwarding::is_trusted(ctx.client.ip, &ctx.snapshot.settings.trusted_proxies)
         }
     };
-    TraceContext::begin(one("traceparent"), one("tracestate"), sampling)
+    TraceContext::begin(traceparent, tracestate.as_ref(), sampling, trusted)
 }
 
 /// Record the request's SERVER span, when its trace is recorded.

@@ -236,6 +236,7 @@ impl Snapshot {
                 ratio: config.tracing.sample_ratio,
                 export: config.tracing.otlp_endpoint.is_some(),
                 max_queued: config.tracing.max_queued_spans,
+                client_sampling: config.tracing.client_sampling,
             },
             config_sha256: config.source_sha256.clone(),
             loaded_at: std::time::SystemTime::now(),

@@ -226,10 +226,12 @@ impl Attempt {
             Some(kind) => self.pool.note_outcome(stats, kind),
             None => {}
         }
-        metrics::get()
-            .upstream_requests
-            .with_label_values(&[&self.pool.name, &stats.label, status])
-            .inc();
+        if !stats.is_retired() {
+            metrics::get()
+                .upstream_requests
+                .with_label_values(&[&self.pool.name, &stats.label, status])
+                .inc();
+        }
     }
 
     /// The target is no longer busy with this request (the response is complete): an answer

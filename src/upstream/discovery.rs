@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -16,6 +16,7 @@ use pingora_load_balancing::discovery::ServiceDiscovery;
 use pingora_load_balancing::Backend;
 
 use super::dns::Dns;
+use super::periodic::Periodic;
 use super::stats::TargetStats;
 use crate::config::{TargetHost, UpstreamConfig};
 use crate::observe::metrics;
@@ -44,9 +45,8 @@ pub struct Targets {
     specs: Vec<Spec>,
     /// Present when a target is a host name and `refresh` is not zero.
     dns: Option<Dns>,
-    refresh: Duration,
-    next_due: Mutex<Instant>,
-    running: AtomicBool,
+    /// When the names are resolved again (never without `dns`).
+    schedule: Periodic,
     state: Mutex<State>,
     /// The targets in configuration order (a name's addresses sorted), each carrying its
     /// statistics in `ext`.
@@ -108,10 +108,13 @@ impl Targets {
         Ok(Targets {
             pool: cfg.name.value.clone(),
             specs,
+            schedule: Periodic::new(
+                dns_client.as_ref().map(|_| dns.refresh),
+                Instant::now()
+                    .checked_add(dns.refresh)
+                    .unwrap_or_else(Instant::now),
+            ),
             dns: dns_client,
-            refresh: dns.refresh,
-            next_due: Mutex::new(Instant::now() + dns.refresh),
-            running: AtomicBool::new(false),
             state: Mutex::new(state),
             current,
         })
@@ -124,17 +127,7 @@ impl Targets {
 
     /// Claim the next re-resolution if one is due and none is running.
     pub fn claim_refresh(&self, now: Instant) -> bool {
-        if self.dns.is_none() {
-            return false;
-        }
-        let Ok(mut due) = self.next_due.lock() else {
-            return false;
-        };
-        if now < *due || self.running.swap(true, Ordering::AcqRel) {
-            return false;
-        }
-        *due = now + self.refresh;
-        true
+        self.schedule.claim(now)
     }
 
     /// Resolve every host name again. `Some(labels that left the set)` when the set changed
@@ -142,7 +135,7 @@ impl Targets {
     /// did not. Call after [`Targets::claim_refresh`].
     pub async fn refresh(&self) -> Option<Vec<String>> {
         let changed = self.resolve_all().await;
-        self.running.store(false, Ordering::Release);
+        self.schedule.done();
         changed
     }
 
@@ -214,7 +207,9 @@ impl Targets {
             .cloned()
             .collect();
         for l in &gone {
-            state.stats.remove(l);
+            if let Some(stats) = state.stats.remove(l) {
+                stats.retire();
+            }
         }
         for l in wanted {
             state

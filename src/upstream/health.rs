@@ -5,7 +5,7 @@
 //! their own, so pools created by a live reload get checked too, and removed ones stop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -14,6 +14,7 @@ use pingora::services::background::BackgroundService;
 use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora_load_balancing::Backend;
 
+use super::periodic::Periodic;
 use super::stats::TargetStats;
 use super::transport::Transport;
 use super::Pool;
@@ -118,18 +119,14 @@ fn probe(cfg: &HealthCheckConfig, transport: &Transport) -> Box<dyn HealthCheck 
 /// (readiness waits for that: Pingora starts every target as healthy).
 #[derive(Debug)]
 pub struct HealthState {
-    interval: Option<Duration>,
-    next_due: Mutex<Instant>,
-    running: AtomicBool,
+    schedule: Periodic,
     first_round_done: AtomicBool,
 }
 
 impl HealthState {
     pub fn new(cfg: Option<&HealthCheckConfig>) -> HealthState {
         HealthState {
-            interval: cfg.map(|c| c.interval),
-            next_due: Mutex::new(Instant::now()),
-            running: AtomicBool::new(false),
+            schedule: Periodic::new(cfg.map(|c| c.interval), Instant::now()),
             first_round_done: AtomicBool::new(cfg.is_none()),
         }
     }
@@ -141,22 +138,12 @@ impl HealthState {
 
     /// Claim the next round if it is due and none is running.
     fn claim(&self, now: Instant) -> bool {
-        let Some(interval) = self.interval else {
-            return false;
-        };
-        let Ok(mut due) = self.next_due.lock() else {
-            return false;
-        };
-        if now < *due || self.running.swap(true, Ordering::AcqRel) {
-            return false;
-        }
-        *due = now + interval;
-        true
+        self.schedule.claim(now)
     }
 
     fn finish(&self) {
         self.first_round_done.store(true, Ordering::Release);
-        self.running.store(false, Ordering::Release);
+        self.schedule.done();
     }
 }
 

@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod dns;
 pub mod health;
 pub mod outlier;
+pub mod periodic;
 pub mod pool;
 pub mod retry;
 pub mod selection;

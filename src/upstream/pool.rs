@@ -61,6 +61,7 @@ struct PoolIdentity {
     targets: Vec<(String, usize)>,
     /// How host names are resolved, for pools that have one.
     dns: Option<crate::config::DnsConfig>,
+    resolved_at_load: Vec<Vec<SocketAddr>>,
     balance: Balance,
     health_check: Option<HealthCheckConfig>,
     /// Health checks speak the targets' protocol and TLS, with the files' contents as read.
@@ -83,6 +84,12 @@ impl PoolIdentity {
                 .iter()
                 .any(|t| matches!(t.host, crate::config::TargetHost::Name { .. }))
                 .then(|| dns.clone()),
+            // Names resolved only at load (`refresh: 0`): a reload that resolves them to other
+            // addresses takes those.
+            resolved_at_load: match dns.refresh.is_zero() {
+                true => cfg.targets.iter().map(|t| t.resolved.clone()).collect(),
+                false => Vec::new(),
+            },
             balance: cfg.balance,
             health_check: cfg.health_check.clone(),
             protocol: cfg.protocol,
@@ -285,7 +292,7 @@ impl Pool {
         if stats.outlier.is_ejected(now) {
             return true;
         }
-        if stats.outlier.take_return(now) {
+        if stats.outlier.take_return(now) && !stats.is_retired() {
             log::info!(
                 "upstream `{}` target {} returns to rotation after its ejection (on probation)",
                 self.name,
@@ -303,6 +310,9 @@ impl Pool {
     /// failures call for it and the pool can spare it: never more than `max_ejected_percent`
     /// of the targets, and never the last one in rotation.
     pub fn note_outcome(&self, stats: &TargetStats, kind: Kind) {
+        if stats.is_retired() {
+            return;
+        }
         let now = now_micros();
         let Some(reason) = stats.outlier.record(kind, &self.outlier, now) else {
             return;

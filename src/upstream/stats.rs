@@ -29,6 +29,9 @@ pub struct TargetStats {
     updated_micros: AtomicU64,
     /// Passive health: the run of failures and the ejection.
     pub outlier: super::outlier::OutlierState,
+    /// The target left its pool (DNS no longer names its address): requests still in flight
+    /// finish, but nothing writes its metric series again.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 /// How fast the latency estimate forgets a past peak: each new lower sample moves it this
@@ -48,7 +51,16 @@ impl TargetStats {
             ewma_micros: AtomicU64::new(0),
             updated_micros: AtomicU64::new(0),
             outlier: Default::default(),
+            retired: Default::default(),
         })
+    }
+
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
     }
 
     pub fn inflight(&self) -> usize {

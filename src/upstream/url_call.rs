@@ -8,6 +8,12 @@ use bytes::Bytes;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 
+/// One connector (its TLS context and trust store built once) for every call.
+fn connector() -> &'static pingora::connectors::http::Connector {
+    static CONNECTOR: std::sync::OnceLock<pingora::connectors::http::Connector> = std::sync::OnceLock::new();
+    CONNECTOR.get_or_init(|| pingora::connectors::http::Connector::new(None))
+}
+
 /// A request to a URL.
 pub struct UrlRequest<'a> {
     pub method: &'a str,
@@ -49,8 +55,7 @@ pub async fn call(r: UrlRequest<'_>) -> Result<(u16, Vec<u8>), String> {
         peer.options.total_connection_timeout = Some(timeout);
         peer.options.read_timeout = Some(timeout);
         peer.options.write_timeout = Some(timeout);
-        let connector = pingora::connectors::http::Connector::new(None);
-        let (mut session, _) = connector
+        let (mut session, _) = connector()
             .get_http_session(&peer)
             .await
             .map_err(|e| e.to_string())?;

@@ -96,10 +96,11 @@ fn portcullis_round(incoming: &'static str) {
         ratio: 1.0,
         export: true,
         max_queued: QUEUE,
+        client_sampling: trace::ClientSampling::Always,
     };
     let incoming = http::HeaderValue::from_static(incoming);
     for i in 0..REQUESTS {
-        let t = TraceContext::begin(Some(&incoming), None, &sampling);
+        let t = TraceContext::begin(Some(&incoming), None, &sampling, true);
         let client_id = TraceContext::child_id();
         let outgoing = t.traceparent(&client_id);
         std::hint::black_box(&outgoing);
