@@ -502,6 +502,28 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A fraction from 0 to 1 (`default` when absent); `None` (reported, with `example`
+    /// saying what a value means) for anything else.
+    pub fn fraction(&self, key: &str, default: f64, example: &str, problems: &mut Problems) -> Option<f64> {
+        let Some(text) = self.opt::<Spanned<String>>(key, problems) else {
+            return Some(default);
+        };
+        match text.value.parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Some(v),
+            _ => {
+                problems.add(
+                    text.pos,
+                    &self.path_of(key),
+                    format!(
+                        "must be a fraction from 0 to 1 ({example}), found `{}`",
+                        text.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// An optional field with a default when absent.
     pub fn or<T: Decode>(&self, key: &str, default: T, problems: &mut Problems) -> T {
         self.opt(key, problems).unwrap_or(default)

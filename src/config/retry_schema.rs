@@ -78,24 +78,12 @@ pub(super) fn decode_retry(f: &Fields<'_>, siblings: &[&str], p: &mut Problems) 
         None | Some(Node::Null { .. }) => (d.budget_ratio, d.budget_min_per_second),
         Some(n) => {
             let b = Fields::new(n, &r.path_of("budget"), &["ratio", "min_per_second"], p)?;
-            let ratio = match b.opt::<Spanned<String>>("ratio", p) {
-                None => Some(d.budget_ratio),
-                Some(text) => match text.value.parse::<f64>() {
-                    Ok(v) if (0.0..=1.0).contains(&v) => Some(v),
-                    _ => {
-                        p.add(
-                            text.pos,
-                            &b.path_of("ratio"),
-                            format!(
-                                "must be a fraction from 0 to 1 (0.2: retries add at most 20 % to \
-                                 the requests), found `{}`",
-                                text.value
-                            ),
-                        );
-                        None
-                    }
-                },
-            };
+            let ratio = b.fraction(
+                "ratio",
+                d.budget_ratio,
+                "0.2: retries add at most 20 % to the requests",
+                p,
+            );
             let floor = b.ranged("min_per_second", 0..=100_000, d.budget_min_per_second, p);
             (ratio?, floor)
         }

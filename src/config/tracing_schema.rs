@@ -55,23 +55,7 @@ pub(super) fn decode_tracing(node: Option<&Node>, p: &mut Problems) -> Option<Tr
         }
         problem.is_none()
     });
-    let ratio = match f.opt::<Spanned<String>>("sample_ratio", p) {
-        None => Some(d.sample_ratio),
-        Some(text) => match text.value.parse::<f64>() {
-            Ok(v) if (0.0..=1.0).contains(&v) => Some(v),
-            _ => {
-                p.add(
-                    text.pos,
-                    &f.path_of("sample_ratio"),
-                    format!(
-                        "must be a fraction from 0 to 1 (0.1: one new trace in ten), found `{}`",
-                        text.value
-                    ),
-                );
-                None
-            }
-        },
-    };
+    let ratio = f.fraction("sample_ratio", d.sample_ratio, "0.1: one new trace in ten", p);
     let service_name: Spanned<String> = f.opt("service_name", p).unwrap_or(Spanned {
         value: d.service_name.clone(),
         pos: f.pos(),
