@@ -219,7 +219,7 @@ fn check_reports_rate_limit_mistakes() {
     assert_eq!(out.code, 1);
     for want in [
         "rate_limits.p.key[1]: `cookie:x`: expected consumer, ip, header:NAME or claim:NAME",
-        "rate_limits.p.limits[0].requests: must be at least 1",
+        "rate_limits.p.limits[0].requests: must be from 1 to 1000000000",
         "rate_limits.p.limits[1].per: must be a whole number of seconds",
         "rate_limits.p.store: store: redis needs a top-level `redis:` section",
         "routes[0].rate_limit[0]: route names undefined rate limit `q`",

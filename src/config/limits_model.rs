@@ -17,11 +17,23 @@ pub enum KeyPart {
     Claim(String),
 }
 
-/// `requests` per `per`.
+/// `requests` per `per`; with `token_bucket`, up to `burst` at once (default `requests`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
     pub requests: u64,
     pub per: Duration,
+    pub burst: u64,
+}
+
+/// How a policy counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// GCRA: one theoretical arrival time per key and limit; a request is admitted when it
+    /// arrives no earlier than `burst` emission intervals before it. Exact.
+    TokenBucket,
+    /// A weighted two-window counter per key and limit (the previous fixed window's count,
+    /// weighted by how much of it the sliding window still covers, plus the current one's).
+    SlidingWindow,
 }
 
 /// What to do when a request lacks a part of the key.
@@ -36,7 +48,7 @@ pub enum MissingKey {
 /// Where a policy keeps its counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
-    /// In this process (pingora-limits sketches); each instance counts on its own.
+    /// In this process (exact per-key state); each instance counts on its own.
     Local,
     /// In the shared Redis of the top-level `redis:` section.
     Redis { on_error: OnStoreError },
@@ -60,8 +72,12 @@ pub struct RateLimitConfig {
     pub store: Store,
     /// Plan name (from API keys or a `plan` claim) -> limits replacing `limits`.
     pub plans: Vec<(String, Vec<Limit>)>,
-    /// Keys the local store is sized for (count-min sketch width).
+    pub algorithm: Algorithm,
+    /// Keys the local store reserves room for at start (it grows up to `max_keys`).
     pub expected_keys: usize,
+    /// The most keys the local store holds; idle keys make room, a key inside its window is
+    /// never dropped.
+    pub max_keys: usize,
     /// Also send `X-RateLimit-Limit/Remaining/Reset`.
     pub legacy_headers: bool,
     /// IPv6 clients are keyed by their network of this prefix length (a client usually holds

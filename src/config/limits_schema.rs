@@ -13,6 +13,9 @@ use super::yaml::Node;
 const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Windows per policy (and per plan): bounds the work and the Redis reply per decision.
 pub const MAX_LIMITS: usize = 16;
+/// The largest `requests` and `burst`: keeps every product in the stores' arithmetic far from
+/// overflow.
+pub const MAX_REQUESTS: u64 = 1_000_000_000;
 
 const FIELDS: &[&str] = &[
     "key",
@@ -22,6 +25,8 @@ const FIELDS: &[&str] = &[
     "on_store_error",
     "plans",
     "expected_keys",
+    "max_keys",
+    "algorithm",
     "legacy_headers",
     "ipv6_prefix",
 ];
@@ -52,8 +57,17 @@ fn decode_policy(
 ) -> Option<RateLimitConfig> {
     let f = Fields::new(node, path, FIELDS, p)?;
     let key = decode_key(&f, p);
+    let algorithm = f.choice(
+        "algorithm",
+        &[
+            ("token_bucket", Algorithm::TokenBucket),
+            ("sliding_window", Algorithm::SlidingWindow),
+        ],
+        Algorithm::TokenBucket,
+        p,
+    )?;
     let limits = match f.node("limits") {
-        Some(n) => decode_limits(n, &f.path_of("limits"), p),
+        Some(n) => decode_limits(n, &f.path_of("limits"), algorithm, p),
         None => {
             p.add(f.pos(), &f.path_of("limits"), "missing required field `limits`");
             None
@@ -73,7 +87,7 @@ fn decode_policy(
                 .iter()
                 .map(|(k, v)| {
                     let plan = super::decode::scalar(k, &f.path_of("plans"), "a plan name", p)?.to_string();
-                    let limits = decode_limits(v, &format!("{}.{plan}", f.path_of("plans")), p)?;
+                    let limits = decode_limits(v, &format!("{}.{plan}", f.path_of("plans")), algorithm, p)?;
                     Some((plan, limits))
                 })
                 .collect();
@@ -89,6 +103,7 @@ fn decode_policy(
         }
     };
     let expected_keys = f.ranged("expected_keys", 1..=50_000_000, 10_000usize, p);
+    let max_keys = f.ranged("max_keys", 1..=50_000_000, 1_000_000usize, p);
     let ipv6_prefix = f.ranged("ipv6_prefix", 1..=128, 64u8, p);
     Some(RateLimitConfig {
         name,
@@ -97,7 +112,9 @@ fn decode_policy(
         missing_key: missing_key?,
         store: store?,
         plans: plans?,
-        expected_keys,
+        algorithm,
+        expected_keys: expected_keys.min(max_keys),
+        max_keys,
         legacy_headers: f.or("legacy_headers", false, p),
         ipv6_prefix,
     })
@@ -188,7 +205,7 @@ fn decode_key(f: &Fields<'_>, p: &mut Problems) -> Option<Vec<KeyPart>> {
     Some(parts)
 }
 
-fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<Limit>> {
+fn decode_limits(node: &Node, path: &str, algorithm: Algorithm, p: &mut Problems) -> Option<Vec<Limit>> {
     let Node::Seq { items, .. } = node else {
         p.add(
             node.pos(),
@@ -213,12 +230,33 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<Limit>
         .enumerate()
         .map(|(i, item)| {
             let path = index(path, i);
-            let f = Fields::new(item, &path, &["requests", "per"], p)?;
+            let f = Fields::new(item, &path, &["requests", "per", "burst"], p)?;
             let requests: Option<u64> = f.req("requests", p);
             let per: Option<Duration> = f.req("per", p);
+            let burst: Option<u64> = f.opt("burst", p);
             let (requests, per) = (requests?, per?);
-            if requests == 0 {
-                p.add(f.pos(), &f.path_of("requests"), "must be at least 1");
+            if requests == 0 || requests > MAX_REQUESTS {
+                p.add(
+                    f.pos(),
+                    &f.path_of("requests"),
+                    format!("must be from 1 to {MAX_REQUESTS}"),
+                );
+                return None;
+            }
+            if burst.is_some() && algorithm != Algorithm::TokenBucket {
+                p.add(
+                    f.pos_of("burst"),
+                    &f.path_of("burst"),
+                    "burst applies to algorithm: token_bucket only",
+                );
+                return None;
+            }
+            if burst.is_some_and(|b| b == 0 || b > MAX_REQUESTS) {
+                p.add(
+                    f.pos_of("burst"),
+                    &f.path_of("burst"),
+                    format!("must be from 1 to {MAX_REQUESTS}"),
+                );
                 return None;
             }
             if per < Duration::from_secs(1) || per > MAX_WINDOW || per.subsec_millis() != 0 {
@@ -229,7 +267,11 @@ fn decode_limits(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<Limit>
                 );
                 return None;
             }
-            Some(Limit { requests, per })
+            Some(Limit {
+                requests,
+                per,
+                burst: burst.unwrap_or(requests),
+            })
         })
         .collect();
     let limits: Vec<Limit> = decoded.into_iter().collect::<Option<_>>()?;

@@ -115,6 +115,7 @@ mod tests {
             limit: Limit {
                 requests: q,
                 per: Duration::from_secs(w),
+                burst: q,
             },
             remaining: r,
             reset_secs: t,

@@ -1,85 +1,343 @@
-//! The local store: sliding-window estimates over `pingora-limits` count-min sketches (in
-//! `window_pair`, which replaces pingora-limits' `Rate`: that one can panic in a request).
+//! The local store: exact per-key state in a sharded map, for both algorithms.
 //!
-//! Each window length gets one `Rate` (two sketches: the current and the previous fixed
-//! window). A key's usage is estimated as `previous × (1 − elapsed fraction) + current`, which
-//! smooths the 2× burst a plain fixed window allows at its edges. Sketch collisions can only
-//! over-count, so a key under its limit may in rare cases be refused but never over-admitted;
-//! the sketch is sized from `expected_keys` to keep that rare. Memory is fixed whatever the
-//! number of keys: 2 sketches × 4 rows × slots × 8 bytes per window.
+//! Every key has its own entry (two keys never share a counter, unlike the count-min sketch
+//! this replaces, whose collisions over-counted and refused honest clients). Per key and per
+//! window length, one slot:
+//!
+//! - `token_bucket` (GCRA): the theoretical arrival time `tat` (and the interval it was
+//!   computed with, so a reload that changes the rate carries the usage over). A request at `now` is admitted
+//!   when `max(tat, now) + T ≤ now + burst × T` (`T = per / requests`), and then moves `tat`
+//!   to `max(tat, now) + T`. No refill task, no rounding beyond one nanosecond per request.
+//! - `sliding_window`: the current fixed window's index and the counts of it and of the one
+//!   before; the estimate is `previous × (1 − elapsed / per) + current`.
+//!
+//! Time is the monotonic clock, so a wall-clock step (NTP) neither admits a burst nor locks a
+//! key out. Idle keys (every slot back to "no usage") are removed when a shard is full; a key
+//! inside its window is never dropped: with no idle key to remove, a new key is refused
+//! (fail closed) until one is. Each shard's lock is held for one decision, never across an
+//! await.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use super::window_pair::WindowPair;
+use crate::config::{Algorithm, Limit};
 
-const HASHES: usize = 4;
+/// A power of two: the shard is picked from the key's hash.
+const SHARDS: usize = 64;
+/// After a sweep that freed nothing, the shard refuses new keys this long before sweeping again
+/// (a full shard of active keys must not make every new key scan it).
+const SWEEP_BACKOFF_NANOS: u64 = 100_000_000;
 
-pub struct LocalWindows {
-    windows: Vec<(Duration, WindowPair)>,
-    slots: usize,
-    expected_keys: usize,
+/// One window length's state for one key (see the module comment for each algorithm).
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    a: u64,
+    b: u64,
 }
 
-/// A window's estimate for one key.
-#[derive(Debug, Clone, Copy)]
+struct Shard {
+    map: HashMap<Box<str>, Box<[Slot]>>,
+    /// No sweep before this time (nanoseconds on the store's clock).
+    next_sweep: u64,
+}
+
+/// One limit's state after a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
-    /// Requests counted in the sliding window.
-    pub estimate: f64,
-    /// Seconds until the current fixed window ends.
-    pub reset_secs: u64,
+    /// Requests left after this one (0 when refused).
+    pub remaining: u64,
+    /// Refused: time until a request would be admitted. Admitted: time until the quota is
+    /// whole again (token bucket) or the current window ends (sliding window).
+    pub reset: Duration,
+    pub exceeded: bool,
 }
 
-impl LocalWindows {
-    /// One sketch pair per distinct window length; 8 slots per expected key keeps collisions
-    /// rare (each row's expected noise is total requests / slots).
-    pub fn new(windows: &[Duration], expected_keys: usize) -> LocalWindows {
-        let distinct = distinct(windows);
-        let slots = expected_keys
-            .saturating_mul(8)
-            .next_power_of_two()
-            .clamp(1024, 1 << 26);
-        LocalWindows {
-            windows: distinct
-                .into_iter()
-                .map(|w| (w, WindowPair::new(w, HASHES, slots)))
+pub struct LocalStore {
+    algorithm: Algorithm,
+    /// The distinct window lengths of the policy (its plans' included): a key's slots.
+    windows: Vec<Duration>,
+    max_keys: usize,
+    /// Keys held, across shards (the bound is on the whole store: shards fill unevenly).
+    keys: AtomicUsize,
+    shards: Box<[Mutex<Shard>]>,
+    epoch: Instant,
+}
+
+/// What a decision found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Per limit, in order; admitted (and counted) unless one is exceeded.
+    Decided(Vec<Usage>),
+    /// The store is full of keys inside their windows: this new key cannot be tracked.
+    Full,
+}
+
+impl LocalStore {
+    pub fn new(
+        algorithm: Algorithm,
+        windows: &[Duration],
+        expected_keys: usize,
+        max_keys: usize,
+    ) -> LocalStore {
+        let per_shard = expected_keys.div_ceil(SHARDS);
+        LocalStore {
+            algorithm,
+            windows: distinct(windows),
+            max_keys,
+            keys: AtomicUsize::new(0),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        map: HashMap::with_capacity(per_shard),
+                        next_sweep: 0,
+                    })
+                })
                 .collect(),
-            slots,
-            expected_keys,
+            epoch: Instant::now(),
         }
     }
 
-    /// Whether this store was built for the same windows and sizing (so it can be kept).
-    pub fn same_shape(&self, windows: &[Duration], expected_keys: usize) -> bool {
-        expected_keys == self.expected_keys
-            && distinct(windows).iter().eq(self.windows.iter().map(|(w, _)| w))
+    /// Whether this store was built for the same algorithm, windows and size (a reload keeps
+    /// it, and with it every client's usage).
+    pub fn same_shape(&self, algorithm: Algorithm, windows: &[Duration], max_keys: usize) -> bool {
+        self.algorithm == algorithm && self.max_keys == max_keys && distinct(windows) == self.windows
     }
 
-    /// Bytes held by the sketches (fixed at construction).
-    pub fn memory_bytes(&self) -> usize {
-        self.windows.len() * 2 * HASHES * self.slots * std::mem::size_of::<isize>()
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.keys.load(Ordering::Relaxed)
     }
 
-    pub fn usage(&self, key: &str, per: Duration) -> Usage {
-        let Some((_, rate)) = self.windows.iter().find(|(w, _)| *w == per) else {
-            return Usage {
-                estimate: 0.0,
-                reset_secs: per.as_secs(),
-            };
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn shard(&self, key: &str) -> Option<&Mutex<Shard>> {
+        use std::hash::BuildHasher;
+        static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        let hash = SEED.get_or_init(Default::default).hash_one(key);
+        self.shards.get(hash as usize & (SHARDS - 1))
+    }
+
+    /// Check every limit for `key` and, only if all have room, count the request in all.
+    pub fn acquire(&self, key: &str, limits: &[Limit]) -> Decision {
+        self.acquire_at(key, limits, self.now())
+    }
+
+    /// Take back a request `acquire` admitted (another policy or the shared store refused it).
+    pub fn release(&self, key: &str, limits: &[Limit]) {
+        let now = self.now();
+        let Some(Ok(mut shard)) = self.shard(key).map(|s| s.lock()) else {
+            return;
         };
-        let c = rate.counts(&key);
-        let fraction = c.fraction.clamp(0.0, 1.0);
-        Usage {
-            estimate: c.previous.max(0) as f64 * (1.0 - fraction) + c.current.max(0) as f64,
-            reset_secs: ((1.0 - fraction) * per.as_secs_f64()).ceil().max(1.0) as u64,
+        let Some(slots) = shard.map.get_mut(key) else {
+            return;
+        };
+        for limit in limits {
+            if let Some(slot) = self.slot_index(limit.per).and_then(|i| slots.get_mut(i)) {
+                match self.algorithm {
+                    Algorithm::TokenBucket => slot.a = slot.a.saturating_sub(interval(limit)),
+                    Algorithm::SlidingWindow => {
+                        if slot.a == now / nanos(limit.per) {
+                            let (cur, prev) = split(slot.b);
+                            slot.b = join(cur.saturating_sub(1), prev);
+                        }
+                    }
+                }
+            }
         }
     }
 
-    /// Count `delta` requests for `key` in every window (−1 takes back a reservation).
-    pub fn add(&self, key: &str, delta: isize) {
-        for (_, rate) in &self.windows {
-            rate.observe(&key, delta);
+    fn slot_index(&self, per: Duration) -> Option<usize> {
+        self.windows.iter().position(|w| *w == per)
+    }
+
+    fn acquire_at(&self, key: &str, limits: &[Limit], now: u64) -> Decision {
+        let Some(Ok(mut shard)) = self.shard(key).map(|s| s.lock()) else {
+            return Decision::Full;
+        };
+        if !shard.map.contains_key(key) {
+            if self.keys.load(Ordering::Relaxed) >= self.max_keys && !self.make_room(&mut shard, now) {
+                return Decision::Full;
+            }
+            shard.map.insert(
+                key.into(),
+                vec![Slot::default(); self.windows.len()].into_boxed_slice(),
+            );
+            self.keys.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(slots) = shard.map.get_mut(key) else {
+            return Decision::Full;
+        };
+        let mut out = Vec::with_capacity(limits.len());
+        let mut next = Vec::with_capacity(limits.len());
+        for limit in limits {
+            let i = self.slot_index(limit.per).unwrap_or(0);
+            let slot = slots.get(i).copied().unwrap_or_default();
+            let (usage, updated) = match self.algorithm {
+                Algorithm::TokenBucket => gcra(slot, limit, now),
+                Algorithm::SlidingWindow => sliding(slot, limit, now),
+            };
+            out.push(usage);
+            next.push((i, updated));
+        }
+        if !out.iter().any(|u| u.exceeded) {
+            for (i, updated) in next {
+                if let Some(slot) = slots.get_mut(i) {
+                    *slot = updated;
+                }
+            }
+        }
+        Decision::Decided(out)
+    }
+
+    /// Remove this shard's idle keys; whether that made room for one more. (Shards fill
+    /// unevenly, so the bound is on the whole store; a full store sweeps the shard a new key
+    /// lands in.)
+    fn make_room(&self, shard: &mut Shard, now: u64) -> bool {
+        if now < shard.next_sweep {
+            return false;
+        }
+        let before = shard.map.len();
+        shard.map.retain(|_, slots| !self.idle(slots, now));
+        let freed = before - shard.map.len();
+        self.keys.fetch_sub(freed, Ordering::Relaxed);
+        if freed == 0 {
+            shard.next_sweep = now.saturating_add(SWEEP_BACKOFF_NANOS);
+        }
+        freed > 0
+    }
+
+    /// Every slot back to "no usage": dropping the key changes nothing.
+    fn idle(&self, slots: &[Slot], now: u64) -> bool {
+        slots
+            .iter()
+            .zip(&self.windows)
+            .all(|(slot, per)| match self.algorithm {
+                Algorithm::TokenBucket => slot.a <= now,
+                Algorithm::SlidingWindow => slot.a.saturating_add(1) < now / nanos(*per),
+            })
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The emission interval `T = per / requests` in nanoseconds.
+fn interval(limit: &Limit) -> u64 {
+    (nanos(limit.per) / limit.requests.max(1)).max(1)
+}
+
+/// GCRA for one limit at `now`: the usage, and the slot if the request is admitted. The slot
+/// keeps the interval its `tat` was computed with: after a reload changed the limit's rate,
+/// the requests still in the bucket are carried over in requests, not in time.
+fn gcra(slot: Slot, limit: &Limit, now: u64) -> (Usage, Slot) {
+    let t = u128::from(interval(limit));
+    let now = u128::from(now);
+    let mut tat = u128::from(slot.a).max(now);
+    if slot.b != 0 && u128::from(slot.b) != t {
+        tat = now + (tat - now) * t / u128::from(slot.b);
+    }
+    let new_tat = tat + t;
+    let allowed_until = now + u128::from(limit.burst.max(1)) * t;
+    let to_duration = |n: u128| Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX));
+    if new_tat > allowed_until {
+        return (
+            Usage {
+                remaining: 0,
+                reset: to_duration(new_tat - allowed_until),
+                exceeded: true,
+            },
+            slot,
+        );
+    }
+    let usage = Usage {
+        remaining: u64::try_from((allowed_until - new_tat) / t).unwrap_or(0),
+        reset: to_duration(new_tat - now),
+        exceeded: false,
+    };
+    let updated = Slot {
+        a: u64::try_from(new_tat).unwrap_or(u64::MAX),
+        b: u64::try_from(t).unwrap_or(u64::MAX),
+    };
+    (usage, updated)
+}
+
+fn split(b: u64) -> (u64, u64) {
+    (b >> 32, b & 0xffff_ffff)
+}
+
+fn join(current: u64, previous: u64) -> u64 {
+    (current.min(0xffff_ffff) << 32) | previous.min(0xffff_ffff)
+}
+
+/// The weighted two-window counter for one limit at `now`.
+fn sliding(slot: Slot, limit: &Limit, now: u64) -> (Usage, Slot) {
+    let per = nanos(limit.per);
+    // A clock read older than the slot's window (a thread descheduled after reading it) is
+    // taken as that window's start: it never rewinds the key's counts.
+    let (index, elapsed) = match now / per {
+        i if i < slot.a => (slot.a, 0),
+        i => (i, now % per),
+    };
+    let (current, previous) = match index.checked_sub(slot.a) {
+        Some(0) => split(slot.b),
+        Some(1) => (0, split(slot.b).0),
+        _ => (0, 0),
+    };
+    let left = (per - elapsed) as f64 / per as f64;
+    let estimate = previous as f64 * left + current as f64;
+    let room = limit.requests as f64 - estimate;
+    if room < 1.0 {
+        let wait = sliding_wait(previous, current, elapsed, per, limit.requests);
+        return (
+            Usage {
+                remaining: 0,
+                reset: Duration::from_nanos(wait),
+                exceeded: true,
+            },
+            slot,
+        );
+    }
+    let usage = Usage {
+        remaining: (room - 1.0).floor() as u64,
+        reset: Duration::from_nanos(per - elapsed),
+        exceeded: false,
+    };
+    let updated = Slot {
+        a: index,
+        b: join(current + 1, previous),
+    };
+    (usage, updated)
+}
+
+/// Nanoseconds until the estimate leaves room for one more request (`≤ requests − 1`).
+fn sliding_wait(previous: u64, current: u64, elapsed: u64, per: u64, requests: u64) -> u64 {
+    let budget = requests.saturating_sub(1) as f64;
+    let per_f = per as f64;
+    let to_end = (per - elapsed) as f64;
+    if (current as f64) <= budget && previous > 0 {
+        // This window: previous × (to_end − t) / per + current ≤ budget.
+        let t = to_end - (budget - current as f64) * per_f / previous as f64;
+        if t <= to_end {
+            return t.max(0.0).ceil() as u64;
         }
     }
+    // The next window: current × (per − t′) / per ≤ budget.
+    let t2 = if current == 0 {
+        0.0
+    } else {
+        (per_f - budget * per_f / current as f64).max(0.0)
+    };
+    (to_end + t2).ceil() as u64
 }
 
 fn distinct(windows: &[Duration]) -> Vec<Duration> {
@@ -87,4 +345,124 @@ fn distinct(windows: &[Duration]) -> Vec<Duration> {
     distinct.sort();
     distinct.dedup();
     distinct
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn limit(requests: u64, per_secs: u64, burst: u64) -> Limit {
+        Limit {
+            requests,
+            per: Duration::from_secs(per_secs),
+            burst,
+        }
+    }
+
+    fn admitted(d: &Decision) -> bool {
+        matches!(d, Decision::Decided(u) if !u.iter().any(|u| u.exceeded))
+    }
+
+    #[test]
+    fn token_bucket_admits_the_burst_then_exactly_the_rate() {
+        let l = [limit(10, 1, 20)];
+        let s = LocalStore::new(Algorithm::TokenBucket, &[l[0].per], 16, 1000);
+        let t0 = 10 * SEC;
+        for i in 0..20 {
+            assert!(admitted(&s.acquire_at("k", &l, t0)), "burst request {i}");
+        }
+        let Decision::Decided(u) = s.acquire_at("k", &l, t0) else {
+            panic!()
+        };
+        assert!(u[0].exceeded);
+        assert_eq!(
+            u[0].reset,
+            Duration::from_millis(100),
+            "one emission interval away"
+        );
+        // A client pacing at exactly the rate is always admitted after the burst.
+        for i in 1..=100 {
+            assert!(
+                admitted(&s.acquire_at("k", &l, t0 + i * SEC / 10)),
+                "paced request {i}"
+            );
+        }
+        // 90 % of the rate from a full bucket: never refused.
+        let s = LocalStore::new(Algorithm::TokenBucket, &[l[0].per], 16, 1000);
+        let gap = SEC / 9;
+        for i in 0..1000 {
+            assert!(
+                admitted(&s.acquire_at("p", &[limit(10, 1, 10)], t0 + i * gap)),
+                "{i}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_request_costs_nothing_and_a_release_gives_the_request_back() {
+        let l = [limit(2, 60, 2)];
+        let s = LocalStore::new(Algorithm::TokenBucket, &[l[0].per], 16, 1000);
+        assert!(admitted(&s.acquire_at("k", &l, SEC)));
+        assert!(admitted(&s.acquire_at("k", &l, SEC)));
+        for _ in 0..5 {
+            assert!(!admitted(&s.acquire_at("k", &l, SEC)));
+        }
+        s.release("k", &l);
+        assert!(
+            admitted(&s.acquire_at("k", &l, SEC)),
+            "the released request is free again"
+        );
+    }
+
+    #[test]
+    fn sliding_window_weights_the_previous_window_and_says_when_room_returns() {
+        let l = [limit(10, 10, 10)];
+        let s = LocalStore::new(Algorithm::SlidingWindow, &[l[0].per], 16, 1000);
+        for _ in 0..10 {
+            assert!(admitted(&s.acquire_at("k", &l, 100 * SEC + SEC)));
+        }
+        let Decision::Decided(u) = s.acquire_at("k", &l, 100 * SEC + SEC) else {
+            panic!()
+        };
+        assert!(u[0].exceeded);
+        // Next window (starts at 110 s): estimate = 10 × (1 − t/10 s) ≤ 9 from t = 1 s.
+        assert_eq!(u[0].reset, Duration::from_secs(10));
+        assert!(!admitted(&s.acquire_at("k", &l, 110 * SEC + SEC / 2)));
+        assert!(admitted(&s.acquire_at("k", &l, 111 * SEC)));
+    }
+
+    #[test]
+    fn idle_keys_make_room_and_active_keys_are_never_dropped() {
+        let l = [limit(1, 1, 1)];
+        // At most 64 keys.
+        let s = LocalStore::new(Algorithm::TokenBucket, &[l[0].per], 1, SHARDS);
+        let mut full = 0;
+        for i in 0..10 * SHARDS {
+            if s.acquire_at(&format!("k{i}"), &l, SEC) == Decision::Full {
+                full += 1;
+            }
+        }
+        assert!(full > 0, "active keys are kept: new ones are refused");
+        assert_eq!(s.len(), SHARDS);
+        // Two seconds later every key is idle: new keys find room.
+        let fresh = (0..SHARDS)
+            .filter(|i| admitted(&s.acquire_at(&format!("m{i}"), &l, 3 * SEC + SWEEP_BACKOFF_NANOS)))
+            .count();
+        assert!(fresh > 0);
+        assert!(s.len() <= SHARDS, "never more than max_keys");
+    }
+
+    #[test]
+    fn a_clock_far_behind_a_slot_never_underflows() {
+        let l = [limit(5, 1, 5)];
+        for algorithm in [Algorithm::TokenBucket, Algorithm::SlidingWindow] {
+            let s = LocalStore::new(algorithm, &[l[0].per], 16, 1000);
+            assert!(admitted(&s.acquire_at("k", &l, 100 * SEC)));
+            // An earlier reading (a thread descheduled after reading the clock).
+            let _ = s.acquire_at("k", &l, SEC);
+            let _ = s.acquire_at("k", &l, 0);
+        }
+    }
 }

@@ -1,13 +1,13 @@
 //! Per-key rate limiting. A route names policies; each policy derives a key from the request
-//! (consumer, IP, header, claim, or a combination), estimates the key's usage in every window,
-//! and admits the request only if every window of every policy has room. A rejected request
+//! (consumer, IP, header, claim, or a combination), checks the key's usage against every
+//! limit (token bucket or sliding window, `local`), and admits the request only if every limit
+//! of every policy has room. A rejected request
 //! consumes no quota. Requests without a key are never lumped into one shared bucket: they are
 //! refused or limited by client IP, as the policy says.
 
 pub mod headers;
 pub mod local;
 pub mod redis;
-mod window_pair;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,16 +17,16 @@ use http::HeaderValue;
 use pingora::http::RequestHeader;
 
 use crate::auth::Identity;
-use crate::config::{KeyPart, Limit, MissingKey, OnStoreError, RateLimitConfig, Store};
+use crate::config::{Algorithm, KeyPart, Limit, MissingKey, OnStoreError, RateLimitConfig, Store};
 use crate::observe::metrics;
-use local::{LocalWindows, Usage};
+use local::{Decision, LocalStore, Usage};
 use redis::{RedisStore, StoreError, Window};
 
 /// Where a compiled policy counts.
 enum PolicyStore {
     /// Shared with the previous snapshot when the policy's windows are unchanged, so a reload
     /// does not hand every client a fresh quota.
-    Local(Arc<LocalWindows>),
+    Local(Arc<LocalStore>),
     Redis(OnStoreError),
 }
 
@@ -49,6 +49,7 @@ pub struct Policy {
     plans: Vec<(String, Vec<LimitItem>)>,
     missing_key: MissingKey,
     pub legacy_headers: bool,
+    algorithm: Algorithm,
     store: PolicyStore,
 }
 
@@ -90,18 +91,16 @@ pub struct ItemState {
 }
 
 impl ItemState {
-    fn new(policy: usize, spec: &LimitItem, usage: Usage, exceeded: bool) -> ItemState {
-        let limit = spec.limit;
-        let room = limit.requests as f64 - usage.estimate;
+    fn new(policy: usize, spec: &LimitItem, usage: Usage) -> ItemState {
         ItemState {
             item: Arc::clone(&spec.name),
             policy_entry: spec.policy_entry.clone(),
             policy,
-            limit,
-            // After admitting this request.
-            remaining: (room - 1.0).max(0.0).floor() as u64,
-            reset_secs: usage.reset_secs,
-            exceeded,
+            limit: spec.limit,
+            remaining: usage.remaining,
+            // Whole seconds, rounded up: a client that waits this long is admitted.
+            reset_secs: usage.reset.as_nanos().div_ceil(1_000_000_000).max(1) as u64,
+            exceeded: usage.exceeded,
         }
     }
 }
@@ -118,8 +117,8 @@ pub enum Missing {
 }
 
 impl Policy {
-    /// Compile `cfg`, keeping the local counters of the same-named policy in `previous` when
-    /// its windows and sizing are unchanged.
+    /// Compile `cfg`, keeping the local state of the same-named policy in `previous` when its
+    /// algorithm, windows and size are unchanged.
     pub fn compile(cfg: &RateLimitConfig, previous: &[Policy]) -> Policy {
         let store = match cfg.store {
             Store::Redis { on_error } => PolicyStore::Redis(on_error),
@@ -132,18 +131,21 @@ impl Policy {
                     .collect();
                 let kept = previous.iter().find_map(|p| match &p.store {
                     PolicyStore::Local(s)
-                        if p.name == cfg.name.value && s.same_shape(&windows, cfg.expected_keys) =>
+                        if p.name == cfg.name.value
+                            && s.same_shape(cfg.algorithm, &windows, cfg.max_keys) =>
                     {
                         Some(Arc::clone(s))
                     }
                     _ => None,
                 });
-                let store = kept.unwrap_or_else(|| Arc::new(LocalWindows::new(&windows, cfg.expected_keys)));
-                log::debug!(
-                    "rate limit `{}`: local store uses {} bytes",
-                    cfg.name.value,
-                    store.memory_bytes()
-                );
+                let store = kept.unwrap_or_else(|| {
+                    Arc::new(LocalStore::new(
+                        cfg.algorithm,
+                        &windows,
+                        cfg.expected_keys,
+                        cfg.max_keys,
+                    ))
+                });
                 PolicyStore::Local(store)
             }
         };
@@ -159,6 +161,7 @@ impl Policy {
                 .collect(),
             missing_key: cfg.missing_key,
             legacy_headers: cfg.legacy_headers,
+            algorithm: cfg.algorithm,
             store,
         }
     }
@@ -264,11 +267,12 @@ pub enum Outcome {
 
 /// Decide for the route's `policies` (indexes into `all`).
 ///
-/// Local windows are checked first (no I/O); only if they all have room is the shared store
-/// asked, once, for all of the route's `store: redis` windows, which it checks and counts
-/// atomically. The local windows count the request before that round trip, so concurrent
-/// requests with the same key see it, and take it back if the request ends up refused (or
-/// the decision is abandoned mid-way): a refused request consumes no local quota.
+/// Local stores are asked first (no I/O): each checks its key's limits and counts the request
+/// only if all have room, atomically. Only if every local policy admitted is the shared store
+/// asked, once, for all of the route's `store: redis` limits, which it checks and counts
+/// atomically too. A request refused anywhere is taken back out of the local stores that
+/// counted it (also when the decision is abandoned during the Redis round trip): a refused
+/// request consumes no quota.
 pub async fn decide(
     policies: &[usize],
     all: &[Policy],
@@ -289,12 +293,31 @@ pub async fn decide(
         }
     }
     let mut items = Vec::new();
+    let mut reservation = Reservation::default();
     for (pi, policy, key) in &keyed {
-        if let PolicyStore::Local(store) = &policy.store {
-            for spec in policy.limits_for(id) {
-                let usage = store.usage(key, spec.limit.per);
-                let exceeded = (spec.limit.requests as f64 - usage.estimate) < 1.0;
-                items.push(ItemState::new(*pi, spec, usage, exceeded));
+        let PolicyStore::Local(store) = &policy.store else {
+            continue;
+        };
+        let specs = policy.limits_for(id);
+        let limits: Vec<Limit> = specs.iter().map(|s| s.limit).collect();
+        match store.acquire(key, &limits) {
+            Decision::Decided(usages) => {
+                let refused = usages.iter().any(|u| u.exceeded);
+                items.extend(
+                    specs
+                        .iter()
+                        .zip(usages)
+                        .map(|(spec, u)| ItemState::new(*pi, spec, u)),
+                );
+                if refused {
+                    break;
+                }
+                reservation.held.push((Arc::clone(store), key.as_str(), limits));
+            }
+            Decision::Full => {
+                count(policy, "store_full");
+                log_store_full(&policy.name);
+                return Outcome::StoreUnavailable { retry_after: 1 };
             }
         }
     }
@@ -303,7 +326,6 @@ pub async fn decide(
         .filter(|(_, p, _)| matches!(p.store, PolicyStore::Redis(_)))
         .collect();
     let admitted_locally = !items.iter().any(|i| i.exceeded);
-    let mut reservation = Reservation::take(&keyed, admitted_locally);
     let mut unavailable = None;
     if admitted_locally && !shared.is_empty() {
         match ask_shared_store(&shared, redis, id).await {
@@ -332,43 +354,37 @@ pub async fn decide(
     }
 }
 
-/// This request counted in the local windows while the decision is pending. Dropped without
-/// [`Reservation::keep`] (refused, or the future abandoned during the Redis round trip), it
-/// takes the request back out.
-struct Reservation<'a> {
-    keyed: &'a [(usize, &'a Policy, String)],
-    release_on_drop: bool,
+/// A full local store is logged at most once a minute per process.
+fn log_store_full(policy: &str) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let Ok(mut last) = LAST.lock() else { return };
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+        *last = Some(std::time::Instant::now());
+        log::warn!(
+            "rate limit `{policy}`: the local store holds max_keys keys inside their windows; \
+             new keys are refused (429) until some go idle (raise max_keys)"
+        );
+    }
 }
 
-impl<'a> Reservation<'a> {
-    fn take(keyed: &'a [(usize, &'a Policy, String)], admitted: bool) -> Reservation<'a> {
-        if admitted {
-            count_locally(keyed, 1);
-        }
-        Reservation {
-            keyed,
-            release_on_drop: admitted,
-        }
-    }
+/// The local stores that counted this request while the decision is pending. Dropped without
+/// [`Reservation::keep`] (refused, or the future abandoned during the Redis round trip), it
+/// takes the request back out of each.
+#[derive(Default)]
+struct Reservation<'a> {
+    held: Vec<(Arc<LocalStore>, &'a str, Vec<Limit>)>,
+}
 
+impl Reservation<'_> {
     fn keep(&mut self) {
-        self.release_on_drop = false;
+        self.held.clear();
     }
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        if self.release_on_drop {
-            count_locally(self.keyed, -1);
-        }
-    }
-}
-
-/// Add `delta` requests to every local policy's windows.
-fn count_locally(keyed: &[(usize, &Policy, String)], delta: isize) {
-    for (_, policy, key) in keyed {
-        if let PolicyStore::Local(store) = &policy.store {
-            store.add(key, delta);
+        for (store, key, limits) in &self.held {
+            store.release(key, limits);
         }
     }
 }
@@ -406,8 +422,9 @@ async fn ask_shared_store(
     for (pi, policy, key) in shared {
         for spec in policy.limits_for(id) {
             windows.push(Window {
-                key: store.key(&policy.name, spec.limit.per, key),
+                key: store.key(&policy.name, policy.algorithm, spec.limit.per, key),
                 limit: spec.limit,
+                algorithm: policy.algorithm,
             });
             names.push((*pi, spec));
         }
@@ -416,7 +433,7 @@ async fn ask_shared_store(
     Ok(names
         .into_iter()
         .zip(states)
-        .map(|((pi, spec), s)| ItemState::new(pi, spec, s.usage, s.exceeded))
+        .map(|((pi, spec), usage)| ItemState::new(pi, spec, usage))
         .collect())
 }
 
@@ -447,11 +464,14 @@ mod tests {
             limits: vec![Limit {
                 requests: 1,
                 per: Duration::from_secs(60),
+                burst: 1,
             }],
             missing_key: MissingKey::Reject,
             store,
             plans: Vec::new(),
             expected_keys: 16,
+            max_keys: 1000,
+            algorithm: Algorithm::TokenBucket,
             legacy_headers: false,
             ipv6_prefix: 64,
         }

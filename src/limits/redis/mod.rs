@@ -2,7 +2,7 @@
 //!
 //! One decision is one round trip: `EVALSHA` of a Lua script that reads every window of the
 //! route's `store: redis` policies, decides, and (only when all have room) counts the request,
-//! atomically. The algorithm is the same sliding-window estimate as the local store, on the
+//! atomically. The algorithms are the local store's (token bucket, sliding window), on the
 //! Redis server's clock. Connections are pooled; a timeout bounds each decision; a breaker
 //! stops a dead Redis from costing a timeout on every request. Failures are counted, logged
 //! (rate-limited) and answered by each policy's `on_store_error`.
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::digest;
 
 use super::local::Usage;
+use crate::config::Algorithm;
 use crate::config::{Limit, RedisConfig};
 use crate::observe::metrics;
 use breaker::{Admission, Breaker, Transition};
@@ -35,13 +36,7 @@ const SCRIPT: &str = include_str!("script.lua");
 pub struct Window {
     pub key: String,
     pub limit: Limit,
-}
-
-/// The script's answer for one window.
-#[derive(Debug, Clone, Copy)]
-pub struct WindowState {
-    pub usage: Usage,
-    pub exceeded: bool,
+    pub algorithm: Algorithm,
 }
 
 pub struct RedisStore {
@@ -85,11 +80,17 @@ impl RedisStore {
     /// The Redis key of `key`'s counters for one policy window. The request-derived key is
     /// hashed: header values and consumer ids stay out of Redis, and every key has the same
     /// small size however long the client made its header.
-    pub fn key(&self, policy: &str, per: Duration, key: &str) -> String {
+    /// The algorithm is part of the name: the two keep different Redis types, so a policy
+    /// whose algorithm changes never meets the other's state.
+    pub fn key(&self, policy: &str, algorithm: Algorithm, per: Duration, key: &str) -> String {
         let hash = digest::digest(&digest::SHA256, key.as_bytes());
         let short = hash.as_ref().get(..16).unwrap_or(hash.as_ref());
+        let tag = match algorithm {
+            Algorithm::SlidingWindow => "rl",
+            Algorithm::TokenBucket => "tb",
+        };
         format!(
-            "{}rl:{policy}:{}:{}",
+            "{}{tag}:{policy}:{}:{}",
             self.config.prefix,
             per.as_secs(),
             hex(short)
@@ -101,7 +102,7 @@ impl RedisStore {
     /// The whole decision, waiting for a free connection included, fits in `timeout`. Only
     /// what Redis does (connecting, the round trip) feeds the breaker: when every connection is
     /// busy the gateway is the bottleneck, not Redis, and that must not open the breaker.
-    pub async fn check_and_record(&self, windows: &[Window]) -> Result<Vec<WindowState>, StoreError> {
+    pub async fn check_and_record(&self, windows: &[Window]) -> Result<Vec<Usage>, StoreError> {
         let m = metrics::get();
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.config.timeout);
@@ -138,7 +139,7 @@ impl RedisStore {
     }
 
     /// Feed the outcome of a real call to the breaker; log and update the gauge.
-    fn settle(&self, result: &Result<Vec<WindowState>, StoreError>) {
+    fn settle(&self, result: &Result<Vec<Usage>, StoreError>) {
         let now = Instant::now();
         let addr = self.pool.addr().display();
         let transition = match result {
@@ -183,7 +184,7 @@ impl RedisStore {
 
     /// One decision on a pooled connection; a reused connection found closed before it
     /// answered is replaced once (the command cannot have run on it).
-    async fn call(&self, windows: &[Window]) -> Result<Vec<WindowState>, StoreError> {
+    async fn call(&self, windows: &[Window]) -> Result<Vec<Usage>, StoreError> {
         let (mut conn, reused) = self.pool.checkout().await?;
         let mut result = self.run(&mut conn, windows).await;
         if reused && matches!(result, Err(StoreError::Closed(_))) {
@@ -195,17 +196,27 @@ impl RedisStore {
     }
 
     /// `EVALSHA` the script (falling back to `EVAL` when Redis does not have it cached yet).
-    async fn run(&self, conn: &mut Conn, windows: &[Window]) -> Result<Vec<WindowState>, StoreError> {
+    async fn run(&self, conn: &mut Conn, windows: &[Window]) -> Result<Vec<Usage>, StoreError> {
         let numkeys = windows.len().to_string();
-        let limits: Vec<(String, String)> = windows
+        let limits: Vec<[String; 4]> = windows
             .iter()
-            .map(|w| (w.limit.requests.to_string(), w.limit.per.as_millis().to_string()))
+            .map(|w| {
+                [
+                    match w.algorithm {
+                        Algorithm::SlidingWindow => "0".to_string(),
+                        Algorithm::TokenBucket => "1".to_string(),
+                    },
+                    w.limit.requests.to_string(),
+                    w.limit.per.as_micros().to_string(),
+                    w.limit.burst.to_string(),
+                ]
+            })
             .collect();
-        let mut args: Vec<&[u8]> = Vec::with_capacity(3 + windows.len() * 3);
+        let mut args: Vec<&[u8]> = Vec::with_capacity(3 + windows.len() * 5);
         args.extend([&b"EVALSHA"[..], self.script_sha.as_bytes(), numkeys.as_bytes()]);
         args.extend(windows.iter().map(|w| w.key.as_bytes()));
-        for (requests, per_ms) in &limits {
-            args.extend([requests.as_bytes(), per_ms.as_bytes()]);
+        for window in &limits {
+            args.extend(window.iter().map(|a| a.as_bytes()));
         }
         let mut reply = conn.call(&args).await?;
         if matches!(&reply, Reply::Error(e) if e.starts_with("NOSCRIPT")) {
@@ -217,8 +228,8 @@ impl RedisStore {
     }
 }
 
-/// `{allowed, (exceeded, estimate x 1000, ms to window end) per window}`.
-fn parse_reply(reply: Reply, windows: &[Window]) -> Result<Vec<WindowState>, StoreError> {
+/// `{allowed, (exceeded, remaining, µs until admitted or whole again) per window}`.
+fn parse_reply(reply: Reply, windows: &[Window]) -> Result<Vec<Usage>, StoreError> {
     let items = match reply {
         Reply::Array(items) => items,
         Reply::Error(e) => return Err(StoreError::Refused(e)),
@@ -243,12 +254,10 @@ fn parse_reply(reply: Reply, windows: &[Window]) -> Result<Vec<WindowState>, Sto
         .unwrap_or_default()
         .chunks_exact(3)
         .filter_map(|w| match *w {
-            [exceeded, estimate_milli, reset_ms] => Some(WindowState {
+            [exceeded, remaining, reset_micros] => Some(Usage {
                 exceeded: exceeded != 0,
-                usage: Usage {
-                    estimate: estimate_milli.max(0) as f64 / 1000.0,
-                    reset_secs: (reset_ms.max(0) as u64).div_ceil(1000).max(1),
-                },
+                remaining: remaining.max(0) as u64,
+                reset: Duration::from_micros(reset_micros.max(0) as u64),
             }),
             _ => None,
         })
@@ -269,17 +278,19 @@ mod tests {
             limit: Limit {
                 requests: 10,
                 per: Duration::from_secs(1),
+                burst: 10,
             },
+            algorithm: Algorithm::SlidingWindow,
         }
     }
 
     #[test]
     fn parses_script_replies() {
-        let reply = Reply::Array([0, 1, 10_500, 250].map(Reply::Int).to_vec());
+        let reply = Reply::Array([0, 1, 0, 250_000].map(Reply::Int).to_vec());
         let states = parse_reply(reply, &[window()]).unwrap();
         assert!(states[0].exceeded);
-        assert_eq!(states[0].usage.estimate, 10.5);
-        assert_eq!(states[0].usage.reset_secs, 1);
+        assert_eq!(states[0].remaining, 0);
+        assert_eq!(states[0].reset, Duration::from_millis(250));
         assert!(parse_reply(Reply::Array(vec![Reply::Int(1)]), &[window()]).is_err());
         assert!(parse_reply(Reply::Error("OOM".into()), &[window()]).is_err());
     }
@@ -303,13 +314,30 @@ mod tests {
             },
         });
         let long = "x".repeat(8000);
-        let k = store.key("per-consumer", Duration::from_secs(60), &long);
-        assert!(k.starts_with("p:rl:per-consumer:60:"), "{k}");
-        assert_eq!(k.len(), "p:rl:per-consumer:60:".len() + 32);
-        assert!(!store.key("a", Duration::from_secs(1), "alice").contains("alice"));
+        let k = store.key(
+            "per-consumer",
+            Algorithm::TokenBucket,
+            Duration::from_secs(60),
+            &long,
+        );
+        assert!(k.starts_with("p:tb:per-consumer:60:"), "{k}");
+        assert_eq!(k.len(), "p:tb:per-consumer:60:".len() + 32);
+        let sliding = store.key(
+            "per-consumer",
+            Algorithm::SlidingWindow,
+            Duration::from_secs(60),
+            &long,
+        );
+        assert!(
+            sliding.starts_with("p:rl:per-consumer:60:"),
+            "the algorithms never share a key"
+        );
+        assert!(!store
+            .key("a", Algorithm::TokenBucket, Duration::from_secs(1), "alice")
+            .contains("alice"));
         assert_ne!(
-            store.key("a", Duration::from_secs(1), "alice"),
-            store.key("a", Duration::from_secs(1), "bob")
+            store.key("a", Algorithm::TokenBucket, Duration::from_secs(1), "alice"),
+            store.key("a", Algorithm::TokenBucket, Duration::from_secs(1), "bob")
         );
     }
 }
