@@ -336,3 +336,18 @@ fn ip_keys_are_canonical_across_address_families() {
     );
     assert_eq!(gw.get("/x").status, 429, "the same client, the same bucket");
 }
+
+#[test]
+fn check_reports_algorithm_and_burst_mistakes() {
+    let out = check(
+        "server:\n  listen: [\"127.0.0.1:1\"]\nrate_limits:\n  b:\n    key: ip\n    algorithm: sliding_window\n    limits: [{ requests: 1, per: 1s, burst: 2 }]\n  g:\n    key: ip\n    limits: [{ requests: 1, per: 8784h, burst: 2 }]\n  z:\n    key: ip\n    algorithm: leaky\n    limits: [{ requests: 1, per: 1s, burst: 0 }]\n",
+    );
+    assert_eq!(out.code, 1);
+    for want in [
+        "rate_limits.b.limits[0].burst: burst applies to algorithm: token_bucket only",
+        "rate_limits.g.limits[0].burst: burst × per / requests must be at most 8784h",
+        "rate_limits.z.algorithm: unknown value `leaky`; expected token_bucket or sliding_window",
+    ] {
+        assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
+    }
+}

@@ -40,7 +40,7 @@ fn a_million_keys_are_each_counted_exactly_in_bounded_memory() {
         for i in 0..KEYS {
             // IPv4-address-like keys, as `key: ip` stores them.
             let key = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
-            match store.acquire(&key, &limits) {
+            match store.acquire(&key, &limits, store.now()) {
                 Decision::Decided(u) if !u.iter().any(|u| u.exceeded) => {}
                 _ => refused += 1,
             }
@@ -55,7 +55,7 @@ fn a_million_keys_are_each_counted_exactly_in_bounded_memory() {
         assert_eq!(store.len(), KEYS);
         // Each key is inside its one-hour window: its next request is refused, exactly.
         assert!(matches!(
-            store.acquire("10.0.0.7", &limits),
+            store.acquire("10.0.0.7", &limits, store.now()),
             Decision::Decided(u) if u[0].exceeded
         ));
         // Measured about 142 MiB (about 150 bytes per key): the goal, under 150 MiB for

@@ -69,7 +69,7 @@ fn shared_limit_accuracy(algorithm: &str, expected: usize, tolerance: usize) {
         .map(|_| gateway(&up, &config, &policy, &["shared"]))
         .collect();
     // Start on a window edge of the Redis clock: the sliding-window estimate lets the first,
-    // partial window admit a full window's quota (see docs/config.md), which is the algorithm,
+    // partial window admit a full window's quota (docs/config.md, the Redis store), which is the algorithm,
     // not the cluster coordination this test measures.
     let now = redis_now_ms(&redis);
     std::thread::sleep(Duration::from_millis(1000 - now % 1000 + 20));

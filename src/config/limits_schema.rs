@@ -267,11 +267,19 @@ fn decode_limits(node: &Node, path: &str, algorithm: Algorithm, p: &mut Problems
                 );
                 return None;
             }
-            Some(Limit {
-                requests,
-                per,
-                burst: burst.unwrap_or(requests),
-            })
+            let burst = burst.unwrap_or(requests);
+            // How far ahead a full bucket's arrival time runs; bounded so no store's clock
+            // arithmetic nears its limits.
+            if u128::from(burst) * per.as_secs() as u128 > u128::from(requests) * MAX_WINDOW.as_secs() as u128
+            {
+                p.add(
+                    f.pos_of("burst"),
+                    &f.path_of("burst"),
+                    "burst × per / requests must be at most 8784h (366 days)",
+                );
+                return None;
+            }
+            Some(Limit { requests, per, burst })
         })
         .collect();
     let limits: Vec<Limit> = decoded.into_iter().collect::<Option<_>>()?;

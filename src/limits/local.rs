@@ -114,7 +114,8 @@ impl LocalStore {
         self.len() == 0
     }
 
-    fn now(&self) -> u64 {
+    /// The store's clock (monotonic nanoseconds), for [`LocalStore::release`].
+    pub fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
@@ -126,28 +127,40 @@ impl LocalStore {
         self.shards.get(hash as usize & (SHARDS - 1))
     }
 
-    /// Check every limit for `key` and, only if all have room, count the request in all.
-    pub fn acquire(&self, key: &str, limits: &[Limit]) -> Decision {
-        self.acquire_at(key, limits, self.now())
+    /// Check every limit for `key` at `now` (see [`LocalStore::now`]) and, only if all have
+    /// room, count the request in all.
+    pub fn acquire(&self, key: &str, limits: &[Limit], now: u64) -> Decision {
+        self.acquire_at(key, limits, now)
     }
 
-    /// Take back a request `acquire` admitted (another policy or the shared store refused it).
-    pub fn release(&self, key: &str, limits: &[Limit]) {
-        let now = self.now();
-        let Some(Ok(mut shard)) = self.shard(key).map(|s| s.lock()) else {
+    /// Take back a request `acquire` admitted at `acquired` (the store's clock, see
+    /// [`LocalStore::now`]): another policy or the shared store refused it.
+    pub fn release(&self, key: &str, limits: &[Limit], acquired: u64) {
+        let key = stored_key(key);
+        let Some(mut shard) = self.shard(&key).map(lock) else {
             return;
         };
-        let Some(slots) = shard.map.get_mut(key) else {
+        let Some(slots) = shard.map.get_mut(key.as_ref()) else {
             return;
         };
         for limit in limits {
             if let Some(slot) = self.slot_index(limit.per).and_then(|i| slots.get_mut(i)) {
                 match self.algorithm {
-                    Algorithm::TokenBucket => slot.a = slot.a.saturating_sub(interval(limit)),
+                    // In the interval the slot's `tat` is kept in (a plan or a reload may have
+                    // converted it since).
+                    Algorithm::TokenBucket => {
+                        let t = if slot.b != 0 { slot.b } else { interval(limit) };
+                        slot.a = slot.a.saturating_sub(t);
+                    }
                     Algorithm::SlidingWindow => {
-                        if slot.a == now / nanos(limit.per) {
-                            let (cur, prev) = split(slot.b);
+                        // The request was counted in the window of `acquired`, which may since
+                        // have become the previous one.
+                        let counted = acquired / nanos(limit.per);
+                        let (cur, prev) = split(slot.b);
+                        if slot.a == counted {
                             slot.b = join(cur.saturating_sub(1), prev);
+                        } else if slot.a == counted.saturating_add(1) {
+                            slot.b = join(cur, prev.saturating_sub(1));
                         }
                     }
                 }
@@ -160,20 +173,21 @@ impl LocalStore {
     }
 
     fn acquire_at(&self, key: &str, limits: &[Limit], now: u64) -> Decision {
-        let Some(Ok(mut shard)) = self.shard(key).map(|s| s.lock()) else {
+        let key = stored_key(key);
+        let Some(mut shard) = self.shard(&key).map(lock) else {
             return Decision::Full;
         };
-        if !shard.map.contains_key(key) {
+        if !shard.map.contains_key(key.as_ref()) {
             if self.keys.load(Ordering::Relaxed) >= self.max_keys && !self.make_room(&mut shard, now) {
                 return Decision::Full;
             }
             shard.map.insert(
-                key.into(),
+                key.as_ref().into(),
                 vec![Slot::default(); self.windows.len()].into_boxed_slice(),
             );
             self.keys.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(slots) = shard.map.get_mut(key) else {
+        let Some(slots) = shard.map.get_mut(key.as_ref()) else {
             return Decision::Full;
         };
         let mut out = Vec::with_capacity(limits.len());
@@ -222,9 +236,42 @@ impl LocalStore {
             .zip(&self.windows)
             .all(|(slot, per)| match self.algorithm {
                 Algorithm::TokenBucket => slot.a <= now,
-                Algorithm::SlidingWindow => slot.a.saturating_add(1) < now / nanos(*per),
+                // Never used, counts back to zero, or both windows over.
+                Algorithm::SlidingWindow => {
+                    let index = now / nanos(*per);
+                    let (current, previous) = split(slot.b);
+                    slot.b == 0
+                        || slot.a.saturating_add(1) < index
+                        || (slot.a.saturating_add(1) == index && current == 0)
+                        || (slot.a == index && current == 0 && previous == 0)
+                }
             })
     }
+}
+
+/// A shard's lock; a poisoned one (a panic while held, which nothing here does) is still
+/// usable: its map is consistent after every statement.
+fn lock(m: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Keys longer than this are kept as their SHA-256 (64 hex digits after a NUL, which no
+/// request-derived key contains): a client choosing a long header value cannot make one key
+/// cost more than this, and two keys still never share a counter (short of a SHA-256
+/// collision).
+const MAX_STORED_KEY: usize = 64;
+
+fn stored_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.len() <= MAX_STORED_KEY {
+        return std::borrow::Cow::Borrowed(key);
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+    let mut out = String::with_capacity(65);
+    out.push('\0');
+    for b in digest.as_ref() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -409,11 +456,35 @@ mod tests {
         for _ in 0..5 {
             assert!(!admitted(&s.acquire_at("k", &l, SEC)));
         }
-        s.release("k", &l);
+        s.release("k", &l, SEC);
         assert!(
             admitted(&s.acquire_at("k", &l, SEC)),
             "the released request is free again"
         );
+
+        // Sliding window: released after its window rolled over, it leaves the previous count.
+        let w = [limit(1, 10, 1)];
+        let s = LocalStore::new(Algorithm::SlidingWindow, &[w[0].per], 16, 1000);
+        assert!(admitted(&s.acquire_at("k", &w, 19 * SEC)));
+        assert!(
+            !admitted(&s.acquire_at("k", &w, 20 * SEC)),
+            "the previous window still counts"
+        );
+        s.release("k", &w, 19 * SEC);
+        assert!(
+            admitted(&s.acquire_at("k", &w, 20 * SEC)),
+            "taken out of the previous window"
+        );
+
+        // A long key costs no more than a short one, and stays its own.
+        let long_a = "a".repeat(10_000);
+        let long_b = format!("{}b", "a".repeat(9_999));
+        let s = LocalStore::new(Algorithm::TokenBucket, &[l[0].per], 16, 1000);
+        for _ in 0..2 {
+            assert!(admitted(&s.acquire_at(&long_a, &l, SEC)));
+        }
+        assert!(!admitted(&s.acquire_at(&long_a, &l, SEC)));
+        assert!(admitted(&s.acquire_at(&long_b, &l, SEC)), "a different long key");
     }
 
     #[test]

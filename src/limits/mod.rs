@@ -300,7 +300,8 @@ pub async fn decide(
         };
         let specs = policy.limits_for(id);
         let limits: Vec<Limit> = specs.iter().map(|s| s.limit).collect();
-        match store.acquire(key, &limits) {
+        let now = store.now();
+        match store.acquire(key, &limits, now) {
             Decision::Decided(usages) => {
                 let refused = usages.iter().any(|u| u.exceeded);
                 items.extend(
@@ -312,7 +313,9 @@ pub async fn decide(
                 if refused {
                     break;
                 }
-                reservation.held.push((Arc::clone(store), key.as_str(), limits));
+                reservation
+                    .held
+                    .push((Arc::clone(store), key.as_str(), limits, now));
             }
             Decision::Full => {
                 count(policy, "store_full");
@@ -372,7 +375,7 @@ fn log_store_full(policy: &str) {
 /// takes the request back out of each.
 #[derive(Default)]
 struct Reservation<'a> {
-    held: Vec<(Arc<LocalStore>, &'a str, Vec<Limit>)>,
+    held: Vec<(Arc<LocalStore>, &'a str, Vec<Limit>, u64)>,
 }
 
 impl Reservation<'_> {
@@ -383,8 +386,8 @@ impl Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        for (store, key, limits) in &self.held {
-            store.release(key, limits);
+        for (store, key, limits, acquired) in &self.held {
+            store.release(key, limits, *acquired);
         }
     }
 }

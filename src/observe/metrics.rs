@@ -104,7 +104,7 @@ impl Metrics {
         let ratelimit_decisions = counter(
             "portcullis_ratelimit_decisions_total",
             "Rate-limit decisions by policy and decision (allow, reject, missing_key, \
-             store_error_allow, store_error_deny).",
+             store_full, store_error_allow, store_error_deny).",
             &["policy", "decision"],
         )?;
         let ratelimit_store_errors = counter(

@@ -39,22 +39,23 @@ for i = 1, #KEYS do
   local burst = tonumber(ARGV[4 * i])
   local exceeded, remaining, reset = 0, 0, 0
   if algo == 1 then
-    local interval = math.max(1, math.floor(per / limit))
+    -- Not rounded: a whole-microsecond interval would over-admit at high rates.
+    local interval = per / limit
     local h = redis.call('HMGET', KEYS[i], 't', 'i')
     local tat = math.max(tonumber(h[1]) or 0, now)
     local was = tonumber(h[2])
     if was and was > 0 and was ~= interval then
       -- The rate changed (a reload): carry the bucket over in requests, not in time.
-      tat = now + math.floor((tat - now) * interval / was)
+      tat = now + (tat - now) * interval / was
     end
     local new_tat = tat + interval
     local allowed_until = now + burst * interval
     if new_tat > allowed_until then
       exceeded = 1
-      reset = new_tat - allowed_until
+      reset = math.ceil(new_tat - allowed_until)
     else
       remaining = math.floor((allowed_until - new_tat) / interval)
-      reset = new_tat - now
+      reset = math.ceil(new_tat - now)
       commit[i] = {1, new_tat, new_tat - now, interval}
     end
   else
@@ -89,7 +90,8 @@ if out[1] == 1 then
     local c = commit[i]
     if c[1] == 1 then
       -- Kept until the bucket is full again (then it equals no key at all).
-      redis.call('HSET', KEYS[i], 't', c[2], 'i', c[4])
+      -- As text with full precision (Redis would cut a Lua number to an integer).
+      redis.call('HSET', KEYS[i], 't', string.format('%.17g', c[2]), 'i', string.format('%.17g', c[4]))
       redis.call('PEXPIRE', KEYS[i], math.max(1, math.ceil(c[3] / 1000)))
     else
       redis.call('HSET', KEYS[i], 'i', c[2], 'c', c[3], 'p', c[4])
