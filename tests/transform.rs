@@ -558,8 +558,13 @@ fn exchange_uses_selection_retries_and_deadlines() {
     let slow = request(gw.addr(), "GET", "api", "/slow", &[("x-delay-ms", "3000")], b"");
     assert_eq!(slow.status, 504, "{}", slow.text());
     let id = gw.get("/ok").header("x-request-id").unwrap().to_string();
+    // A whole line (the log may be read while the line is being written): it ends with the
+    // retries field.
     let line = wait_for("access log line", Duration::from_secs(10), || {
-        gw.log().lines().find(|l| l.contains(&id)).map(String::from)
+        gw.log()
+            .lines()
+            .find(|l| l.contains(&id) && l.contains(" retries="))
+            .map(String::from)
     });
     assert!(line.contains(&format!("target={}", up.addr())), "{line}");
 }
