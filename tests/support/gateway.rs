@@ -1,7 +1,7 @@
 //! Launches the real `portcullis` binary for a test.
 //!
 //! Each [`Gateway`] gets its own temp dir holding its config, log, pid file and
-//! upgrade socket, and its own ephemeral proxy and admin ports, so tests can
+//! upgrade socket, and its own free proxy and admin ports, so tests can
 //! run in parallel threads without colliding. The child is SIGKILLed on drop;
 //! if the test is failing, its log is printed to stderr so failures are
 //! diagnosable from `cargo test` output alone.
@@ -358,33 +358,58 @@ fn server_section(dir: &Path, port: u16, admin_port: u16, extra: &str) -> String
 
 /// Ports handed out by this test process. Pingora listens with `SO_REUSEPORT`, so two
 /// gateways given the same port would both bind it and silently split its connections (one
-/// test then sees the other's routes); the kernel can hand a just-probed port out again, so
-/// the probe alone does not prevent that.
+/// test then sees the other's routes).
 static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
 
-/// A loopback port that was free a moment ago and that no other gateway of this test process
-/// has been given.
-fn unused_port() -> u16 {
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
-    for _ in 0..1000 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind 127.0.0.1:0 to find a free port");
-        if !handed_out.contains(&port) {
-            handed_out.push(port);
-            return port;
-        }
+/// The ports this process hands out: a range just below the kernel's ephemeral range
+/// (`ip_local_port_range`), or above it when nothing fits below. The kernel never gives a
+/// port there to a `bind(0)` or an outgoing connection, so the upstreams, Redis servers and
+/// clients other tests start meanwhile cannot take a port between its probe and the gateway's
+/// bind (a probed ephemeral port once went to another test's upstream and this test's
+/// requests with it).
+fn handed_out_range() -> std::ops::Range<u32> {
+    let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    if lo >= 1024 + 8000 {
+        lo - 8000..lo
+    } else {
+        hi + 1..65536
     }
-    panic!("no unused ephemeral port after 1000 probes");
 }
 
-/// Two distinct ephemeral ports, neither handed out before in this process.
+/// A loopback port that was free a moment ago, outside the ephemeral range, and that no other
+/// gateway of this test process has been given. The start is spread by process id so test
+/// binaries that run one after another rarely probe the same ports.
+fn unused_port() -> u16 {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let range = handed_out_range();
+    let len = range.end - range.start;
+    let start = std::process::id().wrapping_mul(2654435761) % len;
+    for i in 0..len {
+        let Ok(port) = u16::try_from(range.start + (start + (handed_out.len() as u32) + i) % len)
+        else {
+            continue;
+        };
+        if handed_out.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        handed_out.push(port);
+        return port;
+    }
+    panic!("no unused port in {range:?}");
+}
+
+/// Two distinct free ports, neither handed out before in this process.
 pub fn two_free_ports() -> (u16, u16) {
     (unused_port(), unused_port())
 }
 
-/// An ephemeral loopback port that was free a moment ago. Racy by nature;
+/// A loopback port outside the ephemeral range that was free a moment ago. Racy by nature;
 /// the launcher retries when the gateway reports "Address already in use".
 pub fn free_port() -> u16 {
     unused_port()
