@@ -133,7 +133,7 @@ fn background_load(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::Join
         let mut conn = Conn::connect(addr);
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            let path = if i % 2 == 0 { "/open" } else { "/closed" };
+            let path = if i.is_multiple_of(2) { "/open" } else { "/closed" };
             let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nx-user: load\r\n\r\n");
             statuses.push(conn.send(req.as_bytes()).map(|r| r.status).unwrap_or(0));
             i += 1;
@@ -341,8 +341,8 @@ fn authenticates_selects_the_database_and_keeps_client_values_out_of_redis() {
         "0",
     ]);
     assert!(
-        keys.contains("t1:tb:shared:3600:"),
-        "token_bucket is the default: {keys}"
+        keys.contains("}:tb:shared:3600000") && keys.contains("t1:{"),
+        "token_bucket is the default, keys are prefixed and hash-tagged: {keys}"
     );
     assert!(
         !keys.contains("secret-user-value") && !keys.contains("erin"),
@@ -365,8 +365,9 @@ fn a_wrong_password_is_a_store_error_that_never_shows_the_password() {
     assert_eq!(r.status, 429, "deny: refused while the store cannot be used");
     assert_eq!(up.count(), 0, "the upstream never saw it");
     assert_eq!(
-        gw.metric("portcullis_ratelimit_store_errors_total", &[("kind", "refused")]),
-        1.0
+        gw.metric("portcullis_ratelimit_store_errors_total", &[("kind", "connect")]),
+        1.0,
+        "a refused AUTH is a connection that could not be opened"
     );
     wait_for("the failure is logged", Duration::from_secs(5), || {
         gw.log().contains("failing").then_some(())
@@ -378,13 +379,13 @@ fn a_wrong_password_is_a_store_error_that_never_shows_the_password() {
 #[test]
 fn check_reports_redis_mistakes_without_echoing_the_password() {
     let out = check(
-        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nredis:\n  url: \"rediss://:hunter2@cache:6379\"\n  timeout: 0ms\n  pool: 0\n  breaker: { failures: 0 }\nrate_limits:\n  p:\n    key: ip\n    limits: [{ requests: 1, per: 1s }]\n    store: redis\n    on_store_error: maybe\n  l:\n    key: ip\n    limits: [{ requests: 1, per: 1s }]\n    on_store_error: deny\nroutes:\n  - { name: r, match: { path_prefix: / }, upstream: a, rate_limit: [p, l] }\n",
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nredis:\n  url: \"redis://:hunter2@cache:6379\"\n  tls: {}\n  timeout: 0ms\n  pool: 0\n  breaker: { failures: 0 }\nrate_limits:\n  p:\n    key: ip\n    limits: [{ requests: 1, per: 1s }]\n    store: redis\n    on_store_error: maybe\n  l:\n    key: ip\n    limits: [{ requests: 1, per: 1s }]\n    on_store_error: deny\nroutes:\n  - { name: r, match: { path_prefix: / }, upstream: a, rate_limit: [p, l] }\n",
     );
     assert_eq!(out.code, 1);
     for want in [
-        "redis.url: TLS to Redis (rediss://) is not supported",
+        "redis.tls: TLS needs a rediss:// url",
         "redis.timeout: must be between 1ms and 10s",
-        "redis.pool: must be between 1 and 1024",
+        "redis.pool: must be between 1 and 64",
         "redis.breaker.failures: must be between 1 and 1000",
         "rate_limits.p.on_store_error: unknown value `maybe`; expected allow or deny",
         "rate_limits.l.on_store_error: on_store_error applies to store: redis only",
@@ -433,4 +434,74 @@ fn a_pooled_connection_closed_by_redis_while_idle_is_replaced_without_an_error()
         r.header("ratelimit")
     );
     assert_eq!(gw.metric("portcullis_ratelimit_store_errors_total", &[]), 0.0);
+}
+
+#[test]
+fn check_reports_topology_tls_secret_and_cluster_slot_mistakes() {
+    let base = "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\n";
+    let policies = "rate_limits:\n  by-ip:\n    key: ip\n    limits: [{ requests: 1, per: 1s }]\n    store: redis\n  by-user:\n    key: header:x-user\n    limits: [{ requests: 1, per: 1s }]\n    store: redis\n  by-ip-too:\n    key: ip\n    limits: [{ requests: 5, per: 1m }]\n    store: redis\nroutes:\n  - { name: mixed, match: { path_prefix: /m }, upstream: a, rate_limit: [by-ip, by-user] }\n  - { name: same, match: { path_prefix: /s }, upstream: a, rate_limit: [by-ip, by-ip-too] }\n";
+    let out = check(&format!(
+        "{base}redis:\n  cluster: [\"127.0.0.1:7000\", \"127.0.0.1:x\"]\n  db: 2\n  prefix: \"a{{b}}:\"\n  key_secret_env: PORTCULLIS_TEST_UNSET_SECRET\n  username: gw\n  tls: {{ ca: missing-ca.pem, client_cert: missing.pem }}\n{policies}"
+    ));
+    assert_eq!(out.code, 1);
+    for want in [
+        "redis.cluster[1]: expected host:port",
+        "redis.db: a Redis Cluster has only database 0",
+        "redis.prefix: must be at most 64 bytes without spaces, control characters or braces",
+        "redis.key_secret_env: environment variable PORTCULLIS_TEST_UNSET_SECRET is not set",
+        "redis.username: a user needs its password: add password_env",
+        "redis.tls.ca: cannot read",
+    ] {
+        assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
+    }
+    // The cluster's slot rule needs a usable `redis:` section to know it is a cluster.
+    let out = check(&format!(
+        "{base}redis:\n  cluster: [\"127.0.0.1:7000\"]\n{policies}"
+    ));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("routes[0].rate_limit[1]: in a Redis Cluster one decision's keys must share a slot"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("routes[1]"),
+        "same key, same slot: {}",
+        out.stderr
+    );
+    // Outside a cluster the same routes are fine.
+    let out = check(&format!(
+        "{base}redis:\n  url: \"redis://127.0.0.1:6379\"\n{policies}"
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let out = check(&format!(
+        "{base}redis:\n  url: \"redis://:hunter2@127.0.0.1\"\n  sentinel: {{ master: m, nodes: [\"127.0.0.1:26379\"] }}\n{policies}"
+    ));
+    assert!(
+        out.stderr
+            .contains("give one of url, sentinel and cluster, not url and sentinel"),
+        "{}",
+        out.stderr
+    );
+    let out = check(&format!(
+        "{base}redis:\n  sentinel: {{ master: \"\", nodes: [] }}\n  key_secret_file: short-secret.txt\n{policies}"
+    ));
+    for want in [
+        "redis.sentinel.master: the name the sentinels monitor",
+        "redis.sentinel.nodes: list between 1 and 64 addresses",
+        "redis.key_secret_file: cannot read",
+    ] {
+        assert!(out.stderr.contains(want), "missing {want:?} in:\n{}", out.stderr);
+    }
+    let out = check(&format!(
+        "{base}redis:\n  url: \"redis+sentinel://127.0.0.1:26379/m\"\n{policies}"
+    ));
+    assert!(
+        out.stderr.contains("is written as a `sentinel:` block"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("hunter2"));
 }

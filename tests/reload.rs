@@ -39,8 +39,8 @@ fn fifty_reloads_under_load_without_errors() {
     let gw = Gateway::start(&body_a);
     let load = Load::start(gw.addr(), "/v/load", 4, KeepAlive::Strict);
     let mut current = body_a.clone();
-    for i in 0..50 {
-        let (next, which, upstream) = if i % 2 == 0 {
+    for i in 0u32..50 {
+        let (next, which, upstream) = if i.is_multiple_of(2) {
             (&body_b, "B", "b")
         } else {
             (&body_a, "A", "a")

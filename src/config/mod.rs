@@ -83,6 +83,31 @@ pub fn read_bounded_bytes(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The value of the environment variable `name` names (a token, a password, a key), at least
+/// `min_bytes` long; the problem otherwise, at the field that names it. The value is never put
+/// into a message.
+pub(crate) fn env_secret(
+    name: &decode::Spanned<String>,
+    path: &str,
+    min_bytes: usize,
+    p: &mut diag::Problems,
+) -> Option<String> {
+    let mut chars = name.value.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let problem = if !valid {
+        format!("`{}` is not an environment variable name", name.value)
+    } else {
+        match std::env::var(&name.value) {
+            Ok(v) if v.len() >= min_bytes => return Some(v),
+            Ok(_) => format!("the value of ${} is shorter than {min_bytes} bytes", name.value),
+            Err(_) => format!("environment variable {} is not set", name.value),
+        }
+    };
+    p.add(name.pos, path, problem);
+    None
+}
+
 /// A UTF-8 text file of at most [`MAX_FILE_BYTES`].
 pub fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
     String::from_utf8(read_bounded_bytes(path)?)

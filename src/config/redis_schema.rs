@@ -1,21 +1,41 @@
-//! Decoding the top-level `redis:` section.
+//! Decoding the top-level `redis:` section: one server (`url`), the primary that sentinels
+//! name (`sentinel:`), or a cluster (`cluster:`); credentials, TLS, the key secret, timeouts,
+//! connections and the breaker.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::decode::{Fields, Spanned};
 use super::diag::Problems;
-use super::redis_model::{BreakerConfig, RedisAddr, RedisConfig};
+use super::redis_model::{
+    BreakerConfig, Credentials, RedisAddr, RedisConfig, RedisTls, RedisTopology, Secret,
+};
 use super::yaml::Node;
 
-const FIELDS: &[&str] = &["url", "timeout", "pool", "prefix", "breaker"];
+const FIELDS: &[&str] = &[
+    "url",
+    "sentinel",
+    "cluster",
+    "username",
+    "password_env",
+    "db",
+    "tls",
+    "key_secret_env",
+    "key_secret_file",
+    "timeout",
+    "pool",
+    "prefix",
+    "breaker",
+];
 
-pub fn decode_redis(node: &Node, p: &mut Problems) -> Option<RedisConfig> {
+/// A key secret shorter than this is refused: the HMAC is only as strong as its key.
+const MIN_KEY_SECRET_BYTES: usize = 32;
+
+pub fn decode_redis(node: &Node, base_dir: &Path, p: &mut Problems) -> Option<RedisConfig> {
     let f = Fields::new(node, "redis", FIELDS, p)?;
-    let addr = f.req::<Spanned<String>>("url", p).and_then(|url| {
-        parse_url(&url.value)
-            .map_err(|e| p.add(url.pos, "redis.url", e))
-            .ok()
-    });
+    let topology = decode_topology(&f, p);
+    let auth = decode_credentials(&f, topology.as_ref(), p);
+    let tls = decode_tls(&f, topology.as_ref(), base_dir, p);
     let timeout: Duration = f.or("timeout", Duration::from_millis(50), p);
     if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(10) {
         p.add(
@@ -24,22 +44,27 @@ pub fn decode_redis(node: &Node, p: &mut Problems) -> Option<RedisConfig> {
             "must be between 1ms and 10s",
         );
     }
-    let pool: usize = f.or("pool", 16, p);
-    if !(1..=1024).contains(&pool) {
+    let pool: usize = f.or("pool", 2, p);
+    if !(1..=64).contains(&pool) {
         p.add(
             f.pos_of("pool"),
             "redis.pool",
-            "must be between 1 and 1024 connections",
+            "must be between 1 and 64 connections (each carries any number of decisions at once)",
         );
     }
     let prefix: String = f.or("prefix", "portcullis:".to_string(), p);
-    if prefix.len() > 64 || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if prefix.len() > 64
+        || prefix
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '{' || c == '}')
+    {
         p.add(
             f.pos_of("prefix"),
             "redis.prefix",
-            "must be at most 64 bytes without spaces or control characters",
+            "must be at most 64 bytes without spaces, control characters or braces (braces would move the cluster hash tag)",
         );
     }
+    let key_secret = decode_key_secret(&f, base_dir, p);
     let breaker = match f.node("breaker") {
         None => Some(BreakerConfig {
             failures: 3,
@@ -48,12 +73,346 @@ pub fn decode_redis(node: &Node, p: &mut Problems) -> Option<RedisConfig> {
         Some(n) => decode_breaker(n, p),
     };
     Some(RedisConfig {
-        addr: addr?,
+        topology: topology?,
+        auth: auth?,
+        tls: tls?,
         timeout,
         pool,
         prefix,
+        key_secret: key_secret?,
         breaker: breaker?,
     })
+}
+
+/// Exactly one of `url`, `sentinel` and `cluster`.
+fn decode_topology(f: &Fields<'_>, p: &mut Problems) -> Option<RedisTopology> {
+    let given: Vec<&str> = ["url", "sentinel", "cluster"]
+        .into_iter()
+        .filter(|k| f.has(k))
+        .collect();
+    match given.as_slice() {
+        [] => {
+            p.add(
+                f.pos(),
+                "redis",
+                "give where Redis is: `url` (one server), `sentinel` (master name and sentinels) or `cluster` (node addresses)",
+            );
+            None
+        }
+        ["url"] => {
+            if f.has("db") {
+                p.add(
+                    f.pos_of("db"),
+                    "redis.db",
+                    "with `url` the database is the URL's path (redis://host:6379/2)",
+                );
+            }
+            let url = f.req::<Spanned<String>>("url", p)?;
+            parse_url(&url.value)
+                .map_err(|e| p.add(url.pos, "redis.url", e))
+                .ok()
+                .map(RedisTopology::Single)
+        }
+        ["sentinel"] => decode_sentinel(f, p),
+        ["cluster"] => {
+            if f.has("db") {
+                p.add(f.pos_of("db"), "redis.db", "a Redis Cluster has only database 0");
+            }
+            let nodes = decode_nodes(f, "cluster", 6379, p)?;
+            Some(RedisTopology::Cluster { nodes })
+        }
+        many => {
+            p.add(
+                f.pos_of(many[1]),
+                &f.path_of(many[1]),
+                format!(
+                    "give one of url, sentinel and cluster, not {}",
+                    many.join(" and ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `sentinel: { master, nodes, username, password_env }`.
+fn decode_sentinel(f: &Fields<'_>, p: &mut Problems) -> Option<RedisTopology> {
+    let node = f.node("sentinel")?;
+    let s = Fields::new(
+        node,
+        "redis.sentinel",
+        &["master", "nodes", "username", "password_env"],
+        p,
+    )?;
+    let master: Option<String> = s.req("master", p);
+    let master = master.filter(|m| {
+        let ok = !m.is_empty() && !m.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            p.add(
+                s.pos_of("master"),
+                "redis.sentinel.master",
+                "the name the sentinels monitor (`sentinel monitor NAME ...`): not empty, no spaces",
+            );
+        }
+        ok
+    });
+    let nodes = decode_nodes(&s, "nodes", 26379, p);
+    let auth = credentials(&s, p);
+    let db: u32 = f.or("db", 0, p);
+    Some(RedisTopology::Sentinel {
+        master: master?,
+        nodes: nodes?,
+        auth: auth?,
+        db,
+    })
+}
+
+/// A list of `host:port` (the port defaults to `default_port`), at least one, at most 64.
+fn decode_nodes(
+    f: &Fields<'_>,
+    key: &str,
+    default_port: u16,
+    p: &mut Problems,
+) -> Option<Vec<(String, u16)>> {
+    let list: Vec<Spanned<String>> = f.req(key, p)?;
+    if list.is_empty() || list.len() > 64 {
+        p.add(
+            f.pos_of(key),
+            &f.path_of(key),
+            "list between 1 and 64 addresses (host:port)",
+        );
+        return None;
+    }
+    let mut nodes = Vec::with_capacity(list.len());
+    let mut ok = true;
+    for (i, addr) in list.iter().enumerate() {
+        match split_host_port(&addr.value, default_port) {
+            Some((host, port)) if !host.is_empty() && !host.contains('@') => nodes.push((host, port)),
+            _ => {
+                p.add(
+                    addr.pos,
+                    &format!("{}[{i}]", f.path_of(key)),
+                    format!(
+                        "expected host:port (a name or an address; [v6]:port), port {default_port} by default; credentials go in username / password_env"
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(nodes)
+}
+
+/// The data nodes' credentials: in `url`, or `username` / `password_env`, not both.
+fn decode_credentials(
+    f: &Fields<'_>,
+    topology: Option<&RedisTopology>,
+    p: &mut Problems,
+) -> Option<Credentials> {
+    let fields = credentials(f, p)?;
+    match topology {
+        Some(RedisTopology::Single(addr)) => {
+            let in_url = addr.username.is_some() || addr.password.is_some();
+            if in_url && (fields.username.is_some() || fields.password.is_some()) {
+                p.add(
+                    f.pos_of(if f.has("username") {
+                        "username"
+                    } else {
+                        "password_env"
+                    }),
+                    &f.path_of(if f.has("username") {
+                        "username"
+                    } else {
+                        "password_env"
+                    }),
+                    "the url carries credentials already: give them in one place",
+                );
+                return None;
+            }
+            Some(if in_url {
+                Credentials {
+                    username: addr.username.clone(),
+                    password: addr.password.clone(),
+                }
+            } else {
+                fields
+            })
+        }
+        _ => Some(fields),
+    }
+}
+
+/// `username` and `password_env` of one mapping.
+fn credentials(f: &Fields<'_>, p: &mut Problems) -> Option<Credentials> {
+    let username: Option<String> = f.opt("username", p);
+    let password = match f.opt::<Spanned<String>>("password_env", p) {
+        None => None,
+        Some(name) => Some(super::env_secret(&name, &f.path_of("password_env"), 1, p)?),
+    };
+    if username.is_some() && password.is_none() {
+        p.add(
+            f.pos_of("username"),
+            &f.path_of("username"),
+            "a user needs its password: add password_env",
+        );
+        return None;
+    }
+    Some(Credentials { username, password })
+}
+
+/// `tls: { ca, client_cert, client_key }`: with `url` only for `rediss://` (which needs no
+/// block when the system's roots sign the server); with sentinels or a cluster the block turns
+/// TLS on for every connection (`tls: {}` for the system's roots).
+fn decode_tls(
+    f: &Fields<'_>,
+    topology: Option<&RedisTopology>,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Option<Option<RedisTls>> {
+    let url_tls = match topology {
+        Some(RedisTopology::Single(addr)) => Some(addr.tls),
+        _ => None,
+    };
+    let Some(node) = f.node("tls") else {
+        return Some((url_tls == Some(true)).then_some(RedisTls {
+            ca: None,
+            client: None,
+        }));
+    };
+    if url_tls == Some(false) {
+        p.add(
+            f.pos_of("tls"),
+            "redis.tls",
+            "TLS needs a rediss:// url (redis:// is plain TCP)",
+        );
+        return None;
+    }
+    let t = Fields::new(node, "redis.tls", &["ca", "client_cert", "client_key"], p)?;
+    let read = |key: &str, p: &mut Problems| -> Option<Option<Vec<u8>>> {
+        let Some(file) = t.opt::<Spanned<String>>(key, p) else {
+            return Some(None);
+        };
+        let path = base_dir.join(&file.value);
+        match super::read_bounded_bytes(&path) {
+            Ok(bytes) => Some(Some(bytes)),
+            Err(e) => {
+                p.add(
+                    file.pos,
+                    &t.path_of(key),
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                None
+            }
+        }
+    };
+    let ca = read("ca", p);
+    let cert = read("client_cert", p);
+    let key = read("client_key", p);
+    let (ca, cert, key) = (ca?, cert?, key?);
+    if let Some(ca) = &ca {
+        if openssl::x509::X509::stack_from_pem(ca).map_or(true, |s| s.is_empty()) {
+            p.add(t.pos_of("ca"), "redis.tls.ca", "not a PEM certificate");
+            return None;
+        }
+    }
+    let client = match (cert, key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let chain = openssl::x509::X509::stack_from_pem(&cert).unwrap_or_default();
+            let pkey = openssl::pkey::PKey::private_key_from_pem(&key).ok();
+            match (chain.first(), pkey) {
+                (None, _) => {
+                    p.add(
+                        t.pos_of("client_cert"),
+                        "redis.tls.client_cert",
+                        "not a PEM certificate",
+                    );
+                    return None;
+                }
+                (_, None) => {
+                    p.add(
+                        t.pos_of("client_key"),
+                        "redis.tls.client_key",
+                        "not a PEM private key",
+                    );
+                    return None;
+                }
+                (Some(leaf), Some(pkey)) => {
+                    if !leaf.public_key().is_ok_and(|k| k.public_eq(&pkey)) {
+                        p.add(
+                            t.pos_of("client_key"),
+                            "redis.tls.client_key",
+                            "does not belong to client_cert",
+                        );
+                        return None;
+                    }
+                    Some((cert, key))
+                }
+            }
+        }
+        _ => {
+            let missing = if t.has("client_cert") {
+                "client_key"
+            } else {
+                "client_cert"
+            };
+            p.add(
+                t.pos(),
+                &t.path_of(missing),
+                "a client certificate needs both client_cert and client_key",
+            );
+            return None;
+        }
+    };
+    Some(Some(RedisTls { ca, client }))
+}
+
+/// `key_secret_env` or `key_secret_file`: the HMAC key of client-derived key parts.
+fn decode_key_secret(f: &Fields<'_>, base_dir: &Path, p: &mut Problems) -> Option<Option<Secret>> {
+    match (f.has("key_secret_env"), f.has("key_secret_file")) {
+        (false, false) => Some(None),
+        (true, true) => {
+            p.add(
+                f.pos_of("key_secret_file"),
+                "redis.key_secret_file",
+                "give key_secret_env or key_secret_file, not both",
+            );
+            None
+        }
+        (true, false) => {
+            let name: Spanned<String> = f.req("key_secret_env", p)?;
+            let secret = super::env_secret(&name, "redis.key_secret_env", MIN_KEY_SECRET_BYTES, p)?;
+            Some(Some(Secret(secret.into_bytes())))
+        }
+        (false, true) => {
+            let file: Spanned<String> = f.req("key_secret_file", p)?;
+            let path = base_dir.join(&file.value);
+            match super::read_bounded_bytes(&path) {
+                Ok(bytes) if bytes.trim_ascii_end().len() >= MIN_KEY_SECRET_BYTES => {
+                    Some(Some(Secret(bytes.trim_ascii_end().to_vec())))
+                }
+                Ok(_) => {
+                    p.add(
+                        file.pos,
+                        "redis.key_secret_file",
+                        format!(
+                            "the secret in {} is shorter than {MIN_KEY_SECRET_BYTES} bytes",
+                            path.display()
+                        ),
+                    );
+                    None
+                }
+                Err(e) => {
+                    p.add(
+                        file.pos,
+                        "redis.key_secret_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+    }
 }
 
 fn decode_breaker(node: &Node, p: &mut Problems) -> Option<BreakerConfig> {
@@ -79,15 +438,17 @@ fn decode_breaker(node: &Node, p: &mut Problems) -> Option<BreakerConfig> {
     Some(BreakerConfig { failures, open_for })
 }
 
-/// `redis://[[user]:password@]host[:port][/db]`; the password may be percent-encoded.
+/// `redis[s]://[[user]:password@]host[:port][/db]`; the password may be percent-encoded.
 pub fn parse_url(url: &str) -> Result<RedisAddr, String> {
-    let expected = "expected redis://[[user]:password@]host[:port][/db]";
-    let rest = match url.split_once("://") {
-        Some(("redis", rest)) => rest,
-        Some(("rediss", _)) => return Err(
-            "TLS to Redis (rediss://) is not supported in this version; use redis:// on a trusted network"
-                .into(),
-        ),
+    let expected = "expected redis[s]://[[user]:password@]host[:port][/db]";
+    let (tls, rest) = match url.split_once("://") {
+        Some(("redis", rest)) => (false, rest),
+        Some(("rediss", rest)) => (true, rest),
+        Some((scheme, _)) if scheme.contains("sentinel") || scheme.contains("cluster") => {
+            return Err(format!(
+                "`{scheme}://` is written as a `sentinel:` block (master, nodes) or a `cluster:` list, not a url"
+            ))
+        }
         Some((scheme, _)) => return Err(format!("unsupported scheme `{scheme}`; {expected}")),
         None => return Err(format!("`{}`: {expected}", redact(url))),
     };
@@ -116,7 +477,7 @@ pub fn parse_url(url: &str) -> Result<RedisAddr, String> {
             (user, Some(percent_decode(pass)?))
         }
     };
-    let (host, port) = split_host_port(hostport).ok_or(format!("bad host or port; {expected}"))?;
+    let (host, port) = split_host_port(hostport, 6379).ok_or(format!("bad host or port; {expected}"))?;
     if host.is_empty() {
         return Err(format!("missing host; {expected}"));
     }
@@ -126,22 +487,23 @@ pub fn parse_url(url: &str) -> Result<RedisAddr, String> {
         username,
         password,
         db,
+        tls,
     })
 }
 
-/// `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults to 6379.
-fn split_host_port(s: &str) -> Option<(String, u16)> {
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults to `default_port`.
+fn split_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {
     if let Some(v6) = s.strip_prefix('[') {
         let (host, after) = v6.split_once(']')?;
         let port = match after {
-            "" => 6379,
+            "" => default_port,
             p => p.strip_prefix(':')?.parse().ok()?,
         };
         return Some((host.to_string(), port));
     }
     match s.split_once(':') {
         Some((h, p)) => Some((h.to_string(), p.parse().ok().filter(|p| *p != 0)?)),
-        None => Some((s.to_string(), 6379)),
+        None => Some((s.to_string(), default_port)),
     }
 }
 
@@ -178,7 +540,7 @@ mod tests {
         for bad in [
             "127.0.0.1:6379",
             "http://h",
-            "rediss://h",
+            "redis+sentinel://h",
             "redis://h:0",
             "redis://h:x",
             "redis:///0",

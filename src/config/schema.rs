@@ -113,7 +113,7 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
         Some(node) => decode_auth(node, base_dir, p),
         None => (Vec::new(), Vec::new()),
     };
-    let redis = f.node("redis").and_then(|node| decode_redis(node, p));
+    let redis = f.node("redis").and_then(|node| decode_redis(node, base_dir, p));
     let (rate_limits, limit_names) = match f.node("rate_limits") {
         Some(node) => decode_rate_limits(node, f.has("redis"), p),
         None => (Vec::new(), Vec::new()),

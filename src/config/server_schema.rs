@@ -141,22 +141,7 @@ fn decode_admin(f: &Fields<'_>, p: &mut Problems) -> (Option<Spanned<String>>, O
             let addr: Option<Spanned<String>> = m.req("addr", p);
             let token_env: Option<Spanned<String>> = m.opt("token_env", p);
             let token_env = token_env.filter(|name| {
-                let problem = if !valid_env_name(&name.value) {
-                    Some(format!("`{}` is not an environment variable name", name.value))
-                } else {
-                    match std::env::var(&name.value) {
-                        Ok(v) if v.len() >= MIN_ADMIN_TOKEN_BYTES => None,
-                        Ok(_) => Some(format!(
-                            "the token in ${} is shorter than {MIN_ADMIN_TOKEN_BYTES} bytes",
-                            name.value
-                        )),
-                        Err(_) => Some(format!("environment variable {} is not set", name.value)),
-                    }
-                };
-                if let Some(problem) = &problem {
-                    p.add(name.pos, &m.path_of("token_env"), problem.clone());
-                }
-                problem.is_none()
+                super::env_secret(name, &m.path_of("token_env"), MIN_ADMIN_TOKEN_BYTES, p).is_some()
             });
             (addr, token_env.map(|t| t.value))
         }
@@ -166,12 +151,6 @@ fn decode_admin(f: &Fields<'_>, p: &mut Problems) -> (Option<Spanned<String>>, O
 
 /// An admin token shorter than this is refused (it would be guessable).
 pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
-
-fn valid_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
 
 pub const DEFAULT_PID_FILE: &str = "/run/portcullis/portcullis.pid";
 pub const DEFAULT_UPGRADE_SOCK: &str = "/run/portcullis/upgrade.sock";

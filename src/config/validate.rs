@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use super::auth_model::{AuthConfig, AuthKind};
 use super::decode::Spanned;
 use super::diag::{did_you_mean, Problems};
-use super::limits_model::{KeyPart, MissingKey, RateLimitConfig};
+use super::limits_model::{KeyPart, MissingKey, RateLimitConfig, Store};
 use super::model::{MatchConfig, RouteConfig, ServerConfig, TargetHost, UpstreamConfig};
 use super::schema::Parts;
 use super::versions_model::{split_path_version, Sticky, VersionSource};
@@ -22,6 +22,9 @@ pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
     check_route_auth(&parts.routes, &parts.auth_names, p);
     check_route_limits(&parts.routes, &parts.limit_names, p);
     check_identity_keys(&parts.routes, &parts.rate_limits, p);
+    if parts.redis.as_ref().is_some_and(|r| r.is_cluster()) {
+        check_cluster_slots(&parts.routes, &parts.rate_limits, p);
+    }
     check_path_version_collisions(&parts.routes, p);
     check_part_identity_headers(&parts.routes, &parts.auth, p);
 }
@@ -108,6 +111,50 @@ fn check_path_version_collisions(routes: &[Option<RouteConfig>], p: &mut Problem
                     v.matcher.path.text()
                 ),
             );
+        }
+    }
+}
+
+/// In a Redis Cluster one decision's keys must share a slot (one script touches them all).
+/// Every key is tagged with the hashed client key, so the route's `store: redis` policies must
+/// count by the same key, computed the same way: the same parts, the same IPv6 prefix and the
+/// same fallback when the identity is missing.
+fn check_cluster_slots(routes: &[Option<RouteConfig>], policies: &[RateLimitConfig], p: &mut Problems) {
+    let by_name: HashMap<&str, &RateLimitConfig> = policies
+        .iter()
+        .map(|pol| (pol.name.value.as_str(), pol))
+        .collect();
+    let uses_ip = |pol: &RateLimitConfig| pol.key.contains(&KeyPart::Ip) || pol.missing_key == MissingKey::Ip;
+    for (i, r) in routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+    {
+        let mut first: Option<&RateLimitConfig> = None;
+        for (j, name) in r.rate_limit.iter().enumerate() {
+            let Some(policy) = by_name.get(name.value.as_str()).copied() else {
+                continue;
+            };
+            if !matches!(policy.store, Store::Redis { .. }) {
+                continue;
+            }
+            let Some(first) = first else {
+                first = Some(policy);
+                continue;
+            };
+            let same = first.key == policy.key
+                && first.missing_key == policy.missing_key
+                && (!uses_ip(first) || first.ipv6_prefix == policy.ipv6_prefix);
+            if !same {
+                p.add(
+                    name.pos,
+                    &format!("routes[{i}].rate_limit[{j}]"),
+                    format!(
+                        "in a Redis Cluster one decision's keys must share a slot, so the route's store: redis policies must count by the same key: `{}` does not count like `{}` (key, missing_key and ipv6_prefix must match; or make one of them store: local)",
+                        policy.name.value, first.name.value
+                    ),
+                );
+            }
         }
     }
 }

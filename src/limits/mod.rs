@@ -455,7 +455,7 @@ mod tests {
     use crate::config::decode::Spanned;
     use crate::config::redis_model::RedisAddr;
     use crate::config::yaml::Pos;
-    use crate::config::{BreakerConfig, RedisConfig};
+    use crate::config::{BreakerConfig, RedisConfig, RedisTopology};
 
     fn policy(name: &str, store: Store) -> RateLimitConfig {
         RateLimitConfig {
@@ -504,13 +504,17 @@ mod tests {
         let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = silent.local_addr().expect("addr").port();
         let redis = RedisStore::new(&RedisConfig {
-            addr: RedisAddr {
+            topology: RedisTopology::Single(RedisAddr {
                 host: "127.0.0.1".into(),
                 port,
                 username: None,
                 password: None,
                 db: 0,
-            },
+                tls: false,
+            }),
+            auth: Default::default(),
+            tls: None,
+            key_secret: None,
             timeout: Duration::from_secs(30),
             pool: 1,
             prefix: "t:".into(),

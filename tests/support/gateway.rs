@@ -391,8 +391,7 @@ fn unused_port() -> u16 {
     let len = range.end - range.start;
     let start = std::process::id().wrapping_mul(2654435761) % len;
     for i in 0..len {
-        let Ok(port) = u16::try_from(range.start + (start + (handed_out.len() as u32) + i) % len)
-        else {
+        let Ok(port) = u16::try_from(range.start + (start + (handed_out.len() as u32) + i) % len) else {
             continue;
         };
         if handed_out.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {

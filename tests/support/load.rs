@@ -47,7 +47,7 @@ impl Load {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        let result = if i % 2 == 0 {
+                        let result = if i.is_multiple_of(2) {
                             keep_alive_request(addr, &mut conn, &keep, mode, &resent)
                         } else {
                             try_send_raw(addr, &close).map_err(|e| e.to_string())
