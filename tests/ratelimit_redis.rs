@@ -505,3 +505,67 @@ fn check_reports_topology_tls_secret_and_cluster_slot_mistakes() {
     );
     assert!(!out.stderr.contains("hunter2"));
 }
+
+/// The key of `policy` in Redis (the one key the test made for it).
+fn stored_key(redis: &Redis, policy_part: &str) -> String {
+    let keys = redis.command(&["KEYS", "*"]);
+    keys.split(|c: char| c.is_whitespace() || c == '"' || c == ',')
+        .find(|k| k.contains(policy_part))
+        .unwrap_or_else(|| panic!("no key with {policy_part:?} in {keys:?}"))
+        .to_string()
+}
+
+/// A clock stepped back on the Redis host (NTP) leaves state that looks as if it came from the
+/// future. The test plants exactly that state, an hour ahead, and checks that a token bucket
+/// waits at most one interval (not the hour) and hands out no fresh burst, and that a sliding
+/// window counts the "later" window as the previous one: fewer than a fresh quota admitted,
+/// and admitted again within two windows.
+#[test]
+fn a_clock_stepped_back_on_the_redis_host_neither_locks_a_key_out_nor_hands_out_a_quota() {
+    let redis = Redis::start();
+    let up = Upstream::start("app");
+    let policies = "  tb:\n    key: header:x-user\n    limits: [{ requests: 10, per: 1s }]\n    store: redis\n  sw:\n    key: header:x-user\n    algorithm: sliding_window\n    limits: [{ requests: 10, per: 2s }]\n    store: redis\n";
+    let gw = gateway(
+        &up,
+        &format!("{{ url: \"{}\" }}", redis.url()),
+        policies,
+        &["tb", "sw"],
+    );
+    let hour_us: u64 = 3_600_000_000;
+
+    assert_eq!(keyed(gw.addr(), "/tb", "u").status, 200);
+    let key = stored_key(&redis, ":tb:tb:");
+    let ahead = (redis_now_ms(&redis) * 1000 + hour_us).to_string();
+    redis.command(&["HSET", &key, "t", &ahead, "i", "100000"]);
+    let refused = keyed(gw.addr(), "/tb", "u");
+    assert_eq!(refused.status, 429, "no fresh burst after the step");
+    let rl = refused.header("ratelimit").unwrap_or_default().to_string();
+    assert!(
+        rl.ends_with(";t=1") || rl.ends_with(";t=0"),
+        "waits at most one interval: {rl}"
+    );
+    wait_for("the token bucket admits again", Duration::from_secs(5), || {
+        (keyed(gw.addr(), "/tb", "u").status == 200).then_some(())
+    });
+
+    assert_eq!(keyed(gw.addr(), "/sw", "v").status, 200);
+    let key = stored_key(&redis, ":rl:sw:");
+    // Plant at the start of a window, so the "previous" window still weighs most of its count.
+    let per_ms = 2000;
+    wait_for("the first half of a window", Duration::from_secs(5), || {
+        (redis_now_ms(&redis) % per_ms < per_ms / 4).then_some(())
+    });
+    let idx = redis_now_ms(&redis) / per_ms;
+    let later = (idx + 1800).to_string();
+    redis.command(&["HSET", &key, "i", &later, "c", "10", "p", "0"]);
+    let admitted = (0..10)
+        .filter(|_| keyed(gw.addr(), "/sw", "v").status == 200)
+        .count();
+    assert!(
+        admitted < 6,
+        "a step back hands out no fresh quota: {admitted} of 10 admitted"
+    );
+    wait_for("the sliding window admits again", Duration::from_secs(10), || {
+        (keyed(gw.addr(), "/sw", "v").status == 200).then_some(())
+    });
+}

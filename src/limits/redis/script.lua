@@ -48,6 +48,10 @@ for i = 1, #KEYS do
       -- The rate changed (a reload): carry the bucket over in requests, not in time.
       tat = now + (tat - now) * interval / was
     end
+    -- Never further ahead than a full bucket: an admitted request leaves tat within
+    -- burst x T of the clock, so only a clock stepped back (NTP on the Redis host) gets
+    -- here, and the key waits at most one interval instead of the step.
+    tat = math.min(tat, now + burst * interval)
     local new_tat = tat + interval
     local allowed_until = now + burst * interval
     if new_tat > allowed_until then
@@ -66,7 +70,9 @@ for i = 1, #KEYS do
     if seen == idx then
       cur = tonumber(h[2]) or 0
       prev = tonumber(h[3]) or 0
-    elseif seen == idx - 1 then
+    elseif seen == idx - 1 or (seen and seen > idx) then
+      -- The window before this one; or a later one (the clock on the Redis host stepped
+      -- back), counted as the previous window too: no fresh quota, no lock-out beyond it.
       prev = tonumber(h[2]) or 0
     end
     local elapsed = now - idx * per
