@@ -22,10 +22,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use compact_str::CompactString;
+
 use crate::config::{Algorithm, Limit};
 
-/// A power of two: the shard is picked from the key's hash.
+/// The fewest shards; a store of many keys gets more (see [`shard_count`]).
 const SHARDS: usize = 64;
+/// Keys per shard when the store holds `max_keys`: 80 % of a 16,384-bucket table's 14,336
+/// (7/8) load limit, so with the spread of a random hash no shard's table doubles before the
+/// store is full. A table of 2^k buckets holds at most 7/8 of them and then doubles; with a
+/// power-of-two shard count 1,000,000 keys land just past that limit in every shard and pay
+/// for twice the buckets they use.
+const KEYS_PER_SHARD: usize = 11_468;
 /// After a sweep that freed nothing, the shard refuses new keys this long before sweeping again
 /// (a full shard of active keys must not make every new key scan it).
 const SWEEP_BACKOFF_NANOS: u64 = 100_000_000;
@@ -37,8 +45,44 @@ struct Slot {
     b: u64,
 }
 
+/// A key's slots, one per window length: inline for one or two windows (a per-second and a
+/// per-hour limit is the usual shape), so a key of up to 24 bytes costs one table entry of 64
+/// bytes and no allocation.
+#[derive(Debug, Clone)]
+enum Slots {
+    Inline(u8, [Slot; 2]),
+    Many(Box<[Slot]>),
+}
+
+impl Slots {
+    fn new(windows: usize) -> Slots {
+        match windows {
+            0..=2 => Slots::Inline(windows.max(1) as u8, [Slot::default(); 2]),
+            n => Slots::Many(vec![Slot::default(); n].into_boxed_slice()),
+        }
+    }
+
+    fn as_slice(&self) -> &[Slot] {
+        match self {
+            Slots::Inline(n, slots) => slots.get(..usize::from(*n)).unwrap_or(slots),
+            Slots::Many(slots) => slots,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [Slot] {
+        match self {
+            Slots::Inline(n, slots) => {
+                let n = usize::from(*n).min(slots.len());
+                &mut slots[..n]
+            }
+            Slots::Many(slots) => slots,
+        }
+    }
+}
+
 struct Shard {
-    map: HashMap<Box<str>, Box<[Slot]>>,
+    /// Keys of up to 24 bytes are stored inline (`CompactString`).
+    map: HashMap<CompactString, Slots>,
     /// No sweep before this time (nanoseconds on the store's clock).
     next_sweep: u64,
 }
@@ -81,13 +125,14 @@ impl LocalStore {
         expected_keys: usize,
         max_keys: usize,
     ) -> LocalStore {
-        let per_shard = expected_keys.div_ceil(SHARDS);
+        let shards = shard_count(max_keys);
+        let per_shard = expected_keys.min(max_keys).div_ceil(shards);
         LocalStore {
             algorithm,
             windows: distinct(windows),
             max_keys,
             keys: AtomicUsize::new(0),
-            shards: (0..SHARDS)
+            shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
                         map: HashMap::with_capacity(per_shard),
@@ -124,7 +169,7 @@ impl LocalStore {
         static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
             std::sync::OnceLock::new();
         let hash = SEED.get_or_init(Default::default).hash_one(key);
-        self.shards.get(hash as usize & (SHARDS - 1))
+        self.shards.get((hash % self.shards.len() as u64) as usize)
     }
 
     /// Check every limit for `key` at `now` (see [`LocalStore::now`]) and, only if all have
@@ -140,7 +185,7 @@ impl LocalStore {
         let Some(mut shard) = self.shard(&key).map(lock) else {
             return;
         };
-        let Some(slots) = shard.map.get_mut(key.as_ref()) else {
+        let Some(slots) = shard.map.get_mut(key.as_ref()).map(Slots::as_mut_slice) else {
             return;
         };
         for limit in limits {
@@ -181,13 +226,12 @@ impl LocalStore {
             if self.keys.load(Ordering::Relaxed) >= self.max_keys && !self.make_room(&mut shard, now) {
                 return Decision::Full;
             }
-            shard.map.insert(
-                key.as_ref().into(),
-                vec![Slot::default(); self.windows.len()].into_boxed_slice(),
-            );
+            shard
+                .map
+                .insert(CompactString::from(key.as_ref()), Slots::new(self.windows.len()));
             self.keys.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(slots) = shard.map.get_mut(key.as_ref()) else {
+        let Some(slots) = shard.map.get_mut(key.as_ref()).map(Slots::as_mut_slice) else {
             return Decision::Full;
         };
         let mut out = Vec::with_capacity(limits.len());
@@ -220,7 +264,7 @@ impl LocalStore {
             return false;
         }
         let before = shard.map.len();
-        shard.map.retain(|_, slots| !self.idle(slots, now));
+        shard.map.retain(|_, slots| !self.idle(slots.as_slice(), now));
         let freed = before - shard.map.len();
         self.keys.fetch_sub(freed, Ordering::Relaxed);
         if freed == 0 {
@@ -247,6 +291,12 @@ impl LocalStore {
                 }
             })
     }
+}
+
+/// Shards for a store of at most `max_keys`: at least [`SHARDS`], and enough that a full store
+/// holds about [`KEYS_PER_SHARD`] keys in each.
+fn shard_count(max_keys: usize) -> usize {
+    max_keys.div_ceil(KEYS_PER_SHARD).max(SHARDS)
 }
 
 /// A shard's lock; a poisoned one (a panic while held, which nothing here does) is still
