@@ -8,7 +8,8 @@
 //!   configurable status/delay, health-check counting, stop/restart).
 //! * [`client`]: a byte-exact blocking HTTP/1.1 client, so tests can send
 //!   malformed or ambiguous requests no high-level library would produce.
-//! * [`redis`]: a real redis-server on an ephemeral port that can be killed and restarted.
+//! * [`redis`]: real redis-server processes on loopback: one server (plain, TLS, ACL users; killed
+//!   and restarted), a Sentinel set (failover, master crash) and a Cluster (slot moves, master crash).
 //! * [`gateway`]: launches the real `portcullis` binary with an isolated temp
 //!   dir, ports, pid file and upgrade socket, and waits for readiness.
 //!

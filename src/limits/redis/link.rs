@@ -6,8 +6,8 @@
 //! (reset, closed, refused) or whose server is no longer a writable primary (`READONLY`,
 //! `MASTERDOWN`: a Sentinel failover happened) is dropped, and the next decision opens a new
 //! one; with Sentinel that asks the sentinels again, so a failover is followed. A cluster
-//! connection follows `MOVED`/`ASK` and refreshes its slot map itself; it is replaced only when
-//! it fails as a whole. Opening is single-flight per connection: a burst of decisions during an
+//! connection follows `MOVED`/`ASK`, reconnects to nodes and refreshes its slot map itself, so
+//! once open it is kept (a new one would start again from the configured seeds). Opening is single-flight per connection: a burst of decisions during an
 //! outage waits for one attempt instead of starting one each.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -112,9 +112,11 @@ impl Link {
     }
 
     /// After a failed decision: drop the connection when the failure says it is of no more
-    /// use (see the module comment).
+    /// use (see the module comment). A cluster connection is kept: it repairs its node
+    /// connections and slot map itself, and it holds the topology it learned, while a new one
+    /// could only start again from the configured seeds (which may be the nodes that died).
     pub fn settle(&self, lent: &Lent, error: &RedisError) {
-        if !is_fatal(error) {
+        if !is_fatal(error) || self.is_cluster() {
             return;
         }
         if let Some(slot) = self.slots.get(lent.slot) {
@@ -126,13 +128,23 @@ impl Link {
         }
     }
 
-    /// Drop every open connection (the breaker opened: whatever they were talking to failed).
+    /// Drop every open connection (the breaker opened: whatever they were talking to failed);
+    /// a cluster connection is kept, as in [`Link::settle`].
     pub fn discard_all(&self) {
+        if self.is_cluster() {
+            return;
+        }
         for slot in &self.slots {
             if let Ok(mut current) = slot.current.lock() {
                 *current = None;
             }
         }
+    }
+}
+
+impl Link {
+    fn is_cluster(&self) -> bool {
+        matches!(self.opener, Opener::Cluster(_))
     }
 }
 
