@@ -20,7 +20,7 @@ source scripts/deps.sh
 require_cargo
 ensure_packages "${BUILD_PACKAGES[@]}" haproxy nginx wrk nghttp2-client
 
-SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D A1K T G S S-NEW H2"}
+SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D K A1K T G S S-NEW H2"}
 THREADS_LIST=${THREADS_LIST:-"1 2"}
 REPS=${REPS:-3}
 DURATION=${DURATION:-8}
@@ -33,6 +33,9 @@ CALLGRIND=${CALLGRIND:-0}
 BEFORE_BIN=${BEFORE_BIN:-}
 if [ "$CALLGRIND" = 1 ]; then ensure_packages valgrind; fi
 BASE_PORT=${BASE_PORT:-18100}
+# Scenario K: distinct rate-limit keys, and a warm-up long enough to send each once.
+KEYS_K=${KEYS_K:-1000000}
+WARMUP_K=${WARMUP_K:-90}
 OUT=${OUT:-$ROOT/target/bench-load}
 SECRET=bench-only-hmac-secret-0123456789abcdef
 U1=$((BASE_PORT + 1))
@@ -190,6 +193,8 @@ make_requests() {
         C-ES256-1) "$BIN/examples/tokens" ES256 1 "$FIXTURES/ec_private.pem" "$OUT/tokens-$scenario" ;;
         C-ES256-10k) "$BIN/examples/tokens" ES256 10000 "$FIXTURES/ec_private.pem" "$OUT/tokens-$scenario" ;;
         D) awk 'BEGIN { for (i = 0; i < 10000; i++) printf "/r%d/item|x-user: user-%d\n", i % 1000, i }' >"$file" ;;
+        # K: wrk.lua makes the keys itself (KEYS_K distinct x-user values, round robin).
+        K) : >"$file" ;;
     esac
     if [ -f "$OUT/tokens-$scenario" ]; then
         sed 's/^/\/item|Authorization: Bearer /' "$OUT/tokens-$scenario" >"$file"
@@ -281,6 +286,10 @@ routes:
   - { name: bench, match: { path_prefix: / }, upstream: app, auth: [jwt], rate_limit: [per-consumer] }
 CONF
             ;;
+        K)
+            # The default max_keys (1,000,000): every key of the run fits.
+            printf 'rate_limits:\n  per-key:\n    key: header:x-user\n    limits: [{ requests: 1000000000, per: 1s }]\n    expected_keys: 10000\nroutes:\n  - { name: bench, match: { path_prefix: / }, upstream: app, rate_limit: [per-key] }\n'
+            ;;
         D)
             printf 'rate_limits:\n  per-user:\n    key: header:x-user\n    limits: [{ requests: 1000000000, per: 1s }]\n    expected_keys: 10000\nroutes:\n'
             for ((i = 0; i < 1000; i++)); do
@@ -306,6 +315,8 @@ defaults
     option http-keep-alive
 backend per_consumer
     stick-table type string len 64 size 100k expire 60s store http_req_rate(1s)
+backend per_key
+    stick-table type string len 64 size 1100k expire 60s store http_req_rate(1s)
 backend app
     balance roundrobin
     server s1 127.0.0.1:$U1 check inter 1s
@@ -337,6 +348,12 @@ CONF
     http-request deny deny_status 404 unless { var(txn.route) -m found }
     http-request track-sc0 req.hdr(x-user) table per_consumer
     http-request deny deny_status 429 if { sc_http_req_rate(0,per_consumer) gt 1000000000 }
+CONF
+            ;;
+        K)
+            cat <<CONF
+    http-request track-sc0 req.hdr(x-user) table per_key
+    http-request deny deny_status 429 if { sc_http_req_rate(0,per_key) gt 1000000000 }
 CONF
             ;;
     esac
@@ -430,7 +447,7 @@ wrk_run() {
         return
     fi
     before=$(cpu_ticks "$PROXY_PID")
-    line=$(REQUESTS="$OUT/requests-$scenario.txt" taskset -c 1 wrk -t1 -c"$CONNS" -d"${seconds}s" \
+    line=$(REQUESTS="$OUT/requests-$scenario.txt" KEYS="$([ "$scenario" = K ] && echo "$KEYS_K")" taskset -c 1 wrk -t1 -c"$CONNS" -d"${seconds}s" \
         -s "$ROOT/benches/load/wrk.lua" "$(scheme_of "$scenario")://127.0.0.1:$PORT/" | grep '^RESULT')
     after=$(cpu_ticks "$PROXY_PID")
     echo "$line" | awk -v ticks=$((after - before)) '{
@@ -459,7 +476,8 @@ h2_run() {
 # RESULTS columns: scenario threads proxy req/s p50 p99 p99.9 errors non2xx cpu_s_per_100k rss_mib
 closed_loop() {
     local scenario=$1 threads=$2 label=$3 rep runs=()
-    wrk_run "$scenario" "$WARMUP" >/dev/null
+    # K's warm-up sends every key once before anything is measured.
+    wrk_run "$scenario" "$([ "$scenario" = K ] && echo "$WARMUP_K" || echo "$WARMUP")" >/dev/null
     for ((rep = 0; rep < REPS; rep++)); do
         runs+=("$(wrk_run "$scenario" "$DURATION")")
     done
@@ -510,6 +528,8 @@ proxies_for() {
         # The transform's cost: the same 1 KiB document proxied untouched, then transformed.
         A1K) echo "portcullis minimal" ;;
         T | G | E | E-OFF) echo "portcullis" ;;
+        # One million keys: HAProxy's stick table against the local store.
+        K) echo "haproxy portcullis" ;;
         *) echo "haproxy nginx portcullis" ;;
     esac
 }
@@ -605,7 +625,7 @@ for scenario in $SCENARIOS; do
             if [ "$kind" = haproxy ]; then
                 haproxy_max=$(tail -1 "$RESULTS" | cut -f4)
             fi
-            if [ "$OPEN_LOOP" = 1 ] && [ -n "$haproxy_max" ]; then
+            if [ "$OPEN_LOOP" = 1 ] && [ -n "$haproxy_max" ] && [ "$scenario" != K ]; then
                 for pct in 50 90; do
                     open_loop "$scenario" "$threads" "$label" $((haproxy_max * pct / 100)) "$pct"
                 done

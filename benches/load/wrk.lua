@@ -18,8 +18,15 @@ if file and file ~= "" then
   end
 end
 
+-- With KEYS=<n>: GET /item with `x-user: k-<i>`, i cycling through n distinct values.
+local keys = tonumber(os.getenv("KEYS") or "")
+
 local n = 0
 request = function()
+  if keys and keys > 0 then
+    n = n + 1
+    return wrk.format("GET", "/item", { ["Host"] = "bench", ["x-user"] = "k-" .. (n % keys) })
+  end
   if #list == 0 then
     return wrk.format("GET", "/")
   end
