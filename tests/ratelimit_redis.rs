@@ -413,8 +413,11 @@ fn a_pooled_connection_closed_by_redis_while_idle_is_replaced_without_an_error()
     let config = format!("{{ url: \"{}\", timeout: 2s }}", redis.url());
     let policy = "  shared:\n    key: header:x-user\n    limits: [{ requests: 100, per: 1h }]\n    store: redis\n    on_store_error: deny\n";
     let gw = gateway(&up, &config, policy, &["shared"]);
-    assert_eq!(keyed(gw.addr(), "/shared", "u").status, 200);
-    // Redis closes the gateway's idle connection after 1 s; only this helper's is left.
+    // Four decisions: both pooled connections (pool: 2 by default) are open and used.
+    for _ in 0..4 {
+        assert_eq!(keyed(gw.addr(), "/shared", "u").status, 200);
+    }
+    // Redis closes the gateway's idle connections after 1 s; only this helper's is left.
     wait_for(
         "redis closes the idle connection",
         Duration::from_secs(15),
@@ -423,13 +426,18 @@ fn a_pooled_connection_closed_by_redis_while_idle_is_replaced_without_an_error()
             (clients.matches("id=").count() == 1).then_some(())
         },
     );
-    let r = keyed(gw.addr(), "/shared", "u");
-    assert_eq!(
-        r.status, 200,
-        "the stale connection was replaced on the same request"
-    );
+    // Each of the next requests meets a dead pooled connection (both were closed).
+    let mut r = keyed(gw.addr(), "/shared", "u");
+    for _ in 0..2 {
+        assert_eq!(
+            r.status, 200,
+            "the stale connection was replaced on the same request"
+        );
+        r = keyed(gw.addr(), "/shared", "u");
+    }
+    assert_eq!(r.status, 200);
     assert!(
-        r.header("ratelimit").unwrap_or_default().contains("r=98"),
+        r.header("ratelimit").unwrap_or_default().contains("r=93"),
         "{:?}",
         r.header("ratelimit")
     );
@@ -537,6 +545,8 @@ fn a_clock_stepped_back_on_the_redis_host_neither_locks_a_key_out_nor_hands_out_
     let key = stored_key(&redis, ":tb:tb:");
     let ahead = (redis_now_ms(&redis) * 1000 + hour_us).to_string();
     redis.command(&["HSET", &key, "t", &ahead, "i", "100000"]);
+    // Expiry is wall-clock time too: after the step the key lives on for the hour.
+    redis.command(&["PEXPIRE", &key, "7200000"]);
     let refused = keyed(gw.addr(), "/tb", "u");
     assert_eq!(refused.status, 429, "no fresh burst after the step");
     let rl = refused.header("ratelimit").unwrap_or_default().to_string();
@@ -558,6 +568,7 @@ fn a_clock_stepped_back_on_the_redis_host_neither_locks_a_key_out_nor_hands_out_
     let idx = redis_now_ms(&redis) / per_ms;
     let later = (idx + 1800).to_string();
     redis.command(&["HSET", &key, "i", &later, "c", "10", "p", "0"]);
+    redis.command(&["PEXPIRE", &key, "7200000"]);
     let admitted = (0..10)
         .filter(|_| keyed(gw.addr(), "/sw", "v").status == 200)
         .count();
@@ -568,4 +579,48 @@ fn a_clock_stepped_back_on_the_redis_host_neither_locks_a_key_out_nor_hands_out_
     wait_for("the sliding window admits again", Duration::from_secs(10), || {
         (keyed(gw.addr(), "/sw", "v").status == 200).then_some(())
     });
+}
+
+#[test]
+fn check_refuses_tls_files_the_connection_could_not_use() {
+    let pki = Pki::new("redis check ca");
+    let (cert, _) = pki
+        .client(&["gateway"])
+        .write(pki.path(), "gw", &[])
+        .expect("write client");
+    let (_, other_key) = pki
+        .client(&["someone-else"])
+        .write(pki.path(), "other", &[])
+        .expect("write other");
+    let garbage = pki.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN X509 CERTIFICATE-----\nAAAA\n-----END X509 CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let out = check(&format!(
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nredis:\n  url: \"rediss://127.0.0.1:6380\"\n  tls: {{ ca: \"{}\", client_cert: \"{}\", client_key: \"{}\" }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: a }}\n",
+        garbage.display(),
+        cert.display(),
+        other_key.display()
+    ));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("redis.tls.ca: no PEM certificate"),
+        "{}",
+        out.stderr
+    );
+    let out = check(&format!(
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  a:\n    targets: [\"127.0.0.1:2\"]\nredis:\n  url: \"rediss://127.0.0.1:6380\"\n  tls: {{ ca: \"{}\", client_cert: \"{}\", client_key: \"{}\" }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: a }}\n",
+        pki.ca_file.display(),
+        cert.display(),
+        other_key.display()
+    ));
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("redis.tls.client_key: does not belong to client_cert"),
+        "{}",
+        out.stderr
+    );
 }

@@ -11,6 +11,8 @@ use super::redis_model::{
     BreakerConfig, Credentials, RedisAddr, RedisConfig, RedisTls, RedisTopology, Secret,
 };
 use super::yaml::Node;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 const FIELDS: &[&str] = &[
     "url",
@@ -309,18 +311,35 @@ fn decode_tls(
     let cert = read("client_cert", p);
     let key = read("client_key", p);
     let (ca, cert, key) = (ca?, cert?, key?);
+    // Parsed as the TLS client (rustls) parses them, so a file `check` accepts is one the
+    // connections can use; the key match is checked with OpenSSL on the parsed DER (no
+    // passphrase prompt: an encrypted key is refused here).
+    let certificates = |pem: &[u8]| -> Vec<Vec<u8>> {
+        CertificateDer::pem_slice_iter(pem)
+            .filter_map(Result::ok)
+            .map(|c| c.as_ref().to_vec())
+            .collect()
+    };
     if let Some(ca) = &ca {
-        if openssl::x509::X509::stack_from_pem(ca).map_or(true, |s| s.is_empty()) {
-            p.add(t.pos_of("ca"), "redis.tls.ca", "not a PEM certificate");
+        if certificates(ca).is_empty() {
+            p.add(
+                t.pos_of("ca"),
+                "redis.tls.ca",
+                "no PEM certificate (-----BEGIN CERTIFICATE-----) in the file",
+            );
             return None;
         }
     }
     let client = match (cert, key) {
         (None, None) => None,
         (Some(cert), Some(key)) => {
-            let chain = openssl::x509::X509::stack_from_pem(&cert).unwrap_or_default();
-            let pkey = openssl::pkey::PKey::private_key_from_pem(&key).ok();
-            match (chain.first(), pkey) {
+            let leaf = certificates(&cert)
+                .first()
+                .and_then(|der| openssl::x509::X509::from_der(der).ok());
+            let pkey = PrivateKeyDer::from_pem_slice(&key)
+                .ok()
+                .and_then(|k| openssl::pkey::PKey::private_key_from_der(k.secret_der()).ok());
+            match (leaf.as_ref(), pkey) {
                 (None, _) => {
                     p.add(
                         t.pos_of("client_cert"),
@@ -333,7 +352,7 @@ fn decode_tls(
                     p.add(
                         t.pos_of("client_key"),
                         "redis.tls.client_key",
-                        "not a PEM private key",
+                        "not an unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1)",
                     );
                     return None;
                 }

@@ -105,6 +105,8 @@ pub struct LocalStore {
     max_keys: usize,
     /// Keys held, across shards (the bound is on the whole store: shards fill unevenly).
     keys: AtomicUsize,
+    /// Where the next search of other shards for idle keys starts.
+    sweep_cursor: AtomicUsize,
     shards: Box<[Mutex<Shard>]>,
     epoch: Instant,
 }
@@ -132,6 +134,7 @@ impl LocalStore {
             windows: distinct(windows),
             max_keys,
             keys: AtomicUsize::new(0),
+            sweep_cursor: AtomicUsize::new(0),
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
@@ -223,13 +226,13 @@ impl LocalStore {
             return Decision::Full;
         };
         if !shard.map.contains_key(key.as_ref()) {
-            if self.keys.load(Ordering::Relaxed) >= self.max_keys && !self.make_room(&mut shard, now) {
+            let room = self.reserve() || (self.make_room(&mut shard, now) && self.reserve());
+            if !room {
                 return Decision::Full;
             }
             shard
                 .map
                 .insert(CompactString::from(key.as_ref()), Slots::new(self.windows.len()));
-            self.keys.fetch_add(1, Ordering::Relaxed);
         }
         let Some(slots) = shard.map.get_mut(key.as_ref()).map(Slots::as_mut_slice) else {
             return Decision::Full;
@@ -256,12 +259,46 @@ impl LocalStore {
         Decision::Decided(out)
     }
 
-    /// Remove this shard's idle keys; whether that made room for one more. (Shards fill
-    /// unevenly, so the bound is on the whole store; a full store sweeps the shard a new key
-    /// lands in.)
+    /// Count one more key if the store has room: the count is taken before the key is
+    /// inserted, so concurrent new keys in different shards never exceed `max_keys`.
+    fn reserve(&self) -> bool {
+        self.keys
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_keys).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Remove idle keys to make room for one more: first in the shard the new key lands in
+    /// (its lock is held), then, if that freed nothing, in the other shards that are not busy
+    /// (`try_lock`, so two full shards sweeping each other never wait on each other), starting
+    /// where the last such search stopped. The bound is on the whole store, so room made in
+    /// any shard serves the new key.
     fn make_room(&self, shard: &mut Shard, now: u64) -> bool {
+        if self.sweep(shard, now) > 0 {
+            return true;
+        }
+        let count = self.shards.len();
+        let start = self.sweep_cursor.fetch_add(1, Ordering::Relaxed);
+        for i in 0..count {
+            let Some(other) = self.shards.get((start + i) % count) else {
+                continue;
+            };
+            // The caller's own shard is locked, so `try_lock` skips it.
+            if let Ok(mut other) = other.try_lock() {
+                if self.sweep(&mut other, now) > 0 {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Remove one shard's idle keys (unless it freed nothing within the last
+    /// [`SWEEP_BACKOFF_NANOS`]); how many.
+    fn sweep(&self, shard: &mut Shard, now: u64) -> usize {
         if now < shard.next_sweep {
-            return false;
+            return 0;
         }
         let before = shard.map.len();
         shard.map.retain(|_, slots| !self.idle(slots.as_slice(), now));
@@ -270,7 +307,7 @@ impl LocalStore {
         if freed == 0 {
             shard.next_sweep = now.saturating_add(SWEEP_BACKOFF_NANOS);
         }
-        freed > 0
+        freed
     }
 
     /// Every slot back to "no usage": dropping the key changes nothing.
@@ -573,6 +610,50 @@ mod tests {
             .count();
         assert!(fresh > 0);
         assert!(s.len() <= SHARDS, "never more than max_keys");
+    }
+
+    /// The idle keys are in other shards than the new key's: they still make room for it, and
+    /// every one of `max_keys` new keys is admitted once all the old ones are idle.
+    #[test]
+    fn idle_keys_in_any_shard_make_room() {
+        let l = [limit(1, 1, 1)];
+        let max = 8;
+        let s = LocalStore::new(Algorithm::TokenBucket, &[l[0].per], 1, max);
+        for i in 0..max {
+            assert!(admitted(&s.acquire_at(&format!("old{i}"), &l, SEC)));
+        }
+        assert_eq!(s.acquire_at("new-while-active", &l, SEC), Decision::Full);
+        // Later, all idle: each new key finds room, wherever its shard is.
+        let later = 3 * SEC + SWEEP_BACKOFF_NANOS;
+        for i in 0..max {
+            assert!(
+                admitted(&s.acquire_at(&format!("new{i}"), &l, later)),
+                "new{i} refused although idle keys were there"
+            );
+        }
+        assert_eq!(s.len(), max);
+    }
+
+    /// Concurrent new keys never take the store past `max_keys` (the count is reserved before
+    /// the insert).
+    #[test]
+    fn concurrent_new_keys_never_exceed_max_keys() {
+        let l = [limit(1, 3600, 1)];
+        let max = 1000;
+        let s = std::sync::Arc::new(LocalStore::new(Algorithm::TokenBucket, &[l[0].per], 10, max));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let s = std::sync::Arc::clone(&s);
+                std::thread::spawn(move || {
+                    (0..2000)
+                        .filter(|i| admitted(&s.acquire_at(&format!("t{t}-{i}"), &l, SEC)))
+                        .count()
+                })
+            })
+            .collect();
+        let admitted_total: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+        assert_eq!(admitted_total, max);
+        assert_eq!(s.len(), max);
     }
 
     #[test]

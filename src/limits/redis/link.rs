@@ -11,7 +11,7 @@
 //! outage waits for one attempt instead of starting one each.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClientBuilder;
@@ -26,8 +26,8 @@ use super::StoreError;
 use crate::config::{Credentials, RedisConfig, RedisTopology};
 
 pub struct Link {
-    opener: Opener,
-    slots: Vec<Slot>,
+    opener: Arc<Opener>,
+    slots: Vec<Arc<Slot>>,
     next: AtomicUsize,
 }
 
@@ -52,14 +52,14 @@ pub enum Conn {
 /// late never drops its replacement) and the lock that makes opening single-flight.
 struct Slot {
     current: Mutex<Option<(u64, Conn)>>,
-    opening: tokio::sync::Mutex<()>,
+    opening: Arc<tokio::sync::Mutex<()>>,
     generation: AtomicU64,
 }
 
 /// A connection lent for one decision.
 pub struct Lent {
     pub conn: Conn,
-    slot: usize,
+    pub slot: usize,
     generation: u64,
     /// Opened for this decision (so a failure on it is not a stale idle socket).
     pub fresh: bool,
@@ -73,19 +73,23 @@ impl Link {
             _ => config.pool.max(1),
         };
         Link {
-            opener,
+            opener: Arc::new(opener),
             slots: (0..size)
-                .map(|_| Slot {
-                    current: Mutex::new(None),
-                    opening: tokio::sync::Mutex::new(()),
-                    generation: AtomicU64::new(0),
+                .map(|_| {
+                    Arc::new(Slot {
+                        current: Mutex::new(None),
+                        opening: Arc::new(tokio::sync::Mutex::new(())),
+                        generation: AtomicU64::new(0),
+                    })
                 })
                 .collect(),
             next: AtomicUsize::new(0),
         }
     }
 
-    /// A connection for one decision: the next one of the pool, opened if it is not.
+    /// A connection for one decision: the next one of the pool. If that one is not open but
+    /// another is, the open one carries this decision and the missing one is opened in the
+    /// background (so a pool never makes a decision wait for a connection it does not need).
     pub async fn lend(&self) -> Result<Lent, StoreError> {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let Some(slot) = self.slots.get(index) else {
@@ -94,15 +98,39 @@ impl Link {
         if let Some(lent) = slot.current(index) {
             return Ok(lent);
         }
-        let _opening = slot.opening.lock().await;
+        let open = self.slots.iter().enumerate().find_map(|(i, s)| s.current(i));
+        if let Some(lent) = open {
+            if let Ok(opening) = Arc::clone(&slot.opening).try_lock_owned() {
+                // Its result lands in the slot; nobody waits for it.
+                drop(self.spawn_open(slot, opening));
+            }
+            return Ok(lent);
+        }
+        self.lend_at(index).await
+    }
+
+    /// The connection of slot `index`, opened if it is not (after [`Link::settle`] dropped a
+    /// dead one, a new one: the retry of a decision whose reused connection was dead).
+    ///
+    /// The opening runs as its own task, holding the slot's opening lock: a decision that runs
+    /// out of time stops waiting but does not abort it, so an open slower than one decision's
+    /// `timeout` (a TLS handshake, a Sentinel lookup that first tries a dead sentinel) still
+    /// completes, and the decisions after it find the connection open.
+    pub async fn lend_at(&self, index: usize) -> Result<Lent, StoreError> {
+        let Some(slot) = self.slots.get(index) else {
+            return Err(StoreError::Connect("no connection slot".into()));
+        };
         if let Some(lent) = slot.current(index) {
             return Ok(lent);
         }
-        let conn = self.opener.open().await?;
-        let generation = slot.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Ok(mut current) = slot.current.lock() {
-            *current = Some((generation, conn.clone()));
+        let opening = Arc::clone(&slot.opening).lock_owned().await;
+        if let Some(lent) = slot.current(index) {
+            return Ok(lent);
         }
+        let (generation, conn) = self
+            .spawn_open(slot, opening)
+            .await
+            .map_err(|e| StoreError::Connect(format!("opening task failed: {e}")))??;
         Ok(Lent {
             conn,
             slot: index,
@@ -143,8 +171,26 @@ impl Link {
 }
 
 impl Link {
+    /// Open a connection into `slot` as its own task, holding the slot's opening lock.
+    fn spawn_open(
+        &self,
+        slot: &Arc<Slot>,
+        opening: tokio::sync::OwnedMutexGuard<()>,
+    ) -> tokio::task::JoinHandle<Result<(u64, Conn), StoreError>> {
+        let (opener, slot) = (Arc::clone(&self.opener), Arc::clone(slot));
+        tokio::spawn(async move {
+            let _opening = opening;
+            let conn = opener.open().await?;
+            let generation = slot.generation.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Ok(mut current) = slot.current.lock() {
+                *current = Some((generation, conn.clone()));
+            }
+            Ok((generation, conn))
+        })
+    }
+
     fn is_cluster(&self) -> bool {
-        matches!(self.opener, Opener::Cluster(_))
+        matches!(*self.opener, Opener::Cluster(_))
     }
 }
 
@@ -160,7 +206,9 @@ impl Slot {
     }
 }
 
-/// Whether the connection must be replaced after `error`.
+/// Whether the connection must be replaced after `error`. Before Redis 7 an error inside a
+/// script comes back as `ERR Error running script ... READONLY ...`, so the text is checked
+/// too.
 pub fn is_fatal(error: &RedisError) -> bool {
     error.is_io_error()
         || error.is_connection_dropped()
@@ -169,6 +217,10 @@ pub fn is_fatal(error: &RedisError) -> bool {
             error.kind(),
             ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
         )
+        || {
+            let text = error.to_string();
+            text.contains("READONLY") || text.contains("MASTERDOWN")
+        }
 }
 
 impl Opener {

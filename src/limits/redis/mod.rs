@@ -270,9 +270,12 @@ impl RedisStore {
                 .arg(w.limit.per.as_micros() as u64)
                 .arg(w.limit.burst);
         }
-        let mut retried = false;
+        let mut retry: Option<usize> = None;
         loop {
-            let lent = self.link.lend().await?;
+            let lent = match retry {
+                Some(slot) => self.link.lend_at(slot).await?,
+                None => self.link.lend().await?,
+            };
             let result: Result<Vec<i64>, RedisError> = match lent.conn.clone() {
                 link::Conn::Multiplexed(mut c) => invocation.invoke_async(&mut c).await,
                 link::Conn::Cluster(mut c) => invocation.invoke_async(&mut c).await,
@@ -281,8 +284,9 @@ impl RedisStore {
                 Ok(numbers) => return parse_reply(&numbers, windows),
                 Err(e) => {
                     self.link.settle(&lent, &e);
-                    if !retried && !lent.fresh && e.is_connection_dropped() {
-                        retried = true;
+                    if retry.is_none() && !lent.fresh && e.is_connection_dropped() {
+                        // The same slot, now reopened (settle dropped the dead connection).
+                        retry = Some(lent.slot);
                         continue;
                     }
                     return Err(StoreError::from_redis(&e, false));

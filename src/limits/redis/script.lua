@@ -17,6 +17,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local out = {1}
 local commit = {}
+local repair = {}
 
 local function sliding_wait(prev, cur, elapsed, per, limit)
   local budget = limit - 1
@@ -50,8 +51,12 @@ for i = 1, #KEYS do
     end
     -- Never further ahead than a full bucket: an admitted request leaves tat within
     -- burst x T of the clock, so only a clock stepped back (NTP on the Redis host) gets
-    -- here, and the key waits at most one interval instead of the step.
-    tat = math.min(tat, now + burst * interval)
+    -- here. The pulled-back tat is written even if this request is refused (below), so the
+    -- key waits at most one interval instead of the step.
+    if tat > now + burst * interval then
+      tat = now + burst * interval
+      repair[i] = {tat, interval}
+    end
     local new_tat = tat + interval
     local allowed_until = now + burst * interval
     if new_tat > allowed_until then
@@ -90,6 +95,12 @@ for i = 1, #KEYS do
   out[3 * i - 1] = exceeded
   out[3 * i] = remaining
   out[3 * i + 1] = reset
+end
+if out[1] == 0 then
+  for i, r in pairs(repair) do
+    redis.call('HSET', KEYS[i], 't', string.format('%.17g', r[1]), 'i', string.format('%.17g', r[2]))
+    redis.call('PEXPIRE', KEYS[i], math.max(1, math.ceil((r[1] - now) / 1000)))
+  end
 end
 if out[1] == 1 then
   for i = 1, #KEYS do
