@@ -298,6 +298,33 @@ fn cluster_keeps_a_decision_in_one_slot_and_follows_a_slot_move_and_a_master_cra
     assert_eq!(refused.status, 429, "the count moved with the slot");
     assert_eq!(up.count(), 3);
 
+    // Mid-migration: the keys are already on the target while the slot still belongs to the
+    // source, which answers ASK; the decision follows it (ASKING) and reads the moved count.
+    assert!(counted(&keyed(gw.addr(), "/strict", "erin")));
+    let erin = cluster.slot_of(&hash_tag_of_plain("erin"));
+    let erin_owner = cluster.owner_of_slot(erin);
+    let erin_to = cluster
+        .master_ports()
+        .into_iter()
+        .find(|p| *p != erin_owner)
+        .expect("another master");
+    cluster.begin_move_slot(erin, erin_to);
+    cluster.migrate_slot_keys(erin, erin_to);
+    for _ in 0..2 {
+        assert!(
+            counted(&keyed(gw.addr(), "/strict", "erin")),
+            "followed ASK to the importing node"
+        );
+    }
+    assert_eq!(
+        keyed(gw.addr(), "/strict", "erin").status,
+        429,
+        "the count read through ASK is the migrated one"
+    );
+    cluster.finish_move_slot(erin, erin_to);
+    assert_eq!(keyed(gw.addr(), "/strict", "erin").status, 429);
+    assert_eq!(up.count(), 6);
+
     // A master crash under load: its replica is promoted, decisions resume, no gateway error.
     let stop = Arc::new(AtomicBool::new(false));
     let load = background_load(gw.addr(), Arc::clone(&stop));
