@@ -47,11 +47,11 @@ pub fn decode_redis(node: &Node, base_dir: &Path, p: &mut Problems) -> Option<Re
         );
     }
     let pool: usize = f.or("pool", 2, p);
-    if !(1..=64).contains(&pool) {
+    if !(1..=1024).contains(&pool) {
         p.add(
             f.pos_of("pool"),
             "redis.pool",
-            "must be between 1 and 64 connections (each carries any number of decisions at once)",
+            "must be between 1 and 1024 connections (each carries any number of decisions at once; 2 is plenty)",
         );
     }
     let prefix: String = f.or("prefix", "portcullis:".to_string(), p);

@@ -433,6 +433,20 @@ pub struct CheckOutput {
     pub _dir: TempDir,
 }
 
+impl CheckOutput {
+    /// Asserts that `check` failed and reported every one of `wanted` (substrings of stderr).
+    pub fn assert_reports(&self, wanted: &[&str]) {
+        assert_eq!(self.code, 1, "check should fail:\n{}", self.stderr);
+        for want in wanted {
+            assert!(
+                self.stderr.contains(want),
+                "missing {want:?} in:\n{}",
+                self.stderr
+            );
+        }
+    }
+}
+
 /// Runs `portcullis check -c <file>` on `yaml` written verbatim (no generated
 /// server section) to `<tempdir>/portcullis.yaml`. Panics if it takes longer
 /// than 20 s.
