@@ -422,10 +422,20 @@ async fn ask_shared_store(
     let store = redis.ok_or(StoreError::Refused("no redis section configured".into()))?;
     let mut windows = Vec::new();
     let mut names = Vec::new();
+    // Policies counting by the same client key (the rule in a cluster) share one tag.
+    let mut tags: Vec<(&str, String)> = Vec::with_capacity(1);
     for (pi, policy, key) in shared {
+        let tag = match tags.iter().find(|(k, _)| *k == key.as_str()) {
+            Some((_, tag)) => tag.clone(),
+            None => {
+                let tag = store.tag(key);
+                tags.push((key.as_str(), tag.clone()));
+                tag
+            }
+        };
         for spec in policy.limits_for(id) {
             windows.push(Window {
-                key: store.key(&policy.name, policy.algorithm, spec.limit.per, key),
+                key: store.key_with_tag(&policy.name, policy.algorithm, spec.limit.per, &tag),
                 limit: spec.limit,
                 algorithm: policy.algorithm,
             });

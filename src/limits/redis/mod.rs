@@ -39,6 +39,8 @@ pub struct Window {
 
 pub struct RedisStore {
     config: RedisConfig,
+    /// Where the store is, without credentials (for logs), built once.
+    at: String,
     link: Link,
     breaker: Breaker,
     script: redis::Script,
@@ -51,7 +53,7 @@ pub struct RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("at", &self.config.display())
+            .field("at", &self.at)
             .field("breaker_open", &self.breaker.is_open())
             .finish()
     }
@@ -138,6 +140,7 @@ impl RedisStore {
         }
         RedisStore {
             config: config.clone(),
+            at: config.display(),
             link: Link::new(config),
             breaker: Breaker::new(config.breaker, config.timeout),
             script: redis::Script::new(SCRIPT),
@@ -165,10 +168,20 @@ impl RedisStore {
     /// the two keep different Redis types, so a policy whose algorithm changes never meets the
     /// other's state; so is the window, so a changed window never reads old counters.
     pub fn key(&self, policy: &str, algorithm: Algorithm, per: Duration, key: &str) -> String {
-        let tag = match &self.key_secret {
+        self.key_with_tag(policy, algorithm, per, &self.tag(key))
+    }
+
+    /// The hashed client key (see [`RedisStore::key`]); computed once per client key, shared
+    /// by the keys of all its windows.
+    pub fn tag(&self, key: &str) -> String {
+        match &self.key_secret {
             Some(secret) => hex_prefix(hmac::sign(secret, key.as_bytes()).as_ref()),
             None => hex_prefix(digest::digest(&digest::SHA256, key.as_bytes()).as_ref()),
-        };
+        }
+    }
+
+    /// [`RedisStore::key`] with the tag already computed.
+    pub fn key_with_tag(&self, policy: &str, algorithm: Algorithm, per: Duration, tag: &str) -> String {
         let kind = match algorithm {
             Algorithm::SlidingWindow => "rl",
             Algorithm::TokenBucket => "tb",
@@ -211,7 +224,7 @@ impl RedisStore {
     /// Feed the outcome of a real call to the breaker; log and update the gauge.
     fn settle(&self, result: &Result<Vec<Usage>, StoreError>) {
         let now = Instant::now();
-        let at = self.config.display();
+        let at = &self.at;
         let transition = match result {
             Ok(_) => self.breaker.success(),
             Err(_) => self.breaker.failure(now),
