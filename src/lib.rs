@@ -10,6 +10,7 @@ pub mod control;
 pub mod cors;
 pub mod demo;
 pub mod front;
+pub mod grpc;
 pub mod limits;
 pub mod observe;
 pub mod percent;

@@ -181,7 +181,7 @@ fn sentinel_master_crash_and_manual_failover_are_followed_without_a_gateway_erro
     let gw = gateway(&up, &config, &[]);
     wait_for(
         "the master found past the hung sentinel",
-        Duration::from_secs(20),
+        Duration::from_secs(45),
         || counted(&keyed(gw.addr(), "/open", "warm-up")).then_some(()),
     );
     for _ in 0..2 {
@@ -211,7 +211,7 @@ fn sentinel_master_crash_and_manual_failover_are_followed_without_a_gateway_erro
     // Decisions resume on the promoted replica: a new client is counted there.
     wait_for(
         "decisions counted on the promoted master",
-        Duration::from_secs(20),
+        Duration::from_secs(45),
         || {
             let r = keyed(gw.addr(), "/open", "after-crash");
             (counted(&r)
@@ -229,7 +229,7 @@ fn sentinel_master_crash_and_manual_failover_are_followed_without_a_gateway_erro
     assert_eq!(back, first);
     wait_for(
         "decisions counted on the master after the failover",
-        Duration::from_secs(20),
+        Duration::from_secs(45),
         || {
             let r = keyed(gw.addr(), "/open", "after-failover");
             (counted(&r)

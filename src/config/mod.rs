@@ -6,6 +6,7 @@
 pub mod access_log_schema;
 pub mod aggregate_model;
 mod aggregate_schema;
+pub mod grpc_schema;
 pub mod auth_model;
 mod auth_schema;
 pub mod cidr;
@@ -43,6 +44,7 @@ mod versions_schema;
 pub mod yaml;
 
 pub use aggregate_model::*;
+pub use grpc_schema::{GrpcConfig, StreamFormat};
 pub use auth_model::*;
 pub use diag::Problems;
 pub use limits_model::*;

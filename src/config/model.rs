@@ -702,6 +702,8 @@ pub struct RouteConfig {
     pub transform: super::TransformConfig,
     /// Fan-out to several upstreams, merged into one answer (instead of `upstream`).
     pub aggregate: Option<super::AggregateConfig>,
+    /// REST/JSON transcoded to gRPC calls (instead of `upstream`).
+    pub grpc: Option<super::GrpcConfig>,
     /// `retry: { idempotency_key: true }`: a non-idempotent request carrying
     /// `Idempotency-Key` may be retried like an idempotent one.
     pub retry_idempotency_key: bool,

@@ -36,6 +36,7 @@ const ROUTE_FIELDS: &[&str] = &[
     "websocket",
     "transform",
     "aggregate",
+    "grpc",
     "retry",
     "max_body",
     "ip",
@@ -48,6 +49,7 @@ pub(super) fn decode_route(
     node: &Node,
     path: &str,
     cors_policies: &[(String, CorsConfig)],
+    base_dir: &std::path::Path,
     p: &mut Problems,
 ) -> Option<RouteConfig> {
     let f = Fields::new(node, path, ROUTE_FIELDS, p)?;
@@ -80,8 +82,12 @@ pub(super) fn decode_route(
         Some(n) => decode_aggregate(n, &f.path_of("aggregate"), has_auth, p).map(Some),
         None => Some(None),
     };
+    let grpc = match f.node("grpc") {
+        Some(n) => super::grpc_schema::decode_grpc(n, &f.path_of("grpc"), base_dir, p).map(Some),
+        None => Some(None),
+    };
     match (f.has("upstream"), f.has("versions")) {
-        _ if f.has("aggregate") => {}
+        _ if f.has("aggregate") || f.has("grpc") => {}
         (true, true) => p.add(
             f.pos_of("versions"),
             &f.path_of("versions"),
@@ -114,6 +120,9 @@ pub(super) fn decode_route(
             "a route with `transform` cannot also pass WebSocket upgrades (the gateway reads whole bodies there)",
         );
     }
+    if f.has("grpc") {
+        check_grpc_route(&f, p);
+    }
     if f.has("aggregate") {
         let aggregate = aggregate.as_ref().and_then(|a| a.as_ref());
         check_aggregate_route(&f, aggregate, matcher.as_ref(), transform.as_ref(), p);
@@ -142,6 +151,7 @@ pub(super) fn decode_route(
         websocket_max_lifetime: websocket.and_then(|w| w.2),
         transform: transform?,
         aggregate: aggregate?,
+        grpc: grpc?,
         retry_idempotency_key: retry_idempotency_key?,
         ip: super::ip_schema::decode_ip_rules(&f, ROUTE_FIELDS, p)?,
         max_body: f.opt::<super::size::ByteSize>("max_body", p).map(|s| s.0 as u64),
@@ -176,6 +186,23 @@ fn decode_websocket(
         Some(_) => f
             .opt::<bool>("websocket", p)
             .map(|on| (on, DEFAULT_WEBSOCKET_IDLE, None)),
+    }
+}
+
+/// What a transcoding route cannot also have: its requests are built from the bindings, sent
+/// to `grpc.upstream`, and answered as JSON by the gateway.
+fn check_grpc_route(f: &Fields<'_>, p: &mut Problems) {
+    for (key, why) in [
+        ("upstream", "a transcoding route calls `grpc.upstream`"),
+        ("versions", "a transcoding route calls `grpc.upstream`"),
+        ("aggregate", "a route either aggregates or transcodes"),
+        ("transform", "a transcoding route builds its request and answer from the descriptors"),
+        ("websocket", "a transcoded call cannot be a WebSocket"),
+        ("rewrite", "the gRPC request path comes from the binding"),
+    ] {
+        if f.has(key) {
+            p.add(f.pos_of(key), &f.path_of(key), format!("`{key}` cannot go with `grpc`: {why}"));
+        }
     }
 }
 

@@ -126,7 +126,7 @@ pub fn decode_parts(root: &Node, base_dir: &std::path::Path, p: &mut Problems) -
         Some(Node::Seq { items, .. }) => items
             .iter()
             .enumerate()
-            .map(|(i, n)| decode_route(n, &index("routes", i), &cors_policies, p))
+            .map(|(i, n)| decode_route(n, &index("routes", i), &cors_policies, base_dir, p))
             .collect(),
         Some(other) => {
             p.add(

@@ -304,6 +304,9 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
                 &names,
             );
         }
+        if let Some(grpc) = &r.grpc {
+            check_reference(p, &grpc.upstream, &format!("{path}.grpc.upstream"), "upstream", "upstreams", &names);
+        }
         for (k, part) in r.aggregate.iter().flat_map(|a| a.parts.iter().enumerate()) {
             let at = format!("{path}.aggregate.parts[{k}].upstream");
             check_reference(p, &part.upstream, &at, "upstream", "upstreams", &names);

@@ -192,12 +192,35 @@ impl Drop for Gateway {
         self.kill();
         if std::thread::panicking() && !self.log_shown {
             eprintln!(
-                "----- gateway log ({}) -----\n{}\n----- end of gateway log -----",
+                "----- gateway log ({}), its end -----\n{}\n----- end of gateway log -----",
                 self.log_path().display(),
-                self.log()
+                log_excerpt(&self.log())
             );
         }
     }
+}
+
+/// What a failed test shows of a gateway's log: its last lines other than access lines
+/// (warnings and errors say what went wrong), then its last few access lines. Short, so the
+/// test's own panic message above it stays in view where only the end of the output is kept.
+fn log_excerpt(log: &str) -> String {
+    const OTHER: usize = 40;
+    const ACCESS: usize = 8;
+    let (access, other): (Vec<&str>, Vec<&str>) = log.lines().partition(|l| l.contains("portcullis::access"));
+    let tail = |lines: &[&str], n: usize| {
+        let skipped = lines.len().saturating_sub(n);
+        let mut out = String::new();
+        if skipped > 0 {
+            out.push_str(&format!("[{skipped} earlier lines not shown]\n"));
+        }
+        out.push_str(&lines[skipped..].join("\n"));
+        out
+    };
+    format!(
+        "{}\n----- access lines -----\n{}",
+        tail(&other, OTHER),
+        tail(&access, ACCESS)
+    )
 }
 
 /// Outcome of one launch attempt.
