@@ -126,8 +126,14 @@ fn load(path: &str) -> Result<(config::Config, runtime::Snapshot), ExitCode> {
         ExitCode::FAILURE
     })?;
     let snapshot = runtime::Snapshot::compile(&config).map_err(|e| {
-        eprintln!("{path}: {e}");
-        eprintln!("portcullis: configuration {path} has 1 problem(s)");
+        // One problem per line (every unreachable gRPC binding at once).
+        for line in e.lines() {
+            eprintln!("{path}: {line}");
+        }
+        eprintln!(
+            "portcullis: configuration {path} has {} problem(s)",
+            e.lines().count().max(1)
+        );
         ExitCode::FAILURE
     })?;
     Ok((config, snapshot))

@@ -30,10 +30,14 @@ pub enum AccessField {
     DurationMs,
     Reason,
     Parts,
+    /// A transcoded call's gRPC method (`/pkg.Service/Method`).
+    GrpcMethod,
+    /// How a gRPC call ended (transcoded or proxied): its `grpc-status`.
+    GrpcStatus,
 }
 
 impl AccessField {
-    pub const ALL: [AccessField; 22] = [
+    pub const ALL: [AccessField; 24] = [
         AccessField::Time,
         AccessField::RequestId,
         AccessField::TraceId,
@@ -56,6 +60,8 @@ impl AccessField {
         AccessField::DurationMs,
         AccessField::Reason,
         AccessField::Parts,
+        AccessField::GrpcMethod,
+        AccessField::GrpcStatus,
     ];
 
     /// The key in a JSON line and in `fields`.
@@ -83,6 +89,8 @@ impl AccessField {
             AccessField::DurationMs => "duration_ms",
             AccessField::Reason => "reason",
             AccessField::Parts => "parts",
+            AccessField::GrpcMethod => "grpc_method",
+            AccessField::GrpcStatus => "grpc_status",
         }
     }
 }

@@ -96,7 +96,11 @@ pub(super) fn decode_grpc(node: &Node, path: &str, base_dir: &Path, p: &mut Prob
     let descriptor_set: Option<Spanned<String>> = f.opt("descriptor_set", p);
     let services: Vec<Spanned<String>> = f.or("services", Vec::new(), p);
     if services.is_empty() && !f.has("services") {
-        p.add(f.pos(), &f.path_of("services"), "missing required field `services` (the fully-qualified services this route transcodes)");
+        p.add(
+            f.pos(),
+            &f.path_of("services"),
+            "missing required field `services` (the fully-qualified services this route transcodes)",
+        );
     } else if services.is_empty() {
         p.add(f.pos_of("services"), &f.path_of("services"), "lists no service");
     }
@@ -106,7 +110,10 @@ pub(super) fn decode_grpc(node: &Node, path: &str, base_dir: &Path, p: &mut Prob
     let max_response_body = size(&f, "max_response_body", DEFAULT_MAX_RESPONSE_BODY, p);
     let stream = f.choice(
         "stream",
-        &[("json_array", StreamFormat::JsonArray), ("ndjson", StreamFormat::Ndjson)],
+        &[
+            ("json_array", StreamFormat::JsonArray),
+            ("ndjson", StreamFormat::Ndjson),
+        ],
         StreamFormat::JsonArray,
         p,
     );
@@ -115,7 +122,9 @@ pub(super) fn decode_grpc(node: &Node, path: &str, base_dir: &Path, p: &mut Prob
     let mut forward_headers = Vec::new();
     for (i, h) in forward.iter().enumerate() {
         let at = index(&f.path_of("forward_headers"), i);
-        let Some(name) = header_name(h, &at, p) else { continue };
+        let Some(name) = header_name(h, &at, p) else {
+            continue;
+        };
         if NEVER_FORWARDED.contains(&name.as_str()) || name.as_str().starts_with(':') {
             p.add(h.pos, &at, format!("`{name}` is never forwarded as gRPC metadata (the gateway sets it, or it belongs to the client's connection)"));
             continue;
@@ -127,10 +136,20 @@ pub(super) fn decode_grpc(node: &Node, path: &str, base_dir: &Path, p: &mut Prob
             let full = base_dir.join(&set.value);
             match super::read_bounded_bytes(&full) {
                 Ok(bytes) => crate::grpc::descriptors::decode_set(&bytes)
-                    .map_err(|e| p.add(set.pos, &f.path_of("descriptor_set"), format!("{}: {e}", full.display())))
+                    .map_err(|e| {
+                        p.add(
+                            set.pos,
+                            &f.path_of("descriptor_set"),
+                            format!("{}: {e}", full.display()),
+                        )
+                    })
                     .ok(),
                 Err(e) => {
-                    p.add(set.pos, &f.path_of("descriptor_set"), format!("cannot read {}: {e}", full.display()));
+                    p.add(
+                        set.pos,
+                        &f.path_of("descriptor_set"),
+                        format!("cannot read {}: {e}", full.display()),
+                    );
                     None
                 }
             }
@@ -143,7 +162,11 @@ pub(super) fn decode_grpc(node: &Node, path: &str, base_dir: &Path, p: &mut Prob
                 .ok()
         }
         (Some(set), false) => {
-            p.add(set.pos, &f.path_of("descriptor_set"), "give either `protos` or `descriptor_set`, not both");
+            p.add(
+                set.pos,
+                &f.path_of("descriptor_set"),
+                "give either `protos` or `descriptor_set`, not both",
+            );
             None
         }
         (None, true) => {
@@ -200,7 +223,10 @@ fn size(f: &Fields<'_>, key: &str, default: usize, p: &mut Problems) -> Option<u
         p.add(
             size.pos,
             &f.path_of(key),
-            format!("must be from 1 byte to {} MiB (the body is held in memory)", MAX_BODY_LIMIT / (1024 * 1024)),
+            format!(
+                "must be from 1 byte to {} MiB (the body is held in memory)",
+                MAX_BODY_LIMIT / (1024 * 1024)
+            ),
         );
         return None;
     }

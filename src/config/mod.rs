@@ -6,7 +6,6 @@
 pub mod access_log_schema;
 pub mod aggregate_model;
 mod aggregate_schema;
-pub mod grpc_schema;
 pub mod auth_model;
 mod auth_schema;
 pub mod cidr;
@@ -18,6 +17,7 @@ pub mod decode;
 pub mod diag;
 mod dns_schema;
 pub mod duration;
+pub mod grpc_schema;
 mod ip_schema;
 pub mod jwt_schema;
 pub mod limits_model;
@@ -44,9 +44,9 @@ mod versions_schema;
 pub mod yaml;
 
 pub use aggregate_model::*;
-pub use grpc_schema::{GrpcConfig, StreamFormat};
 pub use auth_model::*;
 pub use diag::Problems;
+pub use grpc_schema::{GrpcConfig, StreamFormat};
 pub use limits_model::*;
 pub use model::*;
 pub use redis_model::*;

@@ -196,12 +196,19 @@ fn check_grpc_route(f: &Fields<'_>, p: &mut Problems) {
         ("upstream", "a transcoding route calls `grpc.upstream`"),
         ("versions", "a transcoding route calls `grpc.upstream`"),
         ("aggregate", "a route either aggregates or transcodes"),
-        ("transform", "a transcoding route builds its request and answer from the descriptors"),
+        (
+            "transform",
+            "a transcoding route builds its request and answer from the descriptors",
+        ),
         ("websocket", "a transcoded call cannot be a WebSocket"),
         ("rewrite", "the gRPC request path comes from the binding"),
     ] {
         if f.has(key) {
-            p.add(f.pos_of(key), &f.path_of(key), format!("`{key}` cannot go with `grpc`: {why}"));
+            p.add(
+                f.pos_of(key),
+                &f.path_of(key),
+                format!("`{key}` cannot go with `grpc`: {why}"),
+            );
         }
     }
 }

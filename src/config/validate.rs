@@ -27,6 +27,29 @@ pub fn validate(parts: &Parts, upstream_names: &[String], p: &mut Problems) {
     }
     check_path_version_collisions(&parts.routes, p);
     check_part_identity_headers(&parts.routes, &parts.auth, p);
+    check_grpc_upstreams(&parts.routes, &parts.upstreams, p);
+}
+
+/// A transcoding route's upstream speaks HTTP/2 (gRPC needs it: trailers, `te: trailers`).
+fn check_grpc_upstreams(routes: &[Option<RouteConfig>], upstreams: &[UpstreamConfig], p: &mut Problems) {
+    for (i, r) in routes.iter().enumerate() {
+        let Some(grpc) = r.as_ref().and_then(|r| r.grpc.as_ref()) else {
+            continue;
+        };
+        let Some(u) = upstreams.iter().find(|u| u.name.value == grpc.upstream.value) else {
+            continue;
+        };
+        if u.protocol == super::model::UpstreamProtocol::Http1 {
+            p.add(
+                grpc.upstream.pos,
+                &format!("routes[{i}].grpc.upstream"),
+                format!(
+                    "upstream `{}` speaks HTTP/1.1; gRPC needs `protocol: h2c` (or `h2` with `tls`)",
+                    u.name.value
+                ),
+            );
+        }
+    }
 }
 
 /// A part's header rule naming a header authentication sets (`forward`, `forward_claims`)
@@ -305,7 +328,14 @@ fn check_routes(routes: &[Option<RouteConfig>], upstream_names: &[String], p: &m
             );
         }
         if let Some(grpc) = &r.grpc {
-            check_reference(p, &grpc.upstream, &format!("{path}.grpc.upstream"), "upstream", "upstreams", &names);
+            check_reference(
+                p,
+                &grpc.upstream,
+                &format!("{path}.grpc.upstream"),
+                "upstream",
+                "upstreams",
+                &names,
+            );
         }
         for (k, part) in r.aggregate.iter().flat_map(|a| a.parts.iter().enumerate()) {
             let at = format!("{path}.aggregate.parts[{k}].upstream");

@@ -53,13 +53,19 @@ pub enum Found<'a> {
     Binding(&'a Binding, Vec<Bound>),
     /// The path has bindings, but not for this method: these are (for `Allow`).
     WrongMethod(Vec<Method>),
+    /// A binding matches, but this path variable's value is not UTF-8 once decoded.
+    Undecodable(String),
     NotFound,
 }
 
 impl Table {
     /// Build the table of `services` from `pool`; every problem, each with the index of the
     /// service it concerns.
-    pub fn compile(pool: &DescriptorPool, services: &[String], auto_mapping: bool) -> Result<Table, Vec<(usize, String)>> {
+    pub fn compile(
+        pool: &DescriptorPool,
+        services: &[String],
+        auto_mapping: bool,
+    ) -> Result<Table, Vec<(usize, String)>> {
         let mut problems = Vec::new();
         let mut table = Table::default();
         let has_extension = pool.get_extension_by_name(HTTP_EXTENSION).is_some();
@@ -76,7 +82,11 @@ impl Table {
                     i,
                     format!(
                         "service `{name}` is not in the descriptors (they define: {})",
-                        if known.is_empty() { "no services".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "no services".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 ));
                 continue;
@@ -85,7 +95,11 @@ impl Table {
             for m in service.methods() {
                 let path = format!("/{}/{}", service.full_name(), m.name());
                 if m.is_client_streaming() {
-                    let shape = if m.is_server_streaming() { "bidirectional" } else { "client" };
+                    let shape = if m.is_server_streaming() {
+                        "bidirectional"
+                    } else {
+                        "client"
+                    };
                     problems.push((
                         i,
                         format!("`{path}` is a {shape}-streaming method: transcoding serves unary and server-streaming methods only (proxy it as gRPC on a route with `upstream:` instead)"),
@@ -125,7 +139,11 @@ impl Table {
         }
         for (a, x) in table.bindings.iter().enumerate() {
             for y in &table.bindings[a + 1..] {
-                if x.method == y.method && x.template.overlaps(&y.template) && y.template.overlaps(&x.template) && same_shape(x, y) {
+                if x.method == y.method
+                    && x.template.overlaps(&y.template)
+                    && y.template.overlaps(&x.template)
+                    && same_shape(x, y)
+                {
                     problems.push((
                         0,
                         format!(
@@ -153,8 +171,11 @@ impl Table {
         let mut best: Option<(&Binding, Vec<Bound>)> = None;
         let mut allowed: Vec<Method> = Vec::new();
         for b in &self.bindings {
-            let Some(bound) = b.template.matches(path) else {
-                continue;
+            let bound = match b.template.matches(path) {
+                None => continue,
+                Some(Err(field)) if b.method == *method => return Found::Undecodable(field),
+                Some(Err(_)) => Vec::new(),
+                Some(Ok(bound)) => bound,
             };
             if b.method != *method {
                 if !allowed.contains(&b.method) {
@@ -207,7 +228,10 @@ fn binding(m: &MethodDescriptor, rule: &HttpBinding, rpc: usize) -> Result<Bindi
     };
     if let Some(f) = &rule.response_body {
         if m.output().get_field_by_name(f).is_none() {
-            return Err(format!("response_body `{f}` is not a field of {}", m.output().full_name()));
+            return Err(format!(
+                "response_body `{f}` is not a field of {}",
+                m.output().full_name()
+            ));
         }
     }
     let (literals, rest) = template.shape();
@@ -236,7 +260,9 @@ fn check_field_path(input: &prost_reflect::MessageDescriptor, dotted: &str) -> R
         match (field.kind(), i + 1 == parts.len()) {
             (prost_reflect::Kind::Message(m), false) => message = m,
             (prost_reflect::Kind::Message(m), true) if !m.full_name().starts_with("google.protobuf.") => {
-                return Err(format!("`{dotted}` is a message; a path variable binds a scalar field"))
+                return Err(format!(
+                    "`{dotted}` is a message; a path variable binds a scalar field"
+                ))
             }
             (_, false) => return Err(format!("`{dotted}`: `{part}` has no fields")),
             _ => {}

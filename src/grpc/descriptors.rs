@@ -167,8 +167,12 @@ fn push_rule(rule: &prost_reflect::DynamicMessage, top: bool, out: &mut Vec<Http
     }
     if rule.has_field_by_name("custom") {
         if let Some(Value::Message(custom)) = rule.get_field_by_name("custom").as_deref() {
-            let kind = custom.get_field_by_name("kind").and_then(|v| v.as_str().map(str::to_string));
-            let path = custom.get_field_by_name("path").and_then(|v| v.as_str().map(str::to_string));
+            let kind = custom
+                .get_field_by_name("kind")
+                .and_then(|v| v.as_str().map(str::to_string));
+            let path = custom
+                .get_field_by_name("path")
+                .and_then(|v| v.as_str().map(str::to_string));
             if let (Some(kind), Some(path)) = (kind, path) {
                 pattern = Some((kind, path));
             }

@@ -5,7 +5,8 @@
 use bytes::{Buf, Bytes, BytesMut};
 use prost::Message as _;
 use prost_reflect::{
-    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, SerializeOptions,
+    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage,
+    SerializeOptions,
 };
 use serde_json::{Map, Value};
 
@@ -27,8 +28,8 @@ pub struct Invalid(pub String);
 /// Parse a JSON body into a document prost-reflect reads: numbers normalized (the gateway's
 /// serde_json keeps arbitrary precision, whose numbers prost-reflect cannot read as they are).
 pub fn document(body: &[u8]) -> Result<Value, Invalid> {
-    let mut value: Value =
-        serde_json::from_slice(body).map_err(|e| Invalid(format!("the request body is not valid JSON: {e}")))?;
+    let mut value: Value = serde_json::from_slice(body)
+        .map_err(|e| Invalid(format!("the request body is not valid JSON: {e}")))?;
     normalize_numbers(&mut value);
     Ok(value)
 }
@@ -73,11 +74,15 @@ pub fn build(
             let fields = resolve(input, name)?;
             let proto_path = proto_path(&fields);
             if bound.iter().any(|b| *b == proto_path) {
-                return Err(Invalid(format!("`{name}` is bound by the path; it cannot also be a query parameter")));
+                return Err(Invalid(format!(
+                    "`{name}` is bound by the path; it cannot also be a query parameter"
+                )));
             }
             if let BodyField::Field(b) = body {
                 if fields.first().is_some_and(|f| f.name() == b) {
-                    return Err(Invalid(format!("`{name}` is in the body; it cannot also be a query parameter")));
+                    return Err(Invalid(format!(
+                        "`{name}` is in the body; it cannot also be a query parameter"
+                    )));
                 }
             }
             set(&mut doc, &fields, value, true)?;
@@ -90,6 +95,12 @@ pub fn build(
     let options = DeserializeOptions::new().deny_unknown_fields(true);
     DynamicMessage::deserialize_with_options(input.clone(), Value::Object(doc), &options)
         .map_err(|e| Invalid(format!("the request does not fit {}: {e}", input.full_name())))
+}
+
+/// Whether `dotted` names a field of `input` (proto or JSON names): a query parameter that
+/// does not is unknown.
+pub fn resolves(input: &MessageDescriptor, dotted: &str) -> bool {
+    resolve(input, dotted).is_ok()
 }
 
 /// The fields along a dotted path (`shelf.name`, proto or JSON names).
@@ -121,7 +132,12 @@ fn proto_path(fields: &[FieldDescriptor]) -> String {
 /// Set one text value (a path variable or a query parameter) at `fields`, converted to the
 /// field's JSON form. A repeated field collects; a second value for a singular one is refused
 /// when it comes from the query (a path variable overrides the body).
-fn set(doc: &mut Map<String, Value>, fields: &[FieldDescriptor], text: &str, from_query: bool) -> Result<(), Invalid> {
+fn set(
+    doc: &mut Map<String, Value>,
+    fields: &[FieldDescriptor],
+    text: &str,
+    from_query: bool,
+) -> Result<(), Invalid> {
     let Some((last, parents)) = fields.split_last() else {
         return Ok(());
     };
@@ -138,7 +154,9 @@ fn set(doc: &mut Map<String, Value>, fields: &[FieldDescriptor], text: &str, fro
     let value = typed(last, text)?;
     let name = last.name().to_string();
     if last.is_map() {
-        return Err(Invalid(format!("`{name}` is a map; it cannot be set from the path or the query")));
+        return Err(Invalid(format!(
+            "`{name}` is a map; it cannot be set from the path or the query"
+        )));
     }
     if last.is_list() {
         match map.entry(name).or_insert_with(|| Value::Array(Vec::new())) {
@@ -166,20 +184,26 @@ fn typed(field: &FieldDescriptor, text: &str) -> Result<Value, Invalid> {
         Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
             Value::from(text.parse::<i32>().map_err(|_| bad("a 32-bit integer"))?)
         }
-        Kind::Uint32 | Kind::Fixed32 => Value::from(text.parse::<u32>().map_err(|_| bad("an unsigned 32-bit integer"))?),
+        Kind::Uint32 | Kind::Fixed32 => Value::from(
+            text.parse::<u32>()
+                .map_err(|_| bad("an unsigned 32-bit integer"))?,
+        ),
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
             text.parse::<i64>().map_err(|_| bad("a 64-bit integer"))?;
             Value::String(text.to_string())
         }
         Kind::Uint64 | Kind::Fixed64 => {
-            text.parse::<u64>().map_err(|_| bad("an unsigned 64-bit integer"))?;
+            text.parse::<u64>()
+                .map_err(|_| bad("an unsigned 64-bit integer"))?;
             Value::String(text.to_string())
         }
         Kind::Float | Kind::Double => match text {
             "NaN" | "Infinity" | "-Infinity" => Value::String(text.to_string()),
             _ => {
                 let f: f64 = text.parse().map_err(|_| bad("a number"))?;
-                serde_json::Number::from_f64(f).map(Value::Number).ok_or_else(|| bad("a number"))?
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(|| bad("a number"))?
             }
         },
         Kind::Enum(e) => match text.parse::<i32>() {
@@ -191,7 +215,13 @@ fn typed(field: &FieldDescriptor, text: &str) -> Result<Value, Invalid> {
         // Well-known types with a string form (Timestamp, Duration, FieldMask, wrappers):
         // the JSON mapping reads them from the string.
         Kind::Message(m) if m.full_name().starts_with("google.protobuf.") => Value::String(text.to_string()),
-        Kind::Message(m) => return Err(Invalid(format!("`{}` is a message ({}); name one of its fields", field.name(), m.full_name()))),
+        Kind::Message(m) => {
+            return Err(Invalid(format!(
+                "`{}` is a message ({}); name one of its fields",
+                field.name(),
+                m.full_name()
+            )))
+        }
     })
 }
 
@@ -294,13 +324,17 @@ pub fn print(
     response_body: Option<&str>,
     print: Print,
 ) -> Result<Vec<u8>, String> {
-    let message =
-        DynamicMessage::decode(output.clone(), bytes).map_err(|e| format!("undecodable {}: {e}", output.full_name()))?;
+    let message = DynamicMessage::decode(output.clone(), bytes)
+        .map_err(|e| format!("undecodable {}: {e}", output.full_name()))?;
     print_message(&message, response_body, print)
 }
 
 /// Print a decoded message (see [`print`]).
-pub fn print_message(message: &DynamicMessage, response_body: Option<&str>, print: Print) -> Result<Vec<u8>, String> {
+pub fn print_message(
+    message: &DynamicMessage,
+    response_body: Option<&str>,
+    print: Print,
+) -> Result<Vec<u8>, String> {
     let Some(field) = response_body else {
         let mut out = serde_json::Serializer::new(Vec::new());
         message
@@ -308,15 +342,27 @@ pub fn print_message(message: &DynamicMessage, response_body: Option<&str>, prin
             .map_err(|e| format!("printing {}: {e}", message.descriptor().full_name()))?;
         return Ok(out.into_inner());
     };
-    // One field: printed with defaults so an empty list is `[]`, not nothing.
+    // One field, printed with the route's options inside a message that holds only it; the
+    // field itself is always there (an empty list is `[]`, not nothing).
     let desc = message.descriptor();
     let field = desc
         .get_field_by_name(field)
         .ok_or_else(|| format!("response_body `{field}` is not in {}", desc.full_name()))?;
-    let whole = serde_json::to_value(SerializeWith(message, print.options(true)))
-        .map_err(|e| format!("printing {}: {e}", desc.full_name()))?;
-    let key = if print.proto_field_names { field.name() } else { field.json_name() };
-    let value = whole.get(key).cloned().unwrap_or(Value::Null);
+    let mut only = DynamicMessage::new(desc.clone());
+    only.set_field(&field, message.get_field(&field).into_owned());
+    let key = if print.proto_field_names {
+        field.name()
+    } else {
+        field.json_name()
+    };
+    let printed = |emit_defaults: bool| {
+        serde_json::to_value(SerializeWith(&only, print.options(emit_defaults)))
+            .map_err(|e| format!("printing {}: {e}", desc.full_name()))
+    };
+    let value = match printed(print.emit_defaults)?.get(key) {
+        Some(v) => v.clone(),
+        None => printed(true)?.get(key).cloned().unwrap_or(Value::Null),
+    };
     serde_json::to_vec(&value).map_err(|e| e.to_string())
 }
 
@@ -359,7 +405,10 @@ mod tests {
     }
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -384,10 +433,24 @@ mod tests {
             &BodyField::None,
             None,
             &q(&[("inner.name", "x")]),
-            &q(&[("tags", "1"), ("tags", "2"), ("color", "BLUE"), ("flag", "true"), ("inner.n", "3")]),
+            &q(&[
+                ("tags", "1"),
+                ("tags", "2"),
+                ("color", "BLUE"),
+                ("flag", "true"),
+                ("inner.n", "3"),
+            ]),
         )
         .expect("builds");
-        let out = print_message(&m, None, Print { enums_as_ints: true, ..Print::default() }).expect("prints");
+        let out = print_message(
+            &m,
+            None,
+            Print {
+                enums_as_ints: true,
+                ..Print::default()
+            },
+        )
+        .expect("prints");
         assert_eq!(
             String::from_utf8(out).expect("utf8"),
             r#"{"tags":[1,2],"color":2,"inner":{"name":"x","n":3},"flag":true}"#
@@ -399,14 +462,31 @@ mod tests {
         let d = desc();
         let unknown = document(br#"{"nope": 1}"#).expect("json");
         assert!(build(&d, &BodyField::Whole, Some(unknown), &[], &[]).is_err());
-        for (k, v) in [("nope", "1"), ("tags", "x"), ("flag", "yes"), ("color", "GREEN"), ("inner", "x"), ("id", "1.5")] {
-            assert!(build(&d, &BodyField::None, None, &[], &q(&[(k, v)])).is_err(), "{k}={v}");
+        for (k, v) in [
+            ("nope", "1"),
+            ("tags", "x"),
+            ("flag", "yes"),
+            ("color", "GREEN"),
+            ("inner", "x"),
+            ("id", "1.5"),
+        ] {
+            assert!(
+                build(&d, &BodyField::None, None, &[], &q(&[(k, v)])).is_err(),
+                "{k}={v}"
+            );
         }
         assert!(
             build(&d, &BodyField::None, None, &q(&[("id", "1")]), &q(&[("id", "2")])).is_err(),
             "a path-bound field from the query"
         );
-        assert!(build(&d, &BodyField::None, None, &[], &q(&[("title", "a"), ("title", "b")])).is_err());
+        assert!(build(
+            &d,
+            &BodyField::None,
+            None,
+            &[],
+            &q(&[("title", "a"), ("title", "b")])
+        )
+        .is_err());
     }
 
     #[test]

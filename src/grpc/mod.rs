@@ -6,5 +6,6 @@
 pub mod bindings;
 pub mod descriptors;
 pub mod message;
+pub mod reach;
 pub mod status;
 pub mod template;

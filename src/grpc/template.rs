@@ -104,7 +104,7 @@ impl Template {
                 chars = &chars[end..];
             }
             match chars.strip_prefix('/') {
-                Some(next) if next.is_empty() => return Err(err("a trailing `/`")),
+                Some("") => return Err(err("a trailing `/`")),
                 Some(next) => chars = next,
                 None if chars.is_empty() => break,
                 None => return Err(err("a variable must be a whole segment")),
@@ -161,7 +161,8 @@ impl Template {
             .iter()
             .enumerate()
             .filter(|(i, s)| {
-                matches!(s, Segment::Literal(_)) && !self.variables.iter().any(|v| (v.start..v.end).contains(i))
+                matches!(s, Segment::Literal(_))
+                    && !self.variables.iter().any(|v| (v.start..v.end).contains(i))
             })
             .count();
         (literals, self.segments.last() == Some(&Segment::Rest))
@@ -209,8 +210,9 @@ impl Template {
     }
 
     /// Match a request path (percent-encoded, normalized, without the query): the bindings,
-    /// or `None`.
-    pub fn matches(&self, path: &str) -> Option<Vec<Binding>> {
+    /// or `None`; `Some(Err(field))` when it matches but a bound value is not UTF-8 once
+    /// decoded.
+    pub fn matches(&self, path: &str) -> Option<Result<Vec<Binding>, String>> {
         let rest = path.strip_prefix('/')?;
         let rest = match &self.verb {
             Some(verb) => {
@@ -219,7 +221,11 @@ impl Template {
             }
             None => rest,
         };
-        let parts: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+        let parts: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
         let has_rest = self.segments.last() == Some(&Segment::Rest);
         let fixed = self.segments.len() - usize::from(has_rest);
         if parts.len() < fixed || (!has_rest && parts.len() != fixed) {
@@ -237,12 +243,19 @@ impl Template {
         }
         let mut out = Vec::with_capacity(self.variables.len());
         for v in &self.variables {
-            let end = if v.end == self.segments.len() && has_rest { parts.len() } else { v.end };
+            let end = if v.end == self.segments.len() && has_rest {
+                parts.len()
+            } else {
+                v.end
+            };
             let raw = parts[v.start..end].join("/");
             let single = end - v.start == 1 && !matches!(self.segments.get(v.start), Some(Segment::Rest));
-            out.push((v.field.clone(), decode(&raw, single)?));
+            match decode(&raw, single) {
+                Some(value) => out.push((v.field.clone(), value)),
+                None => return Some(Err(v.field.clone())),
+            }
         }
-        Some(out)
+        Some(Ok(out))
     }
 }
 
@@ -308,12 +321,15 @@ mod tests {
     use super::*;
 
     fn m(t: &str, p: &str) -> Option<Vec<(String, String)>> {
-        Template::parse(t).expect("parses").matches(p)
+        Template::parse(t).expect("parses").matches(p)?.ok()
     }
 
     #[test]
     fn variables_wildcards_and_verbs() {
-        assert_eq!(m("/v1/orders/{id}", "/v1/orders/42"), Some(vec![("id".into(), "42".into())]));
+        assert_eq!(
+            m("/v1/orders/{id}", "/v1/orders/42"),
+            Some(vec![("id".into(), "42".into())])
+        );
         assert_eq!(m("/v1/orders/{id}", "/v1/orders/42/x"), None);
         assert_eq!(m("/v1/orders/{id}", "/v1/orders/"), None);
         assert_eq!(
@@ -339,12 +355,24 @@ mod tests {
             m("/v1/{name=**}", "/v1/a%2Fb/c"),
             Some(vec![("name".into(), "a%2Fb/c".into())])
         );
-        assert_eq!(m("/v1/{id}", "/v1/%FF"), None, "not UTF-8");
+        assert_eq!(
+            Template::parse("/v1/{id}").expect("parses").matches("/v1/%FF"),
+            Some(Err("id".into())),
+            "not UTF-8"
+        );
     }
 
     #[test]
     fn bad_templates_are_refused() {
-        for t in ["v1/x", "/v1/{id", "/v1/**/x", "/v1/a{id}", "/v1/{a}/{a}", "/v1/x/", "/v1/{1 2}"] {
+        for t in [
+            "v1/x",
+            "/v1/{id",
+            "/v1/**/x",
+            "/v1/a{id}",
+            "/v1/{a}/{a}",
+            "/v1/x/",
+            "/v1/{1 2}",
+        ] {
             assert!(Template::parse(t).is_err(), "{t}");
         }
     }
@@ -358,7 +386,10 @@ mod tests {
         assert!(t("/v1/**").overlaps(&t("/v1/users/{id}")));
         assert_eq!(t("/v1/orders/{id}").literal_prefix(), "/v1/orders");
         assert_eq!(t("/{id}").literal_prefix(), "/");
-        assert_eq!(t("/v1/{name=shelves/*}/books:get").sample(), "/v1/shelves/x/books:get");
+        assert_eq!(
+            t("/v1/{name=shelves/*}/books:get").sample(),
+            "/v1/shelves/x/books:get"
+        );
         assert_eq!(t("/v1/{name=shelves/*}/books").shape(), (2, false));
     }
 }

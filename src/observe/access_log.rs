@@ -41,6 +41,10 @@ pub struct AccessEntry<'a> {
     pub bytes_in: u64,
     /// Why the gateway answered itself, on its own refusals and errors.
     pub reason: Option<&'a str>,
+    /// A transcoded call's gRPC method.
+    pub grpc_method: Option<&'a str>,
+    /// A gRPC call's status (transcoded or proxied).
+    pub grpc_status: Option<u8>,
 }
 
 pub const TARGET: &str = "portcullis::access";
@@ -95,6 +99,8 @@ fn value<'a>(entry: &AccessEntry<'a>, field: AccessField) -> Option<Value<'a>> {
         AccessField::DurationMs => Value::Float(ms(entry.duration)),
         AccessField::Reason => Value::Str(entry.reason?),
         AccessField::Parts => Value::Str(entry.parts?),
+        AccessField::GrpcMethod => Value::Str(entry.grpc_method?),
+        AccessField::GrpcStatus => Value::Int(u64::from(entry.grpc_status?)),
     })
 }
 
@@ -201,6 +207,12 @@ fn write_classic(entry: &AccessEntry<'_>, path: &AccessPath) {
     if let Some(parts) = entry.parts {
         let _ = write!(line, " parts={parts}");
     }
+    if let Some(method) = entry.grpc_method {
+        let _ = write!(line, " grpc={method}");
+    }
+    if let Some(status) = entry.grpc_status {
+        let _ = write!(line, " grpc_status={status}");
+    }
     match path {
         AccessPath::ProcessLog => log::info!(target: TARGET, "{line}"),
         _ => super::access_sink::send(line),
@@ -248,6 +260,8 @@ mod tests {
             upstream_latency: None,
             bytes_in: 0,
             reason: Some("bad\nthing"),
+            grpc_method: None,
+            grpc_status: None,
         }
     }
 

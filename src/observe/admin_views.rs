@@ -67,6 +67,17 @@ fn route(snapshot: &Snapshot, r: &Route) -> Value {
                 "upstream": pool_name(p.pool),
             })).collect::<Vec<_>>()
         }),
+        Target::Grpc(t) => json!({
+            "grpc": {
+                "upstream": pool_name(t.pool),
+                "services": t.config.services.iter().map(|s| s.value.as_str()).collect::<Vec<_>>(),
+                "bindings": t.config.table.bindings.iter().map(|b| json!({
+                    "method": b.method.as_str(),
+                    "path": b.template.source(),
+                    "rpc": t.config.table.rpcs.get(b.rpc).map(|r| r.path.as_str()),
+                })).collect::<Vec<_>>(),
+            }
+        }),
     };
     let limits: Vec<&str> = r
         .limits

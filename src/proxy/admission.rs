@@ -220,6 +220,10 @@ pub fn resolve_version(
             ctx.admission.pool = Some(*pool);
             return Ok(None);
         }
+        Target::Grpc(t) => {
+            ctx.admission.pool = Some(t.pool);
+            return Ok(None);
+        }
         // Each part has its own pool.
         Target::Aggregate(_) => return Ok(None),
         Target::Versions(versions) => versions,

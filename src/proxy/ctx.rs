@@ -115,6 +115,8 @@ pub struct Reply {
     pub cors: Option<Headers>,
     /// How a gRPC call ended (upstream headers or trailers, or the gateway's refusal).
     pub grpc_status: Option<u8>,
+    /// A transcoded call: the gRPC method it made (`/pkg.Service/Method`), for the access log.
+    pub grpc_method: Option<String>,
 }
 
 impl RequestCtx {

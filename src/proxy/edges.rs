@@ -94,6 +94,47 @@ pub fn part_head(
     Ok(head)
 }
 
+/// The head of a transcoded gRPC call, built from nothing like a part's: `POST
+/// /pkg.Service/Method` with gRPC's own headers (no compression asked for, `te: trailers`), the
+/// route's deadline as `grpc-timeout`, the client headers `grpc.forward_headers` names as
+/// metadata, then the gateway headers every upstream request gets (forwarding, request id,
+/// the route's rules) and last the identity headers, which nothing can forge.
+pub fn grpc_head(
+    ctx: &RequestCtx,
+    route: &Route,
+    client: &RequestHeader,
+    rpc_path: &str,
+    forward: &[HeaderName],
+    body_len: usize,
+) -> Result<RequestHeader> {
+    let snapshot = &ctx.snapshot;
+    let trusted = forwarding::is_trusted(ctx.client.ip, &snapshot.settings.trusted_proxies);
+    let mut head = RequestHeader::build(http::Method::POST, rpc_path.as_bytes(), None)?;
+    let mut copied: Vec<&HeaderName> = vec![&HOST];
+    if trusted {
+        copied.extend(forwarding::FORWARDING_HEADERS.iter());
+    }
+    for name in copied.into_iter().chain(forward) {
+        for value in client.headers.get_all(name) {
+            head.append_header(name.clone(), value.clone())?;
+        }
+    }
+    head.insert_header(CONTENT_TYPE, "application/grpc")?;
+    head.insert_header(http::header::TE, "trailers")?;
+    head.insert_header("grpc-accept-encoding", "identity")?;
+    if let Some(deadline) = ctx.admission.deadline {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        // At most 8 digits (gRPC over HTTP/2): milliseconds up to about 27 hours.
+        let ms = left.as_millis().clamp(1, 99_999_999);
+        head.insert_header("grpc-timeout", format!("{ms}m"))?;
+    }
+    forwarding_and_id(ctx, &mut head, trusted)?;
+    route.request_headers.apply(&mut head);
+    identity(ctx, route, &mut head)?;
+    head.insert_header(CONTENT_LENGTH, body_len.to_string())?;
+    Ok(head)
+}
+
 /// The client's request head as aggregation parts may see it: hop-by-hop headers removed,
 /// the client header rules applied (variant spellings, overrides, client-address headers), and
 /// identity headers removed (a client's copy is a forgery). Part templates read it and

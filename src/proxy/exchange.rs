@@ -295,7 +295,7 @@ fn upstream_head(
     Ok(head)
 }
 
-fn call_problem(e: &CallError) -> Problem {
+pub(super) fn call_problem(e: &CallError) -> Problem {
     match e {
         CallError::Downstream(e) => super::errors::problem_for(e)
             .unwrap_or_else(|| Problem::new(400, "the request body could not be read"))

@@ -28,6 +28,7 @@ pub mod problem;
 mod request_checks;
 mod retrying;
 mod spans;
+mod transcode;
 mod websocket;
 
 use std::sync::Arc;
@@ -280,6 +281,9 @@ impl ProxyHttp for Gateway {
                 let served = match ctx.route() {
                     Some(r) if r.target.aggregate().is_some() => {
                         Box::pin(aggregated::serve(&self.client, session, ctx)).await?
+                    }
+                    Some(r) if r.target.grpc().is_some() => {
+                        Box::pin(transcode::serve(&self.client, session, ctx)).await?
                     }
                     Some(r) if r.transform.reads_bodies() => {
                         Box::pin(exchange::serve(&self.client, session, ctx)).await?
@@ -554,12 +558,14 @@ impl ProxyHttp for Gateway {
         let m = metrics::get();
         let status_code = http::StatusCode::from_u16(status).ok();
         let status_label = status_code.as_ref().map_or("0", |s| s.as_str());
+        // A proxied gRPC call ends with the upstream's status or the gateway's refusal in gRPC
+        // terms; a transcoded one has a status only once the call was made.
         let grpc = if grpc::is_grpc(session.req_header()) {
             ctx.reply
                 .grpc_status
                 .or_else(|| ctx.reply.gateway_status.map(grpc::status_for))
         } else {
-            None
+            ctx.reply.grpc_status
         };
         m.requests
             .with_label_values(&[route, ctx.version_name(), method, status_label, grpc::label(grpc)])
@@ -623,6 +629,8 @@ impl ProxyHttp for Gateway {
                     upstream_latency: attempt.and_then(|a| a.latency()),
                     bytes_in: ctx.admission.body_received,
                     reason: ctx.reply.gateway_reason,
+                    grpc_method: ctx.reply.grpc_method.as_deref(),
+                    grpc_status: grpc,
                 },
                 log_config,
             );

@@ -25,6 +25,17 @@ pub enum Target {
     Versions(Box<Versions>),
     /// Several parts, fanned out and merged (`aggregate:`).
     Aggregate(Box<Aggregate>),
+    /// REST/JSON transcoded to gRPC calls (`grpc:`).
+    Grpc(Box<Transcoding>),
+}
+
+/// A `grpc:` route as the request path needs it: its upstream pool and its validated block
+/// (bindings, print options, limits).
+#[derive(Debug)]
+pub struct Transcoding {
+    /// The pool of `grpc.upstream` (index in the snapshot).
+    pub pool: usize,
+    pub config: crate::config::GrpcConfig,
 }
 
 impl Target {
@@ -32,7 +43,7 @@ impl Target {
     pub fn versions(&self) -> Option<&Versions> {
         match self {
             Target::Versions(v) => Some(v.as_ref()),
-            Target::Upstream(_) | Target::Aggregate(_) => None,
+            Target::Upstream(_) | Target::Aggregate(_) | Target::Grpc(_) => None,
         }
     }
 
@@ -40,7 +51,15 @@ impl Target {
     pub fn aggregate(&self) -> Option<&Aggregate> {
         match self {
             Target::Aggregate(a) => Some(a.as_ref()),
-            Target::Upstream(_) | Target::Versions(_) => None,
+            Target::Upstream(_) | Target::Versions(_) | Target::Grpc(_) => None,
+        }
+    }
+
+    /// The transcoding of a `grpc:` route.
+    pub fn grpc(&self) -> Option<&Transcoding> {
+        match self {
+            Target::Grpc(t) => Some(t.as_ref()),
+            Target::Upstream(_) | Target::Versions(_) | Target::Aggregate(_) => None,
         }
     }
 }

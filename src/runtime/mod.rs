@@ -145,6 +145,13 @@ impl Snapshot {
                     .ok_or_else(|| format!("route `{}` names undefined upstream `{name}`", r.name.value))
             };
             let target = match (&r.upstream, &r.versions) {
+                _ if r.grpc.is_some() => match &r.grpc {
+                    Some(g) => Target::Grpc(Box::new(crate::route::Transcoding {
+                        pool: pool(&g.upstream.value)?,
+                        config: g.clone(),
+                    })),
+                    None => return Err(format!("route `{}` has no upstream", r.name.value)),
+                },
                 _ if r.aggregate.is_some() => match &r.aggregate {
                     Some(a) => {
                         Target::Aggregate(Box::new(Aggregate::compile(a, &r.name.value, r.timeout, pool)?))
@@ -199,9 +206,14 @@ impl Snapshot {
             .flat_map(|a| a.query_params())
             .map(String::from)
             .collect();
+        let routes = RouteTable::build(routes, &hosts);
+        let unreachable = crate::grpc::reach::unreachable_bindings(&routes, &hosts);
+        if !unreachable.is_empty() {
+            return Err(unreachable.join("\n"));
+        }
         Ok(Snapshot {
             template_refused_headers,
-            routes: RouteTable::build(routes, &hosts),
+            routes,
             pools,
             authenticators,
             identity_headers,

@@ -94,6 +94,15 @@ impl Reply {
         }
         Ok(piece)
     }
+
+    /// The trailers after the body (where gRPC puts its status), once the body was read to
+    /// its end; HTTP/1.1 answers have none here.
+    pub async fn trailers(&mut self) -> pingora::Result<Option<http::HeaderMap>> {
+        match &mut self.session {
+            HttpSession::H2(h2) => h2.read_trailers().await,
+            _ => Ok(None),
+        }
+    }
 }
 
 /// The gateway's own HTTP client: one per process, so its connections are reused across
