@@ -149,6 +149,12 @@ fn every_binding_kind_transcodes_with_proto3_json() {
     // Path variables are percent-decoded.
     let r = call(&gw, "GET", "/v1/orders/a%20b", None);
     assert_eq!(r.json()["id"], "a b");
+    // HEAD takes the GET binding: the head of its answer, no body.
+    let r = call(&gw, "HEAD", "/v1/orders/42", None);
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    let r = call(&gw, "HEAD", "/v1/customers/ann/orders:watch?count=2", None);
+    assert_eq!((r.status, r.body.len()), (200, 0));
 
     // Print options: proto field names, enums as numbers, defaults printed.
     let r = call(&gw, "GET", "/alt/v1/customers/bob/orders?page_size=1", None);
@@ -526,7 +532,7 @@ routes:\n\
   - {{ name: b, match: {{ path_prefix: /b }}, grpc: {{ upstream: g, protos: [\"{broken}\"], services: [b.S] }} }}\n\
   - {{ name: c, match: {{ path_prefix: /n }}, grpc: {{ upstream: plain, protos: [\"{no_http}\"], services: [n.N] }} }}\n\
   - {{ name: d, match: {{ path_prefix: /d }}, upstream: g, grpc: {{ upstream: g, services: [x.Y] }} }}\n\
-  - {{ name: e, match: {{ path_prefix: /v1 }}, grpc: {{ upstream: plain, protos: [\"{PROTO}\"], services: [{SERVICE}] }} }}\n"
+  - {{ name: e, match: {{ path_prefix: /v1 }}, grpc: {{ upstream: plain, protos: [\"{PROTO}\"], services: [{SERVICE}], forward_headers: [grpc-timeout, x-ok, connection] }} }}\n"
     );
     let out = check(&yaml);
     out.assert_reports(&[
@@ -539,6 +545,8 @@ routes:\n\
         "broken.proto:5:1",
         "do not hold the `google.api.http` extension",
         "upstream `plain` speaks HTTP/1.1",
+        "`grpc-timeout` is never forwarded as gRPC metadata",
+        "`connection` is never forwarded as gRPC metadata",
         "`upstream` cannot go with `grpc`",
         "missing `protos`",
     ]);
@@ -577,4 +585,62 @@ routes:\n\
     );
     let out = check(&yaml);
     assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// Build a FileDescriptorSet of orders.proto with grpcio-tools' protoc (`--include_imports`
+/// or not).
+fn descriptor_set(dir: &std::path::Path, include_imports: bool) -> String {
+    let out = dir.join(if include_imports {
+        "orders.pb"
+    } else {
+        "orders-bare.pb"
+    });
+    let script = format!(
+        "import os, sys, grpc_tools\nfrom grpc_tools import protoc\nwk = os.path.join(os.path.dirname(grpc_tools.__file__), '_proto')\nargs = ['protoc', '-I{here}', '-I{protos}', '-I' + wk, '--descriptor_set_out={out}'{imports}, 'orders.proto']\nsys.exit(protoc.main(args))\n",
+        here = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc"),
+        protos = concat!(env!("CARGO_MANIFEST_DIR"), "/protos"),
+        out = out.display(),
+        imports = if include_imports { ", '--include_imports'" } else { "" },
+    );
+    let status = std::process::Command::new(python())
+        .args(["-c", &script])
+        .status()
+        .expect("run protoc");
+    assert!(status.success(), "protoc failed");
+    out.display().to_string()
+}
+
+#[test]
+fn a_descriptor_set_serves_like_the_protos_and_one_without_imports_is_refused() {
+    let server = PythonServer::start(SERVER);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let set = descriptor_set(dir.path(), true);
+    let body = format!(
+        "upstreams:\n  orders-grpc: {{ targets: [\"127.0.0.1:{}\"], protocol: h2c }}\nroutes:\n  - {{ name: orders, match: {{ path_prefix: /v1 }}, grpc: {{ upstream: orders-grpc, descriptor_set: \"{set}\", services: [{SERVICE}] }} }}\n",
+        server.port
+    );
+    let gw = Gateway::start(&body);
+    let r = call(&gw, "GET", "/v1/orders/42", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["totalCents"], "9007199254740993");
+    // Error details print although the set does not hold google.rpc.ErrorInfo: the bundled
+    // error types are added.
+    let r = call(&gw, "GET", "/v1/orders/missing", None);
+    assert_eq!(
+        r.json()["details"][0]["reason"],
+        "ORDER_NOT_FOUND",
+        "{}",
+        r.text()
+    );
+
+    let bare = descriptor_set(dir.path(), false);
+    let out = check(&format!(
+        "server:\n  listen: [\"127.0.0.1:1\"]\nupstreams:\n  g: {{ targets: [\"127.0.0.1:1\"], protocol: h2c }}\nroutes:\n  - {{ name: orders, match: {{ path_prefix: /v1 }}, grpc: {{ upstream: g, descriptor_set: \"{bare}\", services: [{SERVICE}] }} }}\n  - {{ name: junk, match: {{ path_prefix: /j }}, grpc: {{ upstream: g, descriptor_set: \"{PROTO}\", services: [{SERVICE}] }} }}\n"
+    ));
+    out.assert_reports(&[
+        "routes[0].grpc.descriptor_set",
+        "an incomplete FileDescriptorSet (imported file 'google/api/annotations.proto' has not been added): build it with protoc --include_imports",
+        "routes[1].grpc.descriptor_set",
+        "not a FileDescriptorSet",
+    ]);
 }

@@ -20,7 +20,7 @@ source scripts/deps.sh
 require_cargo
 ensure_packages "${BUILD_PACKAGES[@]}" haproxy nginx wrk nghttp2-client
 
-SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D K A1K T G S S-NEW H2"}
+SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D K A1K T G S S-NEW H2 P"}
 THREADS_LIST=${THREADS_LIST:-"1 2"}
 REPS=${REPS:-3}
 DURATION=${DURATION:-8}
@@ -42,6 +42,8 @@ U1=$((BASE_PORT + 1))
 U2=$((BASE_PORT + 2))
 # A third upstream port that answers 500 to everything (scenarios E and E-OFF).
 U3=$((BASE_PORT + 3))
+# Scenario P's gRPC service (benches/load/grpc_bench.rs, h2c).
+UG=$((BASE_PORT + 4))
 PORT=$((BASE_PORT + 10))
 ADMIN=$((BASE_PORT + 11))
 FIXTURES=$ROOT/tests/fixtures/jwt
@@ -55,7 +57,7 @@ OPEN_RESULTS=$OUT/open-loop.tsv
 : >"$OUT/sequences.tsv"
 
 echo "==> building (release)"
-cargo build --release --bin portcullis --example minimal_proxy --example loadgen --example tokens
+cargo build --release --bin portcullis --example minimal_proxy --example loadgen --example tokens --example grpc_bench
 
 # Scenarios S and S-NEW: one certificate (ECDSA P-256) for both proxies; HAProxy wants the
 # certificate and key in one file.
@@ -89,6 +91,7 @@ PROXY_PID=""
 cleanup() {
     if [ -n "$PROXY_PID" ]; then kill -KILL "$PROXY_PID" 2>/dev/null || true; fi
     if [ -n "$UPSTREAM_PID" ]; then kill "$UPSTREAM_PID" 2>/dev/null || true; fi
+    if [ -n "${GRPC_PID:-}" ]; then kill "$GRPC_PID" 2>/dev/null || true; fi
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -177,6 +180,9 @@ CONF
     UPSTREAM_PID=$!
     wait_port "$U1"
     wait_port "$U2"
+    taskset -c 1 "$BIN/examples/grpc_bench" serve "127.0.0.1:$UG" &
+    GRPC_PID=$!
+    wait_port "$UG"
 }
 
 # ---- request files (one request per line: PATH|Header: value|...) ----
@@ -187,6 +193,7 @@ make_requests() {
         S-NEW) echo "/|Connection: close" >"$file" ;;
         A1K | T) echo "/doc" >"$file" ;;
         G) echo "/g/42" >"$file" ;;
+        P) echo "/v1/orders/42" >"$file" ;;
         B) "$BIN/examples/tokens" HS256 1 "$SECRET" "$OUT/tokens-B" ;;
         C-RS256-1) "$BIN/examples/tokens" RS256 1 "$FIXTURES/rsa_private.pem" "$OUT/tokens-$scenario" ;;
         C-RS256-10k) "$BIN/examples/tokens" RS256 10000 "$FIXTURES/rsa_private.pem" "$OUT/tokens-$scenario" ;;
@@ -237,6 +244,7 @@ CONF
         E-OFF) printf '  app:\n    targets: ["127.0.0.1:%s", "127.0.0.1:%s"]\n    outlier: { consecutive_5xx: 0, consecutive_gateway_errors: 0 }\n' "$U1" "$U3" ;;
         *) printf '  app:\n    targets: ["127.0.0.1:%s", "127.0.0.1:%s"]\n    health_check: { type: tcp, interval: 1s }\n' "$U1" "$U2" ;;
     esac
+    [ "$scenario" = P ] && printf '  orders-grpc: { targets: ["127.0.0.1:%s"], protocol: h2c }\n' "$UG"
     case $scenario in
         A | A1K | E | E-OFF | S | S-NEW | H2)
             printf 'routes:\n  - { name: bench, match: { path_prefix: / }, upstream: app }\n' ;;
@@ -285,6 +293,10 @@ rate_limits:
 routes:
   - { name: bench, match: { path_prefix: / }, upstream: app, auth: [jwt], rate_limit: [per-consumer] }
 CONF
+            ;;
+        P)
+            # GET /v1/orders/42 transcoded to the unary GetOrder call (tests/grpc/orders.proto).
+            printf 'routes:\n  - { name: bench, match: { path_prefix: /v1 }, grpc: { upstream: orders-grpc, protos: ["%s/tests/grpc/orders.proto"], services: [shop.orders.v1.OrderService] } }\n' "$ROOT"
             ;;
         K)
             # The default max_keys (1,000,000): every key of the run fits.
@@ -527,7 +539,7 @@ proxies_for() {
         S | S-NEW | H2) echo "haproxy portcullis" ;;
         # The transform's cost: the same 1 KiB document proxied untouched, then transformed.
         A1K) echo "portcullis minimal" ;;
-        T | G | E | E-OFF) echo "portcullis" ;;
+        T | G | E | E-OFF | P) echo "portcullis" ;;
         # One million keys: HAProxy's stick table against the local store.
         K) echo "haproxy portcullis" ;;
         *) echo "haproxy nginx portcullis" ;;
@@ -637,6 +649,25 @@ done
 
 case " $SCENARIOS " in
     *" G "*) aggregation_comparison ;;
+esac
+
+# Scenario P's baseline: the same unary call made directly with a gRPC client (grpc_bench
+# load, 4 connections x 12 streams in flight, on core 1 like wrk), median of REPS runs.
+direct_grpc() {
+    local rep runs=()
+    echo "==> scenario P, direct gRPC calls (no gateway)"
+    taskset -c 1 "$BIN/examples/grpc_bench" load "127.0.0.1:$UG" "$WARMUP" 4 12 >/dev/null
+    for ((rep = 0; rep < REPS; rep++)); do
+        runs+=("$(taskset -c 1 "$BIN/examples/grpc_bench" load "127.0.0.1:$UG" "$DURATION" 4 12 | awk '{
+            for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+            printf "%.0f %d %d %d %d\n", v["requests"] / (v["duration_us"] / 1e6), v["errors"], v["p50_us"], v["p99_us"], v["p999_us"] }')")
+    done
+    printf '%s\n' "${runs[@]}" | sort -n -k1 | sed -n "$(((REPS + 1) / 2))p" |
+        awk 'BEGIN { OFS = "\t" } { print "P", 1, "direct gRPC (grpc_bench)", $1, $3, $4, $5, $2, 0, "0.00", "0.0" }' >>"$RESULTS"
+    tail -1 "$RESULTS"
+}
+case " $SCENARIOS " in
+    *" P "*) direct_grpc ;;
 esac
 
 echo

@@ -39,8 +39,9 @@ const PRINT_FIELDS: &[&str] = &["proto_field_names", "enums_as_ints", "emit_defa
 /// Defaults as the issue and Envoy's transcoder size them.
 pub const DEFAULT_MAX_REQUEST_BODY: usize = 1024 * 1024;
 pub const DEFAULT_MAX_RESPONSE_BODY: usize = 4 * 1024 * 1024;
-/// Either limit is held in memory per request.
-const MAX_BODY_LIMIT: usize = 64 * 1024 * 1024;
+/// Either limit is held in memory per request, and a decoded message takes more than its
+/// wire size (a packed number is one byte on the wire, a value of some 32 bytes decoded).
+const MAX_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// How a server-streaming method's messages reach the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,9 +65,8 @@ const NEVER_FORWARDED: &[&str] = &[
     "keep-alive",
     "proxy-authorization",
     "cookie",
-    "grpc-timeout",
-    "grpc-encoding",
-    "grpc-accept-encoding",
+    "proxy-connection",
+    "trailer",
 ];
 
 #[derive(Debug, Clone)]
@@ -125,7 +125,8 @@ pub(super) fn decode_grpc(node: &Node, path: &str, base_dir: &Path, p: &mut Prob
         let Some(name) = header_name(h, &at, p) else {
             continue;
         };
-        if NEVER_FORWARDED.contains(&name.as_str()) || name.as_str().starts_with(':') {
+        // `grpc-*` is reserved to gRPC itself (status, timeout, encoding).
+        if NEVER_FORWARDED.contains(&name.as_str()) || name.as_str().starts_with("grpc-") {
             p.add(h.pos, &at, format!("`{name}` is never forwarded as gRPC metadata (the gateway sets it, or it belongs to the client's connection)"));
             continue;
         }

@@ -2,9 +2,9 @@
 //! `google.api.http`, and `POST /pkg.Service/Method` with `auto_mapping`), checked once at
 //! load, and the lookup of the binding a request takes.
 //!
-//! When several bindings of one HTTP method match a path, the one with more literal segments
-//! wins, then the one without `**`, then the first declared (two bindings of identical shape
-//! are refused by `check`).
+//! When several bindings of one HTTP method match a path, the one with a verb wins, then the
+//! one with more literal segments, then the one without `**`, then the first declared (two
+//! bindings of identical shape are refused by `check`).
 
 use http::Method;
 use prost_reflect::{DescriptorPool, MethodDescriptor};
@@ -166,8 +166,13 @@ impl Table {
         }
     }
 
-    /// The binding `method` and `path` take.
+    /// The binding `method` and `path` take (HEAD takes the GET binding).
     pub fn find(&self, method: &Method, path: &str) -> Found<'_> {
+        let method = if *method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
         let mut best: Option<(&Binding, Vec<Bound>)> = None;
         let mut allowed: Vec<Method> = Vec::new();
         for b in &self.bindings {
@@ -185,7 +190,7 @@ impl Table {
             }
             let better = match &best {
                 None => true,
-                Some((cur, _)) => (b.literals, !b.rest) > (cur.literals, !cur.rest),
+                Some((cur, _)) => b.precedence() > cur.precedence(),
             };
             if better {
                 best = Some((b, bound));
@@ -201,6 +206,14 @@ impl Table {
     /// A path that each binding matches (variables and wildcards as `x`), for `check`.
     pub fn samples(&self) -> impl Iterator<Item = (&Binding, String)> {
         self.bindings.iter().map(|b| (b, b.template.sample()))
+    }
+}
+
+impl Binding {
+    /// A binding with a verb first (`/v1/orders/{id}:cancel` is not `GetOrder` with id
+    /// `7:cancel`), then more literal segments, then one without `**`.
+    fn precedence(&self) -> (bool, usize, bool) {
+        (self.template.has_verb(), self.literals, !self.rest)
     }
 }
 
@@ -269,4 +282,56 @@ fn check_field_path(input: &prost_reflect::MessageDescriptor, dotted: &str) -> R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(method: Method, template: &str, rpc: usize) -> Binding {
+        let template = Template::parse(template).expect("parses");
+        let (literals, rest) = template.shape();
+        Binding {
+            method,
+            template,
+            body: BodyField::None,
+            response_body: None,
+            rpc,
+            literals,
+            rest,
+        }
+    }
+
+    fn found(table: &Table, method: Method, path: &str) -> Option<usize> {
+        match table.find(&method, path) {
+            Found::Binding(b, _) => Some(b.rpc),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_verb_then_literals_then_no_double_star_win() {
+        let table = Table {
+            rpcs: Vec::new(),
+            bindings: vec![
+                binding(Method::GET, "/v1/orders/{id}", 0),
+                binding(Method::GET, "/v1/orders/{id}:summary", 1),
+                binding(Method::GET, "/v1/{name=**}", 2),
+                binding(Method::GET, "/v1/orders/latest", 3),
+            ],
+        };
+        assert_eq!(found(&table, Method::GET, "/v1/orders/7:summary"), Some(1));
+        assert_eq!(found(&table, Method::GET, "/v1/orders/7"), Some(0));
+        assert_eq!(found(&table, Method::GET, "/v1/orders/latest"), Some(3));
+        assert_eq!(found(&table, Method::GET, "/v1/a/b"), Some(2));
+        assert_eq!(
+            found(&table, Method::HEAD, "/v1/orders/7"),
+            Some(0),
+            "HEAD takes GET"
+        );
+        assert!(matches!(
+            table.find(&Method::POST, "/v1/orders/7"),
+            Found::WrongMethod(_)
+        ));
+    }
 }

@@ -110,7 +110,14 @@ fn describe(e: &protox::Error) -> String {
 /// Decode a `FileDescriptorSet` (built with `protoc --include_imports`). The bundled error
 /// types are added when the set does not hold them.
 pub fn decode_set(bytes: &[u8]) -> Result<DescriptorPool, String> {
-    let mut pool = DescriptorPool::decode(bytes).map_err(|e| format!("not a FileDescriptorSet: {e}"))?;
+    let mut pool = DescriptorPool::decode(bytes).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("imported file") {
+            format!("an incomplete FileDescriptorSet ({text}): build it with protoc --include_imports")
+        } else {
+            format!("not a FileDescriptorSet: {text}")
+        }
+    })?;
     if pool.get_message_by_name("google.rpc.Status").is_none() {
         let errors = compile(&[], &[], Path::new("."))?;
         let protos: Vec<_> = errors

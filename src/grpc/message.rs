@@ -143,16 +143,17 @@ fn set(
     };
     let mut map = doc;
     for f in parents {
-        let entry = map
-            .entry(f.name().to_string())
-            .or_insert_with(|| Value::Object(Map::new()));
+        // The body may spell the parent by its JSON name: set inside that object, not beside
+        // it (a second key for the same field would replace it whole).
+        let key = present_key(map, f).unwrap_or_else(|| f.name().to_string());
+        let entry = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
         map = match entry {
             Value::Object(m) => m,
             _ => return Err(Invalid(format!("`{}` is not an object", f.name()))),
         };
     }
     let value = typed(last, text)?;
-    let name = last.name().to_string();
+    let name = present_key(map, last).unwrap_or_else(|| last.name().to_string());
     if last.is_map() {
         return Err(Invalid(format!(
             "`{name}` is a map; it cannot be set from the path or the query"
@@ -166,10 +167,18 @@ fn set(
         return Ok(());
     }
     if from_query && map.contains_key(&name) {
-        return Err(Invalid(format!("`{name}` is given more than once")));
+        return Err(Invalid(format!("`{}` is given more than once", last.name())));
     }
     map.insert(name, value);
     Ok(())
+}
+
+/// The key `field` already has in `map`: its proto name or its JSON name.
+fn present_key(map: &Map<String, Value>, field: &FieldDescriptor) -> Option<String> {
+    [field.name(), field.json_name()]
+        .into_iter()
+        .find(|k| map.contains_key(*k))
+        .map(str::to_string)
 }
 
 /// A text value as the JSON the field's type reads.
@@ -212,8 +221,13 @@ fn typed(field: &FieldDescriptor, text: &str) -> Result<Value, Invalid> {
             Err(_) => return Err(bad(&format!("a value of {}", e.full_name()))),
         },
         Kind::String | Kind::Bytes => Value::String(text.to_string()),
-        // Well-known types with a string form (Timestamp, Duration, FieldMask, wrappers):
-        // the JSON mapping reads them from the string.
+        // A wrapper (`google.protobuf.BoolValue`…) is its value in JSON.
+        Kind::Message(m) if is_wrapper(&m) => match m.get_field_by_name("value") {
+            Some(inner) => typed(&inner, text)?,
+            None => Value::String(text.to_string()),
+        },
+        // The other well-known types with a string form (Timestamp, Duration, FieldMask): the
+        // JSON mapping reads them from the string.
         Kind::Message(m) if m.full_name().starts_with("google.protobuf.") => Value::String(text.to_string()),
         Kind::Message(m) => {
             return Err(Invalid(format!(
@@ -223,6 +237,12 @@ fn typed(field: &FieldDescriptor, text: &str) -> Result<Value, Invalid> {
             )))
         }
     })
+}
+
+fn is_wrapper(m: &MessageDescriptor) -> bool {
+    m.full_name()
+        .strip_prefix("google.protobuf.")
+        .is_some_and(|n| n.ends_with("Value") && !matches!(n, "Value" | "ListValue"))
 }
 
 /// Frame a message for the wire: uncompressed flag, big-endian length, bytes.
@@ -342,28 +362,49 @@ pub fn print_message(
             .map_err(|e| format!("printing {}: {e}", message.descriptor().full_name()))?;
         return Ok(out.into_inner());
     };
-    // One field, printed with the route's options inside a message that holds only it; the
-    // field itself is always there (an empty list is `[]`, not nothing).
+    // One field, printed with the route's options; always there (an empty list is `[]`, not
+    // nothing).
     let desc = message.descriptor();
     let field = desc
         .get_field_by_name(field)
         .ok_or_else(|| format!("response_body `{field}` is not in {}", desc.full_name()))?;
-    let mut only = DynamicMessage::new(desc.clone());
-    only.set_field(&field, message.get_field(&field).into_owned());
-    let key = if print.proto_field_names {
-        field.name()
-    } else {
-        field.json_name()
-    };
-    let printed = |emit_defaults: bool| {
-        serde_json::to_value(SerializeWith(&only, print.options(emit_defaults)))
-            .map_err(|e| format!("printing {}: {e}", desc.full_name()))
-    };
-    let value = match printed(print.emit_defaults)?.get(key) {
-        Some(v) => v.clone(),
-        None => printed(true)?.get(key).cloned().unwrap_or(Value::Null),
-    };
-    serde_json::to_vec(&value).map_err(|e| e.to_string())
+    let value = message.get_field(&field);
+    let options = print.options(print.emit_defaults);
+    let mut out = serde_json::Serializer::new(Vec::new());
+    let failed = |e: serde_json::Error| format!("printing {}: {e}", desc.full_name());
+    match value.as_ref() {
+        // A message, or a list of them (the common `response_body: items`): printed straight
+        // to bytes, element by element, never as a JSON tree in memory.
+        prost_reflect::Value::Message(m) => m.serialize_with_options(&mut out, &options).map_err(failed)?,
+        prost_reflect::Value::List(items) if items.iter().all(|i| i.as_message().is_some()) => {
+            let mut bytes = vec![b'['];
+            for (i, item) in items.iter().filter_map(|i| i.as_message()).enumerate() {
+                if i > 0 {
+                    bytes.push(b',');
+                }
+                let mut one = serde_json::Serializer::new(Vec::new());
+                item.serialize_with_options(&mut one, &options).map_err(failed)?;
+                bytes.extend_from_slice(&one.into_inner());
+            }
+            bytes.push(b']');
+            return Ok(bytes);
+        }
+        // A scalar, a list of scalars or a map: printed inside a message holding only it,
+        // defaults included (so the field is there), and taken out.
+        _ => {
+            let mut only = DynamicMessage::new(desc.clone());
+            only.set_field(&field, value.into_owned());
+            let whole = serde_json::to_value(SerializeWith(&only, print.options(true))).map_err(failed)?;
+            let key = if print.proto_field_names {
+                field.name()
+            } else {
+                field.json_name()
+            };
+            let one = whole.get(key).cloned().unwrap_or(Value::Null);
+            return serde_json::to_vec(&one).map_err(|e| e.to_string());
+        }
+    }
+    Ok(out.into_inner())
 }
 
 struct SerializeWith<'a>(&'a DynamicMessage, SerializeOptions);
@@ -382,6 +423,7 @@ mod tests {
     const PROTO: &str = r#"
         syntax = "proto3";
         package t;
+        import "google/protobuf/wrappers.proto";
         enum Color { COLOR_UNSPECIFIED = 0; RED = 1; BLUE = 2; }
         message Inner { string name = 1; int32 n = 2; }
         message Req {
@@ -392,15 +434,16 @@ mod tests {
           Inner inner = 5;
           bool flag = 6;
           double ratio = 7;
+          google.protobuf.BoolValue active = 8;
+          Inner inner_info = 9;
         }
     "#;
 
     fn desc() -> MessageDescriptor {
-        let dir = std::env::temp_dir().join(format!("portcullis-msg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("t.proto"), PROTO).expect("write");
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("t.proto"), PROTO).expect("write");
         let pool: DescriptorPool =
-            super::super::descriptors::compile(&["t.proto".into()], &[], &dir).expect("compiles");
+            super::super::descriptors::compile(&["t.proto".into()], &[], dir.path()).expect("compiles");
         pool.get_message_by_name("t.Req").expect("t.Req")
     }
 
@@ -455,6 +498,33 @@ mod tests {
             String::from_utf8(out).expect("utf8"),
             r#"{"tags":[1,2],"color":2,"inner":{"name":"x","n":3},"flag":true}"#
         );
+    }
+
+    #[test]
+    fn wrappers_and_json_named_parents_take_path_values() {
+        let d = desc();
+        let m = build(&d, &BodyField::None, None, &[], &q(&[("active", "false")])).expect("builds");
+        let out = print_message(&m, None, Print::default()).expect("prints");
+        assert_eq!(String::from_utf8(out).expect("utf8"), r#"{"active":false}"#);
+        // The body spells the parent `innerInfo`; the path sets `inner_info.name` inside it.
+        let body = document(br#"{"innerInfo": {"n": 5}}"#).expect("json");
+        let m = build(
+            &d,
+            &BodyField::Whole,
+            Some(body),
+            &q(&[("inner_info.name", "x")]),
+            &[],
+        )
+        .expect("builds");
+        let out = print_message(&m, None, Print::default()).expect("prints");
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            r#"{"innerInfo":{"name":"x","n":5}}"#
+        );
+        let out = print_message(&m, Some("inner_info"), Print::default()).expect("prints");
+        assert_eq!(String::from_utf8(out).expect("utf8"), r#"{"name":"x","n":5}"#);
+        let out = print_message(&m, Some("tags"), Print::default()).expect("prints");
+        assert_eq!(String::from_utf8(out).expect("utf8"), "[]");
     }
 
     #[test]

@@ -119,18 +119,25 @@ pub fn grpc_head(
             head.append_header(name.clone(), value.clone())?;
         }
     }
-    head.insert_header(CONTENT_TYPE, "application/grpc")?;
-    head.insert_header(http::header::TE, "trailers")?;
-    head.insert_header("grpc-accept-encoding", "identity")?;
-    if let Some(deadline) = ctx.admission.deadline {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        // At most 8 digits (gRPC over HTTP/2): milliseconds up to about 27 hours.
-        let ms = left.as_millis().clamp(1, 99_999_999);
-        head.insert_header("grpc-timeout", format!("{ms}m"))?;
-    }
     forwarding_and_id(ctx, &mut head, trusted)?;
     route.request_headers.apply(&mut head);
     identity(ctx, route, &mut head)?;
+    // gRPC's own headers last: no header rule can change the call's framing or deadline.
+    head.insert_header(CONTENT_TYPE, "application/grpc")?;
+    head.insert_header(http::header::TE, "trailers")?;
+    head.insert_header("grpc-accept-encoding", "identity")?;
+    head.remove_header("grpc-encoding");
+    match ctx.admission.deadline {
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            // At most 8 digits (gRPC over HTTP/2): milliseconds up to about 27 hours.
+            let ms = left.as_millis().clamp(1, 99_999_999);
+            head.insert_header("grpc-timeout", format!("{ms}m"))?;
+        }
+        None => {
+            head.remove_header("grpc-timeout");
+        }
+    }
     head.insert_header(CONTENT_LENGTH, body_len.to_string())?;
     Ok(head)
 }

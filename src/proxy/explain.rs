@@ -109,7 +109,16 @@ pub fn explain(snapshot: &std::sync::Arc<Snapshot>, req: &mut RequestHeader) -> 
         ),
         _ => ctx.admission.pool.map(|p| pool_name(snapshot, p).to_string()),
     };
-    if route.target.aggregate().is_none() {
+    if let Some(t) = route.target.grpc() {
+        // The gRPC method the path and method are bound to.
+        match super::transcode::bound(route, &t.config, &req.method, &target.path) {
+            Ok((_, rpc, _)) => out.upstream_path = Some(format!("gRPC {}", rpc.path)),
+            Err(problem) => {
+                out.status = problem.status;
+                out.refused = Some(problem.detail.to_string());
+            }
+        }
+    } else if route.target.aggregate().is_none() {
         match admission::upstream_uri(route, &target.path, &target, version) {
             Ok(uri) => out.upstream_path = Some(uri.to_string()),
             Err(problem) => {

@@ -56,33 +56,9 @@ pub async fn serve(
         )));
     };
     let cfg = &t.config;
-    let path = binding_path(route, &ctx.admission.path);
-    let (binding, vars) = match cfg.table.find(&session.req_header().method, &path) {
-        Found::Binding(b, vars) => (b, vars),
-        Found::WrongMethod(allowed) => {
-            let allow = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
-            return Ok(Served::Refused(
-                Problem::new(405, "this method is not bound to this path")
-                    .with_header(http::header::ALLOW, allow),
-            ));
-        }
-        Found::NotFound => {
-            return Ok(Served::Refused(Problem::new(
-                404,
-                "no gRPC method is bound to this path",
-            )))
-        }
-        Found::Undecodable(field) => {
-            return Ok(Served::Refused(invalid_request(&format!(
-                "the value of `{field}` in the path is not UTF-8"
-            ))))
-        }
-    };
-    let Some(rpc) = cfg.table.rpcs.get(binding.rpc) else {
-        return Ok(Served::Refused(Problem::new(
-            404,
-            "no gRPC method is bound to this path",
-        )));
+    let (binding, rpc, vars) = match bound(route, cfg, &session.req_header().method, &ctx.admission.path) {
+        Ok(found) => found,
+        Err(problem) => return Ok(Served::Refused(problem)),
     };
     ctx.reply.grpc_method = Some(rpc.path.clone());
     let input = rpc.desc.input();
@@ -137,6 +113,35 @@ pub async fn serve(
         pool: rpc.desc.parent_pool(),
     };
     answer.respond(client, session, ctx, reply).await
+}
+
+/// A request's binding, its method, and the values its path binds.
+pub(super) type Bound<'a> = (&'a Binding, &'a Rpc, Vec<(String, String)>);
+
+/// The binding a request takes on a `grpc:` route, its method and the path's values; or
+/// the problem that answers it (404, 405 with `Allow`, 400).
+pub(super) fn bound<'a>(
+    route: &Route,
+    cfg: &'a GrpcConfig,
+    method: &http::Method,
+    path: &str,
+) -> Result<Bound<'a>, Problem> {
+    let unbound = || Problem::new(404, "no gRPC method is bound to this path");
+    match cfg.table.find(method, &binding_path(route, path)) {
+        Found::Binding(b, vars) => {
+            let rpc = cfg.table.rpcs.get(b.rpc).ok_or_else(unbound)?;
+            Ok((b, rpc, vars))
+        }
+        Found::WrongMethod(allowed) => {
+            let allow = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+            Err(Problem::new(405, "this method is not bound to this path")
+                .with_header(http::header::ALLOW, allow))
+        }
+        Found::NotFound => Err(unbound()),
+        Found::Undecodable(field) => Err(invalid_request(&format!(
+            "the value of `{field}` in the path is not UTF-8"
+        ))),
+    }
 }
 
 /// The path the bindings see: the route's `strip_prefix` removed (so a route under `/api` can
@@ -203,16 +208,8 @@ async fn read_json(
     cfg: &GrpcConfig,
 ) -> Result<Option<serde_json::Value>, Problem> {
     if binding.body == BodyField::None {
-        let declared = session
-            .req_header()
-            .headers
-            .get(CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
-        let chunked = session
-            .req_header()
-            .headers
-            .contains_key(http::header::TRANSFER_ENCODING);
-        if declared || chunked {
+        // Whatever the framing (an HTTP/2 client sends DATA without a length).
+        if !session.is_body_empty() {
             return Err(Problem::new(400, "this method takes no request body").closing());
         }
         return Ok(None);
@@ -265,18 +262,18 @@ struct Answer<'a> {
 
 /// How a call ended, from its trailers (or its head, for Trailers-Only).
 struct Ending {
-    code: u32,
+    /// 0–16 (anything else the upstream says is UNKNOWN, 2).
+    code: u8,
     message: String,
     details: Option<Vec<u8>>,
+    /// The gateway could not use the answer (no status, truncated, too large): a 502, not
+    /// the upstream's word.
+    broken: bool,
 }
 
 impl Ending {
     fn from(headers: &http::HeaderMap) -> Option<Ending> {
-        let raw = headers.get("grpc-status")?;
-        let code = std::str::from_utf8(raw.as_bytes())
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .unwrap_or(2);
+        let code = super::grpc::status_in(headers)?;
         let message = headers
             .get("grpc-message")
             .map(|m| status::decode_message(m.as_bytes()))
@@ -295,14 +292,17 @@ impl Ending {
             code,
             message,
             details,
+            broken: false,
         })
     }
 
-    fn internal(why: &str) -> Ending {
+    /// An answer the gateway cannot use, for `why`.
+    fn broken(why: &str) -> Ending {
         Ending {
             code: 13,
             message: why.to_string(),
             details: None,
+            broken: true,
         }
     }
 }
@@ -321,6 +321,23 @@ impl Answer<'_> {
             .headers
             .get(CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        // Trailers-Only: the status is in the head, there are no messages (read before the
+        // content type, which such an answer may lack).
+        if http_status == 200 {
+            if let Some(ending) = Ending::from(&reply.head.headers) {
+                client.release(reply).await;
+                if ending.code == 0 && self.rpc.server_streaming() {
+                    ctx.reply.grpc_status = Some(0);
+                    if self.start_stream(session, ctx).await? {
+                        session
+                            .write_response_body(Some(self.end_of_stream(0)), true)
+                            .await?;
+                    }
+                    return Ok(Served::Answered);
+                }
+                return Ok(self.failed(ctx, ending));
+            }
+        }
         if http_status != 200 || !is_grpc {
             // Not a gRPC answer at all: the gRPC spec's mapping of HTTP statuses.
             let code = match http_status {
@@ -348,19 +365,6 @@ impl Answer<'_> {
                 502,
                 "the upstream is not answering as a gRPC service",
             )));
-        }
-        // Trailers-Only: the status is in the head, there are no messages.
-        if let Some(ending) = Ending::from(&reply.head.headers) {
-            client.release(reply).await;
-            if ending.code == 0 && self.rpc.server_streaming() {
-                ctx.reply.grpc_status = Some(0);
-                self.start_stream(session, ctx).await?;
-                session
-                    .write_response_body(Some(self.end_of_stream(0)), true)
-                    .await?;
-                return Ok(Served::Answered);
-            }
-            return Ok(self.failed(ctx, ending));
         }
         if self.rpc.server_streaming() {
             return self.stream(client, session, ctx, reply).await;
@@ -465,8 +469,8 @@ impl Answer<'_> {
         frames.finish().map_err(|e| self.frame_problem(&e))?;
         match reply.trailers().await {
             Ok(Some(trailers)) => Ok(Ending::from(&trailers)
-                .unwrap_or_else(|| Ending::internal("the answer ended without a grpc-status"))),
-            Ok(None) => Ok(Ending::internal("the answer ended without a grpc-status")),
+                .unwrap_or_else(|| Ending::broken("the answer ended without a grpc-status"))),
+            Ok(None) => Ok(Ending::broken("the answer ended without a grpc-status")),
             Err(e) => {
                 log::warn!("{}: reading the trailers failed: {e}", self.rpc.path);
                 Err(Problem::new(502, "the upstream's answer broke off"))
@@ -488,12 +492,26 @@ impl Answer<'_> {
     /// The answer for a unary call that ended with `ending` and no message: an error (a
     /// unary OK without its message is malformed).
     fn failed(&self, ctx: &mut RequestCtx, ending: Ending) -> Served {
-        ctx.reply.grpc_status = Some(u8::try_from(ending.code.min(16)).unwrap_or(2));
+        ctx.reply.grpc_status = Some(ending.code);
         if ending.code == 0 {
-            ctx.reply.grpc_status = Some(13);
-            return Served::Refused(Problem::new(502, "the upstream's gRPC answer is malformed"));
+            return Served::Refused(self.malformed(ctx, "status OK without its message"));
+        }
+        if ending.broken {
+            return Served::Refused(self.malformed(ctx, &ending.message));
         }
         Served::Refused(self.error_problem(&ending))
+    }
+
+    /// 502 for an answer the gateway cannot use (logged with why).
+    fn malformed(&self, ctx: &mut RequestCtx, why: &str) -> Problem {
+        ctx.reply.grpc_status = Some(13);
+        log::warn!(
+            "route `{}`: {}: {why}; answering 502, request id {}",
+            ctx.route_name(),
+            self.rpc.path,
+            ctx.request_id
+        );
+        Problem::new(502, "the upstream's gRPC answer is malformed")
     }
 
     /// What closes a stream of `count` messages.
@@ -509,11 +527,12 @@ impl Answer<'_> {
     /// percent-decoded message, and the `google.rpc.Status` details printed with the
     /// descriptors (raw when their types are unknown).
     fn error_problem(&self, ending: &Ending) -> Problem {
-        let http = status::http_status(ending.code);
+        let code = u32::from(ending.code);
+        let http = status::http_status(code);
         let mut ext = format!(
             "\"grpc_code\":{},\"grpc_status\":{},\"message\":{}",
-            ending.code,
-            serde_json::Value::String(status::name(ending.code).to_string()),
+            code,
+            serde_json::Value::String(status::name(code).to_string()),
             serde_json::Value::String(ending.message.clone())
         );
         if let Some(details) = ending.details.as_deref().and_then(|d| self.details(d)) {
@@ -576,6 +595,7 @@ impl Answer<'_> {
                             "the answer broke off".into()
                         },
                         details: None,
+                        broken: false,
                     };
                     return self.stream_failed(session, ctx, started, ending).await;
                 }
@@ -586,7 +606,7 @@ impl Answer<'_> {
                     Ok(Some(m)) => m,
                     Ok(None) => break,
                     Err(e) => {
-                        let ending = Ending::internal(match e {
+                        let ending = Ending::broken(match e {
                             FrameError::TooLarge => "the answer is larger than this route accepts",
                             _ => "a malformed message",
                         });
@@ -602,12 +622,16 @@ impl Answer<'_> {
                     Ok(p) => p,
                     Err(_) => {
                         return self
-                            .stream_failed(session, ctx, started, Ending::internal("an undecodable message"))
+                            .stream_failed(session, ctx, started, Ending::broken("an undecodable message"))
                             .await;
                     }
                 };
                 if !started {
-                    self.start_stream(session, ctx).await?;
+                    if !self.start_stream(session, ctx).await? {
+                        // HEAD: the head is the answer (the rest of the stream is not read).
+                        ctx.reply.grpc_status = Some(0);
+                        return Ok(Served::Answered);
+                    }
                     started = true;
                 }
                 let piece = self.element(&printed, count == 0);
@@ -618,11 +642,11 @@ impl Answer<'_> {
             }
         }
         let ending = match frames.finish() {
-            Err(_) => Ending::internal("the answer ended inside a message"),
+            Err(_) => Ending::broken("the answer ended inside a message"),
             Ok(()) => match reply.trailers().await {
                 Ok(Some(t)) => Ending::from(&t)
-                    .unwrap_or_else(|| Ending::internal("the answer ended without a grpc-status")),
-                _ => Ending::internal("the answer ended without a grpc-status"),
+                    .unwrap_or_else(|| Ending::broken("the answer ended without a grpc-status")),
+                _ => Ending::broken("the answer ended without a grpc-status"),
             },
         };
         if ending.code != 0 {
@@ -630,8 +654,8 @@ impl Answer<'_> {
         }
         client.release(reply).await;
         ctx.reply.grpc_status = Some(0);
-        if !started {
-            self.start_stream(session, ctx).await?;
+        if !started && !self.start_stream(session, ctx).await? {
+            return Ok(Served::Answered);
         }
         session
             .write_response_body(Some(self.end_of_stream(count)), true)
@@ -639,7 +663,8 @@ impl Answer<'_> {
         Ok(Served::Answered)
     }
 
-    async fn start_stream(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    /// The stream's head; whether its body follows (not for HEAD).
+    async fn start_stream(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
         let mut head = ResponseHeader::build(200, Some(4))?;
         let media = match self.cfg.stream {
             StreamFormat::JsonArray => "application/json",
@@ -649,7 +674,9 @@ impl Answer<'_> {
         head.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         edges::decorate(ctx, &mut head)?;
         ctx.reply.gateway_status = Some(200);
-        session.write_response_header(Box::new(head), false).await
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session.write_response_header(Box::new(head), head_only).await?;
+        Ok(!head_only)
     }
 
     /// One message as an element of the answer: `[` before the first array element, `,`
@@ -679,13 +706,16 @@ impl Answer<'_> {
         started: bool,
         ending: Ending,
     ) -> pingora::Result<Served> {
-        ctx.reply.grpc_status = Some(u8::try_from(ending.code.min(16)).unwrap_or(2));
+        ctx.reply.grpc_status = Some(ending.code);
         if !started {
+            if ending.broken {
+                return Ok(Served::Refused(self.malformed(ctx, &ending.message)));
+            }
             return Ok(Served::Refused(self.error_problem(&ending)));
         }
         let error = serde_json::json!({ "error": {
             "grpc_code": ending.code,
-            "grpc_status": status::name(ending.code),
+            "grpc_status": status::name(u32::from(ending.code)),
             "message": ending.message,
         }});
         let piece = self.element(error.to_string().as_bytes(), false);
@@ -697,7 +727,7 @@ impl Answer<'_> {
             format!(
                 "{} failed after its first messages: {} {}",
                 self.rpc.path,
-                status::name(ending.code),
+                status::name(u32::from(ending.code)),
                 ending.message
             ),
         )
