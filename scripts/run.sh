@@ -20,7 +20,7 @@ echo "==> portcullis demo-cert conf/tls (the HTTPS listener's certificate)"
 echo "==> portcullis check -c conf/portcullis.yaml"
 "$bin" check -c conf/portcullis.yaml
 
-echo "==> demo upstreams on 127.0.0.1:9001-9004"
+echo "==> demo upstreams on 127.0.0.1:9001-9004, and a gRPC service on 9005"
 "$bin" demo-upstreams 9001 9002 9003 9004 &
 demo=$!
 trap 'kill "$demo" 2>/dev/null || true' EXIT INT TERM
@@ -43,6 +43,9 @@ cat <<'TRY'
   curl -i localhost:8080/v9/catalog/3                      # 404 listing the supported versions
   curl -i 'localhost:8080/profile/42?limit=5'              # aggregation: three services in one answer
   curl -i localhost:8080/profile/42                        # without ?limit the orders part fails: its fallback and "errors"
+  curl -i localhost:8080/shop/v1/orders/7                  # REST/JSON -> gRPC: GetOrder, answered as JSON
+  curl -i 'localhost:8080/shop/v1/orders?page_size=2'      # ListOrders, the query bound to its fields
+  curl -i localhost:8080/shop/v1/orders/missing            # the gRPC NOT_FOUND as 404 problem+json
   curl -i -X DELETE localhost:8080/users/42                # 405 with Allow, problem+json
   curl -i localhost:8080/nothing-here                      # 404 problem+json
   curl -i --path-as-is 'localhost:8080/users/..%2fadmin'   # 400: encoded '/' refused

@@ -11,7 +11,7 @@ usage:
   portcullis upgrade [-c FILE]   validate, start a new process that takes over the listeners,
                                  and only then let the old process hand over and drain
   portcullis demo-upstreams [PORT...]   small demo services for the example configuration
-                                 (default ports 9001-9004)
+                                 (default ports 9001-9004; a gRPC service on 9005)
   portcullis route [-c FILE] 'METHOD URL' [-H 'Name: value']...
                                  what the gateway would do with that request (route, auth,
                                  limits, version, upstream and its path), sending nothing

@@ -1,5 +1,6 @@
 //! `portcullis demo-upstreams`: small HTTP services on the ports the example configuration
-//! expects, so a newcomer can watch the gateway route, balance and rewrite. It runs as its own
+//! expects, so a newcomer can watch the gateway route, balance and rewrite, and a gRPC service
+//! (`demo_grpc`) for its transcoded route. It runs as its own
 //! process (started by `scripts/run.sh`) and is not part of the gateway's request path.
 
 use std::process::ExitCode;
@@ -81,7 +82,12 @@ pub fn run(ports: &[u16]) -> ExitCode {
         service.add_tcp(&format!("127.0.0.1:{port}"));
         server.add_service(service);
     }
-    println!("portcullis demo upstreams listening on 127.0.0.1:{}", join(ports));
+    crate::demo_grpc::spawn_demo(crate::demo_grpc::DEMO_PORT);
+    println!(
+        "portcullis demo upstreams listening on 127.0.0.1:{} (HTTP), 127.0.0.1:{} (gRPC, h2c)",
+        join(ports),
+        crate::demo_grpc::DEMO_PORT
+    );
     server.run_forever()
 }
 

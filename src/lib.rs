@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod cors;
 pub mod demo;
+pub mod demo_grpc;
 pub mod front;
 pub mod grpc;
 pub mod limits;

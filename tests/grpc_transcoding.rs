@@ -1,5 +1,5 @@
 //! REST/JSON clients calling a real gRPC service (tests/grpc/orders_server.py, Python grpcio,
-//! messages generated from tests/grpc/orders.proto at start) through the gateway's `grpc:`
+//! messages generated from conf/protos/orders.proto at start) through the gateway's `grpc:`
 //! routes: every HttpRule kind, path/query/body binding, proto3 JSON printing, errors from
 //! trailers (after a message) and Trailers-Only (never a 200), deadlines, limits, metadata,
 //! server streaming, and the request-side rules (auth, rate limits) still applying. The
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use support::*;
 
 const SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/orders_server.py");
-const PROTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/orders.proto");
+const PROTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/protos/orders.proto");
 const SERVICE: &str = "shop.orders.v1.OrderService";
 const KEY: &str = "demo-key-not-secret";
 
@@ -597,7 +597,7 @@ fn descriptor_set(dir: &std::path::Path, include_imports: bool) -> String {
     });
     let script = format!(
         "import os, sys, grpc_tools\nfrom grpc_tools import protoc\nwk = os.path.join(os.path.dirname(grpc_tools.__file__), '_proto')\nargs = ['protoc', '-I{here}', '-I{protos}', '-I' + wk, '--descriptor_set_out={out}'{imports}, 'orders.proto']\nsys.exit(protoc.main(args))\n",
-        here = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc"),
+        here = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/protos"),
         protos = concat!(env!("CARGO_MANIFEST_DIR"), "/protos"),
         out = out.display(),
         imports = if include_imports { ", '--include_imports'" } else { "" },

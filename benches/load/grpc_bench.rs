@@ -1,9 +1,10 @@
-//! Scenario P's two ends (benches/load/run.sh): a minimal gRPC service and a gRPC load
-//! generator, both on the `h2` crate with one thread, so neither is the bottleneck a Python
+//! Scenario P's two ends (benches/load/run.sh): a minimal gRPC service (the demo's h2c
+//! server, `portcullis::demo_grpc`, answering from one pre-encoded message) and a gRPC load
+//! generator on the `h2` crate, each on one thread, so neither is the bottleneck a Python
 //! service would be.
 //!
 //! `grpc_bench serve ADDR`: h2c; every call to `/shop.orders.v1.OrderService/GetOrder`
-//! (tests/grpc/orders.proto) is answered with the same `Order`, then `grpc-status: 0` in the
+//! (conf/protos/orders.proto) is answered with the same `Order`, then `grpc-status: 0` in the
 //! trailers, as a real service does.
 //!
 //! `grpc_bench load ADDR SECONDS CONNECTIONS STREAMS`: closed loop, `STREAMS` calls in flight
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use portcullis::demo_grpc::{Answer, Handler, DEMO_SOURCES};
 use prost_reflect::DynamicMessage;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -42,10 +44,7 @@ fn fail(why: &str) -> ! {
 
 /// One framed message of `type_name` (orders.proto) from its JSON form.
 fn framed(type_name: &str, json: serde_json::Value) -> Bytes {
-    let proto = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc");
-    let pool =
-        portcullis::grpc::descriptors::compile(&["orders.proto".into()], &[], std::path::Path::new(proto))
-            .unwrap_or_else(|e| fail(&e));
+    let pool = portcullis::grpc::descriptors::compile_sources(DEMO_SOURCES).unwrap_or_else(|e| fail(&e));
     let desc = pool
         .get_message_by_name(type_name)
         .unwrap_or_else(|| fail(type_name));
@@ -53,6 +52,7 @@ fn framed(type_name: &str, json: serde_json::Value) -> Bytes {
     portcullis::grpc::message::frame(&msg)
 }
 
+/// Every call is answered with the same `Order` (encoded once), as fast as h2 allows.
 async fn serve(addr: &str) {
     let order = framed(
         "shop.orders.v1.Order",
@@ -61,43 +61,19 @@ async fn serve(addr: &str) {
     let listener = TcpListener::bind(addr)
         .await
         .unwrap_or_else(|e| fail(&format!("bind {addr}: {e}")));
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = socket.set_nodelay(true);
-        let order = order.clone();
-        tokio::spawn(async move {
-            let Ok(mut conn) = h2::server::handshake(socket).await else {
-                return;
-            };
-            while let Some(Ok((request, mut respond))) = conn.accept().await {
-                let order = order.clone();
-                tokio::spawn(async move {
-                    let ok = request.uri().path() == PATH;
-                    let mut body = request.into_body();
-                    while let Some(Ok(chunk)) = body.data().await {
-                        let _ = body.flow_control().release_capacity(chunk.len());
-                    }
-                    let response = http::Response::builder()
-                        .status(200)
-                        .header("content-type", "application/grpc")
-                        .body(())
-                        .unwrap_or_default();
-                    let Ok(mut send) = respond.send_response(response, false) else {
-                        return;
-                    };
-                    let _ = send.send_data(order, false);
-                    let mut trailers = http::HeaderMap::new();
-                    trailers.insert(
-                        "grpc-status",
-                        http::HeaderValue::from_static(if ok { "0" } else { "12" }),
-                    );
-                    let _ = send.send_trailers(trailers);
-                });
-            }
-        });
-    }
+    let handler: Handler = Arc::new(move |path, _| match path {
+        PATH => Answer {
+            message: Some(order.clone()),
+            status: 0,
+            text: "",
+        },
+        _ => Answer {
+            message: None,
+            status: 12,
+            text: "only GetOrder",
+        },
+    });
+    portcullis::demo_grpc::serve(listener, handler).await
 }
 
 async fn load(addr: &str, duration: Duration, connections: u64, streams: u64) {

@@ -295,8 +295,8 @@ routes:
 CONF
             ;;
         P)
-            # GET /v1/orders/42 transcoded to the unary GetOrder call (tests/grpc/orders.proto).
-            printf 'routes:\n  - { name: bench, match: { path_prefix: /v1 }, grpc: { upstream: orders-grpc, protos: ["%s/tests/grpc/orders.proto"], services: [shop.orders.v1.OrderService] } }\n' "$ROOT"
+            # GET /v1/orders/42 transcoded to the unary GetOrder call (conf/protos/orders.proto).
+            printf 'routes:\n  - { name: bench, match: { path_prefix: /v1 }, grpc: { upstream: orders-grpc, protos: ["%s/conf/protos/orders.proto"], services: [shop.orders.v1.OrderService] } }\n' "$ROOT"
             ;;
         K)
             # The default max_keys (1,000,000): every key of the run fits.

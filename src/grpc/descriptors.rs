@@ -37,11 +37,12 @@ const ERROR_FILES: &[&str] = &["google/rpc/status.proto", "google/rpc/error_deta
 /// The name of the `HttpRule` extension.
 pub const HTTP_EXTENSION: &str = "google.api.http";
 
-struct Bundled;
+/// Files held in memory: (import name, source).
+struct Sources(&'static [(&'static str, &'static str)]);
 
-impl FileResolver for Bundled {
+impl FileResolver for Sources {
     fn open_file(&self, name: &str) -> Result<File, protox::Error> {
-        match BUNDLED.iter().find(|(n, _)| *n == name) {
+        match self.0.iter().find(|(n, _)| *n == name) {
             Some((n, source)) => File::from_source(n, source),
             None => Err(protox::Error::file_not_found(name)),
         }
@@ -73,11 +74,26 @@ pub fn compile(files: &[String], includes: &[String], base_dir: &Path) -> Result
     for d in &dirs {
         chain.add(IncludeFileResolver::new(d.clone()));
     }
-    chain.add(Bundled);
+    finish(chain, &files)
+}
+
+/// Compile `.proto` sources held in memory (`(import name, source)`; the demo's service), with
+/// the same imports as [`compile`].
+pub fn compile_sources(files: &'static [(&'static str, &'static str)]) -> Result<DescriptorPool, String> {
+    let mut chain = ChainFileResolver::new();
+    chain.add(Sources(files));
+    let names: Vec<PathBuf> = files.iter().map(|(n, _)| PathBuf::from(n)).collect();
+    finish(chain, &names)
+}
+
+/// Add the bundled files and the well-known types to `chain`, compile `files` and the bundled
+/// error types.
+fn finish(mut chain: ChainFileResolver, files: &[PathBuf]) -> Result<DescriptorPool, String> {
+    chain.add(Sources(BUNDLED));
     chain.add(GoogleFileResolver::new());
     let mut compiler = protox::Compiler::with_file_resolver(chain);
     compiler.include_imports(true);
-    for f in &files {
+    for f in files {
         compiler
             .open_file(f)
             .map_err(|e| format!("compiling {}: {}", f.display(), describe(&e)))?;

@@ -340,7 +340,7 @@ impl Answer<'_> {
         }
         if http_status != 200 || !is_grpc {
             // Not a gRPC answer at all: the gRPC spec's mapping of HTTP statuses.
-            let code = match http_status {
+            let code: u8 = match http_status {
                 200 => 13,
                 400 => 13,
                 401 => 16,
@@ -349,7 +349,7 @@ impl Answer<'_> {
                 429 | 502 | 503 | 504 => 14,
                 _ => 2,
             };
-            ctx.reply.grpc_status = Some(code as u8);
+            ctx.reply.grpc_status = Some(code);
             log::warn!(
                 "route `{}`: {} answered HTTP {http_status} ({}) instead of a gRPC response, request id {}",
                 ctx.route_name(),
@@ -361,6 +361,14 @@ impl Answer<'_> {
                 },
                 ctx.request_id
             );
+            // Something in front of the service is overloaded or down (UNAVAILABLE): worth
+            // retrying later, as any 503.
+            if code == 14 {
+                return Ok(Served::Refused(
+                    Problem::new(503, "the gRPC service is unavailable")
+                        .with_header(http::header::RETRY_AFTER, "1".into()),
+                ));
+            }
             return Ok(Served::Refused(Problem::new(
                 502,
                 "the upstream is not answering as a gRPC service",

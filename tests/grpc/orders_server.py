@@ -1,5 +1,6 @@
 """The gRPC service behind the transcoding tests (tests/grpc_transcoding.rs) and the worked
-example of docs/grpc.md: shop.orders.v1.OrderService from orders.proto, its messages generated
+example of docs/grpc.md: shop.orders.v1.OrderService from conf/protos/orders.proto (the demo's
+service too), its messages generated
 at start with grpcio-tools (no generated code is kept in the repository).
 
     orders_server.py serve    listen on 127.0.0.1 (h2c), print the port, serve until killed
@@ -23,7 +24,9 @@ from concurrent import futures
 import grpc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PROTOS = os.path.join(os.path.dirname(os.path.dirname(HERE)), "protos")
+ROOT = os.path.dirname(os.path.dirname(HERE))
+PROTOS = os.path.join(ROOT, "protos")
+SERVICE = os.path.join(ROOT, "conf", "protos")
 
 
 def generate():
@@ -40,7 +43,7 @@ def generate():
         "google/rpc/status.proto",
         "google/rpc/error_details.proto",
     ]
-    code = protoc.main(["protoc", "-I" + HERE, "-I" + PROTOS, "-I" + well_known, "--python_out=" + out] + files)
+    code = protoc.main(["protoc", "-I" + SERVICE, "-I" + PROTOS, "-I" + well_known, "--python_out=" + out] + files)
     if code != 0:
         raise SystemExit("protoc failed")
     sys.path.insert(0, out)
