@@ -163,7 +163,7 @@ impl Redis {
              logfile {log}\n\
              sentinel resolve-hostnames no\n\
              sentinel monitor {master_name} 127.0.0.1 {master_port} {quorum}\n\
-             sentinel down-after-milliseconds {master_name} 1000\n\
+             sentinel down-after-milliseconds {master_name} 3000\n\
              sentinel failover-timeout {master_name} 5000\n",
             port = self.port,
             dir = self.dir.path().display(),
@@ -707,7 +707,8 @@ pub struct Sentinel {
 
 impl Sentinel {
     /// Start the master, its replica (`--replicaof`), then `sentinels` sentinels monitoring
-    /// `master_name` with quorum `sentinels/2 + 1` (down after 1 s, failover timeout 5 s);
+    /// `master_name` with quorum `sentinels/2 + 1` (down after 3 s: a master stalled for a
+    /// second by a full resync on a loaded machine is not failed over; failover timeout 5 s);
     /// return once every sentinel reports the master, knows the replica and the other
     /// sentinels, and the replica's link to the master is up.
     pub fn start(master_name: &str, sentinels: usize) -> Sentinel {
@@ -864,12 +865,12 @@ impl Sentinel {
     /// master with its link up (its own `INFO replication`; the sentinels' copy of that is
     /// refreshed only every 10 s).
     pub fn wait_settled(&self) {
-        let master = self.master_port();
-        wait_for(
-            &format!("sentinel setup settles around master {master}"),
-            self.all(),
-            || self.settled(master),
-        );
+        // The master is asked again on every poll: should the sentinels fail over meanwhile,
+        // the setup settles around the new one.
+        wait_for("sentinel setup settles around its master", self.all(), || {
+            let master = self.master_port_at(self.sentinels[0].port)?;
+            self.settled(master)
+        });
     }
 
     fn settled(&self, master: u16) -> Result<(), String> {
