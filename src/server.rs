@@ -126,7 +126,19 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
 
     if let Some(admin_addr) = &config.server.process.admin {
         let ready_runtime = Arc::clone(&runtime);
-        let readiness = Arc::new(move || ready_runtime.readiness());
+        let listening = crate::front::listening::Listening::new(
+            config
+                .server
+                .process
+                .listen
+                .iter()
+                .filter_map(|l| l.addr.parse().ok())
+                .collect(),
+        );
+        let readiness = Arc::new(move || {
+            ready_runtime.readiness()?;
+            listening.check()
+        });
         let admin_reloader = Arc::clone(&reloader);
         let reload = Arc::new(move |file: Option<String>| {
             if let Some(asked) = file.filter(|f| f != admin_reloader.path()) {

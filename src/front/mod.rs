@@ -15,6 +15,7 @@ mod canned;
 mod delegate;
 pub mod gate;
 pub mod header_deadline;
+pub mod listening;
 mod preface_deadline;
 
 use std::sync::Arc;
