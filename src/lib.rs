@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -74,8 +74,13 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
     server.configuration = Arc::new(server_conf(&config, opts.daemon));
     server.bootstrap();
 
+    let store = config.server.process.cache.clone();
+    let cache = Arc::new(crate::cache::store::Store::new(
+        store.max_memory,
+        store.max_object,
+    ));
     let mut proxy = HttpProxy::new(
-        Gateway::new(Arc::clone(&runtime)),
+        Gateway::new(Arc::clone(&runtime), Arc::clone(&cache)),
         Arc::clone(&server.configuration),
     );
     proxy.handle_init_modules();
@@ -167,13 +172,23 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
         });
         // Read once at start: a changed token needs an upgrade.
         let token = config.server.process.admin_token();
+        let purged = Arc::clone(&cache);
         let app = AdminApp::new(
             readiness,
             reload,
             views,
             config.server.process.admin_hosts.clone(),
             token,
-        );
+        )
+        .with_purge(Arc::new(move |purge| {
+            purged.purge(|label| match (&purge.route, &purge.path, &purge.prefix) {
+                (_, _, Some(prefix)) => label.printable.starts_with(prefix.as_str()),
+                (Some(route), path, None) => {
+                    label.route == *route && path.as_ref().is_none_or(|p| label.path == *p)
+                }
+                (None, _, None) => false,
+            })
+        }));
         let mut admin = Service::new(
             "portcullis admin".to_string(),
             Front::admin(app, Arc::clone(&runtime)),

@@ -50,5 +50,6 @@ pub fn route(
         transform: Default::default(),
         cors: None,
         https_redirect: false,
+        cache: None,
     }
 }

@@ -34,10 +34,12 @@ pub enum AccessField {
     GrpcMethod,
     /// How a gRPC call ended (transcoded or proxied): its `grpc-status`.
     GrpcStatus,
+    /// What the response store did (`HIT`, `MISS`…), on caching routes.
+    Cache,
 }
 
 impl AccessField {
-    pub const ALL: [AccessField; 24] = [
+    pub const ALL: [AccessField; 25] = [
         AccessField::Time,
         AccessField::RequestId,
         AccessField::TraceId,
@@ -62,6 +64,7 @@ impl AccessField {
         AccessField::Parts,
         AccessField::GrpcMethod,
         AccessField::GrpcStatus,
+        AccessField::Cache,
     ];
 
     /// The key in a JSON line and in `fields`.
@@ -91,6 +94,7 @@ impl AccessField {
             AccessField::Parts => "parts",
             AccessField::GrpcMethod => "grpc_method",
             AccessField::GrpcStatus => "grpc_status",
+            AccessField::Cache => "cache",
         }
     }
 }

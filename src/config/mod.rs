@@ -8,6 +8,7 @@ pub mod aggregate_model;
 mod aggregate_schema;
 pub mod auth_model;
 mod auth_schema;
+pub mod cache_schema;
 pub mod cidr;
 pub mod client_header_names;
 mod cors_schema;

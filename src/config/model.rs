@@ -147,6 +147,9 @@ pub struct ProcessSettings {
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
     pub log_level: Option<String>,
+    /// `server.cache`: the response store is sized at start.
+    #[serde(default)]
+    pub cache: super::cache_schema::CacheStoreConfig,
 }
 
 impl ProcessSettings {
@@ -172,6 +175,7 @@ impl ProcessSettings {
             ("grace_period", self.grace_period != new.grace_period),
             ("shutdown_timeout", self.shutdown_timeout != new.shutdown_timeout),
             ("log_level", self.log_level != new.log_level),
+            ("cache", self.cache != new.cache),
         ];
         checks
             .into_iter()
@@ -715,4 +719,6 @@ pub struct RouteConfig {
     pub cors: Option<CorsConfig>,
     /// A request over plain HTTP is answered 308 with the same URL over https.
     pub https_redirect: bool,
+    /// Answers kept in the gateway's store (`cache:`).
+    pub cache: Option<super::cache_schema::RouteCacheConfig>,
 }

@@ -43,6 +43,7 @@ const ROUTE_FIELDS: &[&str] = &[
     "cors",
     "https_redirect",
     "rewrite",
+    "cache",
 ];
 
 pub(super) fn decode_route(
@@ -123,6 +124,10 @@ pub(super) fn decode_route(
     if f.has("grpc") {
         check_grpc_route(&f, p);
     }
+    let cache = super::cache_schema::decode_route_cache(&f, p);
+    if f.has("cache") {
+        check_cache_route(&f, p);
+    }
     if f.has("aggregate") {
         let aggregate = aggregate.as_ref().and_then(|a| a.as_ref());
         check_aggregate_route(&f, aggregate, matcher.as_ref(), transform.as_ref(), p);
@@ -157,7 +162,28 @@ pub(super) fn decode_route(
         max_body: f.opt::<super::size::ByteSize>("max_body", p).map(|s| s.0 as u64),
         cors: cors?,
         https_redirect: f.or("https_redirect", false, p),
+        cache: cache?,
     })
+}
+
+/// What a caching route cannot also have (its answers are served from the gateway's store).
+fn check_cache_route(f: &Fields<'_>, p: &mut Problems) {
+    for (key, why) in [
+        (
+            "aggregate",
+            "an aggregated answer is built per request from its parts",
+        ),
+        ("grpc", "a transcoded call is not cached"),
+        ("websocket", "an upgraded connection has no answer to store"),
+    ] {
+        if f.has(key) {
+            p.add(
+                f.pos_of("cache"),
+                &f.path_of("cache"),
+                format!("`cache` cannot go with `{key}`: {why}"),
+            );
+        }
+    }
 }
 
 /// How long an upgraded connection may be quiet unless the route says otherwise.

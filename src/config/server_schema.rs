@@ -39,6 +39,7 @@ pub(super) fn decode_server(
         "hsts",
         "drain_delay",
         "dns",
+        "cache",
     ];
     let f = Fields::new(node, path, FIELDS, p)?;
     let ip = super::ip_schema::decode_ip_rules(&f, FIELDS, p);
@@ -106,6 +107,7 @@ pub(super) fn decode_server(
             grace_period: f.or("grace_period", Duration::from_secs(30), p),
             shutdown_timeout: f.or("shutdown_timeout", Duration::from_secs(5), p),
             log_level: log_level.map(|l| l.value),
+            cache: super::cache_schema::decode_store(&f, p)?,
         },
         access_log: super::access_log_schema::decode_access_log(&f, p)?,
         trusted_proxies,

@@ -158,6 +158,7 @@ mod tests {
             grace_period: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(1),
             log_level: None,
+            cache: Default::default(),
         }
     }
 

@@ -45,6 +45,7 @@ pub struct AccessEntry<'a> {
     pub grpc_method: Option<&'a str>,
     /// A gRPC call's status (transcoded or proxied).
     pub grpc_status: Option<u8>,
+    pub cache: Option<&'static str>,
 }
 
 pub const TARGET: &str = "portcullis::access";
@@ -101,6 +102,7 @@ fn value<'a>(entry: &AccessEntry<'a>, field: AccessField) -> Option<Value<'a>> {
         AccessField::Parts => Value::Str(entry.parts?),
         AccessField::GrpcMethod => Value::Str(entry.grpc_method?),
         AccessField::GrpcStatus => Value::Int(u64::from(entry.grpc_status?)),
+        AccessField::Cache => Value::Str(entry.cache?),
     })
 }
 
@@ -213,6 +215,9 @@ fn write_classic(entry: &AccessEntry<'_>, path: &AccessPath) {
     if let Some(status) = entry.grpc_status {
         let _ = write!(line, " grpc_status={status}");
     }
+    if let Some(cache) = entry.cache {
+        let _ = write!(line, " cache={cache}");
+    }
     match path {
         AccessPath::ProcessLog => log::info!(target: TARGET, "{line}"),
         _ => super::access_sink::send(line),
@@ -262,6 +267,7 @@ mod tests {
             reason: Some("bad\nthing"),
             grpc_method: None,
             grpc_status: None,
+            cache: None,
         }
     }
 

@@ -53,6 +53,45 @@ pub enum View {
 /// Renders a view as JSON.
 pub type Views = Arc<dyn Fn(View) -> String + Send + Sync>;
 
+/// Which stored answers `POST /cache/purge` removes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Purge {
+    /// Every answer of this route…
+    pub route: Option<String>,
+    /// …for this path (any host, query, consumer and variant).
+    pub path: Option<String>,
+    /// Or every answer whose printable key (`route:host/path?query`) starts with this.
+    pub prefix: Option<String>,
+}
+
+impl Purge {
+    /// From `?route=…&path=…` or `?prefix=…`.
+    pub fn from_query(query: Option<&str>) -> Result<Purge, &'static str> {
+        let mut purge = Purge::default();
+        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = crate::percent::decode_str(&value.replace('+', " "))
+                .ok_or("a query value is not valid percent-encoded UTF-8")?;
+            let slot = match name {
+                "route" => &mut purge.route,
+                "path" => &mut purge.path,
+                "prefix" => &mut purge.prefix,
+                _ => return Err("unknown parameter; use route (and path) or prefix"),
+            };
+            if slot.replace(value).is_some() {
+                return Err("a parameter is given twice");
+            }
+        }
+        match (&purge.route, &purge.path, &purge.prefix) {
+            (Some(_), _, None) | (None, None, Some(_)) => Ok(purge),
+            _ => Err("give route (and optionally path), or prefix"),
+        }
+    }
+}
+
+/// Removes the stored answers a purge selects; how many.
+pub type PurgeHook = Arc<dyn Fn(&Purge) -> usize + Send + Sync>;
+
 pub struct AdminApp {
     readiness: ReadinessProbe,
     reload: ReloadHook,
@@ -62,6 +101,7 @@ pub struct AdminApp {
     /// `server.admin.token_env`'s value: every endpoint but `/healthz` and `/readyz` then
     /// needs `Authorization: Bearer <token>`.
     token: Option<String>,
+    purge: Option<PurgeHook>,
 }
 
 impl AdminApp {
@@ -78,6 +118,38 @@ impl AdminApp {
             views,
             hosts,
             token,
+            purge: None,
+        }
+    }
+
+    /// Serve `POST /cache/purge` with `hook`.
+    pub fn with_purge(mut self, hook: PurgeHook) -> AdminApp {
+        self.purge = Some(hook);
+        self
+    }
+
+    /// `POST /cache/purge?route=…[&path=…]` or `?prefix=…`.
+    fn purge(&self, session: &ServerSession) -> Response<Vec<u8>> {
+        if session.req_header().method != http::Method::POST {
+            let mut r = reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "use POST /cache/purge?route=…[&path=…] or ?prefix=…\n".into(),
+            );
+            r.headers_mut()
+                .insert("allow", http::HeaderValue::from_static("POST"));
+            return r;
+        }
+        let Some(hook) = &self.purge else {
+            return reply(StatusCode::NOT_FOUND, "text/plain", "no cache\n".into());
+        };
+        match Purge::from_query(session.req_header().uri.query()) {
+            Ok(purge) => {
+                let purged = hook(&purge);
+                let body = serde_json::json!({ "purged": purged }).to_string() + "\n";
+                reply(StatusCode::OK, "application/json", body)
+            }
+            Err(why) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{why}\n")),
         }
     }
 
@@ -239,6 +311,7 @@ impl ServeHttp for AdminApp {
             ),
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
             "/reload" => self.reload(session).await,
+            "/cache/purge" => self.purge(session),
             "/readyz" => match (self.readiness)() {
                 Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
                 Err(why) => reply(
@@ -250,7 +323,7 @@ impl ServeHttp for AdminApp {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                "not found; try /metrics, /healthz, /readyz, /routes, /upstreams, /config, POST /reload\n"
+                "not found; try /metrics, /healthz, /readyz, /routes, /upstreams, /config, POST /reload, POST /cache/purge\n"
                     .into(),
             ),
         }

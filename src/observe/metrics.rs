@@ -23,6 +23,9 @@ pub struct Metrics {
     pub connections_open: prometheus::IntGauge,
     pub connections_refused: IntCounterVec,
     pub transforms: IntCounterVec,
+    pub cache_requests: IntCounterVec,
+    pub cache_stored: IntGaugeVec,
+    pub cache_evictions: IntCounterVec,
     pub aggregate_parts: IntCounterVec,
     pub upstream_ejections: IntCounterVec,
     pub upstream_dns_failures: IntCounterVec,
@@ -90,6 +93,23 @@ impl Metrics {
             "portcullis_transform_total",
             "Response transformations by route and outcome (applied, passed: the original sent after a failure with on_error: pass, rejected: 502 after a failure).",
             &["route", "outcome"],
+        )?;
+        let cache_requests = counter(
+            "portcullis_cache_requests_total",
+            "Requests on caching routes by route and cache status (HIT, MISS, EXPIRED, STALE, \
+             UPDATING, REVALIDATED, BYPASS).",
+            &["route", "status"],
+        )?;
+        let cache_stored = gauge(
+            "portcullis_cache_stored",
+            "What the response store holds: `bytes` (keys, heads and bodies) and `objects`.",
+            &["what"],
+        )?;
+        let cache_evictions = counter(
+            "portcullis_cache_evictions_total",
+            "Entries leaving the response store, by reason (size: evicted for room, expired, \
+             purged).",
+            &["reason"],
         )?;
         let config_reloads = counter(
             "portcullis_config_reloads_total",
@@ -302,6 +322,9 @@ impl Metrics {
             tls_certificate_expiry,
             websocket_connections,
             transforms,
+            cache_requests,
+            cache_stored,
+            cache_evictions,
             aggregate_parts,
             upstream_ejections,
             upstream_dns_failures,

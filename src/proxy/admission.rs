@@ -190,6 +190,7 @@ pub fn authenticate(
     ) {
         Ok(None) => Ok(()),
         Ok(Some((identity, authenticator))) => {
+            ctx.admission.authenticator = Some(authenticator);
             let authenticator = snapshot
                 .authenticators
                 .get(authenticator)

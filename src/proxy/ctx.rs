@@ -62,6 +62,8 @@ pub struct Admission {
     pub refused_consumer: Option<String>,
     /// Who the request is from, on routes with `auth`.
     pub identity: Option<Arc<Identity>>,
+    /// Which authenticator (index into the snapshot's) accepted it.
+    pub authenticator: Option<usize>,
     /// Identity headers to set upstream (computed and checked when authenticating).
     pub identity_headers: Headers,
     /// Path and query sent upstream.
@@ -117,6 +119,8 @@ pub struct Reply {
     pub grpc_status: Option<u8>,
     /// A transcoded call: the gRPC method it made (`/pkg.Service/Method`), for the access log.
     pub grpc_method: Option<String>,
+    /// What the response store did (caching routes).
+    pub cache_status: Option<crate::cache::CacheStatus>,
 }
 
 impl RequestCtx {

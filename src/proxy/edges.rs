@@ -207,6 +207,9 @@ pub fn decorate(ctx: &RequestCtx, resp: &mut ResponseHeader) -> Result<()> {
         }
     }
     resp.insert_header(forwarding::X_REQUEST_ID_WIRE, ctx.request_id.as_str())?;
+    if let Some(status) = ctx.reply.cache_status {
+        resp.insert_header("x-cache-status", status.as_str())?;
+    }
     for (name, value) in &ctx.reply.ratelimit_headers {
         resp.insert_header(name.clone(), value.clone())?;
     }

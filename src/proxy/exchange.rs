@@ -198,7 +198,7 @@ impl BodySource for ClientBody<'_> {
 
 /// How the body sent upstream is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(super) enum Framing {
     /// No body.
     None,
     Length(usize),
@@ -257,7 +257,7 @@ fn transform_request_body(
 
 /// The request head sent upstream: the client's, without hop-by-hop and framing headers,
 /// through the shared `edges::upstream_head`, with the length of the body actually sent.
-fn upstream_head(
+pub(super) fn upstream_head(
     client_head: &RequestHeader,
     ctx: &RequestCtx,
     route: &Route,
@@ -320,32 +320,77 @@ async fn respond(
     session: &mut Session,
     ctx: &mut RequestCtx,
     route: &Route,
-    mut reply: Reply,
+    reply: Reply,
 ) -> pingora::Result<Served> {
     let method = session.req_header().method.clone();
+    let prepared = prepare(route, &method, reply, ctx.admission.deadline, &ctx.request_id).await?;
+    match prepared {
+        Prepared::Whole { head, body, reply } => {
+            write_whole(session, ctx, head, body).await?;
+            client.release(reply).await;
+            Ok(Served::Answered)
+        }
+        Prepared::Stream { head, reply, already } => {
+            pass_through(client, session, ctx, reply, head, already).await
+        }
+        Prepared::Refused(problem) => Ok(Served::Refused(problem)),
+    }
+}
+
+/// An upstream answer made ready for clients (hop-by-hop headers removed, not yet decorated
+/// for one request).
+pub(super) enum Prepared {
+    /// Transformed: the whole body, and the reply to release.
+    Whole {
+        head: ResponseHeader,
+        body: Bytes,
+        reply: Reply,
+    },
+    /// As the upstream sends it: the bytes already read, then the rest of `reply`.
+    Stream {
+        head: ResponseHeader,
+        reply: Reply,
+        already: Vec<Bytes>,
+    },
+    /// Nothing may reach the client: answer with this problem.
+    Refused(Problem),
+}
+
+/// Apply the route's response rules to an upstream reply (`method`: the one sent upstream).
+pub(super) async fn prepare(
+    route: &Route,
+    method: &Method,
+    mut reply: Reply,
+    deadline: Option<std::time::Instant>,
+    request_id: &str,
+) -> pingora::Result<Prepared> {
     // Decided on the head as the upstream sent it: a `Connection: content-type` must not
     // remove the header that decides whether the body is filtered.
     let decision = route
         .transform
         .response
         .as_ref()
-        .map(|cfg| (cfg, body::decide(cfg, &method, &reply.head)));
+        .map(|cfg| (cfg, body::decide(cfg, method, &reply.head)));
     let mut head = reply.head.clone();
     forwarding::strip_hop_by_hop_response(&mut head);
     let cfg = match decision {
         Some((cfg, Decision::Transform)) => cfg,
-        Some((_, Decision::Refuse(why))) => return Ok(refuse(ctx, route, &why)),
+        Some((_, Decision::Refuse(why))) => return Ok(Prepared::Refused(refuse(request_id, route, &why))),
         Some((_, Decision::Pass)) | None => {
-            return pass_through(client, session, ctx, reply, head, Vec::new()).await;
+            return Ok(Prepared::Stream {
+                head,
+                reply,
+                already: Vec::new(),
+            });
         }
     };
     let coding = body::coding(&reply.head);
     let read = read_and_transform(&mut reply, cfg, &coding, &head);
-    let (raw, outcome) = match ctx.admission.deadline {
+    let (raw, outcome) = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), read).await {
             Ok(done) => done,
             Err(_) => {
-                return Ok(Served::Refused(Problem::new(
+                return Ok(Prepared::Refused(Problem::new(
                     504,
                     "the upstream did not answer in time",
                 )))
@@ -359,45 +404,58 @@ async fn respond(
             count(route_name, "applied");
             body::describe_new_body(&mut head, transformed.len())?;
             body::one_content_type(&mut head, &cfg.content_types)?;
-            edges::decorate(ctx, &mut head)?;
-            session.write_response_header(Box::new(head), false).await?;
-            session
-                .write_response_body(Some(Bytes::from(transformed)), true)
-                .await?;
-            client.release(reply).await;
-            Ok(Served::Answered)
+            Ok(Prepared::Whole {
+                head,
+                body: Bytes::from(transformed),
+                reply,
+            })
         }
-        Err(BodyError::Empty) => pass_through(client, session, ctx, reply, head, Vec::new()).await,
+        Err(BodyError::Empty) => Ok(Prepared::Stream {
+            head,
+            reply,
+            already: Vec::new(),
+        }),
         Err(e) if cfg.on_error == OnError::Pass => {
             count(route_name, "passed");
             log::warn!(
-                "route `{route_name}`: response not transformed ({}); passing the original on (on_error: pass), request id {}",
+                "route `{route_name}`: response not transformed ({}); passing the original on (on_error: pass), request id {request_id}",
                 e.reason(),
-                ctx.request_id
             );
-            pass_through(client, session, ctx, reply, head, raw).await
+            Ok(Prepared::Stream {
+                head,
+                reply,
+                already: raw,
+            })
         }
-        Err(e) => Ok(refuse(ctx, route, &e.reason())),
+        Err(e) => Ok(Prepared::Refused(refuse(request_id, route, &e.reason()))),
     }
 }
 
+/// Write a decorated head and a whole body.
+async fn write_whole(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    mut head: ResponseHeader,
+    body: Bytes,
+) -> pingora::Result<()> {
+    edges::decorate(ctx, &mut head)?;
+    session.write_response_header(Box::new(head), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
 /// Count, log and answer 502 for a response that must not reach the client as it is.
-fn refuse(ctx: &RequestCtx, route: &Route, why: &str) -> Served {
+fn refuse(request_id: &str, route: &Route, why: &str) -> Problem {
     count(&route.name, "rejected");
     log::warn!(
-        "route `{}`: response not transformed ({why}); answering 502, request id {}",
+        "route `{}`: response not transformed ({why}); answering 502, request id {request_id}",
         route.name,
-        ctx.request_id
     );
-    Served::Refused(Problem::new(
-        502,
-        "the upstream response could not be transformed",
-    ))
+    Problem::new(502, "the upstream response could not be transformed")
 }
 
 /// Send the upstream's response as it is (decorated): the bytes already read, then the rest
 /// as it arrives.
-async fn pass_through(
+pub(super) async fn pass_through(
     client: &UpstreamClient,
     session: &mut Session,
     ctx: &RequestCtx,

@@ -16,6 +16,7 @@
 
 mod admission;
 mod aggregated;
+mod cached;
 pub mod ctx;
 mod edges;
 mod errors;
@@ -53,16 +54,19 @@ use problem::Problem;
 
 pub struct Gateway {
     runtime: Arc<Runtime>,
-    /// The gateway's own upstream exchanges (transform and aggregated routes), one per
-    /// process, so part connections are reused.
-    client: UpstreamClient,
+    /// The gateway's own upstream exchanges (transform, aggregated, transcoded and caching
+    /// routes), one per process, so part connections are reused.
+    client: Arc<UpstreamClient>,
+    /// The response store of caching routes (one per process, kept across reloads).
+    cache: Arc<crate::cache::store::Store>,
 }
 
 impl Gateway {
-    pub fn new(runtime: Arc<Runtime>) -> Gateway {
+    pub fn new(runtime: Arc<Runtime>, cache: Arc<crate::cache::store::Store>) -> Gateway {
         Gateway {
             runtime,
-            client: UpstreamClient::new(),
+            client: Arc::new(UpstreamClient::new()),
+            cache,
         }
     }
 
@@ -279,6 +283,9 @@ impl ProxyHttp for Gateway {
                 // exchanges. Boxed: their state is large and would otherwise be part of (and
                 // copied with) every request's `request_filter` future.
                 let served = match ctx.route() {
+                    Some(r) if r.cache.is_some() => {
+                        Box::pin(cached::serve(&self.client, &self.cache, session, ctx)).await?
+                    }
                     Some(r) if r.target.aggregate().is_some() => {
                         Box::pin(aggregated::serve(&self.client, session, ctx)).await?
                     }
@@ -631,6 +638,7 @@ impl ProxyHttp for Gateway {
                     reason: ctx.reply.gateway_reason,
                     grpc_method: ctx.reply.grpc_method.as_deref(),
                     grpc_status: grpc,
+                    cache: ctx.reply.cache_status.map(crate::cache::CacheStatus::as_str),
                 },
                 log_config,
             );

@@ -101,6 +101,8 @@ pub struct Route {
     pub transform: TransformConfig,
     pub cors: Option<crate::cors::CorsPolicy>,
     pub https_redirect: bool,
+    /// `cache:`: answers kept in the gateway's store.
+    pub cache: Option<crate::cache::RouteCache>,
 }
 
 impl Route {
@@ -139,6 +141,7 @@ impl Route {
             transform: cfg.transform.clone(),
             cors: cfg.cors.as_ref().map(crate::cors::CorsPolicy::compile),
             https_redirect: cfg.https_redirect,
+            cache: crate::cache::RouteCache::compile(cfg),
         }
     }
 

@@ -1,0 +1,269 @@
+//! What may be stored and for how long (RFC 9111 §3 and §4.2), from the response as it will
+//! reach clients and the route's `cache:` block. `Cache-Control` is parsed by pingora-cache.
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{AGE, CONTENT_ENCODING, SET_COOKIE, VARY};
+use http::{HeaderMap, HeaderName};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora_cache::cache_control::CacheControl;
+
+use crate::config::cache_schema::RouteCacheConfig;
+
+/// How long a storable response stays fresh and may then be served stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    pub fresh: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+    /// The `Age` it arrived with.
+    pub initial_age: Duration,
+    /// The origin said `public`: consumers may share it where the route allows.
+    pub public: bool,
+}
+
+/// Why a request must bypass the store (neither answered from it nor filling it), if it must.
+pub fn request_bypass(cfg: &RouteCacheConfig, req: &RequestHeader) -> Option<&'static str> {
+    if !cfg.methods.contains(&req.method) {
+        return Some("method");
+    }
+    // Ranges and preconditions other than the validators the store answers go to the origin.
+    for name in ["range", "if-range", "if-match", "if-unmodified-since"] {
+        if req.headers.contains_key(name) {
+            return Some("conditional");
+        }
+    }
+    None
+}
+
+/// The request asked that nothing of this exchange be stored (RFC 9111 §5.2.1.5).
+pub fn request_no_store(req: &RequestHeader) -> bool {
+    CacheControl::from_req_headers(req).is_some_and(|cc| cc.no_store())
+}
+
+/// The origin's `Vary` as request header names, or `Err` when it varies on something the
+/// route does not allow (or `*`): such a response is not stored. A coded body always varies
+/// on `Accept-Encoding`, whether or not the origin said so: a gzip body must never reach a
+/// client that did not accept it.
+pub fn variance(cfg: &RouteCacheConfig, head: &ResponseHeader) -> Result<Vec<HeaderName>, &'static str> {
+    let mut names: Vec<HeaderName> = Vec::new();
+    for value in head.headers.get_all(VARY) {
+        let Ok(text) = value.to_str() else {
+            return Err("unreadable Vary");
+        };
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "*" {
+                return Err("Vary: *");
+            }
+            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+                return Err("unreadable Vary");
+            };
+            if !cfg.vary.contains(&name) {
+                return Err("Vary names a header outside cache.vary");
+            }
+            names.push(name);
+        }
+    }
+    let coded = head
+        .headers
+        .get(CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if coded {
+        names.push(http::header::ACCEPT_ENCODING);
+    }
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    Ok(names)
+}
+
+/// Whether `head` may be stored, and for how long. `authenticated`: the request carried
+/// credentials (the route authenticates it, or it has `Authorization`): only an answer the
+/// origin made shareable (`public`, `s-maxage`, `must-revalidate`) is stored then (§3.5).
+pub fn lifetime(
+    cfg: &RouteCacheConfig,
+    head: &ResponseHeader,
+    authenticated: bool,
+    now: SystemTime,
+) -> Result<Lifetime, &'static str> {
+    if !cfg.statuses.contains(&head.status.as_u16()) {
+        return Err("status");
+    }
+    if head.headers.contains_key(SET_COOKIE) {
+        return Err("Set-Cookie");
+    }
+    let cc = CacheControl::from_resp_headers(head);
+    if cc.as_ref().is_some_and(|c| c.no_store() || c.private()) {
+        return Err("Cache-Control: private or no-store");
+    }
+    let shareable = cc
+        .as_ref()
+        .is_some_and(|c| c.public() || c.must_revalidate() || matches!(c.s_maxage(), Ok(Some(_))));
+    if authenticated && !shareable {
+        return Err("authenticated without public or s-maxage");
+    }
+    let initial_age = age_header(&head.headers);
+    let respect = cfg.respect_cache_control;
+    let origin_fresh = respect
+        .then(|| origin_freshness(cc.as_ref(), head, now))
+        .flatten();
+    let fresh = match cc.as_ref() {
+        // Stored, but every use is revalidated first.
+        Some(c) if respect && c.no_cache() => Duration::ZERO,
+        _ => origin_fresh.unwrap_or(cfg.ttl),
+    };
+    let no_stale = cc
+        .as_ref()
+        .is_some_and(|c| c.must_revalidate() || c.proxy_revalidate());
+    let origin_secs =
+        |v: pingora::Result<Option<u32>>| v.ok().flatten().map(|s| Duration::from_secs(u64::from(s)));
+    let (swr, sie) = match (&cc, respect, no_stale) {
+        (_, _, true) => (Duration::ZERO, Duration::ZERO),
+        (Some(c), true, false) => (
+            origin_secs(c.stale_while_revalidate()).unwrap_or(cfg.stale_while_revalidate),
+            origin_secs(c.stale_if_error()).unwrap_or(cfg.stale_if_error),
+        ),
+        _ => (cfg.stale_while_revalidate, cfg.stale_if_error),
+    };
+    Ok(Lifetime {
+        fresh: fresh.saturating_sub(if origin_fresh.is_some() {
+            initial_age
+        } else {
+            Duration::ZERO
+        }),
+        stale_while_revalidate: swr,
+        stale_if_error: sie,
+        initial_age,
+        public: cc.as_ref().is_some_and(|c| c.public()),
+    })
+}
+
+/// `s-maxage`, then `max-age`, then `Expires` (RFC 9111 §4.2.1).
+fn origin_freshness(cc: Option<&CacheControl>, head: &ResponseHeader, now: SystemTime) -> Option<Duration> {
+    let secs = |v: pingora::Result<Option<u32>>| v.ok().flatten();
+    if let Some(c) = cc {
+        if let Some(s) = secs(c.s_maxage()).or_else(|| secs(c.max_age())) {
+            return Some(Duration::from_secs(u64::from(s)));
+        }
+    }
+    pingora_cache::filters::calculate_expires_header_time(head)
+        .map(|at| at.duration_since(now).unwrap_or_default())
+}
+
+fn age_header(headers: &HeaderMap) -> Duration {
+    headers
+        .get(AGE)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::cache_schema::{ConsumerKey, KeyQuery};
+
+    fn cfg() -> RouteCacheConfig {
+        RouteCacheConfig {
+            ttl: Duration::from_secs(60),
+            respect_cache_control: true,
+            statuses: vec![200, 404],
+            methods: vec![http::Method::GET, http::Method::HEAD],
+            key_query: KeyQuery::All,
+            key_headers: Vec::new(),
+            consumer: ConsumerKey::Auto,
+            vary: vec![http::header::ACCEPT_LANGUAGE],
+            stale_while_revalidate: Duration::from_secs(5),
+            stale_if_error: Duration::ZERO,
+            lock_timeout: Duration::from_secs(5),
+            keep: Duration::from_secs(300),
+        }
+    }
+
+    fn head(headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut h = ResponseHeader::build(200, None).expect("head");
+        for (n, v) in headers {
+            h.append_header(n.to_string(), *v).expect("header");
+        }
+        h
+    }
+
+    #[test]
+    fn freshness_comes_from_the_origin_then_the_route() {
+        let now = SystemTime::now();
+        let l = lifetime(
+            &cfg(),
+            &head(&[("cache-control", "max-age=10, stale-if-error=30")]),
+            false,
+            now,
+        )
+        .expect("storable");
+        assert_eq!(
+            (l.fresh, l.stale_while_revalidate, l.stale_if_error),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(5),
+                Duration::from_secs(30)
+            )
+        );
+        let l = lifetime(
+            &cfg(),
+            &head(&[("cache-control", "s-maxage=20, max-age=5"), ("age", "3")]),
+            false,
+            now,
+        )
+        .expect("storable");
+        assert_eq!(l.fresh, Duration::from_secs(17));
+        assert_eq!(
+            lifetime(&cfg(), &head(&[]), false, now).expect("storable").fresh,
+            Duration::from_secs(60)
+        );
+        let l = lifetime(&cfg(), &head(&[("cache-control", "no-cache")]), false, now).expect("stored");
+        assert_eq!(l.fresh, Duration::ZERO);
+        let l = lifetime(
+            &cfg(),
+            &head(&[("cache-control", "max-age=9, must-revalidate")]),
+            false,
+            now,
+        )
+        .expect("stored");
+        assert_eq!(l.stale_while_revalidate, Duration::ZERO);
+    }
+
+    #[test]
+    fn private_cookies_and_unshared_credentials_are_never_stored() {
+        let now = SystemTime::now();
+        for h in [
+            head(&[("set-cookie", "a=b")]),
+            head(&[("cache-control", "private, max-age=60")]),
+            head(&[("cache-control", "no-store")]),
+        ] {
+            assert!(lifetime(&cfg(), &h, false, now).is_err());
+        }
+        assert!(lifetime(&cfg(), &head(&[("cache-control", "max-age=60")]), true, now).is_err());
+        assert!(lifetime(
+            &cfg(),
+            &head(&[("cache-control", "public, max-age=60")]),
+            true,
+            now
+        )
+        .is_ok());
+        assert!(lifetime(&cfg(), &head(&[("cache-control", "s-maxage=60")]), true, now).is_ok());
+        let mut teapot = head(&[]);
+        teapot.set_status(500).expect("status");
+        assert!(lifetime(&cfg(), &teapot, false, now).is_err());
+    }
+
+    #[test]
+    fn vary_is_honoured_within_the_list_and_coded_bodies_vary_on_accept_encoding() {
+        assert_eq!(
+            variance(&cfg(), &head(&[("vary", "Accept-Language")])),
+            Ok(vec![http::header::ACCEPT_LANGUAGE])
+        );
+        assert!(variance(&cfg(), &head(&[("vary", "*")])).is_err());
+        assert!(variance(&cfg(), &head(&[("vary", "cookie")])).is_err());
+        assert_eq!(
+            variance(&cfg(), &head(&[("content-encoding", "gzip")])),
+            Ok(vec![http::header::ACCEPT_ENCODING])
+        );
+    }
+}

@@ -1,0 +1,595 @@
+//! Routes with `cache:`: answer from the store when it may, otherwise fetch through the
+//! gateway's own exchange (transformed answers are stored transformed) and store what RFC 9111
+//! and the route allow. Admission (authentication, authorization, rate limits) ran before this
+//! on every request, hits included.
+//!
+//! One request fills a key at a time: the others wait for it (`lock_timeout`) and are then
+//! answered from the store. An expired entry is revalidated with its validators (a 304 keeps the
+//! body), served stale at once while a background request refreshes it
+//! (`stale_while_revalidate`; that request is nobody's, so no rate limit counts it), or served
+//! stale when the upstream fails (`stale_if_error`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{
+    CONTENT_LENGTH, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, TRANSFER_ENCODING,
+};
+use http::{Method, StatusCode};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::conditional_filter::{not_modified_filter, to_304};
+use pingora::proxy::Session;
+
+use super::ctx::RequestCtx;
+use super::exchange::{self, Framing, Prepared, Served};
+use super::problem::Problem;
+use super::{edges, peer};
+use crate::cache::key::{self, Audience, RequestKey};
+use crate::cache::policy;
+use crate::cache::store::{Fill, FillGuard, Item, Object, Store};
+use crate::cache::{CacheStatus, RouteCache};
+use crate::observe::metrics;
+use crate::route::Route;
+use crate::runtime::Snapshot;
+use crate::upstream::client::{Body, Call, Reply, UpstreamClient};
+use crate::upstream::pool::Pool;
+
+/// Serve an admitted request on a caching route.
+pub async fn serve(
+    client: &Arc<UpstreamClient>,
+    store: &Arc<Store>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<Served> {
+    let snapshot = Arc::clone(&ctx.snapshot);
+    let Some(route) = ctx.admission.route.and_then(|id| snapshot.routes.routes.get(id)) else {
+        return Ok(Served::Refused(Problem::new(
+            404,
+            "no route matches this request",
+        )));
+    };
+    let (Some(cache), Some(pool), Some(uri)) = (
+        route.cache.as_ref(),
+        ctx.pool().cloned(),
+        ctx.admission.upstream_uri.clone(),
+    ) else {
+        return exchange::serve(client, session, ctx).await;
+    };
+    // A body on a GET is not part of any key: such a request is not the store's to answer.
+    let bodiless = session.is_body_empty();
+    let req = session.req_header();
+    if policy::request_bypass(&cache.config, req).is_some() || !bodiless {
+        mark(ctx, route, CacheStatus::Bypass);
+        return exchange::serve(client, session, ctx).await;
+    }
+    let key = RequestKey::new(
+        cache,
+        &pool.name,
+        &ctx.client.host,
+        &uri,
+        &ctx.admission.path,
+        req,
+    );
+    let who = Who::of(cache, ctx, req);
+    let now = SystemTime::now();
+    let found = lookup(store, &key, &who, req);
+    match &found {
+        Some(o) if o.is_fresh(now) => return answer(session, ctx, route, o, CacheStatus::Hit).await,
+        Some(o) if o.staleness(now) < o.stale_while_revalidate => {
+            if let Fill::Lead(guard) = store.fill(&key.primary(&who.lock())) {
+                if let Some(fetch) = Fetch::new(store, &pool, &key, &who, req, ctx)? {
+                    fetch.spawn(Arc::clone(client), Arc::clone(store), Arc::clone(o), guard);
+                }
+            }
+            return answer(session, ctx, route, o, CacheStatus::Updating).await;
+        }
+        _ => {}
+    }
+    // Fill it, or wait for the request filling it and answer from what it stored.
+    let _filling = match store.fill(&key.primary(&who.lock())) {
+        Fill::Lead(guard) => Some(guard),
+        Fill::Wait(mut filled) => {
+            let _ = tokio::time::timeout(cache.config.lock_timeout, filled.changed()).await;
+            let now = SystemTime::now();
+            if let Some(o) = lookup(store, &key, &who, req).filter(|o| o.is_fresh(now)) {
+                return answer(session, ctx, route, &o, CacheStatus::Hit).await;
+            }
+            None
+        }
+        Fill::Unlocked => None,
+    };
+    let Some(fetch) = Fetch::new(store, &pool, &key, &who, session.req_header(), ctx)? else {
+        return Ok(Served::Refused(Problem::new(
+            404,
+            "no route matches this request",
+        )));
+    };
+    let outcome = fetch
+        .run(
+            client,
+            store,
+            found.as_ref(),
+            &mut ctx.upstream.tried,
+            &mut ctx.upstream.current,
+            ctx.trace.as_ref(),
+        )
+        .await?;
+    ctx.upstream.retries = ctx.upstream.tried.len().saturating_sub(1);
+    match outcome {
+        Fetched::Stored(object, status) => answer(session, ctx, route, &object, status).await,
+        Fetched::Stale(object) => answer(session, ctx, route, &object, CacheStatus::Stale).await,
+        Fetched::Whole { head, body, reply } => {
+            mark(ctx, route, first_status(found.is_some()));
+            let method = session.req_header().method.clone();
+            write(session, ctx, head, body, &method).await?;
+            client.release(reply).await;
+            Ok(Served::Answered)
+        }
+        Fetched::Stream { head, reply, already } => {
+            mark(ctx, route, first_status(found.is_some()));
+            exchange::pass_through(client, session, ctx, reply, head, already).await
+        }
+        Fetched::Failed(problem) => {
+            mark(ctx, route, first_status(found.is_some()));
+            Ok(Served::Refused(problem))
+        }
+    }
+}
+
+/// The stored answer for this request, if any: per audience in order, through the variant
+/// the origin's `Vary` selects.
+fn lookup(store: &Store, key: &RequestKey, who: &Who, req: &RequestHeader) -> Option<Arc<Object>> {
+    who.lookups().iter().find_map(|audience| {
+        let primary = key.primary(audience);
+        match store.get(&primary)? {
+            Item::Object(o) => Some(o),
+            Item::Variants { names, .. } => match store.get(&key::variant(&primary, &names, req))? {
+                Item::Object(o) => Some(o),
+                Item::Variants { .. } => None,
+            },
+        }
+    })
+}
+
+/// Who an answer may go to, decided by the route and the request's credentials.
+#[derive(Clone)]
+struct Who {
+    /// The consumer (`authenticator/consumer`) on an authenticated route.
+    consumer: Option<String>,
+    /// `consumer: shared`: a `public` answer is shared by every consumer.
+    shared: bool,
+    /// Credentials were presented: the route's, or an `Authorization` or a `Cookie` for the
+    /// upstream (which may answer per user without saying `private`).
+    authenticated: bool,
+}
+
+impl Who {
+    fn of(cache: &RouteCache, ctx: &RequestCtx, req: &RequestHeader) -> Who {
+        let consumer = ctx.admission.identity.as_ref().map(|id| {
+            let by = ctx
+                .admission
+                .authenticator
+                .and_then(|i| ctx.snapshot.authenticators.get(i))
+                .map_or("", |a| a.name.as_str());
+            // Length-prefixed: no authenticator and consumer pair spells another.
+            format!("{}:{by}/{}", by.len(), id.consumer)
+        });
+        Who {
+            shared: cache.config.consumer == crate::config::cache_schema::ConsumerKey::Shared,
+            authenticated: consumer.is_some()
+                || req.headers.contains_key(http::header::AUTHORIZATION)
+                || req.headers.contains_key(http::header::COOKIE),
+            consumer,
+        }
+    }
+
+    /// Where to look, in order.
+    fn lookups(&self) -> Vec<Audience> {
+        match &self.consumer {
+            None => vec![Audience::Everyone],
+            Some(c) if self.shared => vec![Audience::Everyone, Audience::Consumer(c.clone())],
+            Some(c) => vec![Audience::Consumer(c.clone())],
+        }
+    }
+
+    /// The key one filling request at a time holds.
+    fn lock(&self) -> Audience {
+        match &self.consumer {
+            Some(c) if !self.shared => Audience::Consumer(c.clone()),
+            _ => Audience::Everyone,
+        }
+    }
+
+    /// Where an answer is stored.
+    fn store(&self, public: bool) -> Audience {
+        match &self.consumer {
+            Some(c) if !(self.shared && public) => Audience::Consumer(c.clone()),
+            _ => Audience::Everyone,
+        }
+    }
+}
+
+/// What a fetch for the store ended with.
+enum Fetched {
+    /// Stored: answer from the object.
+    Stored(Arc<Object>, CacheStatus),
+    /// The upstream failed and the expired entry may stand in for it.
+    Stale(Arc<Object>),
+    /// A whole answer that may not be stored.
+    Whole {
+        head: ResponseHeader,
+        body: Bytes,
+        reply: Reply,
+    },
+    /// Too large to store, or not storable: streamed.
+    Stream {
+        head: ResponseHeader,
+        reply: Reply,
+        already: Vec<Bytes>,
+    },
+    Failed(Problem),
+}
+
+/// One upstream request for the store, from the client's request. It owns what it needs, so
+/// a background refresh can take it along.
+struct Fetch {
+    snapshot: Arc<Snapshot>,
+    route: usize,
+    pool: Arc<Pool>,
+    key: RequestKey,
+    who: Who,
+    /// The client's request head (its `Vary` values select the variant).
+    request: RequestHeader,
+    /// What goes upstream: the whole representation (GET for HEAD), no client preconditions
+    /// or ranges.
+    upstream: RequestHeader,
+    hash_key: Vec<u8>,
+    deadline: Option<Instant>,
+    request_id: String,
+    max_object: u64,
+}
+
+impl Fetch {
+    fn new(
+        store: &Store,
+        pool: &Arc<Pool>,
+        key: &RequestKey,
+        who: &Who,
+        req: &RequestHeader,
+        ctx: &RequestCtx,
+    ) -> pingora::Result<Option<Fetch>> {
+        let (Some(id), Some(route)) = (ctx.admission.route, ctx.route()) else {
+            return Ok(None);
+        };
+        let mut upstream = exchange::upstream_head(req, ctx, route, Framing::None)?;
+        pingora_cache::filters::upstream::request_filter(&mut upstream, None);
+        Ok(Some(Fetch {
+            snapshot: Arc::clone(&ctx.snapshot),
+            route: id,
+            pool: Arc::clone(pool),
+            key: key.clone(),
+            who: who.clone(),
+            request: req.clone(),
+            hash_key: peer::hash_key(pool, req, ctx.client.ip),
+            upstream,
+            deadline: ctx.admission.deadline,
+            request_id: ctx.request_id.clone(),
+            max_object: store.max_object,
+        }))
+    }
+
+    fn route(&self) -> Option<&Route> {
+        self.snapshot.routes.routes.get(self.route)
+    }
+
+    fn cache(&self) -> Option<&RouteCache> {
+        self.route()?.cache.as_ref()
+    }
+
+    async fn run(
+        &self,
+        client: &UpstreamClient,
+        store: &Store,
+        stale: Option<&Arc<Object>>,
+        tried: &mut Vec<std::net::SocketAddr>,
+        current: &mut Option<crate::upstream::attempt::Attempt>,
+        trace: Option<&crate::observe::trace::TraceContext>,
+    ) -> pingora::Result<Fetched> {
+        let Some(route) = self.route() else {
+            return Ok(Fetched::Failed(Problem::new(
+                404,
+                "no route matches this request",
+            )));
+        };
+        let now = SystemTime::now();
+        let mut head = self.upstream.clone();
+        let revalidating = stale.filter(|o| o.has_validator());
+        if let Some(o) = revalidating {
+            for (validator, condition) in [(ETAG, IF_NONE_MATCH), (LAST_MODIFIED, IF_MODIFIED_SINCE)] {
+                if let Some(v) = o.head.headers.get(&validator) {
+                    head.insert_header(condition, v.clone())?;
+                }
+            }
+        }
+        let may_stand_in = |o: &&Arc<Object>| o.staleness(now) < o.stale_if_error;
+        let call = Call {
+            pool: &self.pool,
+            key: &self.hash_key,
+            head,
+            body: Body::Full(Bytes::new()),
+            deadline: self.deadline,
+            repeatable: true,
+            trace,
+        };
+        let reply = match client.exchange(call, tried, current).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                return Ok(match stale.filter(may_stand_in) {
+                    Some(o) => Fetched::Stale(Arc::clone(o)),
+                    None => Fetched::Failed(exchange::call_problem(&e)),
+                })
+            }
+        };
+        let status = reply.head.status;
+        if let (Some(o), StatusCode::NOT_MODIFIED) = (revalidating, status) {
+            let refreshed = self.revalidated(o, &reply.head);
+            client.release(reply).await;
+            return Ok(match refreshed {
+                Some(object) => {
+                    self.put(store, &object);
+                    Fetched::Stored(object, CacheStatus::Revalidated)
+                }
+                // No longer storable: this once, the confirmed body still answers.
+                None => Fetched::Stored(Arc::clone(o), CacheStatus::Revalidated),
+            });
+        }
+        if status.is_server_error() {
+            if let Some(o) = stale.filter(may_stand_in) {
+                return Ok(Fetched::Stale(Arc::clone(o)));
+            }
+        }
+        let first = first_status(stale.is_some());
+        let prepared = exchange::prepare(route, &Method::GET, reply, self.deadline, &self.request_id).await?;
+        Ok(match prepared {
+            Prepared::Refused(problem) => Fetched::Failed(problem),
+            Prepared::Whole { head, body, reply } => match self.object(&head, body.clone(), now) {
+                Some(object) => {
+                    client.release(reply).await;
+                    self.put(store, &object);
+                    Fetched::Stored(object, first)
+                }
+                None => Fetched::Whole { head, body, reply },
+            },
+            Prepared::Stream {
+                head,
+                mut reply,
+                mut already,
+            } => {
+                let storable = self.object(&head, Bytes::new(), now).is_some();
+                if !storable || too_large(&head, self.max_object) {
+                    return Ok(Fetched::Stream { head, reply, already });
+                }
+                match read_whole(&mut reply, &mut already, self.max_object, self.deadline).await {
+                    Some(body) => match self.object(&head, body.clone(), now) {
+                        Some(object) => {
+                            client.release(reply).await;
+                            self.put(store, &object);
+                            Fetched::Stored(object, first)
+                        }
+                        None => Fetched::Whole { head, body, reply },
+                    },
+                    // Over `max_object` (or cut short): streamed, the part read first.
+                    None => Fetched::Stream { head, reply, already },
+                }
+            }
+        })
+    }
+
+    /// The object to store for `head` and `body`, if the route and RFC 9111 allow it.
+    fn object(&self, head: &ResponseHeader, body: Bytes, now: SystemTime) -> Option<Arc<Object>> {
+        let cache = self.cache()?;
+        if policy::request_no_store(&self.request) || body.len() as u64 > self.max_object {
+            return None;
+        }
+        let life = policy::lifetime(&cache.config, head, self.who.authenticated, now).ok()?;
+        policy::variance(&cache.config, head).ok()?;
+        let mut head = head.clone();
+        head.remove_header(&TRANSFER_ENCODING);
+        head.remove_header(&http::header::AGE);
+        head.insert_header(CONTENT_LENGTH, body.len().to_string()).ok()?;
+        let validator = head.headers.contains_key(ETAG) || head.headers.contains_key(LAST_MODIFIED);
+        let revalidation = if validator {
+            cache.config.keep
+        } else {
+            Duration::ZERO
+        };
+        let keep = life.fresh
+            + life
+                .stale_while_revalidate
+                .max(life.stale_if_error)
+                .max(revalidation);
+        Some(Arc::new(Object {
+            head,
+            body,
+            received: now,
+            initial_age: life.initial_age,
+            fresh_until: now + life.fresh,
+            stale_while_revalidate: life.stale_while_revalidate,
+            stale_if_error: life.stale_if_error,
+            keep_until: Instant::now() + keep,
+            label: Arc::clone(&self.key.label),
+            public: life.public,
+        }))
+    }
+
+    /// The stored answer updated by a 304's headers (RFC 9111 §4.3.4).
+    fn revalidated(&self, old: &Object, not_modified: &ResponseHeader) -> Option<Arc<Object>> {
+        let mut update = not_modified.clone();
+        super::forwarding::strip_hop_by_hop_response(&mut update);
+        update.remove_header(&CONTENT_LENGTH);
+        update.remove_header(&TRANSFER_ENCODING);
+        let mut head = old.head.clone();
+        for name in update.headers.keys() {
+            head.remove_header(name);
+        }
+        for (name, value) in update.headers.iter() {
+            head.append_header(name.clone(), value.clone()).ok()?;
+        }
+        self.object(&head, old.body.clone(), SystemTime::now())
+    }
+
+    /// Store `object` under the key its audience and variance give.
+    fn put(&self, store: &Store, object: &Arc<Object>) {
+        let Some(cache) = self.cache() else {
+            return;
+        };
+        let Ok(names) = policy::variance(&cache.config, &object.head) else {
+            return;
+        };
+        let primary = self.key.primary(&self.who.store(object.public));
+        if names.is_empty() {
+            store.insert(primary, Item::Object(Arc::clone(object)));
+            return;
+        }
+        let variant = key::variant(&primary, &names, &self.request);
+        store.insert(
+            primary,
+            Item::Variants {
+                names: names.into(),
+                keep_until: object.keep_until,
+                label: Arc::clone(&object.label),
+            },
+        );
+        store.insert(variant, Item::Object(Arc::clone(object)));
+    }
+
+    /// Refresh in the background (the entry was served stale): nobody waits for the answer;
+    /// the fill lock is held until it is stored.
+    fn spawn(mut self, client: Arc<UpstreamClient>, store: Arc<Store>, stale: Arc<Object>, guard: FillGuard) {
+        // Its own deadline: the client's request is already answered.
+        self.deadline = self.route().and_then(|r| r.timeout).map(|t| Instant::now() + t);
+        tokio::spawn(async move {
+            let _filling = guard;
+            let (mut tried, mut current) = (Vec::new(), None);
+            match self
+                .run(&client, &store, Some(&stale), &mut tried, &mut current, None)
+                .await
+            {
+                Ok(Fetched::Failed(problem)) => log::warn!(
+                    "cache refresh of {} failed: {}, request id {}",
+                    self.key.label.printable,
+                    problem.detail,
+                    self.request_id
+                ),
+                Err(e) => log::warn!(
+                    "cache refresh of {} failed: {e}, request id {}",
+                    self.key.label.printable,
+                    self.request_id
+                ),
+                Ok(_) => {}
+            }
+            if let Some(attempt) = current.as_mut() {
+                attempt.finish();
+            }
+        });
+    }
+}
+
+/// MISS, or EXPIRED when an expired entry was there.
+fn first_status(had_entry: bool) -> CacheStatus {
+    if had_entry {
+        CacheStatus::Expired
+    } else {
+        CacheStatus::Miss
+    }
+}
+
+/// Whether the declared length already rules storing out.
+fn too_large(head: &ResponseHeader, max: u64) -> bool {
+    head.headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .is_some_and(|len| len > max)
+}
+
+/// Read the rest of the body into `already`; the whole body if it stays within `max`, `None`
+/// (what was read left in `already`) once it does not or the read fails.
+async fn read_whole(
+    reply: &mut Reply,
+    already: &mut Vec<Bytes>,
+    max: u64,
+    deadline: Option<Instant>,
+) -> Option<Bytes> {
+    let mut held: u64 = already.iter().map(|b| b.len() as u64).sum();
+    loop {
+        let next = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), reply.body_chunk()).await.ok()?,
+            None => reply.body_chunk().await,
+        };
+        match next.ok()? {
+            Some(piece) => {
+                held += piece.len() as u64;
+                already.push(piece);
+                if held > max {
+                    return None;
+                }
+            }
+            None => break,
+        }
+    }
+    let mut body = BytesMut::with_capacity(held as usize);
+    for piece in already.drain(..) {
+        body.extend_from_slice(&piece);
+    }
+    Some(body.freeze())
+}
+
+/// Answer from a stored object: `Age`, the client's own preconditions (304), HEAD.
+async fn answer(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    route: &Route,
+    object: &Object,
+    status: CacheStatus,
+) -> pingora::Result<Served> {
+    mark(ctx, route, status);
+    let mut head = object.head.clone();
+    head.insert_header(
+        http::header::AGE,
+        object.age(SystemTime::now()).as_secs().to_string(),
+    )?;
+    let method = session.req_header().method.clone();
+    write(session, ctx, head, object.body.clone(), &method).await?;
+    Ok(Served::Answered)
+}
+
+/// Write a whole answer: 304 when the client's validators match, no body for HEAD.
+async fn write(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    mut head: ResponseHeader,
+    body: Bytes,
+    method: &Method,
+) -> pingora::Result<()> {
+    let not_modified = not_modified_filter(session.req_header(), &head);
+    if not_modified {
+        to_304(&mut head);
+    }
+    edges::decorate(ctx, &mut head)?;
+    let bodiless = not_modified || *method == Method::HEAD || matches!(head.status.as_u16(), 204 | 304);
+    session.write_response_header(Box::new(head), bodiless).await?;
+    if !bodiless {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// Record what the store did: the header, the log field, the metric.
+fn mark(ctx: &mut RequestCtx, route: &Route, status: CacheStatus) {
+    ctx.reply.cache_status = Some(status);
+    metrics::get()
+        .cache_requests
+        .with_label_values(&[route.name.as_str(), status.as_str()])
+        .inc();
+}

@@ -1,0 +1,561 @@
+//! Response caching against a real origin (tests/cache/origin.py) that counts what it serves
+//! and sets `Cache-Control`, `Vary` and `ETag` as each test asks. What the origin counted is
+//! the proof: a hit is an answer the origin never saw.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::*;
+
+const ORIGIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cache/origin.py");
+
+struct Origin {
+    server: PythonServer,
+}
+
+impl Origin {
+    fn start() -> Origin {
+        Origin {
+            server: PythonServer::start(ORIGIN),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.server.port).into()
+    }
+
+    /// How `path` answers from now on (see origin.py).
+    fn spec(&self, path: &str, spec: serde_json::Value) {
+        let body = spec.to_string();
+        let r = request(
+            self.addr(),
+            "POST",
+            "localhost",
+            &format!("/__spec?path={path}"),
+            &[],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 200, "spec {path}");
+    }
+
+    /// How many requests for `path` (any query) the origin answered with `status` ("all":
+    /// every one).
+    fn hits(&self, path: &str, status: &str) -> u64 {
+        let r = get(self.addr(), "localhost", &format!("/__hits?path={path}"));
+        r.json()[status].as_u64().unwrap_or(0)
+    }
+}
+
+fn config(origin: &Origin, cache: &str) -> String {
+    format!(
+        "upstreams:\n  catalog:\n    targets: [\"{}\"]\nroutes:\n  - name: catalog\n    match: {{ path_prefix: /catalog }}\n    upstream: catalog\n    cache: {cache}\n",
+        origin.addr()
+    )
+}
+
+fn status(r: &Response) -> &str {
+    r.header("x-cache-status").unwrap_or("-")
+}
+
+fn fetch(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Response {
+    request(gw.addr(), "GET", "localhost", path, headers, b"")
+}
+
+#[test]
+fn a_second_get_is_a_hit_with_age_and_head_and_validators_are_answered_from_the_store() {
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/a",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60" }, "etag": "\"v1\"" }),
+    );
+    let gw = Gateway::start(&config(&origin, "{ ttl: 60s }"));
+    let first = fetch(&gw, "/catalog/a", &[]);
+    assert_eq!((first.status, status(&first)), (200, "MISS"));
+    assert_eq!(first.text(), "path=/catalog/a n=1");
+    let second = fetch(&gw, "/catalog/a", &[]);
+    assert_eq!((second.status, status(&second)), (200, "HIT"));
+    assert_eq!(second.text(), "path=/catalog/a n=1");
+    assert!(second.header("age").is_some_and(|a| a.parse::<u64>().is_ok()));
+    assert_eq!(second.header("etag"), Some("\"v1\""));
+    assert!(
+        second.header("x-request-id").is_some(),
+        "hits are decorated per request"
+    );
+    // HEAD is answered from the GET entry.
+    let head = request(gw.addr(), "HEAD", "localhost", "/catalog/a", &[], b"");
+    assert_eq!((head.status, status(&head)), (200, "HIT"));
+    assert!(head.body.is_empty());
+    // The client's own validator: 304 from the store.
+    let cond = fetch(&gw, "/catalog/a", &[("if-none-match", "\"v1\"")]);
+    assert_eq!((cond.status, status(&cond)), (304, "HIT"));
+    assert!(cond.body.is_empty());
+    assert_eq!(origin.hits("/catalog/a", "all"), 1, "the origin answered once");
+    // Another query is another entry.
+    let other = fetch(&gw, "/catalog/a?page=2", &[]);
+    assert_eq!(
+        (status(&other), other.text().as_str()),
+        ("MISS", "path=/catalog/a n=2")
+    );
+    let m = gw.metrics();
+    assert_eq!(
+        sum_metric(
+            &m,
+            "portcullis_cache_requests_total",
+            &[("route", "catalog"), ("status", "HIT")]
+        ),
+        3.0
+    );
+    assert!(sum_metric(&m, "portcullis_cache_stored", &[("what", "objects")]) >= 2.0);
+}
+
+#[test]
+fn an_expired_entry_is_revalidated_and_a_304_keeps_the_body() {
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/r",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=1" }, "etag": "\"r1\"" }),
+    );
+    let gw = Gateway::start(&config(&origin, "{ ttl: 60s }"));
+    assert_eq!(status(&fetch(&gw, "/catalog/r", &[])), "MISS");
+    let revalidated = wait_for("the entry to expire", Duration::from_secs(10), || {
+        let r = fetch(&gw, "/catalog/r", &[]);
+        (status(&r) != "HIT").then_some(r)
+    });
+    assert_eq!((revalidated.status, status(&revalidated)), (200, "REVALIDATED"));
+    assert_eq!(revalidated.text(), "path=/catalog/r n=1", "the stored body");
+    assert_eq!(origin.hits("/catalog/r", "304"), 1, "the origin confirmed it");
+    assert_eq!(origin.hits("/catalog/r", "200"), 1);
+    assert_eq!(status(&fetch(&gw, "/catalog/r", &[])), "HIT", "fresh again");
+}
+
+#[test]
+fn fifty_concurrent_cold_requests_reach_the_origin_once() {
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/hot",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60" }, "delay": 0.5 }),
+    );
+    let gw = Gateway::start(&config(&origin, "{ lock_timeout: 10s }"));
+    let addr = gw.addr();
+    let answers: Vec<Response> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| s.spawn(move || request(addr, "GET", "localhost", "/catalog/hot", &[], b"")))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client")).collect()
+    });
+    assert_eq!(origin.hits("/catalog/hot", "all"), 1);
+    assert!(answers
+        .iter()
+        .all(|r| r.status == 200 && r.text() == "path=/catalog/hot n=1"));
+    let misses = answers.iter().filter(|r| status(r) == "MISS").count();
+    assert_eq!(misses, 1, "one filled, 49 waited and hit");
+}
+
+#[test]
+fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/s",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=1, stale-while-revalidate=60" } }),
+    );
+    // A rate limit: the background refresh is not one of the requests it counts.
+    let gw = Gateway::start(&format!(
+        "rate_limits:\n  per-client:\n    key: ip\n    limits: [{{ requests: 1000, per: 60s }}]\n{}    rate_limit: [per-client]\n",
+        config(&origin, "{ ttl: 60s }")
+    ));
+    let mut sent = 1;
+    assert_eq!(fetch(&gw, "/catalog/s", &[]).text(), "path=/catalog/s n=1");
+    std::thread::sleep(Duration::from_millis(1_500));
+    let stale = fetch(&gw, "/catalog/s", &[]);
+    sent += 1;
+    assert_eq!((stale.status, status(&stale)), (200, "UPDATING"));
+    assert_eq!(stale.text(), "path=/catalog/s n=1", "the stale copy, at once");
+    let fresh = wait_for("the refreshed entry", Duration::from_secs(10), || {
+        let r = fetch(&gw, "/catalog/s", &[]);
+        sent += 1;
+        (r.text() == "path=/catalog/s n=2").then_some(r)
+    });
+    assert_eq!(status(&fresh), "HIT");
+    assert_eq!(origin.hits("/catalog/s", "all"), 2, "one refresh");
+    let allowed = sum_metric(
+        &gw.metrics(),
+        "portcullis_ratelimit_decisions_total",
+        &[("policy", "per-client"), ("decision", "allow")],
+    );
+    assert_eq!(
+        allowed,
+        f64::from(sent),
+        "only the client's requests were counted"
+    );
+}
+
+#[test]
+fn stale_if_error_serves_the_stale_copy_when_the_origin_fails() {
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/e",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=1" } }),
+    );
+    let gw = Gateway::start(&config(&origin, "{ stale_if_error: 60s }"));
+    assert_eq!(fetch(&gw, "/catalog/e", &[]).text(), "path=/catalog/e n=1");
+    std::thread::sleep(Duration::from_millis(1_500));
+    origin.spec("/catalog/e", serde_json::json!({ "status": 503, "headers": {} }));
+    let stale = fetch(&gw, "/catalog/e", &[]);
+    assert_eq!((stale.status, status(&stale)), (200, "STALE"));
+    assert_eq!(stale.text(), "path=/catalog/e n=1");
+    assert!(stale
+        .header("age")
+        .is_some_and(|a| a.parse::<u64>().unwrap_or(0) >= 1));
+    // The origin gone altogether: the same.
+    drop(origin);
+    let stale = fetch(&gw, "/catalog/e", &[]);
+    assert_eq!((stale.status, status(&stale)), (200, "STALE"));
+    assert_eq!(stale.text(), "path=/catalog/e n=1");
+}
+
+#[test]
+fn answers_vary_on_the_allowed_headers_and_a_gzip_body_never_reaches_a_client_without_gzip() {
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/lang",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60", "Vary": "Accept-Language" },
+                            "body": "{lang} n={n}" }),
+    );
+    // gzip when accepted, and no Vary at all: the gateway varies on Accept-Encoding itself.
+    origin.spec(
+        "/catalog/zip",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60" }, "gzip": true }),
+    );
+    origin.spec(
+        "/catalog/cookie",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60", "Vary": "Cookie" } }),
+    );
+    let gw = Gateway::start(&config(&origin, "{ vary: [accept-encoding, accept-language] }"));
+    let en = [("accept-language", "en")];
+    let fr = [("accept-language", "fr")];
+    assert_eq!(fetch(&gw, "/catalog/lang", &en).text(), "en n=1");
+    assert_eq!(fetch(&gw, "/catalog/lang", &fr).text(), "fr n=2");
+    let en_again = fetch(&gw, "/catalog/lang", &en);
+    assert_eq!((status(&en_again), en_again.text().as_str()), ("HIT", "en n=1"));
+    let fr_again = fetch(&gw, "/catalog/lang", &fr);
+    assert_eq!((status(&fr_again), fr_again.text().as_str()), ("HIT", "fr n=2"));
+
+    let zipped = fetch(&gw, "/catalog/zip", &[("accept-encoding", "gzip")]);
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    let zipped = fetch(&gw, "/catalog/zip", &[("accept-encoding", "gzip")]);
+    assert_eq!(
+        (status(&zipped), zipped.header("content-encoding")),
+        ("HIT", Some("gzip"))
+    );
+    let plain = fetch(&gw, "/catalog/zip", &[]);
+    assert_eq!(plain.header("content-encoding"), None, "never the gzip body");
+    assert_eq!(plain.text(), "path=/catalog/zip n=2");
+    let plain = fetch(&gw, "/catalog/zip", &[]);
+    assert_eq!((status(&plain), plain.header("content-encoding")), ("HIT", None));
+
+    // Vary on a header outside the list: never stored.
+    for _ in 0..2 {
+        assert_eq!(status(&fetch(&gw, "/catalog/cookie", &[])), "MISS");
+    }
+    // Vary: * likewise.
+    origin.spec(
+        "/catalog/star",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60", "Vary": "*" } }),
+    );
+    for _ in 0..2 {
+        assert_eq!(status(&fetch(&gw, "/catalog/star", &[])), "MISS");
+    }
+    assert_eq!(origin.hits("/catalog/star", "all"), 2);
+}
+
+/// Consumer A never receives consumer B's answer; an answer without `public` is not stored on
+/// an authenticated route; `consumer: shared` shares only what the origin made public; and a
+/// request without credentials never reaches the store.
+#[test]
+fn consumers_are_isolated_and_authentication_runs_before_the_store() {
+    const A: &str = "pk_live_consumer_a_1";
+    const B: &str = "pk_live_consumer_b_2";
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/me",
+        serde_json::json!({ "headers": { "Cache-Control": "public, max-age=60" } }),
+    );
+    origin.spec(
+        "/catalog/mine",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60" } }),
+    );
+    origin.spec(
+        "/shared/me",
+        serde_json::json!({ "headers": { "Cache-Control": "public, max-age=60" } }),
+    );
+    let keys = tempfile::tempdir().expect("tempdir");
+    let file = keys.path().join("keys.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "keys:\n  - {{ sha256: {}, consumer: a }}\n  - {{ sha256: {}, consumer: b }}\n",
+            hash_key(A),
+            hash_key(B)
+        ),
+    )
+    .expect("write keys");
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  catalog:\n    targets: [\"{}\"]\nauth:\n  keys:\n    type: api_key\n    from: [\"header:x-api-key\"]\n    keys_file: {}\nroutes:\n  - name: catalog\n    match: {{ path_prefix: /catalog }}\n    upstream: catalog\n    auth: [keys]\n    cache: {{}}\n  - name: shared\n    match: {{ path_prefix: /shared }}\n    upstream: catalog\n    auth: [keys]\n    cache: {{ key: {{ consumer: shared }} }}\n",
+        origin.addr(),
+        file.display()
+    ));
+    let as_a = [("x-api-key", A)];
+    let as_b = [("x-api-key", B)];
+    assert_eq!(fetch(&gw, "/catalog/me", &as_a).text(), "path=/catalog/me n=1");
+    let b = fetch(&gw, "/catalog/me", &as_b);
+    assert_eq!((status(&b), b.text().as_str()), ("MISS", "path=/catalog/me n=2"));
+    let a = fetch(&gw, "/catalog/me", &as_a);
+    assert_eq!((status(&a), a.text().as_str()), ("HIT", "path=/catalog/me n=1"));
+    let b = fetch(&gw, "/catalog/me", &as_b);
+    assert_eq!((status(&b), b.text().as_str()), ("HIT", "path=/catalog/me n=2"));
+
+    // Without credentials: refused before the store, whatever it holds.
+    let anonymous = fetch(&gw, "/catalog/me", &[]);
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.header("x-cache-status"), None);
+    let forged = fetch(&gw, "/catalog/me", &[("x-api-key", "pk_live_forged_000")]);
+    assert_eq!(forged.status, 401);
+    assert_eq!(origin.hits("/catalog/me", "all"), 2);
+
+    // Not public on an authenticated route: never stored.
+    for n in 1..=2 {
+        let r = fetch(&gw, "/catalog/mine", &as_a);
+        assert_eq!(
+            (status(&r), r.text()),
+            ("MISS", format!("path=/catalog/mine n={n}"))
+        );
+    }
+
+    // Shared: a public answer serves every consumer.
+    assert_eq!(fetch(&gw, "/shared/me", &as_a).text(), "path=/shared/me n=1");
+    let b = fetch(&gw, "/shared/me", &as_b);
+    assert_eq!((status(&b), b.text().as_str()), ("HIT", "path=/shared/me n=1"));
+}
+
+#[test]
+fn cookies_private_answers_and_oversize_bodies_are_never_stored() {
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/cookie",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60", "Set-Cookie": "s=1" } }),
+    );
+    origin.spec(
+        "/catalog/private",
+        serde_json::json!({ "headers": { "Cache-Control": "private, max-age=60" } }),
+    );
+    origin.spec(
+        "/catalog/nostore",
+        serde_json::json!({ "headers": { "Cache-Control": "no-store" } }),
+    );
+    origin.spec(
+        "/catalog/big",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60" }, "size": 4096 }),
+    );
+    origin.spec(
+        "/catalog/bigchunked",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60" }, "size": 4096, "chunked": true }),
+    );
+    origin.spec(
+        "/catalog/small",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60" }, "size": 1000, "chunked": true }),
+    );
+    let gw = Gateway::start_with(
+        "cache: { max_memory: 1MiB, max_object: 2KiB }",
+        &config(&origin, "{}"),
+    );
+    for path in ["/catalog/cookie", "/catalog/private", "/catalog/nostore"] {
+        for _ in 0..2 {
+            assert_eq!(status(&fetch(&gw, path, &[])), "MISS", "{path}");
+        }
+        assert_eq!(origin.hits(path, "all"), 2, "{path}");
+    }
+    let cookie = fetch(&gw, "/catalog/cookie", &[]);
+    assert_eq!(cookie.header("set-cookie"), Some("s=1"), "passed on, not stored");
+    // A request with credentials for the origin (a cookie, an Authorization): its answer may
+    // be personal, so it is stored only if the origin said `public` (or `s-maxage`).
+    origin.spec(
+        "/catalog/session",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60" } }),
+    );
+    for credential in [("cookie", "session=alice"), ("authorization", "Bearer alice")] {
+        for _ in 0..2 {
+            assert_eq!(status(&fetch(&gw, "/catalog/session", &[credential])), "MISS");
+        }
+    }
+    assert_eq!(
+        status(&fetch(&gw, "/catalog/session", &[])),
+        "MISS",
+        "nothing was stored"
+    );
+    assert_eq!(origin.hits("/catalog/session", "all"), 5);
+    for path in ["/catalog/big", "/catalog/bigchunked"] {
+        for _ in 0..2 {
+            let r = fetch(&gw, path, &[]);
+            assert_eq!(
+                (r.status, status(&r), r.body.len()),
+                (200, "MISS", 4096),
+                "{path}"
+            );
+        }
+        assert_eq!(origin.hits(path, "all"), 2, "{path}");
+    }
+    // A chunked answer within `max_object` is stored.
+    fetch(&gw, "/catalog/small", &[]);
+    let small = fetch(&gw, "/catalog/small", &[]);
+    assert_eq!((status(&small), small.body.len()), ("HIT", 1000));
+    assert_eq!(small.header("content-length"), Some("1000"));
+}
+
+#[test]
+fn purge_by_route_and_path_or_by_prefix_with_the_admin_token() {
+    let origin = Origin::start();
+    let gw = Gateway::start_env(
+        "admin: { addr: \"127.0.0.1:{admin_port}\", token_env: PORTCULLIS_TEST_ADMIN }",
+        &config(&origin, "{}"),
+        &[("PORTCULLIS_TEST_ADMIN", "purge-token-0123456789")],
+    );
+    for path in ["/catalog/p1", "/catalog/p1?x=1", "/catalog/p2", "/catalog/q/1"] {
+        fetch(&gw, path, &[]);
+        assert_eq!(status(&fetch(&gw, path, &[])), "HIT", "{path}");
+    }
+    let purge = |query: &str, token: &str| {
+        request(
+            gw.admin(),
+            "POST",
+            "localhost",
+            &format!("/cache/purge?{query}"),
+            &[("authorization", &format!("Bearer {token}"))],
+            b"",
+        )
+    };
+    assert_eq!(purge("route=catalog&path=/catalog/p1", "wrong-token").status, 401);
+    assert_eq!(status(&fetch(&gw, "/catalog/p1", &[])), "HIT", "not purged");
+    assert_eq!(purge("path=/catalog/p1", "purge-token-0123456789").status, 400);
+    let done = purge("route=catalog&path=/catalog/p1", "purge-token-0123456789");
+    assert_eq!((done.status, done.json()["purged"].as_u64()), (200, Some(2)));
+    assert_eq!(status(&fetch(&gw, "/catalog/p1", &[])), "MISS");
+    assert_eq!(status(&fetch(&gw, "/catalog/p1?x=1", &[])), "MISS");
+    assert_eq!(status(&fetch(&gw, "/catalog/p2", &[])), "HIT");
+    let done = purge("prefix=catalog:localhost/catalog/q/", "purge-token-0123456789");
+    assert_eq!(done.json()["purged"].as_u64(), Some(1));
+    assert_eq!(status(&fetch(&gw, "/catalog/q/1", &[])), "MISS");
+    assert_eq!(status(&fetch(&gw, "/catalog/p2", &[])), "HIT");
+}
+
+#[test]
+fn transformed_answers_are_stored_transformed_and_a_reload_never_serves_the_old_shape() {
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/t",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60", "Content-Type": "application/json" },
+                            "body": "{{\"n\": {n}, \"secret\": \"s\"}}" }),
+    );
+    let route = |drop: &str| {
+        format!(
+            "upstreams:\n  catalog:\n    targets: [\"{}\"]\nroutes:\n  - name: catalog\n    match: {{ path_prefix: /catalog }}\n    upstream: catalog\n    transform: {{ response: {{ deny: [\"{drop}\"] }} }}\n    cache: {{}}\n",
+            origin.addr()
+        )
+    };
+    let gw = Gateway::start(&route("secret"));
+    let first = fetch(&gw, "/catalog/t", &[]);
+    assert_eq!(
+        (status(&first), first.json()),
+        ("MISS", serde_json::json!({ "n": 1 }))
+    );
+    let hit = fetch(&gw, "/catalog/t", &[]);
+    assert_eq!((status(&hit), hit.json()), ("HIT", serde_json::json!({ "n": 1 })));
+    // Another transform: the entry of the old one is not served.
+    let text = std::fs::read_to_string(gw.config_path()).expect("read config");
+    std::fs::write(gw.config_path(), text.replace(&route("secret"), &route("n"))).expect("write");
+    let reload = request(gw.admin(), "POST", "localhost", "/reload", &[], b"");
+    assert_eq!(reload.status, 200, "{}", reload.text());
+    let after = fetch(&gw, "/catalog/t", &[]);
+    assert_eq!(
+        (status(&after), after.json()),
+        ("MISS", serde_json::json!({ "secret": "s" }))
+    );
+}
+
+#[test]
+fn requests_the_store_cannot_answer_bypass_it() {
+    let origin = Origin::start();
+    let gw = Gateway::start(&config(&origin, "{}"));
+    fetch(&gw, "/catalog/b", &[]);
+    let ranged = fetch(&gw, "/catalog/b", &[("range", "bytes=0-3")]);
+    assert_eq!(status(&ranged), "BYPASS");
+    let posted = request(gw.addr(), "POST", "localhost", "/catalog/b", &[], b"{}");
+    assert_eq!(status(&posted), "BYPASS");
+    // A request that asks nothing be stored is answered but leaves nothing behind.
+    let no_store = fetch(&gw, "/catalog/c", &[("cache-control", "no-store")]);
+    assert_eq!(status(&no_store), "MISS");
+    assert_eq!(status(&fetch(&gw, "/catalog/c", &[])), "MISS");
+    // The first GET and the ranged one (the origin does not count POSTs).
+    assert_eq!(origin.hits("/catalog/b", "all"), 2);
+}
+
+#[test]
+fn check_refuses_what_cannot_be_cached() {
+    let out = check(
+        "server:\n  listen: [\"127.0.0.1:8080\"]\n  cache: { max_memory: 1KiB, max_object: 2MiB }\nupstreams:\n  a:\n    targets: [\"127.0.0.1:9\"]\nroutes:\n  - name: r\n    match: { path_prefix: /r }\n    upstream: a\n    cache: { methods: [POST], statuses: [206, 200], ttl: 2d, key: { consumer: everyone } }\n  - name: w\n    match: { path_prefix: /w }\n    upstream: a\n    websocket: true\n    cache: {}\n",
+    );
+    out.assert_reports(&[
+        "server.cache.max_memory",
+        "server.cache.max_object",
+        "routes[0].cache.methods[0]",
+        "routes[0].cache.statuses[0]",
+        "routes[0].cache.ttl",
+        "routes[0].cache.key.consumer",
+        "routes[1].cache",
+    ]);
+}
+
+/// 100,000 distinct keys through a store of 1 MiB: what it holds stays within it, the least
+/// used are evicted, and the gateway's memory stays bounded.
+#[test]
+fn memory_stays_bounded_under_a_hundred_thousand_distinct_keys() {
+    // The echoing upstream (faster than the Python origin): no Cache-Control, so `ttl`.
+    let up = Upstream::start("catalog");
+    let gw = Gateway::start_with(
+        "cache: { max_memory: 1MiB, max_object: 64KiB }",
+        &format!(
+            "upstreams:\n  catalog:\n    targets: [\"{}\"]\nroutes:\n  - name: catalog\n    match: {{ path_prefix: /catalog }}\n    upstream: catalog\n    cache: {{ ttl: 600s }}\n",
+            up.addr()
+        ),
+    );
+    let addr = gw.addr();
+    std::thread::scope(|s| {
+        for t in 0..2u32 {
+            s.spawn(move || {
+                let mut conn = Conn::connect(addr);
+                for i in 0..50_000u32 {
+                    let req = format!("GET /catalog/k?id={t}-{i} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+                    let r = match conn.send(req.as_bytes()) {
+                        Ok(r) => r,
+                        Err(_) => {
+                            conn = Conn::connect(addr);
+                            conn.send(req.as_bytes()).expect("resend")
+                        }
+                    };
+                    assert_eq!(r.status, 200);
+                }
+            });
+        }
+    });
+    let m = gw.metrics();
+    let bytes = sum_metric(&m, "portcullis_cache_stored", &[("what", "bytes")]);
+    assert!(
+        bytes > 0.0 && bytes <= (1 << 20) as f64 * 1.1,
+        "stored bytes {bytes}"
+    );
+    let evicted = sum_metric(&m, "portcullis_cache_evictions_total", &[("reason", "size")]);
+    assert!(evicted > 50_000.0, "evicted {evicted}");
+    let rss = sum_metric(&m, "process_resident_memory_bytes", &[]);
+    assert!(rss < 200.0 * 1024.0 * 1024.0, "resident {rss}");
+}
