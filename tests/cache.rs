@@ -98,6 +98,12 @@ fn a_second_get_is_a_hit_with_age_and_head_and_validators_are_answered_from_the_
         (status(&other), other.text().as_str()),
         ("MISS", "path=/catalog/a n=2")
     );
+    // So is another Host spelling the upstream would see (it may build links from it).
+    let port = request(gw.addr(), "GET", "localhost:6666", "/catalog/a", &[], b"");
+    assert_eq!(
+        (status(&port), port.text().as_str()),
+        ("MISS", "path=/catalog/a n=3")
+    );
     let m = gw.metrics();
     assert_eq!(
         sum_metric(
@@ -490,20 +496,31 @@ fn requests_the_store_cannot_answer_bypass_it() {
     fetch(&gw, "/catalog/b", &[]);
     let ranged = fetch(&gw, "/catalog/b", &[("range", "bytes=0-3")]);
     assert_eq!(status(&ranged), "BYPASS");
+    assert_eq!(status(&fetch(&gw, "/catalog/b", &[])), "HIT");
     let posted = request(gw.addr(), "POST", "localhost", "/catalog/b", &[], b"{}");
     assert_eq!(status(&posted), "BYPASS");
+    assert_eq!(
+        posted.text(),
+        "posted n=3",
+        "never stored, never answered from the store"
+    );
+    // A successful unsafe request invalidates what was stored for its target (RFC 9111 §4.4).
+    let after = fetch(&gw, "/catalog/b", &[]);
+    assert_eq!(
+        (status(&after), after.text().as_str()),
+        ("MISS", "path=/catalog/b n=4")
+    );
     // A request that asks nothing be stored is answered but leaves nothing behind.
     let no_store = fetch(&gw, "/catalog/c", &[("cache-control", "no-store")]);
     assert_eq!(status(&no_store), "MISS");
     assert_eq!(status(&fetch(&gw, "/catalog/c", &[])), "MISS");
-    // The first GET and the ranged one (the origin does not count POSTs).
-    assert_eq!(origin.hits("/catalog/b", "all"), 2);
+    assert_eq!(origin.hits("/catalog/b", "all"), 4);
 }
 
 #[test]
 fn check_refuses_what_cannot_be_cached() {
     let out = check(
-        "server:\n  listen: [\"127.0.0.1:8080\"]\n  cache: { max_memory: 1KiB, max_object: 2MiB }\nupstreams:\n  a:\n    targets: [\"127.0.0.1:9\"]\nroutes:\n  - name: r\n    match: { path_prefix: /r }\n    upstream: a\n    cache: { methods: [POST], statuses: [206, 200], ttl: 2d, key: { consumer: everyone } }\n  - name: w\n    match: { path_prefix: /w }\n    upstream: a\n    websocket: true\n    cache: {}\n",
+        "server:\n  listen: [\"127.0.0.1:8080\"]\n  cache: { max_memory: 1KiB, max_object: 2MiB }\nupstreams:\n  a:\n    targets: [\"127.0.0.1:9\"]\nroutes:\n  - name: r\n    match: { path_prefix: /r }\n    upstream: a\n    cache: { methods: [POST], statuses: [206, 200], ttl: 2d, key: { consumer: everyone } }\n  - name: w\n    match: { path_prefix: /w }\n    upstream: a\n    websocket: true\n    cache: {}\n  - name: m\n    match: { path_prefix: /m }\n    upstream: a\n    transform: { request: { method: POST } }\n    cache: {}\n",
     );
     out.assert_reports(&[
         "server.cache.max_memory",
@@ -513,6 +530,7 @@ fn check_refuses_what_cannot_be_cached() {
         "routes[0].cache.ttl",
         "routes[0].cache.key.consumer",
         "routes[1].cache",
+        "routes[2].cache",
     ]);
 }
 

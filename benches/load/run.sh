@@ -20,7 +20,7 @@ source scripts/deps.sh
 require_cargo
 ensure_packages "${BUILD_PACKAGES[@]}" haproxy nginx wrk nghttp2-client
 
-SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D K A1K T G S S-NEW H2 P"}
+SCENARIOS=${SCENARIOS:-"A B C-RS256-1 C-RS256-10k C-ES256-1 C-ES256-10k D K A1K T G S S-NEW H2 P CACHE"}
 THREADS_LIST=${THREADS_LIST:-"1 2"}
 REPS=${REPS:-3}
 DURATION=${DURATION:-8}
@@ -189,7 +189,7 @@ CONF
 make_requests() {
     local scenario=$1 file=$OUT/requests-$1.txt
     case $scenario in
-        A | E | E-OFF | S | H2) : >"$file" ;;
+        A | E | E-OFF | S | H2 | CACHE) : >"$file" ;;
         S-NEW) echo "/|Connection: close" >"$file" ;;
         A1K | T) echo "/doc" >"$file" ;;
         G) echo "/g/42" >"$file" ;;
@@ -248,6 +248,10 @@ CONF
     case $scenario in
         A | A1K | E | E-OFF | S | S-NEW | H2)
             printf 'routes:\n  - { name: bench, match: { path_prefix: / }, upstream: app }\n' ;;
+        # Every request after the first is answered from the store (the upstream sends no
+        # Cache-Control: the route's ttl applies).
+        CACHE)
+            printf 'routes:\n  - { name: bench, match: { path_prefix: / }, upstream: app, cache: { ttl: 600s } }\n' ;;
         T)
             cat <<CONF
 routes:
@@ -387,6 +391,7 @@ http {
     keepalive_requests 1000000;
     limit_req_zone \$http_x_user zone=per_user:10m rate=100000000r/s;
     limit_req_zone \$http_authorization zone=per_token:10m rate=100000000r/s;
+    proxy_cache_path $OUT/nginx-cache levels=1:2 keys_zone=bench:10m max_size=256m inactive=10m use_temp_path=off;
     upstream app {
         server 127.0.0.1:$U1;
         server 127.0.0.1:$U2;
@@ -399,6 +404,7 @@ http {
 CONF
     case $scenario in
         A) echo "        location / { proxy_pass http://app; }" ;;
+        CACHE) echo "        location / { proxy_cache bench; proxy_cache_valid 200 10m; proxy_cache_lock on; proxy_pass http://app; }" ;;
         B | C-*) echo "        location / { limit_req zone=per_token burst=1000000 nodelay; proxy_pass http://app; }" ;;
         D)
             for ((i = 0; i < 1000; i++)); do
@@ -540,6 +546,8 @@ proxies_for() {
         # The transform's cost: the same 1 KiB document proxied untouched, then transformed.
         A1K) echo "portcullis minimal" ;;
         T | G | E | E-OFF | P) echo "portcullis" ;;
+        # A cache hit: against nginx's proxy_cache answering the same from its cache.
+        CACHE) echo "nginx portcullis" ;;
         # One million keys: HAProxy's stick table against the local store.
         K) echo "haproxy portcullis" ;;
         *) echo "haproxy nginx portcullis" ;;

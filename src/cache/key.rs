@@ -1,7 +1,9 @@
-//! Cache keys. A key is text, compared whole: the route's namespace, the upstream chosen
-//! (versioned routes), the host, the path and query sent upstream (the query as `key.query`
-//! says), the `key.headers` values, and who may share the answer. Each part is
-//! length-prefixed, so no value can forge a boundary and collide with another key.
+//! Cache keys. A key is text, compared whole: the route's namespace, the upstream and API
+//! version chosen, what tells the upstream which site it serves (scheme, `Host` as sent, and
+//! the forwarding headers a trusted proxy passes), the path and query sent upstream (the query
+//! as `key.query` says), the `key.headers` values, and who may share the answer. Each part is
+//! length-prefixed, so no value can forge a boundary and collide with another key; header
+//! values are kept byte for byte (escaped), never folded.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -31,20 +33,24 @@ pub struct RequestKey {
 }
 
 impl RequestKey {
-    /// `upstream_uri`: the path and query sent upstream; `client_path`: the canonical path the
-    /// client asked for (what purges name).
+    /// `target`: the pool and version chosen; `site`: what the upstream learns of the site
+    /// ([`site`]); `host`: the canonical host (for purges); `upstream_uri`: the path and query
+    /// sent upstream; `client_path`: the canonical path the client asked for (what purges
+    /// name).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cache: &RouteCache,
-        pool: &str,
+        target: &str,
+        site: &str,
         host: &str,
         upstream_uri: &http::Uri,
         client_path: &str,
         req: &RequestHeader,
     ) -> RequestKey {
-        let mut base = String::with_capacity(128);
+        let mut base = String::with_capacity(160);
         let path = upstream_uri.path();
         let query = query_part(&cache.config.key_query, upstream_uri.query());
-        for part in [cache.namespace.as_str(), pool, host, path, query.as_str()] {
+        for part in [cache.namespace.as_str(), target, site, path, query.as_str()] {
             push(&mut base, part);
         }
         for name in &cache.config.key_headers {
@@ -52,8 +58,8 @@ impl RequestKey {
         }
         let route = cache.namespace.split('#').next().unwrap_or_default();
         let printable = match query.is_empty() {
-            true => format!("{route}:{host}{path}"),
-            false => format!("{route}:{host}{path}?{query}"),
+            true => format!("{route}:{host}{client_path}"),
+            false => format!("{route}:{host}{client_path}?{query}"),
         };
         RequestKey {
             base,
@@ -76,6 +82,20 @@ impl RequestKey {
     }
 }
 
+/// The audience part of one consumer: the authenticator, the consumer, and the identity
+/// headers the upstream receives (plan, scopes, claims): the same consumer with another
+/// token's claims may get another answer.
+pub fn consumer(by: &str, consumer: &str, identity: &[(HeaderName, http::HeaderValue)]) -> String {
+    let mut out = String::with_capacity(64);
+    push(&mut out, by);
+    push(&mut out, consumer);
+    for (name, value) in identity {
+        push(&mut out, name.as_str());
+        push(&mut out, &escape(value.as_bytes()));
+    }
+    out
+}
+
 /// The key of one variant: the primary key and the values of the headers it varies on.
 pub fn variant(primary: &str, names: &[HeaderName], req: &RequestHeader) -> Arc<str> {
     let mut key = String::with_capacity(primary.len() + 64);
@@ -92,15 +112,53 @@ fn push(key: &mut String, part: &str) {
     let _ = write!(key, "{}:{part};", part.len());
 }
 
-/// Every value of `name`, in order, joined as one list.
-fn header_values(req: &RequestHeader, name: &HeaderName) -> String {
-    let values: Vec<&str> = req
-        .headers
-        .get_all(name)
-        .iter()
-        .map(|v| v.to_str().unwrap_or("\u{fffd}").trim())
-        .collect();
-    values.join(", ")
+/// Every value of `name`, in order, each length-prefixed and escaped.
+pub fn header_values(req: &RequestHeader, name: &HeaderName) -> String {
+    let mut out = String::new();
+    for value in req.headers.get_all(name) {
+        push(&mut out, &escape(value.as_bytes()));
+    }
+    out
+}
+
+/// Printable ASCII as it is, any other byte (and `%`) as `%XX`: two different values never
+/// become one.
+fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// What tells an upstream which site it serves, beyond the path: the scheme, the `Host` as the
+/// client sent it (port included: the upstream sees it and may build links from it), and the
+/// forwarding headers a trusted proxy passes on. An answer for `http://` (a redirect to
+/// `https://`) is never one for `https://`.
+pub fn site(req: &RequestHeader, tls: bool, trusted_peer: bool) -> String {
+    let mut out = String::with_capacity(64);
+    push(&mut out, if tls { "https" } else { "http" });
+    let authority = req.uri.authority().map(|a| a.as_str().as_bytes());
+    let host = req.headers.get(http::header::HOST).map(|h| h.as_bytes());
+    push(
+        &mut out,
+        &escape(&host.or(authority).unwrap_or_default().to_ascii_lowercase()),
+    );
+    if trusted_peer {
+        for name in [
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "x-forwarded-port",
+            "forwarded",
+        ] {
+            push(&mut out, &header_values(req, &HeaderName::from_static(name)));
+        }
+    }
+    out
 }
 
 fn query_part(rule: &KeyQuery, query: Option<&str>) -> String {
@@ -135,6 +193,24 @@ mod tests {
         assert_eq!(query_part(&only, Some("b=2&x=9&a=1&a=0")), "a=1&a=0&b=2");
         assert_eq!(query_part(&KeyQuery::Ignored, Some("a=1")), "");
         assert_eq!(query_part(&KeyQuery::All, Some("b=2&a=1")), "b=2&a=1");
+    }
+
+    #[test]
+    fn header_values_are_kept_byte_for_byte() {
+        let mut a = RequestHeader::build("GET", b"/", None).expect("head");
+        a.append_header("x-t", http::HeaderValue::from_bytes(b"t\xe9").expect("value"))
+            .expect("header");
+        let mut b = RequestHeader::build("GET", b"/", None).expect("head");
+        b.append_header("x-t", http::HeaderValue::from_bytes(b"t\xe8").expect("value"))
+            .expect("header");
+        let name = HeaderName::from_static("x-t");
+        assert_ne!(header_values(&a, &name), header_values(&b, &name));
+        let mut two = RequestHeader::build("GET", b"/", None).expect("head");
+        two.append_header("x-t", "a, b").expect("header");
+        let mut split = RequestHeader::build("GET", b"/", None).expect("head");
+        split.append_header("x-t", "a").expect("header");
+        split.append_header("x-t", "b").expect("header");
+        assert_ne!(header_values(&two, &name), header_values(&split, &name));
     }
 
     #[test]

@@ -24,7 +24,8 @@ use crate::config::RouteConfig;
 pub struct RouteCache {
     pub config: RouteCacheConfig,
     /// Part of every key: a digest of what shapes the route's answers (its upstream, versions,
-    /// path rewriting, request headers, transformation and this block), so answers stored
+    /// path rewriting, request headers, transformation, authentication (what identity headers
+    /// go upstream), passed headers and this block), so answers stored
     /// under an earlier configuration are never served after a reload that changed it.
     pub namespace: String,
 }
@@ -34,13 +35,15 @@ impl RouteCache {
         let config = route.cache.clone()?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         let shape = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             route.upstream.as_ref().map(|u| &u.value),
             route.versions,
             route.strip_prefix.as_ref().map(|s| &s.value),
             route.rewrite,
             route.request_headers,
             route.transform,
+            route.auth,
+            route.pass_headers,
             config,
         );
         shape.hash(&mut h);

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{AGE, CONTENT_ENCODING, SET_COOKIE, VARY};
+use http::header::{AGE, CONTENT_ENCODING, DATE, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderName};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora_cache::cache_control::CacheControl;
@@ -64,10 +64,12 @@ pub fn variance(cfg: &RouteCacheConfig, head: &ResponseHeader) -> Result<Vec<Hea
             names.push(name);
         }
     }
-    let coded = head
-        .headers
-        .get(CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let coded = head.headers.get_all(CONTENT_ENCODING).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .map(|c| c.trim_ascii())
+            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"))
+    });
     if coded {
         names.push(http::header::ACCEPT_ENCODING);
     }
@@ -77,8 +79,9 @@ pub fn variance(cfg: &RouteCacheConfig, head: &ResponseHeader) -> Result<Vec<Hea
 }
 
 /// Whether `head` may be stored, and for how long. `authenticated`: the request carried
-/// credentials (the route authenticates it, or it has `Authorization`): only an answer the
-/// origin made shareable (`public`, `s-maxage`, `must-revalidate`) is stored then (§3.5).
+/// credentials (the route authenticates it, or it has `Authorization` or `Cookie`): only an
+/// answer the origin made shareable (`public`, `s-maxage`) is stored then (§3.5; §3.5 also
+/// allows `must-revalidate`, which says nothing about who may share it: not here).
 pub fn lifetime(
     cfg: &RouteCacheConfig,
     head: &ResponseHeader,
@@ -95,41 +98,51 @@ pub fn lifetime(
     if cc.as_ref().is_some_and(|c| c.no_store() || c.private()) {
         return Err("Cache-Control: private or no-store");
     }
-    let shareable = cc
-        .as_ref()
-        .is_some_and(|c| c.public() || c.must_revalidate() || matches!(c.s_maxage(), Ok(Some(_))));
+    let s_maxage = cc.as_ref().is_some_and(|c| matches!(c.s_maxage(), Ok(Some(_))));
+    let shareable = s_maxage || cc.as_ref().is_some_and(|c| c.public());
     if authenticated && !shareable {
         return Err("authenticated without public or s-maxage");
     }
-    let initial_age = age_header(&head.headers);
+    let date = http_date(&head.headers, DATE);
+    // RFC 9111 §4.2.3: the larger of the age it says it has and the age its `Date` shows.
+    let apparent_age = date.and_then(|d| now.duration_since(d).ok()).unwrap_or_default();
+    let initial_age = age_header(&head.headers).max(apparent_age);
     let respect = cfg.respect_cache_control;
-    let origin_fresh = respect
-        .then(|| origin_freshness(cc.as_ref(), head, now))
-        .flatten();
-    let fresh = match cc.as_ref() {
+    let no_cache = respect && cc.as_ref().is_some_and(|c| c.no_cache());
+    let fresh = match respect
+        .then(|| origin_lifetime(cc.as_ref(), head, date, now))
+        .flatten()
+    {
         // Stored, but every use is revalidated first.
-        Some(c) if respect && c.no_cache() => Duration::ZERO,
-        _ => origin_fresh.unwrap_or(cfg.ttl),
+        _ if no_cache => Duration::ZERO,
+        Some(lifetime) => lifetime.saturating_sub(initial_age),
+        None => cfg.ttl,
     };
-    let no_stale = cc
+    // Stale answers: never after `must-revalidate` / `proxy-revalidate`; after `no-cache` or
+    // `s-maxage` (which implies proxy-revalidate) only where the origin itself allows them.
+    let forbidden = cc
         .as_ref()
         .is_some_and(|c| c.must_revalidate() || c.proxy_revalidate());
+    let origin_only = no_cache || (respect && s_maxage);
     let origin_secs =
         |v: pingora::Result<Option<u32>>| v.ok().flatten().map(|s| Duration::from_secs(u64::from(s)));
-    let (swr, sie) = match (&cc, respect, no_stale) {
-        (_, _, true) => (Duration::ZERO, Duration::ZERO),
-        (Some(c), true, false) => (
-            origin_secs(c.stale_while_revalidate()).unwrap_or(cfg.stale_while_revalidate),
-            origin_secs(c.stale_if_error()).unwrap_or(cfg.stale_if_error),
+    let (origin_swr, origin_sie) = match (&cc, respect) {
+        (Some(c), true) => (
+            origin_secs(c.stale_while_revalidate()),
+            origin_secs(c.stale_if_error()),
         ),
-        _ => (cfg.stale_while_revalidate, cfg.stale_if_error),
+        _ => (None, None),
+    };
+    let (swr, sie) = match (forbidden, origin_only) {
+        (true, _) => (Duration::ZERO, Duration::ZERO),
+        (false, true) => (origin_swr.unwrap_or_default(), origin_sie.unwrap_or_default()),
+        (false, false) => (
+            origin_swr.unwrap_or(cfg.stale_while_revalidate),
+            origin_sie.unwrap_or(cfg.stale_if_error),
+        ),
     };
     Ok(Lifetime {
-        fresh: fresh.saturating_sub(if origin_fresh.is_some() {
-            initial_age
-        } else {
-            Duration::ZERO
-        }),
+        fresh,
         stale_while_revalidate: swr,
         stale_if_error: sie,
         initial_age,
@@ -137,16 +150,30 @@ pub fn lifetime(
     })
 }
 
-/// `s-maxage`, then `max-age`, then `Expires` (RFC 9111 §4.2.1).
-fn origin_freshness(cc: Option<&CacheControl>, head: &ResponseHeader, now: SystemTime) -> Option<Duration> {
+/// The freshness lifetime the origin gives: `s-maxage`, then `max-age`, then `Expires` less
+/// `Date` (RFC 9111 §4.2.1; without `Date`, the time of receipt).
+fn origin_lifetime(
+    cc: Option<&CacheControl>,
+    head: &ResponseHeader,
+    date: Option<SystemTime>,
+    now: SystemTime,
+) -> Option<Duration> {
     let secs = |v: pingora::Result<Option<u32>>| v.ok().flatten();
     if let Some(c) = cc {
         if let Some(s) = secs(c.s_maxage()).or_else(|| secs(c.max_age())) {
             return Some(Duration::from_secs(u64::from(s)));
         }
     }
-    pingora_cache::filters::calculate_expires_header_time(head)
-        .map(|at| at.duration_since(now).unwrap_or_default())
+    let expires = pingora_cache::filters::calculate_expires_header_time(head)?;
+    Some(expires.duration_since(date.unwrap_or(now)).unwrap_or_default())
+}
+
+fn http_date(headers: &HeaderMap, name: http::HeaderName) -> Option<SystemTime> {
+    let mut values = headers.get_all(name).iter();
+    let (Some(one), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    httpdate::parse_http_date(one.to_str().ok()?).ok()
 }
 
 fn age_header(headers: &HeaderMap) -> Duration {
@@ -218,7 +245,31 @@ mod tests {
             Duration::from_secs(60)
         );
         let l = lifetime(&cfg(), &head(&[("cache-control", "no-cache")]), false, now).expect("stored");
-        assert_eq!(l.fresh, Duration::ZERO);
+        assert_eq!(
+            (l.fresh, l.stale_while_revalidate),
+            (Duration::ZERO, Duration::ZERO)
+        );
+        let l = lifetime(&cfg(), &head(&[("cache-control", "s-maxage=9")]), false, now).expect("stored");
+        assert_eq!(
+            l.stale_while_revalidate,
+            Duration::ZERO,
+            "s-maxage implies proxy-revalidate"
+        );
+        // Expires counts from Date, and the age Date shows is deducted once.
+        let date = httpdate::fmt_http_date(now - Duration::from_secs(10));
+        let expires = httpdate::fmt_http_date(now + Duration::from_secs(50));
+        let l = lifetime(
+            &cfg(),
+            &head(&[("date", &date), ("expires", &expires)]),
+            false,
+            now,
+        )
+        .expect("stored");
+        assert!(
+            l.fresh >= Duration::from_secs(49) && l.fresh <= Duration::from_secs(51),
+            "{:?}",
+            l.fresh
+        );
         let l = lifetime(
             &cfg(),
             &head(&[("cache-control", "max-age=9, must-revalidate")]),
@@ -240,6 +291,11 @@ mod tests {
             assert!(lifetime(&cfg(), &h, false, now).is_err());
         }
         assert!(lifetime(&cfg(), &head(&[("cache-control", "max-age=60")]), true, now).is_err());
+        let revalidate = head(&[("cache-control", "max-age=60, must-revalidate")]);
+        assert!(
+            lifetime(&cfg(), &revalidate, true, now).is_err(),
+            "must-revalidate is not shareable"
+        );
         assert!(lifetime(
             &cfg(),
             &head(&[("cache-control", "public, max-age=60")]),

@@ -192,6 +192,11 @@ impl Store {
         publish(&self.bytes, &self.objects);
     }
 
+    /// Remove one entry (a variants record makes its variants unreachable).
+    pub fn remove(&self, key: &str) {
+        self.entries.invalidate(key);
+    }
+
     /// Remove every entry `matches` selects; how many objects went.
     pub fn purge(&self, matches: impl Fn(&Label) -> bool) -> usize {
         let doomed: Vec<(Arc<Arc<str>>, bool)> = self

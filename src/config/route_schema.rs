@@ -126,7 +126,7 @@ pub(super) fn decode_route(
     }
     let cache = super::cache_schema::decode_route_cache(&f, p);
     if f.has("cache") {
-        check_cache_route(&f, p);
+        check_cache_route(&f, transform.as_ref(), p);
     }
     if f.has("aggregate") {
         let aggregate = aggregate.as_ref().and_then(|a| a.as_ref());
@@ -167,7 +167,14 @@ pub(super) fn decode_route(
 }
 
 /// What a caching route cannot also have (its answers are served from the gateway's store).
-fn check_cache_route(f: &Fields<'_>, p: &mut Problems) {
+fn check_cache_route(f: &Fields<'_>, transform: Option<&TransformConfig>, p: &mut Problems) {
+    if transform.is_some_and(|t| t.request_method().is_some()) {
+        p.add(
+            f.pos_of("cache"),
+            &f.path_of("cache"),
+            "`cache` cannot go with `transform.request.method`: the upstream would be sent another method than the GET whose answer is stored",
+        );
+    }
     for (key, why) in [
         (
             "aggregate",

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    CONTENT_LENGTH, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, TRANSFER_ENCODING,
+    CACHE_CONTROL, CONTENT_LENGTH, DATE, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+    TRANSFER_ENCODING,
 };
 use http::{Method, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -59,19 +60,35 @@ pub async fn serve(
     // A body on a GET is not part of any key: such a request is not the store's to answer.
     let bodiless = session.is_body_empty();
     let req = session.req_header();
-    if policy::request_bypass(&cache.config, req).is_some() || !bodiless {
-        mark(ctx, route, CacheStatus::Bypass);
-        return exchange::serve(client, session, ctx).await;
-    }
+    let trusted = super::forwarding::is_trusted(ctx.client.ip, &ctx.snapshot.settings.trusted_proxies);
+    let site = key::site(req, ctx.client.tls, trusted);
+    let target = format!("{}|{}", pool.name, ctx.version_name());
     let key = RequestKey::new(
         cache,
-        &pool.name,
+        &target,
+        &site,
         &ctx.client.host,
         &uri,
         &ctx.admission.path,
         req,
     );
     let who = Who::of(cache, ctx, req);
+    if policy::request_bypass(&cache.config, req).is_some() || !bodiless {
+        let unsafe_method = !req.method.is_safe();
+        mark(ctx, route, CacheStatus::Bypass);
+        let served = exchange::serve(client, session, ctx).await?;
+        // RFC 9111 §4.4: a successful unsafe request makes the stored answers for its target
+        // stale; they go.
+        let succeeded = session
+            .response_written()
+            .is_some_and(|h| h.status.is_success() || h.status.is_redirection());
+        if unsafe_method && succeeded {
+            for audience in who.lookups() {
+                store.remove(&key.primary(&audience));
+            }
+        }
+        return Ok(served);
+    }
     let now = SystemTime::now();
     let found = lookup(store, &key, &who, req);
     match &found {
@@ -87,7 +104,7 @@ pub async fn serve(
         _ => {}
     }
     // Fill it, or wait for the request filling it and answer from what it stored.
-    let _filling = match store.fill(&key.primary(&who.lock())) {
+    let filling = match store.fill(&key.primary(&who.lock())) {
         Fill::Lead(guard) => Some(guard),
         Fill::Wait(mut filled) => {
             let _ = tokio::time::timeout(cache.config.lock_timeout, filled.changed()).await;
@@ -115,6 +132,8 @@ pub async fn serve(
             ctx.trace.as_ref(),
         )
         .await?;
+    // Stored (or not storable): the waiters need not wait for this client to be answered.
+    drop(filling);
     ctx.upstream.retries = ctx.upstream.tried.len().saturating_sub(1);
     match outcome {
         Fetched::Stored(object, status) => answer(session, ctx, route, &object, status).await,
@@ -172,8 +191,7 @@ impl Who {
                 .authenticator
                 .and_then(|i| ctx.snapshot.authenticators.get(i))
                 .map_or("", |a| a.name.as_str());
-            // Length-prefixed: no authenticator and consumer pair spells another.
-            format!("{}:{by}/{}", by.len(), id.consumer)
+            key::consumer(by, &id.consumer, &ctx.admission.identity_headers)
         });
         Who {
             shared: cache.config.consumer == crate::config::cache_schema::ConsumerKey::Shared,
@@ -367,7 +385,11 @@ impl Fetch {
                 mut already,
             } => {
                 let storable = self.object(&head, Bytes::new(), now).is_some();
-                if !storable || too_large(&head, self.max_object) {
+                let declared_too_large = crate::transform::body::declared_too_large(
+                    &head,
+                    usize::try_from(self.max_object).unwrap_or(usize::MAX),
+                );
+                if !storable || declared_too_large {
                     return Ok(Fetched::Stream { head, reply, already });
                 }
                 match read_whole(&mut reply, &mut already, self.max_object, self.deadline).await {
@@ -423,18 +445,25 @@ impl Fetch {
         }))
     }
 
-    /// The stored answer updated by a 304's headers (RFC 9111 §4.3.4).
+    /// The stored answer updated by a 304 (RFC 9111 §4.3.4): its freshness metadata only. The
+    /// stored head describes the body the gateway holds (transformed, re-framed); a 304's
+    /// `Content-Type`, `Content-Encoding` or strong `ETag` describe the origin's.
     fn revalidated(&self, old: &Object, not_modified: &ResponseHeader) -> Option<Arc<Object>> {
-        let mut update = not_modified.clone();
-        super::forwarding::strip_hop_by_hop_response(&mut update);
-        update.remove_header(&CONTENT_LENGTH);
-        update.remove_header(&TRANSFER_ENCODING);
+        let transformed = self.route().is_some_and(|r| r.transform.response.is_some());
         let mut head = old.head.clone();
-        for name in update.headers.keys() {
-            head.remove_header(name);
-        }
-        for (name, value) in update.headers.iter() {
-            head.append_header(name.clone(), value.clone()).ok()?;
+        for name in [CACHE_CONTROL, EXPIRES, DATE, LAST_MODIFIED, ETAG] {
+            if name == ETAG && transformed {
+                continue;
+            }
+            let mut values = not_modified.headers.get_all(&name).iter().peekable();
+            if values.peek().is_none() {
+                continue;
+            }
+            let values: Vec<http::HeaderValue> = values.cloned().collect();
+            head.remove_header(&name);
+            for value in values {
+                head.append_header(name.clone(), value).ok()?;
+            }
         }
         self.object(&head, old.body.clone(), SystemTime::now())
     }
@@ -503,14 +532,6 @@ fn first_status(had_entry: bool) -> CacheStatus {
     } else {
         CacheStatus::Miss
     }
-}
-
-/// Whether the declared length already rules storing out.
-fn too_large(head: &ResponseHeader, max: u64) -> bool {
-    head.headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-        .is_some_and(|len| len > max)
 }
 
 /// Read the rest of the body into `already`; the whole body if it stays within `max`, `None`

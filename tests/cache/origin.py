@@ -56,7 +56,8 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 SPECS[path] = json.loads(data or b"{}")
             return self.send(200, [], b"ok")
-        self.send(405, [], b"")
+        n = count(url.path, 200)
+        self.send(200, [("Cache-Control", "max-age=60")], b"posted n=%d" % n)
 
     def do_HEAD(self):
         self.do_GET()
