@@ -130,15 +130,9 @@ impl AdminApp {
 
     /// `POST /cache/purge?route=…[&path=…]` or `?prefix=…`.
     fn purge(&self, session: &ServerSession) -> Response<Vec<u8>> {
-        if session.req_header().method != http::Method::POST {
-            let mut r = reply(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                "use POST /cache/purge?route=…[&path=…] or ?prefix=…\n".into(),
-            );
-            r.headers_mut()
-                .insert("allow", http::HeaderValue::from_static("POST"));
-            return r;
+        if let Some(refused) = post_only(session, "use POST /cache/purge?route=…[&path=…] or ?prefix=…")
+        {
+            return refused;
         }
         let Some(hook) = &self.purge else {
             return reply(StatusCode::NOT_FOUND, "text/plain", "no cache\n".into());
@@ -174,15 +168,8 @@ impl AdminApp {
 
     /// `POST /reload`: answers after the new snapshot is in place (or with every problem).
     async fn reload(&self, session: &ServerSession) -> Response<Vec<u8>> {
-        if session.req_header().method != http::Method::POST {
-            let mut r = reply(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                "use POST /reload\n".into(),
-            );
-            r.headers_mut()
-                .insert("allow", http::HeaderValue::from_static("POST"));
-            return r;
+        if let Some(refused) = post_only(session, "use POST /reload") {
+            return refused;
         }
         let file = session
             .req_header()
@@ -271,6 +258,17 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Vec<u
         .header("cache-control", "no-store")
         .body(body)
         .unwrap_or_default()
+}
+
+/// 405 with `Allow: POST` (and `usage`) for anything but a `POST`.
+fn post_only(session: &ServerSession, usage: &str) -> Option<Response<Vec<u8>>> {
+    if session.req_header().method == http::Method::POST {
+        return None;
+    }
+    let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", format!("{usage}\n"));
+    r.headers_mut()
+        .insert("allow", http::HeaderValue::from_static("POST"));
+    Some(r)
 }
 
 #[async_trait]

@@ -138,20 +138,21 @@ pub async fn serve(
     match outcome {
         Fetched::Stored(object, status) => answer(session, ctx, route, &object, status).await,
         Fetched::Stale(object) => answer(session, ctx, route, &object, CacheStatus::Stale).await,
-        Fetched::Whole { head, body, reply } => {
+        Fetched::Unstored(prepared) => {
+            let prepared = *prepared;
             mark(ctx, route, first_status(found.is_some()));
-            let method = session.req_header().method.clone();
-            write(session, ctx, head, body, &method).await?;
-            client.release(reply).await;
-            Ok(Served::Answered)
-        }
-        Fetched::Stream { head, reply, already } => {
-            mark(ctx, route, first_status(found.is_some()));
-            exchange::pass_through(client, session, ctx, reply, head, already).await
-        }
-        Fetched::Failed(problem) => {
-            mark(ctx, route, first_status(found.is_some()));
-            Ok(Served::Refused(problem))
+            match prepared {
+                Prepared::Whole { head, body, reply } => {
+                    let method = session.req_header().method.clone();
+                    write(session, ctx, head, body, &method).await?;
+                    client.release(reply).await;
+                    Ok(Served::Answered)
+                }
+                Prepared::Stream { head, reply, already } => {
+                    exchange::pass_through(client, session, ctx, reply, head, already).await
+                }
+                Prepared::Refused(problem) => Ok(Served::Refused(problem)),
+            }
         }
     }
 }
@@ -228,25 +229,18 @@ impl Who {
     }
 }
 
+fn unstored(prepared: Prepared) -> Fetched {
+    Fetched::Unstored(Box::new(prepared))
+}
+
 /// What a fetch for the store ended with.
 enum Fetched {
     /// Stored: answer from the object.
     Stored(Arc<Object>, CacheStatus),
     /// The upstream failed and the expired entry may stand in for it.
     Stale(Arc<Object>),
-    /// A whole answer that may not be stored.
-    Whole {
-        head: ResponseHeader,
-        body: Bytes,
-        reply: Reply,
-    },
-    /// Too large to store, or not storable: streamed.
-    Stream {
-        head: ResponseHeader,
-        reply: Reply,
-        already: Vec<Bytes>,
-    },
-    Failed(Problem),
+    /// Not stored (not storable, too large, or refused): answered as the exchange prepared it.
+    Unstored(Box<Prepared>),
 }
 
 /// One upstream request for the store, from the client's request. It owns what it needs, so
@@ -315,10 +309,8 @@ impl Fetch {
         trace: Option<&crate::observe::trace::TraceContext>,
     ) -> pingora::Result<Fetched> {
         let Some(route) = self.route() else {
-            return Ok(Fetched::Failed(Problem::new(
-                404,
-                "no route matches this request",
-            )));
+            let problem = Problem::new(404, "no route matches this request");
+            return Ok(unstored(Prepared::Refused(problem)));
         };
         let now = SystemTime::now();
         let mut head = self.upstream.clone();
@@ -345,7 +337,7 @@ impl Fetch {
             Err(e) => {
                 return Ok(match stale.filter(may_stand_in) {
                     Some(o) => Fetched::Stale(Arc::clone(o)),
-                    None => Fetched::Failed(exchange::call_problem(&e)),
+                    None => unstored(Prepared::Refused(exchange::call_problem(&e))),
                 })
             }
         };
@@ -370,14 +362,14 @@ impl Fetch {
         let first = first_status(stale.is_some());
         let prepared = exchange::prepare(route, &Method::GET, reply, self.deadline, &self.request_id).await?;
         Ok(match prepared {
-            Prepared::Refused(problem) => Fetched::Failed(problem),
+            refused @ Prepared::Refused(_) => unstored(refused),
             Prepared::Whole { head, body, reply } => match self.object(&head, body.clone(), now) {
                 Some(object) => {
                     client.release(reply).await;
                     self.put(store, &object);
                     Fetched::Stored(object, first)
                 }
-                None => Fetched::Whole { head, body, reply },
+                None => unstored(Prepared::Whole { head, body, reply }),
             },
             Prepared::Stream {
                 head,
@@ -390,7 +382,7 @@ impl Fetch {
                     usize::try_from(self.max_object).unwrap_or(usize::MAX),
                 );
                 if !storable || declared_too_large {
-                    return Ok(Fetched::Stream { head, reply, already });
+                    return Ok(unstored(Prepared::Stream { head, reply, already }));
                 }
                 match read_whole(&mut reply, &mut already, self.max_object, self.deadline).await {
                     Some(body) => match self.object(&head, body.clone(), now) {
@@ -399,10 +391,10 @@ impl Fetch {
                             self.put(store, &object);
                             Fetched::Stored(object, first)
                         }
-                        None => Fetched::Whole { head, body, reply },
+                        None => unstored(Prepared::Whole { head, body, reply }),
                     },
                     // Over `max_object` (or cut short): streamed, the part read first.
-                    None => Fetched::Stream { head, reply, already },
+                    None => unstored(Prepared::Stream { head, reply, already }),
                 }
             }
         })
@@ -505,12 +497,16 @@ impl Fetch {
                 .run(&client, &store, Some(&stale), &mut tried, &mut current, None)
                 .await
             {
-                Ok(Fetched::Failed(problem)) => log::warn!(
-                    "cache refresh of {} failed: {}, request id {}",
-                    self.key.label.printable,
-                    problem.detail,
-                    self.request_id
-                ),
+                Ok(Fetched::Unstored(prepared)) => {
+                    if let Prepared::Refused(problem) = *prepared {
+                        log::warn!(
+                            "cache refresh of {} failed: {}, request id {}",
+                            self.key.label.printable,
+                            problem.detail,
+                            self.request_id
+                        );
+                    }
+                }
                 Err(e) => log::warn!(
                     "cache refresh of {} failed: {e}, request id {}",
                     self.key.label.printable,
