@@ -41,6 +41,7 @@ cat <<'TRY'
   curl -i localhost:8080/v1/catalog/3                      # API version 1: Deprecation, Sunset, Link
   curl -i -H 'x-canary: on' localhost:8080/catalog/3       # version 2 (default), forced onto the canary
   curl -i localhost:8080/v9/catalog/3                      # 404 listing the supported versions
+  curl -si localhost:8080/catalog/3 | grep -i x-cache      # twice: MISS, then HIT (cached 30 s)
   curl -i 'localhost:8080/profile/42?limit=5'              # aggregation: three services in one answer
   curl -i localhost:8080/profile/42                        # without ?limit the orders part fails: its fallback and "errors"
   curl -i localhost:8080/shop/v1/orders/7                  # REST/JSON -> gRPC: GetOrder, answered as JSON

@@ -283,6 +283,8 @@ fn answers_vary_on_the_allowed_headers_and_a_gzip_body_never_reaches_a_client_wi
 fn consumers_are_isolated_and_authentication_runs_before_the_store() {
     const A: &str = "pk_live_consumer_a_1";
     const B: &str = "pk_live_consumer_b_2";
+    // Consumer `a` again, on another plan: the upstream is told another plan.
+    const A_FREE: &str = "pk_live_consumer_a_free_3";
     let origin = Origin::start();
     origin.spec(
         "/catalog/me",
@@ -301,14 +303,15 @@ fn consumers_are_isolated_and_authentication_runs_before_the_store() {
     std::fs::write(
         &file,
         format!(
-            "keys:\n  - {{ sha256: {}, consumer: a }}\n  - {{ sha256: {}, consumer: b }}\n",
+            "keys:\n  - {{ sha256: {}, consumer: a, plan: gold }}\n  - {{ sha256: {}, consumer: b, plan: gold }}\n  - {{ sha256: {}, consumer: a, plan: free }}\n",
             hash_key(A),
-            hash_key(B)
+            hash_key(B),
+            hash_key(A_FREE)
         ),
     )
     .expect("write keys");
     let gw = Gateway::start(&format!(
-        "upstreams:\n  catalog:\n    targets: [\"{}\"]\nauth:\n  keys:\n    type: api_key\n    from: [\"header:x-api-key\"]\n    keys_file: {}\nroutes:\n  - name: catalog\n    match: {{ path_prefix: /catalog }}\n    upstream: catalog\n    auth: [keys]\n    cache: {{}}\n  - name: shared\n    match: {{ path_prefix: /shared }}\n    upstream: catalog\n    auth: [keys]\n    cache: {{ key: {{ consumer: shared }} }}\n",
+        "upstreams:\n  catalog:\n    targets: [\"{}\"]\nauth:\n  keys:\n    type: api_key\n    from: [\"header:x-api-key\"]\n    keys_file: {}\n    forward: {{ consumer: X-Consumer-Id, plan: X-Consumer-Plan }}\nroutes:\n  - name: catalog\n    match: {{ path_prefix: /catalog }}\n    upstream: catalog\n    auth: [keys]\n    cache: {{}}\n  - name: shared\n    match: {{ path_prefix: /shared }}\n    upstream: catalog\n    auth: [keys]\n    cache: {{ key: {{ consumer: shared }} }}\n",
         origin.addr(),
         file.display()
     ));
@@ -329,6 +332,12 @@ fn consumers_are_isolated_and_authentication_runs_before_the_store() {
     let forged = fetch(&gw, "/catalog/me", &[("x-api-key", "pk_live_forged_000")]);
     assert_eq!(forged.status, 401);
     assert_eq!(origin.hits("/catalog/me", "all"), 2);
+    // The same consumer with another plan (another identity header upstream): its own entry.
+    let free = fetch(&gw, "/catalog/me", &[("x-api-key", A_FREE)]);
+    assert_eq!(
+        (status(&free), free.text().as_str()),
+        ("MISS", "path=/catalog/me n=3")
+    );
 
     // Not public on an authenticated route: never stored.
     for n in 1..=2 {
