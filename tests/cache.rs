@@ -98,6 +98,15 @@ fn a_second_get_is_a_hit_with_age_and_head_and_validators_are_answered_from_the_
         (status(&other), other.text().as_str()),
         ("MISS", "path=/catalog/a n=2")
     );
+    // A stored 204 is answered without a Content-Length (RFC 9110 §8.6).
+    origin.spec(
+        "/catalog/empty",
+        serde_json::json!({ "status": 204, "headers": { "Cache-Control": "max-age=60" }, "body": "" }),
+    );
+    fetch(&gw, "/catalog/empty", &[]);
+    let empty = fetch(&gw, "/catalog/empty", &[]);
+    assert_eq!((empty.status, status(&empty)), (204, "HIT"));
+    assert_eq!(empty.header("content-length"), None);
     // So is another Host spelling the upstream would see (it may build links from it).
     let port = request(gw.addr(), "GET", "localhost:6666", "/catalog/a", &[], b"");
     assert_eq!(
@@ -111,7 +120,7 @@ fn a_second_get_is_a_hit_with_age_and_head_and_validators_are_answered_from_the_
             "portcullis_cache_requests_total",
             &[("route", "catalog"), ("status", "HIT")]
         ),
-        3.0
+        4.0
     );
     assert!(sum_metric(&m, "portcullis_cache_stored", &[("what", "objects")]) >= 2.0);
 }

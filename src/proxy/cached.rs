@@ -411,7 +411,13 @@ impl Fetch {
         let mut head = head.clone();
         head.remove_header(&TRANSFER_ENCODING);
         head.remove_header(&http::header::AGE);
-        head.insert_header(CONTENT_LENGTH, body.len().to_string()).ok()?;
+        // RFC 9110 §8.6: a 204 carries no Content-Length.
+        match head.status {
+            StatusCode::NO_CONTENT => {
+                head.remove_header(&CONTENT_LENGTH);
+            }
+            _ => head.insert_header(CONTENT_LENGTH, body.len().to_string()).ok()?,
+        }
         let validator = head.headers.contains_key(ETAG) || head.headers.contains_key(LAST_MODIFIED);
         let revalidation = if validator {
             cache.config.keep
