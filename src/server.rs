@@ -180,6 +180,7 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
             config.server.process.admin_hosts.clone(),
             token,
         )
+        .with_open_metrics(config.server.process.admin_metrics_without_token)
         .with_purge(Arc::new(move |purge| {
             purged.purge(|label| match (&purge.route, &purge.path, &purge.prefix) {
                 (_, _, Some(prefix)) => label.printable.starts_with(prefix.as_str()),

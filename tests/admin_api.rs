@@ -38,6 +38,7 @@ fn the_admin_token_guards_every_endpoint_but_health() {
         ("GET", "/upstreams"),
         ("GET", "/config"),
         ("POST", "/reload"),
+        ("POST", "/cache/purge?route=users"),
     ] {
         for token in [None, Some("wrong"), Some(&TOKEN[..TOKEN.len() - 1])] {
             let r = admin(&gw, method, path, token);
@@ -81,6 +82,12 @@ fn the_admin_token_guards_every_endpoint_but_health() {
     let config: Value = admin(&gw, "GET", "/config", Some(TOKEN)).json();
     assert_eq!(config["file"], gw.config_path().display().to_string());
     assert_eq!(config["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        config["hash"].as_str(),
+        config["sha256"].as_str().map(|s| &s[..16])
+    );
+    let loaded_at = config["loaded_at"].as_str().unwrap_or("");
+    assert!(loaded_at.len() >= 20 && loaded_at.ends_with('Z'), "{config}");
     assert!(config["last_reload"].is_null());
 
     // The CLI reload sends the token from the same variable; without it, it is refused.
@@ -107,6 +114,48 @@ fn the_admin_token_guards_every_endpoint_but_health() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("PORTCULLIS_ADMIN_TOKEN is not set"));
     let config: Value = admin(&gw, "GET", "/config", Some(TOKEN)).json();
     assert_eq!(config["last_reload"]["result"], "success", "{config}");
+
+    // A failed reload is reported with its reason; the running configuration stays.
+    let good = std::fs::read_to_string(gw.config_path()).expect("config");
+    std::fs::write(gw.config_path(), good.replace("upstream: b", "upstream: missing")).expect("write");
+    assert_ne!(admin(&gw, "POST", "/reload", Some(TOKEN)).status, 200);
+    let after: Value = admin(&gw, "GET", "/config", Some(TOKEN)).json();
+    assert_eq!(after["last_reload"]["result"], "failure", "{after}");
+    assert!(
+        after["last_reload"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("missing")),
+        "{after}"
+    );
+    assert_eq!(after["loaded_at"], config["loaded_at"]);
+}
+
+/// `metrics_without_token` opens `GET /metrics` (for Prometheus' pod annotations) and nothing
+/// else.
+#[test]
+fn metrics_without_token_opens_only_the_metrics() {
+    let a = Upstream::start("a");
+    let gw = Gateway::start_env(
+        "admin: { addr: \"127.0.0.1:{admin_port}\", token_env: PORTCULLIS_ADMIN_TOKEN, metrics_without_token: true }",
+        &format!(
+            "upstreams:\n  a:\n    targets: [\"{}\"]\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: a }}\n",
+            a.addr()
+        ),
+        &[("PORTCULLIS_ADMIN_TOKEN", TOKEN)],
+    );
+    let metrics = admin(&gw, "GET", "/metrics", None);
+    assert_eq!(metrics.status, 200);
+    assert_eq!(sum_metric(&metrics.text(), "portcullis_build_info", &[]), 1.0);
+    for (method, path) in [
+        ("POST", "/metrics"),
+        ("GET", "/routes"),
+        ("GET", "/upstreams"),
+        ("GET", "/config"),
+        ("POST", "/reload"),
+        ("POST", "/cache/purge?route=all"),
+    ] {
+        assert_eq!(admin(&gw, method, path, None).status, 401, "{method} {path}");
+    }
 }
 
 #[test]

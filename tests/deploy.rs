@@ -3,12 +3,8 @@
 //! cluster runs here), the configurations they ship pass `portcullis check`, and the Dockerfile
 //! copies files that exist and runs as a non-root user.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
-
-use support::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -79,8 +75,19 @@ fn the_kubernetes_manifests_validate_against_the_schemas() {
 #[test]
 fn the_shipped_configurations_pass_check() {
     // The image's default configuration.
+    // Its admin token comes from the environment (a Secret in Kubernetes): without it, the
+    // gateway refuses to start.
+    let container = format!("{ROOT}/conf/portcullis.container.yaml");
     let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["check", "-c", &format!("{ROOT}/conf/portcullis.container.yaml")])
+        .args(["check", "-c", &container])
+        .env_remove("PORTCULLIS_ADMIN_TOKEN")
+        .output()
+        .expect("check");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PORTCULLIS_ADMIN_TOKEN"));
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c", &container])
+        .env("PORTCULLIS_ADMIN_TOKEN", "a-container-admin-token-0123456789")
         .output()
         .expect("check");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -91,8 +98,21 @@ fn the_shipped_configurations_pass_check() {
     let config = doc["data"]["portcullis.yaml"]
         .as_str()
         .expect("data.portcullis.yaml");
-    let out = check(&config.replace("app.default.svc.cluster.local", "127.0.0.1"));
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("portcullis.yaml");
+    std::fs::write(
+        &file,
+        config.replace("app.default.svc.cluster.local", "127.0.0.1"),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("check")
+        .arg("-c")
+        .arg(&file)
+        .env("PORTCULLIS_ADMIN_TOKEN", "a-cluster-admin-token-0123456789")
+        .output()
+        .expect("check");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -110,6 +130,48 @@ fn the_dockerfile_copies_what_exists_and_runs_as_a_non_root_user() {
             );
         }
     }
+    // Every file the binary embeds (include_str!/include_bytes!) is inside what the build stage
+    // copies, or the image does not build.
+    let copied: Vec<std::path::PathBuf> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from="))
+        .flat_map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            parts[1..parts.len() - 1]
+                .iter()
+                .map(|s| Path::new(ROOT).join(s))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut embedded = 0;
+    for file in rust_sources(&Path::new(ROOT).join("src")) {
+        let text = std::fs::read_to_string(&file).expect("source");
+        for (i, piece) in text.split("include_").enumerate().skip(1) {
+            let Some(rest) = piece
+                .strip_prefix("str!(\"")
+                .or_else(|| piece.strip_prefix("bytes!(\""))
+            else {
+                continue;
+            };
+            let Some(relative) = rest.split('"').next() else {
+                continue;
+            };
+            let target = file.parent().expect("dir").join(relative);
+            let target = target
+                .canonicalize()
+                .unwrap_or_else(|e| panic!("{}: {relative}: {e}", file.display()));
+            assert!(
+                copied
+                    .iter()
+                    .any(|c| c.canonicalize().is_ok_and(|c| target.starts_with(c))),
+                "{} embeds {} (piece {i}), which the Dockerfile's build stage does not copy",
+                file.display(),
+                target.display()
+            );
+            embedded += 1;
+        }
+    }
+    assert!(embedded >= 6, "found {embedded} embedded files");
     let user = dockerfile
         .lines()
         .rev()
@@ -122,4 +184,17 @@ fn the_dockerfile_copies_what_exists_and_runs_as_a_non_root_user() {
         dockerfile.lines().filter(|l| l.starts_with("FROM ")).count() >= 2,
         "multi-stage"
     );
+}
+
+fn rust_sources(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(rust_sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+    found
 }

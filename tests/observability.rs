@@ -145,6 +145,17 @@ fn json_access_log_to_a_file_reopened_on_sigusr1() {
         let lines = read_lines(&file);
         (lines.len() >= 3).then_some(lines)
     });
+    // Refusals after routing are counted under the route that refused them.
+    gw.wait_metric(
+        "portcullis_requests_total",
+        &[("route", "keyed"), ("status", "401")],
+        1.0,
+    );
+    gw.wait_metric(
+        "portcullis_requests_total",
+        &[("route", "admins"), ("status", "403")],
+        1.0,
+    );
     let ok = &lines[0];
     assert_eq!(ok["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{ok}");
     assert_eq!(ok["host"], "api.example.com");

@@ -368,6 +368,32 @@ fn propagation_works_without_a_collector_and_new_traces_are_sampled_at_the_ratio
     let (trace, _, flags) = parent_of(&app.requests()[0]);
     assert_eq!((trace.as_str(), flags.as_str()), (TRACE, "00"));
 
+    // No `tracing` block at all: traces are still continued (with their tracestate) or started.
+    let gw = Gateway::start(&format!(
+        "{}routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: app }}\n",
+        upstream_yaml("app", &[app.addr()])
+    ));
+    app.reset();
+    let tp = traceparent("01");
+    let r = request(
+        gw.addr(),
+        "GET",
+        "x",
+        "/",
+        &[("traceparent", &tp), ("tracestate", "vendor=opaque")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(gw.get("/").status, 200);
+    let seen = app.requests();
+    let (trace, parent, flags) = parent_of(&seen[0]);
+    assert_eq!((trace.as_str(), flags.as_str()), (TRACE, "01"));
+    assert_ne!(parent, CLIENT_SPAN);
+    assert_eq!(seen[0].header("tracestate"), Some("vendor=opaque"));
+    let (started, _, _) = parent_of(&seen[1]);
+    assert_eq!(started.len(), 32);
+    assert_ne!(started, TRACE);
+
     // The configuration is checked.
     let out = check(
         "server:\n  listen: [\"127.0.0.1:8080\"]\ntracing: { otlp_endpoint: \"grpc://collector:4317\", sample_ratio: 2 }\n",

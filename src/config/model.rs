@@ -138,6 +138,10 @@ pub struct ProcessSettings {
     /// admin endpoint but `/healthz` and `/readyz` then needs `Authorization: Bearer <token>`.
     #[serde(default)]
     pub admin_token_env: Option<String>,
+    /// `server.admin.metrics_without_token`: `GET /metrics` stays open with a token set, for
+    /// scrapers that cannot send one (Prometheus' pod annotations).
+    #[serde(default)]
+    pub admin_metrics_without_token: bool,
     /// `Host` names the admin listener accepts besides loopback and its own address.
     pub admin_hosts: Vec<String>,
     pub pid_file: String,
@@ -169,6 +173,10 @@ impl ProcessSettings {
             ("admin", self.admin != new.admin),
             ("admin_hosts", self.admin_hosts != new.admin_hosts),
             ("admin.token_env", self.admin_token_env != new.admin_token_env),
+            (
+                "admin.metrics_without_token",
+                self.admin_metrics_without_token != new.admin_metrics_without_token,
+            ),
             ("pid_file", self.pid_file != new.pid_file),
             ("upgrade_sock", self.upgrade_sock != new.upgrade_sock),
             ("error_log", self.error_log != new.error_log),

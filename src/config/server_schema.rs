@@ -45,7 +45,7 @@ pub(super) fn decode_server(
     let ip = super::ip_schema::decode_ip_rules(&f, FIELDS, p);
     let listen = super::listener_schema::decode_listen(&f, base_dir, p);
     let hsts = decode_hsts(&f, p);
-    let (admin, admin_token_env) = decode_admin(&f, p);
+    let (admin, admin_token_env, admin_metrics_without_token) = decode_admin(&f, p);
     let admin_ok = admin
         .as_ref()
         .is_none_or(|a| socket_addr(a, &f.path_of("admin"), p).is_some());
@@ -100,6 +100,7 @@ pub(super) fn decode_server(
             threads,
             admin: if admin_ok { admin.map(|a| a.value) } else { None },
             admin_token_env,
+            admin_metrics_without_token,
             admin_hosts,
             pid_file: f.or("pid_file", DEFAULT_PID_FILE.to_string(), p),
             upgrade_sock: f.or("upgrade_sock", DEFAULT_UPGRADE_SOCK.to_string(), p),
@@ -132,22 +133,26 @@ pub(super) fn decode_server(
 
 /// Defaults in the runtime directory systemd creates (`RuntimeDirectory=portcullis`), not in
 /// `/tmp`, where any local user could plant a pid file naming another process.
-/// `admin: "127.0.0.1:9090"` or `admin: { addr, token_env }`.
-fn decode_admin(f: &Fields<'_>, p: &mut Problems) -> (Option<Spanned<String>>, Option<String>) {
+/// `admin: "127.0.0.1:9090"` or `admin: { addr, token_env, metrics_without_token }`.
+fn decode_admin(f: &Fields<'_>, p: &mut Problems) -> (Option<Spanned<String>>, Option<String>, bool) {
     let path = f.path_of("admin");
     match f.node("admin") {
         Some(node @ Node::Map { .. }) => {
-            let Some(m) = Fields::new(node, &path, &["addr", "token_env"], p) else {
-                return (None, None);
+            let Some(m) = Fields::new(node, &path, &["addr", "token_env", "metrics_without_token"], p) else {
+                return (None, None, false);
             };
             let addr: Option<Spanned<String>> = m.req("addr", p);
             let token_env: Option<Spanned<String>> = m.opt("token_env", p);
             let token_env = token_env.filter(|name| {
                 super::env_secret(name, &m.path_of("token_env"), MIN_ADMIN_TOKEN_BYTES, p).is_some()
             });
-            (addr, token_env.map(|t| t.value))
+            (
+                addr,
+                token_env.map(|t| t.value),
+                m.or("metrics_without_token", false, p),
+            )
         }
-        _ => (f.opt("admin", p), None),
+        _ => (f.opt("admin", p), None, false),
     }
 }
 

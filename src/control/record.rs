@@ -151,6 +151,7 @@ mod tests {
             threads: 1,
             admin: None,
             admin_token_env: None,
+            admin_metrics_without_token: false,
             admin_hosts: Vec::new(),
             pid_file: pid_file.into(),
             upgrade_sock: "/run/x.sock".into(),

@@ -101,6 +101,8 @@ pub struct AdminApp {
     /// `server.admin.token_env`'s value: every endpoint but `/healthz` and `/readyz` then
     /// needs `Authorization: Bearer <token>`.
     token: Option<String>,
+    /// `server.admin.metrics_without_token`: `GET /metrics` needs no token.
+    open_metrics: bool,
     purge: Option<PurgeHook>,
 }
 
@@ -118,8 +120,15 @@ impl AdminApp {
             views,
             hosts,
             token,
+            open_metrics: false,
             purge: None,
         }
+    }
+
+    /// Leave `GET /metrics` open when a token guards the rest.
+    pub fn with_open_metrics(mut self, open: bool) -> AdminApp {
+        self.open_metrics = open;
+        self
     }
 
     /// Serve `POST /cache/purge` with `hook`.
@@ -280,7 +289,13 @@ impl ServeHttp for AdminApp {
             return refused;
         }
         let path = session.req_header().uri.path().to_string();
-        let public = matches!(path.as_str(), "/healthz" | "/readyz");
+        let public = matches!(path.as_str(), "/healthz" | "/readyz")
+            || (self.open_metrics
+                && path == "/metrics"
+                && matches!(
+                    session.req_header().method,
+                    http::Method::GET | http::Method::HEAD
+                ));
         if !public && !self.authorized(session) {
             let mut r = reply(
                 StatusCode::UNAUTHORIZED,
