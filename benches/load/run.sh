@@ -438,7 +438,9 @@ start_proxy() {
             nginx -c "$OUT/nginx-proxy.conf" -g 'daemon off;' &
             ;;
         minimal)
-            RUST_LOG=warn taskset -c "$cpus" "$BIN/examples/minimal_proxy" "127.0.0.1:$PORT" "$threads" \
+            local wrap=()
+            [ "$CALLGRIND" = 1 ] && wrap=(valgrind --tool=callgrind "--callgrind-out-file=$OUT/callgrind.$kind.$scenario")
+            RUST_LOG=warn taskset -c "$cpus" "${wrap[@]}" "$BIN/examples/minimal_proxy" "127.0.0.1:$PORT" "$threads" \
                 "127.0.0.1:$U1" "127.0.0.1:$U2" >"$OUT/minimal.log" 2>&1 &
             ;;
     esac
@@ -612,6 +614,11 @@ instructions_per_request() {
     tail -1 "$INSTRUCTIONS"
 }
 
+# The minimal proxy is the floor of the scenarios whose work it can do (round robin, no features).
+callgrind_floor() {
+    case $1 in A | B | A1K | T | CACHE) echo minimal ;; esac
+}
+
 start_upstreams
 if [ "$CALLGRIND" = 1 ]; then
     INSTRUCTIONS=$OUT/instructions.tsv
@@ -619,7 +626,7 @@ if [ "$CALLGRIND" = 1 ]; then
     rm -f "$OUT"/callgrind.*
     for scenario in $SCENARIOS; do
         make_requests "$scenario"
-        for kind in portcullis ${BEFORE_BIN:+portcullis-before}; do
+        for kind in portcullis ${BEFORE_BIN:+portcullis-before} $(callgrind_floor "$scenario"); do
             echo "==> scenario $scenario, instructions per request, $kind"
             start_proxy "$kind" "$scenario" 1
             instructions_per_request "$scenario" "$kind"

@@ -9,6 +9,7 @@ use pingora::http::RequestHeader;
 
 use crate::config::CredentialSource;
 use crate::percent;
+use crate::transform::headers::HeaderEdit;
 
 /// The longest credential accepted; longer ones are refused before any parsing or hashing.
 pub const MAX_CREDENTIAL_BYTES: usize = 8192;
@@ -37,7 +38,7 @@ pub fn read(source: &CredentialSource, req: &RequestHeader) -> Found {
             }
         }
         CredentialSource::Cookie(name) => single(
-            cookies(req)
+            cookies(&req.headers)
                 .filter(|(k, _)| k == name)
                 .map(|(_, v)| v.to_string()),
         ),
@@ -91,8 +92,8 @@ fn single(mut values: impl Iterator<Item = String>) -> Found {
     }
 }
 
-fn cookies(req: &RequestHeader) -> impl Iterator<Item = (&str, &str)> {
-    req.headers
+fn cookies(headers: &http::HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -123,19 +124,20 @@ fn percent_decode(s: &str) -> String {
 
 /// Remove the credential from the upstream request's headers (query parameters are removed
 /// from the rewritten target by [`strip_from_query`]).
-pub fn strip_from_headers(source: &CredentialSource, req: &mut RequestHeader) -> pingora::Result<()> {
+pub fn strip_from_headers(source: &CredentialSource, req: &mut impl HeaderEdit) -> pingora::Result<()> {
     match source {
-        CredentialSource::Header(name) => {
-            req.remove_header(name);
-        }
+        CredentialSource::Header(name) => req.remove(name),
         CredentialSource::Cookie(name) => {
-            let kept: Vec<String> = cookies(req)
+            let kept: Vec<String> = cookies(req.map())
                 .filter(|(k, _)| k != name)
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            req.remove_header(&COOKIE);
+            req.remove(&COOKIE);
             if !kept.is_empty() {
-                req.insert_header(COOKIE, kept.join("; "))?;
+                let value = http::HeaderValue::from_str(&kept.join("; ")).map_err(|_| {
+                    pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "cookie value")
+                })?;
+                req.put(COOKIE, value);
             }
         }
         CredentialSource::Query(_) => {}

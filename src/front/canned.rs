@@ -71,7 +71,12 @@ impl AsyncWrite for Canned {
         let this = &mut *self;
         // Only Pingora's own answers before any request head was read; never a proxied one.
         if this.pending.is_none() {
-            match replacement(buf).filter(|_| !header_deadline::headers_read()) {
+            // The cheap test first: after a request head, every write passes untouched.
+            let canned = match header_deadline::headers_read() {
+                true => None,
+                false => replacement(buf),
+            };
+            match canned {
                 Some(bytes) => this.pending = Some((bytes, 0, buf.len())),
                 None => return Pin::new(&mut this.inner).poll_write(cx, buf),
             }

@@ -264,7 +264,7 @@ async fn write_merged(
     complete: bool,
     headers: Vec<(HeaderName, HeaderValue)>,
 ) -> pingora::Result<()> {
-    let mut head = ResponseHeader::build(200, Some(headers.len() + 8))?;
+    let mut head = ResponseHeader::build_no_case(200, Some(headers.len() + 8))?;
     for (name, value) in headers {
         if name == CACHE_CONTROL {
             head.insert_header(name, value)?;

@@ -283,7 +283,7 @@ pub(super) fn upstream_head(
             }
         }
     }
-    edges::upstream_head(ctx, route, &mut head)?;
+    edges::upstream_head(ctx, route, &mut head, None)?;
     match framing {
         Framing::Length(len) => head.insert_header(CONTENT_LENGTH, len.to_string())?,
         Framing::Chunked => head.insert_header(TRANSFER_ENCODING, "chunked")?,

@@ -17,6 +17,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
 
 use crate::config::cidr::Cidr;
+use crate::transform::headers::HeaderEdit;
 
 // Header names as constants: built at compile time, so the request path never parses them.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -29,14 +30,7 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static FORWARDING_HEADERS: [HeaderName; 4] =
     [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, FORWARDED];
 
-/// Spellings for the headers the gateway sets on every request. Pingora keeps each header's
-/// wire spelling; given a `HeaderName` it copies and re-cases the name, given a static string
-/// it just points at it, which is measurably cheaper on the hot path.
-pub const X_REQUEST_ID_WIRE: &str = "X-Request-Id";
-const X_FORWARDED_FOR_WIRE: &str = "X-Forwarded-For";
-const X_FORWARDED_PROTO_WIRE: &str = "X-Forwarded-Proto";
-const X_FORWARDED_HOST_WIRE: &str = "X-Forwarded-Host";
-const X_REAL_IP_WIRE: &str = "X-Real-IP";
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -83,7 +77,7 @@ pub fn client_address(req: &RequestHeader, peer: Option<IpAddr>, trusted: &[Cidr
 
 /// Set the forwarding headers on the upstream request.
 pub fn set_forwarding(
-    req: &mut RequestHeader,
+    req: &mut impl HeaderEdit,
     client: Option<IpAddr>,
     host: &str,
     trusted: bool,
@@ -91,7 +85,7 @@ pub fn set_forwarding(
 ) -> Result<()> {
     let client = client.map_or(HeaderValue::from_static("unknown"), ip_value);
     let prior: Vec<&[u8]> = if trusted {
-        req.headers
+        req.map()
             .get_all(&X_FORWARDED_FOR)
             .iter()
             .map(|v| v.as_bytes())
@@ -107,17 +101,23 @@ pub fn set_forwarding(
         chain.extend_from_slice(client.as_bytes());
         HeaderValue::from_maybe_shared(bytes::Bytes::from(chain)).unwrap_or_else(|_| client.clone())
     };
-    req.insert_header(X_FORWARDED_FOR_WIRE, chain)?;
-    if !trusted || !req.headers.contains_key(&X_FORWARDED_PROTO) {
+    req.put(X_FORWARDED_FOR, chain);
+    if !trusted || !req.map().contains_key(&X_FORWARDED_PROTO) {
         let proto = if https { "https" } else { "http" };
-        req.insert_header(X_FORWARDED_PROTO_WIRE, HeaderValue::from_static(proto))?;
+        req.put(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if !trusted || !req.headers.contains_key(&X_FORWARDED_HOST) {
-        req.insert_header(X_FORWARDED_HOST_WIRE, host)?;
+    if !trusted || !req.map().contains_key(&X_FORWARDED_HOST) {
+        let host = HeaderValue::from_str(host).map_err(|_| {
+            pingora::Error::explain(
+                pingora::ErrorType::InvalidHTTPHeader,
+                "host is not a header value",
+            )
+        })?;
+        req.put(X_FORWARDED_HOST, host);
     }
     if !trusted {
-        remove(req, &FORWARDED);
-        req.insert_header(X_REAL_IP_WIRE, client)?;
+        req.remove(&FORWARDED);
+        req.put(X_REAL_IP, client);
     }
     Ok(())
 }
@@ -149,10 +149,8 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
 
 /// Remove a header only if present: removal also rebuilds Pingora's case map, and most
 /// requests carry none of these.
-pub fn remove(req: &mut RequestHeader, name: &HeaderName) {
-    if req.headers.contains_key(name) {
-        req.remove_header(name);
-    }
+pub fn remove(req: &mut impl HeaderEdit, name: &HeaderName) {
+    req.remove(name);
 }
 
 pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
@@ -193,19 +191,26 @@ impl Head for ResponseHeader {
 /// Remove the headers `Connection` names, the standard hop-by-hop ones, and `Upgrade` (kept
 /// with `Connection` when the protocol switches). Removal only where present: it rebuilds
 /// Pingora's case map, and most heads carry none of these.
+///
+/// One pass over the head's names (a handful) rather than a lookup per hop-by-hop name.
 fn strip_hop_by_hop(head: &mut impl Head, switching: bool) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in head.map().keys() {
+        let hop = match switching {
+            true => name != CONNECTION && HOP_BY_HOP.contains(name),
+            false => name == UPGRADE || HOP_BY_HOP.contains(name),
+        };
+        if hop {
+            doomed.push(name.clone());
+        }
+    }
     for name in connection_nominated(head.map()) {
-        if !(switching && name == UPGRADE) && head.map().contains_key(&name) {
-            head.drop_header(&name);
+        if !(switching && name == UPGRADE) && head.map().contains_key(&name) && !doomed.contains(&name) {
+            doomed.push(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        if !(switching && name == CONNECTION) && head.map().contains_key(name) {
-            head.drop_header(name);
-        }
-    }
-    if !switching && head.map().contains_key(UPGRADE) {
-        head.drop_header(&UPGRADE);
+    for name in &doomed {
+        head.drop_header(name);
     }
 }
 
@@ -235,12 +240,17 @@ fn connection_nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {
 /// (`GET` with exactly `Upgrade: websocket`), and only on a route that enables it. Any other
 /// upgrade (`h2c`, …) would open a tunnel in which later requests bypass routing and auth.
 pub fn websocket_upgrade_allowed(req: &RequestHeader, route_allows: bool) -> bool {
-    let mut upgrades = req.headers.get_all(UPGRADE).iter();
+    websocket_upgrade(&req.method, &req.headers, route_allows)
+}
+
+/// [`websocket_upgrade_allowed`] for a head's parts.
+pub fn websocket_upgrade(method: &http::Method, headers: &http::HeaderMap, route_allows: bool) -> bool {
+    let mut upgrades = headers.get_all(UPGRADE).iter();
     let websocket = match (upgrades.next(), upgrades.next()) {
         (Some(v), None) => v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"),
         _ => false,
     };
-    route_allows && websocket && req.method == http::Method::GET
+    route_allows && websocket && method == http::Method::GET
 }
 
 /// Keep a client's request id if it is short and plain (it ends up in logs), else make one.
@@ -259,12 +269,12 @@ pub fn request_id(req: &RequestHeader) -> String {
     // 32 hex digits without the formatting machinery: this runs for most requests.
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut n = rand::random::<u128>();
-    let mut id = [0u8; 32];
-    for digit in id.iter_mut().rev() {
-        *digit = HEX[(n & 0xf) as usize];
+    let mut id = String::with_capacity(32);
+    for _ in 0..32 {
+        id.push(char::from(HEX[(n & 0xf) as usize]));
         n >>= 4;
     }
-    id.iter().map(|&b| char::from(b)).collect()
+    id
 }
 
 #[cfg(test)]

@@ -420,15 +420,18 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(route) = ctx.route() else {
+        let snapshot = Arc::clone(&ctx.snapshot);
+        let Some(route) = ctx.admission.route.and_then(|id| snapshot.routes.routes.get(id)) else {
             return Ok(());
         };
-        edges::upstream_head(ctx, route, req)?;
+        let mut attempt = ctx.upstream.current.take();
+        let head = edges::upstream_head(ctx, route, req, attempt.as_mut());
+        ctx.upstream.current = attempt;
+        head?;
         let repeatable = crate::upstream::retry::repeatable(req, route.retry_idempotency_key);
         ctx.upstream.repeatable = repeatable;
         ctx.upstream.upgrade_requested = req.headers.contains_key(http::header::UPGRADE);
         if let Some(attempt) = &mut ctx.upstream.current {
-            attempt.propagate(req);
             attempt.mark_sent();
         }
         Ok(())
@@ -456,6 +459,7 @@ impl ProxyHttp for Gateway {
             let lifetime = ctx.route().and_then(|r| r.websocket_max_lifetime);
             ctx.upstream.websocket = Some(websocket::Open::begin(lifetime));
         }
+        edges::without_case_response(resp)?;
         forwarding::strip_hop_by_hop_response(resp);
         // A Trailers-Only answer (an error without a body) carries it in the head.
         ctx.reply.grpc_status = grpc::status_in(&resp.headers);

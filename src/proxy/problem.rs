@@ -143,7 +143,7 @@ impl Problem {
         } else {
             Bytes::from(self.body(&ctx.request_id))
         };
-        let mut resp = ResponseHeader::build(self.status, Some(6))?;
+        let mut resp = ResponseHeader::build_no_case(self.status, Some(6))?;
         super::edges::decorate(ctx, &mut resp)?;
         // The gateway's own framing and caching, after the rules: no rule can change them.
         if !self.bodyless {
@@ -174,7 +174,7 @@ impl Problem {
     /// A refusal in gRPC's terms: HTTP 200, no body, `grpc-status` and `grpc-message` in the
     /// headers (a "Trailers-Only" response), the gateway's headers kept.
     async fn send_grpc(&self, session: &mut Session, ctx: &RequestCtx) -> Result<()> {
-        let mut resp = ResponseHeader::build(200, Some(6))?;
+        let mut resp = ResponseHeader::build_no_case(200, Some(6))?;
         super::edges::decorate(ctx, &mut resp)?;
         // gRPC-Web clients read the answer in their own content type.
         let content_type = match session.req_header().headers.get(http::header::CONTENT_TYPE) {

@@ -14,9 +14,12 @@ use crate::observe::trace::{self, ClientSampling, Kind, Span, TraceContext, Valu
 
 /// Continue the client's trace when its `traceparent` is valid (exactly one), else start one.
 /// Whether the client's sampled flag is followed is `tracing.client_sampling`'s call.
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+
 pub fn begin(req: &RequestHeader, ctx: &RequestCtx) -> TraceContext {
     let sampling = &ctx.snapshot.trace_sampling;
-    let mut parents = req.headers.get_all("traceparent").iter();
+    let mut parents = req.headers.get_all(TRACEPARENT).iter();
     let traceparent = match (parents.next(), parents.next()) {
         (Some(v), None) => Some(v),
         _ => None,
@@ -24,7 +27,7 @@ pub fn begin(req: &RequestHeader, ctx: &RequestCtx) -> TraceContext {
     // Repeated `tracestate` headers are one list (W3C Trace Context §3.3.1.1).
     let states: Vec<&[u8]> = req
         .headers
-        .get_all("tracestate")
+        .get_all(TRACESTATE)
         .iter()
         .map(|v| v.as_bytes())
         .collect();

@@ -439,7 +439,7 @@ impl Answer<'_> {
             }
         };
         ctx.reply.grpc_status = Some(0);
-        let mut head = ResponseHeader::build(200, Some(4))?;
+        let mut head = ResponseHeader::build_no_case(200, Some(4))?;
         head.insert_header(CONTENT_TYPE, "application/json")?;
         head.insert_header(CONTENT_LENGTH, body.len().to_string())?;
         edges::decorate(ctx, &mut head)?;
@@ -673,7 +673,7 @@ impl Answer<'_> {
 
     /// The stream's head; whether its body follows (not for HEAD).
     async fn start_stream(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
-        let mut head = ResponseHeader::build(200, Some(4))?;
+        let mut head = ResponseHeader::build_no_case(200, Some(4))?;
         let media = match self.cfg.stream {
             StreamFormat::JsonArray => "application/json",
             StreamFormat::Ndjson => "application/x-ndjson",

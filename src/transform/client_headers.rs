@@ -16,8 +16,8 @@
 //! claim a client address. They are removed unless the route lists them in `pass_headers`
 //! (client-address headers also pass from `server.trusted_proxies`).
 
+use crate::transform::headers::HeaderEdit;
 use http::HeaderName;
-use pingora::http::RequestHeader;
 
 use crate::config::client_header_names::{ALWAYS_MANAGED, CLIENT_CLAIMS, OVERRIDES};
 use crate::config::Underscores;
@@ -53,9 +53,9 @@ impl ClientHeaderRules {
 
     /// Remove from the upstream request what the client may not send upstream as written.
     /// `pass` are the route's `pass_headers`; `trusted` whether the peer is a trusted proxy.
-    pub fn apply(&self, req: &mut RequestHeader, pass: &[HeaderName], trusted: bool) {
+    pub fn apply(&self, req: &mut impl HeaderEdit, pass: &[HeaderName], trusted: bool) {
         let mut doomed: Vec<HeaderName> = Vec::new();
-        for name in req.headers.keys() {
+        for name in req.map().keys() {
             let n = name.as_str();
             let plain = n
                 .bytes()
@@ -75,7 +75,7 @@ impl ClientHeaderRules {
             }
         }
         for name in &doomed {
-            req.remove_header(name);
+            req.remove(name);
         }
     }
 }

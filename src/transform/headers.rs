@@ -3,7 +3,7 @@
 //! Names and values were validated when the configuration was compiled, so applying a rule
 //! cannot fail on the request path.
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 
 use crate::config::HeaderRulesConfig;
@@ -16,12 +16,25 @@ pub struct HeaderRules {
     rename: Vec<(HeaderName, HeaderName)>,
 }
 
-/// The header operations Pingora's request and response headers both offer.
+/// The header edits the gateway makes, on Pingora's request and response heads or straight on
+/// a `HeaderMap` (the proxied path's upstream head, edited without Pingora's case map: see
+/// `proxy::edges::upstream_head`).
 pub trait HeaderEdit {
+    fn map(&self) -> &HeaderMap;
+    /// Remove every value of `name` (only where present: on a Pingora head, removal rebuilds
+    /// the case map).
     fn remove(&mut self, name: &HeaderName);
-    fn set(&mut self, name: &HeaderName, value: &HeaderValue);
+    /// Replace every value of `name` with `value`.
+    fn put(&mut self, name: HeaderName, value: HeaderValue);
     fn add(&mut self, name: &HeaderName, value: &HeaderValue);
-    fn values(&self, name: &HeaderName) -> Vec<HeaderValue>;
+
+    fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.put(name.clone(), value.clone());
+    }
+
+    fn values(&self, name: &HeaderName) -> Vec<HeaderValue> {
+        self.map().get_all(name).iter().cloned().collect()
+    }
 
     /// Every value of `from`, now under `to` (whose own values it replaces).
     fn rename(&mut self, from: &HeaderName, to: &HeaderName) {
@@ -40,24 +53,41 @@ pub trait HeaderEdit {
 macro_rules! header_edit {
     ($t:ty) => {
         impl HeaderEdit for $t {
-            fn remove(&mut self, name: &HeaderName) {
-                self.remove_header(name);
+            fn map(&self) -> &HeaderMap {
+                &self.headers
             }
-            fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
+            fn remove(&mut self, name: &HeaderName) {
+                if self.headers.contains_key(name) {
+                    self.remove_header(name);
+                }
+            }
+            fn put(&mut self, name: HeaderName, value: HeaderValue) {
                 // Infallible: the name and value are already typed and valid.
-                let _ = self.insert_header(name.clone(), value.clone());
+                let _ = self.insert_header(name, value);
             }
             fn add(&mut self, name: &HeaderName, value: &HeaderValue) {
                 let _ = self.append_header(name.clone(), value.clone());
-            }
-            fn values(&self, name: &HeaderName) -> Vec<HeaderValue> {
-                self.headers.get_all(name).iter().cloned().collect()
             }
         }
     };
 }
 header_edit!(RequestHeader);
 header_edit!(ResponseHeader);
+
+impl HeaderEdit for HeaderMap {
+    fn map(&self) -> &HeaderMap {
+        self
+    }
+    fn remove(&mut self, name: &HeaderName) {
+        HeaderMap::remove(self, name);
+    }
+    fn put(&mut self, name: HeaderName, value: HeaderValue) {
+        self.insert(name, value);
+    }
+    fn add(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.append(name.clone(), value.clone());
+    }
+}
 
 impl HeaderRules {
     pub fn compile(cfg: &HeaderRulesConfig) -> HeaderRules {

@@ -10,13 +10,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use pingora::http::RequestHeader;
-
 use super::outlier::Kind;
 use super::pool::{Pool, Selected};
 use super::stats::InflightGuard;
 use crate::observe::metrics;
 use crate::observe::trace::{self, Span, TraceContext, Value};
+use crate::transform::headers::HeaderEdit;
 
 const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
@@ -102,19 +101,15 @@ impl Attempt {
 
     /// Put this attempt's `traceparent` (and the client's `tracestate`) on the head sent to
     /// the target, replacing whatever the client sent.
-    pub fn propagate(&mut self, head: &mut RequestHeader) {
+    pub fn propagate(&mut self, method: &http::Method, head: &mut impl HeaderEdit) {
         let Some(span) = &mut self.span else {
             return;
         };
-        span.method = metrics::method_label(&head.method);
-        let _ = head.insert_header(TRACEPARENT, span.trace.traceparent(&span.span_id));
+        span.method = metrics::method_label(method);
+        head.put(TRACEPARENT, span.trace.traceparent(&span.span_id));
         match &span.trace.tracestate {
-            Some(state) => {
-                let _ = head.insert_header(TRACESTATE, state.clone());
-            }
-            None => {
-                head.remove_header(&TRACESTATE);
-            }
+            Some(state) => head.put(TRACESTATE, state.clone()),
+            None => head.remove(&TRACESTATE),
         }
     }
 

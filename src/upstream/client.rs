@@ -350,7 +350,8 @@ async fn send(
     attempt: &mut Attempt,
 ) -> Result<(), Sent> {
     let mut head = Box::new(head.clone());
-    attempt.propagate(&mut head);
+    let method = head.method.clone();
+    attempt.propagate(&method, &mut *head);
     session.write_request_header(head).await.map_err(Sent::Upstream)?;
     match body {
         Body::Full(bytes) if !bytes.is_empty() => {

@@ -23,16 +23,27 @@ use crate::observe::metrics;
 /// otherwise (a GET carrying `X-HTTP-Method-Override: POST`, or `?_method=POST`, is a POST to
 /// the framework behind; any override present counts, the gateway strips those a route does not
 /// let through) — or it carries `Idempotency-Key` where the route honours it.
+const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
+
+/// `client_header_names::METHOD_OVERRIDES` as names built at compile time (a lookup by `&str`
+/// parses the name every time).
+const METHOD_OVERRIDE_HEADERS: [http::HeaderName; 4] = [
+    http::HeaderName::from_static("x-http-method-override"),
+    http::HeaderName::from_static("x-http-method"),
+    http::HeaderName::from_static("x-method-override"),
+    http::HeaderName::from_static("x-original-method"),
+];
+
 pub fn repeatable(head: &pingora::http::RequestHeader, honour_idempotency_key: bool) -> bool {
-    if honour_idempotency_key && head.headers.get("idempotency-key").is_some_and(|v| !v.is_empty()) {
+    if honour_idempotency_key && head.headers.get(IDEMPOTENCY_KEY).is_some_and(|v| !v.is_empty()) {
         return true;
     }
     if !head.method.is_idempotent() {
         return false;
     }
-    let header_override = crate::config::client_header_names::METHOD_OVERRIDES
+    let header_override = METHOD_OVERRIDE_HEADERS
         .iter()
-        .any(|h| head.headers.contains_key(*h));
+        .any(|h| head.headers.contains_key(h));
     let query_override = head.uri.query().is_some_and(names_method_override);
     !(header_override || query_override)
 }

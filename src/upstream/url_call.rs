@@ -60,7 +60,8 @@ pub async fn call(r: UrlRequest<'_>) -> Result<(u16, Vec<u8>), String> {
             .await
             .map_err(|e| e.to_string())?;
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut req = RequestHeader::build(r.method, path.as_bytes(), None).map_err(|e| e.to_string())?;
+        let mut req =
+            RequestHeader::build_no_case(r.method, path.as_bytes(), None).map_err(|e| e.to_string())?;
         req.insert_header("host", host_header.as_str())
             .map_err(|e| e.to_string())?;
         for (name, value) in r.headers {
