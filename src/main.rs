@@ -16,6 +16,8 @@ use cli::Command;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: it sets OpenSSL's environment.
+    portcullis::tls::trust::prefer_hashed_directory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match cli::parse(&args) {
         Ok(Command::Version) => {

@@ -161,3 +161,60 @@ fn check_refuses_unverified_tls_unless_insecure_and_flags_it() {
         out.stdout
     );
 }
+
+/// Without `ca`, an upstream's certificate is checked against the system trust store, which the
+/// gateway reads from OpenSSL's hashed directory rather than the bundle file
+/// (`src/tls/trust.rs`): with `SSL_CERT_FILE=/dev/null` and `SSL_CERT_DIR` as it sets them, a CA
+/// linked there is trusted and any other is refused before a request is written. And with the
+/// variables unset (a service's environment), the gateway's own choice still verifies: a CA the
+/// system does not know is refused, an upstream's own `ca` is trusted.
+#[test]
+fn the_system_trust_store_is_read_from_the_hashed_directory() {
+    let pki = Pki::new("system ca");
+    let app = Upstream::start("app");
+    let origin = tls_origin(&pki, &["payments.internal"], &app, false);
+    let body = |tls: &str| {
+        format!(
+            "upstreams:\n  secure:\n    targets: [\"{}\"]\n    tls: {tls}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: secure }}\n",
+            origin.addr()
+        )
+    };
+    let system_tls = "{ sni: payments.internal }";
+
+    let store = tempfile::tempdir().expect("store");
+    let hash = pki.ca.issued.cert.subject_name_hash();
+    std::fs::copy(&pki.ca_file, store.path().join(format!("{hash:08x}.0"))).expect("link");
+    let store_dir = store.path().display().to_string();
+    let trusted = Gateway::start_env(
+        "",
+        &body(system_tls),
+        &[("SSL_CERT_FILE", "/dev/null"), ("SSL_CERT_DIR", &store_dir)],
+    );
+    let r = trusted.get("/pay");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(app.count(), 1);
+
+    let empty = tempfile::tempdir().expect("empty store");
+    let empty_dir = empty.path().display().to_string();
+    let untrusted = Gateway::start_env(
+        "",
+        &body(system_tls),
+        &[("SSL_CERT_FILE", "/dev/null"), ("SSL_CERT_DIR", &empty_dir)],
+    );
+    assert_eq!(untrusted.get("/pay").status, 502);
+
+    let unset = [("SSL_CERT_FILE", ""), ("SSL_CERT_DIR", "")];
+    let system = Gateway::start_env("", &body(system_tls), &unset);
+    assert_eq!(system.get("/pay").status, 502, "a private CA is not a system CA");
+    let own_ca = Gateway::start_env(
+        "",
+        &body(&format!("{{ sni: payments.internal, ca: \"{}\" }}", ca(&pki))),
+        &unset,
+    );
+    assert_eq!(own_ca.get("/pay").status, 200);
+    assert_eq!(
+        app.count(),
+        2,
+        "nothing reached the origin past a failed verification"
+    );
+}

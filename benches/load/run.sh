@@ -426,7 +426,8 @@ start_proxy() {
             [ "$kind" = portcullis-before ] && bin=$BEFORE_BIN
             [ "$CALLGRIND" = 1 ] && wrap=(valgrind --tool=callgrind "--callgrind-out-file=$OUT/callgrind.$kind.$scenario")
             portcullis_conf "$scenario" "$threads" >"$OUT/portcullis.yaml"
-            BENCH_SECRET=$SECRET RUST_LOG=warn taskset -c "$cpus" "${wrap[@]}" "$bin" run -c "$OUT/portcullis.yaml" \
+            # As under systemd: no SSL_CERT_FILE/SSL_CERT_DIR from a login shell (src/tls/trust.rs).
+            env -u SSL_CERT_FILE -u SSL_CERT_DIR BENCH_SECRET=$SECRET RUST_LOG=warn taskset -c "$cpus" "${wrap[@]}" "$bin" run -c "$OUT/portcullis.yaml" \
                 >"$OUT/portcullis.log" 2>&1 &
             ;;
         haproxy)

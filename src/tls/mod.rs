@@ -6,3 +6,4 @@ pub mod acceptor;
 pub mod certificates;
 pub mod identity;
 pub mod mint;
+pub mod trust;
