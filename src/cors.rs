@@ -9,7 +9,7 @@ use http::header::{
     ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
 };
 use http::{HeaderName, HeaderValue, Method};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 
 use crate::config::CorsConfig;
 
@@ -271,7 +271,7 @@ pub fn requested_method(req: &RequestHeader) -> Option<Method> {
 
 /// On a route with a policy, the upstream's `Access-Control-*` headers are replaced by the
 /// gateway's (`cors`: what [`CorsPolicy::actual`] computed for this request).
-pub fn apply(resp: &mut ResponseHeader, cors: &Headers) {
+pub fn apply(resp: &mut impl crate::transform::headers::HeaderEdit, cors: &Headers) {
     for name in [
         ACCESS_CONTROL_ALLOW_ORIGIN,
         ACCESS_CONTROL_ALLOW_CREDENTIALS,
@@ -280,10 +280,10 @@ pub fn apply(resp: &mut ResponseHeader, cors: &Headers) {
         ACCESS_CONTROL_ALLOW_HEADERS,
         ACCESS_CONTROL_MAX_AGE,
     ] {
-        resp.remove_header(&name);
+        resp.remove(&name);
     }
     for (name, value) in cors {
-        let _ = resp.append_header(name.clone(), value.clone());
+        resp.add(name, value);
     }
 }
 

@@ -643,19 +643,17 @@ fi
 for scenario in $SCENARIOS; do
     make_requests "$scenario"
     for threads in $THREADS_LIST; do
-        haproxy_max=""
         for kind in $(proxies_for "$scenario"); do
             label=$(label_for "$kind" "$scenario")
             echo "==> scenario $scenario, $threads thread(s), $label"
             start_proxy "$kind" "$scenario" "$threads"
             closed_loop "$scenario" "$threads" "$label"
             tail -1 "$RESULTS"
-            if [ "$kind" = haproxy ]; then
-                haproxy_max=$(tail -1 "$RESULTS" | cut -f4)
-            fi
-            if [ "$OPEN_LOOP" = 1 ] && [ -n "$haproxy_max" ] && [ "$scenario" != K ]; then
+            # Each proxy at 50% and 90% of its own closed-loop maximum: the same relative load.
+            own_max=$(tail -1 "$RESULTS" | cut -f4)
+            if [ "$OPEN_LOOP" = 1 ] && [ -n "$own_max" ] && [ "$scenario" != K ] && [ "$scenario" != H2 ]; then
                 for pct in 50 90; do
-                    open_loop "$scenario" "$threads" "$label" $((haproxy_max * pct / 100)) "$pct"
+                    open_loop "$scenario" "$threads" "$label" $((${own_max%.*} * pct / 100)) "$pct"
                 done
             fi
             stop_proxy

@@ -264,32 +264,54 @@ fn identity(ctx: &RequestCtx, route: &Route, req: &mut impl HeaderEdit) -> Resul
 
 /// What the gateway adds to every response: the route's response header rules, then the
 /// request id, rate-limit and version headers (which the rules cannot forge).
+///
+/// Edited as plain `http` parts, like the upstream request head (see [`without_case_response`]).
 pub fn decorate(ctx: &RequestCtx, resp: &mut ResponseHeader) -> Result<()> {
+    let canonical = resp.status.canonical_reason();
+    let reason = resp
+        .get_reason_phrase()
+        .filter(|r| Some(*r) != canonical)
+        .map(str::to_owned);
+    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts = http::response::Parts::from(std::mem::replace(resp, placeholder));
+    parts.headers.reserve(4 + ctx.reply.ratelimit_headers.len());
+    let decorated = decorate_headers(ctx, &mut parts.headers);
+    *resp = ResponseHeader::from(parts);
+    if reason.is_some() {
+        resp.set_reason_phrase(reason.as_deref())?;
+    }
+    decorated
+}
+
+const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
+
+/// The header edits of [`decorate`].
+fn decorate_headers(ctx: &RequestCtx, headers: &mut impl HeaderEdit) -> Result<()> {
     if let Some(route) = ctx.route() {
-        route.response_headers.apply(resp);
+        route.response_headers.apply(headers);
     }
     if let Some(cors) = &ctx.reply.cors {
-        crate::cors::apply(resp, cors);
+        crate::cors::apply(headers, cors);
     }
     if ctx.client.tls {
         if let Some(hsts) = &ctx.snapshot.settings.hsts {
-            resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+            headers.put(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
     }
-    resp.insert_header(forwarding::X_REQUEST_ID, ctx.request_id.as_str())?;
+    headers.put(forwarding::X_REQUEST_ID, header_value(&ctx.request_id)?);
     if let Some(status) = ctx.reply.cache_status {
-        resp.insert_header("x-cache-status", status.as_str())?;
+        headers.put(X_CACHE_STATUS, HeaderValue::from_static(status.as_str()));
     }
     for (name, value) in &ctx.reply.ratelimit_headers {
-        resp.insert_header(name.clone(), value.clone())?;
+        headers.put(name.clone(), value.clone());
     }
     for (name, value) in &ctx.reply.version_headers {
         // The upstream's own `Link`s (pagination…) and `Vary` stay; the rest is the
         // gateway's to say.
         if name == http::header::LINK || name == http::header::VARY {
-            resp.append_header(name.clone(), value.clone())?;
+            headers.add(name, value);
         } else {
-            resp.insert_header(name.clone(), value.clone())?;
+            headers.put(name.clone(), value.clone());
         }
     }
     Ok(())
