@@ -16,8 +16,10 @@ use cli::Command;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // First, while this is the only thread: it sets OpenSSL's environment.
-    portcullis::tls::trust::prefer_hashed_directory();
+    // SAFETY: first thing in main, while this is the only thread (it sets OpenSSL's environment).
+    unsafe {
+        portcullis::tls::trust::prefer_hashed_directory();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     match cli::parse(&args) {
         Ok(Command::Version) => {
@@ -204,6 +206,9 @@ fn run(path: &str, opts: server::RunOptions) -> ExitCode {
         Err(code) => return code,
     };
     portcullis::observe::logging::init(config.server.process.log_level.as_deref());
+    if let Some(dir) = portcullis::tls::trust::chosen() {
+        log::info!("trusted CAs: read from {dir} when a chain needs them (SSL_CERT_DIR; set SSL_CERT_FILE or SSL_CERT_DIR to choose)");
+    }
     log::info!(
         "portcullis {} starting: {} routes, {} upstreams, listening on {}",
         env!("CARGO_PKG_VERSION"),

@@ -175,4 +175,11 @@ fn check_refuses_a_missing_or_short_admin_token() {
         "{}",
         out.stderr
     );
+    let out = check("server:\n  listen: [\"127.0.0.1:8080\"]\n  admin: { addr: \"127.0.0.1:9090\", metrics_without_token: true }\n");
+    assert!(
+        out.stderr
+            .contains("server.admin.metrics_without_token: only applies with `token_env`"),
+        "{}",
+        out.stderr
+    );
 }

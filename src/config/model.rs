@@ -138,7 +138,7 @@ pub struct ProcessSettings {
     /// admin endpoint but `/healthz` and `/readyz` then needs `Authorization: Bearer <token>`.
     #[serde(default)]
     pub admin_token_env: Option<String>,
-    /// `server.admin.metrics_without_token`: `GET /metrics` stays open with a token set, for
+    /// `server.admin.metrics_without_token`: `GET`/`HEAD /metrics` stay open with a token set, for
     /// scrapers that cannot send one (Prometheus' pod annotations).
     #[serde(default)]
     pub admin_metrics_without_token: bool,

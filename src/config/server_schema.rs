@@ -143,13 +143,23 @@ fn decode_admin(f: &Fields<'_>, p: &mut Problems) -> (Option<Spanned<String>>, O
             };
             let addr: Option<Spanned<String>> = m.req("addr", p);
             let token_env: Option<Spanned<String>> = m.opt("token_env", p);
+            let open_metrics: Option<Spanned<bool>> = m.opt("metrics_without_token", p);
+            if let (Some(open), None) = (&open_metrics, &token_env) {
+                if open.value {
+                    p.add(
+                        open.pos,
+                        &m.path_of("metrics_without_token"),
+                        "only applies with `token_env` (without a token every endpoint is open)",
+                    );
+                }
+            }
             let token_env = token_env.filter(|name| {
                 super::env_secret(name, &m.path_of("token_env"), MIN_ADMIN_TOKEN_BYTES, p).is_some()
             });
             (
                 addr,
                 token_env.map(|t| t.value),
-                m.or("metrics_without_token", false, p),
+                open_metrics.is_some_and(|o| o.value),
             )
         }
         _ => (f.opt("admin", p), None, false),

@@ -21,6 +21,10 @@ use rand::Rng;
 /// longer one is dropped whole rather than cut at an arbitrary member.
 pub const MAX_TRACESTATE: usize = 512;
 
+/// The W3C Trace Context headers.
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+pub const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+
 /// The part of a request's trace every span and every upstream request needs.
 #[derive(Debug, Clone)]
 pub struct TraceContext {

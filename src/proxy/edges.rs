@@ -31,9 +31,11 @@ pub fn upstream_head(
         req.set_method(method.clone());
     }
     let Some(uri) = &ctx.admission.upstream_uri else {
-        // Admission always sets the target; without one the client's (raw) target stays.
-        let method = req.method.clone();
-        return upstream_headers(ctx, route, &method, req, attempt);
+        // Admission always sets the target before a request goes upstream.
+        return pingora::Error::e_explain(
+            pingora::ErrorType::InternalError,
+            "no upstream target was resolved",
+        );
     };
     let end_stream = req.send_end_stream();
     let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
@@ -72,7 +74,10 @@ fn upstream_headers(
     identity(ctx, route, headers)?;
     // The resolved version replaces whatever the client sent under that name.
     if let Some(versions) = route.target.versions() {
-        headers.put(versions.header.clone(), header_value(ctx.version_name())?);
+        headers.put(
+            versions.header.clone(),
+            crate::transform::headers::value(ctx.version_name())?,
+        );
         if let Some(name) = ctx.admission.version.and_then(|v| versions.override_header(v)) {
             headers.remove(name);
         }
@@ -88,11 +93,6 @@ fn upstream_headers(
     Ok(())
 }
 
-fn header_value(text: &str) -> Result<HeaderValue> {
-    HeaderValue::from_str(text)
-        .map_err(|_| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "not a header value"))
-}
-
 /// Pingora keeps a second, case-preserving map beside a parsed head's `HeaderMap`, and every
 /// edit then re-cases the name, parses it back and updates both maps: about 1.4k instructions
 /// per insert, and the gateway edits several headers on every request. HTTP field names are
@@ -100,20 +100,31 @@ fn header_value(text: &str) -> Result<HeaderValue> {
 /// are written in lower case, as Envoy sends them. Moves the parts; copies nothing. (An
 /// upstream's own reason phrase is kept.) [`upstream_head`] does the same for requests.
 pub fn without_case_response(resp: &mut ResponseHeader) -> Result<()> {
-    if resp.has_case() {
-        let canonical = resp.status.canonical_reason();
-        let reason = resp
-            .get_reason_phrase()
-            .filter(|r| Some(*r) != canonical)
-            .map(str::to_owned);
-        let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
-        let parts = http::response::Parts::from(std::mem::replace(resp, placeholder));
-        *resp = ResponseHeader::from(parts);
-        if reason.is_some() {
-            resp.set_reason_phrase(reason.as_deref())?;
-        }
+    match resp.has_case() {
+        true => edit_response_parts(resp, |_| Ok(())),
+        false => Ok(()),
     }
-    Ok(())
+}
+
+/// Run `edit` on the response's `http` parts (moved out and back, leaving no case map), and keep
+/// an upstream's own reason phrase. The head is whole again whatever `edit` returns.
+fn edit_response_parts(
+    resp: &mut ResponseHeader,
+    edit: impl FnOnce(&mut http::response::Parts) -> Result<()>,
+) -> Result<()> {
+    let canonical = resp.status.canonical_reason();
+    let reason = resp
+        .get_reason_phrase()
+        .filter(|r| Some(*r) != canonical)
+        .map(str::to_owned);
+    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts = http::response::Parts::from(std::mem::replace(resp, placeholder));
+    let edited = edit(&mut parts);
+    *resp = ResponseHeader::from(parts);
+    if reason.is_some() {
+        resp.set_reason_phrase(reason.as_deref())?;
+    }
+    edited
 }
 
 /// The head of an aggregation part's request, built from nothing rather than from the
@@ -242,7 +253,10 @@ pub struct PartTarget {
 /// Forwarding headers and the request id.
 fn forwarding_and_id(ctx: &RequestCtx, req: &mut impl HeaderEdit, trusted: bool) -> Result<()> {
     forwarding::set_forwarding(req, ctx.client.ip, &ctx.client.host, trusted, ctx.client.tls)?;
-    req.put(forwarding::X_REQUEST_ID, header_value(&ctx.request_id)?);
+    req.put(
+        forwarding::X_REQUEST_ID,
+        crate::transform::headers::value(&ctx.request_id)?,
+    );
     Ok(())
 }
 
@@ -267,20 +281,10 @@ fn identity(ctx: &RequestCtx, route: &Route, req: &mut impl HeaderEdit) -> Resul
 ///
 /// Edited as plain `http` parts, like the upstream request head (see [`without_case_response`]).
 pub fn decorate(ctx: &RequestCtx, resp: &mut ResponseHeader) -> Result<()> {
-    let canonical = resp.status.canonical_reason();
-    let reason = resp
-        .get_reason_phrase()
-        .filter(|r| Some(*r) != canonical)
-        .map(str::to_owned);
-    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
-    let mut parts = http::response::Parts::from(std::mem::replace(resp, placeholder));
-    parts.headers.reserve(4 + ctx.reply.ratelimit_headers.len());
-    let decorated = decorate_headers(ctx, &mut parts.headers);
-    *resp = ResponseHeader::from(parts);
-    if reason.is_some() {
-        resp.set_reason_phrase(reason.as_deref())?;
-    }
-    decorated
+    edit_response_parts(resp, |parts| {
+        parts.headers.reserve(4 + ctx.reply.ratelimit_headers.len());
+        decorate_headers(ctx, &mut parts.headers)
+    })
 }
 
 const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
@@ -298,7 +302,10 @@ fn decorate_headers(ctx: &RequestCtx, headers: &mut impl HeaderEdit) -> Result<(
             headers.put(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
     }
-    headers.put(forwarding::X_REQUEST_ID, header_value(&ctx.request_id)?);
+    headers.put(
+        forwarding::X_REQUEST_ID,
+        crate::transform::headers::value(&ctx.request_id)?,
+    );
     if let Some(status) = ctx.reply.cache_status {
         headers.put(X_CACHE_STATUS, HeaderValue::from_static(status.as_str()));
     }

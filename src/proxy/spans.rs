@@ -10,13 +10,10 @@ use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
 use crate::observe::metrics;
-use crate::observe::trace::{self, ClientSampling, Kind, Span, TraceContext, Value};
+use crate::observe::trace::{self, ClientSampling, Kind, Span, TraceContext, Value, TRACEPARENT, TRACESTATE};
 
 /// Continue the client's trace when its `traceparent` is valid (exactly one), else start one.
 /// Whether the client's sampled flag is followed is `tracing.client_sampling`'s call.
-const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
-
 pub fn begin(req: &RequestHeader, ctx: &RequestCtx) -> TraceContext {
     let sampling = &ctx.snapshot.trace_sampling;
     let mut parents = req.headers.get_all(TRACEPARENT).iter();

@@ -27,10 +27,23 @@ const CANDIDATES: &[&str] = &[
     "/etc/openssl/certs",
 ];
 
+/// Bundle files a distribution keeps beside (or above) its hashed directory.
+const BUNDLES: &[&str] = &[
+    "ca-certificates.crt",
+    "ca-bundle.crt",
+    "tls-ca-bundle.pem",
+    "ca-bundle.pem",
+    "cert.pem",
+];
+
+static CHOSEN: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
 /// Point OpenSSL at the hashed system directory (see the module documentation); the directory
-/// chosen, if any. Must run before any thread is started (it sets environment variables), so
-/// `main` calls it first.
-pub fn prefer_hashed_directory() -> Option<&'static str> {
+/// chosen, if any.
+///
+/// # Safety
+/// It sets environment variables: call it before any other thread exists (`main` does, first).
+pub unsafe fn prefer_hashed_directory() -> Option<&'static str> {
     let operator_set = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
         .iter()
         .any(|v| std::env::var_os(v).is_some());
@@ -42,37 +55,61 @@ pub fn prefer_hashed_directory() -> Option<&'static str> {
     // An existing file without certificates: the bundle is not read, and `openssl-probe`
     // (which replaces a path that does not exist) keeps it.
     std::env::set_var("SSL_CERT_FILE", "/dev/null");
+    let _ = CHOSEN.set(dir);
     Some(dir)
 }
 
-/// The first of `candidates` holding OpenSSL's hashed links.
-fn hashed_directory<'a>(candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .copied()
-        .find(|dir| has_hashed_links(Path::new(dir)))
+/// The directory [`prefer_hashed_directory`] chose, for the log.
+pub fn chosen() -> Option<&'static str> {
+    CHOSEN.get().copied()
 }
 
-/// Whether `dir` has at least one readable `<8 hex digits>.<digits>` certificate.
-fn has_hashed_links(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let hashed = match name.split_once('.') {
-            Some((hash, n)) => {
-                hash.len() == 8
-                    && hash.bytes().all(|b| b.is_ascii_hexdigit())
-                    && !n.is_empty()
-                    && n.bytes().all(|b| b.is_ascii_digit())
-            }
-            None => false,
-        };
-        // `metadata` follows the link: a dangling one does not count.
-        hashed && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
+/// The first of `candidates` holding OpenSSL's hashed links, at least as many as the bundle
+/// beside it holds certificates (a directory with a stray link or two is not the trust store).
+fn hashed_directory<'a>(candidates: &[&'a str]) -> Option<&'a str> {
+    candidates.iter().copied().find(|dir| {
+        let dir = Path::new(dir);
+        let links = hashed_links(dir);
+        links > 0 && bundle_certificates(dir).is_none_or(|in_bundle| links >= in_bundle)
     })
+}
+
+/// How many certificates the bundle in `dir` or its parent holds, if there is one.
+fn bundle_certificates(dir: &Path) -> Option<usize> {
+    let places = [Some(dir), dir.parent()];
+    let bundle = places
+        .iter()
+        .flatten()
+        .flat_map(|d| BUNDLES.iter().map(move |b| d.join(b)))
+        .find(|f| f.is_file())?;
+    let text = std::fs::read(bundle).ok()?;
+    let marker = b"-----BEGIN CERTIFICATE-----";
+    Some(text.windows(marker.len()).filter(|w| w == marker).count())
+}
+
+/// How many readable `<8 hex digits>.<digits>` certificates `dir` has.
+fn hashed_links(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let hashed = match name.split_once('.') {
+                Some((hash, n)) => {
+                    hash.len() == 8
+                        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+                        && !n.is_empty()
+                        && n.bytes().all(|b| b.is_ascii_digit())
+                }
+                None => false,
+            };
+            // `metadata` follows the link: a dangling one does not count.
+            hashed && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
+        })
+        .count()
 }
 
 #[cfg(test)]
@@ -97,5 +134,12 @@ mod tests {
         );
         assert_eq!(hashed_directory(&["/nonexistent", p, d, h]), Some(h));
         assert_eq!(hashed_directory(&[p, d]), None);
+
+        // Fewer links than the bundle beside them has certificates: not the trust store.
+        let pem = "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n";
+        std::fs::write(hashed.path().join("ca-certificates.crt"), pem.repeat(2)).unwrap();
+        assert_eq!(hashed_directory(&[h]), None);
+        std::fs::write(hashed.path().join("ca-certificates.crt"), pem).unwrap();
+        assert_eq!(hashed_directory(&[h]), Some(h));
     }
 }

@@ -74,6 +74,12 @@ macro_rules! header_edit {
 header_edit!(RequestHeader);
 header_edit!(ResponseHeader);
 
+/// `text` as a header value (the request path's strings: host, request id, version name…).
+pub fn value(text: &str) -> pingora::Result<HeaderValue> {
+    HeaderValue::from_str(text)
+        .map_err(|_| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "not a header value"))
+}
+
 impl HeaderEdit for HeaderMap {
     fn map(&self) -> &HeaderMap {
         self

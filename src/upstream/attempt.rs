@@ -14,11 +14,8 @@ use super::outlier::Kind;
 use super::pool::{Pool, Selected};
 use super::stats::InflightGuard;
 use crate::observe::metrics;
-use crate::observe::trace::{self, Span, TraceContext, Value};
+use crate::observe::trace::{self, Span, TraceContext, Value, TRACEPARENT, TRACESTATE};
 use crate::transform::headers::HeaderEdit;
-
-const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
-const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -373,11 +373,11 @@ impl Pool {
         peer.options.total_connection_timeout = Some(cap(self.connect_timeout));
         peer.options.read_timeout = Some(cap(self.read_timeout));
         peer.options.write_timeout = Some(cap(self.write_timeout));
-        // No idle timer on pooled connections: Pingora's pool already closes one when the
-        // upstream does (it watches every idle connection for EOF) and evicts the least
-        // recently used beyond its size, and the timer cost 1.4k instructions per request
-        // (re-armed on every release; scenario A, callgrind).
-        peer.options.idle_timeout = None;
+        // Pooled connections idle for a minute are closed before the upstream's own keep-alive
+        // (nginx: 75 s) can race a request onto a closing connection, and before a NAT or
+        // firewall silently forgets them. Pingora re-arms this timer on every release: about
+        // 1.4k instructions per request (scenario A, callgrind), kept for correctness.
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
         Box::new(peer)
     }
 

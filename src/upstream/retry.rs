@@ -18,15 +18,10 @@ use std::time::{Duration, Instant};
 use crate::config::RetryConfig;
 use crate::observe::metrics;
 
-/// Whether sending `head` (the request as it goes upstream, after every rewrite) twice is
-/// harmless: the method the upstream acts on is idempotent — and no method override says
-/// otherwise (a GET carrying `X-HTTP-Method-Override: POST`, or `?_method=POST`, is a POST to
-/// the framework behind; any override present counts, the gateway strips those a route does not
-/// let through) — or it carries `Idempotency-Key` where the route honours it.
 const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 
 /// `client_header_names::METHOD_OVERRIDES` as names built at compile time (a lookup by `&str`
-/// parses the name every time).
+/// parses the name every time); a test keeps the two lists equal.
 const METHOD_OVERRIDE_HEADERS: [http::HeaderName; 4] = [
     http::HeaderName::from_static("x-http-method-override"),
     http::HeaderName::from_static("x-http-method"),
@@ -34,6 +29,11 @@ const METHOD_OVERRIDE_HEADERS: [http::HeaderName; 4] = [
     http::HeaderName::from_static("x-original-method"),
 ];
 
+/// Whether sending `head` (the request as it goes upstream, after every rewrite) twice is
+/// harmless: the method the upstream acts on is idempotent — and no method override says
+/// otherwise (a GET carrying `X-HTTP-Method-Override: POST`, or `?_method=POST`, is a POST to
+/// the framework behind; any override present counts, the gateway strips those a route does not
+/// let through) — or it carries `Idempotency-Key` where the route honours it.
 pub fn repeatable(head: &pingora::http::RequestHeader, honour_idempotency_key: bool) -> bool {
     if honour_idempotency_key && head.headers.get(IDEMPOTENCY_KEY).is_some_and(|v| !v.is_empty()) {
         return true;
@@ -289,6 +289,13 @@ fn now_second() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_override_names_are_the_configured_list() {
+        let headers = METHOD_OVERRIDE_HEADERS;
+        let names: Vec<&str> = headers.iter().map(|n| n.as_str()).collect();
+        assert_eq!(names, crate::config::client_header_names::METHOD_OVERRIDES);
+    }
     use crate::config::RetryOn;
 
     fn retries(attempts: usize) -> Retries {
