@@ -43,9 +43,7 @@ pub fn find_route(
             .is_some_and(by_path)
         {
             return match routes.find(host, rest, method, &req.headers) {
-                RouteMatch::Found(id) if !by_path(id) => {
-                    Err(Problem::new(404, "no route matches this request"))
-                }
+                RouteMatch::Found(id) if !by_path(id) => Err(Problem::no_route()),
                 other => found(other),
             };
         }
@@ -53,7 +51,7 @@ pub fn find_route(
             .find_any_method(host, path, &req.headers)
             .is_some_and(by_path)
         {
-            return Err(Problem::new(404, "no route matches this request"));
+            return Err(Problem::no_route());
         }
     }
     found(routes.find(host, path, method, &req.headers))
@@ -145,7 +143,7 @@ fn found(m: RouteMatch) -> Result<usize, Problem> {
             Err(Problem::new(405, "the route does not accept this method")
                 .with_header(http::header::ALLOW, allowed.allow_header()))
         }
-        RouteMatch::NotFound => Err(Problem::new(404, "no route matches this request")),
+        RouteMatch::NotFound => Err(Problem::no_route()),
     }
 }
 

@@ -41,10 +41,7 @@ pub async fn serve(
     let snapshot = Arc::clone(&ctx.snapshot);
     let route = ctx.admission.route.and_then(|id| snapshot.routes.routes.get(id));
     let Some((route, plan)) = route.and_then(|r| Some((r, r.target.aggregate()?))) else {
-        return Ok(Served::Refused(Problem::new(
-            404,
-            "no route matches this request",
-        )));
+        return Ok(Served::no_route());
     };
     let method = session.req_header().method.clone();
     if !plan.serves(&method) {

@@ -45,10 +45,7 @@ pub async fn serve(
 ) -> pingora::Result<Served> {
     let snapshot = Arc::clone(&ctx.snapshot);
     let Some(route) = ctx.admission.route.and_then(|id| snapshot.routes.routes.get(id)) else {
-        return Ok(Served::Refused(Problem::new(
-            404,
-            "no route matches this request",
-        )));
+        return Ok(Served::no_route());
     };
     let (Some(cache), Some(pool), Some(uri)) = (
         route.cache.as_ref(),
@@ -117,10 +114,7 @@ pub async fn serve(
         Fill::Unlocked => None,
     };
     let Some(fetch) = Fetch::new(store, &pool, &key, &who, session.req_header(), ctx)? else {
-        return Ok(Served::Refused(Problem::new(
-            404,
-            "no route matches this request",
-        )));
+        return Ok(Served::no_route());
     };
     let outcome = fetch
         .run(
@@ -309,7 +303,7 @@ impl Fetch {
         trace: Option<&crate::observe::trace::TraceContext>,
     ) -> pingora::Result<Fetched> {
         let Some(route) = self.route() else {
-            let problem = Problem::new(404, "no route matches this request");
+            let problem = Problem::no_route();
             return Ok(unstored(Prepared::Refused(problem)));
         };
         let now = SystemTime::now();

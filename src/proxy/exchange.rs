@@ -39,6 +39,13 @@ pub enum Served {
     Refused(Problem),
 }
 
+impl Served {
+    /// Refused with 404: the gateway's own exchanges find no route (or not the kind they serve).
+    pub fn no_route() -> Served {
+        Served::Refused(Problem::no_route())
+    }
+}
+
 /// Serve an admitted request on a transform route.
 pub async fn serve(
     client: &UpstreamClient,
@@ -47,10 +54,7 @@ pub async fn serve(
 ) -> pingora::Result<Served> {
     let snapshot = Arc::clone(&ctx.snapshot);
     let Some(route) = ctx.admission.route.and_then(|id| snapshot.routes.routes.get(id)) else {
-        return Ok(Served::Refused(Problem::new(
-            404,
-            "no route matches this request",
-        )));
+        return Ok(Served::no_route());
     };
     let Some(pool) = ctx.pool().cloned() else {
         return Ok(Served::Refused(Problem::new(

@@ -120,7 +120,7 @@ impl Gateway {
         // Known from here on, so refusals below are counted and logged under the route.
         ctx.admission.route = Some(route_id);
         let Some(route) = snapshot.routes.routes.get(route_id) else {
-            return Err(Problem::new(404, "no route matches this request"));
+            return Err(Problem::no_route());
         };
         admission::check_ip(&route.ip, req, ctx)?;
         admission::check_https(route, req, ctx)?;

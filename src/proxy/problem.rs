@@ -30,6 +30,11 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// 404: the request matches no route (or its route is gone from under it).
+    pub fn no_route() -> Problem {
+        Problem::new(404, "no route matches this request")
+    }
+
     pub fn new(status: u16, detail: &'static str) -> Problem {
         Problem {
             status,

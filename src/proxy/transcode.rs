@@ -38,16 +38,10 @@ pub async fn serve(
 ) -> pingora::Result<Served> {
     let snapshot = Arc::clone(&ctx.snapshot);
     let Some(route) = ctx.admission.route.and_then(|id| snapshot.routes.routes.get(id)) else {
-        return Ok(Served::Refused(Problem::new(
-            404,
-            "no route matches this request",
-        )));
+        return Ok(Served::no_route());
     };
     let Some(t) = route.target.grpc() else {
-        return Ok(Served::Refused(Problem::new(
-            404,
-            "no route matches this request",
-        )));
+        return Ok(Served::no_route());
     };
     let Some(pool) = ctx.pool().cloned() else {
         return Ok(Served::Refused(Problem::new(
