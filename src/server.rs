@@ -39,6 +39,7 @@ fn server_conf(config: &Config, daemon: bool) -> ServerConf {
     let s = &config.server.process;
     ServerConf {
         threads: s.threads,
+        work_stealing: s.work_stealing,
         daemon,
         pid_file: s.pid_file.clone(),
         upgrade_sock: s.upgrade_sock.clone(),

@@ -636,3 +636,32 @@ fn a_daemon_writes_its_json_access_log() {
     // SAFETY: kill(2) on the daemon this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
 }
+
+/// Both runtimes (`server.work_stealing`: one single-threaded runtime per thread, the default,
+/// or one work-stealing runtime) serve keep-alive and new-connection clients at once, every
+/// request answered by the upstream.
+#[test]
+fn both_runtimes_serve_concurrent_clients() {
+    for work_stealing in [false, true] {
+        let up = Upstream::start("app");
+        let gw = Gateway::start_with(
+            &format!("threads: 2\nwork_stealing: {work_stealing}"),
+            &format!(
+                "upstreams:\n  app:\n    targets: [\"{}\"]\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: app }}\n",
+                up.addr()
+            ),
+        );
+        let load = Load::start(gw.addr(), "/load", 4, KeepAlive::Strict);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while up.count() < 400 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (ok, errors) = load.finish();
+        assert!(errors.is_empty(), "work_stealing {work_stealing}: {errors:?}");
+        assert!(ok >= 400, "work_stealing {work_stealing}: only {ok} answered");
+        assert!(
+            up.count() >= ok,
+            "work_stealing {work_stealing}: answers the upstream never gave"
+        );
+    }
+}

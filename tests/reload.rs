@@ -200,7 +200,7 @@ fn unchanged_pools_keep_health_state_and_new_pools_are_checked() {
     assert!(!gw.metrics().contains("upstream=\"down\""), "{}", gw.metrics());
 }
 
-/// Settings a live reload cannot apply (here `threads`) are reported, in the admin answer and
+/// Settings a live reload cannot apply (here `threads` and `work_stealing`) are reported, in the admin answer and
 /// by the CLI with exit status 3, instead of "reloaded" and 0.
 #[test]
 fn a_reload_reports_the_settings_it_cannot_apply() {
@@ -208,13 +208,18 @@ fn a_reload_reports_the_settings_it_cannot_apply() {
     let (body_a, body_b) = (body(&a, &b, "A"), body(&a, &b, "B"));
     let gw = Gateway::start(&body_a);
     let text = std::fs::read_to_string(gw.config_path()).expect("read config");
-    let text = text.replace("threads: 2", "threads: 3").replace(&body_a, &body_b);
+    let text = text
+        .replace("threads: 2", "threads: 3\n  work_stealing: true")
+        .replace(&body_a, &body_b);
     std::fs::write(gw.config_path(), text).expect("write config");
     let out = reload_cli(&gw);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
-        stderr.contains("not applied") && stderr.contains("threads") && stderr.contains("portcullis upgrade"),
+        stderr.contains("not applied")
+            && stderr.contains("threads")
+            && stderr.contains("work_stealing")
+            && stderr.contains("portcullis upgrade"),
         "{stderr}"
     );
     assert_eq!(
@@ -224,7 +229,10 @@ fn a_reload_reports_the_settings_it_cannot_apply() {
     );
     let r = request(gw.admin(), "POST", "127.0.0.1", "/reload", &[], b"");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-portcullis-not-applied"), Some("threads"));
+    assert_eq!(
+        r.header("x-portcullis-not-applied"),
+        Some("threads, work_stealing")
+    );
     assert!(r.text().contains("not applied"), "{}", r.text());
 }
 

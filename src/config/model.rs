@@ -133,6 +133,12 @@ pub struct ProcessSettings {
     /// re-reads those (see `ServerConfig::certificates`).
     pub listen: Vec<Listener>,
     pub threads: usize,
+    /// `server.work_stealing`: one tokio runtime whose threads steal each other's tasks
+    /// (`true`), or one single-threaded runtime per thread with each connection staying on the
+    /// thread that accepted it (`false`, the default, as nginx and Envoy workers do): no
+    /// cross-thread wake-ups or task stealing on the request path (see BENCHMARKS.md).
+    #[serde(default)]
+    pub work_stealing: bool,
     pub admin: Option<String>,
     /// The environment variable holding the admin token (`server.admin.token_env`): every
     /// admin endpoint but `/healthz` and `/readyz` then needs `Authorization: Bearer <token>`.
@@ -157,7 +163,6 @@ pub struct ProcessSettings {
 }
 
 impl ProcessSettings {
-    /// The names of the settings that differ in `new`.
     /// The admin token, from the variable `server.admin.token_env` names (`check` made sure it
     /// is set): the gateway reads it at start, `portcullis reload` to send it.
     pub fn admin_token(&self) -> Option<String> {
@@ -166,10 +171,12 @@ impl ProcessSettings {
             .and_then(|name| std::env::var(name).ok())
     }
 
+    /// The names of the settings that differ in `new`.
     pub fn changes(&self, new: &ProcessSettings) -> Vec<&'static str> {
         let checks = [
             ("listen", self.listen != new.listen),
             ("threads", self.threads != new.threads),
+            ("work_stealing", self.work_stealing != new.work_stealing),
             ("admin", self.admin != new.admin),
             ("admin_hosts", self.admin_hosts != new.admin_hosts),
             ("admin.token_env", self.admin_token_env != new.admin_token_env),

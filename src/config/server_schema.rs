@@ -21,6 +21,7 @@ pub(super) fn decode_server(
     const FIELDS: &[&str] = &[
         "listen",
         "threads",
+        "work_stealing",
         "admin",
         "admin_hosts",
         "pid_file",
@@ -98,6 +99,7 @@ pub(super) fn decode_server(
         process: ProcessSettings {
             listen,
             threads,
+            work_stealing: f.or("work_stealing", false, p),
             admin: if admin_ok { admin.map(|a| a.value) } else { None },
             admin_token_env,
             admin_metrics_without_token,

@@ -149,6 +149,7 @@ mod tests {
         ProcessSettings {
             listen: vec![crate::config::Listener::plain("127.0.0.1:1")],
             threads: 1,
+            work_stealing: false,
             admin: None,
             admin_token_env: None,
             admin_metrics_without_token: false,

@@ -356,8 +356,6 @@ fn probe_ready(admin: SocketAddr) -> bool {
     }
 }
 
-/// The generated `server:` section (see the module docs of the test suite for
-/// why each field is per-gateway).
 /// The generated `server:` section; a field given in `extra` replaces the generated one.
 fn server_section(dir: &Path, port: u16, admin_port: u16, extra: &str) -> String {
     let dir = dir.display();
