@@ -225,3 +225,39 @@ pub fn run(config_path: &str, config: Config, snapshot: Snapshot, opts: RunOptio
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::server_conf;
+
+    fn work_stealing(server_extra: &str) -> bool {
+        let text = format!("server:\n  listen: [\"127.0.0.1:8080\"]\n{server_extra}");
+        let config = crate::config::load_str(&text, "t.yaml").unwrap_or_else(|p| panic!("{p:?}"));
+        server_conf(&config, false).work_stealing
+    }
+
+    /// `server.work_stealing` reaches Pingora's settings; without it, one runtime per thread.
+    #[test]
+    fn work_stealing_reaches_pingora() {
+        assert!(!work_stealing(""));
+        assert!(!work_stealing("  work_stealing: false\n"));
+        assert!(work_stealing("  work_stealing: true\n"));
+    }
+
+    /// A running process's record written before the field existed ran Pingora's default
+    /// (`true`): a new binary configured with `false` reports the change as waiting for an
+    /// upgrade instead of claiming it applied.
+    #[test]
+    fn an_old_record_ran_work_stealing() {
+        let config = crate::config::load_str("server:\n  listen: [\"127.0.0.1:8080\"]\n", "t.yaml")
+            .unwrap_or_else(|p| panic!("{p:?}"));
+        let mut record = serde_json::to_value(&config.server.process).unwrap_or_else(|e| panic!("{e}"));
+        if let Some(map) = record.as_object_mut() {
+            map.remove("work_stealing");
+        }
+        let old: crate::config::ProcessSettings =
+            serde_json::from_value(record).unwrap_or_else(|e| panic!("{e}"));
+        assert!(old.work_stealing);
+        assert_eq!(old.changes(&config.server.process), vec!["work_stealing"]);
+    }
+}

@@ -314,9 +314,9 @@ fn pace(
     start: Instant,
     interval: Duration,
 ) {
-    // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer slack.
+    // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer slack (in ns).
     unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1u64);
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1_000u64);
     }
     for n in 0..total {
         let due = start + interval.mul_f64(n as f64);

@@ -3,6 +3,8 @@
 //! what its features cost.
 //!
 //! `minimal_proxy LISTEN THREADS TARGET...`, e.g. `minimal_proxy 127.0.0.1:8300 1 127.0.0.1:8101 127.0.0.1:8102`.
+//! `WORK_STEALING=false` in the environment runs Pingora's one-runtime-per-thread mode (the
+//! gateway's default) instead of Pingora's default work-stealing runtime.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +46,7 @@ fn main() {
     };
     let conf = ServerConf {
         threads,
+        work_stealing: std::env::var("WORK_STEALING").map_or(true, |v| v != "false"),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);

@@ -4,7 +4,7 @@
 # generators on the same machine in one run. See BENCHMARKS.md for what each scenario means.
 #
 # Knobs (environment): SCENARIOS, THREADS_LIST, PROXIES, REPS, DURATION, WARMUP, CONNS,
-# OPEN_LOOP, IDLE_POLL, PERF, CALLGRIND, BEFORE_BIN, BASE_PORT, OUT. Example: SCENARIOS="A B" THREADS_LIST=1 REPS=3 benches/load/run.sh
+# OPEN_LOOP, IDLE_POLL, MINIMAL_WORK_STEALING, PERF, CALLGRIND, BEFORE_BIN, BASE_PORT, OUT. Example: SCENARIOS="A B" THREADS_LIST=1 REPS=3 benches/load/run.sh
 # CALLGRIND=1 measures instructions per request instead of throughput: Portcullis runs under
 # `valgrind --tool=callgrind`, wrk warms it up, the counters are zeroed, wrk drives it for
 # DURATION seconds, and the dump's total is divided by the requests wrk reports. With
@@ -57,9 +57,14 @@ mkdir -p "$OUT"
 # milliseconds to the open loop's p99 with no proxy at all (nginx directly, 9k req/s: p99
 # 0.5-3 ms with halting, 0.09 ms with polling). Every proxy runs under the same setting.
 # IDLE_POLL=0 leaves the machine's idle states alone.
-if [ "${IDLE_POLL:-1}" = 1 ] && [ -w /dev/cpu_dma_latency ]; then
-    exec 9>/dev/cpu_dma_latency
-    printf 0 >&9
+if [ "${IDLE_POLL:-1}" = 1 ]; then
+    if [ -w /dev/cpu_dma_latency ]; then
+        exec 9>/dev/cpu_dma_latency
+        # Four bytes: the kernel reads them as a binary s32 (any other length as hex text).
+        printf '\x00\x00\x00\x00' >&9
+    else
+        echo "note: /dev/cpu_dma_latency is not writable; idle CPUs halt (open-loop tails include wake-ups)" >&2
+    fi
 fi
 RESULTS=$OUT/results.tsv
 OPEN_RESULTS=$OUT/open-loop.tsv
@@ -452,7 +457,7 @@ start_proxy() {
         minimal)
             local wrap=()
             [ "$CALLGRIND" = 1 ] && wrap=(valgrind --tool=callgrind "--callgrind-out-file=$OUT/callgrind.$kind.$scenario")
-            RUST_LOG=warn taskset -c "$cpus" "${wrap[@]}" "$BIN/examples/minimal_proxy" "127.0.0.1:$PORT" "$threads" \
+            WORK_STEALING=${MINIMAL_WORK_STEALING:-true} RUST_LOG=warn taskset -c "$cpus" "${wrap[@]}" "$BIN/examples/minimal_proxy" "127.0.0.1:$PORT" "$threads" \
                 "127.0.0.1:$U1" "127.0.0.1:$U2" >"$OUT/minimal.log" 2>&1 &
             ;;
     esac
@@ -662,8 +667,10 @@ for scenario in $SCENARIOS; do
             closed_loop "$scenario" "$threads" "$label"
             tail -1 "$RESULTS"
             # Each proxy at 50% and 90% of its own closed-loop maximum: the same relative load.
+            # loadgen speaks plain HTTP/1.1: not K (its own key warm-up), H2, or TLS (S, S-NEW).
             own_max=$(tail -1 "$RESULTS" | cut -f4)
-            if [ "$OPEN_LOOP" = 1 ] && [ -n "$own_max" ] && [ "$scenario" != K ] && [ "$scenario" != H2 ]; then
+            if [ "$OPEN_LOOP" = 1 ] && [ -n "$own_max" ] && [ "$scenario" != K ] && [ "$scenario" != H2 ] &&
+                [ "$scenario" != S ] && [ "$scenario" != S-NEW ]; then
                 for pct in 50 90; do
                     open_loop "$scenario" "$threads" "$label" $((${own_max%.*} * pct / 100)) "$pct"
                 done

@@ -134,10 +134,11 @@ pub struct ProcessSettings {
     pub listen: Vec<Listener>,
     pub threads: usize,
     /// `server.work_stealing`: one tokio runtime whose threads steal each other's tasks
-    /// (`true`), or one single-threaded runtime per thread with each connection staying on the
-    /// thread that accepted it (`false`, the default, as nginx and Envoy workers do): no
-    /// cross-thread wake-ups or task stealing on the request path (see BENCHMARKS.md).
-    #[serde(default)]
+    /// (`true`), or one single-threaded runtime per thread (`false`, the default): each HTTP/1
+    /// connection is placed on a random thread and stays there, so its request path has no
+    /// task stealing (see docs/config.md for what still crosses threads, and BENCHMARKS.md).
+    /// A record without the field was written by a binary that ran Pingora's default, `true`.
+    #[serde(default = "ran_work_stealing")]
     pub work_stealing: bool,
     pub admin: Option<String>,
     /// The environment variable holding the admin token (`server.admin.token_env`): every
@@ -160,6 +161,11 @@ pub struct ProcessSettings {
     /// `server.cache`: the response store is sized at start.
     #[serde(default)]
     pub cache: super::cache_schema::CacheStoreConfig,
+}
+
+/// What a process recorded before `server.work_stealing` existed ran: Pingora's default.
+fn ran_work_stealing() -> bool {
+    true
 }
 
 impl ProcessSettings {
