@@ -239,7 +239,7 @@ mod tests {
     /// `server.work_stealing` reaches Pingora's settings; without it, one runtime per thread.
     #[test]
     fn work_stealing_reaches_pingora() {
-        assert!(!work_stealing(""));
+        assert!(work_stealing(""));
         assert!(!work_stealing("  work_stealing: false\n"));
         assert!(work_stealing("  work_stealing: true\n"));
     }
@@ -249,8 +249,8 @@ mod tests {
     /// upgrade instead of claiming it applied.
     #[test]
     fn an_old_record_ran_work_stealing() {
-        let config = crate::config::load_str("server:\n  listen: [\"127.0.0.1:8080\"]\n", "t.yaml")
-            .unwrap_or_else(|p| panic!("{p:?}"));
+        let text = "server:\n  listen: [\"127.0.0.1:8080\"]\n  work_stealing: false\n";
+        let config = crate::config::load_str(text, "t.yaml").unwrap_or_else(|p| panic!("{p:?}"));
         let mut record = serde_json::to_value(&config.server.process).unwrap_or_else(|e| panic!("{e}"));
         if let Some(map) = record.as_object_mut() {
             map.remove("work_stealing");
