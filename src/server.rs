@@ -236,7 +236,7 @@ mod tests {
         server_conf(&config, false).work_stealing
     }
 
-    /// `server.work_stealing` reaches Pingora's settings; without it, one runtime per thread.
+    /// `server.work_stealing` reaches Pingora's settings; without it, Pingora's work-stealing runtime.
     #[test]
     fn work_stealing_reaches_pingora() {
         assert!(work_stealing(""));
