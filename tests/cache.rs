@@ -535,6 +535,58 @@ fn requests_the_store_cannot_answer_bypass_it() {
     assert_eq!(origin.hits("/catalog/b", "all"), 4);
 }
 
+/// RFC 9111 §4.4, for every unsafe method: the stored answer goes before the client hears of
+/// the success, so the GET it sends next on a new connection (served by either thread's own
+/// runtime) is never answered from it. A failed unsafe request leaves the entry alone.
+#[test]
+fn an_unsafe_request_invalidates_before_it_is_answered() {
+    let origin = Origin::start();
+    let gw = Gateway::start_with("threads: 2\nwork_stealing: false", &config(&origin, "{}"));
+    for round in 0..8 {
+        for method in ["POST", "PUT", "PATCH", "DELETE"] {
+            let stored = fetch(&gw, "/catalog/u", &[]);
+            assert_eq!(stored.status, 200);
+            assert_eq!(
+                status(&fetch(&gw, "/catalog/u", &[])),
+                "HIT",
+                "{method} round {round}"
+            );
+            let changed = request(gw.addr(), method, "localhost", "/catalog/u", &[], b"{}");
+            assert_eq!((changed.status, status(&changed)), (200, "BYPASS"), "{method}");
+            let after = fetch(&gw, "/catalog/u", &[]);
+            assert_eq!(status(&after), "MISS", "{method} round {round}: {}", after.text());
+        }
+    }
+    // A client may act on the status line alone: the entry is gone once it can read it, while
+    // the answer's body is still on its way.
+    origin.spec("/catalog/u", serde_json::json!({ "unsafe_pause": 3 }));
+    assert_eq!(status(&fetch(&gw, "/catalog/u", &[])), "HIT");
+    let mut slow = Conn::connect(gw.addr());
+    slow.write_raw(&build_request("PUT", "localhost", "/catalog/u", &[], b"{}"))
+        .expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 4096 {
+        std::io::Read::read_exact(slow.stream(), &mut byte).expect("the answer's head");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let during = fetch(&gw, "/catalog/u", &[]);
+    assert_eq!(status(&during), "MISS", "{}", during.text());
+    origin.spec("/catalog/u", serde_json::json!({ "unsafe_status": 409 }));
+    let refused = request(gw.addr(), "DELETE", "localhost", "/catalog/u", &[], b"");
+    assert_eq!(refused.status, 409);
+    assert_eq!(
+        status(&fetch(&gw, "/catalog/u", &[])),
+        "HIT",
+        "a failed DELETE changed nothing"
+    );
+}
+
 #[test]
 fn check_refuses_what_cannot_be_cached() {
     let out = check(

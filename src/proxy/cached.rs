@@ -73,18 +73,20 @@ pub async fn serve(
     if policy::request_bypass(&cache.config, req).is_some() || !bodiless {
         let unsafe_method = !req.method.is_safe();
         mark(ctx, route, CacheStatus::Bypass);
-        let served = exchange::serve(client, session, ctx).await?;
+        let reply = match exchange::send(client, session, ctx, route).await? {
+            Ok(reply) => reply,
+            Err(problem) => return Ok(Served::Refused(problem)),
+        };
         // RFC 9111 §4.4: a successful unsafe request makes the stored answers for its target
-        // stale; they go.
-        let succeeded = session
-            .response_written()
-            .is_some_and(|h| h.status.is_success() || h.status.is_redirection());
-        if unsafe_method && succeeded {
+        // stale. They go before the client hears of the success, so no request it sends next
+        // (on any connection, served by any thread) can still be answered from them.
+        let status = reply.head.status;
+        if unsafe_method && (status.is_success() || status.is_redirection()) {
             for audience in who.lookups() {
                 store.remove(&key.primary(&audience));
             }
         }
-        return Ok(served);
+        return exchange::respond(client, session, ctx, route, reply).await;
     }
     let now = SystemTime::now();
     let found = lookup(store, &key, &who, req);

@@ -56,11 +56,23 @@ pub async fn serve(
     let Some(route) = ctx.admission.route.and_then(|id| snapshot.routes.routes.get(id)) else {
         return Ok(Served::no_route());
     };
+    match send(client, session, ctx, route).await? {
+        Ok(reply) => respond(client, session, ctx, route, reply).await,
+        Err(problem) => Ok(Served::Refused(problem)),
+    }
+}
+
+/// Send the client's request upstream on `route` (its body relayed or transformed) and wait
+/// for the reply's head; a problem when nothing usable came back. The caller answers with
+/// [`respond`], and may act on the reply's head first.
+pub(super) async fn send(
+    client: &UpstreamClient,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    route: &Route,
+) -> pingora::Result<Result<Reply, Problem>> {
     let Some(pool) = ctx.pool().cloned() else {
-        return Ok(Served::Refused(Problem::new(
-            503,
-            "no healthy upstream target is available",
-        )));
+        return Ok(Err(Problem::new(503, "no healthy upstream target is available")));
     };
     let request_rules = route.transform.request.as_ref();
     let key = peer::hash_key(&pool, session.req_header(), ctx.client.ip);
@@ -71,11 +83,11 @@ pub async fn serve(
         Some(rules) => {
             let body = match read_request_body(session, ctx, rules.max_body).await {
                 Ok(body) => body,
-                Err(problem) => return Ok(Served::Refused(problem)),
+                Err(problem) => return Ok(Err(problem)),
             };
             let body = match transform_request_body(rules, session.req_header(), body) {
                 Ok(body) => body,
-                Err(problem) => return Ok(Served::Refused(problem)),
+                Err(problem) => return Ok(Err(problem)),
             };
             let head = upstream_head(session.req_header(), ctx, route, Framing::Length(body.len()))?;
             (head, Body::Full(body))
@@ -113,11 +125,7 @@ pub async fn serve(
         .exchange(call, &mut ctx.upstream.tried, &mut ctx.upstream.current)
         .await;
     ctx.upstream.retries = ctx.upstream.tried.len().saturating_sub(1);
-    let reply = match outcome {
-        Ok(reply) => reply,
-        Err(e) => return Ok(Served::Refused(call_problem(&e))),
-    };
-    respond(client, session, ctx, route, reply).await
+    Ok(outcome.map_err(|e| call_problem(&e)))
 }
 
 /// Read the whole request body, at most `max_body` bytes, within the body deadlines.
@@ -319,7 +327,7 @@ pub(super) fn call_problem(e: &CallError) -> Problem {
 
 /// Answer the client from the upstream's reply: transformed when the rules apply, otherwise
 /// streamed through.
-async fn respond(
+pub(super) async fn respond(
     client: &UpstreamClient,
     session: &mut Session,
     ctx: &mut RequestCtx,

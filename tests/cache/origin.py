@@ -5,7 +5,9 @@
   GET  /__hits?path=/x   JSON {"200": n, "304": n, "all": n} for /x (any query)
 A spec: status, headers {name: value}, body (text; "{n}" is the request number for the path,
 "{lang}" the Accept-Language), delay (seconds), etag (answers If-None-Match with 304),
-gzip (gzip the body when the client accepts it), size (a body of that many bytes), chunked.
+gzip (gzip the body when the client accepts it), size (a body of that many bytes), chunked,
+unsafe_status (how POST, PUT, PATCH and DELETE end), unsafe_pause (seconds their body stops
+halfway).
 """
 import gzip
 import json
@@ -56,8 +58,26 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 SPECS[path] = json.loads(data or b"{}")
             return self.send(200, [], b"ok")
-        n = count(url.path, 200)
-        self.send(200, [("Cache-Control", "max-age=60")], b"posted n=%d" % n)
+        # An unsafe method: "unsafe_status" in the path's spec says how it ends (200 by
+        # default); with "unsafe_pause" the body stops halfway for that many seconds.
+        with LOCK:
+            spec = dict(SPECS.get(url.path, {}))
+        status = spec.get("unsafe_status", 200)
+        n = count(url.path, status)
+        body = b"posted n=%d" % n
+        if not spec.get("unsafe_pause"):
+            return self.send(status, [("Cache-Control", "max-age=60")], body)
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:3])
+        self.wfile.flush()
+        time.sleep(spec["unsafe_pause"])
+        self.wfile.write(body[3:])
+
+    do_PUT = do_POST
+    do_PATCH = do_POST
+    do_DELETE = do_POST
 
     def do_HEAD(self):
         self.do_GET()
