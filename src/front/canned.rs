@@ -5,11 +5,20 @@
 //! has read a request head — so never while a request is proxied, and never an upstream's
 //! response or any body — a write that is exactly one of Pingora's canned heads is replaced by
 //! the gateway's own problem+json answer. Everything else passes as written.
+//!
+//! The wrapper also owns the wait for each request's first byte ([`Peek`]): Pingora's
+//! `try_peek` reads exactly the bytes asked for, so the read that follows (the request head)
+//! costs a second system call. Here the wait reads whatever has arrived, up to
+//! [`READ_AHEAD`] bytes, and the head is parsed from what it holds: one `recvfrom` per
+//! request fewer, as the minimal proxy does it (measured with strace: 3 → 2 per request).
+//! Nothing is held while a connection waits, so an idle connection costs what it did.
 
+use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
-use pingora::protocols::Stream;
+use async_trait::async_trait;
+use pingora::protocols::{Peek, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::header_deadline;
@@ -18,17 +27,66 @@ use super::header_deadline;
 const PINGORA_LINE: &[u8] = b"\r\nServer: Pingora\r\n";
 const EMPTY_BODY_LINE: &[u8] = b"\r\nContent-Length: 0\r\n";
 
+/// The most a wait for a request's first byte reads at once: a typical request head whole.
+const READ_AHEAD: usize = 4096;
+
 #[derive(Debug)]
 pub struct Canned {
     inner: Stream,
     /// A replacement being written, how much of it is out, and the length of the write it
     /// stands for (reported once it is all out).
     pending: Option<(Vec<u8>, usize, usize)>,
+    /// What a [`Peek`] read ahead and no read has taken yet (freed once taken).
+    held: Vec<u8>,
+    /// How much of `held` reads have taken.
+    taken: usize,
 }
 
 impl Canned {
     pub fn wrap(inner: Stream) -> Stream {
-        Box::new(Canned { inner, pending: None })
+        Box::new(Canned {
+            inner,
+            pending: None,
+            held: Vec::new(),
+            taken: 0,
+        })
+    }
+
+    /// What is held and not yet read.
+    fn unread(&self) -> &[u8] {
+        self.held.get(self.taken..).unwrap_or_default()
+    }
+
+    /// One read from the client, of whatever has arrived (at most [`READ_AHEAD`] bytes),
+    /// added to what is held; 0 at the end of the stream. The buffer lives on the stack for
+    /// one poll only, so a connection waiting here holds nothing.
+    fn poll_read_ahead(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let mut chunk = [MaybeUninit::<u8>::uninit(); READ_AHEAD];
+        let mut read = ReadBuf::uninit(&mut chunk);
+        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut read))?;
+        let filled = read.filled();
+        if self.taken == self.held.len() {
+            self.held.clear();
+            self.taken = 0;
+        }
+        self.held.extend_from_slice(filled);
+        Poll::Ready(Ok(filled.len()))
+    }
+}
+
+#[async_trait]
+impl Peek for Canned {
+    /// `buf` filled with the first bytes the client sends, which stay unread.
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        while self.unread().len() < buf.len() {
+            if std::future::poll_fn(|cx| self.poll_read_ahead(cx)).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        for (to, from) in buf.iter_mut().zip(self.unread()) {
+            *to = *from;
+        }
+        Ok(true)
     }
 }
 
@@ -131,7 +189,19 @@ impl AsyncRead for Canned {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let this = &mut *self;
+        let unread = this.unread();
+        if unread.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = unread.len().min(buf.remaining());
+        buf.put_slice(unread.get(..n).unwrap_or_default());
+        this.taken += n;
+        if this.taken == this.held.len() {
+            this.held = Vec::new();
+            this.taken = 0;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -140,6 +210,46 @@ super::delegate::delegate_stream_traits!(Canned);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peek reads ahead; reads then take what it holds, in order, and then the socket.
+    #[tokio::test]
+    async fn a_peek_reads_ahead_and_reads_take_what_it_holds() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+            c.flush().await.unwrap();
+            // The rest after the server has peeked (it answers one byte when it has).
+            let mut ack = [0u8; 1];
+            c.read_exact(&mut ack).await.unwrap();
+            c.write_all(b"Host: x\r\n\r\n").await.unwrap();
+        });
+        let (socket, _) = listener.accept().await.unwrap();
+        let l4: pingora::protocols::l4::stream::Stream = socket.into();
+        let mut stream = Canned::wrap(Box::new(l4));
+        let mut first = [0u8; 1];
+        assert!(stream.try_peek(&mut first).await.unwrap());
+        assert_eq!(&first, b"G");
+        let mut four = [0u8; 4];
+        assert!(stream.try_peek(&mut four).await.unwrap());
+        assert_eq!(&four, b"GET ", "a second peek sees the same bytes");
+        let mut head = [0u8; 5];
+        stream.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"GET /");
+        stream.write_all(b"k").await.unwrap();
+        stream.flush().await.unwrap();
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b" HTTP/1.1\r\nHost: x\r\n\r\n");
+        client.await.unwrap();
+        let mut after = [0u8; 1];
+        assert!(
+            stream.try_peek(&mut after).await.is_err(),
+            "the end of the stream"
+        );
+    }
 
     #[test]
     fn replaces_only_pingoras_canned_heads() {

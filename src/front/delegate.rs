@@ -2,8 +2,8 @@
 //! passes through to the stream it wraps (its `inner` field): everything but reading and
 //! writing, which are what a wrapper is for.
 
-/// Implement Shutdown, UniqueID, Ssl, GetTimingDigest, GetProxyDigest, GetSocketDigest and
-/// Peek for `$t` by delegating to `self.inner`.
+/// Implement Shutdown, UniqueID, Ssl, GetTimingDigest, GetProxyDigest and GetSocketDigest
+/// for `$t` by delegating to `self.inner`.
 macro_rules! delegate_stream_traits {
     ($t:ty) => {
         #[async_trait::async_trait]
@@ -68,7 +68,12 @@ macro_rules! delegate_stream_traits {
                 self.inner.set_socket_digest(digest)
             }
         }
+    };
+}
 
+/// Implement Peek for `$t` by delegating to `self.inner`.
+macro_rules! delegate_peek {
+    ($t:ty) => {
         #[async_trait::async_trait]
         impl pingora::protocols::Peek for $t {
             async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
@@ -78,4 +83,4 @@ macro_rules! delegate_stream_traits {
     };
 }
 
-pub(crate) use delegate_stream_traits;
+pub(crate) use {delegate_peek, delegate_stream_traits};

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 
 use tokio::time::Instant;
 
@@ -34,6 +35,14 @@ pub async fn within<T>(deadline: Instant, work: impl Future<Output = Option<T>>)
     let seen = Arc::new(AtomicBool::new(false));
     let work = HEADERS_READ.scope(Arc::clone(&seen), work);
     tokio::pin!(work);
+    // The first step runs before any timer is set: a head that has arrived whole (the usual
+    // case, read with the first byte) is parsed in it, and then no deadline applies at all.
+    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+        return done;
+    }
+    if seen.load(Ordering::Relaxed) {
+        return work.await;
+    }
     tokio::select! {
         done = &mut work => return done,
         _ = tokio::time::sleep_until(deadline) => {}

@@ -13,7 +13,7 @@ use pingora::protocols::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::delegate::delegate_stream_traits;
+use super::delegate::{delegate_peek, delegate_stream_traits};
 
 /// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`.
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -95,3 +95,4 @@ impl AsyncWrite for PrefaceDeadline {
 }
 
 delegate_stream_traits!(PrefaceDeadline);
+delegate_peek!(PrefaceDeadline);
