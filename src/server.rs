@@ -236,10 +236,10 @@ mod tests {
         server_conf(&config, false).work_stealing
     }
 
-    /// `server.work_stealing` reaches Pingora's settings; without it, Pingora's work-stealing runtime.
+    /// `server.work_stealing` reaches Pingora's settings; without it, a runtime per thread.
     #[test]
     fn work_stealing_reaches_pingora() {
-        assert!(work_stealing(""));
+        assert!(!work_stealing(""));
         assert!(!work_stealing("  work_stealing: false\n"));
         assert!(work_stealing("  work_stealing: true\n"));
     }

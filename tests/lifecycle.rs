@@ -637,8 +637,8 @@ fn a_daemon_writes_its_json_access_log() {
     unsafe { libc::kill(pid, libc::SIGTERM) };
 }
 
-/// Both runtimes (`server.work_stealing`: one single-threaded runtime per thread, or the default
-/// work-stealing runtime) serve keep-alive and new-connection clients at once, every
+/// Both runtimes (`server.work_stealing`: one single-threaded runtime per thread, the default,
+/// or Pingora's work-stealing runtime) serve keep-alive and new-connection clients at once, every
 /// request answered by the upstream.
 #[test]
 fn both_runtimes_serve_concurrent_clients() {

@@ -209,7 +209,7 @@ fn a_reload_reports_the_settings_it_cannot_apply() {
     let gw = Gateway::start(&body_a);
     let text = std::fs::read_to_string(gw.config_path()).expect("read config");
     let text = text
-        .replace("threads: 2", "threads: 3\n  work_stealing: false")
+        .replace("threads: 2", "threads: 3\n  work_stealing: true")
         .replace(&body_a, &body_b);
     std::fs::write(gw.config_path(), text).expect("write config");
     let out = reload_cli(&gw);

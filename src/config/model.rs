@@ -134,9 +134,10 @@ pub struct ProcessSettings {
     pub listen: Vec<Listener>,
     pub threads: usize,
     /// `server.work_stealing`: one tokio runtime whose threads steal each other's tasks
-    /// (`true`, the default), or one single-threaded runtime per thread (`false`): each HTTP/1
-    /// connection is placed on a random thread and stays there, so its request path has no
-    /// task stealing (see docs/config.md for what still crosses threads, and BENCHMARKS.md).
+    /// (`true`), or one single-threaded runtime per thread (`false`, the default, as nginx's
+    /// workers and Envoy's worker threads own their connections): each HTTP/1 connection is
+    /// placed on a random thread and stays there, so its request path has no task stealing
+    /// (see docs/config.md for what still crosses threads, and BENCHMARKS.md).
     /// A record without the field was written by a binary that ran Pingora's default, `true`.
     #[serde(default = "ran_work_stealing")]
     pub work_stealing: bool,

@@ -99,7 +99,7 @@ pub(super) fn decode_server(
         process: ProcessSettings {
             listen,
             threads,
-            work_stealing: f.or("work_stealing", true, p),
+            work_stealing: f.or("work_stealing", false, p),
             admin: if admin_ok { admin.map(|a| a.value) } else { None },
             admin_token_env,
             admin_metrics_without_token,
