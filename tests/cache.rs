@@ -559,7 +559,7 @@ fn an_unsafe_request_invalidates_before_it_is_answered() {
     }
     // A client may act on the status line alone: the entry is gone once it can read it, while
     // the answer's body is still on its way.
-    origin.spec("/catalog/u", serde_json::json!({ "unsafe_pause": 3 }));
+    origin.spec("/catalog/u", serde_json::json!({ "unsafe_pause": 1 }));
     assert_eq!(status(&fetch(&gw, "/catalog/u", &[])), "HIT");
     let mut slow = Conn::connect(gw.addr());
     slow.write_raw(&build_request("PUT", "localhost", "/catalog/u", &[], b"{}"))
@@ -585,6 +585,52 @@ fn an_unsafe_request_invalidates_before_it_is_answered() {
         "HIT",
         "a failed DELETE changed nothing"
     );
+}
+
+/// An invalidation reaches what `Vary` stored beside the entry (a later answer for one
+/// variant must not make the old others reachable again) and the fill that was already asking
+/// the upstream when the write succeeded (it answers its client but stores nothing).
+#[test]
+fn an_invalidation_reaches_every_variant_and_the_fill_in_flight() {
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/v",
+        serde_json::json!({
+            "headers": { "Cache-Control": "max-age=60", "Vary": "Accept-Language" },
+            "body": "lang={lang} n={n}",
+        }),
+    );
+    let gw = Gateway::start(&config(&origin, "{ vary: [accept-language] }"));
+    let in_lang = |lang: &str| fetch(&gw, "/catalog/v", &[("accept-language", lang)]);
+    for lang in ["en", "de"] {
+        assert_eq!(status(&in_lang(lang)), "MISS");
+        assert_eq!(status(&in_lang(lang)), "HIT", "{lang}");
+    }
+    let put = request(gw.addr(), "PUT", "localhost", "/catalog/v", &[], b"{}");
+    assert_eq!(put.status, 200);
+    let en = in_lang("en");
+    assert_eq!(status(&en), "MISS", "{}", en.text());
+    let de = in_lang("de");
+    assert_eq!(
+        (status(&de), de.text().starts_with("lang=de")),
+        ("MISS", true),
+        "the old de variant came back: {}",
+        de.text()
+    );
+
+    // A slow answer is being fetched for the store when a PUT succeeds.
+    origin.spec("/catalog/f", serde_json::json!({ "delay": 2 }));
+    let addr = gw.addr();
+    let filling = std::thread::spawn(move || request(addr, "GET", "localhost", "/catalog/f", &[], b""));
+    // It reaches the origin in milliseconds; the origin holds it for 2 s.
+    std::thread::sleep(Duration::from_millis(500));
+    let put = request(gw.addr(), "PUT", "localhost", "/catalog/f", &[], b"{}");
+    assert_eq!(put.status, 200);
+    assert!(!filling.is_finished(), "the fill is still in flight");
+    let filled = filling.join().expect("the filling request");
+    assert_eq!((filled.status, status(&filled)), (200, "MISS"));
+    let after = fetch(&gw, "/catalog/f", &[]);
+    assert_eq!(status(&after), "MISS", "the fill stored what the PUT invalidated");
 }
 
 #[test]

@@ -96,11 +96,12 @@ pub fn consumer(by: &str, consumer: &str, identity: &[(HeaderName, http::HeaderV
     out
 }
 
-/// The key of one variant: the primary key and the values of the headers it varies on.
-pub fn variant(primary: &str, names: &[HeaderName], req: &RequestHeader) -> Arc<str> {
+/// The key of one variant: the primary key, the generation of its variants record, and the
+/// values of the headers it varies on.
+pub fn variant(primary: &str, generation: u64, names: &[HeaderName], req: &RequestHeader) -> Arc<str> {
     let mut key = String::with_capacity(primary.len() + 64);
     key.push_str(primary);
-    key.push_str("|v");
+    let _ = write!(key, "|v{generation}");
     for name in names {
         push(&mut key, name.as_str());
         push(&mut key, &header_values(req, name));

@@ -2,10 +2,14 @@
 //! never share an entry by a hash collision), bounded by `server.cache.max_memory` (moka:
 //! TinyLFU admission, LRU eviction, each entry weighed in bytes), each kept until its freshness,
 //! stale windows and revalidation time are over. Plus the fill locks that make concurrent
-//! misses for one key wait for a single upstream request.
+//! misses for one key wait for a single upstream request, and the invalidation generations
+//! that keep a fill which was already asking the upstream when its target was invalidated
+//! from storing the answer the invalidation was about.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -81,11 +85,13 @@ pub struct Label {
 pub enum Item {
     Object(Arc<Object>),
     /// The origin varies this key's answers on these request headers: the answers are stored
-    /// under the key extended by their values.
+    /// under the key extended by their values and `generation`. A record written after an
+    /// invalidation has a new generation, so the variants stored before it stay unreachable.
     Variants {
         names: Arc<[HeaderName]>,
         keep_until: Instant,
         label: Arc<Label>,
+        generation: u64,
     },
 }
 
@@ -101,6 +107,13 @@ impl Item {
         match self {
             Item::Object(o) => &o.label,
             Item::Variants { label, .. } => label,
+        }
+    }
+
+    fn label_arc(&self) -> Arc<Label> {
+        match self {
+            Item::Object(o) => Arc::clone(&o.label),
+            Item::Variants { label, .. } => Arc::clone(label),
         }
     }
 
@@ -136,10 +149,17 @@ impl moka::Expiry<Arc<str>, Item> for KeepUntil {
     }
 }
 
+/// How many invalidation generations there are: targets share them by the hash of their
+/// label, and a fill whose target shares one with an invalidated target only loses its store.
+const GENERATIONS: usize = 1024;
+
 /// The store and its fill locks.
 pub struct Store {
     entries: moka::sync::Cache<Arc<str>, Item>,
     fills: Mutex<HashMap<Arc<str>, watch::Receiver<()>>>,
+    /// Bumped by every invalidation of a target hashing to it (see [`Store::generation`]).
+    generations: Box<[AtomicU64]>,
+    hasher: RandomState,
     bytes: Arc<AtomicI64>,
     objects: Arc<AtomicI64>,
     pub max_object: u64,
@@ -172,6 +192,8 @@ impl Store {
         Store {
             entries,
             fills: Mutex::new(HashMap::new()),
+            generations: (0..GENERATIONS).map(|_| AtomicU64::new(0)).collect(),
+            hasher: RandomState::new(),
             bytes,
             objects,
             max_object,
@@ -192,24 +214,62 @@ impl Store {
         publish(&self.bytes, &self.objects);
     }
 
-    /// Remove one entry (a variants record makes its variants unreachable).
-    pub fn remove(&self, key: &str) {
-        self.entries.invalidate(key);
+    fn generation_of(&self, target: &str) -> &AtomicU64 {
+        let slot = self.hasher.hash_one(target) as usize % GENERATIONS;
+        &self.generations[slot]
     }
 
-    /// Remove every entry `matches` selects; how many objects went.
+    /// The invalidation generation of `target` (an entry label's printable form): a fill
+    /// notes it before it asks the upstream and hands it to [`Store::insert_since`].
+    pub fn generation(&self, target: &str) -> u64 {
+        self.generation_of(target).load(Ordering::SeqCst)
+    }
+
+    /// Invalidate `target`: its generation moves on (so no fill begun before now stores its
+    /// answer), then `keys` go (a variants record makes its variants unreachable).
+    pub fn invalidate(&self, target: &str, keys: impl IntoIterator<Item = Arc<str>>) {
+        self.generation_of(target).fetch_add(1, Ordering::SeqCst);
+        for key in keys {
+            self.entries.invalidate(key.as_ref());
+        }
+    }
+
+    /// Store `items` for `target` unless it was invalidated after generation `since`: checked
+    /// before and again after inserting, so an invalidation that lands in between (its
+    /// generation moves first, its removal after) is never undone. Whether they stayed.
+    pub fn insert_since(&self, target: &str, since: u64, items: Vec<(Arc<str>, Item)>) -> bool {
+        if self.generation(target) != since {
+            return false;
+        }
+        let keys: Vec<Arc<str>> = items.iter().map(|(key, _)| Arc::clone(key)).collect();
+        for (key, item) in items {
+            self.insert(key, item);
+        }
+        if self.generation(target) == since {
+            return true;
+        }
+        for key in keys {
+            self.entries.invalidate(key.as_ref());
+        }
+        false
+    }
+
+    /// Remove every entry `matches` selects (their targets invalidated, as by
+    /// [`Store::invalidate`]); how many objects went.
     pub fn purge(&self, matches: impl Fn(&Label) -> bool) -> usize {
-        let doomed: Vec<(Arc<Arc<str>>, bool)> = self
+        let doomed: Vec<(Arc<Arc<str>>, bool, Arc<Label>)> = self
             .entries
             .iter()
             .filter(|(_, item)| matches(item.label()))
-            .map(|(key, item)| (key, matches!(item, Item::Object(_))))
+            .map(|(key, item)| (key, matches!(item, Item::Object(_)), item.label_arc()))
             .collect();
-        for (key, _) in &doomed {
+        for (key, _, label) in &doomed {
+            self.generation_of(&label.printable)
+                .fetch_add(1, Ordering::SeqCst);
             self.entries.invalidate(key.as_ref().as_ref());
         }
         self.entries.run_pending_tasks();
-        doomed.iter().filter(|(_, object)| *object).count()
+        doomed.iter().filter(|(_, object, _)| *object).count()
     }
 
     /// Housekeeping now (eviction and expiry otherwise run as requests touch the store).
@@ -314,6 +374,23 @@ mod tests {
         assert_eq!(store.purge(|l| l.printable.starts_with("r:h/a")), 1);
         assert!(store.get("a").is_none());
         assert!(store.get("b").is_some());
+    }
+
+    #[test]
+    fn a_fill_begun_before_an_invalidation_stores_nothing() {
+        let store = Store::new(1 << 20, 64 << 10);
+        let since = store.generation("r:h/a");
+        store.invalidate("r:h/a", [Arc::from("a")]);
+        assert!(!store.insert_since("r:h/a", since, vec![(Arc::from("a"), object(10, "r:h/a"))]));
+        assert!(store.get("a").is_none());
+        // Begun after it: stored.
+        let since = store.generation("r:h/a");
+        assert!(store.insert_since("r:h/a", since, vec![(Arc::from("a"), object(10, "r:h/a"))]));
+        assert!(store.get("a").is_some());
+        // A purge moves the generation of what it removes.
+        let since = store.generation("r:h/a");
+        assert_eq!(store.purge(|l| l.printable == "r:h/a"), 1);
+        assert_ne!(store.generation("r:h/a"), since);
     }
 
     #[tokio::test]

@@ -82,9 +82,12 @@ pub async fn serve(
         // (on any connection, served by any thread) can still be answered from them.
         let status = reply.head.status;
         if unsafe_method && (status.is_success() || status.is_redirection()) {
-            for audience in who.lookups() {
-                store.remove(&key.primary(&audience));
-            }
+            let keys = who
+                .lookups()
+                .iter()
+                .map(|audience| key.primary(audience))
+                .collect::<Vec<_>>();
+            store.invalidate(&key.label.printable, keys);
         }
         return exchange::respond(client, session, ctx, route, reply).await;
     }
@@ -160,7 +163,9 @@ fn lookup(store: &Store, key: &RequestKey, who: &Who, req: &RequestHeader) -> Op
         let primary = key.primary(audience);
         match store.get(&primary)? {
             Item::Object(o) => Some(o),
-            Item::Variants { names, .. } => match store.get(&key::variant(&primary, &names, req))? {
+            Item::Variants {
+                names, generation, ..
+            } => match store.get(&key::variant(&primary, generation, &names, req))? {
                 Item::Object(o) => Some(o),
                 Item::Variants { .. } => None,
             },
@@ -256,6 +261,9 @@ struct Fetch {
     deadline: Option<Instant>,
     request_id: String,
     max_object: u64,
+    /// The target's invalidation generation before the upstream was asked: an answer is
+    /// stored only if no successful unsafe request or purge came in between.
+    since: u64,
 }
 
 impl Fetch {
@@ -284,6 +292,7 @@ impl Fetch {
             deadline: ctx.admission.deadline,
             request_id: ctx.request_id.clone(),
             max_object: store.max_object,
+            since: store.generation(&key.label.printable),
         }))
     }
 
@@ -471,20 +480,37 @@ impl Fetch {
             return;
         };
         let primary = self.key.primary(&self.who.store(object.public));
+        let target = &self.key.label.printable;
         if names.is_empty() {
-            store.insert(primary, Item::Object(Arc::clone(object)));
+            store.insert_since(
+                target,
+                self.since,
+                vec![(primary, Item::Object(Arc::clone(object)))],
+            );
             return;
         }
-        let variant = key::variant(&primary, &names, &self.request);
-        store.insert(
-            primary,
-            Item::Variants {
-                names: names.into(),
-                keep_until: object.keep_until,
-                label: Arc::clone(&object.label),
-            },
+        // The variants stored beside this one stay reachable while the record's generation
+        // does; a new record (the first, or after an invalidation) starts a new one.
+        let generation = match store.get(&primary) {
+            Some(Item::Variants {
+                names: known,
+                generation,
+                ..
+            }) if *known == *names => generation,
+            _ => self.since,
+        };
+        let variant = key::variant(&primary, generation, &names, &self.request);
+        let record = Item::Variants {
+            names: names.into(),
+            keep_until: object.keep_until,
+            label: Arc::clone(&object.label),
+            generation,
+        };
+        store.insert_since(
+            target,
+            self.since,
+            vec![(primary, record), (variant, Item::Object(Arc::clone(object)))],
         );
-        store.insert(variant, Item::Object(Arc::clone(object)));
     }
 
     /// Refresh in the background (the entry was served stale): nobody waits for the answer;
