@@ -142,9 +142,9 @@ pub async fn serve(
             mark(ctx, route, first_status(found.is_some()));
             match prepared {
                 Prepared::Whole { head, body, reply } => {
+                    client.release(reply).await;
                     let method = session.req_header().method.clone();
                     write(session, ctx, head, body, &method).await?;
-                    client.release(reply).await;
                     Ok(Served::Answered)
                 }
                 Prepared::Stream { head, reply, already } => {

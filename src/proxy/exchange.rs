@@ -338,8 +338,10 @@ pub(super) async fn respond(
     let prepared = prepare(route, &method, reply, ctx.admission.deadline, &ctx.request_id).await?;
     match prepared {
         Prepared::Whole { head, body, reply } => {
-            write_whole(session, ctx, head, body).await?;
+            // Read whole: the connection and its concurrency slot go back before the client
+            // hears the answer.
             client.release(reply).await;
+            write_whole(session, ctx, head, body).await?;
             Ok(Served::Answered)
         }
         Prepared::Stream { head, reply, already } => {

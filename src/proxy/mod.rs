@@ -491,7 +491,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
         if let Some(attempt) = &ctx.upstream.current {
@@ -507,6 +507,15 @@ impl ProxyHttp for Gateway {
                 errors::ROUTE_TIMEOUT,
                 "route deadline passed while streaming the response",
             );
+        }
+        // The upstream's part is over before the client sees the answer's end: its
+        // concurrency slot is free and its attempt's outcome counted, so the client's next
+        // request (on any thread) finds them so.
+        if end_of_stream {
+            ctx.upstream.slot = None;
+            if let Some(attempt) = ctx.upstream.current.as_mut() {
+                attempt.finish();
+            }
         }
         Ok(None)
     }
