@@ -489,16 +489,10 @@ impl Fetch {
             );
             return;
         }
-        // The variants stored beside this one stay reachable while the record's generation
-        // does; a new record (the first, or after an invalidation) starts a new one.
-        let generation = match store.get(&primary) {
-            Some(Item::Variants {
-                names: known,
-                generation,
-                ..
-            }) if *known == *names => generation,
-            _ => self.since,
-        };
+        // The variants are keyed by the generation this fill began in: a record written
+        // after an invalidation starts afresh (the variants stored before it stay
+        // unreachable); one written in the same generation keeps its siblings reachable.
+        let generation = self.since;
         let variant = key::variant(&primary, generation, &names, &self.request);
         let record = Item::Variants {
             names: names.into(),

@@ -473,22 +473,22 @@ pub(super) async fn pass_through(
     client: &UpstreamClient,
     session: &mut Session,
     ctx: &RequestCtx,
-    mut reply: Reply,
+    reply: Reply,
     mut head: ResponseHeader,
     already: Vec<Bytes>,
 ) -> pingora::Result<Served> {
     edges::decorate(ctx, &mut head)?;
     let method = session.req_header().method.clone();
     stream(
+        client,
         session,
-        &mut reply,
+        reply,
         head,
         already,
         &method,
         ctx.admission.deadline,
     )
     .await?;
-    client.release(reply).await;
     Ok(Served::Answered)
 }
 
@@ -541,10 +541,13 @@ async fn read_and_transform(
     (vec![raw.freeze()], outcome)
 }
 
-/// Write `head`, the bytes already read, then the rest of the upstream body as it arrives.
+/// Write `head`, the bytes already read, then the rest of the upstream body as it arrives. The
+/// reply is released (its connection and concurrency slot) once the upstream's body has ended,
+/// before the client is told the answer is complete.
 async fn stream(
+    client: &UpstreamClient,
     session: &mut Session,
-    reply: &mut Reply,
+    mut reply: Reply,
     mut head: ResponseHeader,
     already: Vec<Bytes>,
     method: &Method,
@@ -553,6 +556,7 @@ async fn stream(
     let status = head.status.as_u16();
     let bodiless = *method == Method::HEAD || matches!(status, 204 | 304);
     if bodiless {
+        client.release(reply).await;
         session.write_response_header(Box::new(head), true).await?;
         return Ok(());
     }
@@ -582,6 +586,7 @@ async fn stream(
             None => break,
         }
     }
+    client.release(reply).await;
     session.write_response_body(None, true).await
 }
 

@@ -173,6 +173,17 @@ fn overloaded() -> Problem {
 }
 
 /// Record how the current attempt ended (once; later calls for the same attempt are no-ops).
+/// The upstream's part of a proxied answer is over (its last body piece, its trailers, or a
+/// head with no body): the concurrency slot is freed and the attempt's outcome counted before
+/// the client sees the answer's end, so the client's next request (on any thread) finds them
+/// so. Logging finishes the attempt again, harmlessly, for answers that end otherwise.
+fn upstream_done(ctx: &mut RequestCtx) {
+    ctx.upstream.slot = None;
+    if let Some(attempt) = ctx.upstream.current.as_mut() {
+        attempt.finish();
+    }
+}
+
 fn record_attempt(ctx: &mut RequestCtx, outcome: AttemptOutcome) {
     if let Some(attempt) = &mut ctx.upstream.current {
         attempt.record(outcome);
@@ -452,6 +463,17 @@ impl ProxyHttp for Gateway {
             }
             // Not retried from here on: `per_try_timeout` no longer cuts the body short.
             ctx.upstream.attempt_deadline = ctx.admission.deadline;
+            // No body follows this head: the upstream's part is over now.
+            let empty = resp
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0");
+            let bodiless = session.req_header().method == http::Method::HEAD
+                || matches!(resp.status.as_u16(), 204 | 304)
+                || empty;
+            if bodiless && resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
+                upstream_done(ctx);
+            }
         }
         if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
             // A WebSocket lives as long as its connection: it does not hold a request slot.
@@ -475,6 +497,8 @@ impl ProxyHttp for Gateway {
         if let Some(status) = grpc::status_in(trailers) {
             ctx.reply.grpc_status = Some(status);
         }
+        // An answer that ends with trailers (gRPC) ends here, not with a last body piece.
+        upstream_done(ctx);
         Ok(())
     }
 
@@ -508,14 +532,8 @@ impl ProxyHttp for Gateway {
                 "route deadline passed while streaming the response",
             );
         }
-        // The upstream's part is over before the client sees the answer's end: its
-        // concurrency slot is free and its attempt's outcome counted, so the client's next
-        // request (on any thread) finds them so.
         if end_of_stream {
-            ctx.upstream.slot = None;
-            if let Some(attempt) = ctx.upstream.current.as_mut() {
-                attempt.finish();
-            }
+            upstream_done(ctx);
         }
         Ok(None)
     }
