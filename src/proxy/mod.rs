@@ -172,7 +172,6 @@ fn overloaded() -> Problem {
         .with_header(http::header::RETRY_AFTER, "1".into())
 }
 
-/// Record how the current attempt ended (once; later calls for the same attempt are no-ops).
 /// The upstream's part of a proxied answer is over (its last body piece, its trailers, or a
 /// head with no body): the concurrency slot is freed and the attempt's outcome counted before
 /// the client sees the answer's end, so the client's next request (on any thread) finds them
@@ -184,6 +183,7 @@ fn upstream_done(ctx: &mut RequestCtx) {
     }
 }
 
+/// Record how the current attempt ended (once; later calls for the same attempt are no-ops).
 fn record_attempt(ctx: &mut RequestCtx, outcome: AttemptOutcome) {
     if let Some(attempt) = &mut ctx.upstream.current {
         attempt.record(outcome);
