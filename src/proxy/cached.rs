@@ -37,6 +37,11 @@ use crate::upstream::client::{Body, Call, Reply, UpstreamClient};
 use crate::upstream::pool::Pool;
 
 /// Serve an admitted request on a caching route.
+///
+/// A hit is answered here; everything that goes upstream (a bypass, a fill) runs boxed in a
+/// future of its own. An upstream exchange's state is about 15 KiB, and an `async fn`'s future
+/// holds its largest branch: unboxed, every hit would carry (and, boxed by the caller, copy)
+/// the exchange's state without using it.
 pub async fn serve(
     client: &Arc<UpstreamClient>,
     store: &Arc<Store>,
@@ -52,7 +57,7 @@ pub async fn serve(
         ctx.pool().cloned(),
         ctx.admission.upstream_uri.clone(),
     ) else {
-        return exchange::serve(client, session, ctx).await;
+        return Box::pin(exchange::serve(client, session, ctx)).await;
     };
     // A body on a GET is not part of any key: such a request is not the store's to answer.
     let bodiless = session.is_body_empty();
@@ -70,34 +75,23 @@ pub async fn serve(
         req,
     );
     let who = Who::of(cache, ctx, req);
+    let entry = Entry {
+        route,
+        cache,
+        pool,
+        key,
+        who,
+    };
     if policy::request_bypass(&cache.config, req).is_some() || !bodiless {
-        let unsafe_method = !req.method.is_safe();
-        mark(ctx, route, CacheStatus::Bypass);
-        let reply = match exchange::send(client, session, ctx, route).await? {
-            Ok(reply) => reply,
-            Err(problem) => return Ok(Served::Refused(problem)),
-        };
-        // RFC 9111 §4.4: a successful unsafe request makes the stored answers for its target
-        // stale. They go before the client hears of the success, so no request it sends next
-        // (on any connection, served by any thread) can still be answered from them.
-        let status = reply.head.status;
-        if unsafe_method && (status.is_success() || status.is_redirection()) {
-            let keys = who
-                .lookups()
-                .iter()
-                .map(|audience| key.primary(audience))
-                .collect::<Vec<_>>();
-            store.invalidate(&key.label.printable, keys);
-        }
-        return exchange::respond(client, session, ctx, route, reply).await;
+        return Box::pin(bypass(client, store, session, ctx, &entry)).await;
     }
     let now = SystemTime::now();
-    let found = lookup(store, &key, &who, req);
+    let found = lookup(store, &entry.key, &entry.who, req);
     match &found {
         Some(o) if o.is_fresh(now) => return answer(session, ctx, route, o, CacheStatus::Hit).await,
         Some(o) if o.staleness(now) < o.stale_while_revalidate => {
-            if let Fill::Lead(guard) = store.fill(&key.primary(&who.lock())) {
-                if let Some(fetch) = Fetch::new(store, &pool, &key, &who, req, ctx)? {
+            if let Fill::Lead(guard) = store.fill(&entry.key.primary(&entry.who.lock())) {
+                if let Some(fetch) = Fetch::new(store, &entry.pool, &entry.key, &entry.who, req, ctx)? {
                     fetch.spawn(Arc::clone(client), Arc::clone(store), Arc::clone(o), guard);
                 }
             }
@@ -105,20 +99,73 @@ pub async fn serve(
         }
         _ => {}
     }
-    // Fill it, or wait for the request filling it and answer from what it stored.
+    Box::pin(fill(client, store, session, ctx, &entry, found)).await
+}
+
+/// What a request on a caching route is stored under and fetched from.
+struct Entry<'a> {
+    route: &'a Route,
+    cache: &'a RouteCache,
+    pool: Arc<Pool>,
+    key: RequestKey,
+    who: Who,
+}
+
+/// A request the store does not answer (a bypass, or a body on a safe method): sent upstream,
+/// and when it is a successful unsafe one, the stored answers for its target are invalidated.
+async fn bypass(
+    client: &UpstreamClient,
+    store: &Store,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    entry: &Entry<'_>,
+) -> pingora::Result<Served> {
+    let unsafe_method = !session.req_header().method.is_safe();
+    mark(ctx, entry.route, CacheStatus::Bypass);
+    let reply = match exchange::send(client, session, ctx, entry.route).await? {
+        Ok(reply) => reply,
+        Err(problem) => return Ok(Served::Refused(problem)),
+    };
+    // RFC 9111 §4.4: a successful unsafe request makes the stored answers for its target
+    // stale. They go before the client hears of the success, so no request it sends next
+    // (on any connection, served by any thread) can still be answered from them.
+    let status = reply.head.status;
+    if unsafe_method && (status.is_success() || status.is_redirection()) {
+        let keys = entry
+            .who
+            .lookups()
+            .iter()
+            .map(|audience| entry.key.primary(audience))
+            .collect::<Vec<_>>();
+        store.invalidate(&entry.key.label.printable, keys);
+    }
+    exchange::respond(client, session, ctx, entry.route, reply).await
+}
+
+/// A miss (or a stale answer past `stale_while_revalidate`): fill the entry, or wait for the
+/// request filling it and answer from what it stored.
+async fn fill(
+    client: &Arc<UpstreamClient>,
+    store: &Arc<Store>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    entry: &Entry<'_>,
+    found: Option<Arc<Object>>,
+) -> pingora::Result<Served> {
+    let (route, key, who) = (entry.route, &entry.key, &entry.who);
     let filling = match store.fill(&key.primary(&who.lock())) {
         Fill::Lead(guard) => Some(guard),
         Fill::Wait(mut filled) => {
-            let _ = tokio::time::timeout(cache.config.lock_timeout, filled.changed()).await;
+            let _ = tokio::time::timeout(entry.cache.config.lock_timeout, filled.changed()).await;
             let now = SystemTime::now();
-            if let Some(o) = lookup(store, &key, &who, req).filter(|o| o.is_fresh(now)) {
+            if let Some(o) = lookup(store, key, who, session.req_header()).filter(|o| o.is_fresh(now)) {
                 return answer(session, ctx, route, &o, CacheStatus::Hit).await;
             }
             None
         }
         Fill::Unlocked => None,
     };
-    let Some(fetch) = Fetch::new(store, &pool, &key, &who, session.req_header(), ctx)? else {
+    let Some(fetch) = Fetch::new(store, &entry.pool, key, who, session.req_header(), ctx)? else {
         return Ok(Served::no_route());
     };
     let outcome = fetch

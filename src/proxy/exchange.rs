@@ -56,7 +56,10 @@ pub async fn serve(
     let Some(route) = ctx.admission.route.and_then(|id| snapshot.routes.routes.get(id)) else {
         return Ok(Served::no_route());
     };
-    match send(client, session, ctx, route).await? {
+    // Awaited on its own line: a scrutinee's temporaries live to the end of the `match`, which
+    // would keep the sending future's state beside the responding one's.
+    let sent = send(client, session, ctx, route).await?;
+    match sent {
         Ok(reply) => respond(client, session, ctx, route, reply).await,
         Err(problem) => Ok(Served::Refused(problem)),
     }
@@ -344,8 +347,10 @@ pub(super) async fn respond(
             write_whole(session, ctx, head, body).await?;
             Ok(Served::Answered)
         }
+        // Boxed: streaming's state (about 11 KiB) would otherwise be part of every transformed
+        // request's future, which is copied into its box per request.
         Prepared::Stream { head, reply, already } => {
-            pass_through(client, session, ctx, reply, head, already).await
+            Box::pin(pass_through(client, session, ctx, reply, head, already)).await
         }
         Prepared::Refused(problem) => Ok(Served::Refused(problem)),
     }

@@ -369,7 +369,9 @@ impl Answer<'_> {
             )));
         }
         if self.rpc.server_streaming() {
-            return self.stream(client, session, ctx, reply).await;
+            // Boxed: streaming's state would otherwise be part of every unary call's future,
+            // which the caller copies into its box per request.
+            return Box::pin(self.stream(client, session, ctx, reply)).await;
         }
         let mut frames = Deframer::new(self.cfg.max_response_body);
         let mut messages = Vec::new();

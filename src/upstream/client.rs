@@ -78,7 +78,9 @@ pub struct Call<'a> {
 pub struct Reply {
     pub head: ResponseHeader,
     session: HttpSession,
-    peer: HttpPeer,
+    /// Boxed as `Pool::peer` made it: a reply is moved through several futures, each of
+    /// which would otherwise hold the peer's 680 bytes.
+    peer: Box<HttpPeer>,
     /// The upstream's concurrency slot, held until the reply is released or dropped.
     _slot: Slot,
     /// The upstream's received-bytes counter.
@@ -220,7 +222,7 @@ impl UpstreamClient {
                     return Ok(Reply {
                         head,
                         session,
-                        peer: *peer,
+                        peer,
                         _slot: slot,
                         received: pool.bytes_received.clone(),
                     });
@@ -308,7 +310,7 @@ impl UpstreamClient {
     /// closed: a half-read response would poison the next request on it).
     pub async fn release(&self, reply: Reply) {
         self.connector
-            .release_http_session(reply.session, &reply.peer, Some(IDLE))
+            .release_http_session(reply.session, &*reply.peer, Some(IDLE))
             .await;
     }
 }
