@@ -111,8 +111,9 @@ struct Entry<'a> {
     who: Who,
 }
 
-/// A request the store does not answer (a bypass, or a body on a safe method): sent upstream,
-/// and when it is a successful unsafe one, the stored answers for its target are invalidated.
+/// A request the store does not answer (a method or header it does not answer, or a request
+/// with a body): sent upstream, and when it is a successful unsafe one, the stored answers for
+/// its target are invalidated.
 async fn bypass(
     client: &UpstreamClient,
     store: &Store,
@@ -194,8 +195,9 @@ async fn fill(
                     write(session, ctx, head, body, &method).await?;
                     Ok(Served::Answered)
                 }
+                // Boxed, as in `exchange::respond`: only a miss that streams holds its state.
                 Prepared::Stream { head, reply, already } => {
-                    exchange::pass_through(client, session, ctx, reply, head, already).await
+                    Box::pin(exchange::pass_through(client, session, ctx, reply, head, already)).await
                 }
                 Prepared::Refused(problem) => Ok(Served::Refused(problem)),
             }
