@@ -125,6 +125,74 @@ fn a_second_get_is_a_hit_with_age_and_head_and_validators_are_answered_from_the_
     assert!(sum_metric(&m, "portcullis_cache_stored", &[("what", "objects")]) >= 2.0);
 }
 
+/// The upstream builds links from the site it is told it serves: what the forwarding headers
+/// say when a trusted proxy sent them, and the gateway's own view otherwise. The key follows
+/// exactly that, so neither a client nor another site can plant an answer for a site.
+#[test]
+fn the_site_the_upstream_is_told_is_part_of_the_key() {
+    let origin = Origin::start();
+    let spec = serde_json::json!({ "body": "host={xfh} proto={xfp} n={n}" });
+    origin.spec("/catalog/site", spec);
+    let path = "/catalog/site";
+    // An untrusted client's forwarding headers are replaced before the upstream sees them:
+    // they change nothing, and never reach the stored answer.
+    let gw = Gateway::start(&config(&origin, "{ ttl: 60s }"));
+    let plain = fetch(&gw, path, &[]);
+    assert_eq!(
+        (status(&plain), plain.text().as_str()),
+        ("MISS", "host=localhost proto=http n=1")
+    );
+    for forged in [
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "https"),
+        ("forwarded", "host=evil.example;proto=https"),
+    ] {
+        let r = fetch(&gw, path, &[forged]);
+        assert_eq!(
+            (status(&r), r.text().as_str()),
+            ("HIT", "host=localhost proto=http n=1"),
+            "{forged:?}"
+        );
+    }
+    assert_eq!(origin.hits(path, "all"), 1);
+    drop(gw);
+    // Behind a trusted proxy the upstream believes the headers, and so does the key: one site's
+    // answer is never another's, and http's (a redirect, say) is never https's.
+    let gw = Gateway::start_with("trusted_proxies: [127.0.0.1]", &config(&origin, "{ ttl: 60s }"));
+    let answers = [
+        (
+            &[("x-forwarded-host", "a.example")][..],
+            "MISS",
+            "host=a.example proto=http n=2",
+        ),
+        (
+            &[("x-forwarded-host", "b.example")][..],
+            "MISS",
+            "host=b.example proto=http n=3",
+        ),
+        (
+            &[("x-forwarded-host", "a.example"), ("x-forwarded-proto", "https")][..],
+            "MISS",
+            "host=a.example proto=https n=4",
+        ),
+        (
+            &[("x-forwarded-host", "a.example")][..],
+            "HIT",
+            "host=a.example proto=http n=2",
+        ),
+        (
+            &[("x-forwarded-host", "a.example"), ("x-forwarded-proto", "https")][..],
+            "HIT",
+            "host=a.example proto=https n=4",
+        ),
+    ];
+    for (headers, cache, body) in answers {
+        let r = fetch(&gw, path, headers);
+        assert_eq!((status(&r), r.text().as_str()), (cache, body), "{headers:?}");
+    }
+    assert_eq!(origin.hits(path, "all"), 4);
+}
+
 #[test]
 fn an_expired_entry_is_revalidated_and_a_304_keeps_the_body() {
     let origin = Origin::start();

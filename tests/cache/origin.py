@@ -108,7 +108,9 @@ class Handler(BaseHTTPRequestHandler):
         else:
             text = spec.get("body", "path={path} n={n}")
             body = text.format(n=n, path=url.path, query=url.query,
-                               lang=self.headers.get("Accept-Language", "")).encode()
+                               lang=self.headers.get("Accept-Language", ""),
+                               xfh=self.headers.get("X-Forwarded-Host", ""),
+                               xfp=self.headers.get("X-Forwarded-Proto", "")).encode()
         if spec.get("gzip") and "gzip" in (self.headers.get("Accept-Encoding") or ""):
             body = gzip.compress(body)
             headers.append(("Content-Encoding", "gzip"))
