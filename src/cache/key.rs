@@ -252,7 +252,10 @@ mod tests {
         };
         let mut expected = String::from("1:x;");
         push(&mut expected, "c:7:keys;3:ann;");
-        assert_eq!(&*key.primary(&Audience::Consumer("7:keys;3:ann;".into())), expected);
+        assert_eq!(
+            &*key.primary(&Audience::Consumer("7:keys;3:ann;".into())),
+            expected
+        );
         assert_eq!(&*key.primary(&Audience::Everyone), "1:x;1:*;");
     }
 }
