@@ -125,72 +125,76 @@ fn a_second_get_is_a_hit_with_age_and_head_and_validators_are_answered_from_the_
     assert!(sum_metric(&m, "portcullis_cache_stored", &[("what", "objects")]) >= 2.0);
 }
 
-/// The upstream builds links from the site it is told it serves: what the forwarding headers
-/// say when a trusted proxy sent them, and the gateway's own view otherwise. The key follows
-/// exactly that, so neither a client nor another site can plant an answer for a site.
+/// The upstream builds links and redirects from the site it is told it serves: the forwarding
+/// headers a trusted proxy sent, the gateway's own view otherwise, and what a route lets
+/// through with `pass_headers`. The key follows what the upstream is told, so neither a client
+/// nor another site can plant an answer for a site.
 #[test]
 fn the_site_the_upstream_is_told_is_part_of_the_key() {
     let origin = Origin::start();
-    let spec = serde_json::json!({ "body": "host={xfh} proto={xfp} n={n}" });
+    let spec = serde_json::json!({ "body": "host={xfh} proto={xfp} fwd={fwd} pfx={pfx} n={n}" });
     origin.spec("/catalog/site", spec);
     let path = "/catalog/site";
-    // An untrusted client's forwarding headers are replaced before the upstream sees them:
-    // they change nothing, and never reach the stored answer.
+    // An untrusted client's forwarding headers are replaced or removed before the upstream
+    // sees them (each sent first, on an entry of its own, so the upstream is asked), and they
+    // do not split the key either.
     let gw = Gateway::start(&config(&origin, "{ ttl: 60s }"));
-    let plain = fetch(&gw, path, &[]);
-    assert_eq!(
-        (status(&plain), plain.text().as_str()),
-        ("MISS", "host=localhost proto=http n=1")
-    );
-    for forged in [
+    let forged = [
         ("x-forwarded-host", "evil.example"),
         ("x-forwarded-proto", "https"),
         ("forwarded", "host=evil.example;proto=https"),
-    ] {
-        let r = fetch(&gw, path, &[forged]);
-        assert_eq!(
-            (status(&r), r.text().as_str()),
-            ("HIT", "host=localhost proto=http n=1"),
-            "{forged:?}"
-        );
+        ("x-forwarded-prefix", "/evil"),
+    ];
+    for (i, header) in forged.iter().enumerate() {
+        let r = fetch(&gw, &format!("{path}?f={i}"), &[*header]);
+        let told = format!("host=localhost proto=http fwd= pfx= n={}", i + 1);
+        assert_eq!((status(&r), r.text()), ("MISS", told), "{header:?}");
     }
-    assert_eq!(origin.hits(path, "all"), 1);
+    let plain = fetch(&gw, &format!("{path}?f=0"), &[]);
+    assert_eq!(
+        (status(&plain), plain.text().as_str()),
+        ("HIT", "host=localhost proto=http fwd= pfx= n=1")
+    );
+    assert_eq!(origin.hits(path, "all"), 4);
     drop(gw);
     // Behind a trusted proxy the upstream believes the headers, and so does the key: one site's
     // answer is never another's, and http's (a redirect, say) is never https's.
     let gw = Gateway::start_with("trusted_proxies: [127.0.0.1]", &config(&origin, "{ ttl: 60s }"));
+    let a = ("x-forwarded-host", "a.example");
+    let https = ("x-forwarded-proto", "https");
     let answers = [
+        (vec![a], "MISS", "host=a.example proto=http fwd= pfx= n=5"),
         (
-            &[("x-forwarded-host", "a.example")][..],
+            vec![("x-forwarded-host", "b.example")],
             "MISS",
-            "host=a.example proto=http n=2",
+            "host=b.example proto=http fwd= pfx= n=6",
         ),
+        (vec![a, https], "MISS", "host=a.example proto=https fwd= pfx= n=7"),
         (
-            &[("x-forwarded-host", "b.example")][..],
+            vec![a, ("x-forwarded-prefix", "/v2")],
             "MISS",
-            "host=b.example proto=http n=3",
+            "host=a.example proto=http fwd= pfx=/v2 n=8",
         ),
-        (
-            &[("x-forwarded-host", "a.example"), ("x-forwarded-proto", "https")][..],
-            "MISS",
-            "host=a.example proto=https n=4",
-        ),
-        (
-            &[("x-forwarded-host", "a.example")][..],
-            "HIT",
-            "host=a.example proto=http n=2",
-        ),
-        (
-            &[("x-forwarded-host", "a.example"), ("x-forwarded-proto", "https")][..],
-            "HIT",
-            "host=a.example proto=https n=4",
-        ),
+        (vec![a], "HIT", "host=a.example proto=http fwd= pfx= n=5"),
+        (vec![a, https], "HIT", "host=a.example proto=https fwd= pfx= n=7"),
     ];
     for (headers, cache, body) in answers {
-        let r = fetch(&gw, path, headers);
+        let r = fetch(&gw, path, &headers);
         assert_eq!((status(&r), r.text().as_str()), (cache, body), "{headers:?}");
     }
-    assert_eq!(origin.hits(path, "all"), 4);
+    assert_eq!(origin.hits(path, "all"), 8);
+    drop(gw);
+    // A header a route passes from any client reaches the upstream, so it is in the key.
+    let passing = format!(
+        "upstreams:\n  catalog:\n    targets: [\"{}\"]\nroutes:\n  - name: catalog\n    match: {{ path_prefix: /catalog }}\n    upstream: catalog\n    pass_headers: [x-forwarded-prefix]\n    cache: {{ ttl: 60s }}\n",
+        origin.addr()
+    );
+    let gw = Gateway::start(&passing);
+    for (prefix, cache, n) in [("/a", "MISS", 9), ("/b", "MISS", 10), ("/a", "HIT", 9)] {
+        let r = fetch(&gw, path, &[("x-forwarded-prefix", prefix)]);
+        let told = format!("host=localhost proto=http fwd= pfx={prefix} n={n}");
+        assert_eq!((status(&r), r.text()), (cache, told), "{prefix}");
+    }
 }
 
 #[test]

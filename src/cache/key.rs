@@ -14,6 +14,7 @@ use pingora::http::RequestHeader;
 use super::store::Label;
 use super::RouteCache;
 use crate::config::cache_schema::KeyQuery;
+use crate::config::client_header_names::SITE_CLAIMS;
 
 /// Who may be answered with an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,10 +149,12 @@ fn escape(bytes: &[u8]) -> String {
 }
 
 /// What tells an upstream which site it serves, beyond the path: the scheme, the `Host` as the
-/// client sent it (port included: the upstream sees it and may build links from it), and the
-/// forwarding headers a trusted proxy passes on. An answer for `http://` (a redirect to
-/// `https://`) is never one for `https://`.
-pub fn site(req: &RequestHeader, tls: bool, trusted_peer: bool) -> String {
+/// client sent it (port included: the upstream sees it and may build links from it), every
+/// site claim a trusted proxy passes on ([`SITE_CLAIMS`]: forwarded scheme, host, port,
+/// prefix…), and whatever the route lets through from any client (`pass_headers`: a claim or
+/// an override the upstream acts on). An answer for `http://` (a redirect to `https://`) is
+/// never one for `https://`, nor one built for another prefix or host.
+pub fn site(req: &RequestHeader, tls: bool, trusted_peer: bool, passed: &[HeaderName]) -> String {
     let mut out = String::with_capacity(64);
     push(&mut out, if tls { "https" } else { "http" });
     let authority = req.uri.authority().map(|a| a.as_str().as_bytes());
@@ -161,14 +164,13 @@ pub fn site(req: &RequestHeader, tls: bool, trusted_peer: bool) -> String {
         &escape(&host.or(authority).unwrap_or_default().to_ascii_lowercase()),
     );
     if trusted_peer {
-        for name in [
-            "x-forwarded-proto",
-            "x-forwarded-host",
-            "x-forwarded-port",
-            "forwarded",
-        ] {
+        for name in SITE_CLAIMS {
             push(&mut out, &header_values(req, &HeaderName::from_static(name)));
         }
+    }
+    for name in passed {
+        push(&mut out, name.as_str());
+        push(&mut out, &header_values(req, name));
     }
     out
 }

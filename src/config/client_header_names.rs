@@ -51,6 +51,26 @@ pub const CLIENT_CLAIMS: &[&str] = &[
     "x-host",
 ];
 
+/// The headers that tell an upstream which site it serves (scheme, host, port, path prefix):
+/// what it builds links and redirects from. A trusted proxy's values reach the upstream, so a
+/// cached answer is keyed by them (`cache::key::site`).
+pub const SITE_CLAIMS: &[&str] = &[
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-forwarded",
+    "x-forwarded-protocol",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-url-scheme",
+    "front-end-https",
+    "x-original-host",
+    "x-host",
+];
+
 /// Headers the gateway itself sets (or removes) on every upstream request.
 pub const ALWAYS_MANAGED: &[&str] = &[
     "x-forwarded-for",
@@ -68,6 +88,18 @@ pub fn strippable(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// Every site claim but the ones the gateway sets itself is stripped from untrusted
+    /// clients, so only a trusted proxy's values (or a route's `pass_headers`) reach the key.
+    #[test]
+    fn site_claims_are_managed_or_stripped() {
+        for name in super::SITE_CLAIMS {
+            assert!(
+                super::ALWAYS_MANAGED.contains(name) || super::CLIENT_CLAIMS.contains(name),
+                "{name}"
+            );
+        }
+    }
+
     #[test]
     fn strippable_names() {
         assert!(super::strippable("x-rewrite-url") && !super::strippable("x-custom"));

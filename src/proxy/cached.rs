@@ -63,7 +63,7 @@ pub async fn serve(
     let bodiless = session.is_body_empty();
     let req = session.req_header();
     let trusted = super::forwarding::is_trusted(ctx.client.ip, &ctx.snapshot.settings.trusted_proxies);
-    let site = key::site(req, ctx.client.tls, trusted);
+    let site = key::site(req, ctx.client.tls, trusted, &route.pass_headers);
     let target = format!("{}|{}", pool.name, ctx.version_name());
     let key = RequestKey::new(
         cache,

@@ -110,7 +110,9 @@ class Handler(BaseHTTPRequestHandler):
             body = text.format(n=n, path=url.path, query=url.query,
                                lang=self.headers.get("Accept-Language", ""),
                                xfh=self.headers.get("X-Forwarded-Host", ""),
-                               xfp=self.headers.get("X-Forwarded-Proto", "")).encode()
+                               xfp=self.headers.get("X-Forwarded-Proto", ""),
+                               fwd=self.headers.get("Forwarded", ""),
+                               pfx=self.headers.get("X-Forwarded-Prefix", "")).encode()
         if spec.get("gzip") and "gzip" in (self.headers.get("Accept-Encoding") or ""):
             body = gzip.compress(body)
             headers.append(("Content-Encoding", "gzip"))
