@@ -197,6 +197,48 @@ fn the_site_the_upstream_is_told_is_part_of_the_key() {
     }
 }
 
+/// A GET that a route lets override its method (`pass_headers: [x-http-method-override]`, which
+/// also lets `?_method=` through) is another method to the framework behind: it is never
+/// answered from the store, never stored, and a successful one invalidates like the method it
+/// names.
+#[test]
+fn a_method_override_is_never_answered_from_the_store() {
+    let origin = Origin::start();
+    let passing = format!(
+        "upstreams:\n  catalog:\n    targets: [\"{}\"]\nroutes:\n  - name: catalog\n    match: {{ path_prefix: /catalog }}\n    upstream: catalog\n    pass_headers: [x-http-method-override]\n    cache: {{ ttl: 60s, key: {{ query: none }} }}\n",
+        origin.addr()
+    );
+    let gw = Gateway::start(&passing);
+    let path = "/catalog/o";
+    assert_eq!(status(&fetch(&gw, path, &[])), "MISS");
+    assert_eq!(status(&fetch(&gw, path, &[])), "HIT");
+    let header = fetch(&gw, path, &[("x-http-method-override", "DELETE")]);
+    assert_eq!(
+        (status(&header), header.text().as_str()),
+        ("BYPASS", "path=/catalog/o n=2"),
+        "the upstream was asked"
+    );
+    let after = fetch(&gw, path, &[]);
+    assert_eq!(
+        (status(&after), after.text().as_str()),
+        ("MISS", "path=/catalog/o n=3"),
+        "the overridden DELETE invalidated the entry"
+    );
+    // The query is not part of this route's key: `?_method=` must not share the plain entry.
+    let query = fetch(&gw, &format!("{path}?_method=DELETE"), &[]);
+    assert_eq!(
+        (status(&query), query.text().as_str()),
+        ("BYPASS", "path=/catalog/o n=4")
+    );
+    let again = fetch(&gw, path, &[]);
+    assert_eq!(
+        (status(&again), again.text().as_str()),
+        ("MISS", "path=/catalog/o n=5")
+    );
+    assert_eq!(status(&fetch(&gw, path, &[])), "HIT");
+    assert_eq!(origin.hits(path, "all"), 5);
+}
+
 #[test]
 fn an_expired_entry_is_revalidated_and_a_304_keeps_the_body() {
     let origin = Origin::start();

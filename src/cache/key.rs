@@ -14,7 +14,7 @@ use pingora::http::RequestHeader;
 use super::store::Label;
 use super::RouteCache;
 use crate::config::cache_schema::KeyQuery;
-use crate::config::client_header_names::SITE_CLAIMS;
+use crate::config::client_header_names::{METHOD_OVERRIDES, SITE_CLAIMS};
 
 /// Who may be answered with an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +168,9 @@ pub fn site(req: &RequestHeader, tls: bool, trusted_peer: bool, passed: &[Header
             push(&mut out, &header_values(req, &HeaderName::from_static(name)));
         }
     }
-    for name in passed {
+    // A method override is left out: a request carrying one never reaches the store (it
+    // bypasses it), and its invalidation must find the entries stored without it.
+    for name in passed.iter().filter(|n| !METHOD_OVERRIDES.contains(&n.as_str())) {
         push(&mut out, name.as_str());
         push(&mut out, &header_values(req, name));
     }
@@ -240,6 +242,50 @@ mod tests {
         let mut long = String::new();
         push(&mut long, "é0123456789");
         assert_eq!(long, "12:é0123456789;");
+    }
+
+    /// Each site claim is in the key when a trusted proxy sent it, and never otherwise (the
+    /// gateway replaces or strips it for other clients); a header a route passes is in it
+    /// for anyone, a method override never (such a request bypasses the store).
+    #[test]
+    fn every_site_claim_and_passed_header_is_keyed() {
+        let base = crate::test_util::request_header("/", &[("host", "a.example")]);
+        for name in SITE_CLAIMS {
+            let claimed = crate::test_util::request_header("/", &[("host", "a.example"), (name, "x")]);
+            assert_ne!(
+                site(&claimed, false, true, &[]),
+                site(&base, false, true, &[]),
+                "{name}"
+            );
+            assert_eq!(
+                site(&claimed, false, false, &[]),
+                site(&base, false, false, &[]),
+                "{name}"
+            );
+        }
+        let passed = [
+            HeaderName::from_static("x-original-url"),
+            HeaderName::from_static("x-http-method-override"),
+        ];
+        let url =
+            crate::test_util::request_header("/", &[("host", "a.example"), ("x-original-url", "/admin")]);
+        assert_ne!(
+            site(&url, false, false, &passed),
+            site(&base, false, false, &passed)
+        );
+        let method = crate::test_util::request_header(
+            "/",
+            &[("host", "a.example"), ("x-http-method-override", "PUT")],
+        );
+        assert_eq!(
+            site(&method, false, false, &passed),
+            site(&base, false, false, &passed)
+        );
+        assert_ne!(
+            site(&base, true, false, &[]),
+            site(&base, false, false, &[]),
+            "the scheme"
+        );
     }
 
     #[test]

@@ -82,8 +82,13 @@ pub async fn serve(
         key,
         who,
     };
-    if policy::request_bypass(&cache.config, req).is_some() || !bodiless {
-        return Box::pin(bypass(client, store, session, ctx, &entry)).await;
+    // A method override that reaches the upstream makes a GET another method there: never
+    // answered from the store, never stored, and (when it succeeds as an unsafe one) an
+    // invalidation. The client's override headers are looked at even where the route strips
+    // them (the cost is one uncached request); the query as it goes upstream.
+    let overridden = crate::upstream::retry::overrides_method(&req.headers, uri.query());
+    if policy::request_bypass(&cache.config, req).is_some() || !bodiless || overridden {
+        return Box::pin(bypass(client, store, session, ctx, &entry, overridden)).await;
     }
     let now = SystemTime::now();
     let found = lookup(store, &entry.key, &entry.who, req);
@@ -111,17 +116,18 @@ struct Entry<'a> {
     who: Who,
 }
 
-/// A request the store does not answer (a method or header it does not answer, or a request
-/// with a body): sent upstream, and when it is a successful unsafe one, the stored answers for
-/// its target are invalidated.
+/// A request the store does not answer (a method or header it does not answer, a request with
+/// a body, or one that overrides its method): sent upstream, and when it is a successful unsafe
+/// one, the stored answers for its target are invalidated.
 async fn bypass(
     client: &UpstreamClient,
     store: &Store,
     session: &mut Session,
     ctx: &mut RequestCtx,
     entry: &Entry<'_>,
+    overridden: bool,
 ) -> pingora::Result<Served> {
-    let unsafe_method = !session.req_header().method.is_safe();
+    let unsafe_method = !session.req_header().method.is_safe() || overridden;
     mark(ctx, entry.route, CacheStatus::Bypass);
     let reply = match exchange::send(client, session, ctx, entry.route).await? {
         Ok(reply) => reply,

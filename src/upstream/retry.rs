@@ -41,11 +41,15 @@ pub fn repeatable(head: &pingora::http::RequestHeader, honour_idempotency_key: b
     if !head.method.is_idempotent() {
         return false;
     }
-    let header_override = METHOD_OVERRIDE_HEADERS
-        .iter()
-        .any(|h| head.headers.contains_key(h));
-    let query_override = head.uri.query().is_some_and(names_method_override);
-    !(header_override || query_override)
+    !overrides_method(&head.headers, head.uri.query())
+}
+
+/// Whether a request names another method for the framework behind: a method-override header
+/// (`X-HTTP-Method-Override` and its spellings) or `_method` in `query`. Pass the head and
+/// query as they go upstream: the gateway strips the overrides a route does not let through.
+pub fn overrides_method(headers: &http::HeaderMap, query: Option<&str>) -> bool {
+    METHOD_OVERRIDE_HEADERS.iter().any(|h| headers.contains_key(h))
+        || query.is_some_and(names_method_override)
 }
 
 /// Whether a query has a `_method` parameter in any spelling frameworks accept (letter case,
