@@ -19,7 +19,7 @@
 use crate::transform::headers::HeaderEdit;
 use http::HeaderName;
 
-use crate::config::client_header_names::{ALWAYS_MANAGED, CLIENT_CLAIMS, OVERRIDES};
+use crate::config::client_header_names::{client_claims, is_client_claim, ALWAYS_MANAGED, OVERRIDES};
 use crate::config::Underscores;
 
 /// The compiled rules of one snapshot.
@@ -37,7 +37,8 @@ impl ClientHeaderRules {
         let mut managed: Vec<Box<[u8]>> = ALWAYS_MANAGED
             .iter()
             .chain(OVERRIDES)
-            .chain(CLIENT_CLAIMS)
+            .copied()
+            .chain(client_claims())
             .map(|n| fold(n.as_bytes()))
             .collect();
         managed.extend(configured.map(|n| fold(n.as_str().as_bytes())));
@@ -63,7 +64,7 @@ impl ClientHeaderRules {
             let remove = if plain {
                 // The exact spellings of managed headers are replaced by the gateway elsewhere.
                 let override_header = OVERRIDES.contains(&n);
-                let claim = CLIENT_CLAIMS.contains(&n);
+                let claim = is_client_claim(n);
                 (override_header || (claim && !trusted)) && !pass.contains(name)
             } else if n.contains('_') && self.underscores != Underscores::Allow {
                 true
