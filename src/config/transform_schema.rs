@@ -260,6 +260,7 @@ fn decode_rules(f: &Fields<'_>, whole_document: bool, p: &mut Problems) -> Optio
         set: set.into_iter().map(|(path, v, _)| (path, v)).collect(),
         wrap: wrap.map(|w| w.value),
         allow_tree: Default::default(),
+        need: Default::default(),
     })
 }
 

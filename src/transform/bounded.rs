@@ -14,7 +14,7 @@ use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess,
 use serde_json::{Map, Number, Value};
 
 /// serde_json's private name for a number's digits (`arbitrary_precision`).
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+pub(super) const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// Whether the gateway may not write `key`: serde_json (`arbitrary_precision`) reads an object
 /// whose first key is its private number token as a number, so a document holding it would not
@@ -48,13 +48,19 @@ pub fn parse(text: &[u8], budget: usize) -> Result<Value, String> {
     Ok(value)
 }
 
+/// A budget being spent, and the parser of one `Value` within it (also used by `guided` for
+/// the scalars it opens).
 #[derive(Clone, Copy)]
-struct Seed<'a> {
+pub(super) struct Seed<'a> {
     left: &'a Cell<usize>,
 }
 
-impl Seed<'_> {
-    fn charge<E: serde::de::Error>(&self, bytes: usize) -> Result<(), E> {
+impl<'a> Seed<'a> {
+    pub(super) fn new(left: &'a Cell<usize>) -> Seed<'a> {
+        Seed { left }
+    }
+
+    pub(super) fn charge<E: serde::de::Error>(&self, bytes: usize) -> Result<(), E> {
         match self.left.get().checked_sub(bytes) {
             Some(rest) => {
                 self.left.set(rest);
@@ -63,6 +69,22 @@ impl Seed<'_> {
             None => Err(E::custom("document too large once parsed")),
         }
     }
+
+    /// With `arbitrary_precision`, serde_json hands a number over as a one-entry map under
+    /// `NUMBER_TOKEN`, its digits as the value: read them, keeping them exactly.
+    pub(super) fn number<'de, A: MapAccess<'de>>(&self, map: &mut A) -> Result<Value, A::Error> {
+        let digits: String = map.next_value()?;
+        self.charge::<A::Error>(digits.len())?;
+        digits
+            .parse::<Number>()
+            .map(Value::Number)
+            .map_err(A::Error::custom)
+    }
+}
+
+/// The error for a key the gateway may not write back (`reserved_key`).
+pub(super) fn reserved<E: serde::de::Error>(key: &str) -> E {
+    E::custom(format!("the key `{key}` is reserved"))
 }
 
 impl<'de> DeserializeSeed<'de> for Seed<'_> {
@@ -139,21 +161,14 @@ impl<'de> Visitor<'de> for Seed<'_> {
         let mut out = Map::new();
         let mut first = true;
         while let Some(key) = map.next_key::<String>()? {
-            // With `arbitrary_precision`, serde_json hands a number over as a one-entry map
-            // under this token, its digits as the value: they are kept exactly.
             if first && key == NUMBER_TOKEN {
-                let digits: String = map.next_value()?;
-                self.charge::<A::Error>(digits.len())?;
-                return digits
-                    .parse::<Number>()
-                    .map(Value::Number)
-                    .map_err(A::Error::custom);
+                return self.number(&mut map);
             }
             first = false;
             // Written back, such a key would make the document read as a number (or not at
             // all) by the next serde_json: refused, like the rules that would name it.
             if reserved_key(&key) {
-                return Err(A::Error::custom(format!("the key `{key}` is reserved")));
+                return Err(reserved(&key));
             }
             self.charge::<A::Error>(ENTRY_COST + key.len())?;
             let value = map.next_value_seed(self)?;

@@ -10,9 +10,13 @@
 //! transformed element by element. Keys compare after JSON decoding (escapes resolved, a
 //! repeated key is one key: the last value wins), exactly and case-sensitively.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use super::doc::{Doc, Fields};
+use super::guided::Need;
 
 /// Most steps a path may have; deeper rules are a configuration mistake, not a document.
 pub const MAX_PATH_STEPS: usize = 32;
@@ -133,6 +137,8 @@ pub struct JsonRules {
     /// `allow` as a tree, built on first use and then shared by every request (the rules
     /// live in the immutable snapshot).
     pub allow_tree: std::sync::OnceLock<AllowTree>,
+    /// What of a document the rules look at (`guided`), built on first use like `allow_tree`.
+    pub need: std::sync::OnceLock<Need>,
 }
 
 /// Why a document could not be transformed.
@@ -140,6 +146,9 @@ pub struct JsonRules {
 pub enum Failure {
     /// `target` names a value the document does not have.
     TargetMissing,
+    /// Raw text in the document did not read back as a `Value` (`apply` on a `Value` never
+    /// meets raw text; the variant keeps that conversion free of panics).
+    Unreadable(String),
 }
 
 impl JsonRules {
@@ -148,13 +157,68 @@ impl JsonRules {
         !self.allow.is_empty() || !self.deny.is_empty() || self.target.is_some()
     }
 
-    pub fn apply(&self, mut doc: Value) -> Result<Value, Failure> {
+    /// The rules applied to a parsed `Value` (aggregation, which merges parsed parts).
+    pub fn apply(&self, doc: Value) -> Result<Value, Failure> {
+        self.apply_doc(Doc::from_value(doc))?
+            .into_value()
+            .map_err(Failure::Unreadable)
+    }
+
+    /// What the parser must open for these rules: everything else may stay raw text.
+    pub fn need(&self) -> &Need {
+        self.need.get_or_init(|| Need::from_paths(self.reached_paths()))
+    }
+
+    /// Every path (keys only: arrays are looked through) whose value a rule reads, removes,
+    /// replaces or steps into, as a path of the document the rules are given.
+    ///
+    /// A rename moves a value, so a later rename's or `set`'s path under its destination reads
+    /// the source too: `rename: {a: b}` then `set: {b.c: 1}` sets `c` inside what was `a`,
+    /// which must then be opened (`a.c` is added). Rules after a `target` are relative to it.
+    fn reached_paths(&self) -> Vec<Vec<&str>> {
+        fn keys(path: &JsonPath) -> Vec<&str> {
+            path.steps()
+                .iter()
+                .filter_map(|step| match step {
+                    Step::Key(k) => Some(k.as_str()),
+                    Step::Each => None,
+                })
+                .collect()
+        }
+        let mut paths: Vec<Vec<&str>> = self.set.iter().map(|(p, _)| keys(p)).collect();
+        for (from, to) in self.rename.iter().rev() {
+            let (from, to) = (keys(from), keys(to));
+            let moved: Vec<Vec<&str>> = paths
+                .iter()
+                .filter(|p| p.len() > to.len() && p.starts_with(&to))
+                .map(|p| from.iter().chain(&p[to.len()..]).copied().collect())
+                .collect();
+            paths.extend(moved);
+            paths.push(from);
+            paths.push(to);
+        }
+        paths.extend(self.deny.iter().map(keys));
+        paths.extend(self.allow.iter().map(keys));
+        let Some(target) = &self.target else {
+            return paths;
+        };
+        let base = keys(target);
+        let mut out: Vec<Vec<&str>> = paths
+            .into_iter()
+            .map(|p| base.iter().chain(&p).copied().collect())
+            .collect();
+        out.push(base);
+        out
+    }
+
+    /// The rules applied to a document parsed as far as `need()` asks (or further).
+    pub fn apply_doc<'a>(&self, mut doc: Doc<'a>) -> Result<Doc<'a>, Failure> {
         if let Some(target) = &self.target {
             doc = take(&mut doc, target.steps()).ok_or(Failure::TargetMissing)?;
         }
         if !self.allow.is_empty() {
             let tree = self.allow_tree.get_or_init(|| AllowTree::build(&self.allow));
-            doc = tree.keep(doc).unwrap_or(Value::Null);
+            doc = tree.keep(doc).unwrap_or_else(Doc::null);
         }
         for path in &self.deny {
             if let Some((parent, key)) = path.split_last() {
@@ -170,52 +234,52 @@ impl JsonRules {
             set(&mut doc, path.steps(), value);
         }
         if let Some(key) = &self.wrap {
-            let mut outer = Map::new();
-            outer.insert(key.clone(), doc);
-            doc = Value::Object(outer);
+            let mut outer = Fields::default();
+            outer.insert(Cow::Owned(key.clone()), doc);
+            doc = Doc::Object(outer);
         }
         Ok(doc)
     }
 }
 
 /// Move the value at `steps` (keys through objects only) out of `doc`.
-fn take(doc: &mut Value, steps: &[Step]) -> Option<Value> {
+fn take<'a>(doc: &mut Doc<'a>, steps: &[Step]) -> Option<Doc<'a>> {
     let (last, parent) = steps.split_last()?;
     let mut here = doc;
     for step in parent {
         here = match (step, here) {
-            (Step::Key(k), Value::Object(map)) => map.get_mut(k)?,
+            (Step::Key(k), Doc::Object(fields)) => fields.get_mut(k)?,
             _ => return None,
         };
     }
     match (last, here) {
-        (Step::Key(k), Value::Object(map)) => map.shift_remove(k),
+        (Step::Key(k), Doc::Object(fields)) => fields.shift_remove(k),
         _ => None,
     }
 }
 
 /// Call `f` on every object reached by `steps`: a key steps into an object, `[]` into every
 /// element of an array, and a key met by an array applies to each element.
-fn for_each_object(value: &mut Value, steps: &[Step], f: &mut dyn FnMut(&mut Map<String, Value>)) {
+fn for_each_object<'a>(value: &mut Doc<'a>, steps: &[Step], f: &mut dyn FnMut(&mut Fields<'a>)) {
     match (steps.first(), value) {
-        (None, Value::Object(map)) => f(map),
-        (None, Value::Array(items)) => {
+        (None, Doc::Object(fields)) => f(fields),
+        (None, Doc::Array(items)) => {
             for item in items {
                 for_each_object(item, steps, f);
             }
         }
-        (Some(Step::Each), Value::Array(items)) => {
+        (Some(Step::Each), Doc::Array(items)) => {
             for item in items {
                 for_each_object(item, &steps[1..], f);
             }
         }
-        (Some(Step::Key(_)), Value::Array(items)) => {
+        (Some(Step::Key(_)), Doc::Array(items)) => {
             for item in items {
                 for_each_object(item, steps, f);
             }
         }
-        (Some(Step::Key(k)), Value::Object(map)) => {
-            if let Some(child) = map.get_mut(k) {
+        (Some(Step::Key(k)), Doc::Object(fields)) => {
+            if let Some(child) = fields.get_mut(k) {
                 for_each_object(child, &steps[1..], f);
             }
         }
@@ -226,7 +290,7 @@ fn for_each_object(value: &mut Value, steps: &[Step], f: &mut dyn FnMut(&mut Map
 /// Rename within the deepest object both paths share: `a.b` → `a.c` renames inside every `a`
 /// (in place, keeping the key's position); `address.city` → `city` moves the value to the
 /// root. The destination is replaced if present.
-fn rename(doc: &mut Value, from: &JsonPath, to: &JsonPath) {
+fn rename(doc: &mut Doc<'_>, from: &JsonPath, to: &JsonPath) {
     let (from, to) = (from.steps(), to.steps());
     let shared = from
         .iter()
@@ -238,56 +302,50 @@ fn rename(doc: &mut Value, from: &JsonPath, to: &JsonPath) {
     let (rel_from, rel_to) = (&from[shared..], &to[shared..]);
     for_each_object(doc, &from[..shared], &mut |obj| {
         if let ([Step::Key(a)], [Step::Key(b)]) = (rel_from, rel_to) {
-            rename_in_place(obj, a, b);
+            obj.rename(a, b);
             return;
         }
-        let mut holder = Value::Object(std::mem::take(obj));
+        let mut holder = Doc::Object(std::mem::take(obj));
         if let Some(value) = take(&mut holder, rel_from) {
-            set(&mut holder, rel_to, &value);
+            set_with(&mut holder, rel_to, &mut || value.clone());
         }
-        if let Value::Object(map) = holder {
-            *obj = map;
+        if let Doc::Object(fields) = holder {
+            *obj = fields;
         }
     });
 }
 
-fn rename_in_place(obj: &mut Map<String, Value>, from: &str, to: &str) {
-    if from == to || !obj.contains_key(from) {
-        return;
-    }
-    obj.shift_remove(to);
-    let entries = std::mem::take(obj);
-    *obj = entries
-        .into_iter()
-        .map(|(k, v)| if k == from { (to.to_string(), v) } else { (k, v) })
-        .collect();
+/// Set `value` at `steps`, creating objects on the way (a scalar in the way is replaced).
+fn set(doc: &mut Doc<'_>, steps: &[Step], value: &Value) {
+    set_with(doc, steps, &mut || Doc::from_value(value.clone()));
 }
 
-/// Set `value` at `steps`, creating objects on the way (a scalar in the way is replaced).
-fn set(doc: &mut Value, steps: &[Step], value: &Value) {
+/// `set` with the value made by `value` for each place `steps` reaches (through arrays, more
+/// than one).
+fn set_with<'a>(doc: &mut Doc<'a>, steps: &[Step], value: &mut dyn FnMut() -> Doc<'a>) {
     match (steps.first(), &mut *doc) {
-        (None, _) => *doc = value.clone(),
-        (Some(Step::Each), Value::Array(items)) | (Some(Step::Key(_)), Value::Array(items)) => {
+        (None, _) => *doc = value(),
+        (Some(Step::Each), Doc::Array(items)) | (Some(Step::Key(_)), Doc::Array(items)) => {
             let rest = if steps[0] == Step::Each {
                 &steps[1..]
             } else {
                 steps
             };
             for item in items {
-                set(item, rest, value);
+                set_with(item, rest, value);
             }
         }
         (Some(Step::Each), _) => {}
         (Some(Step::Key(k)), _) => {
-            if !doc.is_object() {
-                *doc = Value::Object(Map::new());
+            if !matches!(doc, Doc::Object(_)) {
+                *doc = Doc::empty_object();
             }
-            if let Value::Object(map) = doc {
-                let child = map.entry(k.clone()).or_insert(Value::Null);
-                if steps.len() > 1 && !child.is_object() && !child.is_array() {
-                    *child = Value::Object(Map::new());
+            if let Doc::Object(fields) = doc {
+                let child = fields.get_or_insert_null(k);
+                if steps.len() > 1 && !child.is_container() {
+                    *child = Doc::empty_object();
                 }
-                set(child, &steps[1..], value);
+                set_with(child, &steps[1..], value);
             }
         }
     }
@@ -328,24 +386,18 @@ impl AllowTree {
     }
 
     /// What of `value` the tree keeps; `None` when nothing (the key is then omitted).
-    fn keep(&self, value: Value) -> Option<Value> {
+    fn keep<'a>(&self, value: Doc<'a>) -> Option<Doc<'a>> {
         if self.whole {
             return Some(value);
         }
         match value {
-            Value::Object(map) => {
-                let kept: Map<String, Value> = map
-                    .into_iter()
-                    .filter_map(|(k, v)| {
-                        let sub = self.keys.iter().find(|(name, _)| *name == k)?;
-                        Some((k, sub.1.keep(v)?))
-                    })
-                    .collect();
-                Some(Value::Object(kept))
-            }
-            Value::Array(items) => {
+            Doc::Object(fields) => Some(Doc::Object(fields.filter_map(|k, v| {
+                let sub = self.keys.iter().find(|(name, _)| name == k)?;
+                sub.1.keep(v)
+            }))),
+            Doc::Array(items) => {
                 let per_item = self.each.as_deref().unwrap_or(self);
-                Some(Value::Array(
+                Some(Doc::Array(
                     items.into_iter().filter_map(|item| per_item.keep(item)).collect(),
                 ))
             }

@@ -3,6 +3,8 @@
 pub mod body;
 pub mod bounded;
 pub mod client_headers;
+pub mod doc;
+pub mod guided;
 pub mod headers;
 pub mod json;
 pub mod query;
