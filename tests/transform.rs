@@ -681,6 +681,50 @@ fn documents_that_explode_when_parsed_are_refused() {
     assert!(up.requests().iter().all(|s| s.target != "/in"));
 }
 
+/// A rename into a key met by an array copies the value into every element, so a small body
+/// could be made to grow without end (the gateway would run out of memory writing it): such a
+/// body is refused, the upstream never sees it, and the gateway goes on serving.
+#[test]
+fn copies_that_multiply_a_body_are_refused() {
+    let up = Upstream::start("u");
+    let gw = gateway(
+        &up,
+        "      request:\n        rename: { mail: contact.email }\n        max_body: 4MiB\n",
+    );
+    let json = [("Content-Type", "application/json")];
+    let body = format!(
+        r#"{{"mail":"{}","contact":[{}{{}}]}}"#,
+        "m".repeat(400_000),
+        "{},".repeat(100_000)
+    );
+    let r = request(gw.addr(), "POST", "api", "/in", &json, body.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(up.requests().iter().all(|s| s.target != "/in"));
+    let small = br#"{"mail":"m","contact":[{},{"id":1}]}"#;
+    let r = request(gw.addr(), "POST", "api", "/ok", &json, small);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.requests().pop().expect("upstream saw the small body");
+    assert_eq!(
+        String::from_utf8(seen.body.clone()).unwrap(),
+        r#"{"contact":[{"email":"m"},{"id":1,"email":"m"}]}"#
+    );
+}
+
+/// `orders[].card` still applies when the upstream sends one record where a list was
+/// expected, and values no rule reaches pass as they came.
+#[test]
+fn a_record_where_a_list_was_expected_is_filtered() {
+    let up = Upstream::start("u");
+    let doc = format!(r#"{{"orders": {{"id": 1, "card": "{SECRET}"}}, "keep": {{ "a" : [1, 2.50] }}}}"#);
+    up.script("/one", fixed(200, &[JSON], doc.as_bytes()));
+    let gw = gateway(&up, "      response:\n        deny: [\"orders[].card\"]\n");
+    assert_secret_never_sent(&gw, "/one");
+    assert_eq!(
+        gw.get("/one").text(),
+        r#"{"orders":{"id":1},"keep":{ "a" : [1, 2.50] }}"#
+    );
+}
+
 /// On a route that transforms only responses, request bodies are relayed as they arrive, not
 /// held (and not capped); untransformed response bodies reach the client as they come.
 #[test]

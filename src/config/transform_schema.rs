@@ -252,15 +252,20 @@ fn decode_rules(f: &Fields<'_>, whole_document: bool, p: &mut Problems) -> Optio
         }
     }
     let (rename, set) = (rename?, set?);
-    ok.then(|| JsonRules {
-        target,
-        allow: allow.into_iter().map(|(_, p)| p).collect(),
-        deny: deny.into_iter().map(|(_, p)| p).collect(),
-        rename,
-        set: set.into_iter().map(|(path, v, _)| (path, v)).collect(),
-        wrap: wrap.map(|w| w.value),
-        allow_tree: Default::default(),
-        need: Default::default(),
+    ok.then(|| {
+        let rules = JsonRules {
+            target,
+            allow: allow.into_iter().map(|(_, p)| p).collect(),
+            deny: deny.into_iter().map(|(_, p)| p).collect(),
+            rename,
+            set: set.into_iter().map(|(path, v, _)| (path, v)).collect(),
+            wrap: wrap.map(|w| w.value),
+            allow_tree: Default::default(),
+            need: Default::default(),
+        };
+        // Built at load, not on the first request.
+        rules.need();
+        rules
     })
 }
 

@@ -9,6 +9,7 @@ use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, TRANSFE
 use http::{HeaderName, Method};
 use pingora::http::ResponseHeader;
 
+use super::doc::WriteError;
 use super::json::{Failure, JsonRules};
 use crate::config::{MediaPattern, OnError, ResponseTransformConfig};
 
@@ -32,6 +33,8 @@ pub enum BodyError {
     Undecodable(String),
     InvalidJson(String),
     TargetMissing,
+    /// The rules' copies would make the document larger than `json::copy_limit` allows.
+    Overgrown,
 }
 
 impl BodyError {
@@ -43,6 +46,7 @@ impl BodyError {
             BodyError::Undecodable(e) => format!("cannot decode the body: {e}"),
             BodyError::InvalidJson(e) => format!("invalid JSON: {e}"),
             BodyError::TargetMissing => "the document has no value at `target`".into(),
+            BodyError::Overgrown => "the transformed document would be too large".into(),
         }
     }
 }
@@ -191,13 +195,17 @@ pub fn decode<'a>(coding: &Coding, raw: &'a [u8], max: usize) -> Result<Cow<'a, 
 pub fn transform_json(rules: &JsonRules, body: &[u8]) -> Result<Vec<u8>, BodyError> {
     let doc = super::guided::parse(body, super::bounded::budget_for(body.len()), rules.need())
         .map_err(BodyError::InvalidJson)?;
-    let out = rules.apply_doc(doc).map_err(|e| match e {
+    let limit = super::json::copy_limit(body.len());
+    let out = rules.apply_doc(doc, limit).map_err(|e| match e {
         Failure::TargetMissing => BodyError::TargetMissing,
+        Failure::TooLarge => BodyError::Overgrown,
         Failure::Unreadable(why) => BodyError::InvalidJson(why),
     })?;
     let mut text = Vec::with_capacity(body.len() + 64);
-    out.write(&mut text)
-        .map_err(|e| BodyError::InvalidJson(e.to_string()))?;
+    out.write(&mut text, limit).map_err(|e| match e {
+        WriteError::TooLarge => BodyError::Overgrown,
+        WriteError::Json(e) => BodyError::InvalidJson(e.to_string()),
+    })?;
     Ok(text)
 }
 

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// A JSON value, parsed as far as the rules need it.
+/// A JSON value, parsed as far as the rules need it. `Scalar` never holds an object or an
+/// array (those are `Object` and `Array`, or `Raw` where no rule looks).
 #[derive(Debug, Clone)]
 pub enum Doc<'a> {
     Object(Fields<'a>),
@@ -210,8 +211,29 @@ impl<'a> Doc<'a> {
         })
     }
 
+    /// Bytes of tree this value holds (raw text is shared, not counted: the writer's limit
+    /// bounds what copies of it produce). What a rule's copy of the value costs.
+    pub fn weight(&self) -> usize {
+        let own = std::mem::size_of::<Doc>();
+        own + match self {
+            Doc::Object(fields) => fields
+                .0
+                .iter()
+                .map(|(k, v)| k.len() + std::mem::size_of::<Cow<str>>() + v.weight())
+                .sum(),
+            Doc::Array(items) => items.iter().map(Doc::weight).sum(),
+            Doc::Scalar(Value::String(text)) => text.len(),
+            Doc::Scalar(_) | Doc::Raw(_) => 0,
+        }
+    }
+
     /// Append the document's JSON text to `out`: opened values compactly, raw text as it came.
-    pub fn write(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    /// Refused once `out` would exceed `limit` bytes: copies made by the rules (a renamed value
+    /// set into every element of an array) could otherwise multiply a small body without end.
+    pub fn write(&self, out: &mut Vec<u8>, limit: usize) -> Result<(), WriteError> {
+        if out.len() > limit {
+            return Err(WriteError::TooLarge);
+        }
         match self {
             Doc::Object(fields) => {
                 out.push(b'{');
@@ -221,7 +243,7 @@ impl<'a> Doc<'a> {
                     }
                     serde_json::to_writer(&mut *out, key.as_ref())?;
                     out.push(b':');
-                    value.write(out)?;
+                    value.write(out, limit)?;
                 }
                 out.push(b'}');
             }
@@ -231,25 +253,46 @@ impl<'a> Doc<'a> {
                     if i > 0 {
                         out.push(b',');
                     }
-                    item.write(out)?;
+                    item.write(out, limit)?;
                 }
                 out.push(b']');
             }
             Doc::Scalar(value) => serde_json::to_writer(&mut *out, value)?,
-            Doc::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            Doc::Raw(raw) => {
+                if out.len().saturating_add(raw.get().len()) > limit {
+                    return Err(WriteError::TooLarge);
+                }
+                out.extend_from_slice(raw.get().as_bytes())
+            }
         }
         Ok(())
     }
 }
 
+/// Why a document was not written.
+#[derive(Debug)]
+pub enum WriteError {
+    /// More than the limit.
+    TooLarge,
+    /// serde_json could not write a scalar (not expected: writing to memory).
+    Json(serde_json::Error),
+}
+
+impl From<serde_json::Error> for WriteError {
+    fn from(e: serde_json::Error) -> WriteError {
+        WriteError::Json(e)
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn text(doc: &Doc) -> String {
+    /// The document's text, without a limit (shared with `guided`'s tests).
+    pub(in crate::transform) fn text(doc: &Doc) -> String {
         let mut out = Vec::new();
-        doc.write(&mut out).unwrap();
+        doc.write(&mut out, usize::MAX).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -281,6 +324,18 @@ mod tests {
         let expected: Value =
             serde_json::from_str(r#"[{"a\"q":{"b":[1,2.50]},"n":"x\u0001"},null]"#).unwrap();
         assert_eq!(doc.into_value().unwrap(), expected);
+    }
+
+    #[test]
+    fn writing_stops_at_the_limit() {
+        let raw: &RawValue = serde_json::from_str(r#""0123456789""#).unwrap();
+        let doc = Doc::Array(vec![Doc::Raw(raw); 100]);
+        let mut out = Vec::new();
+        assert!(matches!(doc.write(&mut out, 500), Err(WriteError::TooLarge)));
+        assert!(out.len() <= 500, "wrote {} bytes", out.len());
+        out.clear();
+        assert!(doc.write(&mut out, 1301).is_ok());
+        assert_eq!(out.len(), 1 + 100 * 12 + 99 + 1);
     }
 
     #[test]

@@ -26,10 +26,15 @@ use super::doc::{Doc, Fields};
 #[derive(Debug, Default, Clone)]
 pub struct Need {
     keys: Vec<(String, Need)>,
+    /// Open every value below (rules whose paths are too many to follow).
+    all: bool,
 }
 
 /// A value no rule looks into.
-static UNOPENED: Need = Need { keys: Vec::new() };
+static UNOPENED: Need = Need {
+    keys: Vec::new(),
+    all: false,
+};
 
 impl Need {
     pub fn from_paths<'p>(paths: impl IntoIterator<Item = Vec<&'p str>>) -> Need {
@@ -50,12 +55,23 @@ impl Need {
         root
     }
 
+    /// Open the whole document, as `bounded` parses it.
+    pub fn everything() -> Need {
+        Need {
+            keys: Vec::new(),
+            all: true,
+        }
+    }
+
     /// Whether a value here is opened (some rule reaches inside it).
     fn opens(&self) -> bool {
-        !self.keys.is_empty()
+        self.all || !self.keys.is_empty()
     }
 
     fn child(&self, key: &str) -> &Need {
+        if self.all {
+            return self;
+        }
         self.keys
             .iter()
             .find(|(name, _)| name == key)
@@ -218,22 +234,17 @@ impl<'de> Visitor<'de> for KeySeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transform::doc::tests::text;
     use serde_json::{json, Value};
 
     fn need(paths: &[&str]) -> Need {
         Need::from_paths(paths.iter().map(|p| p.split('.').collect()))
     }
 
-    fn written(doc: &Doc) -> String {
-        let mut out = Vec::new();
-        doc.write(&mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    }
-
     #[test]
     fn opens_only_what_the_rules_reach() {
-        let text = br#"{"a": {"x" : [1, 2]}, "b": {"c": "\u0041", "d": {"e": 1}}, "l": [{"c": 1}, 2]}"#;
-        let doc = parse(text, 1 << 20, &need(&["b.d", "l.c"])).unwrap();
+        let input = br#"{"a": {"x" : [1, 2]}, "b": {"c": "\u0041", "d": {"e": 1}}, "l": [{"c": 1}, 2]}"#;
+        let doc = parse(input, 1 << 20, &need(&["b.d", "l.c"])).unwrap();
         let Doc::Object(root) = &doc else {
             panic!("root not opened: {doc:?}");
         };
@@ -250,21 +261,21 @@ mod tests {
             "arrays are looked through"
         );
         assert_eq!(
-            written(&doc),
+            text(&doc),
             r#"{"a":{"x" : [1, 2]},"b":{"c":"\u0041","d":{"e": 1}},"l":[{"c":1},2]}"#
         );
-        let reread: Value = serde_json::from_str(&written(&doc)).unwrap();
-        assert_eq!(reread, serde_json::from_slice::<Value>(text).unwrap());
+        let reread: Value = serde_json::from_str(&text(&doc)).unwrap();
+        assert_eq!(reread, serde_json::from_slice::<Value>(input).unwrap());
         // Nothing to open: the document stays one raw value.
         let whole = parse(b" [1, {\"a\": 2}] ", 4096, &Need::default()).unwrap();
-        assert_eq!(written(&whole), r#"[1, {"a": 2}]"#);
+        assert_eq!(text(&whole), r#"[1, {"a": 2}]"#);
     }
 
     #[test]
     fn opened_objects_are_read_as_bounded_reads_them() {
         let rules = need(&["p"]);
         let doc = parse(br#"{"p":1,"p":2,"pass\u0077ord":3,"n":1.50}"#, 4096, &rules).unwrap();
-        assert_eq!(written(&doc), r#"{"p":2,"password":3,"n":1.50}"#);
+        assert_eq!(text(&doc), r#"{"p":2,"password":3,"n":1.50}"#);
         let reserved = br#"{"$serde_json::private::RawValue":1}"#;
         assert!(parse(reserved, 4096, &rules).unwrap_err().contains("reserved"));
         assert!(parse(br#"{"p":1} x"#, 4096, &rules).is_err());

@@ -1,16 +1,18 @@
-//! JSON document rules: pure `Value -> Value`, no I/O, shared by response and request
-//! transformation (and by aggregation parts).
+//! JSON document rules over a `Doc` (parsed as far as the rules look, see `guided`), no I/O,
+//! shared by response and request transformation and by aggregation (on a `Value`).
 //!
 //! Operations run in one fixed order: `target` → `allow`/`deny` → `rename` → `set` → `wrap`.
 //!
 //! Paths are dot-separated keys (`address.city`); `[]` after a key (`orders[].id`) steps into
 //! every element of that array. A key met by an array applies to every element as well, so
 //! `orders.card` and `orders[].card` mean the same and a deny list never misses an element
-//! because the path forgot its `[]`. A document whose root is an array is therefore
+//! because the path forgot its `[]`; `[]` met by an object steps into it (an upstream that sent
+//! one record where a list was expected still has it filtered). A document whose root is an array is therefore
 //! transformed element by element. Keys compare after JSON decoding (escapes resolved, a
 //! repeated key is one key: the last value wins), exactly and case-sensitively.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 use serde_json::Value;
@@ -149,6 +151,19 @@ pub enum Failure {
     /// Raw text in the document did not read back as a `Value` (`apply` on a `Value` never
     /// meets raw text; the variant keeps that conversion free of panics).
     Unreadable(String),
+    /// The copies the rules make (a value renamed or set into every element of an array)
+    /// would cost more than `copy_limit` allows.
+    TooLarge,
+}
+
+/// Most paths `JsonRules::need` follows; beyond them (renames chained through each other's
+/// destinations double the list each) every value is opened instead.
+const MAX_REACHED_PATHS: usize = 1024;
+
+/// Bytes the rules' copies, and a written document, may reach for a document of `size` bytes:
+/// the parser's budget for it plus 1 MiB for what `set` adds.
+pub fn copy_limit(size: usize) -> usize {
+    super::bounded::budget_for(size).saturating_add(1 << 20)
 }
 
 impl JsonRules {
@@ -159,14 +174,19 @@ impl JsonRules {
 
     /// The rules applied to a parsed `Value` (aggregation, which merges parsed parts).
     pub fn apply(&self, doc: Value) -> Result<Value, Failure> {
-        self.apply_doc(Doc::from_value(doc))?
+        let doc = Doc::from_value(doc);
+        let limit = copy_limit(doc.weight());
+        self.apply_doc(doc, limit)?
             .into_value()
             .map_err(Failure::Unreadable)
     }
 
     /// What the parser must open for these rules: everything else may stay raw text.
     pub fn need(&self) -> &Need {
-        self.need.get_or_init(|| Need::from_paths(self.reached_paths()))
+        self.need.get_or_init(|| match self.reached_paths() {
+            Some(paths) => Need::from_paths(paths),
+            None => Need::everything(),
+        })
     }
 
     /// Every path (keys only: arrays are looked through) whose value a rule reads, removes,
@@ -175,7 +195,8 @@ impl JsonRules {
     /// A rename moves a value, so a later rename's or `set`'s path under its destination reads
     /// the source too: `rename: {a: b}` then `set: {b.c: 1}` sets `c` inside what was `a`,
     /// which must then be opened (`a.c` is added). Rules after a `target` are relative to it.
-    fn reached_paths(&self) -> Vec<Vec<&str>> {
+    /// `None` past `MAX_REACHED_PATHS`.
+    fn reached_paths(&self) -> Option<Vec<Vec<&str>>> {
         fn keys(path: &JsonPath) -> Vec<&str> {
             path.steps()
                 .iter()
@@ -196,11 +217,14 @@ impl JsonRules {
             paths.extend(moved);
             paths.push(from);
             paths.push(to);
+            if paths.len() > MAX_REACHED_PATHS {
+                return None;
+            }
         }
         paths.extend(self.deny.iter().map(keys));
         paths.extend(self.allow.iter().map(keys));
         let Some(target) = &self.target else {
-            return paths;
+            return Some(paths);
         };
         let base = keys(target);
         let mut out: Vec<Vec<&str>> = paths
@@ -208,11 +232,13 @@ impl JsonRules {
             .map(|p| base.iter().chain(&p).copied().collect())
             .collect();
         out.push(base);
-        out
+        Some(out)
     }
 
-    /// The rules applied to a document parsed as far as `need()` asks (or further).
-    pub fn apply_doc<'a>(&self, mut doc: Doc<'a>) -> Result<Doc<'a>, Failure> {
+    /// The rules applied to a document parsed as far as `need()` asks (or further); the
+    /// copies they make may cost `copy_limit` bytes of tree (see `copy_limit`).
+    pub fn apply_doc<'a>(&self, mut doc: Doc<'a>, copy_limit: usize) -> Result<Doc<'a>, Failure> {
+        let left = Cell::new(copy_limit);
         if let Some(target) = &self.target {
             doc = take(&mut doc, target.steps()).ok_or(Failure::TargetMissing)?;
         }
@@ -228,10 +254,14 @@ impl JsonRules {
             }
         }
         for (from, to) in &self.rename {
-            rename(&mut doc, from, to);
+            rename(&mut doc, from, to, &left)?;
         }
         for (path, value) in &self.set {
-            set(&mut doc, path.steps(), value);
+            let value = Doc::from_value(value.clone());
+            let weight = value.weight();
+            set_with(&mut doc, path.steps(), &mut || {
+                spend(&left, weight).then(|| value.clone())
+            })?;
         }
         if let Some(key) = &self.wrap {
             let mut outer = Fields::default();
@@ -273,6 +303,8 @@ fn for_each_object<'a>(value: &mut Doc<'a>, steps: &[Step], f: &mut dyn FnMut(&m
                 for_each_object(item, &steps[1..], f);
             }
         }
+        // One record where a list was expected: still filtered.
+        (Some(Step::Each), record @ Doc::Object(_)) => for_each_object(record, &steps[1..], f),
         (Some(Step::Key(_)), Doc::Array(items)) => {
             for item in items {
                 for_each_object(item, steps, f);
@@ -287,10 +319,21 @@ fn for_each_object<'a>(value: &mut Doc<'a>, steps: &[Step], f: &mut dyn FnMut(&m
     }
 }
 
+/// Take `bytes` from what the rules' copies may still cost; `false` when that is spent.
+fn spend(left: &Cell<usize>, bytes: usize) -> bool {
+    match left.get().checked_sub(bytes) {
+        Some(rest) => {
+            left.set(rest);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Rename within the deepest object both paths share: `a.b` → `a.c` renames inside every `a`
 /// (in place, keeping the key's position); `address.city` → `city` moves the value to the
 /// root. The destination is replaced if present.
-fn rename(doc: &mut Doc<'_>, from: &JsonPath, to: &JsonPath) {
+fn rename(doc: &mut Doc<'_>, from: &JsonPath, to: &JsonPath, left: &Cell<usize>) -> Result<(), Failure> {
     let (from, to) = (from.steps(), to.steps());
     let shared = from
         .iter()
@@ -300,31 +343,39 @@ fn rename(doc: &mut Doc<'_>, from: &JsonPath, to: &JsonPath) {
         .min(from.len() - 1)
         .min(to.len() - 1);
     let (rel_from, rel_to) = (&from[shared..], &to[shared..]);
+    let mut outcome = Ok(());
     for_each_object(doc, &from[..shared], &mut |obj| {
+        if outcome.is_err() {
+            return;
+        }
         if let ([Step::Key(a)], [Step::Key(b)]) = (rel_from, rel_to) {
             obj.rename(a, b);
             return;
         }
         let mut holder = Doc::Object(std::mem::take(obj));
         if let Some(value) = take(&mut holder, rel_from) {
-            set_with(&mut holder, rel_to, &mut || value.clone());
+            let weight = value.weight();
+            outcome = set_with(&mut holder, rel_to, &mut || {
+                spend(left, weight).then(|| value.clone())
+            });
         }
         if let Doc::Object(fields) = holder {
             *obj = fields;
         }
     });
+    outcome
 }
 
-/// Set `value` at `steps`, creating objects on the way (a scalar in the way is replaced).
-fn set(doc: &mut Doc<'_>, steps: &[Step], value: &Value) {
-    set_with(doc, steps, &mut || Doc::from_value(value.clone()));
-}
-
-/// `set` with the value made by `value` for each place `steps` reaches (through arrays, more
-/// than one).
-fn set_with<'a>(doc: &mut Doc<'a>, steps: &[Step], value: &mut dyn FnMut() -> Doc<'a>) {
+/// Set the value `value` makes at `steps`, once for each place they reach (through arrays,
+/// more than one), creating objects on the way (a scalar in the way is replaced). `value`
+/// gives `None` when its copies are spent.
+fn set_with<'a>(
+    doc: &mut Doc<'a>,
+    steps: &[Step],
+    value: &mut dyn FnMut() -> Option<Doc<'a>>,
+) -> Result<(), Failure> {
     match (steps.first(), &mut *doc) {
-        (None, _) => *doc = value(),
+        (None, _) => *doc = value().ok_or(Failure::TooLarge)?,
         (Some(Step::Each), Doc::Array(items)) | (Some(Step::Key(_)), Doc::Array(items)) => {
             let rest = if steps[0] == Step::Each {
                 &steps[1..]
@@ -332,7 +383,7 @@ fn set_with<'a>(doc: &mut Doc<'a>, steps: &[Step], value: &mut dyn FnMut() -> Do
                 steps
             };
             for item in items {
-                set_with(item, rest, value);
+                set_with(item, rest, value)?;
             }
         }
         (Some(Step::Each), _) => {}
@@ -345,10 +396,11 @@ fn set_with<'a>(doc: &mut Doc<'a>, steps: &[Step], value: &mut dyn FnMut() -> Do
                 if steps.len() > 1 && !child.is_container() {
                     *child = Doc::empty_object();
                 }
-                set_with(child, &steps[1..], value);
+                set_with(child, &steps[1..], value)?;
             }
         }
     }
+    Ok(())
 }
 
 /// The allow list as a tree: what to keep under each key.
@@ -509,6 +561,61 @@ mod tests {
             out.to_string(),
             r#"{"user":{"user_id":7,"name":"Ann","address":{"zip":"0150"},"city":"Oslo","meta":{"source":"users-api","version":2}}}"#
         );
+    }
+
+    #[test]
+    fn a_record_where_a_list_was_expected_is_still_filtered() {
+        let rules = JsonRules {
+            deny: paths(&["orders[].card"]),
+            ..Default::default()
+        };
+        let out = rules.apply(json!({"orders": {"id": 1, "card": "4111"}})).unwrap();
+        assert_eq!(out, json!({"orders": {"id": 1}}));
+    }
+
+    #[test]
+    fn copies_into_every_element_are_bounded() {
+        let rules = JsonRules {
+            rename: vec![(
+                JsonPath::parse("mail").unwrap(),
+                JsonPath::parse("contact.email").unwrap(),
+            )],
+            ..Default::default()
+        };
+        let small = json!({"mail": "m", "contact": [{}, {}]});
+        assert_eq!(
+            rules.apply(small).unwrap(),
+            json!({"contact": [{"email": "m"}, {"email": "m"}]})
+        );
+        let many = vec![json!({}); 20_000];
+        let big = json!({"mail": "x".repeat(100_000), "contact": many});
+        assert_eq!(rules.apply(big), Err(Failure::TooLarge));
+    }
+
+    #[test]
+    fn chained_renames_open_everything_rather_than_growing_without_end() {
+        // Each rename's source lies in the previous destination: the paths to open double.
+        let mut rename = Vec::new();
+        let mut prev = "x".to_string();
+        for i in 0..30 {
+            let next = format!("{prev}.y{i}");
+            rename.push((
+                JsonPath::parse(&format!("{prev}.y")).unwrap(),
+                JsonPath::parse(&next).unwrap(),
+            ));
+            prev = next;
+        }
+        let rules = JsonRules {
+            rename,
+            set: vec![(JsonPath::parse(&format!("{prev}.z")).unwrap(), json!(1))],
+            ..Default::default()
+        };
+        assert!(rules.reached_paths().is_none());
+        let text = br#"{"x": {"y": {"deep": [1, 2]}}}"#;
+        let out = crate::transform::body::transform_json(&rules, text).unwrap();
+        let reread: Value = serde_json::from_slice(&out).unwrap();
+        let expected = rules.apply(serde_json::from_slice(text).unwrap()).unwrap();
+        assert_eq!(reread, expected);
     }
 
     #[test]
