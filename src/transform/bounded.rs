@@ -27,7 +27,7 @@ pub fn reserved_key(key: &str) -> bool {
 const VALUE_COST: usize = std::mem::size_of::<Value>();
 /// Bytes charged per object entry besides its key text and value: the key `String` and the
 /// index map's slot (hash and index).
-const ENTRY_COST: usize = std::mem::size_of::<String>() + 16;
+pub(super) const ENTRY_COST: usize = std::mem::size_of::<String>() + 16;
 
 /// How many bytes of tree a document of `text_len` bytes may cost: twelve times its text.
 /// Objects of short fields cost about 8.5× (measured by the test below: records of an id, a
