@@ -695,10 +695,12 @@ fn copies_that_multiply_a_body_are_refused() {
     let body = format!(
         r#"{{"mail":"{}","contact":[{}{{}}]}}"#,
         "m".repeat(400_000),
-        "{},".repeat(100_000)
+        "{},".repeat(2_000)
     );
     let r = request(gw.addr(), "POST", "api", "/in", &json, body.as_bytes());
     assert_eq!(r.status, 400, "{}", r.text());
+    // Refused for its copies (the parse itself is within budget), not as invalid JSON.
+    assert!(r.text().contains("could not be transformed"), "{}", r.text());
     assert!(up.requests().iter().all(|s| s.target != "/in"));
     let small = br#"{"mail":"m","contact":[{},{"id":1}]}"#;
     let r = request(gw.addr(), "POST", "api", "/ok", &json, small);

@@ -223,6 +223,8 @@ impl<'a> Doc<'a> {
                 .sum(),
             Doc::Array(items) => items.iter().map(Doc::weight).sum(),
             Doc::Scalar(Value::String(text)) => text.len(),
+            // `arbitrary_precision`: a number's digits are a `String`, copied with it.
+            Doc::Scalar(Value::Number(n)) => n.as_str().len(),
             Doc::Scalar(_) | Doc::Raw(_) => 0,
         }
     }
@@ -231,9 +233,7 @@ impl<'a> Doc<'a> {
     /// Refused once `out` would exceed `limit` bytes: copies made by the rules (a renamed value
     /// set into every element of an array) could otherwise multiply a small body without end.
     pub fn write(&self, out: &mut Vec<u8>, limit: usize) -> Result<(), WriteError> {
-        if out.len() > limit {
-            return Err(WriteError::TooLarge);
-        }
+        within(out, limit)?;
         match self {
             Doc::Object(fields) => {
                 out.push(b'{');
@@ -243,6 +243,7 @@ impl<'a> Doc<'a> {
                     }
                     serde_json::to_writer(&mut *out, key.as_ref())?;
                     out.push(b':');
+                    within(out, limit)?;
                     value.write(out, limit)?;
                 }
                 out.push(b'}');
@@ -257,7 +258,10 @@ impl<'a> Doc<'a> {
                 }
                 out.push(b']');
             }
-            Doc::Scalar(value) => serde_json::to_writer(&mut *out, value)?,
+            Doc::Scalar(value) => {
+                serde_json::to_writer(&mut *out, value)?;
+                within(out, limit)?;
+            }
             Doc::Raw(raw) => {
                 if out.len().saturating_add(raw.get().len()) > limit {
                     return Err(WriteError::TooLarge);
@@ -267,6 +271,13 @@ impl<'a> Doc<'a> {
         }
         Ok(())
     }
+}
+
+fn within(out: &[u8], limit: usize) -> Result<(), WriteError> {
+    if out.len() > limit {
+        return Err(WriteError::TooLarge);
+    }
+    Ok(())
 }
 
 /// Why a document was not written.

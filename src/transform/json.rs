@@ -139,7 +139,8 @@ pub struct JsonRules {
     /// `allow` as a tree, built on first use and then shared by every request (the rules
     /// live in the immutable snapshot).
     pub allow_tree: std::sync::OnceLock<AllowTree>,
-    /// What of a document the rules look at (`guided`), built on first use like `allow_tree`.
+    /// What of a document the rules look at (`guided`): built when the configuration is
+    /// compiled (`config::transform_schema`), or on first use for rules built in code.
     pub need: std::sync::OnceLock<Need>,
 }
 
@@ -259,7 +260,7 @@ impl JsonRules {
         for (path, value) in &self.set {
             let value = Doc::from_value(value.clone());
             let weight = value.weight();
-            set_with(&mut doc, path.steps(), &mut || {
+            set_with(&mut doc, path.steps(), &left, &mut || {
                 spend(&left, weight).then(|| value.clone())
             })?;
         }
@@ -319,6 +320,10 @@ fn for_each_object<'a>(value: &mut Doc<'a>, steps: &[Step], f: &mut dyn FnMut(&m
     }
 }
 
+/// What one step of a `set` or a moved value's path may allocate: an object's first four field
+/// slots (a vector's first growth), counted whether or not the object is new.
+const PLACE_COST: usize = 4 * std::mem::size_of::<(Cow<str>, Doc)>();
+
 /// Take `bytes` from what the rules' copies may still cost; `false` when that is spent.
 fn spend(left: &Cell<usize>, bytes: usize) -> bool {
     match left.get().checked_sub(bytes) {
@@ -355,7 +360,7 @@ fn rename(doc: &mut Doc<'_>, from: &JsonPath, to: &JsonPath, left: &Cell<usize>)
         let mut holder = Doc::Object(std::mem::take(obj));
         if let Some(value) = take(&mut holder, rel_from) {
             let weight = value.weight();
-            outcome = set_with(&mut holder, rel_to, &mut || {
+            outcome = set_with(&mut holder, rel_to, left, &mut || {
                 spend(left, weight).then(|| value.clone())
             });
         }
@@ -368,10 +373,12 @@ fn rename(doc: &mut Doc<'_>, from: &JsonPath, to: &JsonPath, left: &Cell<usize>)
 
 /// Set the value `value` makes at `steps`, once for each place they reach (through arrays,
 /// more than one), creating objects on the way (a scalar in the way is replaced). `value`
-/// gives `None` when its copies are spent.
+/// gives `None` when its copies are spent; the objects and keys made on the way are charged to
+/// `left` too.
 fn set_with<'a>(
     doc: &mut Doc<'a>,
     steps: &[Step],
+    left: &Cell<usize>,
     value: &mut dyn FnMut() -> Option<Doc<'a>>,
 ) -> Result<(), Failure> {
     match (steps.first(), &mut *doc) {
@@ -383,11 +390,15 @@ fn set_with<'a>(
                 steps
             };
             for item in items {
-                set_with(item, rest, value)?;
+                set_with(item, rest, left, value)?;
             }
         }
         (Some(Step::Each), _) => {}
         (Some(Step::Key(k)), _) => {
+            // A new object's first fields and this key's slot, whether or not they are new.
+            if !spend(left, PLACE_COST + k.len()) {
+                return Err(Failure::TooLarge);
+            }
             if !matches!(doc, Doc::Object(_)) {
                 *doc = Doc::empty_object();
             }
@@ -396,7 +407,7 @@ fn set_with<'a>(
                 if steps.len() > 1 && !child.is_container() {
                     *child = Doc::empty_object();
                 }
-                set_with(child, &steps[1..], value)?;
+                set_with(child, &steps[1..], left, value)?;
             }
         }
     }
@@ -588,7 +599,11 @@ mod tests {
             json!({"contact": [{"email": "m"}, {"email": "m"}]})
         );
         let many = vec![json!({}); 20_000];
-        let big = json!({"mail": "x".repeat(100_000), "contact": many});
+        let big = json!({"mail": "x".repeat(100_000), "contact": many.clone()});
+        assert_eq!(rules.apply(big), Err(Failure::TooLarge));
+        // A number's digits are copied with it (`arbitrary_precision`): charged too.
+        let digits: Value = serde_json::from_str(&"7".repeat(100_000)).unwrap();
+        let big = json!({"mail": digits, "contact": many});
         assert_eq!(rules.apply(big), Err(Failure::TooLarge));
     }
 
