@@ -32,8 +32,10 @@ pub static FORWARDING_HEADERS: [HeaderName; 4] =
 
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1). A `static`, not a
+/// `const`: a `const` array is built and dropped again at every use (callgrind showed it per
+/// header name of every answer).
+static HOP_BY_HOP: [HeaderName; 7] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -192,31 +194,49 @@ impl Head for ResponseHeader {
 /// with `Connection` when the protocol switches). Removal only where present: it rebuilds
 /// Pingora's case map, and most heads carry none of these.
 ///
-/// One pass over the head's names (a handful) rather than a lookup per hop-by-hop name.
+/// One pass over the head's names (a handful) rather than a lookup per hop-by-hop name; the
+/// standard names found are noted as bits, so a head with only `Connection: keep-alive` (most
+/// upstream answers) allocates nothing.
 fn strip_hop_by_hop(head: &mut impl Head, switching: bool) {
-    let mut doomed: Vec<HeaderName> = Vec::new();
+    /// Bit `HOP_BY_HOP.len()`: `Upgrade`.
+    const UPGRADE_BIT: u32 = 1 << HOP_BY_HOP.len();
+    let mut found = 0u32;
     for name in head.map().keys() {
-        let hop = match switching {
-            true => name != CONNECTION && HOP_BY_HOP.contains(name),
-            false => name == UPGRADE || HOP_BY_HOP.contains(name),
-        };
-        if hop {
-            doomed.push(name.clone());
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            found |= 1 << i;
+        } else if name == UPGRADE {
+            found |= UPGRADE_BIT;
         }
     }
-    for name in connection_nominated(head.map()) {
-        if !(switching && name == UPGRADE) && head.map().contains_key(&name) && !doomed.contains(&name) {
-            doomed.push(name);
+    if found == 0 {
+        return;
+    }
+    // Bit 0 is `Connection`: only then can it name other headers.
+    let nominated = match found & 1 {
+        1 => connection_nominated(head.map()),
+        _ => Vec::new(),
+    };
+    if switching {
+        // The handshake's answer keeps `Connection: upgrade` and `Upgrade`.
+        found &= !(1 | UPGRADE_BIT);
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if found & (1 << i) != 0 {
+            head.drop_header(name);
         }
     }
-    for name in &doomed {
-        head.drop_header(name);
+    if found & UPGRADE_BIT != 0 {
+        head.drop_header(&UPGRADE);
+    }
+    for name in nominated {
+        if !(switching && name == UPGRADE) && head.map().contains_key(&name) {
+            head.drop_header(&name);
+        }
     }
 }
 
-/// Header names listed in `Connection`, other than the options `close` and `keep-alive`
-/// (which almost every upstream sends, and whose header is removed anyway): in the common
-/// case this allocates nothing.
+/// The field names a `Connection` header nominates as hop-by-hop (RFC 9110 §7.6.1), other than
+/// the `close` and `keep-alive` options. Allocates only when it names something.
 fn connection_nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {
     let mut out = Vec::new();
     for value in headers.get_all(CONNECTION) {
@@ -345,6 +365,29 @@ mod tests {
         strip_hop_by_hop_response(&mut ws);
         assert_eq!(ws.headers.get("upgrade").unwrap(), "websocket");
         assert_eq!(ws.headers.get("connection").unwrap(), "Upgrade");
+        // A switch keeps only those two: the other hop-by-hop headers and a nominated one go.
+        let mut ws = resp(
+            101,
+            &[
+                ("Connection", "Upgrade, X-Hop"),
+                ("Upgrade", "websocket"),
+                ("X-Hop", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("Proxy-Connection", "keep-alive"),
+            ],
+        );
+        strip_hop_by_hop_response(&mut ws);
+        for h in ["x-hop", "keep-alive", "proxy-connection"] {
+            assert!(ws.headers.get(h).is_none(), "{h}");
+        }
+        assert_eq!(ws.headers.get("upgrade").unwrap(), "websocket");
+        // Every standard one, each alone.
+        for h in &HOP_BY_HOP {
+            let mut r = resp(200, &[(h.as_str(), "x"), ("X-Kept", "1")]);
+            strip_hop_by_hop_response(&mut r);
+            assert!(r.headers.get(h).is_none(), "{h}");
+            assert_eq!(r.headers.len(), 1, "{h}");
+        }
     }
 
     #[test]
