@@ -1,7 +1,7 @@
 //! A pool's target set: IP literals as written, and host names re-resolved every
 //! `server.dns.refresh` so a Kubernetes Service or a DNS-named pool follows scaling without a
 //! reload. Every address of a name is a target; a failed resolution keeps the name's last
-//! good addresses. Pingora's `LoadBalancer` reads the set through [`Published`] (its
+//! good addresses. Pingora's `Backends` reads the set through [`Published`] (its
 //! `ServiceDiscovery`), and keeps the active-health state of targets that stay.
 
 use std::collections::{BTreeSet, HashMap};
@@ -123,6 +123,11 @@ impl Targets {
     /// The targets now, in configuration order.
     pub fn current(&self) -> Arc<Vec<Backend>> {
         self.current.load_full()
+    }
+
+    /// How many targets there are now (without taking a reference to the set).
+    pub fn count(&self) -> usize {
+        self.current.load().len()
     }
 
     /// Claim the next re-resolution if one is due and none is running.
@@ -258,7 +263,7 @@ fn list(addrs: &[SocketAddr]) -> String {
     format!("[{}]", all.join(", "))
 }
 
-/// What Pingora's `LoadBalancer` discovers: the current set, no I/O (the resolution happened
+/// What Pingora's `Backends` discovers: the current set, no I/O (the resolution happened
 /// in [`Targets::refresh`]).
 pub struct Published(pub Arc<Targets>);
 

@@ -1,4 +1,5 @@
-//! Upstream pools: target selection over Pingora's `LoadBalancer`, health checks, and the
+//! Upstream pools: target selection over Pingora's `Backends` (membership, active health) and
+//! selection methods, health checks, and the
 //! per-target statistics that least-connections and least-time selection read.
 
 pub mod attempt;

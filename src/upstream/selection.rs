@@ -1,5 +1,5 @@
 //! The selection methods Pingora lacks, as `BackendSelection` implementations so they plug into
-//! `LoadBalancer` (and its health filtering) like the built-in ones.
+//! a pool's `Balancer` (and its health filtering) like Pingora's own.
 //!
 //! - [`LeastConn`]: fewest in-flight requests per unit of weight; ties rotate.
 //! - [`LeastTime`]: power of two random choices by peak-EWMA latency × (in-flight + 1) / weight,
