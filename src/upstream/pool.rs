@@ -45,8 +45,8 @@ struct Balancer<S> {
     selector: ArcSwap<S>,
 }
 
-/// Visited candidates remembered per selection; past this many distinct ones a candidate may
-/// be looked at twice (the walk is still bounded by its step count).
+/// Visited candidates remembered in place per selection; a walk past this many distinct ones
+/// (a large pool in an outage) remembers the rest in a set.
 const SEEN: usize = 32;
 
 impl<S: BackendSelection> Balancer<S>
@@ -81,16 +81,22 @@ where
         let mut candidates = selector.iter(key);
         let mut seen = [std::ptr::null::<Backend>(); SEEN];
         let mut seen_count = 0;
+        let mut more_seen: Option<std::collections::HashSet<*const Backend>> = None;
         for _ in 0..max_steps {
             let backend = candidates.next()?;
             // The selector holds each target once: the same target is the same address.
-            let visited = &seen[..seen_count];
-            if visited.contains(&std::ptr::from_ref(backend)) {
+            let at = std::ptr::from_ref(backend);
+            if seen[..seen_count].contains(&at) || more_seen.as_ref().is_some_and(|s| s.contains(&at)) {
                 continue;
             }
-            if let Some(slot) = seen.get_mut(seen_count) {
-                *slot = backend;
-                seen_count += 1;
+            match seen.get_mut(seen_count) {
+                Some(slot) => {
+                    *slot = at;
+                    seen_count += 1;
+                }
+                None => {
+                    more_seen.get_or_insert_with(Default::default).insert(at);
+                }
             }
             if accept(backend, self.backends.ready(backend)) {
                 return Some(Selected {
@@ -554,7 +560,15 @@ mod tests {
 
     /// Three targets on round robin, each carrying its stats as the pool's do.
     fn balancer() -> Balancer<RoundRobin> {
-        let set: BTreeSet<Backend> = (0..3)
+        balancer_of(3)
+    }
+
+    /// `n` targets on the selection method `S`.
+    fn balancer_of<S: BackendSelection>(n: u16) -> Balancer<S>
+    where
+        S::Iter: BackendIter,
+    {
+        let set: BTreeSet<Backend> = (0..n)
             .map(|i| {
                 let mut b = Backend::new(&format!("127.0.0.1:{}", 9000 + i)).unwrap();
                 b.ext.insert(TargetStats::new(format!("t{i}")));
@@ -562,7 +576,7 @@ mod tests {
             })
             .collect();
         let backends = Backends::new(pingora_load_balancing::discovery::Static::new(set));
-        let balancer = Balancer::<RoundRobin>::new(backends);
+        let balancer = Balancer::<S>::new(backends);
         balancer.update().now_or_never().unwrap().unwrap();
         balancer
     }
@@ -596,6 +610,40 @@ mod tests {
             .map(|_| lb.select(b"", 100, |_, h| h).unwrap().addr.port())
             .collect();
         assert_eq!(firsts.len(), 3);
+    }
+
+    /// Every selection method, small and large pools: with nothing acceptable, each target is
+    /// looked at exactly once (ketama's ring and a pool past the in-place memory repeat
+    /// targets), and a step bound below the pool's size is kept.
+    #[test]
+    fn each_target_is_looked_at_once_whatever_the_method() {
+        fn walk<S: BackendSelection>(n: u16, steps: usize) -> usize
+        where
+            S::Iter: BackendIter,
+        {
+            let lb = balancer_of::<S>(n);
+            let looked = Cell::new(0);
+            let none = lb.select(b"key", steps, |_, _| {
+                looked.set(looked.get() + 1);
+                false
+            });
+            assert!(none.is_none());
+            looked.get()
+        }
+        for n in [3u16, 40] {
+            let steps = 16 * n as usize + 64;
+            let n = n as usize;
+            assert_eq!(walk::<RoundRobin>(n as u16, steps), n, "round robin, {n}");
+            if n == 3 {
+                // Random fallbacks: all three turn up in 112 steps but for odds of 1e-19 (a
+                // larger pool is left to the deterministic methods).
+                assert_eq!(walk::<Random>(3, steps), 3, "random");
+            }
+            assert_eq!(walk::<Consistent>(n as u16, steps), n, "ketama, {n}");
+            assert_eq!(walk::<LeastConn>(n as u16, steps), n, "least_conn, {n}");
+            assert_eq!(walk::<LeastTime>(n as u16, steps), n, "least_time, {n}");
+        }
+        assert_eq!(walk::<RoundRobin>(40, 5), 5, "the step bound");
     }
 
     #[test]
