@@ -490,3 +490,42 @@ fn access_log_off_also_for_requests_refused_before_routing() {
     assert!(!log.contains(marker), "{log}");
     assert!(!log.contains("method=GET"), "{log}");
 }
+
+/// An upstream answer's hop-by-hop headers (the standard ones, `Upgrade` on a non-101, and
+/// whatever its `Connection` nominates, in any case) never reach the client; the rest does.
+#[test]
+fn hop_by_hop_headers_of_an_answer_never_reach_the_client() {
+    let (a, b) = two_upstreams();
+    let body = "ok";
+    a.script(
+        "/h",
+        vec![format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: keep-alive, X-Internal-Token , x-other\r\n\
+             X-Internal-Token: secret-1\r\nX-OTHER: secret-2\r\nKeep-Alive: timeout=5\r\n\
+             Proxy-Authenticate: Basic\r\nTrailer: x-t\r\nUpgrade: h2c\r\nProxy-Connection: keep-alive\r\n\
+             X-Kept: 1\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()],
+    );
+    let gw = Gateway::start(&format!(
+        "{}routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: a }}\n",
+        upstreams(&a, &b)
+    ));
+    let r = gw.get("/h");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), body);
+    assert_eq!(r.header("x-kept"), Some("1"));
+    for h in [
+        "x-internal-token",
+        "x-other",
+        "keep-alive",
+        "proxy-authenticate",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+    ] {
+        assert_eq!(r.header(h), None, "{h} reached the client");
+    }
+    assert!(!r.text().contains("secret"));
+}

@@ -603,8 +603,19 @@ mod tests {
         assert_eq!(rules.apply(big), Err(Failure::TooLarge));
         // A number's digits are copied with it (`arbitrary_precision`): charged too.
         let digits: Value = serde_json::from_str(&"7".repeat(100_000)).unwrap();
-        let big = json!({"mail": digits, "contact": many});
+        let big = json!({"mail": digits, "contact": many.clone()});
         assert_eq!(rules.apply(big), Err(Failure::TooLarge));
+        // A `set` through `[]` is copied into every element the same way.
+        let set = JsonRules {
+            set: vec![(
+                JsonPath::parse("contact[].tag").unwrap(),
+                json!("t".repeat(1_000)),
+            )],
+            ..Default::default()
+        };
+        let tagged = set.apply(json!({"contact": [{}, {}]})).unwrap();
+        assert_eq!(tagged["contact"][1]["tag"].as_str().map(str::len), Some(1_000));
+        assert_eq!(set.apply(json!({"contact": many})), Err(Failure::TooLarge));
     }
 
     #[test]
