@@ -5,6 +5,10 @@
 //! `minimal_proxy LISTEN THREADS TARGET...`, e.g. `minimal_proxy 127.0.0.1:8300 1 127.0.0.1:8101 127.0.0.1:8102`.
 //! `WORK_STEALING=false` in the environment runs Pingora's one-runtime-per-thread mode (the
 //! gateway's default) instead of Pingora's default work-stealing runtime.
+//! The edge scenarios' floor: `TLS_CERT` and `TLS_KEY` (PEM files) make the listener TLS with
+//! Pingora's own settings (its "intermediate" profile, ALPN http/1.1, what scenario S gives
+//! Portcullis); `H2C=true` makes Pingora's server take HTTP/2 with prior knowledge (scenario
+//! H2) beside HTTP/1.1.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +66,27 @@ fn main() {
     pool.health_check_frequency = Some(Duration::from_secs(1));
     let background = background_service("health check", pool);
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Minimal(background.task()));
-    proxy.add_tcp(listen);
+    if std::env::var("H2C").is_ok_and(|v| v == "true") {
+        if let Some(app) = proxy.app_logic_mut() {
+            let mut options = pingora::apps::HttpServerOptions::default();
+            options.h2c = true;
+            app.server_options = Some(options);
+        }
+    }
+    match (std::env::var("TLS_CERT"), std::env::var("TLS_KEY")) {
+        (Ok(cert), Ok(key)) => {
+            let mut tls = match pingora::listeners::tls::TlsSettings::intermediate(&cert, &key) {
+                Ok(tls) => tls,
+                Err(e) => {
+                    eprintln!("TLS_CERT/TLS_KEY: {e}");
+                    std::process::exit(2);
+                }
+            };
+            tls.set_alpn(pingora::listeners::ALPN::H1);
+            proxy.add_tls_with_settings(listen, None, tls);
+        }
+        _ => proxy.add_tcp(listen),
+    }
     server.add_service(proxy);
     server.add_service(background);
     server.run_forever();
