@@ -128,6 +128,11 @@ fn authority_and_host_tricks_cannot_choose_another_route() {
         // A second `:path`, and a `:path` without a leading slash.
         json!({"headers": [[":method", "GET"], [":scheme", "http"], [":authority", "public.test"], [":path", "/public/x"], [":path", "/admin"]]}),
         get("public/x", "public.test", &[]),
+        // A `host` whose port disagrees with `:authority`'s: beyond 16 bits (read as no port
+        // by one parser, as digits by another), or behind a space an HTTP/2 field may carry.
+        get("/public/x", "public.test", &[("host", "public.test:65616")]),
+        get("/public/x", "public.test", &[("host", " public.test:81")]),
+        get("/public/x", "public.test:65616", &[]),
     ];
     for (case, r) in cases.iter().zip(send(&s.h2c, &cases)) {
         assert!(refused(&r), "{case}: {r}");

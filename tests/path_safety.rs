@@ -79,6 +79,17 @@ fn absolute_form_must_agree_with_host() {
     let r =
         gw.send(b"GET http://evil.example/public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 400, "{}", r.text());
+    // Ports must agree too, and a port beyond 16 bits is no port (not "none, so 80").
+    for (target, host) in [
+        ("http://localhost/public/x", "localhost:81"),
+        ("http://localhost:81/public/x", "localhost"),
+        ("http://localhost/public/x", "localhost:65616"),
+        ("http://localhost:65616/public/x", "localhost"),
+    ] {
+        let r =
+            gw.send(format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 400, "{target} with Host {host}: {}", r.text());
+    }
     let ok =
         gw.send(b"GET http://localhost/public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert_eq!(ok.status, 200, "{}", ok.text());
@@ -97,7 +108,8 @@ fn host_header_rules() {
     let bad = gw.send(b"GET /public/x HTTP/1.1\r\nHost: a/b\r\nConnection: close\r\n\r\n");
     assert_eq!(bad.status, 400);
     // Empty labels would miss exact-host routes and fall to routes for every host.
-    for host in ["localhost..", ".localhost", "local..host"] {
+    // A port beyond 16 bits: one parser reads no port (80), another the digits.
+    for host in ["localhost..", ".localhost", "local..host", "localhost:65616"] {
         let r = gw
             .send(format!("GET /public/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes());
         assert_eq!(r.status, 400, "Host: {host}");

@@ -67,11 +67,13 @@ fn main() {
     let background = background_service("health check", pool);
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, Minimal(background.task()));
     if std::env::var("H2C").is_ok_and(|v| v == "true") {
-        if let Some(app) = proxy.app_logic_mut() {
-            let mut options = pingora::apps::HttpServerOptions::default();
-            options.h2c = true;
-            app.server_options = Some(options);
-        }
+        let Some(app) = proxy.app_logic_mut() else {
+            eprintln!("H2C: the proxy service has no application to configure");
+            std::process::exit(2);
+        };
+        let mut options = pingora::apps::HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
     }
     match (std::env::var("TLS_CERT"), std::env::var("TLS_KEY")) {
         (Ok(cert), Ok(key)) => {
@@ -85,7 +87,11 @@ fn main() {
             tls.set_alpn(pingora::listeners::ALPN::H1);
             proxy.add_tls_with_settings(listen, None, tls);
         }
-        _ => proxy.add_tcp(listen),
+        (Err(_), Err(_)) => proxy.add_tcp(listen),
+        _ => {
+            eprintln!("TLS_CERT and TLS_KEY go together");
+            std::process::exit(2);
+        }
     }
     server.add_service(proxy);
     server.add_service(background);

@@ -463,7 +463,7 @@ start_proxy() {
                 S | S-NEW) edge=("TLS_CERT=$OUT/tls/demo.pem" "TLS_KEY=$OUT/tls/demo.key") ;;
                 H2) edge=(H2C=true) ;;
             esac
-            env "${edge[@]}" WORK_STEALING=${MINIMAL_WORK_STEALING:-true} RUST_LOG=warn taskset -c "$cpus" "${wrap[@]}" "$BIN/examples/minimal_proxy" "127.0.0.1:$PORT" "$threads" \
+            env -u TLS_CERT -u TLS_KEY -u H2C "${edge[@]}" "WORK_STEALING=${MINIMAL_WORK_STEALING:-false}" RUST_LOG=warn taskset -c "$cpus" "${wrap[@]}" "$BIN/examples/minimal_proxy" "127.0.0.1:$PORT" "$threads" \
                 "127.0.0.1:$U1" "127.0.0.1:$U2" >"$OUT/minimal.log" 2>&1 &
             ;;
     esac
@@ -646,7 +646,7 @@ instructions_per_request() {
 
 # The minimal proxy is the floor of the scenarios whose work it can do (round robin, no features).
 callgrind_floor() {
-    case $1 in A | B | A1K | T | CACHE | S | H2) echo minimal ;; esac
+    case $1 in A | B | A1K | T | CACHE | S | S-NEW | H2) echo minimal ;; esac
 }
 
 start_upstreams

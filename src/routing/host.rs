@@ -36,8 +36,10 @@ pub fn canonical_host(raw: &str) -> Option<String> {
     ok.then(|| host.to_ascii_lowercase())
 }
 
+/// A port a client may name: digits that fit in 16 bits. `a.com:65616` is refused rather than
+/// read as "no port" (port 80) by one side while an upstream reads the digits.
 fn valid_port(p: &str) -> bool {
-    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
 }
 
 /// Whether `host` (canonical) is matched by `pattern` (`api.example.com` or `*.example.com`).
