@@ -162,6 +162,10 @@ fn forwarding_headers_request_id_and_hop_by_hop() {
             ("x-secret-hop", "1"),
             ("te", "trailers"),
             ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("Proxy-Connection", "keep-alive"),
+            ("trailer", "x-t"),
+            ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+            ("upgrade", "h2c"),
         ],
         b"",
     );
@@ -179,7 +183,16 @@ fn forwarding_headers_request_id_and_hop_by_hop() {
     assert_eq!(seen.header("x-forwarded-host"), Some("front.example"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("x-request-id"), Some(generated.as_str()));
-    for hop in ["keep-alive", "te", "proxy-authorization"] {
+    for hop in [
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "proxy-connection",
+        "trailer",
+        "http2-settings",
+        "upgrade",
+        "connection",
+    ] {
         assert_eq!(seen.header(hop), None, "{hop} forwarded");
     }
     // Headers named in Connection are hop-by-hop too.
@@ -200,12 +213,20 @@ fn forwarding_headers_request_id_and_hop_by_hop() {
     assert_ne!(r.header("x-request-id"), Some("a b\"c"));
     // A client may not use `Connection` to make the proxy drop the headers it sets itself
     // (the gateway's forwarding headers would vanish, or the client's copies survive).
-    // Pingora refuses nominations of Host and X-Forwarded-For outright; others are removed
-    // before the gateway sets its own values.
+    // Nominations of Host and X-Forwarded-* are refused outright (as Pingora's request policy
+    // does), and so are other spellings of them and what no header name can be; others are
+    // removed before the gateway sets its own values.
     let before = a.count();
     for (nominated, status) in [
         ("X-Forwarded-For", 400),
         ("host", 400),
+        ("HOST", 400),
+        ("x-forwarded-proto", 400),
+        ("X-Forwarded-Host", 400),
+        ("\"X-Forwarded-For\"", 400),
+        ("x-forwarded-for;", 400),
+        (":authority", 400),
+        ("a, b, c, d, e, f, g, h, i", 400),
         ("x-real-ip", 200),
         ("X-Request-Id", 200),
     ] {
@@ -416,6 +437,7 @@ fn upgrades_only_where_enabled_and_only_when_requested() {
         Some("websocket"),
         "passed where enabled"
     );
+    assert_eq!(b.requests()[0].header("connection"), Some("Upgrade"));
     // Only a WebSocket handshake: an h2c upgrade would tunnel later requests past routing.
     let h2c = [
         ("connection", "Upgrade, HTTP2-Settings"),
@@ -431,6 +453,24 @@ fn upgrades_only_where_enabled_and_only_when_requested() {
         None,
         "h2c never reaches the upstream"
     );
+    assert_eq!(b.requests()[1].header("http2-settings"), None);
+    // A handshake from an HTTP/1.0 client is not passed on as one (Pingora's policy), and a
+    // `Connection` that nominates `Upgrade` or lists other options still yields the one
+    // handshake the upstream expects.
+    let r = gw.send(
+        b"GET /ws/x HTTP/1.0\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(b.requests()[2].header("upgrade"), None, "HTTP/1.0");
+    let r = gw.send(
+        b"GET /ws/x HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive, X-Hop, Upgrade\r\nX-Hop: 1\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let seen = &b.requests()[3];
+    assert_eq!(seen.header("upgrade"), Some("websocket"));
+    assert_eq!(seen.header("connection"), Some("Upgrade"));
+    assert_eq!(seen.header("x-hop"), None);
+    assert!(seen.header("sec-websocket-key").is_some());
 }
 
 /// The review's attack on the header fallback: a tenant route for one host on `/orders`, a

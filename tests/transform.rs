@@ -647,6 +647,21 @@ fn client_and_upstream_tricks_do_not_skip_the_filter() {
         gw.get("/two-types").header_all("content-type"),
         ["application/json"]
     );
+    // `Connection` cannot remove what the gateway sets on its own exchange either: naming
+    // `Host` is refused before anything is sent, naming `Accept` removes only the client's copy.
+    let before = up.count();
+    let r = gw.send(b"GET /u HTTP/1.1\r\nHost: api\r\nConnection: close, Host\r\n\r\n");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(up.count(), before, "the upstream never saw it");
+    let r = gw.send(
+        b"GET /u HTTP/1.1\r\nHost: api\r\nConnection: close, Accept\r\nAccept: application/xml\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert!(!r.text().contains(SECRET));
+    assert_eq!(
+        up.requests().pop().unwrap().header("accept"),
+        Some("application/json")
+    );
     up.reset();
     let raw = format!(
         "POST /u HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 38\r\n\r\n{}",

@@ -2,7 +2,7 @@
 //! the gateway's decoration of every response the client gets (proxied, gateway-generated
 //! problem, or assembled by the gateway).
 
-use http::header::{ACCEPT, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, UPGRADE};
+use http::header::{ACCEPT, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, TE, UPGRADE};
 use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::Result;
@@ -16,8 +16,8 @@ use crate::upstream::attempt::Attempt;
 
 /// Turn the client's request head into the head sent upstream: target (path rewrite, query
 /// rules), method rewrite, client header rules, forwarding headers, request id, the route's
-/// header rules, identity headers, the version header. Hop-by-hop headers are already gone
-/// (Pingora removes them on the proxied path; the gateway's own exchanges remove them first).
+/// header rules, identity headers, the version header. Hop-by-hop headers go first (see
+/// [`HopByHop`]), so a client's `Connection` cannot remove anything the gateway adds.
 ///
 /// Edited as plain `http` parts, without Pingora's case map (see [`without_case_response`]); `attempt`
 /// (the proxied path's) adds the trace context in the same pass.
@@ -25,6 +25,7 @@ pub fn upstream_head(
     ctx: &RequestCtx,
     route: &Route,
     req: &mut RequestHeader,
+    hop_by_hop: HopByHop,
     attempt: Option<&mut Attempt>,
 ) -> Result<()> {
     if let Some(method) = route.transform.request_method() {
@@ -43,12 +44,34 @@ pub fn upstream_head(
     parts.uri = uri.clone();
     // Room for what the gateway adds, so the map grows at most once.
     parts.headers.reserve(ADDED_HEADERS);
-    let edited = upstream_headers(ctx, route, &parts.method, &mut parts.headers, attempt);
+    let upstream_h2 = parts.version == http::Version::HTTP_2;
+    let edited = upstream_headers(
+        ctx,
+        route,
+        &parts.method,
+        upstream_h2,
+        &mut parts.headers,
+        hop_by_hop,
+        attempt,
+    );
     *req = RequestHeader::from(parts);
     if end_stream == Some(false) {
         req.set_send_end_stream(false);
     }
     edited
+}
+
+/// Who removes the client's hop-by-hop headers from a request going upstream. Pingora's own
+/// removal is off on the gateway's peers (see `forwarding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopByHop {
+    /// [`upstream_head`] does, first (the proxied path). `may_upgrade`: the client spoke
+    /// HTTP/1.1, so a WebSocket handshake may go to an HTTP/1.1 upstream where the route
+    /// enables one, as Pingora's policy had it. An HTTP/2 upstream keeps `te: trailers`.
+    Strip { may_upgrade: bool },
+    /// The caller did, before its own edits (the gateway's own exchanges, which never
+    /// upgrade).
+    Removed,
 }
 
 /// The headers the gateway usually adds to an upstream request: four forwarding headers, the
@@ -60,9 +83,29 @@ fn upstream_headers(
     ctx: &RequestCtx,
     route: &Route,
     method: &http::Method,
+    upstream_h2: bool,
     headers: &mut impl HeaderEdit,
+    hop_by_hop: HopByHop,
     attempt: Option<&mut Attempt>,
 ) -> Result<()> {
+    // Decided on the client's head, before any edit: only a WebSocket handshake, on a route
+    // that enables it (an `h2c` upgrade would tunnel later requests past routing).
+    let websocket = match hop_by_hop {
+        HopByHop::Strip { may_upgrade } => {
+            // An HTTP/2 upstream takes no HTTP/1.1 upgrade.
+            let websocket = may_upgrade
+                && !upstream_h2
+                && forwarding::websocket_upgrade(method, headers.map(), route.websocket);
+            // HTTP/2 carries `te: trailers` end to end (RFC 9113 §8.2.2), and gRPC needs it.
+            let trailers = upstream_h2 && forwarding::te_trailers(headers.map());
+            forwarding::strip_hop_by_hop_request(headers);
+            if trailers {
+                headers.put(TE, HeaderValue::from_static("trailers"));
+            }
+            websocket
+        }
+        HopByHop::Removed => false,
+    };
     let snapshot = &ctx.snapshot;
     let trusted = forwarding::is_trusted(ctx.client.ip, &snapshot.settings.trusted_proxies);
     snapshot
@@ -82,8 +125,12 @@ fn upstream_headers(
             headers.remove(name);
         }
     }
-    // Last, so no header rule can turn a request into an upgrade it may not make.
-    if !forwarding::websocket_upgrade(method, headers.map(), route.websocket) {
+    // Last, so no header rule can turn a request into an upgrade it may not make, or spoil
+    // the handshake: it goes as Pingora's policy wrote it.
+    if websocket {
+        headers.put(CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.put(UPGRADE, HeaderValue::from_static("websocket"));
+    } else {
         headers.remove(&UPGRADE);
         headers.remove(&CONNECTION);
     }
@@ -204,7 +251,7 @@ pub fn grpc_head(
     identity(ctx, route, &mut head)?;
     // gRPC's own headers last: no header rule can change the call's framing or deadline.
     head.insert_header(CONTENT_TYPE, "application/grpc")?;
-    head.insert_header(http::header::TE, "trailers")?;
+    head.insert_header(TE, "trailers")?;
     head.insert_header("grpc-accept-encoding", "identity")?;
     head.remove_header("grpc-encoding");
     match ctx.admission.deadline {

@@ -270,8 +270,9 @@ fn transform_request_body(
     }
 }
 
-/// The request head sent upstream: the client's, without hop-by-hop and framing headers,
-/// through the shared `edges::upstream_head`, with the length of the body actually sent.
+/// The request head sent upstream: the client's, without hop-by-hop and framing headers (first,
+/// so a client's `Connection` cannot remove what the gateway sets), through the shared
+/// `edges::upstream_head`, with the length of the body actually sent.
 pub(super) fn upstream_head(
     client_head: &RequestHeader,
     ctx: &RequestCtx,
@@ -280,7 +281,7 @@ pub(super) fn upstream_head(
 ) -> pingora::Result<RequestHeader> {
     let mut head = client_head.clone();
     forwarding::strip_hop_by_hop_request(&mut head);
-    for name in [TRANSFER_ENCODING, CONTENT_LENGTH, EXPECT] {
+    for name in [CONTENT_LENGTH, EXPECT] {
         forwarding::remove(&mut head, &name);
     }
     if let Some(response) = &route.transform.response {
@@ -298,7 +299,7 @@ pub(super) fn upstream_head(
             }
         }
     }
-    edges::upstream_head(ctx, route, &mut head, None)?;
+    edges::upstream_head(ctx, route, &mut head, edges::HopByHop::Removed, None)?;
     match framing {
         Framing::Length(len) => head.insert_header(CONTENT_LENGTH, len.to_string())?,
         Framing::Chunked => head.insert_header(TRANSFER_ENCODING, "chunked")?,

@@ -1,10 +1,12 @@
 //! What the upstream learns about the client: `X-Forwarded-*`, `X-Real-IP`, the request id,
 //! and the removal of hop-by-hop headers from responses.
 //!
-//! On requests, Pingora itself removes hop-by-hop headers and those named in `Connection`
-//! before `upstream_request_filter` runs (the standard `HttpUpstreamRequestPolicy` every
-//! `HttpPeer` carries; only WebSocket upgrades pass), so the gateway does not repeat it.
-//! `tests/routing.rs` attacks that removal.
+//! On requests the gateway removes them itself, in one pass over the head's names, for every
+//! request it sends upstream: proxied, its own exchanges, aggregation parts. Pingora's own
+//! removal (the standard `HttpUpstreamRequestPolicy`) is switched off on the gateway's peers:
+//! it looked up and removed ten names one by one and parsed `Connection` again, about 3.6k
+//! instructions per request. `request_checks::check_framing` refuses the `Connection` headers
+//! Pingora's policy refuses. `tests/routing.rs` attacks both.
 //!
 //! A client that is not a trusted proxy cannot plant forwarding headers: its copies are
 //! replaced, never extended. A trusted proxy's chain is extended with the peer address.
@@ -32,18 +34,34 @@ pub static FORWARDING_HEADERS: [HeaderName; 4] =
 
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1). A `static`, not a
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), `Connection` and
+/// `Upgrade` first; a request also loses its framing (Pingora frames the body it sends
+/// upstream: a length, or chunked) and an h2c upgrade's `HTTP2-Settings`. A `static`, not a
 /// `const`: a `const` array is built and dropped again at every use (callgrind showed it per
 /// header name of every answer).
-static HOP_BY_HOP: [HeaderName; 7] = [
+static HOP_BY_HOP: [HeaderName; 10] = [
     CONNECTION,
+    UPGRADE,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     http::header::PROXY_AUTHENTICATE,
     http::header::PROXY_AUTHORIZATION,
     http::header::TE,
     http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    HeaderName::from_static("http2-settings"),
 ];
+
+/// How many of [`HOP_BY_HOP`] a response loses: its framing stays (Pingora reframes it).
+const RESPONSE_HOP_BY_HOP: usize = 8;
+
+/// The names a client's `Connection` may not nominate: the gateway sets them itself, and a
+/// nomination would remove the gateway's copy (Pingora's policy refuses the same).
+const PROTECTED_FROM_NOMINATION: [&str; 4] =
+    ["host", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"];
+
+/// At most this many `Connection` tokens (Pingora's limit: the parse is bounded).
+const MAX_CONNECTION_TOKENS: usize = 9;
 
 pub fn is_trusted(client: Option<IpAddr>, trusted: &[Cidr]) -> bool {
     crate::config::cidr::any_contains(trusted, client)
@@ -157,55 +175,28 @@ pub fn remove(req: &mut impl HeaderEdit, name: &HeaderName) {
 
 pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    strip_hop_by_hop(resp, switching);
+    strip_hop_by_hop(resp, &HOP_BY_HOP[..RESPONSE_HOP_BY_HOP], switching);
 }
 
-/// The same for a request head the gateway sends itself (Pingora does it on the proxied
-/// path): such requests never upgrade, so `Upgrade` goes too.
-pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
-    strip_hop_by_hop(req, false);
+/// The same for a request head on its way upstream, framing included. An upgrade is never
+/// passed through as the client spelled it: [`crate::proxy::edges::upstream_head`] writes
+/// the WebSocket handshake's `Connection` and `Upgrade` again where the route allows one.
+pub fn strip_hop_by_hop_request(req: &mut impl HeaderEdit) {
+    strip_hop_by_hop(req, &HOP_BY_HOP, false);
 }
 
-/// A request or response head, for [`strip_hop_by_hop`].
-trait Head {
-    fn map(&self) -> &http::HeaderMap;
-    fn drop_header(&mut self, name: &HeaderName);
-}
-
-impl Head for RequestHeader {
-    fn map(&self) -> &http::HeaderMap {
-        &self.headers
-    }
-    fn drop_header(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-}
-
-impl Head for ResponseHeader {
-    fn map(&self) -> &http::HeaderMap {
-        &self.headers
-    }
-    fn drop_header(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-}
-
-/// Remove the headers `Connection` names, the standard hop-by-hop ones, and `Upgrade` (kept
-/// with `Connection` when the protocol switches). Removal only where present: it rebuilds
-/// Pingora's case map, and most heads carry none of these.
+/// Remove the headers `Connection` names and the hop-by-hop ones in `names` (`Connection` and
+/// `Upgrade` kept when the protocol switches). Removal only where present: on a Pingora head
+/// it rebuilds the case map, and most heads carry none of these.
 ///
 /// One pass over the head's names (a handful) rather than a lookup per hop-by-hop name; the
-/// standard names found are noted as bits, so a head with only `Connection: keep-alive` (most
-/// upstream answers) allocates nothing.
-fn strip_hop_by_hop(head: &mut impl Head, switching: bool) {
-    /// Bit `HOP_BY_HOP.len()`: `Upgrade`.
-    const UPGRADE_BIT: u32 = 1 << HOP_BY_HOP.len();
+/// names found are noted as bits, so a head with only `Connection: keep-alive` (most upstream
+/// answers) allocates nothing.
+fn strip_hop_by_hop(head: &mut impl HeaderEdit, names: &[HeaderName], switching: bool) {
     let mut found = 0u32;
     for name in head.map().keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+        if let Some(i) = names.iter().position(|h| h == name) {
             found |= 1 << i;
-        } else if name == UPGRADE {
-            found |= UPGRADE_BIT;
         }
     }
     if found == 0 {
@@ -217,22 +208,68 @@ fn strip_hop_by_hop(head: &mut impl Head, switching: bool) {
         _ => Vec::new(),
     };
     if switching {
-        // The handshake's answer keeps `Connection: upgrade` and `Upgrade`.
-        found &= !(1 | UPGRADE_BIT);
+        // The handshake's answer keeps `Connection: upgrade` and `Upgrade` (bits 0 and 1).
+        found &= !0b11;
     }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         if found & (1 << i) != 0 {
-            head.drop_header(name);
+            head.remove(name);
         }
-    }
-    if found & UPGRADE_BIT != 0 {
-        head.drop_header(&UPGRADE);
     }
     for name in nominated {
-        if !(switching && name == UPGRADE) && head.map().contains_key(&name) {
-            head.drop_header(&name);
+        if !(switching && name == UPGRADE) {
+            head.remove(&name);
         }
     }
+}
+
+/// Whether a request asks for trailers, and only that: exactly one `TE`, `trailers`.
+pub fn te_trailers(headers: &http::HeaderMap) -> bool {
+    let mut te = headers.get_all(http::header::TE).iter();
+    match (te.next(), te.next()) {
+        (Some(v), None) => v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"trailers"),
+        _ => false,
+    }
+}
+
+/// Refuse a request whose `Connection` header Pingora's standard request policy would refuse
+/// (that policy is off on the gateway's peers: see the module comment): more than
+/// [`MAX_CONNECTION_TOKENS`] tokens, a token that is not an HTTP `token` (RFC 9110 §5.6.2, so
+/// `"X-Forwarded-For"` in quotes cannot slip past the comparison), a pseudo-header, or a name
+/// in [`PROTECTED_FROM_NOMINATION`] (`Host`, `X-Forwarded-*`: nominating them would remove
+/// what routing read or what the gateway sets). Returns why.
+pub fn refused_nomination(headers: &http::HeaderMap) -> Option<&'static str> {
+    let mut tokens = 0;
+    for value in headers.get_all(CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty() {
+                continue;
+            }
+            tokens += 1;
+            if tokens > MAX_CONNECTION_TOKENS {
+                return Some("too many Connection options");
+            }
+            if token.first() == Some(&b':') {
+                return Some("Connection names a pseudo-header");
+            }
+            if !token.iter().all(|&b| is_tchar(b)) {
+                return Some("a Connection option is not a token");
+            }
+            if PROTECTED_FROM_NOMINATION
+                .iter()
+                .any(|p| p.as_bytes().eq_ignore_ascii_case(token))
+            {
+                return Some("Connection names a header the gateway sets");
+            }
+        }
+    }
+    None
+}
+
+/// A `tchar` (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The field names a `Connection` header nominates as hop-by-hop (RFC 9110 §7.6.1), other than
@@ -381,13 +418,78 @@ mod tests {
             assert!(ws.headers.get(h).is_none(), "{h}");
         }
         assert_eq!(ws.headers.get("upgrade").unwrap(), "websocket");
-        // Every standard one, each alone.
-        for h in &HOP_BY_HOP {
+        // Every standard one, each alone; a response keeps its framing for Pingora.
+        for h in &HOP_BY_HOP[..RESPONSE_HOP_BY_HOP] {
             let mut r = resp(200, &[(h.as_str(), "x"), ("X-Kept", "1")]);
             strip_hop_by_hop_response(&mut r);
             assert!(r.headers.get(h).is_none(), "{h}");
             assert_eq!(r.headers.len(), 1, "{h}");
         }
+        let mut chunked = resp(200, &[("Transfer-Encoding", "chunked")]);
+        strip_hop_by_hop_response(&mut chunked);
+        assert_eq!(chunked.headers.len(), 1);
+    }
+
+    #[test]
+    fn request_hop_by_hop_removed() {
+        // Each one alone, framing and `HTTP2-Settings` included, in any letter case, on either
+        // kind of head the gateway edits.
+        for h in &HOP_BY_HOP {
+            let upper = h.as_str().to_ascii_uppercase();
+            let mut r = req(&[(upper.as_str(), "x"), ("X-Kept", "1")]);
+            strip_hop_by_hop_request(&mut r);
+            assert!(r.headers.get(h).is_none(), "{h}");
+            assert_eq!(r.headers.len(), 1, "{h}");
+            let mut map = req(&[(h.as_str(), "x"), ("X-Kept", "1")]).headers.clone();
+            strip_hop_by_hop_request(&mut map);
+            assert_eq!(map.len(), 1, "{h}");
+        }
+        // What `Connection` names goes, across values and with odd spacing; an upgrade goes
+        // whole (the edge writes a WebSocket handshake again where a route allows it).
+        let mut r = req(&[
+            ("Connection", "close ,X-A"),
+            ("Connection", " x-b,,Upgrade"),
+            ("Upgrade", "websocket"),
+            ("X-A", "1"),
+            ("X-B", "2"),
+            ("X-C", "3"),
+        ]);
+        strip_hop_by_hop_request(&mut r);
+        let left: Vec<_> = r.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-c"]);
+    }
+
+    #[test]
+    fn connection_nominations_refused_like_pingora_policy() {
+        let refused = |v: &str| refused_nomination(&req(&[("Connection", v)]).headers);
+        for ok in [
+            "close",
+            "keep-alive, X-Hop",
+            "Upgrade",
+            "x-real-ip, X-Request-Id",
+            "a,b,c,d,e,f,g,h,i",
+        ] {
+            assert_eq!(refused(ok), None, "{ok}");
+        }
+        for bad in [
+            "Host",
+            "close, HOST",
+            "x-forwarded-for",
+            "X-Forwarded-Host",
+            "x-FORWARDED-proto",
+            "\"X-Forwarded-For\"",
+            "x-forwarded-for;q=1",
+            ":authority",
+            "a b",
+            "a,b,c,d,e,f,g,h,i,j",
+        ] {
+            assert!(refused(bad).is_some(), "{bad}");
+        }
+        // Split across values, the count and the names still hold.
+        let two = req(&[("Connection", "a,b,c,d,e"), ("Connection", "f,g,h,i,j")]);
+        assert!(refused_nomination(&two.headers).is_some());
+        let two = req(&[("Connection", "close"), ("Connection", "host")]);
+        assert!(refused_nomination(&two.headers).is_some());
     }
 
     #[test]

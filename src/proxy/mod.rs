@@ -9,8 +9,8 @@
 //!                 the parts out, merge, answer) and stop here
 //! upstream_peer:  pool selection (skipping targets this request already tried); an attempt
 //!                 begins (`upstream::attempt`, which records every attempt's outcome)
-//! upstream_request_filter: `edges::upstream_head` (Pingora has already removed hop-by-hop
-//!                 headers)
+//! upstream_request_filter: `edges::upstream_head` (hop-by-hop headers too: Pingora's own
+//!                 removal is off, see `forwarding`)
 //! response filters: hop-by-hop, `edges::decorate`, route deadline
 //! logging: metrics, the access log and the request's SERVER span (`spans`)
 
@@ -439,7 +439,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
@@ -448,7 +448,9 @@ impl ProxyHttp for Gateway {
             return Ok(());
         };
         let mut attempt = ctx.upstream.current.take();
-        let head = edges::upstream_head(ctx, route, req, attempt.as_mut());
+        let may_upgrade = session.req_header().version == http::Version::HTTP_11;
+        let hop_by_hop = edges::HopByHop::Strip { may_upgrade };
+        let head = edges::upstream_head(ctx, route, req, hop_by_hop, attempt.as_mut());
         ctx.upstream.current = attempt;
         head?;
         let repeatable = crate::upstream::retry::repeatable(req, route.retry_idempotency_key);

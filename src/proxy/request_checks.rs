@@ -1,10 +1,11 @@
 //! Requests the gateway refuses before routing: ambiguous framing, missing or conflicting
-//! `Host`, oversized headers, and paths that cannot be made unambiguous.
+//! `Host`, oversized headers, a `Connection` header naming what the gateway sets, and paths
+//! that cannot be made unambiguous.
 //!
 //! Pingora parses HTTP but does not validate `Host`, accepts both `Content-Length` and
 //! `Transfer-Encoding`, and allows up to 256 headers / 1 MiB; these are the gateway's job.
 
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 
@@ -35,15 +36,26 @@ pub fn check_declared_body(req: &RequestHeader, max: u64) -> Result<(), Problem>
     }
 }
 
-/// Framing and header-size rules. Smuggling-shaped requests also close the connection.
+/// Framing and header-size rules, and the `Connection` options the gateway refuses (see
+/// `forwarding::refused_nomination`). Smuggling-shaped requests also close the connection.
 pub fn check_framing(req: &RequestHeader, limits: &RequestLimits) -> Result<(), Problem> {
     let headers = &req.headers;
     if headers.len() > limits.max_header_count {
         return Err(Problem::new(431, "too many request header fields").closing());
     }
-    let bytes: usize = headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    let mut connection = false;
+    let mut bytes = 0;
+    for (name, value) in headers {
+        connection |= name == CONNECTION;
+        bytes += name.as_str().len() + value.len() + 4;
+    }
     if bytes > limits.max_header_bytes {
         return Err(Problem::new(431, "request header fields too large").closing());
+    }
+    if connection {
+        if let Some(why) = super::forwarding::refused_nomination(headers) {
+            return Err(Problem::new(400, why));
+        }
     }
     let te_count = headers.get_all(TRANSFER_ENCODING).iter().count();
     let cl: Vec<_> = headers.get_all(CONTENT_LENGTH).iter().collect();
