@@ -89,7 +89,7 @@ const DOC_COST: usize = std::mem::size_of::<Doc>();
 /// `budget` bytes (raw text costs only its place in the tree: it is not copied).
 pub fn parse<'a>(text: &'a [u8], budget: usize, need: &Need) -> Result<Doc<'a>, String> {
     let left = Cell::new(budget);
-    let mut de = serde_json::Deserializer::from_slice(text);
+    let mut de = serde_json::Deserializer::from_str(super::bounded::utf8(text)?);
     let doc = Guided {
         need,
         budget: Seed::new(&left),
@@ -269,6 +269,15 @@ mod tests {
         // Nothing to open: the document stays one raw value.
         let whole = parse(b" [1, {\"a\": 2}] ", 4096, &Need::default()).unwrap();
         assert_eq!(text(&whole), r#"[1, {"a": 2}]"#);
+    }
+
+    #[test]
+    fn a_document_that_is_not_utf8_is_refused_even_where_left_unopened() {
+        // Inside a raw value nothing is opened, yet the bytes go out as they came: they must be
+        // text.
+        let input = b"{\"a\": {\"x\": \"\xff\"}, \"b\": 1}";
+        assert!(parse(input, 1 << 20, &need(&["b"])).is_err());
+        assert!(parse(b"{\"a\": 1, \"b\": \"\xc3\"}", 1 << 20, &need(&["a"])).is_err());
     }
 
     #[test]
