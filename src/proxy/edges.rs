@@ -19,8 +19,8 @@ use crate::upstream::attempt::Attempt;
 /// header rules, identity headers, the version header. Hop-by-hop headers go first (see
 /// [`HopByHop`]), so a client's `Connection` cannot remove anything the gateway adds.
 ///
-/// Edited as plain `http` parts, without Pingora's case map (see [`without_case_response`]); `attempt`
-/// (the proxied path's) adds the trace context in the same pass.
+/// Edited as plain `http` parts, without Pingora's case map (see [`edit_request_parts`]);
+/// `attempt` (the proxied path's) adds the trace context in the same pass.
 pub fn upstream_head(
     ctx: &RequestCtx,
     route: &Route,
@@ -28,8 +28,22 @@ pub fn upstream_head(
     hop_by_hop: HopByHop,
     attempt: Option<&mut Attempt>,
 ) -> Result<()> {
+    edit_request_parts(req, |parts| {
+        upstream_parts(ctx, route, parts, hop_by_hop, attempt)
+    })
+}
+
+/// [`upstream_head`] on a head already taken apart (the gateway's own exchanges edit it
+/// further in the same pass).
+pub fn upstream_parts(
+    ctx: &RequestCtx,
+    route: &Route,
+    parts: &mut http::request::Parts,
+    hop_by_hop: HopByHop,
+    attempt: Option<&mut Attempt>,
+) -> Result<()> {
     if let Some(method) = route.transform.request_method() {
-        req.set_method(method.clone());
+        parts.method = method.clone();
     }
     let Some(uri) = &ctx.admission.upstream_uri else {
         // Admission always sets the target before a request goes upstream.
@@ -38,14 +52,11 @@ pub fn upstream_head(
             "no upstream target was resolved",
         );
     };
-    let end_stream = req.send_end_stream();
-    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
-    let mut parts = http::request::Parts::from(std::mem::replace(req, placeholder));
     parts.uri = uri.clone();
     // Room for what the gateway adds, so the map grows at most once.
     parts.headers.reserve(ADDED_HEADERS);
     let upstream_h2 = parts.version == http::Version::HTTP_2;
-    let edited = upstream_headers(
+    upstream_headers(
         ctx,
         route,
         &parts.method,
@@ -53,12 +64,36 @@ pub fn upstream_head(
         &mut parts.headers,
         hop_by_hop,
         attempt,
-    );
+    )
+}
+
+/// Run `edit` on the request's `http` parts, moved out and back: the head goes on without
+/// Pingora's case map. Pingora's own `insert_header` turns every name into bytes and parses
+/// them back, case map or not (about 1k instructions per edit; an aggregation part's head
+/// took 8k); on the parts an edit is one `HeaderMap` operation, and the move costs about
+/// 350. Header names are case-insensitive (RFC 9110 §5.1): they go out in lower case, as
+/// Envoy sends them. The head is whole again whatever `edit` returns.
+pub fn edit_request_parts(
+    req: &mut RequestHeader,
+    edit: impl FnOnce(&mut http::request::Parts) -> Result<()>,
+) -> Result<()> {
+    let end_stream = req.send_end_stream();
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts = http::request::Parts::from(std::mem::replace(req, placeholder));
+    let edited = edit(&mut parts);
     *req = RequestHeader::from(parts);
     if end_stream == Some(false) {
         req.set_send_end_stream(false);
     }
     edited
+}
+
+/// A request head built from nothing: `method` to `uri`, no headers yet.
+fn new_request_parts(method: http::Method, uri: http::Uri) -> http::request::Parts {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts
 }
 
 /// Who removes the client's hop-by-hop headers from a request going upstream. Pingora's own
@@ -188,8 +223,8 @@ pub fn part_head(
 ) -> Result<RequestHeader> {
     let snapshot = &ctx.snapshot;
     let trusted = forwarding::is_trusted(ctx.client.ip, &snapshot.settings.trusted_proxies);
-    let mut head = RequestHeader::build_no_case(target.method, b"/", None)?;
-    head.set_uri(target.uri);
+    let mut parts = new_request_parts(target.method, target.uri);
+    let head = &mut parts.headers;
     let mut copied: Vec<&HeaderName> = vec![&HOST];
     if trusted {
         // Extended by `set_forwarding`, as on the proxied path.
@@ -198,27 +233,36 @@ pub fn part_head(
     if target.body.is_some() {
         copied.push(&CONTENT_TYPE);
     }
-    for name in copied.into_iter().chain(&part.forward_headers) {
-        for value in client.headers.get_all(name) {
-            head.append_header(name.clone(), value.clone())?;
-        }
+    copy_client_headers(head, client, copied.into_iter().chain(&part.forward_headers));
+    if !head.contains_key(ACCEPT) {
+        head.insert(ACCEPT, HeaderValue::from_static("application/json"));
     }
-    if !head.headers.contains_key(ACCEPT) {
-        head.insert_header(ACCEPT, "application/json")?;
-    }
-    forwarding_and_id(ctx, &mut head, trusted)?;
-    route.request_headers.apply(&mut head);
+    forwarding_and_id(ctx, head, trusted)?;
+    route.request_headers.apply(head);
     for name in &part.remove_headers {
-        forwarding::remove(&mut head, name);
+        head.remove(name);
     }
     for (name, value) in target.headers {
-        head.insert_header(name, value)?;
+        head.insert(name, value);
     }
-    identity(ctx, route, &mut head)?;
+    identity(ctx, route, head)?;
     if let Some(len) = target.body {
-        head.insert_header(CONTENT_LENGTH, len.to_string())?;
+        head.insert(CONTENT_LENGTH, HeaderValue::from(len));
     }
-    Ok(head)
+    Ok(RequestHeader::from(parts))
+}
+
+/// Every value of each of `names` the client sent, appended to `head`.
+fn copy_client_headers<'n>(
+    head: &mut http::HeaderMap,
+    client: &RequestHeader,
+    names: impl Iterator<Item = &'n HeaderName>,
+) {
+    for name in names {
+        for value in client.headers.get_all(name) {
+            head.append(name.clone(), value.clone());
+        }
+    }
 }
 
 /// The head of a transcoded gRPC call, built from nothing like a part's: `POST
@@ -236,38 +280,48 @@ pub fn grpc_head(
 ) -> Result<RequestHeader> {
     let snapshot = &ctx.snapshot;
     let trusted = forwarding::is_trusted(ctx.client.ip, &snapshot.settings.trusted_proxies);
-    let mut head = RequestHeader::build_no_case(http::Method::POST, rpc_path.as_bytes(), None)?;
+    let uri = http::Uri::try_from(rpc_path).map_err(|e| {
+        pingora::Error::because(
+            pingora::ErrorType::InternalError,
+            "gRPC method path is not a URI",
+            e,
+        )
+    })?;
+    let mut parts = new_request_parts(http::Method::POST, uri);
+    let head = &mut parts.headers;
     let mut copied: Vec<&HeaderName> = vec![&HOST];
     if trusted {
         copied.extend(forwarding::FORWARDING_HEADERS.iter());
     }
-    for name in copied.into_iter().chain(forward) {
-        for value in client.headers.get_all(name) {
-            head.append_header(name.clone(), value.clone())?;
-        }
-    }
-    forwarding_and_id(ctx, &mut head, trusted)?;
-    route.request_headers.apply(&mut head);
-    identity(ctx, route, &mut head)?;
+    copy_client_headers(head, client, copied.into_iter().chain(forward));
+    forwarding_and_id(ctx, head, trusted)?;
+    route.request_headers.apply(head);
+    identity(ctx, route, head)?;
     // gRPC's own headers last: no header rule can change the call's framing or deadline.
-    head.insert_header(CONTENT_TYPE, "application/grpc")?;
-    head.insert_header(TE, "trailers")?;
-    head.insert_header("grpc-accept-encoding", "identity")?;
-    head.remove_header("grpc-encoding");
+    head.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    head.insert(TE, HeaderValue::from_static("trailers"));
+    head.insert(GRPC_ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    head.remove(GRPC_ENCODING);
     match ctx.admission.deadline {
         Some(deadline) => {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             // At most 8 digits (gRPC over HTTP/2): milliseconds up to about 27 hours.
             let ms = left.as_millis().clamp(1, 99_999_999);
-            head.insert_header("grpc-timeout", format!("{ms}m"))?;
+            let value = HeaderValue::try_from(format!("{ms}m"))
+                .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "grpc-timeout", e))?;
+            head.insert(GRPC_TIMEOUT, value);
         }
         None => {
-            head.remove_header("grpc-timeout");
+            head.remove(GRPC_TIMEOUT);
         }
     }
-    head.insert_header(CONTENT_LENGTH, body_len.to_string())?;
-    Ok(head)
+    head.insert(CONTENT_LENGTH, HeaderValue::from(body_len));
+    Ok(RequestHeader::from(parts))
 }
+
+const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
+const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// The client's request head as aggregation parts may see it: hop-by-hop headers removed,
 /// the client header rules applied (variant spellings, overrides, client-address headers), and
@@ -275,15 +329,20 @@ pub fn grpc_head(
 /// [`part_head`] copies from it.
 pub fn part_source(ctx: &RequestCtx, route: &Route, client: &RequestHeader) -> RequestHeader {
     let mut head = client.clone();
-    forwarding::strip_hop_by_hop_request(&mut head);
     let trusted = forwarding::is_trusted(ctx.client.ip, &ctx.snapshot.settings.trusted_proxies);
-    ctx.snapshot
-        .settings
-        .client_headers
-        .apply(&mut head, &route.pass_headers, trusted);
-    for name in &ctx.snapshot.identity_headers {
-        forwarding::remove(&mut head, name);
-    }
+    // Infallible: the edit returns no error.
+    let _ = edit_request_parts(&mut head, |parts| {
+        let headers = &mut parts.headers;
+        forwarding::strip_hop_by_hop_request(headers);
+        ctx.snapshot
+            .settings
+            .client_headers
+            .apply(headers, &route.pass_headers, trusted);
+        for name in &ctx.snapshot.identity_headers {
+            headers.remove(name);
+        }
+        Ok(())
+    });
     head
 }
 

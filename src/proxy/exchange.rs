@@ -16,7 +16,7 @@ use http::header::{
     ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, EXPECT, IF_RANGE, RANGE,
     TRANSFER_ENCODING,
 };
-use http::Method;
+use http::{HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::HttpTask;
 use pingora::proxy::Session;
@@ -280,34 +280,43 @@ pub(super) fn upstream_head(
     framing: Framing,
 ) -> pingora::Result<RequestHeader> {
     let mut head = client_head.clone();
-    forwarding::strip_hop_by_hop_request(&mut head);
-    for name in [CONTENT_LENGTH, EXPECT] {
-        forwarding::remove(&mut head, &name);
-    }
-    if let Some(response) = &route.transform.response {
-        // The gateway decodes gzip and br, but identity is cheapest and always readable; and
-        // it needs the whole representation, never a range of it.
-        for name in [ACCEPT_ENCODING, RANGE, IF_RANGE] {
-            forwarding::remove(&mut head, &name);
-        }
-        // A client must not steer a filtered route's upstream to a syntax the filter does
-        // not read (`Accept: application/xml`).
-        if response.rules.filters() {
-            forwarding::remove(&mut head, &ACCEPT);
-            if let Some(accept) = &response.accept {
-                head.insert_header(ACCEPT, accept.clone())?;
+    // One move into `http` parts for every edit (see `edges::edit_request_parts`).
+    edges::edit_request_parts(&mut head, |parts| {
+        let headers = &mut parts.headers;
+        forwarding::strip_hop_by_hop_request(headers);
+        headers.remove(CONTENT_LENGTH);
+        headers.remove(EXPECT);
+        if let Some(response) = &route.transform.response {
+            // The gateway decodes gzip and br, but identity is cheapest and always readable;
+            // and it needs the whole representation, never a range of it.
+            for name in [ACCEPT_ENCODING, RANGE, IF_RANGE] {
+                headers.remove(name);
+            }
+            // A client must not steer a filtered route's upstream to a syntax the filter does
+            // not read (`Accept: application/xml`).
+            if response.rules.filters() {
+                headers.remove(ACCEPT);
+                if let Some(accept) = &response.accept {
+                    headers.insert(ACCEPT, accept.clone());
+                }
             }
         }
-    }
-    edges::upstream_head(ctx, route, &mut head, edges::HopByHop::Removed, None)?;
-    match framing {
-        Framing::Length(len) => head.insert_header(CONTENT_LENGTH, len.to_string())?,
-        Framing::Chunked => head.insert_header(TRANSFER_ENCODING, "chunked")?,
-        Framing::None if matches!(head.method, Method::POST | Method::PUT | Method::PATCH) => {
-            head.insert_header(CONTENT_LENGTH, "0")?
+        edges::upstream_parts(ctx, route, parts, edges::HopByHop::Removed, None)?;
+        let headers = &mut parts.headers;
+        match framing {
+            Framing::Length(len) => {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            }
+            Framing::Chunked => {
+                headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+            }
+            Framing::None if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH) => {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            }
+            Framing::None => {}
         }
-        Framing::None => {}
-    }
+        Ok(())
+    })?;
     Ok(head)
 }
 

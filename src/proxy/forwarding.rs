@@ -167,12 +167,6 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Remove a header only if present: removal also rebuilds Pingora's case map, and most
-/// requests carry none of these.
-pub fn remove(req: &mut impl HeaderEdit, name: &HeaderName) {
-    req.remove(name);
-}
-
 pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
     strip_hop_by_hop(resp, &HOP_BY_HOP[..RESPONSE_HOP_BY_HOP], switching);
