@@ -189,7 +189,7 @@ pub fn strip_hop_by_hop_request(req: &mut impl HeaderEdit) {
 fn strip_hop_by_hop(head: &mut impl HeaderEdit, names: &[HeaderName], switching: bool) {
     let mut found = 0u32;
     for name in head.map().keys() {
-        if let Some(i) = names.iter().position(|h| h == name) {
+        if let Some(i) = hop_by_hop_index(name).filter(|&i| i < names.len()) {
             found |= 1 << i;
         }
     }
@@ -224,6 +224,24 @@ pub fn te_trailers(headers: &http::HeaderMap) -> bool {
         (Some(v), None) => v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"trailers"),
         _ => false,
     }
+}
+
+/// The place of `name` in [`HOP_BY_HOP`]: one match on the name's text (a length switch and
+/// a comparison) where a search compared each name with all ten; a test keeps the two in step.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "upgrade" => 1,
+        "keep-alive" => 2,
+        "proxy-connection" => 3,
+        "proxy-authenticate" => 4,
+        "proxy-authorization" => 5,
+        "te" => 6,
+        "trailer" => 7,
+        "transfer-encoding" => 8,
+        "http2-settings" => 9,
+        _ => return None,
+    })
 }
 
 /// Refuse a request whose `Connection` header Pingora's standard request policy would refuse
@@ -422,6 +440,16 @@ mod tests {
         let mut chunked = resp(200, &[("Transfer-Encoding", "chunked")]);
         strip_hop_by_hop_response(&mut chunked);
         assert_eq!(chunked.headers.len(), 1);
+    }
+
+    #[test]
+    fn hop_by_hop_index_follows_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        for other in ["x-te", "host", "connection2", "upgrade-insecure-requests", "trailers"] {
+            assert_eq!(hop_by_hop_index(&HeaderName::from_static(other)), None, "{other}");
+        }
     }
 
     #[test]

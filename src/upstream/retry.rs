@@ -47,9 +47,11 @@ pub fn repeatable(head: &pingora::http::RequestHeader, honour_idempotency_key: b
 /// Whether a request names another method for the framework behind: a method-override header
 /// (`X-HTTP-Method-Override` and its spellings) or `_method` in `query`. Pass the head and
 /// query as they go upstream: the gateway strips the overrides a route does not let through.
+///
+/// One pass over the head's names (a handful, compared by value) rather than a hashed lookup
+/// per override name: 780 instructions per request in scenario A, a third of that this way.
 pub fn overrides_method(headers: &http::HeaderMap, query: Option<&str>) -> bool {
-    METHOD_OVERRIDE_HEADERS.iter().any(|h| headers.contains_key(h))
-        || query.is_some_and(names_method_override)
+    headers.keys().any(|name| METHOD_OVERRIDE_HEADERS.contains(name)) || query.is_some_and(names_method_override)
 }
 
 /// Whether a query has a `_method` parameter in any spelling frameworks accept (letter case,
@@ -299,6 +301,19 @@ mod tests {
         let headers = METHOD_OVERRIDE_HEADERS;
         let names: Vec<&str> = headers.iter().map(|n| n.as_str()).collect();
         assert_eq!(names, crate::config::client_header_names::METHOD_OVERRIDES);
+    }
+
+    #[test]
+    fn any_override_header_among_others_counts() {
+        for name in crate::config::client_header_names::METHOD_OVERRIDES {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("*/*"));
+            headers.insert("x-other", http::HeaderValue::from_static("1"));
+            assert!(!overrides_method(&headers, None));
+            headers.insert(*name, http::HeaderValue::from_static("POST"));
+            assert!(overrides_method(&headers, None), "{name}");
+        }
+        assert!(overrides_method(&http::HeaderMap::new(), Some("a=1&_METHOD=POST")));
     }
     use crate::config::RetryOn;
 
