@@ -370,6 +370,17 @@ fn answers_vary_on_the_allowed_headers_and_a_gzip_body_never_reaches_a_client_wi
     assert_eq!((status(&en_again), en_again.text().as_str()), ("HIT", "en n=1"));
     let fr_again = fetch(&gw, "/catalog/lang", &fr);
     assert_eq!((status(&fr_again), fr_again.text().as_str()), ("HIT", "fr n=2"));
+    // A client whose `Connection` names a header removes it from the request that goes
+    // upstream, so the answer would be stored under a variant its request never asked for
+    // (the default language under `de`): such a request is not the store's.
+    let named = fetch(
+        &gw,
+        "/catalog/lang",
+        &[("accept-language", "de"), ("connection", "Accept-Language")],
+    );
+    assert_eq!((status(&named), named.text().as_str()), ("BYPASS", " n=3"));
+    let de = fetch(&gw, "/catalog/lang", &[("accept-language", "de")]);
+    assert_eq!((status(&de), de.text().as_str()), ("MISS", "de n=4"));
 
     let zipped = fetch(&gw, "/catalog/zip", &[("accept-encoding", "gzip")]);
     assert_eq!(zipped.header("content-encoding"), Some("gzip"));

@@ -278,3 +278,36 @@ fn jwt_and_rate_limit_rules_hold_over_http2() {
     assert_eq!(statuses, vec![200, 200, 429, 429]);
     assert_eq!(s.public.count(), 3, "one /orders and two /limited");
 }
+
+/// An HTTP/1.1 client's request to an HTTP/2 upstream: Pingora drops `Connection` itself
+/// before the gateway sees the request, yet the headers it named are still removed (they are
+/// read from the client's own head). The upstream here is a second gateway listening for h2c,
+/// which passes on what it receives to an upstream that records it.
+#[test]
+fn headers_named_in_connection_never_reach_an_http2_upstream() {
+    let app = Upstream::start("app");
+    let (h2c_port, _) = two_free_ports();
+    let _origin = Gateway::start_with(
+        &format!("listen: [\"127.0.0.1:{{port}}\", {{ addr: \"127.0.0.1:{h2c_port}\", h2c: true }}]"),
+        &format!(
+            "upstreams:\n  app: {{ targets: [\"{}\"] }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: app }}\n",
+            app.addr()
+        ),
+    );
+    let front = Gateway::start(&format!(
+        "upstreams:\n  origin: {{ targets: [\"127.0.0.1:{h2c_port}\"], protocol: h2c }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: origin }}\n"
+    ));
+    let r = front.send(
+        b"GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close, X-Secret-Hop,x-other-hop\r\nX-Secret-Hop: 1\r\nX-Other-Hop: 2\r\nX-Kept: 3\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = app.requests().pop().expect("the request reached the app");
+    assert_eq!(seen.header("x-kept"), Some("3"));
+    assert_eq!(seen.header("x-secret-hop"), None, "{:?}", seen.headers);
+    assert_eq!(seen.header("x-other-hop"), None, "{:?}", seen.headers);
+    // The refused nominations are refused on this path too.
+    let before = app.count();
+    let r = front.send(b"GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close, X-Forwarded-For\r\n\r\n");
+    assert_eq!(r.status, 400);
+    assert_eq!(app.count(), before);
+}

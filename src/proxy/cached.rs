@@ -87,7 +87,10 @@ pub async fn serve(
     // invalidation. The client's override headers are looked at even where the route strips
     // them (the cost is one uncached request); the query as it goes upstream.
     let overridden = crate::upstream::retry::overrides_method(&req.headers, uri.query());
-    if policy::request_bypass(&cache.config, req).is_some() || !bodiless || overridden {
+    // Headers the client's `Connection` names are removed from the request that goes upstream,
+    // so its answer would be stored under a variant the client never sent: not the store's.
+    let named = super::forwarding::names_headers(&req.headers);
+    if policy::request_bypass(&cache.config, req).is_some() || !bodiless || overridden || named {
         return Box::pin(bypass(client, store, session, ctx, &entry, overridden)).await;
     }
     let now = SystemTime::now();

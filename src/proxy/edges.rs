@@ -25,7 +25,7 @@ pub fn upstream_head(
     ctx: &RequestCtx,
     route: &Route,
     req: &mut RequestHeader,
-    hop_by_hop: HopByHop,
+    hop_by_hop: HopByHop<'_>,
     attempt: Option<&mut Attempt>,
 ) -> Result<()> {
     edit_request_parts(req, |parts| {
@@ -39,7 +39,7 @@ pub fn upstream_parts(
     ctx: &RequestCtx,
     route: &Route,
     parts: &mut http::request::Parts,
-    hop_by_hop: HopByHop,
+    hop_by_hop: HopByHop<'_>,
     attempt: Option<&mut Attempt>,
 ) -> Result<()> {
     if let Some(method) = route.transform.request_method() {
@@ -99,11 +99,16 @@ fn new_request_parts(method: http::Method, uri: http::Uri) -> http::request::Par
 /// Who removes the client's hop-by-hop headers from a request going upstream. Pingora's own
 /// removal is off on the gateway's peers (see `forwarding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HopByHop {
+pub enum HopByHop<'a> {
     /// [`upstream_head`] does, first (the proxied path). `may_upgrade`: the client spoke
     /// HTTP/1.1, so a WebSocket handshake may go to an HTTP/1.1 upstream where the route
     /// enables one, as Pingora's policy had it. An HTTP/2 upstream keeps `te: trailers`.
-    Strip { may_upgrade: bool },
+    /// `named_by`: the client's own head, when Pingora has removed its `Connection` already
+    /// (an HTTP/1 client's request to an HTTP/2 upstream).
+    Strip {
+        may_upgrade: bool,
+        named_by: Option<&'a http::HeaderMap>,
+    },
     /// The caller did, before its own edits (the gateway's own exchanges, which never
     /// upgrade).
     Removed,
@@ -120,20 +125,26 @@ fn upstream_headers(
     method: &http::Method,
     upstream_h2: bool,
     headers: &mut impl HeaderEdit,
-    hop_by_hop: HopByHop,
+    hop_by_hop: HopByHop<'_>,
     attempt: Option<&mut Attempt>,
 ) -> Result<()> {
-    // Decided on the client's head, before any edit: only a WebSocket handshake, on a route
-    // that enables it (an `h2c` upgrade would tunnel later requests past routing).
+    // Decided before the gateway's own edits: only a WebSocket handshake, on a route that
+    // enables it (an `h2c` upgrade would tunnel later requests past routing).
     let websocket = match hop_by_hop {
-        HopByHop::Strip { may_upgrade } => {
+        HopByHop::Strip {
+            may_upgrade,
+            named_by,
+        } => {
             // An HTTP/2 upstream takes no HTTP/1.1 upgrade.
             let websocket = may_upgrade
                 && !upstream_h2
                 && forwarding::websocket_upgrade(method, headers.map(), route.websocket);
             // HTTP/2 carries `te: trailers` end to end (RFC 9113 §8.2.2), and gRPC needs it.
             let trailers = upstream_h2 && forwarding::te_trailers(headers.map());
-            forwarding::strip_hop_by_hop_request(headers);
+            match named_by {
+                Some(client) => forwarding::strip_hop_by_hop_named_by(headers, client),
+                None => forwarding::strip_hop_by_hop_request(headers),
+            }
             if trailers {
                 headers.put(TE, HeaderValue::from_static("trailers"));
             }

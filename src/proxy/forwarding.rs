@@ -1,5 +1,5 @@
 //! What the upstream learns about the client: `X-Forwarded-*`, `X-Real-IP`, the request id,
-//! and the removal of hop-by-hop headers from responses.
+//! and the removal of hop-by-hop headers from requests and responses.
 //!
 //! On requests the gateway removes them itself, in one pass over the head's names, for every
 //! request it sends upstream: proxied, its own exchanges, aggregation parts. Pingora's own
@@ -169,14 +169,21 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
 
 pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    strip_hop_by_hop(resp, &HOP_BY_HOP[..RESPONSE_HOP_BY_HOP], switching);
+    strip_hop_by_hop(resp, &HOP_BY_HOP[..RESPONSE_HOP_BY_HOP], switching, None);
 }
 
 /// The same for a request head on its way upstream, framing included. An upgrade is never
 /// passed through as the client spelled it: [`crate::proxy::edges::upstream_head`] writes
 /// the WebSocket handshake's `Connection` and `Upgrade` again where the route allows one.
 pub fn strip_hop_by_hop_request(req: &mut impl HeaderEdit) {
-    strip_hop_by_hop(req, &HOP_BY_HOP, false);
+    strip_hop_by_hop(req, &HOP_BY_HOP, false, None);
+}
+
+/// [`strip_hop_by_hop_request`] for a request Pingora is sending from an HTTP/1 client to an
+/// HTTP/2 upstream: Pingora has removed `Connection` from it already (HTTP/2 has none), so
+/// the headers the client's `Connection` named are read from the client's own head.
+pub fn strip_hop_by_hop_named_by(req: &mut impl HeaderEdit, client: &http::HeaderMap) {
+    strip_hop_by_hop(req, &HOP_BY_HOP, false, Some(client));
 }
 
 /// Remove the headers `Connection` names and the hop-by-hop ones in `names` (`Connection` and
@@ -185,22 +192,29 @@ pub fn strip_hop_by_hop_request(req: &mut impl HeaderEdit) {
 ///
 /// One pass over the head's names (a handful) rather than a lookup per hop-by-hop name; the
 /// names found are noted as bits, so a head with only `Connection: keep-alive` (most upstream
-/// answers) allocates nothing.
-fn strip_hop_by_hop(head: &mut impl HeaderEdit, names: &[HeaderName], switching: bool) {
+/// answers) allocates nothing. `named_by`: the head whose `Connection` names more, when it is
+/// not `head` itself.
+fn strip_hop_by_hop(
+    head: &mut impl HeaderEdit,
+    names: &[HeaderName],
+    switching: bool,
+    named_by: Option<&http::HeaderMap>,
+) {
     let mut found = 0u32;
     for name in head.map().keys() {
         if let Some(i) = hop_by_hop_index(name).filter(|&i| i < names.len()) {
             found |= 1 << i;
         }
     }
-    if found == 0 {
+    // Bit 0 is `Connection`: only then can it name other headers.
+    let nominated = match named_by {
+        Some(client) => connection_nominated(client),
+        None if found & 1 == 1 => connection_nominated(head.map()),
+        None => Vec::new(),
+    };
+    if found == 0 && nominated.is_empty() {
         return;
     }
-    // Bit 0 is `Connection`: only then can it name other headers.
-    let nominated = match found & 1 {
-        1 => connection_nominated(head.map()),
-        _ => Vec::new(),
-    };
     if switching {
         // The handshake's answer keeps `Connection: upgrade` and `Upgrade` (bits 0 and 1).
         found &= !0b11;
@@ -282,6 +296,11 @@ pub fn refused_nomination(headers: &http::HeaderMap) -> Option<&'static str> {
 /// A `tchar` (RFC 9110 §5.6.2).
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether a `Connection` header names any header (beyond `close` and `keep-alive`).
+pub fn names_headers(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(CONNECTION) && !connection_nominated(headers).is_empty()
 }
 
 /// The field names a `Connection` header nominates as hop-by-hop (RFC 9110 §7.6.1), other than
@@ -447,7 +466,13 @@ mod tests {
         for (i, name) in HOP_BY_HOP.iter().enumerate() {
             assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
         }
-        for other in ["x-te", "host", "connection2", "upgrade-insecure-requests", "trailers"] {
+        for other in [
+            "x-te",
+            "host",
+            "connection2",
+            "upgrade-insecure-requests",
+            "trailers",
+        ] {
             assert_eq!(hop_by_hop_index(&HeaderName::from_static(other)), None, "{other}");
         }
     }

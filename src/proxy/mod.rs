@@ -445,11 +445,18 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let snapshot = Arc::clone(&ctx.snapshot);
         let Some(route) = ctx.admission.route.and_then(|id| snapshot.routes.routes.get(id)) else {
+            // Not reached (`upstream_peer` needs a route), but nothing else removes them.
+            forwarding::strip_hop_by_hop_request(req);
             return Ok(());
         };
         let mut attempt = ctx.upstream.current.take();
-        let may_upgrade = session.req_header().version == http::Version::HTTP_11;
-        let hop_by_hop = edges::HopByHop::Strip { may_upgrade };
+        let client = session.req_header();
+        let hop_by_hop = edges::HopByHop::Strip {
+            may_upgrade: client.version == http::Version::HTTP_11,
+            // Pingora has removed an HTTP/1 client's `Connection` before an HTTP/2 upstream.
+            named_by: (req.version == http::Version::HTTP_2 && client.version != http::Version::HTTP_2)
+                .then_some(&client.headers),
+        };
         let head = edges::upstream_head(ctx, route, req, hop_by_hop, attempt.as_mut());
         ctx.upstream.current = attempt;
         head?;
