@@ -265,32 +265,35 @@ fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
 /// in [`PROTECTED_FROM_NOMINATION`] (`Host`, `X-Forwarded-*`: nominating them would remove
 /// what routing read or what the gateway sets). Returns why.
 pub fn refused_nomination(headers: &http::HeaderMap) -> Option<&'static str> {
-    let mut tokens = 0;
-    for value in headers.get_all(CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            if token.is_empty() {
-                continue;
-            }
-            tokens += 1;
-            if tokens > MAX_CONNECTION_TOKENS {
-                return Some("too many Connection options");
-            }
-            if token.first() == Some(&b':') {
-                return Some("Connection names a pseudo-header");
-            }
-            if !token.iter().all(|&b| is_tchar(b)) {
-                return Some("a Connection option is not a token");
-            }
-            if PROTECTED_FROM_NOMINATION
-                .iter()
-                .any(|p| p.as_bytes().eq_ignore_ascii_case(token))
-            {
-                return Some("Connection names a header the gateway sets");
-            }
+    for (n, token) in connection_options(headers).enumerate() {
+        if n >= MAX_CONNECTION_TOKENS {
+            return Some("too many Connection options");
+        }
+        if token.first() == Some(&b':') {
+            return Some("Connection names a pseudo-header");
+        }
+        if !token.iter().all(|&b| is_tchar(b)) {
+            return Some("a Connection option is not a token");
+        }
+        if PROTECTED_FROM_NOMINATION
+            .iter()
+            .any(|p| p.as_bytes().eq_ignore_ascii_case(token))
+        {
+            return Some("Connection names a header the gateway sets");
         }
     }
     None
+}
+
+/// The options of every `Connection` header, trimmed, empty ones skipped: what both the
+/// refusal above and the removal below read, so the two cannot split a header differently.
+fn connection_options(headers: &http::HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
 }
 
 /// A `tchar` (RFC 9110 §5.6.2).
@@ -306,22 +309,10 @@ pub fn names_headers(headers: &http::HeaderMap) -> bool {
 /// The field names a `Connection` header nominates as hop-by-hop (RFC 9110 §7.6.1), other than
 /// the `close` and `keep-alive` options. Allocates only when it names something.
 fn connection_nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {
-    let mut out = Vec::new();
-    for value in headers.get_all(CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            if token.is_empty()
-                || token.eq_ignore_ascii_case(b"close")
-                || token.eq_ignore_ascii_case(b"keep-alive")
-            {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token) {
-                out.push(name);
-            }
-        }
-    }
-    out
+    connection_options(headers)
+        .filter(|token| !token.eq_ignore_ascii_case(b"close") && !token.eq_ignore_ascii_case(b"keep-alive"))
+        .filter_map(|token| HeaderName::from_bytes(token).ok())
+        .collect()
 }
 
 /// Whether the request may go upstream as a protocol upgrade: only a WebSocket handshake

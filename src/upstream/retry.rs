@@ -50,7 +50,8 @@ pub fn repeatable(head: &pingora::http::RequestHeader, honour_idempotency_key: b
 /// query as they go upstream: the gateway strips the overrides a route does not let through.
 ///
 /// One pass over the head's names (a handful, compared by value) rather than a hashed lookup
-/// per override name: 780 instructions per request in scenario A, a third of that this way.
+/// per override name (780 instructions per request in scenario A; with the hop-by-hop index,
+/// A went from 101.8k to 100.6k).
 pub fn overrides_method(headers: &http::HeaderMap, query: Option<&str>) -> bool {
     headers.keys().any(|name| METHOD_OVERRIDE_HEADERS.contains(name))
         || query.is_some_and(names_method_override)
