@@ -15,8 +15,9 @@ COPY src src
 COPY benches benches
 COPY protos protos
 COPY conf/protos conf/protos
-RUN cargo build --release --locked --bin portcullis \
-    && strip target/release/portcullis
+# `dist`: the release profile with link-time optimisation across crates (Cargo.toml).
+RUN cargo build --profile dist --locked --bin portcullis \
+    && strip target/dist/portcullis
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -25,7 +26,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin portcullis \
     && mkdir -p /run/portcullis /etc/portcullis \
     && chown portcullis /run/portcullis
-COPY --from=build /src/target/release/portcullis /usr/local/bin/portcullis
+COPY --from=build /src/target/dist/portcullis /usr/local/bin/portcullis
 COPY conf/portcullis.container.yaml /etc/portcullis/portcullis.yaml
 USER 10001
 EXPOSE 8080 9090

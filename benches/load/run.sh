@@ -4,7 +4,8 @@
 # generators on the same machine in one run. See BENCHMARKS.md for what each scenario means.
 #
 # Knobs (environment): SCENARIOS, THREADS_LIST, PROXIES, REPS, DURATION, WARMUP, CONNS,
-# OPEN_LOOP, IDLE_POLL, MINIMAL_WORK_STEALING, PERF, CALLGRIND, BEFORE_BIN, BASE_PORT, OUT. Example: SCENARIOS="A B" THREADS_LIST=1 REPS=3 benches/load/run.sh
+# OPEN_LOOP, IDLE_POLL, MINIMAL_WORK_STEALING, PERF, CALLGRIND, BEFORE_BIN, BASE_PORT, OUT, PROFILE
+# (the cargo profile built and measured; release unless set). Example: SCENARIOS="A B" THREADS_LIST=1 REPS=3 benches/load/run.sh
 # CALLGRIND=1 measures instructions per request instead of throughput: Portcullis runs under
 # `valgrind --tool=callgrind`, wrk warms it up, the counters are zeroed, wrk drives it for
 # DURATION seconds, and the dump's total is divided by the requests wrk reports. With
@@ -47,7 +48,9 @@ UG=$((BASE_PORT + 4))
 PORT=$((BASE_PORT + 10))
 ADMIN=$((BASE_PORT + 11))
 FIXTURES=$ROOT/tests/fixtures/jwt
-BIN=$ROOT/target/release
+# The cargo profile the gateway and the minimal proxy are built with (Cargo.toml).
+PROFILE=${PROFILE:-release}
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 
 mkdir -p "$OUT"
 
@@ -72,8 +75,8 @@ OPEN_RESULTS=$OUT/open-loop.tsv
 : >"$OPEN_RESULTS"
 : >"$OUT/sequences.tsv"
 
-echo "==> building (release)"
-cargo build --release --bin portcullis --example minimal_proxy --example loadgen --example tokens --example grpc_bench
+echo "==> building ($PROFILE)"
+cargo build --profile "$PROFILE" --bin portcullis --example minimal_proxy --example loadgen --example tokens --example grpc_bench
 
 # Scenarios S and S-NEW: one certificate (ECDSA P-256) for both proxies; HAProxy wants the
 # certificate and key in one file.

@@ -3,8 +3,9 @@
 //! past the token's expiry (or `max_age`), and ignored once the key set changes. Only
 //! successful verifications are cached, so a failure is always re-checked.
 //!
-//! The map hashes with std's randomly keyed SipHash, so clients cannot aim tokens at one
-//! bucket, and a hit compares the whole token, so no other token can match an entry. (A
+//! The map hashes with aHash, randomly keyed per process, so clients cannot aim tokens at one
+//! bucket (std's SipHash cost about 0.7k instructions per 200-byte token), and a hit compares
+//! the whole token, so no other token can match an entry. (A
 //! SHA-256 digest as the key cost more than the rest of a cached verification.) Tokens longer
 //! than [`MAX_CACHED_TOKEN`] are verified every time, which bounds the cache's memory at about
 //! `1.25 × cache_entries × 4 KiB` (each shard has a quarter of headroom).
@@ -29,7 +30,7 @@ struct Entry {
 }
 
 pub struct TokenCache {
-    shards: Vec<Mutex<HashMap<Box<str>, Entry>>>,
+    shards: Vec<Mutex<HashMap<Box<str>, Entry, ahash::RandomState>>>,
     per_shard: usize,
     capacity: usize,
 }
@@ -45,7 +46,9 @@ impl TokenCache {
     /// `None` when `capacity` is 0 (caching disabled).
     pub fn new(capacity: usize) -> Option<TokenCache> {
         (capacity > 0).then(|| TokenCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(ahash::RandomState::new())))
+                .collect(),
             // A quarter of headroom: `capacity` tokens never spread evenly over the shards,
             // and a shard that overflows early would evict tokens the operator sized for.
             per_shard: (capacity.div_ceil(SHARDS) * 5).div_ceil(4),
@@ -55,7 +58,7 @@ impl TokenCache {
 
     /// Shards only spread lock contention, so a cheap mix of the token's last bytes (the
     /// signature's, effectively random for real tokens) picks one.
-    fn shard(&self, token: &str) -> &Mutex<HashMap<Box<str>, Entry>> {
+    fn shard(&self, token: &str) -> &Mutex<HashMap<Box<str>, Entry, ahash::RandomState>> {
         let tail = token.as_bytes().iter().rev().take(4);
         let mix = tail.fold(token.len(), |h, &b| {
             h.wrapping_mul(31).wrapping_add(usize::from(b))

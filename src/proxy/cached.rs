@@ -317,7 +317,7 @@ struct Fetch {
     upstream: RequestHeader,
     hash_key: Vec<u8>,
     deadline: Option<Instant>,
-    request_id: String,
+    request_id: super::request_id::RequestId,
     max_object: u64,
     /// The target's invalidation generation before the upstream was asked: an answer is
     /// stored only if no successful unsafe request or purge came in between.
@@ -423,7 +423,14 @@ impl Fetch {
             }
         }
         let first = first_status(stale.is_some());
-        let prepared = exchange::prepare(route, &Method::GET, reply, self.deadline, &self.request_id).await?;
+        let prepared = exchange::prepare(
+            route,
+            &Method::GET,
+            reply,
+            self.deadline,
+            self.request_id.as_str(),
+        )
+        .await?;
         Ok(match prepared {
             refused @ Prepared::Refused(_) => unstored(refused),
             Prepared::Whole { head, body, reply } => match self.object(&head, body.clone(), now) {

@@ -21,7 +21,7 @@ pub struct RequestCtx {
     /// The snapshot this request started with (taken in `new_ctx`); kept to the end even if
     /// a reload swaps it, so every step, logging included, follows one configuration.
     pub snapshot: Arc<Snapshot>,
-    pub request_id: String,
+    pub request_id: super::request_id::RequestId,
     pub client: Client,
     pub admission: Admission,
     pub upstream: Attempts,
@@ -128,7 +128,7 @@ impl RequestCtx {
         RequestCtx {
             start: Instant::now(),
             snapshot,
-            request_id: String::new(),
+            request_id: Default::default(),
             client: Client::default(),
             admission: Admission::default(),
             upstream: Attempts::default(),

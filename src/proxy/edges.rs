@@ -370,10 +370,7 @@ pub struct PartTarget {
 /// Forwarding headers and the request id.
 fn forwarding_and_id(ctx: &RequestCtx, req: &mut impl HeaderEdit, trusted: bool) -> Result<()> {
     forwarding::set_forwarding(req, ctx.client.ip, &ctx.client.host, trusted, ctx.client.tls)?;
-    req.put(
-        forwarding::X_REQUEST_ID,
-        crate::transform::headers::value(&ctx.request_id)?,
-    );
+    req.put(forwarding::X_REQUEST_ID, ctx.request_id.value());
     Ok(())
 }
 
@@ -399,9 +396,21 @@ fn identity(ctx: &RequestCtx, route: &Route, req: &mut impl HeaderEdit) -> Resul
 /// Edited as plain `http` parts, like the upstream request head (see [`without_case_response`]).
 pub fn decorate(ctx: &RequestCtx, resp: &mut ResponseHeader) -> Result<()> {
     edit_response_parts(resp, |parts| {
-        parts.headers.reserve(4 + ctx.reply.ratelimit_headers.len());
+        parts.headers.reserve(most_decorations(ctx));
         decorate_headers(ctx, &mut parts.headers)
     })
+}
+
+/// The most headers [`decorate_headers`] adds: room reserved once, and no more. An upstream's
+/// head is parsed into a map with a little room to spare, and reserving more than is added
+/// grew (reallocated and rehashed) it on every response: about 0.7k instructions in scenario A.
+fn most_decorations(ctx: &RequestCtx) -> usize {
+    let rules = ctx.route().map_or(0, |r| r.response_headers.most_added());
+    let cors = ctx.reply.cors.as_ref().map_or(0, Vec::len);
+    let hsts = usize::from(ctx.client.tls && ctx.snapshot.settings.hsts.is_some());
+    let cache = usize::from(ctx.reply.cache_status.is_some());
+    // The request id.
+    1 + rules + cors + hsts + cache + ctx.reply.ratelimit_headers.len() + ctx.reply.version_headers.len()
 }
 
 const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
@@ -419,10 +428,7 @@ fn decorate_headers(ctx: &RequestCtx, headers: &mut impl HeaderEdit) -> Result<(
             headers.put(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
     }
-    headers.put(
-        forwarding::X_REQUEST_ID,
-        crate::transform::headers::value(&ctx.request_id)?,
-    );
+    headers.put(forwarding::X_REQUEST_ID, ctx.request_id.value());
     if let Some(status) = ctx.reply.cache_status {
         headers.put(X_CACHE_STATUS, HeaderValue::from_static(status.as_str()));
     }

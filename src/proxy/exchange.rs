@@ -348,7 +348,14 @@ pub(super) async fn respond(
     reply: Reply,
 ) -> pingora::Result<Served> {
     let method = session.req_header().method.clone();
-    let prepared = prepare(route, &method, reply, ctx.admission.deadline, &ctx.request_id).await?;
+    let prepared = prepare(
+        route,
+        &method,
+        reply,
+        ctx.admission.deadline,
+        ctx.request_id.as_str(),
+    )
+    .await?;
     match prepared {
         Prepared::Whole { head, body, reply } => {
             // Read whole: the connection and its concurrency slot go back before the client

@@ -28,8 +28,12 @@ pub fn status_for(http_status: u16) -> u8 {
 }
 
 /// `grpc-status` of a response head or its trailers (0–16; anything else is UNKNOWN, 2).
+///
+/// The name is a constant: a `&str` key is parsed and checked on every lookup, and this one
+/// runs on every response.
 pub fn status_in(headers: &HeaderMap) -> Option<u8> {
-    let v = headers.get("grpc-status")?;
+    const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+    let v = headers.get(GRPC_STATUS)?;
     Some(
         std::str::from_utf8(v.as_bytes())
             .ok()

@@ -29,6 +29,7 @@ mod grpc;
 mod peer;
 pub mod problem;
 mod request_checks;
+mod request_id;
 mod retrying;
 mod spans;
 mod transcode;
@@ -257,7 +258,7 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         ctx.start = Instant::now();
-        ctx.request_id = forwarding::request_id(session.req_header());
+        ctx.request_id = request_id::RequestId::of(session.req_header());
         if self.runtime.is_draining() {
             // Shutting down: this connection's client should open its next one elsewhere.
             session.set_keepalive(None);
@@ -660,7 +661,7 @@ impl ProxyHttp for Gateway {
             let attempt = last_attempt.as_ref();
             access_log::write(
                 &AccessEntry {
-                    request_id: &ctx.request_id,
+                    request_id: ctx.request_id.as_str(),
                     client: &client,
                     method,
                     path: &path,

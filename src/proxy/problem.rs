@@ -146,7 +146,7 @@ impl Problem {
         let body = if self.bodyless {
             Bytes::new()
         } else {
-            Bytes::from(self.body(&ctx.request_id))
+            Bytes::from(self.body(ctx.request_id.as_str()))
         };
         let mut resp = ResponseHeader::build_no_case(self.status, Some(6))?;
         super::edges::decorate(ctx, &mut resp)?;

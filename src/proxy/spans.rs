@@ -54,7 +54,7 @@ pub fn finish(session: &Session, ctx: &RequestCtx, status: u16) {
     let mut attributes = vec![
         ("http.request.method", Value::Str(method.to_string())),
         ("http.response.status_code", Value::Int(i64::from(status))),
-        ("portcullis.request_id", Value::Str(ctx.request_id.clone())),
+        ("portcullis.request_id", Value::Str(ctx.request_id.to_string())),
     ];
     if !ctx.admission.path.is_empty() {
         attributes.push(("url.path", Value::Str(ctx.admission.path.clone())));

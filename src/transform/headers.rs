@@ -96,6 +96,11 @@ impl HeaderEdit for HeaderMap {
 }
 
 impl HeaderRules {
+    /// The most headers these rules add to a head (a rename may add one).
+    pub fn most_added(&self) -> usize {
+        self.set.len() + self.add.len() + self.rename.len()
+    }
+
     pub fn compile(cfg: &HeaderRulesConfig) -> HeaderRules {
         HeaderRules {
             set: cfg.set.clone(),
