@@ -311,3 +311,40 @@ fn headers_named_in_connection_never_reach_an_http2_upstream() {
     assert_eq!(r.status, 400);
     assert_eq!(app.count(), before);
 }
+
+/// Values that change with every response (the request id, the live rate-limit numbers) go to
+/// an HTTP/2 client as HPACK "never indexed" literals: in the connection's header table they
+/// would only push out the values that repeat. What repeats (the rate-limit policy) is
+/// indexed as before, and every value arrives intact.
+#[test]
+fn per_response_values_are_never_indexed_over_http2() {
+    let s = setup();
+    let client_id = "client-chosen-id-1";
+    let r = &send(
+        &s.h2c,
+        &[get("/limited", "localhost", &[("x-request-id", client_id)])],
+    )[0];
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["headers"]["x-request-id"], client_id, "{r}");
+    let live = r["headers"]["ratelimit"].as_str().unwrap_or_default();
+    assert!(live.starts_with("\"per-ip\";r=1;t="), "{r}");
+    let never: Vec<&str> = r["never_indexed"]
+        .as_array()
+        .expect("the client lists never-indexed fields")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(never.contains(&"x-request-id"), "{r}");
+    assert!(never.contains(&"ratelimit"), "{r}");
+    assert!(!never.contains(&"ratelimit-policy"), "{r}");
+    let generated = &send(&s.h2c, &[get("/public", "localhost", &[])])[0];
+    assert_eq!(
+        generated["headers"]["x-request-id"].as_str().map(str::len),
+        Some(32),
+        "{generated}"
+    );
+    assert!(
+        generated["never_indexed"].to_string().contains("x-request-id"),
+        "{generated}"
+    );
+}

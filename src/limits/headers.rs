@@ -40,17 +40,24 @@ pub fn headers(items: &[ItemState], policies: &[Policy]) -> Vec<(HeaderName, Hea
     push_decimal(&mut live, binding.remaining);
     live.extend_from_slice(b";t=");
     push_decimal(&mut live, binding.reset_secs);
-    out.extend(value(live).map(|v| (RATELIMIT, v)));
+    out.extend(value(live).map(|v| (RATELIMIT, never_indexed(v))));
     if policies.get(binding.policy).is_some_and(|p| p.legacy_headers) {
+        out.push((X_RATELIMIT_LIMIT, HeaderValue::from(binding.limit.requests)));
         for (name, n) in [
-            (X_RATELIMIT_LIMIT, binding.limit.requests),
             (X_RATELIMIT_REMAINING, binding.remaining),
             (X_RATELIMIT_RESET, binding.reset_secs),
         ] {
-            out.push((name, HeaderValue::from(n)));
+            out.push((name, never_indexed(HeaderValue::from(n))));
         }
     }
     out
+}
+
+/// A value that changes with every response: HPACK would only fill an HTTP/2 connection's
+/// header table with it (and compare each new one with the old); it goes as a literal.
+fn never_indexed(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
 }
 
 /// Names from the config and numbers: always a valid header value.
@@ -134,6 +141,8 @@ mod tests {
         assert_eq!(h[0].1, "\"p-1s\";q=10;w=1, \"p-3600s\";q=1000;w=3600");
         assert_eq!(h[1].0, "ratelimit");
         assert_eq!(h[1].1, "\"p-3600s\";r=3;t=1200");
+        // The live numbers go unindexed over HTTP/2; the policy (repeated) is indexed.
+        assert!(h[1].1.is_sensitive() && !h[0].1.is_sensitive());
         let one = headers(&items[..1], &[]);
         assert_eq!(one[0].1, "\"p-1s\";q=10;w=1");
         assert_eq!(one[1].1, "\"p-1s\";r=7;t=1");

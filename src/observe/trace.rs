@@ -133,7 +133,10 @@ impl TraceContext {
         out[52] = b'-';
         out[53] = b'0';
         out[54] = if self.sampled { b'1' } else { b'0' };
-        HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static(""))
+        let mut value = HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static(""));
+        // Never indexed by HPACK: every attempt's span id is new (see `RequestId::of`).
+        value.set_sensitive(true);
+        value
     }
 }
 

@@ -127,12 +127,22 @@ pub fn set_forwarding(
         req.put(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if !trusted || !req.map().contains_key(&X_FORWARDED_HOST) {
-        let host = HeaderValue::from_str(host).map_err(|_| {
-            pingora::Error::explain(
-                pingora::ErrorType::InvalidHTTPHeader,
-                "host is not a header value",
-            )
-        })?;
+        // The client's `Host` as sent, when that is already the canonical form (the usual
+        // case): a shared handle instead of a copy and a check.
+        let sent = req
+            .map()
+            .get(http::header::HOST)
+            .filter(|v| v.as_bytes() == host.as_bytes())
+            .cloned();
+        let host = match sent {
+            Some(v) => v,
+            None => HeaderValue::from_str(host).map_err(|_| {
+                pingora::Error::explain(
+                    pingora::ErrorType::InvalidHTTPHeader,
+                    "host is not a header value",
+                )
+            })?,
+        };
         req.put(X_FORWARDED_HOST, host);
     }
     if !trusted {
@@ -385,6 +395,19 @@ mod tests {
         assert_eq!(r.headers.get("x-real-ip").unwrap(), "10.0.0.9");
         assert!(r.headers.get("forwarded").is_none());
         assert_eq!(r.headers.get("x-forwarded-host").unwrap(), "api.example.com");
+    }
+
+    #[test]
+    fn forwarded_host_is_always_the_canonical_host() {
+        for sent in ["api.example.com", "API.Example.com:8443", "api.example.com."] {
+            let mut r = req(&[("host", sent)]);
+            set_forwarding(&mut r, None, "api.example.com", false, true).unwrap();
+            assert_eq!(
+                r.headers.get("x-forwarded-host").unwrap(),
+                "api.example.com",
+                "{sent}"
+            );
+        }
     }
 
     #[test]

@@ -17,8 +17,15 @@ use super::forwarding::X_REQUEST_ID;
 /// The longest client id kept.
 const MAX_CLIENT_ID: usize = 128;
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RequestId(HeaderValue);
+
+/// The id itself (a sensitive `HeaderValue` prints only `Sensitive`).
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestId").field(&self.as_str()).finish()
+    }
+}
 
 impl Default for RequestId {
     fn default() -> Self {
@@ -28,14 +35,21 @@ impl Default for RequestId {
 
 impl RequestId {
     /// The client's id if it is plain, else a new one.
+    ///
+    /// Marked never to be indexed by HPACK: each id is sent once, and in an HTTP/2
+    /// connection's header table ids only pushed out the values that repeat, while the
+    /// encoder compared every new one with all of them (about 2.5k instructions per response
+    /// in scenario H2 of `benches/load/run.sh`).
     pub fn of(req: &RequestHeader) -> RequestId {
-        match req.headers.get(&X_REQUEST_ID) {
-            Some(v) if plain(v.as_bytes()) => RequestId(v.clone()),
+        let mut value = match req.headers.get(&X_REQUEST_ID) {
+            Some(v) if plain(v.as_bytes()) => v.clone(),
             _ => RequestId::generate(),
-        }
+        };
+        value.set_sensitive(true);
+        RequestId(value)
     }
 
-    fn generate() -> RequestId {
+    fn generate() -> HeaderValue {
         // 32 hex digits without the formatting machinery: this runs for most requests.
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut n = rand::random::<u128>();
@@ -46,9 +60,7 @@ impl RequestId {
         }
         // One allocation, shared by every copy of the value (a `Vec`'s bytes would be copied
         // again on the first clone).
-        RequestId(
-            HeaderValue::from_maybe_shared(Bytes::from_owner(id)).unwrap_or(HeaderValue::from_static("-")),
-        )
+        HeaderValue::from_maybe_shared(Bytes::from_owner(id)).unwrap_or(HeaderValue::from_static("-"))
     }
 
     /// The header value (a shared handle, not a copy).
@@ -100,5 +112,7 @@ mod tests {
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a.as_str(), b.as_str(), "generated ids are random");
         assert_eq!(a.value().as_bytes(), a.as_str().as_bytes());
+        assert!(a.value().is_sensitive(), "never indexed by HPACK");
+        assert!(id(&[("x-request-id", "abc-123")]).value().is_sensitive());
     }
 }

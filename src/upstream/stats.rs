@@ -69,8 +69,16 @@ impl TargetStats {
 
     /// The latency estimate, decayed by the time since it was last updated.
     pub fn latency_micros(&self) -> u64 {
+        self.latency_micros_at(now_micros())
+    }
+
+    /// [`TargetStats::latency_micros`] at `now` (the statistics clock).
+    fn latency_micros_at(&self, now: u64) -> u64 {
         let ewma = self.ewma_micros.load(Ordering::Relaxed);
-        let age = now_micros().saturating_sub(self.updated_micros.load(Ordering::Relaxed));
+        if ewma == 0 {
+            return 0;
+        }
+        let age = now.saturating_sub(self.updated_micros.load(Ordering::Relaxed));
         (ewma as f64 * 0.5f64.powf(age as f64 / HALF_LIFE_MICROS)) as u64
     }
 
@@ -82,15 +90,17 @@ impl TargetStats {
 
     pub fn observe_latency(&self, sample: Duration) {
         let sample = u64::try_from(sample.as_micros()).unwrap_or(u64::MAX).max(1);
-        // Racing updates may lose one sample; the estimate stays a plausible latency.
-        let old = self.latency_micros();
+        // Racing updates may lose one sample; the estimate stays a plausible latency. One
+        // clock read for the decay and the update (each costs about 90 instructions).
+        let now = now_micros();
+        let old = self.latency_micros_at(now);
         let next = if sample >= old || old == 0 {
             sample
         } else {
             (old as f64 - (old - sample) as f64 * DECAY) as u64
         };
         self.ewma_micros.store(next, Ordering::Relaxed);
-        self.updated_micros.store(now_micros(), Ordering::Relaxed);
+        self.updated_micros.store(now, Ordering::Relaxed);
     }
 }
 

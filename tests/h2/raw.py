@@ -6,7 +6,7 @@ connection-specific headers included, and a body that may disagree with `content
 
 Each request goes on a fresh connection (a connection error must not hide the next case);
 one JSON line per request: {"status": N or null, "reset": code or null, "goaway": code or
-null, "body": "..."}.
+null, "body": "...", "headers": {...}, "never_indexed": [names]}.
 """
 
 import json
@@ -53,6 +53,10 @@ def one(addr, request):
                 fields = dict(event.headers)
                 out["status"] = int(fields[b":status"])
                 out["headers"] = {k.decode(): v.decode() for k, v in fields.items()}
+                # Fields the server sent as HPACK "never indexed" literals.
+                out["never_indexed"] = sorted(
+                    h[0].decode() for h in event.headers if not getattr(h, "indexable", True)
+                )
             elif isinstance(event, h2.events.DataReceived) and event.stream_id == stream:
                 data += event.data
                 conn.acknowledge_received_data(event.flow_controlled_length, stream)
