@@ -192,6 +192,46 @@ mod tests {
     use crate::test_util::request_header as req;
     use http::HeaderName;
 
+    /// The one-pass reading of a bearer token answers exactly what the general path does, for
+    /// every spelling (case, spacing, tabs, bytes outside token68, other schemes, lengths).
+    #[test]
+    fn bearer_fast_path_agrees_with_the_general_path() {
+        let long = format!("Bearer {}", "t".repeat(MAX_CREDENTIAL_BYTES));
+        let spellings = [
+            "Bearer abc.def",
+            "bearer abc",
+            "BEARER abc",
+            "Bearer    abc   ",
+            "Bearer \tabc\t",
+            "Bearer\tabc",
+            "Bearer abc def",
+            "Bearer abc\"",
+            "Bearer a=b/c+d~e-f_g.h==",
+            "Bearer ",
+            "Bearer",
+            "Bearerabc",
+            "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
+            "Bearer abc\u{e9}",
+            " Bearer abc",
+            long.as_str(),
+        ];
+        for spelling in spellings {
+            let v = http::HeaderValue::from_str(spelling).expect("a header value");
+            let general = match header_value(&v, &AUTHORIZATION) {
+                Found::One(t) if t.len() > MAX_CREDENTIAL_BYTES => Found::Unusable("credential too long"),
+                Found::One(t) if t.bytes().any(|b| b < 0x20 || b == 0x7f) => {
+                    Found::Unusable("credential contains control bytes")
+                }
+                other => other,
+            };
+            let auth = CredentialSource::Header(AUTHORIZATION);
+            let headers = [("authorization", spelling)];
+            assert_eq!(read(&auth, &req("/", &headers)), general, "{spelling:?}");
+        }
+        assert_eq!(well_formed_bearer(b"Bearer abc"), Some("abc".into()));
+        assert_eq!(well_formed_bearer(b"Bearer abc def"), None);
+    }
+
     #[test]
     fn reads_each_source_and_refuses_duplicates() {
         let auth = CredentialSource::Header(AUTHORIZATION);
