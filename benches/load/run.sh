@@ -49,7 +49,8 @@ PORT=$((BASE_PORT + 10))
 ADMIN=$((BASE_PORT + 11))
 FIXTURES=$ROOT/tests/fixtures/jwt
 # The cargo profile the gateway and the minimal proxy are built with (Cargo.toml): release or
-# dist (a profile's binaries are in target/<profile>; `dev` builds go to target/debug instead).
+# dist or profiling (a profile's binaries are in target/<profile>; `dev` builds go to
+# target/debug instead).
 PROFILE=${PROFILE:-release}
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE
 
