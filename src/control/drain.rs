@@ -1,8 +1,15 @@
 //! SIGTERM as a rolling deployment needs it: first `/readyz` fails (so the load balancer or
 //! Kubernetes stops sending) while the gateway keeps serving for `server.drain_delay`, then
 //! Pingora's graceful stop: listeners close, in-flight requests get `grace_period`, the process
-//! exits. SIGQUIT (upgrade) and SIGINT (fast stop) are unchanged; a SIGINT during the drain
-//! still stops at once.
+//! exits. SIGQUIT (upgrade) is Pingora's. SIGINT stops at once, also during the drain.
+//!
+//! SIGINT does not go through Pingora's fast shutdown: that stops the runtimes without first
+//! telling the listeners' accept loops to end, and with one runtime per thread (the default,
+//! `server.work_stealing: false`) an accept loop whose listener belongs to a runtime already
+//! stopped gets an error from every `accept()` at once, never yields, and holds its own
+//! runtime's thread forever: the process spun at 100% CPU logging "Accept() failed" and did
+//! not exit (2 of 25 runs under CPU load). The fast stop drops in-flight requests either way,
+//! so the process flushes its access log and exits here.
 
 use std::sync::Arc;
 
@@ -31,11 +38,11 @@ impl ShutdownSignalWatch for DrainingSignals {
             signal(SignalKind::interrupt()),
         ) else {
             log::error!("cannot watch signals; stopping");
-            return ShutdownSignal::FastShutdown;
+            stop_now(1);
         };
         tokio::select! {
             _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
-            _ = int.recv() => return ShutdownSignal::FastShutdown,
+            _ = int.recv() => stop_now(0),
             _ = term.recv() => {}
         }
         let delay = self.runtime.load().settings.drain_delay;
@@ -46,7 +53,17 @@ impl ShutdownSignalWatch for DrainingSignals {
         log::info!("SIGTERM: unready, serving for drain_delay {delay:?} before stopping");
         tokio::select! {
             _ = tokio::time::sleep(delay) => ShutdownSignal::GracefulTerminate,
-            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = int.recv() => stop_now(0),
         }
     }
+}
+
+/// The fast stop: in-flight requests are cut, queued access-log lines are written (for at
+/// most a second), and the process exits with `code`.
+fn stop_now(code: i32) -> ! {
+    if code == 0 {
+        log::info!("SIGINT received, exiting");
+    }
+    crate::observe::access_sink::flush_queued(std::time::Duration::from_secs(1));
+    std::process::exit(code)
 }

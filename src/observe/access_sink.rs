@@ -4,8 +4,9 @@
 //! A file is appended to and reopened on SIGUSR1, after logrotate moved it.
 
 use std::io::Write;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::config::access_log_schema::AccessPath;
 
@@ -15,6 +16,8 @@ enum Message {
     Use(AccessPath),
     /// Reopen the file (SIGUSR1).
     Reopen,
+    /// Everything queued before this is written; answer when it is (a fast stop).
+    Flush(SyncSender<()>),
 }
 
 /// Lines waiting for the writer; beyond this they are dropped.
@@ -60,6 +63,27 @@ pub fn reopen() {
     if let Some(tx) = SINK.get() {
         let _ = tx.try_send(Message::Reopen);
     }
+}
+
+/// Write out every line queued so far, waiting at most `within` (SIGINT's stop exits the
+/// process right after; a disk that does not answer does not hold the stop).
+pub fn flush_queued(within: Duration) {
+    let Some(tx) = SINK.get() else { return };
+    let deadline = Instant::now() + within;
+    let (done, written) = sync_channel(1);
+    let mut message = Message::Flush(done);
+    // The queue may be full of lines the writer is behind on: retry until the deadline.
+    loop {
+        match tx.try_send(message) {
+            Ok(()) => break,
+            Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                message = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = written.recv_timeout(deadline.saturating_duration_since(Instant::now()));
 }
 
 /// Queue one line (without its newline).
@@ -115,6 +139,10 @@ fn writer(rx: Receiver<Message>, first: AccessPath) {
                     current = path;
                 }
                 Message::Use(_) => {}
+                Message::Flush(done) => {
+                    flush(&mut out);
+                    let _ = done.try_send(());
+                }
                 Message::Reopen => {
                     flush(&mut out);
                     if let Out::File(_, p) = &out {
