@@ -516,6 +516,10 @@ fn sigint_exits_promptly() {
         "SIGINT waited for the grace period or the request"
     );
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", gw.log());
+    // The gateway's own stop, not Pingora's fast shutdown (which could spin forever).
+    let log = gw.log();
+    assert!(log.contains("SIGINT: stopping now"), "{log}");
+    assert!(!log.contains("Waiting for runtimes to exit"), "{log}");
     // The cut request's connection is closed, not answered.
     let cut = slow.join().expect("slow request thread");
     assert!(

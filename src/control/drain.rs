@@ -41,28 +41,42 @@ impl ShutdownSignalWatch for DrainingSignals {
             stop_now(1);
         };
         tokio::select! {
-            _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
+            _ = quit.recv() => return stopping_gracefully(ShutdownSignal::GracefulUpgrade, int),
             _ = int.recv() => stop_now(0),
             _ = term.recv() => {}
         }
         let delay = self.runtime.load().settings.drain_delay;
         self.runtime.start_draining();
         if delay.is_zero() {
-            return ShutdownSignal::GracefulTerminate;
+            return stopping_gracefully(ShutdownSignal::GracefulTerminate, int);
         }
         log::info!("SIGTERM: unready, serving for drain_delay {delay:?} before stopping");
         tokio::select! {
-            _ = tokio::time::sleep(delay) => ShutdownSignal::GracefulTerminate,
+            _ = tokio::time::sleep(delay) => stopping_gracefully(ShutdownSignal::GracefulTerminate, int),
             _ = int.recv() => stop_now(0),
         }
     }
+}
+
+/// Hand Pingora a graceful stop (or upgrade), and keep listening for SIGINT through its grace
+/// period: Pingora stops reading signals once it has one, and a SIGINT it does not read is
+/// swallowed by Tokio's handler, so without this an operator's "stop now" would wait out
+/// `grace_period`. The watch runs on Pingora's server runtime, which lives until the process
+/// ends.
+fn stopping_gracefully(how: ShutdownSignal, mut int: tokio::signal::unix::Signal) -> ShutdownSignal {
+    tokio::spawn(async move {
+        if int.recv().await.is_some() {
+            stop_now(0);
+        }
+    });
+    how
 }
 
 /// The fast stop: in-flight requests are cut, queued access-log lines are written (for at
 /// most a second), and the process exits with `code`.
 fn stop_now(code: i32) -> ! {
     if code == 0 {
-        log::info!("SIGINT received, exiting");
+        log::info!("SIGINT: stopping now, without Pingora's fast shutdown");
     }
     crate::observe::access_sink::flush_queued(std::time::Duration::from_secs(1));
     std::process::exit(code)
