@@ -1,7 +1,8 @@
 //! SIGTERM as a rolling deployment needs it: first `/readyz` fails (so the load balancer or
 //! Kubernetes stops sending) while the gateway keeps serving for `server.drain_delay`, then
 //! Pingora's graceful stop: listeners close, in-flight requests get `grace_period`, the process
-//! exits. SIGQUIT (upgrade) is Pingora's. SIGINT stops at once, also during the drain.
+//! exits. SIGQUIT (upgrade) is Pingora's. SIGINT stops at once, also during the drain and
+//! during a graceful stop's or an upgrade's grace period.
 //!
 //! SIGINT does not go through Pingora's fast shutdown: that stops the runtimes without first
 //! telling the listeners' accept loops to end, and with one runtime per thread (the default,
