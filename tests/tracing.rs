@@ -215,6 +215,17 @@ fn traces_are_continued_propagated_to_every_attempt_and_part_and_exported() {
         .and_then(|t| t.parse().ok())
         .unwrap();
     assert!(start > 1_600_000_000_000_000_000 && end >= start, "{server}");
+    // The CLIENT span's start is read back from the monotonic clock: it lies inside the
+    // SERVER span (a second's margin for clock reads taken apart).
+    let time =
+        |span: &Value, field: &str| -> u128 { span[field].as_str().and_then(|t| t.parse().ok()).unwrap() };
+    let (client_start, client_end) = (time(client, "startTimeUnixNano"), time(client, "endTimeUnixNano"));
+    assert!(client_end >= client_start, "{client}");
+    let second = 1_000_000_000;
+    assert!(
+        client_start + second >= start && client_end <= end + second,
+        "{client} inside {server}"
+    );
 
     // A retry is a second CLIENT span, and the upstream sees each attempt's own parent.
     app.reset();
@@ -305,6 +316,21 @@ fn traces_are_continued_propagated_to_every_attempt_and_part_and_exported() {
     assert!(spans
         .iter()
         .all(|s| s.get("parentSpanId").is_none() || s["kind"] == 3));
+
+    // A tracestate without any traceparent is not passed on either.
+    app.reset();
+    let r = request(
+        gw.addr(),
+        "GET",
+        "shop.example",
+        "/app/z",
+        &[("tracestate", "vendor=opaque")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let seen = app.requests().pop().unwrap();
+    assert_eq!(seen.header("tracestate"), None);
+    assert_eq!(parent_of(&seen).2, "01", "a new trace is started");
 
     // The access log names the trace the gateway continued or started.
     let line = format!(r#"{{"trace_id":"{trace}","path":"/app/y"}}"#);

@@ -95,7 +95,7 @@ impl TraceContext {
                 ),
                 None => {
                     let sampled = by_ratio();
-                    (nonzero_id(&mut rand::thread_rng()), None, sampled, None)
+                    (nonzero_id(&mut rng), None, sampled, None)
                 }
             };
         let mut trace_hex = [0u8; 32];

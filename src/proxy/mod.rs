@@ -257,7 +257,6 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
-        ctx.start = Instant::now();
         ctx.request_id = request_id::RequestId::of(session.req_header());
         if self.runtime.is_draining() {
             // Shutting down: this connection's client should open its next one elsewhere.

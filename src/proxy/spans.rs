@@ -21,18 +21,8 @@ pub fn begin(req: &RequestHeader, ctx: &RequestCtx) -> TraceContext {
         (Some(v), None) => Some(v),
         _ => None,
     };
-    // Repeated `tracestate` headers are one list (W3C Trace Context §3.3.1.1).
-    let states: Vec<&[u8]> = req
-        .headers
-        .get_all(TRACESTATE)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    let tracestate = match states.as_slice() {
-        [] => None,
-        [one] => http::HeaderValue::from_bytes(one).ok(),
-        many => http::HeaderValue::from_bytes(&many.join(&b","[..])).ok(),
-    };
+    // `tracestate` travels only with a `traceparent`: without one it is not looked up.
+    let tracestate = traceparent.and_then(|_| client_tracestate(req));
     let trusted = match sampling.client_sampling {
         ClientSampling::Always => true,
         ClientSampling::Never => false,
@@ -41,6 +31,21 @@ pub fn begin(req: &RequestHeader, ctx: &RequestCtx) -> TraceContext {
         }
     };
     TraceContext::begin(traceparent, tracestate.as_ref(), sampling, trusted)
+}
+
+/// The client's `tracestate`: repeated headers are one list (W3C Trace Context §3.3.1.1).
+fn client_tracestate(req: &RequestHeader) -> Option<http::HeaderValue> {
+    let states: Vec<&[u8]> = req
+        .headers
+        .get_all(TRACESTATE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    match states.as_slice() {
+        [] => None,
+        [one] => http::HeaderValue::from_bytes(one).ok(),
+        many => http::HeaderValue::from_bytes(&many.join(&b","[..])).ok(),
+    }
 }
 
 /// Record the request's SERVER span, when its trace is recorded.

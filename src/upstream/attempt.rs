@@ -65,7 +65,6 @@ pub struct Attempt {
 struct ClientSpan {
     trace: TraceContext,
     span_id: [u8; 8],
-    started: SystemTime,
     method: &'static str,
 }
 
@@ -75,7 +74,6 @@ impl Attempt {
         let span = trace.map(|t| ClientSpan {
             trace: t.clone(),
             span_id: TraceContext::child_id(),
-            started: SystemTime::now(),
             method: "",
         });
         Attempt {
@@ -243,6 +241,10 @@ impl Drop for Attempt {
         let Some(span) = self.span.take().filter(|s| s.trace.recording) else {
             return;
         };
+        // The start is read back from the monotonic clock: a wall-clock read on every attempt
+        // would serve only the sampled ones.
+        let end = SystemTime::now();
+        let start = end.checked_sub(self.begun.elapsed()).unwrap_or(end);
         let addr = self.selected.addr;
         let mut attributes = vec![
             ("server.address", Value::Str(addr.ip().to_string())),
@@ -275,8 +277,8 @@ impl Drop for Attempt {
                     m => m.to_string(),
                 },
                 kind: trace::Kind::Client,
-                start_unix_nanos: trace::unix_nanos(span.started),
-                end_unix_nanos: trace::unix_nanos(SystemTime::now()),
+                start_unix_nanos: trace::unix_nanos(start),
+                end_unix_nanos: trace::unix_nanos(end),
                 attributes,
                 error,
             },
