@@ -73,8 +73,10 @@ if [ "${IDLE_POLL:-1}" = 1 ]; then
 fi
 RESULTS=$OUT/results.tsv
 OPEN_RESULTS=$OUT/open-loop.tsv
+MEMORY=$OUT/memory.tsv
 : >"$RESULTS"
 : >"$OPEN_RESULTS"
+: >"$MEMORY"
 : >"$OUT/sequences.tsv"
 
 echo "==> building ($PROFILE)"
@@ -160,6 +162,30 @@ peak_rss_kb() {
         total=$((total + ${k:-0}))
     done
     echo "$total"
+}
+
+# What Portcullis' resident memory holds right after its measured runs, from
+# /proc/PID/smaps, in MiB. MEMORY columns: scenario threads rss code read-only-data data
+# shared-libraries libc-heap anonymous (mimalloc's pages, thread stacks, buffers) other.
+memory_breakdown() {
+    local scenario=$1 threads=$2 pid=$3 binary
+    binary=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 0
+    awk -v s="$scenario" -v t="$threads" -v bin="$binary" '
+        /^[0-9a-f]+-[0-9a-f]+ / {
+            path = $6; perms = $2
+            if (path == bin) kind = (perms ~ /x/) ? "code" : (perms ~ /w/) ? "data" : "rodata"
+            else if (path ~ /\.so/) kind = "shlib"
+            else if (path == "[heap]") kind = "heap"
+            else if (path == "" || path == "[stack]" || path ~ /^\[anon/) kind = "anon"
+            else kind = "other"
+            next
+        }
+        /^Rss:/ { kb[kind] += $2; total += $2 }
+        END {
+            printf "%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\n", s, t, total / 1024,
+                kb["code"] / 1024, kb["rodata"] / 1024, kb["data"] / 1024, kb["shlib"] / 1024,
+                kb["heap"] / 1024, kb["anon"] / 1024, kb["other"] / 1024
+        }' "/proc/$pid/smaps" >>"$MEMORY" 2>/dev/null || true
 }
 
 # The 1 KiB JSON document of scenarios A1K and T: a user with a password and card numbers
@@ -683,6 +709,7 @@ for scenario in $SCENARIOS; do
             start_proxy "$kind" "$scenario" "$threads"
             closed_loop "$scenario" "$threads" "$label"
             tail -1 "$RESULTS"
+            [ "$label" = portcullis ] && memory_breakdown "$scenario" "$threads" "$PROXY_PID"
             # Each proxy at 50% and 90% of its own closed-loop maximum: the same relative load.
             # loadgen speaks plain HTTP/1.1: not K (its own key warm-up), H2, or TLS (S, S-NEW).
             own_max=$(tail -1 "$RESULTS" | cut -f4)
@@ -736,6 +763,12 @@ if [ -s "$SEQUENCES" ]; then
     echo "Scenario G as sequences (loadgen --sequence, 1 and $CONNS connections, ${DURATION}s, 1 thread; latency of a whole sequence in ms):"
     awk -F'\t' 'BEGIN { print "| sequence | per s | p50 | p99 | errors | non-2xx |"; print "|---|---|---|---|---|---|" }
         { printf "| %s | %d | %.2f | %.2f | %d | %d |\n", $1, $2, $3 / 1000, $4 / 1000, $5, $6 }' "$SEQUENCES"
+fi
+if [ -s "$MEMORY" ]; then
+    echo
+    echo "Portcullis' resident memory after its measured runs (/proc/PID/smaps, MiB; peak RSS is in the table above):"
+    awk -F'\t' 'BEGIN { print "| scenario | threads | resident | code | read-only data | data | shared libraries | libc heap | anonymous | other |"; print "|---|---|---|---|---|---|---|---|---|---|" }
+        { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }' "$MEMORY"
 fi
 if [ "$OPEN_LOOP" = 1 ]; then
     echo
