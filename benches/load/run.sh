@@ -166,15 +166,25 @@ peak_rss_kb() {
 
 # What Portcullis' resident memory holds right after its measured runs, from
 # /proc/PID/smaps, in MiB. MEMORY columns: scenario threads rss code read-only-data data
-# shared-libraries libc-heap anonymous (mimalloc's pages, thread stacks, buffers) other.
+# shared-libraries brk-heap anonymous other. The binary's mappings by permission (read-only
+# data includes RELRO; its .bss is anonymous); brk heap is glibc's main arena only (OpenSSL's
+# allocations on other threads land in glibc's mmap'd arenas, which count as anonymous, as do
+# mimalloc's pages, thread stacks and connection buffers).
 memory_breakdown() {
     local scenario=$1 threads=$2 pid=$3 binary
     binary=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 0
+    binary=${binary% (deleted)}
+    [ -r "/proc/$pid/smaps" ] || return 0
     awk -v s="$scenario" -v t="$threads" -v bin="$binary" '
         /^[0-9a-f]+-[0-9a-f]+ / {
-            path = $6; perms = $2
+            perms = $2
+            # The path is the rest of the line after five fields (it may hold spaces).
+            path = $0
+            sub(/^[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ +[^ ]+ */, "", path)
+            sub(/ +$/, "", path)
+            sub(/ \(deleted\)$/, "", path)
             if (path == bin) kind = (perms ~ /x/) ? "code" : (perms ~ /w/) ? "data" : "rodata"
-            else if (path ~ /\.so/) kind = "shlib"
+            else if (path ~ /\.so($|\.)/) kind = "shlib"
             else if (path == "[heap]") kind = "heap"
             else if (path == "" || path == "[stack]" || path ~ /^\[anon/) kind = "anon"
             else kind = "other"
@@ -767,7 +777,7 @@ fi
 if [ -s "$MEMORY" ]; then
     echo
     echo "Portcullis' resident memory after its measured runs (/proc/PID/smaps, MiB; peak RSS is in the table above):"
-    awk -F'\t' 'BEGIN { print "| scenario | threads | resident | code | read-only data | data | shared libraries | libc heap | anonymous | other |"; print "|---|---|---|---|---|---|---|---|---|---|" }
+    awk -F'\t' 'BEGIN { print "| scenario | threads | resident | code | read-only data | data | shared libraries | brk heap | anonymous | other |"; print "|---|---|---|---|---|---|---|---|---|---|" }
         { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }' "$MEMORY"
 fi
 if [ "$OPEN_LOOP" = 1 ]; then

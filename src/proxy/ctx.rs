@@ -17,6 +17,9 @@ use crate::upstream::Pool;
 pub type Headers = Vec<(HeaderName, HeaderValue)>;
 
 pub struct RequestCtx {
+    /// When the request began: set in `new_ctx`, which Pingora calls right after it has read
+    /// the request head (HTTP/1.1) or accepted the stream with its head (HTTP/2). Deadlines,
+    /// the access log's duration and the SERVER span start from it.
     pub start: Instant,
     /// The snapshot this request started with (taken in `new_ctx`); kept to the end even if
     /// a reload swaps it, so every step, logging included, follows one configuration.
