@@ -395,8 +395,23 @@ fn identity(ctx: &RequestCtx, route: &Route, req: &mut impl HeaderEdit) -> Resul
 ///
 /// Edited as plain `http` parts, like the upstream request head (see [`without_case_response`]).
 pub fn decorate(ctx: &RequestCtx, resp: &mut ResponseHeader) -> Result<()> {
+    decorate_with(ctx, resp, None)
+}
+
+/// [`decorate`], with one more header of this answer's own (a stored answer's `Age`) set
+/// first, in the same edit: the route's rules still apply after it.
+pub fn decorate_with(
+    ctx: &RequestCtx,
+    resp: &mut ResponseHeader,
+    extra: Option<(HeaderName, HeaderValue)>,
+) -> Result<()> {
     edit_response_parts(resp, |parts| {
-        parts.headers.reserve(most_decorations(ctx));
+        parts
+            .headers
+            .reserve(most_decorations(ctx) + usize::from(extra.is_some()));
+        if let Some((name, value)) = extra {
+            parts.headers.insert(name, value);
+        }
         decorate_headers(ctx, &mut parts.headers)
     })
 }
