@@ -87,10 +87,13 @@ fn a_second_get_is_a_hit_with_age_and_head_and_validators_are_answered_from_the_
     let head = request(gw.addr(), "HEAD", "localhost", "/catalog/a", &[], b"");
     assert_eq!((head.status, status(&head)), (200, "HIT"));
     assert!(head.body.is_empty());
-    // The client's own validator: 304 from the store.
+    assert!(head.header("age").is_some_and(|a| a.parse::<u64>().is_ok()));
+    // The client's own validator: 304 from the store, with its age (RFC 9111 §5.1), once.
     let cond = fetch(&gw, "/catalog/a", &[("if-none-match", "\"v1\"")]);
     assert_eq!((cond.status, status(&cond)), (304, "HIT"));
     assert!(cond.body.is_empty());
+    let ages = cond.header_all("age");
+    assert!(ages.len() == 1 && ages[0].parse::<u64>().is_ok(), "{ages:?}");
     assert_eq!(origin.hits("/catalog/a", "all"), 1, "the origin answered once");
     // Another query is another entry.
     let other = fetch(&gw, "/catalog/a?page=2", &[]);
@@ -254,6 +257,9 @@ fn an_expired_entry_is_revalidated_and_a_304_keeps_the_body() {
     });
     assert_eq!((revalidated.status, status(&revalidated)), (200, "REVALIDATED"));
     assert_eq!(revalidated.text(), "path=/catalog/r n=1", "the stored body");
+    assert!(revalidated
+        .header("age")
+        .is_some_and(|a| a.parse::<u64>().is_ok()));
     assert_eq!(origin.hits("/catalog/r", "304"), 1, "the origin confirmed it");
     assert_eq!(origin.hits("/catalog/r", "200"), 1);
     assert_eq!(status(&fetch(&gw, "/catalog/r", &[])), "HIT", "fresh again");
@@ -817,4 +823,25 @@ fn memory_stays_bounded_under_a_hundred_thousand_distinct_keys() {
     assert!(evicted > 50_000.0, "evicted {evicted}");
     let rss = sum_metric(&m, "process_resident_memory_bytes", &[]);
     assert!(rss < 200.0 * 1024.0 * 1024.0, "resident {rss}");
+}
+
+/// A hit's `Age` is written before the route's response rules, which can still remove it (a
+/// route that hides how stale its answers are) or set their own.
+#[test]
+fn the_routes_response_rules_apply_to_a_hits_age() {
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/h",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=60" } }),
+    );
+    let hidden = config(&origin, "{ ttl: 60s }").replace(
+        "    cache:",
+        "    response_headers: { remove: [age], set: { x-rules: applied } }\n    cache:",
+    );
+    let gw = Gateway::start(&hidden);
+    assert_eq!(status(&fetch(&gw, "/catalog/h", &[])), "MISS");
+    let hit = fetch(&gw, "/catalog/h", &[]);
+    assert_eq!((hit.status, status(&hit)), (200, "HIT"));
+    assert_eq!(hit.header("x-rules"), Some("applied"), "the rules ran on the hit");
+    assert_eq!(hit.header_all("age"), Vec::<&str>::new(), "and removed its age");
 }
