@@ -30,51 +30,42 @@ pub enum Audience {
 pub struct RequestKey {
     /// Everything but the audience.
     base: String,
-    pub label: Arc<Label>,
 }
 
 impl RequestKey {
-    /// `target`: the pool and version chosen; `site`: what the upstream learns of the site
-    /// ([`site`]); `host`: the canonical host (for purges); `upstream_uri`: the path and query
-    /// sent upstream; `client_path`: the canonical path the client asked for (what purges
-    /// name).
-    #[allow(clippy::too_many_arguments)]
+    /// `pool`, `version`: the upstream and API version chosen; `site`: what the upstream
+    /// learns of the site ([`site`]); `upstream_uri`: the path and query sent upstream.
     pub fn new(
         cache: &RouteCache,
-        target: &str,
+        pool: &str,
+        version: &str,
         site: &str,
-        host: &str,
         upstream_uri: &http::Uri,
-        client_path: &str,
         req: &RequestHeader,
     ) -> RequestKey {
         let mut base = String::with_capacity(160);
-        let path = upstream_uri.path();
         let query = query_part(&cache.config.key_query, upstream_uri.query());
-        for part in [cache.namespace.as_str(), target, site, path, query.as_str()] {
+        push(&mut base, &cache.namespace);
+        // The target as one part, `pool|version`, without a string of its own.
+        push_joined(&mut base, &[pool, "|", version]);
+        for part in [site, upstream_uri.path(), query.as_str()] {
             push(&mut base, part);
         }
         for name in &cache.config.key_headers {
             push(&mut base, &header_values(req, name));
         }
-        let route = cache.namespace.split('#').next().unwrap_or_default();
-        let printable = match query.is_empty() {
-            true => format!("{route}:{host}{client_path}"),
-            false => format!("{route}:{host}{client_path}?{query}"),
-        };
-        RequestKey {
-            base,
-            label: Arc::new(Label {
-                route: route.to_string(),
-                path: client_path.to_string(),
-                printable,
-            }),
-        }
+        RequestKey { base }
     }
 
     /// The primary key for `audience`.
     pub fn primary(&self, audience: &Audience) -> Arc<str> {
-        let mut key = self.base.clone();
+        Arc::from(self.primary_text(audience))
+    }
+
+    /// [`RequestKey::primary`] as text: what a lookup needs (the store is read by `&str`).
+    pub fn primary_text(&self, audience: &Audience) -> String {
+        let mut key = String::with_capacity(self.base.len() + 16);
+        key.push_str(&self.base);
         match audience {
             Audience::Everyone => push(&mut key, "*"),
             Audience::Consumer(who) => {
@@ -85,8 +76,25 @@ impl RequestKey {
                 key.push(';');
             }
         }
-        Arc::from(key)
+        key
     }
+}
+
+/// What purges and invalidations match an entry by: the route, the canonical path the client
+/// asked for, and `route:host/path?query` (the query as `key.query` keeps it). Built only
+/// when something is stored or invalidated: a hit never needs it.
+pub fn label(cache: &RouteCache, host: &str, client_path: &str, upstream_uri: &http::Uri) -> Arc<Label> {
+    let query = query_part(&cache.config.key_query, upstream_uri.query());
+    let route = cache.namespace.split('#').next().unwrap_or_default();
+    let printable = match query.is_empty() {
+        true => format!("{route}:{host}{client_path}"),
+        false => format!("{route}:{host}{client_path}?{query}"),
+    };
+    Arc::new(Label {
+        route: route.to_string(),
+        path: client_path.to_string(),
+        printable,
+    })
 }
 
 /// The audience part of one consumer: the authenticator, the consumer, and the identity
@@ -98,7 +106,7 @@ pub fn consumer(by: &str, consumer: &str, identity: &[(HeaderName, http::HeaderV
     push(&mut out, consumer);
     for (name, value) in identity {
         push(&mut out, name.as_str());
-        push(&mut out, &escape(value.as_bytes()));
+        push_escaped(&mut out, value.as_bytes(), false);
     }
     out
 }
@@ -119,9 +127,17 @@ pub fn variant(primary: &str, generation: u64, names: &[HeaderName], req: &Reque
 /// Append `part` length-prefixed (`len:part;`). Spelled out rather than `write!`: a hit
 /// builds a dozen parts, and the formatting machinery cost about 150 instructions each.
 fn push(key: &mut String, part: &str) {
-    key.push_str(itoa::Buffer::new().format(part.len()));
+    push_joined(key, &[part]);
+}
+
+/// Append the concatenation of `pieces` as one length-prefixed part.
+fn push_joined(key: &mut String, pieces: &[&str]) {
+    let len: usize = pieces.iter().map(|p| p.len()).sum();
+    key.push_str(itoa::Buffer::new().format(len));
     key.push(':');
-    key.push_str(part);
+    for piece in pieces {
+        key.push_str(piece);
+    }
     key.push(';');
 }
 
@@ -129,23 +145,45 @@ fn push(key: &mut String, part: &str) {
 pub fn header_values(req: &RequestHeader, name: &HeaderName) -> String {
     let mut out = String::new();
     for value in req.headers.get_all(name) {
-        push(&mut out, &escape(value.as_bytes()));
+        push_escaped(&mut out, value.as_bytes(), false);
     }
     out
 }
 
-/// Printable ASCII as it is, any other byte (and `%`) as `%XX`: two different values never
-/// become one.
-fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
+/// Whether `b` stands for itself in a key: printable ASCII but `%` (the escape).
+fn kept(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'%'
+}
+
+/// Append `bytes` escaped as one length-prefixed part, written in place: printable ASCII as it
+/// is, any other byte (and `%`) as `%XX`, so two different values never become one. `lower`:
+/// ASCII letters lower-cased first (a host).
+fn push_escaped(key: &mut String, bytes: &[u8], lower: bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let escaped = bytes.iter().filter(|&&b| !kept(b)).count();
+    key.push_str(itoa::Buffer::new().format(bytes.len() + 2 * escaped));
+    key.push(':');
+    // The usual value (a host, a header) needs no escape: copied whole, not byte by byte.
+    if let (0, Ok(text)) = (escaped, std::str::from_utf8(bytes)) {
+        let start = key.len();
+        key.push_str(text);
+        if lower {
+            key[start..].make_ascii_lowercase();
+        }
+        key.push(';');
+        return;
+    }
     for &b in bytes {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
-            out.push(char::from(b));
+        let b = if lower { b.to_ascii_lowercase() } else { b };
+        if kept(b) {
+            key.push(char::from(b));
         } else {
-            let _ = write!(out, "%{b:02X}");
+            key.push('%');
+            key.push(char::from(HEX[usize::from(b >> 4)]));
+            key.push(char::from(HEX[usize::from(b & 0xf)]));
         }
     }
-    out
+    key.push(';');
 }
 
 /// What tells an upstream which site it serves, beyond the path: the scheme, the `Host` as the
@@ -159,10 +197,7 @@ pub fn site(req: &RequestHeader, tls: bool, trusted_peer: bool, passed: &[Header
     push(&mut out, if tls { "https" } else { "http" });
     let authority = req.uri.authority().map(|a| a.as_str().as_bytes());
     let host = req.headers.get(http::header::HOST).map(|h| h.as_bytes());
-    push(
-        &mut out,
-        &escape(&host.or(authority).unwrap_or_default().to_ascii_lowercase()),
-    );
+    push_escaped(&mut out, host.or(authority).unwrap_or_default(), true);
     if trusted_peer {
         for name in SITE_CLAIMS {
             push(&mut out, &header_values(req, &HeaderName::from_static(name)));
@@ -230,6 +265,16 @@ mod tests {
     }
 
     #[test]
+    fn escaped_parts_count_the_escaped_bytes() {
+        let mut out = String::new();
+        push_escaped(&mut out, b"Ab%\xff ", true);
+        assert_eq!(out, "9:ab%25%FF ;");
+        let mut kept_case = String::new();
+        push_escaped(&mut kept_case, b"Ab", false);
+        assert_eq!(kept_case, "2:Ab;");
+    }
+
+    #[test]
     fn parts_cannot_forge_a_boundary() {
         let mut one = String::new();
         push(&mut one, "a;1:b");
@@ -292,11 +337,6 @@ mod tests {
     fn a_consumer_is_one_length_prefixed_part() {
         let key = RequestKey {
             base: String::from("1:x;"),
-            label: Arc::new(Label {
-                route: String::new(),
-                path: String::new(),
-                printable: String::new(),
-            }),
         };
         let mut expected = String::from("1:x;");
         push(&mut expected, "c:7:keys;3:ann;");

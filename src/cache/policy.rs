@@ -3,7 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{AGE, CONTENT_ENCODING, DATE, SET_COOKIE, VARY};
+use http::header::{
+    AGE, CONTENT_ENCODING, DATE, IF_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, SET_COOKIE, VARY,
+};
 use http::{HeaderMap, HeaderName};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora_cache::cache_control::CacheControl;
@@ -28,7 +30,7 @@ pub fn request_bypass(cfg: &RouteCacheConfig, req: &RequestHeader) -> Option<&'s
         return Some("method");
     }
     // Ranges and preconditions other than the validators the store answers go to the origin.
-    for name in ["range", "if-range", "if-match", "if-unmodified-since"] {
+    for name in [RANGE, IF_RANGE, IF_MATCH, IF_UNMODIFIED_SINCE] {
         if req.headers.contains_key(name) {
             return Some("conditional");
         }

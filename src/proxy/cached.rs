@@ -28,7 +28,7 @@ use super::problem::Problem;
 use super::{edges, peer};
 use crate::cache::key::{self, Audience, RequestKey};
 use crate::cache::policy;
-use crate::cache::store::{Fill, FillGuard, Item, Object, Store};
+use crate::cache::store::{Fill, FillGuard, Item, Label, Object, Store};
 use crate::cache::{CacheStatus, RouteCache};
 use crate::observe::metrics;
 use crate::route::Route;
@@ -64,29 +64,21 @@ pub async fn serve(
     let req = session.req_header();
     let trusted = super::forwarding::is_trusted(ctx.client.ip, &ctx.snapshot.settings.trusted_proxies);
     let site = key::site(req, ctx.client.tls, trusted, &route.pass_headers);
-    let target = format!("{}|{}", pool.name, ctx.version_name());
-    let key = RequestKey::new(
-        cache,
-        &target,
-        &site,
-        &ctx.client.host,
-        &uri,
-        &ctx.admission.path,
-        req,
-    );
+    let key = RequestKey::new(cache, &pool.name, ctx.version_name(), &site, &uri, req);
     let who = Who::of(cache, ctx, req);
+    // A method override that reaches the upstream makes a GET another method there: never
+    // answered from the store, never stored, and (when it succeeds as an unsafe one) an
+    // invalidation. The client's override headers are looked at even where the route strips
+    // them (the cost is one uncached request); the query as it goes upstream.
+    let overridden = crate::upstream::retry::overrides_method(&req.headers, uri.query());
     let entry = Entry {
         route,
         cache,
         pool,
         key,
         who,
+        uri,
     };
-    // A method override that reaches the upstream makes a GET another method there: never
-    // answered from the store, never stored, and (when it succeeds as an unsafe one) an
-    // invalidation. The client's override headers are looked at even where the route strips
-    // them (the cost is one uncached request); the query as it goes upstream.
-    let overridden = crate::upstream::retry::overrides_method(&req.headers, uri.query());
     // Headers the client's `Connection` names are removed from the request that goes upstream,
     // so its answer would be stored under a variant the client never sent: not the store's.
     let named = super::forwarding::names_headers(&req.headers);
@@ -99,7 +91,7 @@ pub async fn serve(
         Some(o) if o.is_fresh(now) => return answer(session, ctx, route, o, CacheStatus::Hit).await,
         Some(o) if o.staleness(now) < o.stale_while_revalidate => {
             if let Fill::Lead(guard) = store.fill(&entry.key.primary(&entry.who.lock())) {
-                if let Some(fetch) = Fetch::new(store, &entry.pool, &entry.key, &entry.who, req, ctx)? {
+                if let Some(fetch) = Fetch::new(store, &entry, req, ctx)? {
                     fetch.spawn(Arc::clone(client), Arc::clone(store), Arc::clone(o), guard);
                 }
             }
@@ -117,6 +109,16 @@ struct Entry<'a> {
     pool: Arc<Pool>,
     key: RequestKey,
     who: Who,
+    /// The path and query that go upstream.
+    uri: http::Uri,
+}
+
+impl Entry<'_> {
+    /// What purges and invalidations know this request's entries by (only a request that
+    /// stores or invalidates builds it).
+    fn label(&self, ctx: &RequestCtx) -> Arc<Label> {
+        key::label(self.cache, &ctx.client.host, &ctx.admission.path, &self.uri)
+    }
 }
 
 /// A request the store does not answer (a method or header it does not answer, a request with
@@ -147,7 +149,8 @@ async fn bypass(
             .iter()
             .map(|audience| entry.key.primary(audience))
             .collect::<Vec<_>>();
-        store.invalidate(&entry.key.label.printable, keys);
+        let label = entry.label(ctx);
+        store.invalidate(&label.printable, keys);
     }
     exchange::respond(client, session, ctx, entry.route, reply).await
 }
@@ -175,7 +178,7 @@ async fn fill(
         }
         Fill::Unlocked => None,
     };
-    let Some(fetch) = Fetch::new(store, &entry.pool, key, who, session.req_header(), ctx)? else {
+    let Some(fetch) = Fetch::new(store, entry, session.req_header(), ctx)? else {
         return Ok(Served::no_route());
     };
     let outcome = fetch
@@ -218,7 +221,7 @@ async fn fill(
 /// the origin's `Vary` selects.
 fn lookup(store: &Store, key: &RequestKey, who: &Who, req: &RequestHeader) -> Option<Arc<Object>> {
     who.lookups().iter().find_map(|audience| {
-        let primary = key.primary(audience);
+        let primary = key.primary_text(audience);
         match store.get(&primary)? {
             Item::Object(o) => Some(o),
             Item::Variants {
@@ -309,6 +312,8 @@ struct Fetch {
     route: usize,
     pool: Arc<Pool>,
     key: RequestKey,
+    /// What purges and invalidations know what it stores by.
+    label: Arc<Label>,
     who: Who,
     /// The client's request head (its `Vary` values select the variant).
     request: RequestHeader,
@@ -327,9 +332,7 @@ struct Fetch {
 impl Fetch {
     fn new(
         store: &Store,
-        pool: &Arc<Pool>,
-        key: &RequestKey,
-        who: &Who,
+        entry: &Entry<'_>,
         req: &RequestHeader,
         ctx: &RequestCtx,
     ) -> pingora::Result<Option<Fetch>> {
@@ -338,19 +341,21 @@ impl Fetch {
         };
         let mut upstream = exchange::upstream_head(req, ctx, route, Framing::None)?;
         pingora_cache::filters::upstream::request_filter(&mut upstream, None);
+        let label = entry.label(ctx);
         Ok(Some(Fetch {
             snapshot: Arc::clone(&ctx.snapshot),
             route: id,
-            pool: Arc::clone(pool),
-            key: key.clone(),
-            who: who.clone(),
+            pool: Arc::clone(&entry.pool),
+            key: entry.key.clone(),
+            since: store.generation(&label.printable),
+            label,
+            who: entry.who.clone(),
             request: req.clone(),
-            hash_key: peer::hash_key(pool, req, ctx.client.ip),
+            hash_key: peer::hash_key(&entry.pool, req, ctx.client.ip),
             upstream,
             deadline: ctx.admission.deadline,
             request_id: ctx.request_id.clone(),
             max_object: store.max_object,
-            since: store.generation(&key.label.printable),
         }))
     }
 
@@ -479,6 +484,9 @@ impl Fetch {
         let life = policy::lifetime(&cache.config, head, self.who.authenticated, now).ok()?;
         policy::variance(&cache.config, head).ok()?;
         let mut head = head.clone();
+        // Stored without Pingora's case map: every hit clones the head, and decoration drops
+        // the map anyway (the names go out in lower case).
+        edges::without_case_response(&mut head).ok()?;
         head.remove_header(&TRANSFER_ENCODING);
         head.remove_header(&http::header::AGE);
         // RFC 9110 §8.6: a 204 carries no Content-Length.
@@ -508,7 +516,7 @@ impl Fetch {
             stale_while_revalidate: life.stale_while_revalidate,
             stale_if_error: life.stale_if_error,
             keep_until: Instant::now() + keep,
-            label: Arc::clone(&self.key.label),
+            label: Arc::clone(&self.label),
             public: life.public,
         }))
     }
@@ -545,7 +553,7 @@ impl Fetch {
             return;
         };
         let primary = self.key.primary(&self.who.store(object.public));
-        let target = &self.key.label.printable;
+        let target = &self.label.printable;
         if names.is_empty() {
             store.insert_since(
                 target,
@@ -588,7 +596,7 @@ impl Fetch {
                     if let Prepared::Refused(problem) = *prepared {
                         log::warn!(
                             "cache refresh of {} failed: {}, request id {}",
-                            self.key.label.printable,
+                            self.label.printable,
                             problem.detail,
                             self.request_id
                         );
@@ -596,7 +604,7 @@ impl Fetch {
                 }
                 Err(e) => log::warn!(
                     "cache refresh of {} failed: {e}, request id {}",
-                    self.key.label.printable,
+                    self.label.printable,
                     self.request_id
                 ),
                 Ok(_) => {}
