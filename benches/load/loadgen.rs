@@ -2,11 +2,16 @@
 //! latency is measured from its scheduled time, so a stalled server is charged for every
 //! request it delayed (no coordinated omission, as in wrk2).
 //!
-//! The schedule is kept by a pacer thread sleeping on the kernel's high-resolution timer
-//! (timer slack 1 µs), which hands each due request to its connection's task. Tokio's own
-//! timer has a 1 ms tick: sleeping until each due time with it released a millisecond's
-//! requests in one burst and charged them up to a millisecond of the generator's own lateness
-//! (1.2 ms p50 against nginx directly at 9k req/s; with the pacer, see BENCHMARKS.md).
+//! The schedule is kept by a periodic `timerfd` (the kernel's high-resolution timer, one
+//! expiry per request) that the runtime's own thread waits on beside the sockets; each wake
+//! hands every request that has fallen due to its connection's task. Tokio's own timer has a
+//! 1 ms tick: sleeping until each due time with it released a millisecond's requests in one
+//! burst and charged them up to a millisecond of the generator's own lateness (1.2 ms p50
+//! against nginx directly at 9k req/s). A pacer thread sleeping per request fixed that but cost
+//! two context switches per request on the generator's core: at 29k req/s loadgen alone kept
+//! that core 97% busy (scenario CACHE, 2026-12-04), so the generator, not the server, set the
+//! latencies of a fast server's open loop. The timerfd costs one `read` per wake, however
+//! many requests fell due.
 //!
 //! `loadgen ADDR PATH RATE SECONDS CONNECTIONS [REQUESTS_FILE]`: prints one line of
 //! `key=value` results. A requests file (the format `wrk.lua` reads) has one request per
@@ -116,8 +121,9 @@ fn main() {
         .map(|_| tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>())
         .unzip();
     let start = Instant::now() + Duration::from_millis(50);
-    let pacer = std::thread::spawn(move || pace(senders, total, start, interval));
-    let outcome = rt.block_on(async move {
+    let begun = Instant::now();
+    let (outcome, pacer_late_us) = rt.block_on(async move {
+        let pacer = tokio::spawn(pace(senders, total, start, interval));
         let tasks: Vec<_> = receivers
             .into_iter()
             .map(|due| {
@@ -131,9 +137,11 @@ fn main() {
                 all.add(o);
             }
         }
-        all
+        (all, pacer.await.unwrap_or_default())
     });
-    let _ = pacer.join();
+    let elapsed = begun.elapsed().as_secs_f64();
+    let mut pacer_late_us = pacer_late_us;
+    pacer_late_us.sort_unstable();
     let Outcome {
         latencies_us: mut l,
         mut ok_us,
@@ -145,7 +153,7 @@ fn main() {
         v.sort_unstable();
     }
     println!(
-        "requests={} errors={errors} non2xx={non_2xx} p50_us={} p99_us={} p999_us={} max_us={} ok={} ok_p50_us={} ok_p99_us={} refused_p99_us={}",
+        "requests={} errors={errors} non2xx={non_2xx} p50_us={} p99_us={} p999_us={} max_us={} ok={} ok_p50_us={} ok_p99_us={} refused_p99_us={} elapsed_s={elapsed:.2} pacer_p99_us={} pacer_max_us={}",
         l.len(),
         quantile(&l, 0.50),
         quantile(&l, 0.99),
@@ -155,6 +163,8 @@ fn main() {
         quantile(&ok_us, 0.50),
         quantile(&ok_us, 0.99),
         quantile(&refused_us, 0.99),
+        quantile(&pacer_late_us, 0.99),
+        pacer_late_us.last().copied().unwrap_or(0),
     );
 }
 
@@ -308,27 +318,114 @@ fn sequence_mode(args: &[String]) {
 
 /// The schedule: request `n` is due at `start + n·interval` and goes to connection
 /// `n mod connections`, handed over when due (all at once for any the pacer is late for).
-fn pace(
+/// Returns how late each hand-over was (µs): a pacer that falls behind means the generator's
+/// own core is saturated, and the latencies then measure the generator, not the server.
+async fn pace(
     connections: Vec<tokio::sync::mpsc::UnboundedSender<(u64, Instant)>>,
     total: u64,
     start: Instant,
     interval: Duration,
-) {
-    // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer slack (in ns).
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1_000u64);
-    }
-    for n in 0..total {
-        let due = start + interval.mul_f64(n as f64);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+) -> Vec<u64> {
+    let mut late_us = Vec::with_capacity(total as usize);
+    let ticks = match Ticks::new(start, interval) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("loadgen: timerfd: {e}");
+            std::process::exit(1);
         }
-        if let Some(c) = connections.get((n % connections.len() as u64) as usize) {
-            let _ = c.send((n, due));
+    };
+    let mut n = 0;
+    while n < total {
+        // The requests due since the last wake (the timer counts its expiries).
+        let due_now = match ticks.expired().await {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("loadgen: timerfd: {e}");
+                std::process::exit(1);
+            }
+        };
+        for _ in 0..due_now {
+            if n == total {
+                break;
+            }
+            let due = start + interval.mul_f64(n as f64);
+            late_us.push(due.elapsed().as_micros() as u64);
+            if let Some(c) = connections.get((n % connections.len() as u64) as usize) {
+                let _ = c.send((n, due));
+            }
+            n += 1;
         }
     }
     // Dropping the senders ends each connection's loop once its queue is empty.
+    late_us
+}
+
+/// A periodic `timerfd` on `CLOCK_MONOTONIC` (the clock `Instant` reads): first expiry at
+/// `start`, then one every `interval`, so expiry `n` is request `n`'s due time.
+struct Ticks {
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+impl Ticks {
+    fn new(start: Instant, interval: Duration) -> std::io::Result<Ticks> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain system calls on a descriptor this function owns; the structs are
+        // fully initialised.
+        unsafe {
+            let raw = libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC);
+            if raw < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = std::os::fd::OwnedFd::from_raw_fd(raw);
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+            // `start` on the kernel's clock: now plus how far ahead `start` is.
+            let ahead = start.saturating_duration_since(Instant::now());
+            let first = Duration::new(now.tv_sec as u64, now.tv_nsec as u32) + ahead;
+            let spec = libc::itimerspec {
+                it_interval: timespec(interval.max(Duration::from_nanos(1))),
+                it_value: timespec(first),
+            };
+            if libc::timerfd_settime(raw, libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut()) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(Ticks {
+                // The descriptor is owned by the `AsyncFd` and closed only with it.
+                fd: tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)?,
+            })
+        }
+    }
+
+    /// Wait for the timer, then how many expiries there have been since the last call.
+    async fn expired(&self) -> std::io::Result<u64> {
+        use std::os::fd::AsRawFd;
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let mut count = [0u8; 8];
+            // SAFETY: reads at most 8 bytes into an 8-byte buffer.
+            let read = guard.try_io(|fd| {
+                match unsafe { libc::read(fd.as_raw_fd(), count.as_mut_ptr().cast(), 8) } {
+                    8 => Ok(u64::from_ne_bytes(count)),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+            match read {
+                Ok(result) => return result,
+                // Not ready after all (the readiness was stale): wait again.
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
 }
 
 /// One connection: sends each request the pacer hands it, in order; a request whose

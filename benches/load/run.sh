@@ -589,16 +589,35 @@ profile() {
     wait "$perf_pid" || true
 }
 
+# Each CPU's time from /proc/stat: `cpuN busy idle steal` (clock ticks; busy is user, nice,
+# system, irq and softirq; idle includes iowait).
+core_ticks() {
+    awk '/^cpu[0-9]+ / { print $1, $2 + $3 + $4 + $7 + $8, $5 + $6, $9 }' /proc/stat
+}
+
 # Open loop at a fixed rate (from loadgen, latency from the scheduled send time); to the proxy,
-# or to the address given sixth.
+# or to the address given sixth. Besides the latencies, where the time went: the rate achieved
+# (requests over the time until the last answer), how late loadgen's pacer handed requests
+# over (late means the generator's core, not the server, was saturated), and how busy core 0
+# (the proxy's) and core 1 (loadgen's and the upstream's) were, with the VM's steal time.
 open_loop() {
-    local scenario=$1 threads=$2 label=$3 rate=$4 pct=$5 addr=${6:-127.0.0.1:$PORT} line
+    local scenario=$1 threads=$2 label=$3 rate=$4 pct=$5 addr=${6:-127.0.0.1:$PORT} line before after
+    before=$(core_ticks)
     line=$(taskset -c 1 "$BIN/examples/loadgen" "$addr" / "$rate" "$DURATION" 64 \
         "$OUT/requests-$scenario.txt")
-    echo "$line" | awk -v s="$scenario" -v t="$threads" -v p="$label" -v r="$rate" -v pct="$pct" '{
-        for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-        printf "%s\t%s\t%s\t%s%%\t%d\t%d\t%d\t%d\t%d\t%d\n", s, t, p, pct, r, v["p50_us"], v["p99_us"], v["p999_us"], v["errors"], v["non2xx"]
-    }' >>"$OPEN_RESULTS"
+    after=$(core_ticks)
+    { echo "$before" | sed 's/^/before /'; echo "$after" | sed 's/^/after /'; echo "result $line"; } |
+        awk -v s="$scenario" -v t="$threads" -v p="$label" -v r="$rate" -v pct="$pct" '
+        $1 == "before" { busy[$2] -= $3; all[$2] -= $3 + $4 + $5; steal -= $5; total -= $3 + $4 + $5 }
+        $1 == "after" { busy[$2] += $3; all[$2] += $3 + $4 + $5; steal += $5; total += $3 + $4 + $5 }
+        $1 == "result" { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } }
+        END {
+            c0 = all["cpu0"] > 0 ? 100 * busy["cpu0"] / all["cpu0"] : 0
+            c1 = all["cpu1"] > 0 ? 100 * busy["cpu1"] / all["cpu1"] : 0
+            st = total > 0 ? 100 * steal / total : 0
+            achieved = v["elapsed_s"] > 0 ? v["requests"] / v["elapsed_s"] : 0
+            printf "%s\t%s\t%s\t%s%%\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%.0f\n", s, t, p, pct, r, v["p50_us"], v["p99_us"], v["p999_us"], v["errors"], v["non2xx"], achieved, v["pacer_p99_us"], v["pacer_max_us"], c0, c1, st
+        }' >>"$OPEN_RESULTS"
 }
 
 proxies_for() {
@@ -782,7 +801,8 @@ if [ -s "$MEMORY" ]; then
 fi
 if [ "$OPEN_LOOP" = 1 ]; then
     echo
-    echo "Open loop (loadgen, 64 connections, fixed rate = % of that proxy's own closed-loop max; latency from the scheduled send time, ms):"
-    awk -F'\t' 'BEGIN { print "| scenario | threads | proxy | rate | req/s | p50 | p99 | p99.9 | errors | non-2xx |"; print "|---|---|---|---|---|---|---|---|---|---|" }
-        { printf "| %s | %s | %s | %s | %d | %.2f | %.2f | %.2f | %d | %d |\n", $1, $2, $3, $4, $5, $6 / 1000, $7 / 1000, $8 / 1000, $9, $10 }' "$OPEN_RESULTS"
+    echo "Open loop (loadgen, 64 connections, fixed rate = % of that proxy's own closed-loop max; latency from the scheduled send time, ms;"
+    echo "achieved: requests over the time to the last answer; pacer: how late loadgen handed requests over, ms; core busy and steal, %):"
+    awk -F'\t' 'BEGIN { print "| scenario | threads | proxy | rate | req/s offered | p50 | p99 | p99.9 | errors | non-2xx | req/s achieved | pacer p99 | pacer max | core 0 busy | core 1 busy | steal |"; print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" }
+        { printf "| %s | %s | %s | %s | %d | %.2f | %.2f | %.2f | %d | %d | %d | %.2f | %.2f | %d | %d | %d |\n", $1, $2, $3, $4, $5, $6 / 1000, $7 / 1000, $8 / 1000, $9, $10, $11, $12 / 1000, $13 / 1000, $14, $15, $16 }' "$OPEN_RESULTS"
 fi
