@@ -53,3 +53,32 @@ pub fn route(
         cache: None,
     }
 }
+
+/// A route's `cache:` block as the cache tests use it: 60 s, 200 and 404, GET and HEAD, the
+/// whole query, `Accept-Language` allowed in `Vary`.
+pub fn route_cache_config() -> crate::config::cache_schema::RouteCacheConfig {
+    use crate::config::cache_schema::{ConsumerKey, KeyQuery, RouteCacheConfig};
+    use std::time::Duration;
+    RouteCacheConfig {
+        ttl: Duration::from_secs(60),
+        respect_cache_control: true,
+        statuses: vec![200, 404],
+        methods: vec![http::Method::GET, http::Method::HEAD],
+        key_query: KeyQuery::All,
+        key_headers: Vec::new(),
+        consumer: ConsumerKey::Auto,
+        vary: vec![http::header::ACCEPT_LANGUAGE],
+        stale_while_revalidate: Duration::from_secs(5),
+        stale_if_error: Duration::ZERO,
+        lock_timeout: Duration::from_secs(5),
+        keep: Duration::from_secs(300),
+    }
+}
+
+/// A route's compiled cache with [`route_cache_config`] and a fixed namespace.
+pub fn route_cache() -> crate::cache::RouteCache {
+    crate::cache::RouteCache {
+        config: route_cache_config(),
+        namespace: "bench#1".into(),
+    }
+}

@@ -121,7 +121,6 @@ fn main() {
         .map(|_| tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>())
         .unzip();
     let start = Instant::now() + Duration::from_millis(50);
-    let begun = Instant::now();
     let (outcome, pacer_late_us) = rt.block_on(async move {
         let pacer = tokio::spawn(pace(senders, total, start, interval));
         let tasks: Vec<_> = receivers
@@ -139,7 +138,8 @@ fn main() {
         }
         (all, pacer.await.unwrap_or_default())
     });
-    let elapsed = begun.elapsed().as_secs_f64();
+    // From the first request's due time to the last answer.
+    let elapsed = start.elapsed().as_secs_f64();
     let mut pacer_late_us = pacer_late_us;
     pacer_late_us.sort_unstable();
     let Outcome {
@@ -382,9 +382,15 @@ impl Ticks {
                 tv_nsec: 0,
             };
             libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
-            // `start` on the kernel's clock: now plus how far ahead `start` is.
-            let ahead = start.saturating_duration_since(Instant::now());
-            let first = Duration::new(now.tv_sec as u64, now.tv_nsec as u32) + ahead;
+            // `start` on the kernel's clock, even if it has passed already: the timer then
+            // counts the expiries missed, and the pacer catches up rather than shifting the
+            // whole schedule (and charging every request the delay).
+            let kernel_now = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
+            let at = Instant::now();
+            let first = match start.checked_duration_since(at) {
+                Some(ahead) => kernel_now + ahead,
+                None => kernel_now.saturating_sub(at - start),
+            };
             let spec = libc::itimerspec {
                 it_interval: timespec(interval.max(Duration::from_nanos(1))),
                 it_value: timespec(first),

@@ -264,6 +264,30 @@ mod tests {
         assert_ne!(header_values(&two, &name), header_values(&split, &name));
     }
 
+    /// What purges match: `route:host/path`, with the query as `key.query` keeps it.
+    #[test]
+    fn a_label_names_the_route_host_path_and_kept_query() {
+        let mut cache = crate::test_util::route_cache();
+        cache.namespace = "catalog#3".into();
+        let uri = http::Uri::from_static("/up/p1?b=2&a=1");
+        let named = label(&cache, "shop.example", "/catalog/p1", &uri);
+        assert_eq!(
+            (
+                named.route.as_str(),
+                named.path.as_str(),
+                named.printable.as_str()
+            ),
+            (
+                "catalog",
+                "/catalog/p1",
+                "catalog:shop.example/catalog/p1?b=2&a=1"
+            )
+        );
+        cache.config.key_query = KeyQuery::Ignored;
+        let named = label(&cache, "shop.example", "/catalog/p1", &uri);
+        assert_eq!(named.printable, "catalog:shop.example/catalog/p1");
+    }
+
     #[test]
     fn escaped_parts_count_the_escaped_bytes() {
         let mut out = String::new();

@@ -189,23 +189,9 @@ fn age_header(headers: &HeaderMap) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::cache_schema::{ConsumerKey, KeyQuery};
 
     fn cfg() -> RouteCacheConfig {
-        RouteCacheConfig {
-            ttl: Duration::from_secs(60),
-            respect_cache_control: true,
-            statuses: vec![200, 404],
-            methods: vec![http::Method::GET, http::Method::HEAD],
-            key_query: KeyQuery::All,
-            key_headers: Vec::new(),
-            consumer: ConsumerKey::Auto,
-            vary: vec![http::header::ACCEPT_LANGUAGE],
-            stale_while_revalidate: Duration::from_secs(5),
-            stale_if_error: Duration::ZERO,
-            lock_timeout: Duration::from_secs(5),
-            keep: Duration::from_secs(300),
-        }
+        crate::test_util::route_cache_config()
     }
 
     fn head(headers: &[(&str, &str)]) -> ResponseHeader {
