@@ -265,6 +265,43 @@ fn an_expired_entry_is_revalidated_and_a_304_keeps_the_body() {
     assert_eq!(status(&fetch(&gw, "/catalog/r", &[])), "HIT", "fresh again");
 }
 
+/// A 304 that passed through another cache says how old the confirmed answer already is: the
+/// refreshed entry counts that age (RFC 9111 §4.2.3), so it is neither reported younger nor
+/// kept fresh longer than the origin allowed.
+#[test]
+fn an_origin_304s_age_counts_in_the_refreshed_entry() {
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/aged",
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=1" }, "etag": "\"a1\"" }),
+    );
+    let gw = Gateway::start(&config(&origin, "{ ttl: 60s }"));
+    assert_eq!(status(&fetch(&gw, "/catalog/aged", &[])), "MISS");
+    // From now on the origin's answers (its 304 too) say they are 1,000 s into 1,060 s.
+    origin.spec(
+        "/catalog/aged",
+        serde_json::json!({
+            "headers": { "Cache-Control": "max-age=1060", "Age": "1000" },
+            "etag": "\"a1\""
+        }),
+    );
+    let revalidated = wait_for("the entry to expire", Duration::from_secs(10), || {
+        let r = fetch(&gw, "/catalog/aged", &[]);
+        (status(&r) != "HIT").then_some(r)
+    });
+    assert_eq!((revalidated.status, status(&revalidated)), (200, "REVALIDATED"));
+    assert_eq!(origin.hits("/catalog/aged", "304"), 1, "the origin confirmed it");
+    let age = |r: &Response| r.header("age").and_then(|a| a.parse::<u64>().ok());
+    assert!(
+        age(&revalidated).is_some_and(|a| (1000..1060).contains(&a)),
+        "the 304's age counts: {:?}",
+        revalidated.header("age")
+    );
+    let hit = fetch(&gw, "/catalog/aged", &[]);
+    assert_eq!(status(&hit), "HIT");
+    assert!(age(&hit).is_some_and(|a| a >= 1000), "{:?}", hit.header("age"));
+}
+
 #[test]
 fn fifty_concurrent_cold_requests_reach_the_origin_once() {
     let origin = Origin::start();

@@ -523,11 +523,20 @@ impl Fetch {
 
     /// The stored answer updated by a 304 (RFC 9111 §4.3.4): its freshness metadata only. The
     /// stored head describes the body the gateway holds (transformed, re-framed); a 304's
-    /// `Content-Type`, `Content-Encoding` or strong `ETag` describe the origin's.
+    /// `Content-Type`, `Content-Encoding` or strong `ETag` describe the origin's. The 304's
+    /// `Age` (a cache between here and the origin held the answer that long) counts in the
+    /// refreshed entry's age (§4.2.3); the stored head itself never keeps an `Age`.
     fn revalidated(&self, old: &Object, not_modified: &ResponseHeader) -> Option<Arc<Object>> {
         let transformed = self.route().is_some_and(|r| r.transform.response.is_some());
         let mut head = old.head.clone();
-        for name in [CACHE_CONTROL, EXPIRES, DATE, LAST_MODIFIED, ETAG] {
+        for name in [
+            CACHE_CONTROL,
+            EXPIRES,
+            DATE,
+            LAST_MODIFIED,
+            ETAG,
+            http::header::AGE,
+        ] {
             if name == ETAG && transformed {
                 continue;
             }
