@@ -627,6 +627,9 @@ proxies_for() {
     fi
     case $1 in
         A) echo "haproxy nginx portcullis minimal" ;;
+        # B's floor is the minimal proxy carrying B's own requests (the token and key headers
+        # cost the kernel, wrk and the parser on both sides), not its run of A.
+        B) echo "haproxy nginx portcullis minimal" ;;
         # The edge scenarios, each against HAProxy doing the same and the minimal Pingora proxy
         # speaking the same protocol (the framework's floor for that work).
         S | S-NEW | H2) echo "haproxy portcullis minimal" ;;
