@@ -242,19 +242,31 @@ fn a_method_override_is_never_answered_from_the_store() {
     assert_eq!(origin.hits(path, "all"), 5);
 }
 
-#[test]
-fn an_expired_entry_is_revalidated_and_a_304_keeps_the_body() {
+/// An origin whose answer for `path` is fresh for one second and carries `etag`, and a
+/// gateway that has stored it (the first request was a miss).
+fn stored_for_a_second(path: &str, etag: &str) -> (Origin, Gateway) {
     let origin = Origin::start();
     origin.spec(
-        "/catalog/r",
-        serde_json::json!({ "headers": { "Cache-Control": "max-age=1" }, "etag": "\"r1\"" }),
+        path,
+        serde_json::json!({ "headers": { "Cache-Control": "max-age=1" }, "etag": etag }),
     );
     let gw = Gateway::start(&config(&origin, "{ ttl: 60s }"));
-    assert_eq!(status(&fetch(&gw, "/catalog/r", &[])), "MISS");
-    let revalidated = wait_for("the entry to expire", Duration::from_secs(10), || {
-        let r = fetch(&gw, "/catalog/r", &[]);
+    assert_eq!(status(&fetch(&gw, path, &[])), "MISS");
+    (origin, gw)
+}
+
+/// The first answer for `path` that is not a hit: the stored entry has expired.
+fn after_expiry(gw: &Gateway, path: &str) -> Response {
+    wait_for("the entry to expire", Duration::from_secs(10), || {
+        let r = fetch(gw, path, &[]);
         (status(&r) != "HIT").then_some(r)
-    });
+    })
+}
+
+#[test]
+fn an_expired_entry_is_revalidated_and_a_304_keeps_the_body() {
+    let (origin, gw) = stored_for_a_second("/catalog/r", "\"r1\"");
+    let revalidated = after_expiry(&gw, "/catalog/r");
     assert_eq!((revalidated.status, status(&revalidated)), (200, "REVALIDATED"));
     assert_eq!(revalidated.text(), "path=/catalog/r n=1", "the stored body");
     assert!(revalidated
@@ -270,13 +282,7 @@ fn an_expired_entry_is_revalidated_and_a_304_keeps_the_body() {
 /// kept fresh longer than the origin allowed.
 #[test]
 fn an_origin_304s_age_counts_in_the_refreshed_entry() {
-    let origin = Origin::start();
-    origin.spec(
-        "/catalog/aged",
-        serde_json::json!({ "headers": { "Cache-Control": "max-age=1" }, "etag": "\"a1\"" }),
-    );
-    let gw = Gateway::start(&config(&origin, "{ ttl: 60s }"));
-    assert_eq!(status(&fetch(&gw, "/catalog/aged", &[])), "MISS");
+    let (origin, gw) = stored_for_a_second("/catalog/aged", "\"a1\"");
     // From now on the origin's answers (its 304 too) say they are 1,000 s into 1,060 s.
     origin.spec(
         "/catalog/aged",
@@ -285,10 +291,7 @@ fn an_origin_304s_age_counts_in_the_refreshed_entry() {
             "etag": "\"a1\""
         }),
     );
-    let revalidated = wait_for("the entry to expire", Duration::from_secs(10), || {
-        let r = fetch(&gw, "/catalog/aged", &[]);
-        (status(&r) != "HIT").then_some(r)
-    });
+    let revalidated = after_expiry(&gw, "/catalog/aged");
     assert_eq!((revalidated.status, status(&revalidated)), (200, "REVALIDATED"));
     assert_eq!(origin.hits("/catalog/aged", "304"), 1, "the origin confirmed it");
     let age = |r: &Response| r.header("age").and_then(|a| a.parse::<u64>().ok());
