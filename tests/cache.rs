@@ -305,6 +305,46 @@ fn an_origin_304s_age_counts_in_the_refreshed_entry() {
     assert!(age(&hit).is_some_and(|a| a >= 1000), "{:?}", hit.header("age"));
 }
 
+/// An origin (or a cache before it) claiming an absurd `Age`, first on a 200 and then on the
+/// 304 that revalidates it: the gateway keeps answering, with the age RFC 9111 §1.2.2 caps it
+/// to (2^31 s), rather than overflowing the entry's age.
+#[test]
+fn an_absurd_age_from_the_origin_is_capped_not_overflowed() {
+    let absurd = "18446744073709551615";
+    let origin = Origin::start();
+    origin.spec(
+        "/catalog/old",
+        serde_json::json!({
+            "headers": { "Cache-Control": "max-age=60", "Age": absurd },
+            "etag": "\"o1\""
+        }),
+    );
+    let gw = Gateway::start(&config(&origin, "{ ttl: 60s }"));
+    assert_eq!(status(&fetch(&gw, "/catalog/old", &[])), "MISS");
+    // Already stale by its age: each request revalidates (the 304 carries the same Age) and
+    // is answered from the stored body; a second passes so the age grows past the cap.
+    std::thread::sleep(Duration::from_millis(1100));
+    for _ in 0..2 {
+        let r = fetch(&gw, "/catalog/old", &[]);
+        assert_eq!(r.status, 200, "{:?}", status(&r));
+        let age = r.header("age").and_then(|a| a.parse::<u64>().ok());
+        assert!(
+            age.is_some_and(|a| (1u64 << 31..(1u64 << 31) + 60).contains(&a)),
+            "{:?}",
+            r.header("age")
+        );
+    }
+    assert!(
+        origin.hits("/catalog/old", "304") >= 1,
+        "revalidated against the origin"
+    );
+    assert_eq!(
+        status(&fetch(&gw, "/catalog/miss-after", &[])),
+        "MISS",
+        "still serving"
+    );
+}
+
 #[test]
 fn fifty_concurrent_cold_requests_reach_the_origin_once() {
     let origin = Origin::start();

@@ -182,9 +182,14 @@ fn age_header(headers: &HeaderMap) -> Duration {
     headers
         .get(AGE)
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+        .map(|secs| Duration::from_secs(secs.min(MAX_DELTA_SECONDS)))
         .unwrap_or_default()
 }
+
+/// RFC 9111 §1.2.2: a delta-seconds value too large to represent (or one whose arithmetic
+/// would overflow) counts as 2^31. An upstream's `Age: 18446744073709551615` would otherwise
+/// overflow the entry's age as soon as a second passed.
+pub const MAX_DELTA_SECONDS: u64 = 1 << 31;
 
 #[cfg(test)]
 mod tests {
@@ -192,6 +197,19 @@ mod tests {
 
     fn cfg() -> RouteCacheConfig {
         crate::test_util::route_cache_config()
+    }
+
+    #[test]
+    fn an_age_too_large_counts_as_two_to_the_31() {
+        let age = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(AGE, http::HeaderValue::from_str(v).expect("value"));
+            age_header(&h)
+        };
+        assert_eq!(age("18446744073709551615"), Duration::from_secs(1 << 31));
+        assert_eq!(age("2147483649"), Duration::from_secs(1 << 31));
+        assert_eq!(age("120"), Duration::from_secs(120));
+        assert_eq!(age("-1"), Duration::ZERO);
     }
 
     fn head(headers: &[(&str, &str)]) -> ResponseHeader {

@@ -52,7 +52,10 @@ impl Object {
 
     /// RFC 9111 §4.2.3: the age it came with plus its time here.
     pub fn age(&self, now: SystemTime) -> Duration {
-        self.initial_age + now.duration_since(self.received).unwrap_or_default()
+        // Saturating: the age it came with is bounded (`policy::MAX_DELTA_SECONDS`), but an
+        // answer's age must never be able to panic the request that serves it.
+        self.initial_age
+            .saturating_add(now.duration_since(self.received).unwrap_or_default())
     }
 
     pub fn has_validator(&self) -> bool {
